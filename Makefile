@@ -1,0 +1,41 @@
+# Two commands: `make run` and `make test`. Everything else is a detail.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+MEDIA_PORT ?= 8790
+
+.PHONY: run test lint check migrate venv clean bench
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --disable-pip-version-check -q --upgrade pip
+	$(PIP) install --disable-pip-version-check -q -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+migrate: venv
+	$(PY) manage.py migrate --noinput
+
+## Start web (daphne) + media server + Celery worker on embedded defaults.
+run: migrate
+	$(PY) -m conference.devserver --host $(HOST) --port $(PORT) --media-port $(MEDIA_PORT)
+
+## The whole test suite (services and browsers are used when available; CI sets CI=true and requires them).
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+	$(PY) manage.py makemigrations --check --dry-run
+
+bench: venv
+	@echo "see bench/README.md; e.g. $(PY) bench/sfu_forward.py"
+
+clean:
+	rm -rf $(VENV) var/db.sqlite3 var/celery

@@ -1,0 +1,13 @@
+"""Celery application: workers transcode and upload recordings."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "conference.settings")
+
+app = Celery("conference")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

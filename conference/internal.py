@@ -1,0 +1,59 @@
+"""Endpoints for our own processes: media-server events and health."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from conference.errors import error_body
+from rooms import groups
+from rooms.signaling import media_event_frames
+
+logger = logging.getLogger(__name__)
+PROTOCOL_VERSION = 1
+MAX_EVENTS_BODY = 4 * 1024 * 1024
+
+
+def _authorized(request: HttpRequest) -> bool:
+    header = request.headers.get("Authorization", "")
+    expected = f"Bearer {settings.MEDIA_SECRET}"
+    return bool(settings.MEDIA_SECRET) and hmac.compare_digest(header.encode(), expected.encode())
+
+
+@csrf_exempt
+@require_POST
+async def media_events(request: HttpRequest) -> HttpResponse:
+    """Media server → Django event batches (docs/protocol.md §2). Routes each event to sockets."""
+    if not _authorized(request):
+        return JsonResponse(error_body("unauthorized", "Bad or missing media secret."), status=401)
+    if len(request.body) > MAX_EVENTS_BODY:
+        return JsonResponse(error_body("too_large", "Event batch too large."), status=413)
+    try:
+        batch: Any = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        return JsonResponse(error_body("malformed_json", "Body is not JSON."), status=400)
+    if not isinstance(batch, dict) or not isinstance(batch.get("events"), list):
+        return JsonResponse(error_body("bad_request", "Expected {protocol, events: [...]}."), status=400)
+    if batch.get("protocol", PROTOCOL_VERSION) != PROTOCOL_VERSION:
+        return JsonResponse(error_body("protocol_mismatch", "Unsupported protocol version."), status=409)
+    layer = get_channel_layer()
+    for event in batch["events"]:
+        if not isinstance(event, dict):
+            continue
+        for group, frame in media_event_frames(event):
+            if layer is not None:
+                await layer.group_send(group, {"type": "room.event", "event": frame})
+    return HttpResponse(status=204)
+
+
+@require_GET
+def health(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok", "groups_prefix": groups.room_group("")})

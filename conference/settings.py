@@ -1,0 +1,282 @@
+"""Settings for Conference, driven entirely by the environment.
+
+Embedded defaults need nothing installed: SQLite, the in-memory channel layer,
+local file storage and a filesystem Celery transport. Set ``DATABASE_URL`` to
+use PostgreSQL and ``REDIS_URL`` to use Redis for the channel layer, the cache
+and the Celery broker. ``CONFERENCE_ENV=production`` refuses to start without
+a secret key, allowed hosts and a media secret.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+ENVIRONMENT = env("CONFERENCE_ENV", "local")
+if ENVIRONMENT not in {"local", "test", "production"}:
+    raise ImproperlyConfigured(f"CONFERENCE_ENV must be local, test or production, not {ENVIRONMENT!r}")
+PRODUCTION = ENVIRONMENT == "production"
+
+DEV_SECRET_KEY = "django-insecure-conference-local-development-only"  # noqa: S105
+DEV_MEDIA_SECRET = "dev-media-secret"  # noqa: S105
+
+SECRET_KEY = env("DJANGO_SECRET_KEY", "" if PRODUCTION else DEV_SECRET_KEY)
+DEBUG = env_bool("DJANGO_DEBUG", ENVIRONMENT == "local")
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "" if PRODUCTION else "localhost,127.0.0.1,[::1],testserver")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+MEDIA_SECRET = env("MEDIA_SECRET", "" if PRODUCTION else DEV_MEDIA_SECRET)
+
+if PRODUCTION:
+    missing = [
+        name
+        for name, value in (
+            ("DJANGO_SECRET_KEY", SECRET_KEY),
+            ("DJANGO_ALLOWED_HOSTS", ALLOWED_HOSTS),
+            ("MEDIA_SECRET", MEDIA_SECRET),
+        )
+        if not value
+    ]
+    if missing:
+        raise ImproperlyConfigured(f"production settings need {', '.join(missing)} in the environment")
+    if SECRET_KEY == DEV_SECRET_KEY or MEDIA_SECRET == DEV_MEDIA_SECRET:
+        raise ImproperlyConfigured("production settings refuse the development secrets")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "channels",
+    "rooms",
+    "chat",
+    "recordings",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "conference.urls"
+ASGI_APPLICATION = "conference.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------
+DATABASE_URL = env("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": env("SQLITE_PATH", str(BASE_DIR / "var" / "db.sqlite3")),
+            # IMMEDIATE takes the write lock at BEGIN, so read-then-write
+            # transactions (capacity checks, chat sequence) serialize.
+            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+            # A file, not shared-cache memory: concurrent tests need real locking.
+            "TEST": {"NAME": env("SQLITE_TEST_PATH", str(BASE_DIR / "var" / f"test-db-{os.getpid()}.sqlite3"))},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: channel layer, cache, Celery ------------------------------------
+REDIS_URL = env("REDIS_URL")
+if REDIS_URL:
+    CHANNEL_LAYERS: dict[str, Any] = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": env("CHANNEL_PREFIX", "conference")},
+        }
+    }
+    CACHES: dict[str, Any] = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env("CACHE_PREFIX", "conference"),
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {}
+if CELERY_BROKER_URL == "filesystem://":
+    _queue_dir = BASE_DIR / "var" / "celery"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_queue_dir / "queue"),
+        "data_folder_out": str(_queue_dir / "queue"),
+        "processed_folder": str(_queue_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
+
+# --- Auth -----------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rooms.authentication.GrantTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "conference.exception_handler.api_exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"auth": env("AUTH_THROTTLE_RATE", "30/minute")},
+}
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=int(env("JWT_ACCESS_MINUTES", "15"))),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=int(env("JWT_REFRESH_DAYS", "7"))),
+    "AUTH_HEADER_TYPES": ("Bearer",),
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Conference API",
+    "DESCRIPTION": "Rooms, join grants, chat history and recordings. Errors are "
+    '`{"error": {"code", "message", "details"}}`.',
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+}
+
+# --- Static and uploaded files ------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(env("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
+AWS_STORAGE_BUCKET_NAME = env("S3_BUCKET")
+if AWS_STORAGE_BUCKET_NAME:
+    _default_storage: dict[str, Any] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            "endpoint_url": env("S3_ENDPOINT_URL") or None,
+            "region_name": env("S3_REGION") or None,
+            "access_key": env("S3_ACCESS_KEY_ID") or None,
+            "secret_key": env("S3_SECRET_ACCESS_KEY") or None,
+            "querystring_auth": True,
+            "querystring_expire": int(env("S3_URL_EXPIRE_SECONDS", "300")),
+            "file_overwrite": False,
+        },
+    }
+else:
+    _default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+STORAGES = {
+    "default": _default_storage,
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG or ENVIRONMENT == "test"
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Conference ---------------------------------------------------------------
+# Public base URL used in join links; empty = derived from the request.
+PUBLIC_BASE_URL = env("PUBLIC_BASE_URL").rstrip("/")
+# Seconds a join grant token stays valid for opening the room socket.
+JOIN_GRANT_TTL_SECONDS = int(env("JOIN_GRANT_TTL_SECONDS", "120"))
+# A participant whose socket has not been seen for this long loses its seat.
+PRESENCE_TIMEOUT_SECONDS = int(env("PRESENCE_TIMEOUT_SECONDS", "45"))
+# ICE servers handed to browsers in the join grant (RTCIceServer dicts).
+ICE_SERVERS: list[dict[str, Any]] = json.loads(env("ICE_SERVERS", "[]"))
+MEDIA_CONTROL_URL = env("MEDIA_CONTROL_URL", "http://127.0.0.1:8790").rstrip("/")
+# Room socket (rooms.consumers): the first frame must be `join` within this time.
+SOCKET_JOIN_TIMEOUT_SECONDS = float(env("SOCKET_JOIN_TIMEOUT_SECONDS", "10"))
+# The server pings a socket it has not heard from for this long...
+SOCKET_PING_INTERVAL_SECONDS = float(env("SOCKET_PING_INTERVAL_SECONDS", "20"))
+# ...and closes it (4000) after this much silence.
+SOCKET_IDLE_TIMEOUT_SECONDS = float(env("SOCKET_IDLE_TIMEOUT_SECONDS", "45"))
+# Each live socket bumps its participant's last_seen_at (and sweeps stale
+# participants of its room) this often; keep well below PRESENCE_TIMEOUT_SECONDS.
+PRESENCE_TOUCH_INTERVAL_SECONDS = float(env("PRESENCE_TOUCH_INTERVAL_SECONDS", "15"))
+# Per-socket token buckets: chat messages and reactions, and all frames.
+SOCKET_CHAT_RATE_PER_SECOND = float(env("SOCKET_CHAT_RATE_PER_SECOND", "5"))
+SOCKET_CHAT_BURST = int(env("SOCKET_CHAT_BURST", "10"))
+SOCKET_FRAME_RATE_PER_SECOND = float(env("SOCKET_FRAME_RATE_PER_SECOND", "50"))
+SOCKET_FRAME_BURST = int(env("SOCKET_FRAME_BURST", "200"))
+# Django -> media server control requests give up after this long (media_unavailable).
+MEDIA_CONTROL_TIMEOUT_SECONDS = float(env("MEDIA_CONTROL_TIMEOUT_SECONDS", "10"))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}

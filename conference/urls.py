@@ -1,0 +1,42 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from chat.apis import ChatHistoryApi
+from conference import accounts, internal
+from recordings.apis import RecordingStartApi
+from rooms import apis as room_apis
+from rooms import views as room_views
+
+handler400 = "conference.exception_handler.handler400"
+handler403 = "conference.exception_handler.handler403"
+handler404 = "conference.exception_handler.handler404"
+handler500 = "conference.exception_handler.handler500"
+
+api_v1 = [
+    path("auth/register", accounts.RegisterApi.as_view(), name="api-register"),
+    path("auth/token", accounts.TokenObtainApi.as_view(), name="api-token"),
+    path("auth/token/refresh", accounts.TokenRefreshApi.as_view(), name="api-token-refresh"),
+    path("rooms", room_apis.RoomListCreateApi.as_view(), name="api-rooms"),
+    path("rooms/<str:room_id>", room_apis.RoomDetailApi.as_view(), name="api-room"),
+    path("rooms/<str:room_id>/join", room_apis.RoomJoinApi.as_view(), name="api-room-join"),
+    path("rooms/<str:room_id>/end", room_apis.RoomEndApi.as_view(), name="api-room-end"),
+    path("rooms/<str:room_id>/chat", ChatHistoryApi.as_view(), name="api-room-chat"),
+    path("rooms/<str:room_id>/record", RecordingStartApi.as_view(), name="api-room-record"),
+]
+
+urlpatterns = [
+    path("", room_views.home, name="home"),
+    path("join/<str:room_id>", room_views.join, name="join"),
+    path("rooms/", room_views.my_rooms, name="my-rooms"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/signup/", accounts.signup_view, name="signup"),
+    path("api/v1/", include(api_v1)),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("internal/media/v1/events", internal.media_events, name="media-events"),
+    path("healthz", internal.health, name="health"),
+]

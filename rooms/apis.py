@@ -1,0 +1,218 @@
+"""Room REST API: one view per operation, nested Input/Output serializers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from conference.errors import Forbidden, NotAuthenticatedError, NotFound
+from conference.schema import ERROR_RESPONSES
+
+from . import selectors, services
+from .ids import ROOM_ID_RE
+from .models import MAX_PARTICIPANTS, MIN_PARTICIPANTS, Participant, Room
+from .permissions import require_host
+
+
+def public_base_url(request: Request) -> str:
+    return settings.PUBLIC_BASE_URL or f"{request.scheme}://{request.get_host()}"
+
+
+def join_url(request: Request, room: Room) -> str:
+    return f"{public_base_url(request)}/join/{room.public_id}"
+
+
+def ws_url(request: Request, room: Room) -> str:
+    base = public_base_url(request)
+    scheme = "wss" if base.startswith("https") else "ws"
+    return f"{scheme}://{base.split('://', 1)[1]}/ws/rooms/{room.public_id}/"
+
+
+def signed_in_user(request: Request) -> User:
+    """The caller's account; views behind IsAuthenticated call this instead of casting."""
+    user = request.user
+    if not isinstance(user, User):
+        raise NotAuthenticatedError("Sign in to do this.")
+    return user
+
+
+def _room_id_or_404(room_id: str) -> Room:
+    # Anything that is not shaped like a room ID cannot be one: no DB hit.
+    if not ROOM_ID_RE.match(room_id):
+        raise NotFound("No room has this ID.", code="room_not_found", room_id=room_id[:32])
+    return selectors.room_get(room_id=room_id)
+
+
+class RoomOutput(serializers.Serializer[Room]):
+    roomId = serializers.CharField(source="public_id")
+    name = serializers.CharField()
+    join_url = serializers.SerializerMethodField()
+    max_participants = serializers.IntegerField()
+    has_password = serializers.BooleanField()
+    waiting_room = serializers.BooleanField()
+    locked = serializers.BooleanField()
+    allow_guests = serializers.BooleanField()
+    e2ee = serializers.BooleanField()
+    status = serializers.CharField()
+    host = serializers.CharField(source="host.username")
+    is_host = serializers.SerializerMethodField()
+    participant_count = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    ended_at = serializers.DateTimeField(allow_null=True)
+
+    def get_join_url(self, room: Room) -> str:
+        return join_url(self.context["request"], room)
+
+    def get_is_host(self, room: Room) -> bool:
+        user = self.context["request"].user
+        return bool(user.is_authenticated and room.host_id == user.pk)
+
+    def get_participant_count(self, room: Room) -> int:
+        return selectors.seated_participants(room=room).count()
+
+
+class RoomListCreateApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema_serializer(component_name="RoomCreateInput")
+    class InputSerializer(serializers.Serializer[Any]):
+        name = serializers.CharField(max_length=200)
+        max_participants = serializers.IntegerField(min_value=MIN_PARTICIPANTS, max_value=MAX_PARTICIPANTS, default=50)
+        password = serializers.CharField(max_length=128, required=False, default="", allow_blank=True)
+        waiting_room = serializers.BooleanField(default=False)
+        allow_guests = serializers.BooleanField(default=True)
+        locked = serializers.BooleanField(default=False)
+        e2ee = serializers.BooleanField(default=False)
+
+    @extend_schema(operation_id="rooms_list", responses={200: RoomOutput(many=True), **ERROR_RESPONSES})
+    def get(self, request: Request) -> Response:
+        rooms = selectors.room_list_for_user(user=signed_in_user(request))[:200]
+        out = RoomOutput(list(rooms), many=True, context={"request": request})  # type: ignore[arg-type]  # many=True takes a list
+        return Response(out.data)
+
+    @extend_schema(operation_id="rooms_create", request=InputSerializer, responses={201: RoomOutput, **ERROR_RESPONSES})
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        room = services.room_create(host=signed_in_user(request), **data.validated_data)
+        return Response(RoomOutput(room, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+
+class RoomDetailApi(APIView):
+    """Anyone with the ID may read a room's public facts (the pre-join screen needs them)."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema_serializer(component_name="RoomUpdateInput")
+    class UpdateSerializer(serializers.Serializer[Any]):
+        name = serializers.CharField(max_length=200, required=False)
+        max_participants = serializers.IntegerField(
+            min_value=MIN_PARTICIPANTS, max_value=MAX_PARTICIPANTS, required=False
+        )
+        password = serializers.CharField(max_length=128, required=False, allow_blank=True)
+        waiting_room = serializers.BooleanField(required=False)
+        locked = serializers.BooleanField(required=False)
+        allow_guests = serializers.BooleanField(required=False)
+
+    @extend_schema(operation_id="rooms_retrieve", responses={200: RoomOutput, **ERROR_RESPONSES})
+    def get(self, request: Request, room_id: str) -> Response:
+        room = _room_id_or_404(room_id)
+        return Response(RoomOutput(room, context={"request": request}).data)
+
+    @extend_schema(
+        operation_id="rooms_update", request=UpdateSerializer, responses={200: RoomOutput, **ERROR_RESPONSES}
+    )
+    def patch(self, request: Request, room_id: str) -> Response:
+        room = _room_id_or_404(room_id)
+        require_host(room=room, user=request.user)
+        data = self.UpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        room = services.room_update(room_id=room.public_id, user=signed_in_user(request), **data.validated_data)
+        return Response(RoomOutput(room, context={"request": request}).data)
+
+
+class StreamCapabilities(serializers.Serializer[Any]):
+    audio = serializers.BooleanField(default=True)
+    video = serializers.BooleanField(default=True)
+    screen = serializers.BooleanField(default=True)
+
+
+class RoomJoinApi(APIView):
+    """Ask to join: returns a join grant (socket URL, short-lived token, ICE servers, role)."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema_serializer(component_name="RoomJoinInput")
+    class InputSerializer(serializers.Serializer[Any]):
+        userId = serializers.IntegerField(required=False, allow_null=True, help_text="Must be the caller's own id.")
+        display_name = serializers.CharField(max_length=80, required=False, default="", allow_blank=True)
+        password = serializers.CharField(max_length=128, required=False, default="", allow_blank=True)
+        stream_capabilities = StreamCapabilities(required=False)
+
+    @extend_schema_serializer(component_name="JoinGrant")
+    class OutputSerializer(serializers.Serializer[Any]):
+        roomId = serializers.CharField()
+        participantId = serializers.CharField()
+        display_name = serializers.CharField()
+        role = serializers.ChoiceField(choices=["host", "moderator", "participant", "guest"])
+        status = serializers.ChoiceField(choices=["admitted", "waiting"])
+        token = serializers.CharField()
+        token_expires_in = serializers.IntegerField()
+        ws_url = serializers.CharField()
+        ice_servers = serializers.ListField(child=serializers.DictField())
+        stream_capabilities = serializers.DictField(child=serializers.BooleanField())
+        e2ee = serializers.BooleanField()
+
+    @extend_schema(
+        operation_id="rooms_join",
+        request=InputSerializer,
+        responses={200: OutputSerializer, **ERROR_RESPONSES},
+    )
+    def post(self, request: Request, room_id: str) -> Response:
+        room = _room_id_or_404(room_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user_id = data.validated_data.get("userId")
+        if user_id is not None and (not request.user.is_authenticated or request.user.pk != user_id):
+            raise Forbidden("userId must be your own user id.", code="user_mismatch")
+        result = services.participant_join(
+            room_id=room.public_id,
+            user=request.user,
+            display_name=data.validated_data["display_name"],
+            password=data.validated_data["password"],
+            stream_capabilities=data.validated_data.get("stream_capabilities"),
+        )
+        p = result.participant
+        body = {
+            "roomId": room.public_id,
+            "participantId": p.public_id,
+            "display_name": p.display_name,
+            "role": p.role,
+            "status": "waiting" if p.state == Participant.State.WAITING else "admitted",
+            "token": result.token,
+            "token_expires_in": settings.JOIN_GRANT_TTL_SECONDS,
+            "ws_url": ws_url(request, room),
+            "ice_servers": settings.ICE_SERVERS,
+            "stream_capabilities": p.stream_capabilities,
+            "e2ee": room.e2ee,
+        }
+        return Response(self.OutputSerializer(body).data)
+
+
+class RoomEndApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(operation_id="rooms_end", request=None, responses={200: RoomOutput, **ERROR_RESPONSES})
+    def post(self, request: Request, room_id: str) -> Response:
+        room = _room_id_or_404(room_id)
+        require_host(room=room, user=request.user)
+        room = services.room_end(room_id=room.public_id, user=signed_in_user(request))
+        return Response(RoomOutput(room, context={"request": request}).data)

@@ -1,0 +1,69 @@
+"""Reads of rooms and participants."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from conference.errors import NotFound
+
+from .grants import Grant
+from .models import Participant, Room
+
+
+def presence_cutoff(now: datetime | None = None) -> datetime:
+    return (now or timezone.now()) - timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS)
+
+
+def room_get(*, room_id: str) -> Room:
+    room = Room.objects.filter(public_id=room_id).select_related("host").first()
+    if room is None:
+        raise NotFound("No room has this ID.", code="room_not_found", room_id=room_id)
+    return room
+
+
+def room_list_for_user(*, user: User) -> QuerySet[Room]:
+    """Rooms the user hosts or has been admitted to, newest first."""
+    admitted = Participant.objects.filter(user=user, admitted_at__isnull=False).values("room_id")
+    return Room.objects.filter(Q(host=user) | Q(pk__in=admitted)).select_related("host").distinct()
+
+
+def seated_participants(*, room: Room, now: datetime | None = None) -> QuerySet[Participant]:
+    """Participants holding a seat: admitted and seen within the presence timeout."""
+    return room.participants.filter(state=Participant.State.ADMITTED, last_seen_at__gte=presence_cutoff(now))
+
+
+def waiting_participants(*, room: Room) -> QuerySet[Participant]:
+    return room.participants.filter(state=Participant.State.WAITING, last_seen_at__gte=presence_cutoff())
+
+
+def participant_for_grant(*, grant: Grant) -> Participant | None:
+    """The participant a grant names, if the grant is still honoured (not revoked, room not ended)."""
+    participant = (
+        Participant.objects.select_related("room", "user")
+        .filter(public_id=grant.participant_id, room__public_id=grant.room_id)
+        .first()
+    )
+    if participant is None or participant.grant_version != grant.version:
+        return None
+    if participant.user_id != grant.user_id:
+        return None
+    if participant.state in (Participant.State.REMOVED, Participant.State.DENIED):
+        return None
+    if participant.room.is_ended:
+        return None
+    return participant
+
+
+def participant_was_admitted(*, room: Room, user: User | AnonymousUser) -> bool:
+    if not user.is_authenticated:
+        return False
+    if room.host_id == user.pk:
+        return True
+    return (
+        room.participants.filter(user=user, admitted_at__isnull=False).exclude(state=Participant.State.REMOVED).exists()
+    )

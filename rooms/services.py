@@ -1,0 +1,516 @@
+"""Every write to rooms and participants goes through these functions.
+
+Events reach sockets only after the transaction commits (``rooms.events``).
+Capacity is enforced under a lock on the room row (``SELECT … FOR UPDATE`` on
+PostgreSQL; SQLite runs write transactions as ``BEGIN IMMEDIATE``), so
+concurrent joins can never exceed ``max_participants``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.hashers import check_password, make_password
+from django.contrib.auth.models import AnonymousUser, User
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from conference.errors import Conflict, DomainError, Forbidden, Gone, NotFound
+
+from . import events
+from .grants import grant_issue
+from .models import MAX_PARTICIPANTS, MIN_PARTICIPANTS, Participant, Role, Room
+from .selectors import presence_cutoff, seated_participants
+
+GUEST_NAME_MAX = 80
+
+
+@dataclass(frozen=True)
+class JoinResult:
+    participant: Participant
+    token: str
+
+
+def participant_public(participant: Participant) -> dict[str, Any]:
+    """The participant as every room member sees it in snapshots and events."""
+    return {
+        "participantId": participant.public_id,
+        "display_name": participant.display_name,
+        "role": participant.role,
+        "is_guest": participant.user_id is None,
+        "audio_muted": participant.audio_muted,
+        "video_muted": participant.video_muted,
+        "screen_sharing": participant.screen_sharing,
+        "hand_raised": participant.hand_raised_at is not None,
+        "hand_raised_at": participant.hand_raised_at.isoformat() if participant.hand_raised_at else None,
+    }
+
+
+def _lock_room(room_id: str) -> Room:
+    room = Room.objects.select_for_update().filter(public_id=room_id).first()
+    if room is None:
+        raise NotFound("No room has this ID.", code="room_not_found", room_id=room_id)
+    return room
+
+
+def _check_capacity(value: int) -> None:
+    if not MIN_PARTICIPANTS <= value <= MAX_PARTICIPANTS:
+        raise DomainError(
+            f"max_participants must be between {MIN_PARTICIPANTS} and {MAX_PARTICIPANTS}.",
+            code="invalid_capacity",
+        )
+
+
+def _require_active(room: Room) -> None:
+    if room.is_ended:
+        raise Gone("This room has ended.", code="room_ended")
+
+
+def room_create(
+    *,
+    host: User,
+    name: str,
+    max_participants: int = 50,
+    password: str = "",
+    waiting_room: bool = False,
+    allow_guests: bool = True,
+    locked: bool = False,
+    e2ee: bool = False,
+) -> Room:
+    _check_capacity(max_participants)
+    name = name.strip()
+    if not name:
+        raise DomainError("A room needs a name.", code="invalid_name")
+    return Room.objects.create(
+        host=host,
+        name=name,
+        max_participants=max_participants,
+        password_hash=make_password(password) if password else "",
+        waiting_room=waiting_room,
+        allow_guests=allow_guests,
+        locked=locked,
+        e2ee=e2ee,
+    )
+
+
+def room_settings_public(room: Room) -> dict[str, Any]:
+    return {
+        "name": room.name,
+        "max_participants": room.max_participants,
+        "has_password": room.has_password,
+        "waiting_room": room.waiting_room,
+        "locked": room.locked,
+        "allow_guests": room.allow_guests,
+        "e2ee": room.e2ee,
+    }
+
+
+UPDATABLE_SETTINGS = frozenset({"name", "max_participants", "password", "waiting_room", "locked", "allow_guests"})
+
+
+@transaction.atomic
+def room_update(*, room_id: str, user: User, **changes: Any) -> Room:
+    """Change room settings (host only). ``password=""`` removes the password."""
+    room = _lock_room(room_id)
+    if room.host_id != user.pk:
+        raise Forbidden("Only the host can change room settings.", code="not_host")
+    _require_active(room)
+    unknown = set(changes) - UPDATABLE_SETTINGS
+    if unknown:
+        raise DomainError("These settings cannot be changed.", code="invalid_setting", fields=sorted(unknown))
+    if "max_participants" in changes:
+        _check_capacity(changes["max_participants"])
+    if "name" in changes:
+        changes["name"] = changes["name"].strip()
+        if not changes["name"]:
+            raise DomainError("A room needs a name.", code="invalid_name")
+    if "password" in changes:
+        password = changes.pop("password")
+        room.password_hash = make_password(password) if password else ""
+    for field, value in changes.items():
+        setattr(room, field, value)
+    room.save()
+    events.to_room(room.public_id, {"type": "room_updated", "settings": room_settings_public(room)})
+    return room
+
+
+@transaction.atomic
+def room_end(*, room_id: str, user: User | None = None, actor: Participant | None = None) -> Room:
+    """End the room for everyone (its host, or a moderator inside the room). Idempotent."""
+    room = _lock_room(room_id)
+    allowed = (user is not None and room.host_id == user.pk) or (
+        actor is not None and actor.room_id == room.pk and actor.is_moderator
+    )
+    if not allowed:
+        raise Forbidden("Only the host or a moderator can end the room.", code="not_moderator")
+    if room.is_ended:
+        return room
+    now = timezone.now()
+    room.status = Room.Status.ENDED
+    room.ended_at = now
+    room.save(update_fields=["status", "ended_at", "updated_at"])
+    # Lobby sockets are not in the room group: tell each one.
+    waiting = list(room.participants.filter(state=Participant.State.WAITING).values_list("public_id", flat=True))
+    room.participants.filter(state__in=[Participant.State.ADMITTED, Participant.State.WAITING]).update(
+        state=Participant.State.LEFT, left_at=now
+    )
+    events.to_room(room.public_id, {"type": "room_ended", "reason": "ended_by_host"})
+    for participant_id in waiting:
+        events.to_participant(room.public_id, participant_id, {"type": "room_ended", "reason": "ended_by_host"})
+    return room
+
+
+def _display_name_for(user: User | AnonymousUser, requested: str) -> str:
+    requested = (requested or "").strip()[:GUEST_NAME_MAX]
+    if requested:
+        return requested
+    if user.is_authenticated:
+        full = user.get_full_name().strip() if hasattr(user, "get_full_name") else ""
+        return (full or user.get_username())[:GUEST_NAME_MAX]
+    raise DomainError("Guests must give a display name.", code="display_name_required")
+
+
+@transaction.atomic
+def participant_join(
+    *,
+    room_id: str,
+    user: User | AnonymousUser,
+    display_name: str = "",
+    password: str = "",
+    stream_capabilities: dict[str, bool] | None = None,
+) -> JoinResult:
+    """Admit (or queue in the lobby) a person and issue their join grant.
+
+    Rules, in order: the room exists and has not ended; guests only where the
+    room allows them; the room password unless host/moderator or already
+    admitted; a locked room takes only hosts, moderators and people already
+    admitted; the waiting room queues everyone but hosts and moderators; an
+    admitted person takes a seat only if fewer than ``max_participants`` are
+    seated. A signed-in person rejoining reuses their participant record (and
+    role); their old grants are revoked.
+    """
+    room = _lock_room(room_id)
+    _require_active(room)
+    now = timezone.now()
+    participant: Participant | None = None
+    if user.is_authenticated:
+        participant = room.participants.filter(user=user).order_by("-created_at").first()
+        if participant is not None and participant.state in (Participant.State.REMOVED, Participant.State.DENIED):
+            raise Forbidden("You were removed from this room.", code="removed_from_room")
+    elif not room.allow_guests:
+        raise Forbidden("This room does not allow guests; sign in to join.", code="guests_not_allowed")
+
+    if user.is_authenticated and room.host_id == user.pk:
+        role = Role.HOST
+    elif participant is not None:
+        role = Role(participant.role)
+    elif user.is_authenticated:
+        role = Role.PARTICIPANT
+    else:
+        role = Role.GUEST
+    privileged = role in (Role.HOST, Role.MODERATOR)
+    seated_now = (
+        participant is not None
+        and participant.state == Participant.State.ADMITTED
+        and seated_participants(room=room, now=now).filter(pk=participant.pk).exists()
+    )
+    was_admitted = participant is not None and participant.admitted_at is not None
+
+    if room.has_password and not privileged and not was_admitted:
+        if not password:
+            raise Forbidden("This room needs a password.", code="room_password_required")
+        if not check_password(password, room.password_hash):
+            raise Forbidden("The room password is wrong.", code="room_password_invalid")
+    if room.locked and not privileged and not seated_now:
+        raise Forbidden("The room is locked.", code="room_locked")
+
+    name = _display_name_for(user, display_name)
+    if participant is None:
+        participant = Participant(room=room, user=user if user.is_authenticated else None, role=role)
+    participant.display_name = name
+    participant.role = role
+    participant.stream_capabilities = stream_capabilities or {"audio": True, "video": True}
+    participant.grant_version = (participant.grant_version or 0) + 1 if participant.pk else 1
+    participant.last_seen_at = now
+    participant.left_at = None
+    if room.waiting_room and not privileged and not was_admitted:
+        participant.state = Participant.State.WAITING
+    else:
+        if not seated_now:
+            seated = seated_participants(room=room, now=now).exclude(pk=participant.pk).count()
+            if seated >= room.max_participants:
+                raise Conflict("The room is full.", code="room_full", max_participants=room.max_participants)
+        participant.state = Participant.State.ADMITTED
+        participant.admitted_at = participant.admitted_at or now
+    participant.save()
+    if participant.state == Participant.State.WAITING:
+        events.to_moderators(room.public_id, {"type": "lobby_request", "participant": participant_public(participant)})
+    token = grant_issue(
+        room_id=room.public_id,
+        participant_id=participant.public_id,
+        user_id=participant.user_id,
+        version=participant.grant_version,
+    )
+    return JoinResult(participant=participant, token=token)
+
+
+def _lock_participant(room: Room, participant_id: str) -> Participant:
+    target = room.participants.select_for_update().filter(public_id=participant_id).first()
+    if target is None:
+        raise NotFound("No participant has this ID in this room.", code="participant_not_found")
+    return target
+
+
+def _require_moderator(actor: Participant, room: Room) -> None:
+    if actor.room_id != room.pk or not actor.is_moderator or actor.state != Participant.State.ADMITTED:
+        raise Forbidden("Only the host or a moderator can do this.", code="not_moderator")
+
+
+@transaction.atomic
+def participant_admit(*, actor: Participant, participant_id: str) -> Participant:
+    """Let a waiting participant in, if there is a seat."""
+    room = _lock_room(actor.room.public_id)
+    _require_active(room)
+    _require_moderator(actor, room)
+    target = _lock_participant(room, participant_id)
+    if target.state != Participant.State.WAITING:
+        raise Conflict("This participant is not waiting.", code="not_waiting")
+    now = timezone.now()
+    if seated_participants(room=room, now=now).count() >= room.max_participants:
+        raise Conflict("The room is full.", code="room_full", max_participants=room.max_participants)
+    target.state = Participant.State.ADMITTED
+    target.admitted_at = now
+    target.last_seen_at = now
+    target.save(update_fields=["state", "admitted_at", "last_seen_at"])
+    events.to_participant(room.public_id, target.public_id, {"type": "lobby_admitted"})
+    events.to_moderators(
+        room.public_id, {"type": "lobby_resolved", "participantId": target.public_id, "outcome": "admitted"}
+    )
+    return target
+
+
+@transaction.atomic
+def participant_deny(*, actor: Participant, participant_id: str) -> Participant:
+    room = _lock_room(actor.room.public_id)
+    _require_moderator(actor, room)
+    target = _lock_participant(room, participant_id)
+    if target.state != Participant.State.WAITING:
+        raise Conflict("This participant is not waiting.", code="not_waiting")
+    target.state = Participant.State.DENIED
+    target.left_at = timezone.now()
+    target.grant_version = F("grant_version") + 1
+    target.save(update_fields=["state", "left_at", "grant_version"])
+    target.refresh_from_db(fields=["grant_version"])
+    events.to_participant(room.public_id, target.public_id, {"type": "lobby_denied"})
+    events.to_moderators(
+        room.public_id, {"type": "lobby_resolved", "participantId": target.public_id, "outcome": "denied"}
+    )
+    return target
+
+
+@transaction.atomic
+def participant_remove(*, actor: Participant, participant_id: str) -> Participant:
+    """Remove someone: their grant is revoked and their socket closed (close code 4009)."""
+    room = _lock_room(actor.room.public_id)
+    _require_moderator(actor, room)
+    target = _lock_participant(room, participant_id)
+    if target.pk == actor.pk:
+        raise DomainError("Use leave to leave the room.", code="cannot_remove_self")
+    if target.role == Role.HOST:
+        raise Forbidden("The host cannot be removed.", code="cannot_remove_host")
+    target.state = Participant.State.REMOVED
+    target.left_at = timezone.now()
+    target.grant_version = F("grant_version") + 1
+    target.hand_raised_at = None
+    target.save(update_fields=["state", "left_at", "grant_version", "hand_raised_at"])
+    target.refresh_from_db(fields=["grant_version"])
+    events.to_participant(room.public_id, target.public_id, {"type": "removed", "by": actor.public_id})
+    events.to_room(room.public_id, {"type": "participant_left", "participantId": target.public_id, "reason": "removed"})
+    return target
+
+
+@transaction.atomic
+def participant_set_role(*, actor: Participant, participant_id: str, role: str) -> Participant:
+    """Promote to moderator or demote to participant (hosts and moderators)."""
+    room = _lock_room(actor.room.public_id)
+    _require_moderator(actor, room)
+    if role not in (Role.MODERATOR, Role.PARTICIPANT):
+        raise DomainError("The role must be moderator or participant.", code="invalid_role")
+    target = _lock_participant(room, participant_id)
+    if target.role == Role.HOST:
+        raise Forbidden("The host's role cannot change.", code="cannot_change_host")
+    if target.user_id is None and role == Role.MODERATOR:
+        raise DomainError("Guests cannot be moderators; they need an account.", code="guest_cannot_moderate")
+    target.role = role
+    target.save(update_fields=["role"])
+    events.to_room(room.public_id, {"type": "participant_updated", "participant": participant_public(target)})
+    return target
+
+
+@transaction.atomic
+def room_set_lock(*, actor: Participant, locked: bool) -> Room:
+    room = _lock_room(actor.room.public_id)
+    _require_active(room)
+    _require_moderator(actor, room)
+    room.locked = locked
+    room.save(update_fields=["locked", "updated_at"])
+    events.to_room(room.public_id, {"type": "room_updated", "settings": room_settings_public(room)})
+    return room
+
+
+MEDIA_STATE_FIELDS = frozenset({"audio_muted", "video_muted", "screen_sharing"})
+
+
+@transaction.atomic
+def participant_update_media(*, participant: Participant, **state: bool) -> Participant:
+    """Mirror a participant's own media state (muted, camera off, sharing) for everyone."""
+    fields = [name for name in state if name in MEDIA_STATE_FIELDS]
+    for name in fields:
+        setattr(participant, name, bool(state[name]))
+    if fields:
+        participant.save(update_fields=fields)
+        events.to_room(
+            participant.room.public_id, {"type": "participant_updated", "participant": participant_public(participant)}
+        )
+    return participant
+
+
+@transaction.atomic
+def participant_set_hand(*, participant: Participant, raised: bool) -> Participant:
+    if raised == (participant.hand_raised_at is not None):
+        return participant
+    participant.hand_raised_at = timezone.now() if raised else None
+    participant.save(update_fields=["hand_raised_at"])
+    events.to_room(
+        participant.room.public_id, {"type": "participant_updated", "participant": participant_public(participant)}
+    )
+    return participant
+
+
+@transaction.atomic
+def room_lower_all_hands(*, actor: Participant) -> int:
+    room = _lock_room(actor.room.public_id)
+    _require_moderator(actor, room)
+    raised = list(room.participants.filter(hand_raised_at__isnull=False))
+    room.participants.filter(pk__in=[p.pk for p in raised]).update(hand_raised_at=None)
+    for p in raised:
+        p.hand_raised_at = None
+        events.to_room(room.public_id, {"type": "participant_updated", "participant": participant_public(p)})
+    return len(raised)
+
+
+def participant_touch(*, participant_ids: list[int]) -> None:
+    """Heartbeat: keep these participants' seats (no event)."""
+    Participant.objects.filter(pk__in=participant_ids).update(last_seen_at=timezone.now())
+
+
+@transaction.atomic
+def participant_leave(*, participant: Participant, grant_version: int, reason: str = "left") -> bool:
+    """The participant's socket went away (or they left): free the seat, tell the room.
+
+    Only the socket holding the newest grant can leave: after a reload the old
+    socket's late disconnect must not evict the new one. Returns whether the
+    participant left.
+    """
+    updated = Participant.objects.filter(
+        pk=participant.pk,
+        grant_version=grant_version,
+        state__in=[Participant.State.ADMITTED, Participant.State.WAITING],
+    ).update(state=Participant.State.LEFT, left_at=timezone.now(), hand_raised_at=None, screen_sharing=False)
+    if updated:
+        events.to_room(
+            participant.room.public_id,
+            {"type": "participant_left", "participantId": participant.public_id, "reason": reason},
+        )
+    return bool(updated)
+
+
+@transaction.atomic
+def participant_connect(*, participant_pk: int, grant_version: int) -> Participant:
+    """A room socket presented this participant's current grant: mark them present.
+
+    Admitted: seen now, and the room gets ``participant_joined``. Waiting: seen
+    now (the REST join already sent ``lobby_request``). Left (the socket dropped
+    and came back with a still-valid grant, or a sweep timed them out): they
+    take a seat again if there is one (``room_full`` otherwise; a locked room
+    still takes them back: the grant proves they were in), or queue in the lobby
+    again if they had never been admitted.
+    """
+    room_id = Room.objects.filter(participants__pk=participant_pk).values_list("public_id", flat=True).first()
+    if room_id is None:
+        raise NotFound("No such participant.", code="participant_not_found")
+    room = _lock_room(room_id)
+    _require_active(room)
+    participant = room.participants.select_for_update().select_related("room").get(pk=participant_pk)
+    if participant.grant_version != grant_version:
+        raise Gone("This join grant was replaced or revoked.", code="grant_revoked")
+    if participant.state in (Participant.State.REMOVED, Participant.State.DENIED):
+        raise Forbidden("You were removed from this room.", code="removed_from_room")
+    now = timezone.now()
+    if participant.state == Participant.State.LEFT:
+        if participant.admitted_at is None:
+            participant.state = Participant.State.WAITING
+            events.to_moderators(
+                room.public_id, {"type": "lobby_request", "participant": participant_public(participant)}
+            )
+        else:
+            if seated_participants(room=room, now=now).exclude(pk=participant.pk).count() >= room.max_participants:
+                raise Conflict("The room is full.", code="room_full", max_participants=room.max_participants)
+            participant.state = Participant.State.ADMITTED
+        participant.left_at = None
+    participant.last_seen_at = now
+    participant.save(update_fields=["state", "left_at", "last_seen_at"])
+    if participant.state == Participant.State.ADMITTED:
+        events.to_room(room.public_id, {"type": "participant_joined", "participant": participant_public(participant)})
+    return participant
+
+
+def participant_request_mute(*, actor: Participant, participant_id: str, kind: str) -> Participant:
+    """Ask an admitted participant to mute their microphone or camera (``mute_request``; the client obeys)."""
+    room = actor.room
+    _require_moderator(actor, room)
+    if kind not in ("audio", "video"):
+        raise DomainError("kind must be audio or video.", code="invalid_kind")
+    target = room.participants.filter(public_id=participant_id, state=Participant.State.ADMITTED).first()
+    if target is None:
+        raise NotFound("No admitted participant has this ID in this room.", code="participant_not_found")
+    events.to_participant(
+        room.public_id, target.public_id, {"type": "mute_request", "kind": kind, "by": actor.public_id}
+    )
+    return target
+
+
+def room_sweep_absent(*, room_pk: int) -> list[str]:
+    """Mark participants not seen for ``PRESENCE_TIMEOUT_SECONDS`` as left, so a crashed client or web
+    process frees its seats. The room gets ``participant_left`` (reason ``timeout``), moderators get
+    ``lobby_resolved`` (outcome ``left``) for the lobby. Returns the IDs of the formerly admitted ones.
+
+    Safe to run concurrently from many sockets: each row is updated only if it is still stale,
+    and only the sweep that updated it sends the event.
+    """
+    cutoff = presence_cutoff()
+    active = [Participant.State.ADMITTED, Participant.State.WAITING]
+    stale = list(
+        Participant.objects.filter(room_id=room_pk, state__in=active, last_seen_at__lt=cutoff).values_list(
+            "pk", "public_id", "state", "room__public_id"
+        )
+    )
+    left: list[str] = []
+    if not stale:
+        return left
+    now = timezone.now()
+    with transaction.atomic():
+        for pk, public_id, state, room_id in stale:
+            updated = Participant.objects.filter(pk=pk, state=state, last_seen_at__lt=cutoff).update(
+                state=Participant.State.LEFT, left_at=now, hand_raised_at=None, screen_sharing=False
+            )
+            if not updated:
+                continue
+            if state == Participant.State.ADMITTED:
+                left.append(public_id)
+                events.to_room(room_id, {"type": "participant_left", "participantId": public_id, "reason": "timeout"})
+            else:
+                events.to_moderators(room_id, {"type": "lobby_resolved", "participantId": public_id, "outcome": "left"})
+    return left

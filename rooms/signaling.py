@@ -1,0 +1,85 @@
+"""Signaling between room sockets and the media server.
+
+``media_event_frames`` (pure) maps one media-server event (docs/protocol.md §2)
+to the socket frames it produces and the groups they go to;
+``relay_client_frame`` sends one validated client signaling frame to the media
+server and returns the frame to answer with, if any.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from . import groups
+from .media_client import MediaClient
+from .socket_protocol import ClientFrame, reply
+
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+def _ids(event: dict[str, Any]) -> tuple[str, str] | None:
+    room, participant = event.get("room"), event.get("participant")
+    if not isinstance(room, str) or not _ID.match(room):
+        return None
+    if not isinstance(participant, str) or not _ID.match(participant):
+        return None
+    return room, participant
+
+
+def media_event_frames(event: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The (group, frame) pairs an event from the media server turns into; [] for unknown or malformed events."""
+    ids = _ids(event)
+    if ids is None:
+        return []
+    room, participant = ids
+    kind = event.get("type")
+    if kind == "subscribe_offer" and isinstance(event.get("sdp"), str):
+        frame = {
+            "type": "offer",
+            "pc": "subscribe",
+            "sdp": event["sdp"],
+            "revision": event.get("revision"),
+            "tracks": event.get("tracks", []),
+        }
+        return [(groups.participant_group(room, participant), frame)]
+    if kind == "active_speaker":
+        return [(groups.room_group(room), {"type": "active_speaker", "participantId": participant})]
+    if kind == "peer_state":
+        frame = {
+            "type": "media_state",
+            "pc": event.get("pc"),
+            "state": event.get("state"),
+            "reason": event.get("reason"),
+        }
+        return [(groups.participant_group(room, participant), frame)]
+    if kind == "publication":
+        frame = {
+            "type": "publication",
+            "participantId": participant,
+            "pc": event.get("pc"),
+            "state": event.get("state"),
+            "sources": event.get("sources", []),
+        }
+        return [(groups.room_group(room), frame)]
+    return []
+
+
+async def relay_client_frame(
+    media: MediaClient, *, room: str, participant: str, frame: ClientFrame
+) -> dict[str, Any] | None:
+    """Relay offer/answer/ice_candidate/subscribe/unpublish; raises ``MediaError``."""
+    data = frame.data
+    if frame.type == "offer":
+        sdp = await media.publish(room=room, participant=participant, pc=data["pc"], sdp=data["sdp"])
+        return reply({"type": "answer", "pc": data["pc"], "sdp": sdp}, frame.ref)
+    if frame.type == "subscribe":
+        offer = await media.subscribe(room=room, participant=participant)
+        return reply({"type": "offer", "pc": "subscribe", **offer}, frame.ref)
+    if frame.type == "answer":
+        await media.subscribe_answer(room=room, participant=participant, sdp=data["sdp"], revision=data["revision"])
+    elif frame.type == "ice_candidate":
+        await media.ice(room=room, participant=participant, pc=data["pc"], candidate=data["candidate"])
+    elif frame.type == "unpublish":
+        await media.unpublish(room=room, participant=participant, pc=data["pc"])
+    return None
