@@ -1,0 +1,272 @@
+"""Every access to aiortc / aioice private internals lives in this module.
+
+aiortc==1.16.0 and aioice==0.13.0 are pinned exactly; tests in
+``tests/media_server/test_aiortc_hooks.py`` assert that each private attribute
+or method used here still exists with the expected shape, so an upgrade fails
+loudly instead of silently decoding (or silently dropping) media.
+
+What we hook and why:
+
+* ``aioice.ice.get_host_addresses`` (module global, the one documented piece of
+  module-level state of the media server): aioice never gathers loopback and
+  gathers *every* interface; we want exactly the configured addresses.
+* ``RTCRtpReceiver.receive`` / ``_handle_rtp_packet`` (per instance): the stock
+  receiver starts a decoder thread and pushes every frame through a jitter
+  buffer and a decoder. The SFU replaces both so packets are only forwarded.
+* ``RTCRtpSender._handle_rtcp_packet`` (per instance): aiortc answers NACKs from
+  its own history (empty, we never use its encoder) and turns PLI/FIR into
+  "encode a keyframe" (we have no encoder). The SFU takes those over.
+* Sender SR statistics and the DTLS/ICE transport's send path: forwarded
+  packets bypass ``RTCRtpSender._run_rtp``; we send through SRTP + the
+  nominated ICE pair synchronously and keep the sender's SR counters right.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import aioice.ice
+import pylibsrtp
+from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc.codecs import is_rtx
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcdtlstransport import RTCDtlsTransport, State
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
+from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+from aiortc.rtp import (
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    RtpPacket,
+    unwrap_rtx,
+)
+
+# --------------------------------------------------------------------------
+# aioice host address hook (documented module-level state)
+# --------------------------------------------------------------------------
+
+_ORIGINAL_GET_HOST_ADDRESSES = aioice.ice.get_host_addresses
+_NTP_EPOCH = 2208988800  # seconds from 1900-01-01 to 1970-01-01
+
+
+def set_ice_host_addresses(addresses: Sequence[str] | None) -> None:
+    """Make every ICE agent in this process gather exactly ``addresses``.
+
+    ``None`` or an empty sequence restores aioice's default gathering (all
+    non-loopback interfaces). Loopback addresses are allowed. This is process
+    global because aioice looks the function up as a module global.
+    """
+    if not addresses:
+        aioice.ice.get_host_addresses = _ORIGINAL_GET_HOST_ADDRESSES  # type: ignore[attr-defined]
+        return
+    fixed = list(addresses)
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in fixed if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    aioice.ice.get_host_addresses = get_host_addresses  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------
+# Publisher side: a receiver that forwards instead of decoding
+# --------------------------------------------------------------------------
+
+RtpHandler = Callable[[RtpPacket, RTCRtpCodecParameters], None]
+"""Called synchronously for every (RTX-unwrapped) media packet."""
+
+
+class ForwardingReceiver:
+    """Turns one publisher ``RTCRtpReceiver`` into a packet source.
+
+    Keeps what the receiver does for the *publisher's* sake (RTCP receiver
+    reports, NACK generation, REMB, RTX unwrapping) and replaces the jitter
+    buffer + decoder thread with a synchronous callback. Must be installed
+    before aiortc calls ``receiver.receive()`` (i.e. right after
+    ``setRemoteDescription`` returns, before the next ``await``).
+    """
+
+    def __init__(self, receiver: RTCRtpReceiver, kind: str, on_rtp: RtpHandler) -> None:
+        self.receiver = receiver
+        self.kind = kind
+        self.on_rtp = on_rtp
+        self.codecs: dict[int, RTCRtpCodecParameters] = {}
+        self.rtx_ssrc: dict[int, int] = {}
+        self.media_ssrc: int | None = None
+        self.last_packet_time = 0.0
+        self.packets = 0
+        self.started = False
+        self._nack = NackGenerator() if kind == "video" else None
+        self._streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+        self._estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator  # type: ignore[attr-defined]
+        receiver.receive = self._receive  # type: ignore[method-assign]
+        receiver._handle_rtp_packet = self._handle_rtp_packet  # type: ignore[method-assign]
+
+    async def _receive(self, parameters: RTCRtpReceiveParameters) -> None:
+        # Same as RTCRtpReceiver.receive() minus the decoder thread.
+        if self.started:
+            return
+        for codec in parameters.codecs:
+            if codec.payloadType is not None:
+                self.codecs[codec.payloadType] = codec
+        for encoding in parameters.encodings:
+            if encoding.rtx:
+                self.rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc
+        r = self.receiver
+        r.transport._register_rtp_receiver(r, parameters)
+        r._RTCRtpReceiver__rtcp_task = asyncio.ensure_future(r._run_rtcp())  # type: ignore[attr-defined]
+        r._RTCRtpReceiver__started = True  # type: ignore[attr-defined]
+        self.started = True
+
+    async def _handle_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        r = self.receiver
+        self.last_packet_time = time.monotonic()
+        if self._estimator is not None and packet.extensions.abs_send_time is not None:
+            remb = self._estimator.add(
+                abs_send_time=packet.extensions.abs_send_time,
+                arrival_time_ms=arrival_time_ms,
+                payload_size=len(packet.payload) + packet.padding_size,
+                ssrc=packet.ssrc,
+            )
+            rtcp_ssrc = r._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+            if rtcp_ssrc is not None and remb is not None:
+                from aiortc.rtp import RTCP_PSFB_APP, pack_remb_fci
+
+                await r._send_rtcp(
+                    RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb))
+                )
+        codec = self.codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        stats = self._streams.get(packet.ssrc)
+        if stats is None:
+            stats = self._streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        stats.add(packet)
+        if is_rtx(codec):
+            original_ssrc = self.rtx_ssrc.get(packet.ssrc)
+            apt = codec.parameters.get("apt")
+            if original_ssrc is None or len(packet.payload) < 2 or not isinstance(apt, int) or apt not in self.codecs:
+                return  # includes RTX padding probes
+            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+            codec = self.codecs[apt]
+        self.media_ssrc = packet.ssrc
+        self.packets += 1
+        if self._nack is not None and self._nack.add(packet):
+            await r._send_rtcp_nack(packet.ssrc, sorted(self._nack.missing))
+        if packet.payload:
+            self.on_rtp(packet, codec)
+
+    def decoder_running(self) -> bool:
+        """True if aiortc's decoder thread exists for this receiver (it must not)."""
+        return self.receiver._RTCRtpReceiver__decoder_thread is not None  # type: ignore[attr-defined,no-any-return]
+
+    def request_keyframe(self) -> bool:
+        """Send a PLI for the publisher's media SSRC now (synchronously).
+
+        Returns False (nothing sent) before media arrived or when not connected.
+        """
+        rtcp_ssrc = self.receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+        if self.media_ssrc is None or rtcp_ssrc is None:
+            return False
+        packet = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=rtcp_ssrc, media_ssrc=self.media_ssrc)
+        return make_raw_sender(self.receiver.transport, rtcp=True)(bytes(packet))
+
+
+# --------------------------------------------------------------------------
+# Subscriber side: a sender fed by the forwarder
+# --------------------------------------------------------------------------
+
+
+class IdleTrack(MediaStreamTrack):
+    """A track whose ``recv`` never returns until stopped.
+
+    Gives ``RTCRtpSender._run_rtp`` something to await forever (a ``None``
+    track makes it poll every 20 ms) while the forwarder sends packets.
+    """
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def recv(self) -> Any:
+        await asyncio.shield(self._ended)
+        raise MediaStreamError
+
+    def stop(self) -> None:
+        super().stop()
+        if not self._ended.done():
+            self._ended.set_result(None)
+
+
+RtcpFeedbackHandler = Callable[[str, list[int]], Awaitable[None]]
+"""Called with ("nack", lost_sequence_numbers) or ("pli", [])."""
+
+
+def hook_sender_feedback(sender: RTCRtpSender, on_feedback: RtcpFeedbackHandler) -> None:
+    """Route NACK and PLI/FIR received for ``sender`` to ``on_feedback``.
+
+    Receiver reports and REMB still go to aiortc (RTT/stats).
+    """
+    original = sender._handle_rtcp_packet
+
+    async def handle(packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            await on_feedback("nack", list(packet.lost))
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_FIR, RTCP_PSFB_PLI):
+            await on_feedback("pli", [])
+        else:
+            await original(packet)
+
+    sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+
+def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
+    """(media SSRC, RTX SSRC) that aiortc announced for this sender."""
+    return sender._ssrc, sender._rtx_ssrc
+
+
+def update_sender_report(sender: RTCRtpSender, rtp_timestamp: int, octets: int, packets: int = 1) -> None:
+    """Keep the sender's RTCP SR true for forwarded packets.
+
+    ``rtp_timestamp`` is the timestamp of the packet sent just now (the SR's
+    NTP↔RTP mapping); ``octets``/``packets`` are added to the SR counts.
+    """
+    # aiortc's clock.current_ntp_time() goes through datetime (~1.5 us); this is the same value.
+    sender._RTCRtpSender__ntp_timestamp = int((time.time() + _NTP_EPOCH) * 4294967296.0)  # type: ignore[attr-defined]
+    sender._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
+    sender._RTCRtpSender__octet_count += octets  # type: ignore[attr-defined]
+    sender._RTCRtpSender__packet_count += packets  # type: ignore[attr-defined]
+
+
+def make_raw_sender(dtls: RTCDtlsTransport, rtcp: bool = False) -> Callable[[bytes], bool]:
+    """Return ``send(plaintext_rtp_or_rtcp) -> sent`` for a DTLS transport.
+
+    Protects with the transport's SRTP session and writes to the nominated
+    ICE pair's datagram transport synchronously: no coroutine per packet
+    (``RTCDtlsTransport._send_rtp`` costs three awaits per packet).
+    """
+    connection = dtls.transport._connection
+    nominated = connection._nominated
+    protect = pylibsrtp.Session.protect_rtcp if rtcp else pylibsrtp.Session.protect
+
+    def send(data: bytes) -> bool:
+        if dtls._state is not State.CONNECTED:
+            return False
+        pair = nominated.get(1)
+        if pair is None:
+            return False
+        pair.protocol.transport.sendto(protect(dtls._tx_srtp, data), pair.remote_addr)
+        return True
+
+    return send
+
+
+def dtls_last_receive_counter(dtls: RTCDtlsTransport) -> int:
+    """Number of datagrams received so far (any kind) — used for silence detection."""
+    return int(dtls._RTCDtlsTransport__rx_packets)  # type: ignore[attr-defined]

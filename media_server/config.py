@@ -1,0 +1,122 @@
+"""Media server configuration: environment variables, each overridable by a CLI flag."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+DEV_SECRET = "dev-media-secret"  # noqa: S105 (only used with --dev / MEDIA_DEV=1)
+
+
+class ConfigError(ValueError):
+    """Invalid or missing configuration; the process must not start."""
+
+
+@dataclass(frozen=True)
+class IceServer:
+    """One RTCIceServer entry (STUN or TURN)."""
+
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """Immutable media server settings (see ``parse_config``)."""
+
+    control_host: str = "127.0.0.1"
+    control_port: int = 8790
+    secret: str = DEV_SECRET
+    events_url: str = "http://127.0.0.1:8000/internal/media/v1/events"
+    ice_addresses: tuple[str, ...] = ("127.0.0.1",)
+    ice_announce: Mapping[str, str] = field(default_factory=dict)
+    ice_servers: tuple[IceServer, ...] = ()
+    node_id: str = "localhost:8790"
+    dev: bool = False
+    peer_silence_timeout: float = 30.0
+    event_queue_size: int = 1000
+
+
+_OPTIONS: list[tuple[str, str, str]] = [
+    ("MEDIA_CONTROL_HOST", "--control-host", "HTTP control listener address"),
+    ("MEDIA_CONTROL_PORT", "--control-port", "HTTP control listener port"),
+    ("MEDIA_SECRET", "--secret", "shared bearer secret (required unless --dev)"),
+    ("MEDIA_EVENTS_URL", "--events-url", "where events are POSTed"),
+    ("MEDIA_ICE_ADDRESSES", "--ice-addresses", "comma-separated ICE host addresses ('' = all interfaces)"),
+    ("MEDIA_ICE_ANNOUNCE", "--ice-announce", "1:1 NAT mapping bind=public,bind2=public2"),
+    ("MEDIA_ICE_SERVERS", "--ice-servers", "JSON list of RTCIceServer dicts"),
+    ("MEDIA_NODE_ID", "--node-id", "node identifier (default hostname:port)"),
+]
+
+
+def _parse_announce(text: str) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        bind, sep, public = item.partition("=")
+        if not sep or not bind.strip() or not public.strip():
+            raise ConfigError(f"MEDIA_ICE_ANNOUNCE entry {item!r} is not bind=public")
+        mapping[bind.strip()] = public.strip()
+    return mapping
+
+
+def _parse_ice_servers(text: str) -> tuple[IceServer, ...]:
+    try:
+        raw = json.loads(text or "[]")
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"MEDIA_ICE_SERVERS is not JSON: {exc}") from exc
+    if not isinstance(raw, list):
+        raise ConfigError("MEDIA_ICE_SERVERS must be a JSON list")
+    servers = []
+    for entry in raw:
+        if not isinstance(entry, dict) or "urls" not in entry:
+            raise ConfigError("each MEDIA_ICE_SERVERS entry needs 'urls'")
+        urls = entry["urls"]
+        urls_t = (urls,) if isinstance(urls, str) else tuple(str(u) for u in urls)
+        servers.append(IceServer(urls=urls_t, username=entry.get("username"), credential=entry.get("credential")))
+    return tuple(servers)
+
+
+def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Build a Config from ``env`` (default ``os.environ``) overridden by ``argv`` flags.
+
+    Raises ConfigError when MEDIA_SECRET is missing outside dev mode or a
+    value does not parse.
+    """
+    env = os.environ if env is None else env
+    parser = argparse.ArgumentParser(prog="python -m media_server", description="Conference SFU media server")
+    for var, flag, help_text in _OPTIONS:
+        parser.add_argument(flag, dest=var, default=None, help=f"{help_text} [{var}]")
+    parser.add_argument("--dev", action="store_true", help="development mode (default secret) [MEDIA_DEV=1]")
+    args = parser.parse_args(list(argv or []))
+    values = {var: getattr(args, var) if getattr(args, var) is not None else env.get(var) for var, _, _ in _OPTIONS}
+    dev = bool(args.dev) or env.get("MEDIA_DEV", "") in ("1", "true", "yes")
+    secret = values["MEDIA_SECRET"]
+    if not secret:
+        if not dev:
+            raise ConfigError("MEDIA_SECRET is required (or run with --dev / MEDIA_DEV=1)")
+        secret = DEV_SECRET
+    host = values["MEDIA_CONTROL_HOST"] or "127.0.0.1"
+    try:
+        port = int(values["MEDIA_CONTROL_PORT"] or 8790)
+    except ValueError as exc:
+        raise ConfigError("MEDIA_CONTROL_PORT must be an integer") from exc
+    addresses_raw = values["MEDIA_ICE_ADDRESSES"]
+    if addresses_raw is None:
+        addresses_raw = "127.0.0.1"
+    addresses = tuple(a.strip() for a in addresses_raw.split(",") if a.strip())
+    return Config(
+        control_host=host,
+        control_port=port,
+        secret=secret,
+        events_url=values["MEDIA_EVENTS_URL"] or Config.events_url,
+        ice_addresses=addresses,
+        ice_announce=_parse_announce(values["MEDIA_ICE_ANNOUNCE"] or ""),
+        ice_servers=_parse_ice_servers(values["MEDIA_ICE_SERVERS"] or "[]"),
+        node_id=values["MEDIA_NODE_ID"] or f"{socket.gethostname()}:{port}",
+        dev=dev,
+    )

@@ -1,0 +1,116 @@
+"""HTTP control API (aiohttp): authenticate, parse, delegate to MediaService, serialize."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from . import protocol
+from .protocol import MediaError
+from .service import MediaService
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SERVICE_KEY: web.AppKey[MediaService] = web.AppKey("service", MediaService)
+
+
+def _error(exc: MediaError) -> web.Response:
+    return web.json_response(exc.to_json(), status=exc.status)
+
+
+def create_app(service: MediaService, secret: str) -> web.Application:
+    """The control application; every route needs ``Authorization: Bearer <secret>``."""
+    expected = f"Bearer {secret}".encode()
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return _error(protocol.Unauthorized("missing or wrong bearer secret"))
+        try:
+            return await handler(request)
+        except MediaError as exc:
+            return _error(exc)
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "bad_request")
+                return web.json_response(
+                    {"error": {"code": code, "message": exc.reason, "details": {}}}, status=exc.status
+                )
+            raise
+
+    app = web.Application(middlewares=[middleware], client_max_size=1024 * 1024)
+    app[SERVICE_KEY] = service
+
+    async def body(request: web.Request) -> Any:
+        if not request.can_read_body:
+            return {}
+        try:
+            return await request.json(loads=json.loads)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise protocol.BadRequest(f"body is not JSON: {exc}") from exc
+
+    def ids(request: web.Request) -> tuple[str, str]:
+        return request.match_info["room"], request.match_info["participant"]
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response(protocol.health_response(**service.health()))
+
+    async def publish(request: web.Request) -> web.Response:
+        req = protocol.parse_publish(await body(request))
+        room, participant = ids(request)
+        answer = await service.publish(room=room, participant=participant, pc=req.pc, sdp=req.sdp)
+        return web.json_response(protocol.publish_response(req.pc, answer))
+
+    async def unpublish(request: web.Request) -> web.Response:
+        room, participant = ids(request)
+        pc = request.match_info["pc"]
+        if pc not in protocol.PUBLISH_PCS:
+            raise protocol.PeerNotFound(f"no publish connection {pc!r}")
+        await service.unpublish(room=room, participant=participant, pc=pc)
+        return web.Response(status=204)
+
+    async def subscribe(request: web.Request) -> web.Response:
+        protocol.parse_subscribe(await body(request))
+        room, participant = ids(request)
+        sdp, revision, tracks = await service.subscribe(room=room, participant=participant)
+        return web.json_response(protocol.subscribe_response(sdp, revision, tracks))
+
+    async def answer(request: web.Request) -> web.Response:
+        req = protocol.parse_answer(await body(request))
+        room, participant = ids(request)
+        await service.subscribe_answer(room=room, participant=participant, sdp=req.sdp, revision=req.revision)
+        return web.Response(status=204)
+
+    async def ice(request: web.Request) -> web.Response:
+        req = protocol.parse_ice(await body(request))
+        room, participant = ids(request)
+        cand = dict(req.candidate) if req.candidate is not None else None
+        await service.add_ice(room=room, participant=participant, pc=req.pc, candidate=cand)
+        return web.Response(status=204)
+
+    async def leave(request: web.Request) -> web.Response:
+        room, participant = ids(request)
+        await service.leave(room=room, participant=participant)
+        return web.Response(status=204)
+
+    async def close_room(request: web.Request) -> web.Response:
+        await service.close_room(room=request.match_info["room"])
+        return web.Response(status=204)
+
+    base = "/v1/rooms/{room}/participants/{participant}"
+    app.router.add_get("/v1/health", health)
+    app.router.add_post(base + "/publish", publish)
+    app.router.add_delete(base + "/publish/{pc}", unpublish)
+    app.router.add_post(base + "/subscribe", subscribe)
+    app.router.add_post(base + "/subscribe/answer", answer)
+    app.router.add_post(base + "/ice", ice)
+    app.router.add_delete(base, leave)
+    app.router.add_delete("/v1/rooms/{room}", close_room)
+    return app

@@ -1,0 +1,121 @@
+"""Event delivery to Django: a bounded queue drained by one task posting batches."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from typing import Any
+
+import aiohttp
+
+from .protocol import PROTOCOL_VERSION
+
+logger = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+
+
+class EventSink:
+    """Queues events and POSTs them in batches to ``url`` with retry/backoff.
+
+    The queue is bounded: when full the oldest event is dropped and counted
+    (``dropped``). A batch that still fails after ``max_attempts`` is dropped
+    and counted too. ``close()`` tries one final flush, then stops the task.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        secret: str,
+        node_id: str,
+        max_queue: int = 1000,
+        max_batch: int = 100,
+        max_attempts: int = 5,
+        backoff: float = 0.2,
+        max_backoff: float = 5.0,
+        timeout: float = 5.0,
+    ) -> None:
+        self._url = url
+        self._headers = {"Authorization": f"Bearer {secret}"}
+        self._node_id = node_id
+        self._queue: collections.deque[Event] = collections.deque(maxlen=max_queue)
+        self._max_batch = max_batch
+        self._max_attempts = max_attempts
+        self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.dropped = 0
+        self.delivered = 0
+        self.failed_batches = 0
+
+    def start(self) -> None:
+        """Start the delivery task (idempotent)."""
+        if self._task is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._task = asyncio.create_task(self._run(), name="media-events")
+
+    def emit(self, event: Event) -> None:
+        """Queue one event (never blocks; drops the oldest if full)."""
+        if len(self._queue) == self._queue.maxlen:
+            self.dropped += 1
+        self._queue.append(event)
+        self._wakeup.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    async def close(self) -> None:
+        """Stop delivering; events still queued after one last attempt are lost."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+            if self._queue:
+                await self._post_once(self._take_batch())
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _take_batch(self) -> list[Event]:
+        batch: list[Event] = []
+        while self._queue and len(batch) < self._max_batch:
+            batch.append(self._queue.popleft())
+        return batch
+
+    async def _post_once(self, batch: list[Event]) -> bool:
+        assert self._session is not None
+        body = {"protocol": PROTOCOL_VERSION, "node": self._node_id, "events": batch}
+        try:
+            async with self._session.post(self._url, json=body, headers=self._headers) as response:
+                if 200 <= response.status < 300:
+                    self.delivered += len(batch)
+                    return True
+                logger.warning("events POST got HTTP %s", response.status)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            logger.warning("events POST failed: %s", exc)
+        return False
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch = self._take_batch()
+                delay = self._backoff
+                for _attempt in range(self._max_attempts):
+                    if await self._post_once(batch):
+                        break
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self._max_backoff)
+                else:
+                    self.failed_batches += 1
+                    self.dropped += len(batch)

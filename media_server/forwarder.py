@@ -1,0 +1,255 @@
+"""Packet-level fan-out of one published track to its subscribers.
+
+A :class:`Forwarder` receives every (decrypted, RTX-unwrapped) RTP packet of
+one publisher track and writes a rewritten copy to each attached
+:class:`Downstream` (one per subscriber stream): SSRC, payload type (mapped
+by codec), sequence number and timestamp (offsets that keep the subscriber's
+stream continuous across publisher switches), and header extensions (the
+subscriber's negotiated IDs; ``mid`` is dropped because the subscriber
+demultiplexes by the SSRC we announced). Nothing is decoded.
+
+Everything here is synchronous and allocation-light: it runs once per packet
+per subscriber.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+
+from .rtputil import RTP_HEADER, U16, codec_key, is_keyframe_start, one_byte_extensions
+
+HISTORY_SIZE = 1024  # packets kept per subscriber stream for NACK (~1 s of 720p)
+_HISTORY_MASK = HISTORY_SIZE - 1
+SR_BATCH = 16  # forwarded packets per update of the sender's RTCP SR counters
+KEYFRAME_REQUEST_INTERVAL = 0.5  # at most one PLI per publisher track per this many seconds
+_NTP_EPOCH = 2208988800
+
+
+@dataclass(frozen=True)
+class ExtensionIds:
+    """Header extension IDs the subscriber negotiated (0 = not negotiated)."""
+
+    audio_level: int = 0
+    abs_send_time: int = 0
+
+
+class Downstream:
+    """One subscriber stream: the rewriting state for one outgoing SSRC.
+
+    The same Downstream survives publisher switches (a reused transceiver):
+    :meth:`rebase` makes the next forwarded packet continue the outgoing
+    sequence/timestamp space. Video restarts only on a keyframe.
+    """
+
+    def __init__(
+        self,
+        *,
+        kind: str,
+        ssrc: int,
+        rtx_ssrc: int,
+        send: Callable[[bytes], bool],
+        on_sent: Callable[[int, int, int], None] | None = None,
+        initial_sequence: int = 0,
+        initial_timestamp: int = 0,
+    ) -> None:
+        self.kind = kind
+        self.ssrc = ssrc
+        self.rtx_ssrc = rtx_ssrc
+        self.send = send
+        self.on_sent = on_sent
+        self._unreported_octets = 0
+        self._unreported_packets = 0
+        self.pt_by_codec: dict[str, int] = {}
+        self.rtx_pt_by_pt: dict[int, int] = {}
+        self.ext_ids = ExtensionIds()
+        self.history: list[tuple[int, int, bytes] | None] = [None] * HISTORY_SIZE
+        self.last_seq = initial_sequence & 0xFFFF
+        self.last_ts = initial_timestamp & 0xFFFFFFFF
+        self.last_time = time.monotonic()
+        self.rtx_seq = (initial_sequence + 0x4000) & 0xFFFF
+        self.seq_offset = 0
+        self.ts_offset = 0
+        self.needs_rebase = True
+        self.waiting_keyframe = kind == "video"
+        self.ready = False  # set once the subscriber's transport is connected
+        self.request_keyframe: Callable[[], None] = lambda: None
+        self.missing_codec: str | None = None
+        self.packets_sent = 0
+        self.packets_retransmitted = 0
+
+    def configure(self, *, pt_by_codec: dict[str, int], rtx_pt_by_pt: dict[int, int], ext_ids: ExtensionIds) -> None:
+        """Apply the subscriber's negotiated payload types and extension IDs."""
+        self.pt_by_codec = pt_by_codec
+        self.rtx_pt_by_pt = rtx_pt_by_pt
+        self.ext_ids = ext_ids
+
+    def rebase(self) -> None:
+        """Start a new source on this stream (keyframe-gated for video)."""
+        self.needs_rebase = True
+        self.waiting_keyframe = self.kind == "video"
+
+    def forward(
+        self,
+        key: str,
+        marker: int,
+        seq: int,
+        ts: int,
+        ext: bytes,
+        payload: bytes,
+        keyframe: bool,
+        clock_rate: int,
+        now: float,
+    ) -> None:
+        """Rewrite and send one packet (hot path)."""
+        if not self.ready:
+            return
+        pt = self.pt_by_codec.get(key)
+        if pt is None:
+            self.missing_codec = key
+            return
+        if self.needs_rebase:
+            if self.waiting_keyframe and not keyframe:
+                self.request_keyframe()
+                return
+            self.seq_offset = (self.last_seq + 1 - seq) & 0xFFFF
+            ticks = max(1, int((now - self.last_time) * clock_rate))
+            self.ts_offset = (self.last_ts + ticks - ts) & 0xFFFFFFFF
+            self.needs_rebase = self.waiting_keyframe = False
+        oseq = (seq + self.seq_offset) & 0xFFFF
+        ots = (ts + self.ts_offset) & 0xFFFFFFFF
+        data = RTP_HEADER.pack(0x90 if ext else 0x80, (marker << 7) | pt, oseq, ots, self.ssrc) + ext + payload
+        self.history[oseq & _HISTORY_MASK] = (oseq, 12 + len(ext), data)
+        if self.send(data):
+            self.packets_sent += 1
+        if ((oseq - self.last_seq) & 0xFFFF) < 0x8000:
+            self.last_seq = oseq
+            self.last_ts = ots
+            self.last_time = now
+        # SR bookkeeping is batched: pushing it into the aiortc sender costs
+        # ~1 us, and SRs only go out about once a second.
+        self._unreported_octets += len(payload)
+        self._unreported_packets += 1
+        if self._unreported_packets >= SR_BATCH and self.on_sent is not None:
+            self.on_sent(ots, self._unreported_octets, self._unreported_packets)
+            self._unreported_octets = self._unreported_packets = 0
+
+    def retransmit(self, lost: list[int]) -> int:
+        """Resend NACKed packets still in history (RTX-wrapped if negotiated)."""
+        sent = 0
+        for seq in lost:
+            entry = self.history[seq & _HISTORY_MASK]
+            if entry is None or entry[0] != seq:
+                continue
+            _, header_len, data = entry
+            rtx_pt = self.rtx_pt_by_pt.get(data[1] & 0x7F)
+            if rtx_pt is not None:
+                ts = int.from_bytes(data[4:8], "big")
+                packet = (
+                    RTP_HEADER.pack(data[0], (data[1] & 0x80) | rtx_pt, self.rtx_seq, ts, self.rtx_ssrc)
+                    + data[12:header_len]
+                    + U16.pack(seq)
+                    + data[header_len:]
+                )
+                self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+            else:
+                packet = data
+            if self.send(packet):
+                sent += 1
+        self.packets_retransmitted += sent
+        return sent
+
+
+class Forwarder:
+    """Fans out one publisher track to its downstreams.
+
+    ``request_keyframe`` sends a PLI to the publisher; it is throttled here to
+    one per :data:`KEYFRAME_REQUEST_INTERVAL`.
+    """
+
+    def __init__(
+        self,
+        *,
+        kind: str,
+        request_keyframe: Callable[[], None],
+        on_audio_level: Callable[[int], None] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.downstreams: list[Downstream] = []
+        self._send_pli = request_keyframe
+        self._last_pli = -1e9
+        self.on_audio_level = on_audio_level
+        self.codec: RTCRtpCodecParameters | None = None
+        self._keys: dict[int, tuple[str, str, int]] = {}
+        self.packets_in = 0
+        self.keyframe_requests = 0
+
+    def attach(self, downstream: Downstream) -> None:
+        """Start forwarding to ``downstream`` (from the next keyframe for video)."""
+        if downstream in self.downstreams:
+            return
+        downstream.rebase()
+        downstream.request_keyframe = self.request_keyframe
+        self.downstreams = [*self.downstreams, downstream]
+        if self.kind == "video":
+            self.request_keyframe(force=True)
+
+    def detach(self, downstream: Downstream) -> None:
+        """Stop forwarding to ``downstream``."""
+        self.downstreams = [d for d in self.downstreams if d is not downstream]
+        downstream.request_keyframe = lambda: None
+
+    def request_keyframe(self, force: bool = False) -> None:
+        """Ask the publisher for a keyframe, at most once per interval."""
+        now = time.monotonic()
+        if now - self._last_pli < KEYFRAME_REQUEST_INTERVAL and not force:
+            return
+        if force and now - self._last_pli < 0.05:
+            return
+        self._last_pli = now
+        self.keyframe_requests += 1
+        self._send_pli()
+
+    def on_rtp(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
+        """Forward one publisher packet to every downstream (hot path)."""
+        self.packets_in += 1
+        info = self._keys.get(packet.payload_type)
+        if info is None:
+            info = self._keys[packet.payload_type] = (codec_key(codec), codec.mimeType, codec.clockRate)
+            self.codec = codec
+        key, mime, clock_rate = info
+        ext_values = packet.extensions
+        audio_level = ext_values.audio_level
+        if audio_level is not None and self.on_audio_level is not None:
+            self.on_audio_level(audio_level[1])
+        downstreams = self.downstreams
+        if not downstreams:
+            return
+        now = time.monotonic()
+        payload = packet.payload
+        keyframe = False
+        for d in downstreams:
+            if d.waiting_keyframe:
+                keyframe = is_keyframe_start(mime, payload)
+                break
+        ext_cache: dict[ExtensionIds, bytes] = {}
+        for d in downstreams:
+            ids = d.ext_ids
+            ext = ext_cache.get(ids)
+            if ext is None:
+                elements: list[tuple[int, bytes]] = []
+                if ids.audio_level and audio_level is not None:
+                    elements.append(
+                        (ids.audio_level, bytes([(0x80 if audio_level[0] else 0) | (audio_level[1] & 0x7F)]))
+                    )
+                if ids.abs_send_time and self.kind == "video":
+                    ast = int((time.time() + _NTP_EPOCH) * 262144) & 0xFFFFFF
+                    elements.append((ids.abs_send_time, ast.to_bytes(3, "big")))
+                ext = ext_cache[ids] = one_byte_extensions(elements)
+            d.forward(
+                key, packet.marker, packet.sequence_number, packet.timestamp, ext, payload, keyframe, clock_rate, now
+            )

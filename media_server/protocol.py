@@ -1,0 +1,220 @@
+"""Media control protocol v1: pure to/from-JSON functions and domain errors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+PROTOCOL_VERSION = 1
+PUBLISH_PCS = ("camera", "screen")
+ICE_PCS = ("camera", "screen", "subscribe")
+SOURCES = {
+    ("camera", "video"): "camera",
+    ("camera", "audio"): "microphone",
+    ("screen", "video"): "screen",
+    ("screen", "audio"): "screen_audio",
+}
+
+
+class MediaError(Exception):
+    """A domain error with a protocol error code and HTTP status."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = dict(details or {})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+class BadRequest(MediaError):
+    status, code = 400, "bad_request"
+
+
+class InvalidSdp(MediaError):
+    status, code = 400, "invalid_sdp"
+
+
+class Unauthorized(MediaError):
+    status, code = 401, "unauthorized"
+
+
+class NotFound(MediaError):
+    status, code = 404, "not_found"
+
+
+class RoomNotFound(MediaError):
+    status, code = 404, "room_not_found"
+
+
+class ParticipantNotFound(MediaError):
+    status, code = 404, "participant_not_found"
+
+
+class PeerNotFound(MediaError):
+    status, code = 404, "peer_not_found"
+
+
+class ProtocolMismatch(MediaError):
+    status, code = 409, "protocol_mismatch"
+
+
+class StaleRevision(MediaError):
+    status, code = 409, "stale_revision"
+
+
+class NoCommonCodec(MediaError):
+    status, code = 422, "no_common_codec"
+
+
+@dataclass(frozen=True)
+class TrackInfo:
+    """One m-line of a subscribe connection and what it carries."""
+
+    mid: str
+    participant: str
+    pc: str
+    source: str
+    kind: str
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "mid": self.mid,
+            "participant": self.participant,
+            "pc": self.pc,
+            "source": self.source,
+            "kind": self.kind,
+        }
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    pc: str
+    sdp: str
+
+
+@dataclass(frozen=True)
+class AnswerRequest:
+    sdp: str
+    revision: int
+
+
+@dataclass(frozen=True)
+class IceRequest:
+    pc: str
+    candidate: Mapping[str, Any] | None = field(default=None)
+
+
+def check_body(body: Any) -> Mapping[str, Any]:
+    """Validate the envelope: a JSON object whose optional ``protocol`` is ours."""
+    if not isinstance(body, Mapping):
+        raise BadRequest("body must be a JSON object")
+    version = body.get("protocol", PROTOCOL_VERSION)
+    if version != PROTOCOL_VERSION or isinstance(version, bool):
+        raise ProtocolMismatch(f"protocol {version!r} not supported", {"supported": [PROTOCOL_VERSION]})
+    return body
+
+
+def _string(body: Mapping[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"'{name}' must be a non-empty string", {"field": name})
+    return value
+
+
+def parse_publish(body: Any) -> PublishRequest:
+    body = check_body(body)
+    pc = _string(body, "pc")
+    if pc not in PUBLISH_PCS:
+        raise BadRequest(f"'pc' must be one of {list(PUBLISH_PCS)}", {"field": "pc"})
+    return PublishRequest(pc=pc, sdp=_string(body, "sdp"))
+
+
+def parse_subscribe(body: Any) -> None:
+    check_body(body)
+
+
+def parse_answer(body: Any) -> AnswerRequest:
+    body = check_body(body)
+    revision = body.get("revision")
+    if not isinstance(revision, int) or isinstance(revision, bool):
+        raise BadRequest("'revision' must be an integer", {"field": "revision"})
+    return AnswerRequest(sdp=_string(body, "sdp"), revision=revision)
+
+
+def parse_ice(body: Any) -> IceRequest:
+    body = check_body(body)
+    pc = _string(body, "pc")
+    if pc not in ICE_PCS:
+        raise BadRequest(f"'pc' must be one of {list(ICE_PCS)}", {"field": "pc"})
+    if "candidate" not in body:
+        raise BadRequest("'candidate' is required (null = end of candidates)", {"field": "candidate"})
+    cand = body["candidate"]
+    if cand is None:
+        return IceRequest(pc=pc)
+    if not isinstance(cand, Mapping) or not isinstance(cand.get("candidate"), str):
+        raise BadRequest("'candidate.candidate' must be a string", {"field": "candidate"})
+    mid = cand.get("sdpMid")
+    index = cand.get("sdpMLineIndex")
+    if (mid is not None and not isinstance(mid, str)) or (
+        index is not None and (not isinstance(index, int) or isinstance(index, bool))
+    ):
+        raise BadRequest("'sdpMid' must be a string and 'sdpMLineIndex' an integer", {"field": "candidate"})
+    return IceRequest(pc=pc, candidate=cand)
+
+
+def publish_response(pc: str, sdp: str) -> dict[str, Any]:
+    return {"protocol": PROTOCOL_VERSION, "pc": pc, "sdp": sdp}
+
+
+def subscribe_response(sdp: str, revision: int, tracks: list[TrackInfo]) -> dict[str, Any]:
+    return {"protocol": PROTOCOL_VERSION, "sdp": sdp, "revision": revision, "tracks": [t.to_json() for t in tracks]}
+
+
+def health_response(*, node: str, rooms: int, peers: int, forwarded_packets: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "protocol": PROTOCOL_VERSION,
+        "status": "ok",
+        "node": node,
+        "rooms": rooms,
+        "peers": peers,
+        "forwarded_packets": forwarded_packets,
+        **extra,
+    }
+
+
+def subscribe_offer_event(
+    room: str, participant: str, sdp: str, revision: int, tracks: list[TrackInfo]
+) -> dict[str, Any]:
+    return {
+        "type": "subscribe_offer",
+        "room": room,
+        "participant": participant,
+        "sdp": sdp,
+        "revision": revision,
+        "tracks": [t.to_json() for t in tracks],
+    }
+
+
+def active_speaker_event(room: str, participant: str) -> dict[str, Any]:
+    return {"type": "active_speaker", "room": room, "participant": participant}
+
+
+def peer_state_event(room: str, participant: str, pc: str, state: str, reason: str | None = None) -> dict[str, Any]:
+    return {"type": "peer_state", "room": room, "participant": participant, "pc": pc, "state": state, "reason": reason}
+
+
+def publication_event(room: str, participant: str, pc: str, state: str, sources: list[str]) -> dict[str, Any]:
+    return {
+        "type": "publication",
+        "room": room,
+        "participant": participant,
+        "pc": pc,
+        "state": state,
+        "sources": sources,
+    }

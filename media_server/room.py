@@ -1,0 +1,298 @@
+"""A room: its participants, their connections, renegotiation and watchdog."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import RTCPeerConnection
+
+from . import aiortc_hooks as hooks
+from . import protocol
+from .config import Config
+from .participant import PublishedTrack, Publisher, Subscriber, peer_dtls
+from .protocol import PeerNotFound, TrackInfo
+from .speaker import ActiveSpeakerDetector
+
+logger = logging.getLogger(__name__)
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+@dataclass(eq=False)
+class Participant:
+    id: str
+    publishers: dict[str, Publisher] = field(default_factory=dict)
+    subscriber: Subscriber | None = None
+    revisions: int = 0
+
+
+@dataclass
+class _Watch:
+    counter: int = -1
+    since: float = 0.0
+
+
+class Room:
+    """Owns every connection and task of one room; ``close()`` ends them all.
+
+    Control operations are serialized by ``lock`` (held by the service);
+    background reactions (peer failure, silence) take the same lock.
+    """
+
+    def __init__(self, room_id: str, *, config: Config, emit: Emit) -> None:
+        self.id = room_id
+        self.config = config
+        self._emit = emit
+        self.lock = asyncio.Lock()
+        self.participants: dict[str, Participant] = {}
+        self.speaker = ActiveSpeakerDetector(lambda p: self._emit(protocol.active_speaker_event(self.id, p)))
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._watch: dict[int, _Watch] = {}
+        self.closed = False
+        self.forwarded_retired = 0
+        self._watchdog = asyncio.create_task(self._run_watchdog(), name=f"room-{room_id}-watchdog")
+
+    # -- helpers -----------------------------------------------------------
+
+    def participant(self, participant_id: str, create: bool = False) -> Participant:
+        p = self.participants.get(participant_id)
+        if p is None:
+            if not create:
+                raise protocol.ParticipantNotFound(f"participant {participant_id!r} is not in room {self.id!r}")
+            p = self.participants[participant_id] = Participant(participant_id)
+        return p
+
+    def tracks_for(self, participant_id: str) -> list[PublishedTrack]:
+        """Every publication of the other participants, in a stable order."""
+        return [
+            track
+            for p in self.participants.values()
+            if p.id != participant_id
+            for pub in p.publishers.values()
+            for track in pub.tracks
+        ]
+
+    def peer_count(self) -> int:
+        return sum(len(p.publishers) + (1 if p.subscriber else 0) for p in self.participants.values())
+
+    def forwarded_packets(self) -> int:
+        return self.forwarded_retired + sum(
+            p.subscriber.forwarded_packets() for p in self.participants.values() if p.subscriber
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _watch_state(self, participant_id: str, pc_name: str, pc: RTCPeerConnection) -> None:
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            state = pc.connectionState
+            if state == "connected":
+                self._emit(protocol.peer_state_event(self.id, participant_id, pc_name, "connected"))
+            elif state == "failed" and not self.closed:
+                self._spawn(self._fail(participant_id, pc_name, pc, "ice_or_dtls_failed"))
+
+    # -- operations (caller holds self.lock) -------------------------------
+
+    async def publish(self, participant_id: str, pc_name: str, sdp: str) -> str:
+        """Accept a publish offer (replacing an older one with the same name)."""
+        p = self.participant(participant_id, create=True)
+        old = p.publishers.pop(pc_name, None)
+        if old is not None:
+            await self._close_publisher(p, old, "replaced", renegotiate=False)
+        publisher = Publisher(participant=participant_id, name=pc_name, config=self.config)
+        try:
+            answer = await publisher.accept(
+                sdp, lambda level: self.speaker.feed(participant_id, level, time.monotonic())
+            )
+        except BaseException:
+            await publisher.pc.close()
+            if old is not None:
+                await self.renegotiate_all()
+            raise
+        p.publishers[pc_name] = publisher
+        self._watch_state(participant_id, pc_name, publisher.pc)
+        self._emit(protocol.publication_event(self.id, participant_id, pc_name, "started", publisher.sources))
+        await self.renegotiate_all()
+        return answer
+
+    async def unpublish(self, participant_id: str, pc_name: str) -> None:
+        p = self.participant(participant_id)
+        publisher = p.publishers.pop(pc_name, None)
+        if publisher is None:
+            raise PeerNotFound(f"no publish connection {pc_name!r}")
+        await self._close_publisher(p, publisher, "unpublished")
+
+    async def subscribe(self, participant_id: str) -> tuple[str, int, list[TrackInfo]]:
+        """(Re)create the participant's subscribe connection with all current tracks."""
+        p = self.participant(participant_id, create=True)
+        if p.subscriber is not None:
+            await self._close_subscriber(p, "replaced")
+        subscriber = Subscriber(participant=participant_id, config=self.config, revision_base=p.revisions)
+        p.subscriber = subscriber
+        self._watch_state(participant_id, "subscribe", subscriber.pc)
+        sdp, revision, tracks = await subscriber.offer(self.tracks_for(participant_id))
+        p.revisions = revision
+        return sdp, revision, tracks
+
+    async def subscribe_answer(self, participant_id: str, sdp: str, revision: int) -> None:
+        p = self.participant(participant_id)
+        if p.subscriber is None:
+            raise PeerNotFound("no subscribe connection")
+        missing = await p.subscriber.apply_answer(sdp, revision)
+        if missing:
+            logger.warning("room %s: %s cannot receive codecs %s (no common codec)", self.id, participant_id, missing)
+        if p.subscriber.dirty:
+            p.subscriber.dirty = False
+            await self._renegotiate(p)
+
+    async def add_ice(self, participant_id: str, pc_name: str, candidate: dict[str, Any] | None) -> None:
+        from aiortc.sdp import candidate_from_sdp
+
+        p = self.participant(participant_id)
+        pc = p.subscriber.pc if pc_name == "subscribe" and p.subscriber else None
+        if pc_name != "subscribe" and pc_name in p.publishers:
+            pc = p.publishers[pc_name].pc
+        if pc is None:
+            raise PeerNotFound(f"no connection {pc_name!r}")
+        if candidate is None:
+            await pc.addIceCandidate(None)  # type: ignore[arg-type]
+            return
+        text = str(candidate["candidate"])
+        text = text[len("candidate:") :] if text.startswith("candidate:") else text
+        if not text:
+            await pc.addIceCandidate(None)  # type: ignore[arg-type]
+            return
+        try:
+            ice = candidate_from_sdp(text)
+        except (ValueError, IndexError) as exc:
+            raise protocol.BadRequest(f"candidate does not parse: {exc}") from exc
+        ice.sdpMid = candidate.get("sdpMid")
+        ice.sdpMLineIndex = candidate.get("sdpMLineIndex")
+        if ice.sdpMid is None and ice.sdpMLineIndex is None:
+            ice.sdpMLineIndex = 0
+        await pc.addIceCandidate(ice)
+
+    async def leave(self, participant_id: str) -> None:
+        p = self.participant(participant_id)
+        for publisher in list(p.publishers.values()):
+            await self._close_publisher(p, publisher, "left", renegotiate=False)
+        p.publishers.clear()
+        if p.subscriber is not None:
+            await self._close_subscriber(p, "left")
+        self.participants.pop(participant_id, None)
+        self.speaker.remove(participant_id)
+        await self.renegotiate_all()
+
+    async def renegotiate_all(self) -> None:
+        """Offer every subscriber its new track set (serialized per subscriber)."""
+        for p in list(self.participants.values()):
+            if p.subscriber is not None:
+                await self._renegotiate(p)
+
+    async def _renegotiate(self, p: Participant) -> None:
+        subscriber = p.subscriber
+        if subscriber is None:
+            return
+        desired = self.tracks_for(p.id)
+        if not subscriber.wanted(desired):
+            return
+        if subscriber.outstanding is not None:
+            subscriber.dirty = True  # coalesced: offered once the current offer is answered
+            return
+        sdp, revision, tracks = await subscriber.offer(desired)
+        p.revisions = revision
+        self._emit(protocol.subscribe_offer_event(self.id, p.id, sdp, revision, tracks))
+
+    async def _close_publisher(
+        self, p: Participant, publisher: Publisher, reason: str, renegotiate: bool = True
+    ) -> None:
+        if p.publishers.get(publisher.name) is publisher:
+            del p.publishers[publisher.name]
+        self._watch.pop(id(publisher.pc), None)
+        await publisher.close()
+        if any(t.source == "microphone" for t in publisher.tracks):
+            self.speaker.remove(p.id)
+        self._emit(protocol.publication_event(self.id, p.id, publisher.name, "stopped", publisher.sources))
+        self._emit(protocol.peer_state_event(self.id, p.id, publisher.name, "closed", reason))
+        if renegotiate:
+            await self.renegotiate_all()
+
+    async def _close_subscriber(self, p: Participant, reason: str) -> None:
+        subscriber = p.subscriber
+        if subscriber is None:
+            return
+        p.subscriber = None
+        self._watch.pop(id(subscriber.pc), None)
+        self.forwarded_retired += subscriber.forwarded_packets()
+        await subscriber.close()
+        self._emit(protocol.peer_state_event(self.id, p.id, "subscribe", "closed", reason))
+
+    async def _fail(self, participant_id: str, pc_name: str, pc: RTCPeerConnection, reason: str) -> None:
+        async with self.lock:
+            p = self.participants.get(participant_id)
+            if p is None or self.closed:
+                return
+            self._emit(protocol.peer_state_event(self.id, participant_id, pc_name, "failed", reason))
+            if pc_name == "subscribe":
+                if p.subscriber is not None and p.subscriber.pc is pc:
+                    await self._close_subscriber(p, reason)
+            else:
+                publisher = p.publishers.get(pc_name)
+                if publisher is not None and publisher.pc is pc:
+                    await self._close_publisher(p, publisher, reason)
+
+    # -- watchdog -----------------------------------------------------------
+
+    def check_silence(self, now: float) -> None:
+        """Fail peers that received nothing (RTP/RTCP/DTLS) for the silence timeout.
+
+        Subscribe connections with no forwarded track are exempt: a client
+        sends no RTCP for a connection that carries nothing.
+        """
+        timeout = self.config.peer_silence_timeout
+        seen: set[int] = set()
+        for p in list(self.participants.values()):
+            peers: list[tuple[str, RTCPeerConnection]] = [(name, pub.pc) for name, pub in p.publishers.items()]
+            if p.subscriber is not None and p.subscriber.active:
+                peers.append(("subscribe", p.subscriber.pc))
+            for name, pc in peers:
+                seen.add(id(pc))
+                dtls = peer_dtls(pc)
+                counter = hooks.dtls_last_receive_counter(dtls) if dtls is not None else 0
+                watch = self._watch.setdefault(id(pc), _Watch(counter, now))
+                if counter != watch.counter:
+                    watch.counter, watch.since = counter, now
+                elif now - watch.since >= timeout:
+                    self._watch.pop(id(pc), None)
+                    self._spawn(self._fail(p.id, name, pc, "silent"))
+        for key in list(self._watch):
+            if key not in seen:
+                del self._watch[key]
+
+    async def _run_watchdog(self) -> None:
+        interval = max(0.05, min(5.0, self.config.peer_silence_timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            self.check_silence(time.monotonic())
+
+    async def close(self) -> None:
+        """Close every connection and cancel/await every task of the room."""
+        self.closed = True
+        self._watchdog.cancel()
+        tasks = [self._watchdog, *self._tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for p in list(self.participants.values()):
+            for publisher in list(p.publishers.values()):
+                await self._close_publisher(p, publisher, "room_closed", renegotiate=False)
+            await self._close_subscriber(p, "room_closed")
+        self.participants.clear()

@@ -1,0 +1,91 @@
+"""Byte-level RTP helpers for the forwarding hot path (no aiortc internals)."""
+
+from __future__ import annotations
+
+import struct
+
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+RTP_HEADER = struct.Struct("!BBHII")
+"""V/P/X/CC, M/PT, sequence number, timestamp, SSRC (12 bytes)."""
+
+U16 = struct.Struct("!H")
+
+
+def codec_key(codec: RTCRtpCodecParameters) -> str:
+    """Key under which two codecs are interchangeable for forwarding.
+
+    H.264 streams are only interchangeable within one packetization mode and
+    profile (profile_idc + constraint flags; the level may differ).
+    """
+    mime = codec.mimeType.lower()
+    if mime == "video/h264":
+        mode = str(codec.parameters.get("packetization-mode", "0"))
+        profile = str(codec.parameters.get("profile-level-id", "42001f"))[:4].lower()
+        return f"{mime};{mode};{profile}"
+    return mime
+
+
+def one_byte_extensions(elements: list[tuple[int, bytes]]) -> bytes:
+    """Serialize RFC 8285 one-byte header extensions (0xBEDE profile), padded."""
+    if not elements:
+        return b""
+    body = b"".join(bytes([(ext_id << 4) | (len(value) - 1)]) + value for ext_id, value in elements)
+    body += b"\x00" * (-len(body) % 4)
+    return b"\xbe\xde" + U16.pack(len(body) // 4) + body
+
+
+def is_vp8_keyframe_start(payload: bytes) -> bool:
+    """True if this VP8 RTP payload starts a keyframe (RFC 7741)."""
+    if len(payload) < 1:
+        return False
+    b0 = payload[0]
+    if not (b0 & 0x10) or (b0 & 0x07):  # S bit set and partition 0
+        return False
+    i = 1
+    if b0 & 0x80:  # X: extended control bits
+        if len(payload) < 2:
+            return False
+        x = payload[1]
+        i = 2
+        if x & 0x80:  # I: picture ID
+            if len(payload) <= i:
+                return False
+            i += 2 if payload[i] & 0x80 else 1
+        if x & 0x40:  # L: TL0PICIDX
+            i += 1
+        if x & 0x30:  # T or K: TID/KEYIDX byte
+            i += 1
+    return len(payload) > i and not (payload[i] & 0x01)
+
+
+def is_h264_keyframe_start(payload: bytes) -> bool:
+    """True if this H.264 RTP payload carries an IDR slice or SPS start (RFC 6184)."""
+    if not payload:
+        return False
+    nal = payload[0] & 0x1F
+    if nal in (5, 7):
+        return True
+    if nal == 24:  # STAP-A: scan aggregated NAL units
+        i = 1
+        while i + 2 < len(payload):
+            size = U16.unpack_from(payload, i)[0]
+            if size == 0 or i + 2 >= len(payload):
+                break
+            if payload[i + 2] & 0x1F in (5, 7):
+                return True
+            i += 2 + size
+        return False
+    if nal == 28 and len(payload) > 1:  # FU-A start fragment
+        return bool(payload[1] & 0x80) and (payload[1] & 0x1F) in (5, 7)
+    return False
+
+
+def is_keyframe_start(codec_mime: str, payload: bytes) -> bool:
+    """Dispatch on codec; audio packets are always a valid start."""
+    mime = codec_mime.lower()
+    if mime == "video/vp8":
+        return is_vp8_keyframe_start(payload)
+    if mime == "video/h264":
+        return is_h264_keyframe_start(payload)
+    return not mime.startswith("video/")

@@ -1,0 +1,87 @@
+"""MediaService: the rooms registry and the operations behind the control API."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .config import Config
+from .events import EventSink
+from .protocol import RoomNotFound, TrackInfo
+from .room import Room
+
+logger = logging.getLogger(__name__)
+
+
+class MediaService:
+    """All media state of one process. Create in ``main()``; ``close()`` ends everything.
+
+    Rooms are created implicitly by publish/subscribe (Django is the
+    authority on who may join); other operations on an unknown room or
+    participant raise a 404 error.
+    """
+
+    def __init__(self, config: Config, events: EventSink) -> None:
+        self.config = config
+        self.events = events
+        self.rooms: dict[str, Room] = {}
+        self.forwarded_retired = 0
+
+    def _room(self, room_id: str, create: bool = False) -> Room:
+        room = self.rooms.get(room_id)
+        if room is None:
+            if not create:
+                raise RoomNotFound(f"room {room_id!r} not found")
+            room = self.rooms[room_id] = Room(room_id, config=self.config, emit=self.events.emit)
+        return room
+
+    async def publish(self, *, room: str, participant: str, pc: str, sdp: str) -> str:
+        r = self._room(room, create=True)
+        async with r.lock:
+            return await r.publish(participant, pc, sdp)
+
+    async def unpublish(self, *, room: str, participant: str, pc: str) -> None:
+        r = self._room(room)
+        async with r.lock:
+            await r.unpublish(participant, pc)
+
+    async def subscribe(self, *, room: str, participant: str) -> tuple[str, int, list[TrackInfo]]:
+        r = self._room(room, create=True)
+        async with r.lock:
+            return await r.subscribe(participant)
+
+    async def subscribe_answer(self, *, room: str, participant: str, sdp: str, revision: int) -> None:
+        r = self._room(room)
+        async with r.lock:
+            await r.subscribe_answer(participant, sdp, revision)
+
+    async def add_ice(self, *, room: str, participant: str, pc: str, candidate: dict[str, Any] | None) -> None:
+        r = self._room(room)
+        async with r.lock:
+            await r.add_ice(participant, pc, candidate)
+
+    async def leave(self, *, room: str, participant: str) -> None:
+        r = self._room(room)
+        async with r.lock:
+            await r.leave(participant)
+
+    async def close_room(self, *, room: str) -> None:
+        r = self._room(room)
+        del self.rooms[room]
+        async with r.lock:
+            await r.close()
+        self.forwarded_retired += r.forwarded_packets()
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "node": self.config.node_id,
+            "rooms": len(self.rooms),
+            "peers": sum(r.peer_count() for r in self.rooms.values()),
+            "forwarded_packets": self.forwarded_retired + sum(r.forwarded_packets() for r in self.rooms.values()),
+            "events_dropped": self.events.dropped,
+        }
+
+    async def close(self) -> None:
+        """Close every room (and with it every connection and task)."""
+        for room_id in list(self.rooms):
+            await self.close_room(room=room_id)

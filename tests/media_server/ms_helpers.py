@@ -1,0 +1,216 @@
+"""In-process test peers and fakes for the media server tests (loopback only)."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import math
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+import av
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack, VideoStreamTrack
+
+AUTH = {"Authorization": "Bearer test-secret"}
+VIDEO_CLOCK = 90000
+
+
+class PatternVideoTrack(VideoStreamTrack):
+    """Small (160x120) moving-gradient frames at 30 fps; cheap to encode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames = 0
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = av.VideoFrame(160, 120, "yuv420p")
+        shift = self.frames % 160
+        row = bytes((x + shift) % 256 for x in range(160))
+        frame.planes[0].update(row * 120)
+        frame.planes[1].update(bytes([128]) * frame.planes[1].buffer_size)
+        frame.planes[2].update(bytes([(self.frames * 3) % 256]) * frame.planes[2].buffer_size)
+        frame.pts, frame.time_base = pts, time_base
+        self.frames += 1
+        return frame
+
+
+class ToneAudioTrack(AudioStreamTrack):
+    """A 440 Hz tone; ``amplitude`` 0 = digital silence (level 127 dBov)."""
+
+    def __init__(self, amplitude: int = 8000) -> None:
+        super().__init__()
+        self.amplitude = amplitude
+        self._n = 0
+
+    async def recv(self) -> av.AudioFrame:
+        if getattr(self, "_start", None) is None:
+            self._start = time.time()
+            self._timestamp = 0
+        else:
+            self._timestamp += 960
+            wait = self._start + self._timestamp / 48000 - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        samples = [int(self.amplitude * math.sin(2 * math.pi * 440 * (self._n + i) / 48000)) for i in range(960)]
+        self._n += 960
+        frame = av.AudioFrame(format="s16", layout="mono", samples=960)
+        frame.planes[0].update(struct.pack("<960h", *samples))
+        frame.sample_rate = 48000
+        frame.pts = self._timestamp
+        frame.time_base = fractions.Fraction(1, 48000)
+        return frame
+
+
+def new_pc() -> RTCPeerConnection:
+    return RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+
+
+class PublisherClient:
+    """A client publish connection (sendonly), as a browser would offer it."""
+
+    def __init__(
+        self,
+        http: TestClient,
+        room: str,
+        participant: str,
+        pc_name: str = "camera",
+        *,
+        video: bool = True,
+        audio: bool = True,
+        amplitude: int = 8000,
+    ) -> None:
+        self.http, self.room, self.participant, self.pc_name = http, room, participant, pc_name
+        self.pc = new_pc()
+        self.video = PatternVideoTrack() if video else None
+        self.audio = ToneAudioTrack(amplitude) if audio else None
+        self.keyframe_requests = 0
+
+    async def start(self) -> dict[str, Any]:
+        for track in (self.audio, self.video):
+            if track is not None:
+                self.pc.addTransceiver(track, direction="sendonly")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        resp = await self.http.post(
+            f"/v1/rooms/{self.room}/participants/{self.participant}/publish",
+            json={"protocol": 1, "pc": self.pc_name, "sdp": self.pc.localDescription.sdp},
+            headers=AUTH,
+        )
+        body = await resp.json()
+        assert resp.status == 200, body
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type="answer"))
+        for sender in self.pc.getSenders():
+            if sender.kind == "video":
+                original = sender._send_keyframe
+
+                def counting(original: Callable[[], None] = original) -> None:
+                    self.keyframe_requests += 1
+                    original()
+
+                sender._send_keyframe = counting  # type: ignore[method-assign]
+        return body
+
+    async def close(self) -> None:
+        await self.pc.close()
+
+
+class SubscriberClient:
+    """A client subscribe connection (recvonly), answering server offers."""
+
+    def __init__(self, http: TestClient, room: str, participant: str) -> None:
+        self.http, self.room, self.participant = http, room, participant
+        self.pc = new_pc()
+        self.tracks: list[dict[str, Any]] = []
+        self.revision = 0
+
+    async def start(self) -> dict[str, Any]:
+        resp = await self.http.post(
+            f"/v1/rooms/{self.room}/participants/{self.participant}/subscribe", json={"protocol": 1}, headers=AUTH
+        )
+        body = await resp.json()
+        assert resp.status == 200, body
+        await self.answer(body)
+        return body
+
+    async def answer(self, offer: dict[str, Any]) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        self.tracks = offer["tracks"]
+        self.revision = offer["revision"]
+        resp = await self.http.post(
+            f"/v1/rooms/{self.room}/participants/{self.participant}/subscribe/answer",
+            json={"protocol": 1, "sdp": self.pc.localDescription.sdp, "revision": offer["revision"]},
+            headers=AUTH,
+        )
+        assert resp.status == 204, await resp.text()
+
+    def track(self, participant: str, source: str) -> MediaStreamTrack:
+        info = next(t for t in self.tracks if t["participant"] == participant and t["source"] == source)
+        transceiver = next(t for t in self.pc.getTransceivers() if t.mid == info["mid"])
+        return transceiver.receiver.track
+
+    def receiver(self, participant: str, source: str) -> Any:
+        info = next(t for t in self.tracks if t["participant"] == participant and t["source"] == source)
+        return next(t for t in self.pc.getTransceivers() if t.mid == info["mid"]).receiver
+
+    async def close(self) -> None:
+        await self.pc.close()
+
+
+async def recv_frames(track: MediaStreamTrack, count: int, timeout: float = 10.0) -> list[Any]:
+    """Receive ``count`` decoded frames or fail after ``timeout`` seconds."""
+    frames = []
+
+    async def run() -> None:
+        while len(frames) < count:
+            frames.append(await track.recv())
+
+    await asyncio.wait_for(run(), timeout)
+    return frames
+
+
+class FakeDjango:
+    """An aiohttp endpoint on 127.0.0.1 collecting event batches."""
+
+    def __init__(self, status: int = 204) -> None:
+        self.status = status
+        self.batches: list[dict[str, Any]] = []
+        self.auth: list[str | None] = []
+        self._changed = asyncio.Event()
+        self.app = web.Application()
+        self.app.router.add_post("/internal/media/v1/events", self._handle)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.auth.append(request.headers.get("Authorization"))
+        if self.status >= 300:
+            return web.Response(status=self.status)
+        self.batches.append(await request.json())
+        self._changed.set()
+        return web.Response(status=self.status)
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [e for b in self.batches for e in b["events"]]
+
+    async def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0, start: int = 0
+    ) -> dict[str, Any]:
+        """Wait for the first event (from index ``start``) matching ``predicate``."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            for event in self.events[start:]:
+                if predicate(event):
+                    return event
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise AssertionError(f"no matching event; got {[e['type'] for e in self.events]}")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                pass

@@ -1,0 +1,117 @@
+"""Fail loudly if aiortc/aioice change the private internals media_server/aiortc_hooks.py uses."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import aioice.ice
+import pytest
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter, State
+from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+
+from media_server import aiortc_hooks
+
+
+def params(func: object) -> list[str]:
+    return list(inspect.signature(func).parameters)  # type: ignore[arg-type]
+
+
+def test_versions_pinned() -> None:
+    import aiortc
+
+    assert aiortc.__version__ == "1.16.0"
+    from importlib.metadata import version
+
+    assert version("aioice") == "0.13.0"
+
+
+def test_aioice_host_address_hook() -> None:
+    assert params(aioice.ice.get_host_addresses) == ["use_ipv4", "use_ipv6"]
+    aiortc_hooks.set_ice_host_addresses(["127.0.0.1"])
+    assert aioice.ice.get_host_addresses(True, False) == ["127.0.0.1"]
+    aiortc_hooks.set_ice_host_addresses(None)
+    assert aioice.ice.get_host_addresses is aiortc_hooks._ORIGINAL_GET_HOST_ADDRESSES
+    aiortc_hooks.set_ice_host_addresses(["127.0.0.1"])
+    src = inspect.getsource(aioice.ice.Connection.gather_candidates)
+    assert "get_host_addresses(" in src  # looked up as a module global at call time
+    assert "_nominated" in inspect.getsource(aioice.ice.Connection.sendto)
+
+
+def test_receiver_internals() -> None:
+    assert params(RTCRtpReceiver._handle_rtp_packet) == ["self", "packet", "arrival_time_ms"]
+    assert params(RTCRtpReceiver.receive) == ["self", "parameters"]
+    assert params(RTCRtpReceiver._send_rtcp_nack) == ["self", "media_ssrc", "lost"]
+    assert params(RTCRtpReceiver._send_rtcp) == ["self", "packet"]
+    assert inspect.iscoroutinefunction(RTCRtpReceiver._run_rtcp)
+    src = inspect.getsource(RTCRtpReceiver)
+    for name in (
+        "__remote_streams",
+        "__remote_bitrate_estimator",
+        "__rtcp_ssrc",
+        "__rtcp_task",
+        "__started",
+        "__decoder_thread",
+    ):
+        assert f"self.{name}" in src, name
+    assert "self.__decoder_thread = threading.Thread(" in inspect.getsource(RTCRtpReceiver.receive)
+    assert params(NackGenerator.add) == ["self", "packet"]
+    assert params(StreamStatistics.add) == ["self", "packet"]
+
+
+def test_sender_internals() -> None:
+    assert params(RTCRtpSender._handle_rtcp_packet) == ["self", "packet"]
+    src = inspect.getsource(RTCRtpSender)
+    for name in ("__ntp_timestamp", "__rtp_timestamp", "__octet_count", "__packet_count"):
+        assert f"self.{name}" in src, name
+    assert "self.__ntp_timestamp" in inspect.getsource(RTCRtpSender._run_rtcp)
+    assert "self._ssrc = random32()" in src and "self._rtx_ssrc = random32()" in src
+
+
+def test_dtls_internals() -> None:
+    src = inspect.getsource(RTCDtlsTransport)
+    for name in ("self._tx_srtp", "self._state", "self.__rx_packets", "self._rtp_router"):
+        assert name in src, name
+    assert State.CONNECTED.name == "CONNECTED"
+    assert params(RTCDtlsTransport._register_rtp_receiver) == ["self", "receiver", "parameters"]
+    assert "await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)" in inspect.getsource(
+        RTCDtlsTransport._handle_rtp_data
+    )
+    assert "recipient._handle_rtcp_packet(packet)" in inspect.getsource(RTCDtlsTransport._handle_rtcp_data)
+    assert params(RtpRouter.route_rtp) == ["self", "packet"]
+
+
+def test_peer_connection_calls_receive_after_set_remote_description() -> None:
+    """Hooks are installed right after setRemoteDescription; receive() runs later in __connect."""
+    src = inspect.getsource(RTCPeerConnection.setRemoteDescription)
+    assert "asyncio.ensure_future(self.__connect())" in src
+    assert "await transceiver.receiver.receive(" in inspect.getsource(RTCPeerConnection._RTCPeerConnection__connect)
+
+
+@pytest.mark.asyncio
+async def test_forwarding_receiver_and_idle_track_install() -> None:
+    pc = RTCPeerConnection()
+    transceiver = pc.addTransceiver("video", direction="recvonly")
+    got: list[object] = []
+    hook = aiortc_hooks.ForwardingReceiver(transceiver.receiver, "video", lambda p, c: got.append(p))
+    assert transceiver.receiver._handle_rtp_packet == hook._handle_rtp_packet
+    assert not hook.decoder_running()
+    assert hook.request_keyframe() is False  # no media yet
+    track = aiortc_hooks.IdleTrack("video")
+    task = asyncio.ensure_future(track.recv())
+    await asyncio.sleep(0.01)
+    assert not task.done()
+    track.stop()
+    from aiortc.mediastreams import MediaStreamError
+
+    with pytest.raises(MediaStreamError):
+        await task
+    ssrc, rtx = aiortc_hooks.sender_ssrcs(transceiver.sender)
+    assert isinstance(ssrc, int) and isinstance(rtx, int)
+    aiortc_hooks.update_sender_report(transceiver.sender, 1234, 100)
+    assert transceiver.sender._RTCRtpSender__packet_count == 1
+    send = aiortc_hooks.make_raw_sender(transceiver.sender.transport)
+    assert send(b"\x80" * 20) is False  # not connected
+    assert aiortc_hooks.dtls_last_receive_counter(transceiver.sender.transport) == 0
+    await pc.close()

@@ -1,0 +1,200 @@
+"""Forwarder/Downstream rewriting, NACK history, PLI throttle; speaker detection; config."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+
+from media_server.config import ConfigError, parse_config
+from media_server.forwarder import Downstream, ExtensionIds, Forwarder
+from media_server.rtputil import is_h264_keyframe_start, is_vp8_keyframe_start
+from media_server.speaker import ActiveSpeakerDetector
+
+VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+KEY = b"\x10" + b"\x00" * 10  # S=1, PID=0, VP8 P bit 0 => keyframe
+DELTA = b"\x10\x01" + b"\x00" * 9
+
+
+def packet(seq: int, ts: int, payload: bytes, pt: int = 96) -> RtpPacket:
+    return RtpPacket(payload_type=pt, sequence_number=seq, timestamp=ts, ssrc=1234, payload=payload)
+
+
+def make_downstream(sent: list[bytes]) -> Downstream:
+    d = Downstream(
+        kind="video",
+        ssrc=0xAABBCCDD,
+        rtx_ssrc=0x11223344,
+        send=lambda b: sent.append(b) or True,
+        initial_sequence=100,
+        initial_timestamp=5000,
+    )
+    d.configure(pt_by_codec={"video/vp8": 120}, rtx_pt_by_pt={120: 121}, ext_ids=ExtensionIds(abs_send_time=3))
+    d.ready = True
+    return d
+
+
+def header(data: bytes) -> tuple[int, int, int, int, int]:
+    b0, b1, seq, ts, ssrc = struct.unpack("!BBHII", data[:12])
+    return b0, b1 & 0x7F, seq, ts, ssrc
+
+
+def test_rewrites_ssrc_pt_seq_ts_and_starts_on_keyframe() -> None:
+    plis: list[int] = []
+    fwd = Forwarder(kind="video", request_keyframe=lambda: plis.append(1))
+    sent: list[bytes] = []
+    d = make_downstream(sent)
+    fwd.attach(d)
+    assert plis == [1]  # a new subscriber stream asks the publisher for a keyframe
+    fwd.on_rtp(packet(5000, 900000, DELTA), VP8)
+    assert sent == []  # waits for the keyframe
+    fwd.on_rtp(packet(5001, 903000, KEY), VP8)
+    fwd.on_rtp(packet(5002, 906000, DELTA), VP8)
+    (_, pt1, seq1, ts1, ssrc1), (_, _, seq2, ts2, _) = header(sent[0]), header(sent[1])
+    assert (pt1, ssrc1) == (120, 0xAABBCCDD)
+    assert seq1 == 101 and seq2 == 102  # continues the stream's own sequence space
+    assert ts2 - ts1 == 3000
+    assert sent[0][12:14] == b"\xbe\xde" and sent[0].endswith(KEY)
+
+
+def test_sequence_continuous_across_publisher_switch() -> None:
+    sent: list[bytes] = []
+    d = make_downstream(sent)
+    a = Forwarder(kind="video", request_keyframe=lambda: None)
+    b = Forwarder(kind="video", request_keyframe=lambda: None)
+    a.attach(d)
+    a.on_rtp(packet(10, 1000, KEY), VP8)
+    a.on_rtp(packet(11, 4000, DELTA), VP8)
+    a.detach(d)
+    b.attach(d)
+    b.on_rtp(packet(60000, 77, KEY), VP8)
+    seqs = [header(x)[2] for x in sent]
+    assert seqs == [101, 102, 103]
+    assert header(sent[2])[3] != 77  # timestamp offset applied
+
+
+def test_nack_is_answered_from_history_with_rtx() -> None:
+    sent: list[bytes] = []
+    d = make_downstream(sent)
+    fwd = Forwarder(kind="video", request_keyframe=lambda: None)
+    fwd.attach(d)
+    for i in range(5):
+        fwd.on_rtp(packet(200 + i, 1000 + i * 3000, KEY if i == 0 else DELTA), VP8)
+    original = sent[2]
+    lost_seq = header(original)[2]
+    sent.clear()
+    assert d.retransmit([lost_seq, 9999]) == 1  # 9999 was never sent
+    b0, pt, _rtx_seq, ts, ssrc = header(sent[0])
+    assert (pt, ssrc, ts) == (121, 0x11223344, header(original)[3])
+    ext_len = 4 + 4 * struct.unpack("!H", original[14:16])[0]
+    assert sent[0][12 + ext_len : 14 + ext_len] == struct.pack("!H", lost_seq)  # RFC 4588 OSN
+    assert sent[0][14 + ext_len :] == original[12 + ext_len :]
+    d.rtx_pt_by_pt = {}
+    sent.clear()
+    d.retransmit([lost_seq])
+    assert sent == [original]  # plain retransmission without RTX
+
+
+def test_keyframe_requests_are_throttled(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr("media_server.forwarder.time.monotonic", lambda: now[0])
+    plis: list[float] = []
+    fwd = Forwarder(kind="video", request_keyframe=lambda: plis.append(now[0]))
+    for _ in range(10):
+        fwd.request_keyframe()
+        now[0] += 0.125
+    assert plis == [100.0, 100.5, 101.0]
+
+
+def test_no_common_codec_is_not_forwarded() -> None:
+    sent: list[bytes] = []
+    d = make_downstream(sent)
+    d.pt_by_codec = {"video/h264;1;42e0": 99}
+    fwd = Forwarder(kind="video", request_keyframe=lambda: None)
+    fwd.attach(d)
+    fwd.on_rtp(packet(1, 1, KEY), VP8)
+    assert sent == [] and d.missing_codec == "video/vp8"
+
+
+def test_keyframe_detection() -> None:
+    assert is_vp8_keyframe_start(bytes.fromhex("9080ba57f00f"))
+    assert not is_vp8_keyframe_start(bytes.fromhex("9080ba583104"))
+    assert is_h264_keyframe_start(bytes([0x65]))  # IDR
+    assert is_h264_keyframe_start(bytes([0x7C, 0x85]))  # FU-A start of IDR
+    assert not is_h264_keyframe_start(bytes([0x41]))
+    assert is_h264_keyframe_start(bytes([0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xCE]))  # STAP-A SPS
+
+
+def test_active_speaker_hysteresis() -> None:
+    changes: list[str] = []
+    det = ActiveSpeakerDetector(changes.append)
+    t = 0.0
+    for _ in range(100):  # 1 s: alice loud, bob quiet
+        det.feed("alice", 20, t)
+        det.feed("bob", 100, t)
+        t += 0.01
+    assert changes == ["alice"]
+    for _ in range(20):  # a 200 ms burst from bob does not switch
+        det.feed("alice", 120, t)
+        det.feed("bob", 10, t)
+        t += 0.01
+    for _ in range(20):
+        det.feed("alice", 20, t)
+        det.feed("bob", 120, t)
+        t += 0.01
+    assert changes == ["alice"]
+    for _ in range(150):  # bob speaks for 1.5 s: switch once
+        det.feed("alice", 127, t)
+        det.feed("bob", 10, t)
+        t += 0.01
+    assert changes == ["alice", "bob"]
+
+
+def test_config_from_env_and_flags() -> None:
+    with pytest.raises(ConfigError):
+        parse_config([], env={})
+    dev = parse_config(["--dev"], env={})
+    assert dev.secret == "dev-media-secret" and dev.ice_addresses == ("127.0.0.1",) and dev.ice_servers == ()
+    cfg = parse_config(
+        ["--control-port", "9000"],
+        env={
+            "MEDIA_SECRET": "s",
+            "MEDIA_ICE_ADDRESSES": "10.0.0.5, 127.0.0.1",
+            "MEDIA_ICE_ANNOUNCE": "10.0.0.5=203.0.113.7",
+            "MEDIA_ICE_SERVERS": '[{"urls": "turn:t.example:3478", "username": "u", "credential": "c"}]',
+            "MEDIA_NODE_ID": "node-a",
+        },
+    )
+    assert cfg.control_port == 9000 and cfg.secret == "s" and cfg.node_id == "node-a"
+    assert cfg.ice_addresses == ("10.0.0.5", "127.0.0.1")
+    assert cfg.ice_announce == {"10.0.0.5": "203.0.113.7"}
+    assert cfg.ice_servers[0].urls == ("turn:t.example:3478",)
+    assert parse_config([], env={"MEDIA_SECRET": "s", "MEDIA_ICE_ADDRESSES": ""}).ice_addresses == ()
+    with pytest.raises(ConfigError):
+        parse_config([], env={"MEDIA_SECRET": "s", "MEDIA_ICE_SERVERS": "{"})
+
+
+def test_announce_rewrites_candidates() -> None:
+    from media_server.sdp import announce_addresses
+
+    sdp = "c=IN IP4 10.0.0.5\r\na=candidate:abc 1 udp 2130706431 10.0.0.5 5000 typ host\r\n"
+    out = announce_addresses(sdp, {"10.0.0.5": "203.0.113.7"})
+    assert "203.0.113.7 5000 typ host" in out and "10.0.0.5" not in out
+
+
+def test_sender_report_counters_are_batched() -> None:
+    """SR bookkeeping is pushed to the aiortc sender every SR_BATCH packets."""
+    from media_server.forwarder import SR_BATCH
+
+    reports: list[tuple[int, int, int]] = []
+    d = Downstream(kind="audio", ssrc=1, rtx_ssrc=2, send=lambda b: True, on_sent=lambda *a: reports.append(a))
+    d.configure(pt_by_codec={"audio/opus": 111}, rtx_pt_by_pt={}, ext_ids=ExtensionIds())
+    d.ready = True
+    fwd = Forwarder(kind="audio", request_keyframe=lambda: None)
+    fwd.attach(d)
+    opus = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=96)
+    for i in range(SR_BATCH * 2 + 3):
+        fwd.on_rtp(packet(i, i * 960, b"x" * 10), opus)
+    assert [(octets, n) for _, octets, n in reports] == [(10 * SR_BATCH, SR_BATCH)] * 2
