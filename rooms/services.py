@@ -157,6 +157,9 @@ def room_end(*, room_id: str, user: User | None = None, actor: Participant | Non
         state=Participant.State.LEFT, left_at=now
     )
     events.to_room(room.public_id, {"type": "room_ended", "reason": "ended_by_host"})
+    from recordings.services import recordings_stop_for_room_end  # recordings depends on rooms
+
+    recordings_stop_for_room_end(room=room)
     for participant_id in waiting:
         events.to_participant(room.public_id, participant_id, {"type": "room_ended", "reason": "ended_by_host"})
     return room

@@ -1,17 +1,32 @@
-"""Server-rendered pages for rooms (the call UI arrives with the web UI issue)."""
+"""Server-rendered pages for rooms: home, my rooms, the pre-join/call page, settings, recordings.
+
+Views are thin: reads go through selectors (or a single ORM lookup), writes
+through ``rooms.services``. The call itself runs in ``static/js/call.js``
+against the REST join API and the room socket (docs/protocol.md §1).
+"""
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.csrf import ensure_csrf_cookie
 
 from conference.errors import DomainError
 
 from . import selectors, services
 from .ids import ROOM_ID_RE
-from .models import Room
+from .models import MAX_PARTICIPANTS, MIN_PARTICIPANTS, Room
+
+
+def _room_or_none(room_id: str) -> Room | None:
+    return Room.objects.filter(public_id=room_id).first() if ROOM_ID_RE.match(room_id) else None
+
+
+def _not_found(request: HttpRequest) -> HttpResponse:
+    return render(request, "error.html", {"message": "No room has this ID."}, status=404)
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -26,7 +41,11 @@ def home(request: HttpRequest) -> HttpResponse:
         elif request.user.is_authenticated:
             assert isinstance(request.user, User)
             try:
-                room = services.room_create(host=request.user, name=request.POST.get("name", "") or "Meeting")
+                room = services.room_create(
+                    host=request.user,
+                    name=request.POST.get("name", "") or "Meeting",
+                    waiting_room=request.POST.get("waiting_room") == "on",
+                )
             except DomainError as exc:
                 error = exc.message
             else:
@@ -36,11 +55,89 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "home.html", {"error": error})
 
 
+@ensure_csrf_cookie
 def join(request: HttpRequest, room_id: str) -> HttpResponse:
-    room = Room.objects.filter(public_id=room_id).first() if ROOM_ID_RE.match(room_id) else None
+    """The pre-join screen (preview, devices, name, password) that becomes the call page after joining."""
+    room = _room_or_none(room_id)
     if room is None:
-        return render(request, "error.html", {"message": "No room has this ID."}, status=404)
-    return render(request, "rooms/join.html", {"room": room})
+        return _not_found(request)
+    user = request.user
+    is_host = bool(user.is_authenticated and room.host_id == user.pk)
+    config = {
+        "roomId": room.public_id,
+        "roomName": room.name,
+        "hasPassword": room.has_password,
+        "waitingRoom": room.waiting_room,
+        "allowGuests": room.allow_guests,
+        "isHost": is_host,
+        "signedIn": user.is_authenticated,
+        "userId": user.pk if user.is_authenticated else None,
+        "username": user.get_username() if user.is_authenticated else "",
+    }
+    return render(request, "rooms/call.html", {"room": room, "is_host": is_host, "config": config})
+
+
+class RoomSettingsForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    max_participants = forms.IntegerField(min_value=MIN_PARTICIPANTS, max_value=MAX_PARTICIPANTS)
+    new_password = forms.CharField(
+        max_length=128,
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Leave empty to keep the current password.",
+    )
+    remove_password = forms.BooleanField(required=False)
+    waiting_room = forms.BooleanField(required=False)
+    locked = forms.BooleanField(required=False)
+    allow_guests = forms.BooleanField(required=False)
+
+
+@login_required
+def room_settings(request: HttpRequest, room_id: str) -> HttpResponse:
+    """The host changes the room's settings (through ``services.room_update``)."""
+    assert isinstance(request.user, User)  # login_required
+    room = _room_or_none(room_id)
+    if room is None:
+        return _not_found(request)
+    if room.host_id != request.user.pk:
+        return render(request, "error.html", {"message": "Only the room's host can change its settings."}, status=403)
+    initial = {
+        "name": room.name,
+        "max_participants": room.max_participants,
+        "waiting_room": room.waiting_room,
+        "locked": room.locked,
+        "allow_guests": room.allow_guests,
+    }
+    form = RoomSettingsForm(request.POST or None, initial=initial)
+    saved = False
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        changes = {k: data[k] for k in ("name", "max_participants", "waiting_room", "locked", "allow_guests")}
+        if data["remove_password"]:
+            changes["password"] = ""
+        elif data["new_password"]:
+            changes["password"] = data["new_password"]
+        try:
+            room = services.room_update(room_id=room.public_id, user=request.user, **changes)
+        except DomainError as exc:
+            form.add_error(None, exc.message)
+        else:
+            saved = True
+            form = RoomSettingsForm(initial={**initial, **{k: v for k, v in changes.items() if k != "password"}})
+    return render(request, "rooms/settings.html", {"room": room, "form": form, "saved": saved})
+
+
+@login_required
+def room_recordings(request: HttpRequest, room_id: str) -> HttpResponse:
+    """The room's recordings (host only). Filled in by the recording work; an empty state until then."""
+    assert isinstance(request.user, User)  # login_required
+    room = _room_or_none(room_id)
+    if room is None:
+        return _not_found(request)
+    if room.host_id != request.user.pk:
+        return render(request, "error.html", {"message": "Only the room's host can see its recordings."}, status=403)
+    recordings = room.recordings.order_by("-created_at")[:100]
+    return render(request, "rooms/recordings.html", {"room": room, "recordings": recordings})
 
 
 @login_required

@@ -1,0 +1,283 @@
+"""Chat fan-out latency over the room socket: one sender, everyone else in a 100-socket room receives.
+
+    .venv/bin/python bench/chat_fanout.py [--sockets 100] [--messages 200] [--rate 20]
+
+Starts real daphne processes on 127.0.0.1 and opens real WebSockets (aiohttp)
+from this one asyncio process. Scenarios: 1 process with the in-memory
+channel layer, 1 process on Redis, 2 processes on Redis (sockets split evenly).
+Redis: REDIS_URL, else redis://127.0.0.1:6379/2. Database: a fresh PostgreSQL
+database next to DATABASE_URL when it is set (dropped afterwards), else a
+SQLite file in a temporary directory.
+
+Latency = time from just before the sender's ``chat_send`` to a receiver's
+``chat_message`` (same clock: one process). Phase "sequential": one message
+at a time, the next after every receiver has it. Phase "rate": messages at a
+fixed rate regardless of delivery. The sender rotates over the sockets (the
+per-socket chat rate limit is 5/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Node:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "daphne"),
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "conference.asgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    async def ready(self, http: aiohttp.ClientSession) -> None:
+        for _ in range(300):
+            try:
+                async with http.get(self.base + "/healthz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+        raise RuntimeError("daphne did not start")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class Receiver:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, arrivals: dict[str, list[float]], acks: dict[str, float]):
+        self.ws = ws
+        self.arrivals = arrivals
+        self.acks = acks
+        self.changed = asyncio.Event()
+        self.task = asyncio.create_task(self.run())
+
+    async def run(self) -> None:
+        async for message in self.ws:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                break
+            now = time.perf_counter()
+            frame = json.loads(message.data)
+            kind = frame["type"]
+            if kind == "chat_message":
+                self.arrivals[frame["message"]["client_id"]].append(now)
+                self.changed.set()
+            elif kind == "chat_ack":
+                self.acks[frame["client_id"]] = now
+            elif kind == "ping":
+                await self.ws.send_str('{"type":"pong"}')
+
+
+async def post(http: aiohttp.ClientSession, url: str, body: dict[str, Any], token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with http.post(url, json=body, headers=headers) as response:
+        if response.status not in (200, 201):
+            raise RuntimeError(f"{url}: {response.status} {await response.text()}")
+        return await response.json()
+
+
+async def scenario(env: dict[str, str], processes: int, sockets: int, messages: int, rate: float) -> dict[str, Any]:
+    nodes = [Node(env) for _ in range(processes)]
+    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    receivers: list[Receiver] = []
+    try:
+        await asyncio.gather(*(n.ready(http) for n in nodes))
+        name = f"bench{uuid.uuid4().hex[:8]}"
+        me = await post(
+            http, nodes[0].base + "/api/v1/auth/register", {"username": name, "password": "bench-pass-4821"}
+        )
+        room = await post(
+            http, nodes[0].base + "/api/v1/rooms", {"name": "bench", "max_participants": 100}, me["access"]
+        )
+        room_id = room["roomId"]
+        arrivals: dict[str, list[float]] = defaultdict(list)
+        acks: dict[str, float] = {}
+        for i in range(sockets):
+            node = nodes[i % processes]
+            url = node.base + f"/api/v1/rooms/{room_id}/join"
+            grant = await (post(http, url, {}, me["access"]) if i == 0 else post(http, url, {"display_name": f"g{i}"}))
+            ws = await http.ws_connect(
+                f"ws://127.0.0.1:{node.port}/ws/rooms/{room_id}/", origin=node.base, max_msg_size=0
+            )
+            await ws.send_str(json.dumps({"type": "join", "token": grant["token"], "protocol": 1}))
+            while json.loads((await ws.receive()).data)["type"] != "room_snapshot":
+                pass
+            receivers.append(Receiver(ws, arrivals, acks))
+        await asyncio.sleep(1.0)  # let participant_joined storms settle
+
+        async def send(n: int, phase: str) -> tuple[str, float]:
+            client_id = f"{phase}{n}"
+            sender = receivers[n % sockets]
+            t0 = time.perf_counter()
+            await sender.ws.send_str(json.dumps({"type": "chat_send", "client_id": client_id, "text": f"m{n}"}))
+            return client_id, t0
+
+        async def settle(client_ids: list[str], timeout: float = 10.0) -> None:
+            deadline = time.perf_counter() + timeout
+            while time.perf_counter() < deadline and any(len(arrivals[c]) < sockets - 1 for c in client_ids):
+                await asyncio.sleep(0.005)
+
+        def latencies(sent: dict[str, float]) -> tuple[list[float], list[float], int]:
+            lat = [(t - t0) * 1000 for c, t0 in sent.items() for t in arrivals[c]]
+            ack = [(acks[c] - t0) * 1000 for c, t0 in sent.items() if c in acks]
+            missing = sum(sockets - 1 - len(arrivals[c]) for c in sent)
+            return lat, ack, missing
+
+        for n in range(10):  # warm-up
+            client_id, _ = await send(n, "w")
+            await settle([client_id])
+        sequential: dict[str, float] = {}
+        for n in range(messages):
+            client_id, t0 = await send(n, "s")
+            sequential[client_id] = t0
+            await settle([client_id])
+        loaded: dict[str, float] = {}
+        start = time.perf_counter()
+        for n in range(messages):
+            await asyncio.sleep(max(0.0, start + n / rate - time.perf_counter()))
+            client_id, t0 = await send(n, "r")
+            loaded[client_id] = t0
+        await settle(list(loaded))
+        out: dict[str, Any] = {}
+        for phase, sent in (("sequential", sequential), (f"{rate:g} msg/s", loaded)):
+            lat, ack, missing = latencies(sent)
+            out[phase] = {
+                "deliveries": len(lat),
+                "missing": missing,
+                "p50": pct(lat, 0.50),
+                "p90": pct(lat, 0.90),
+                "p99": pct(lat, 0.99),
+                "max": max(lat),
+                "ack_p50": statistics.median(ack) if ack else float("nan"),
+            }
+        return out
+    finally:
+        for r in receivers:
+            await r.ws.close()
+            r.task.cancel()
+        await http.close()
+        for n in nodes:
+            n.stop()
+
+
+def prepare_database(env: dict[str, str], tmp: str) -> str | None:
+    database_url = os.environ.get("DATABASE_URL")
+    if database_url:
+        import psycopg
+
+        dbname = f"conference_bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(database_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{dbname}"')
+        env["DATABASE_URL"] = database_url.rsplit("/", 1)[0] + "/" + dbname
+    else:
+        env.pop("DATABASE_URL", None)
+        env["SQLITE_PATH"] = str(Path(tmp) / "bench.sqlite3")
+        dbname = None
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    return dbname
+
+
+def drop_database(dbname: str | None) -> None:
+    database_url = os.environ.get("DATABASE_URL")
+    if dbname and database_url:
+        import psycopg
+
+        with psycopg.connect(database_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sockets", type=int, default=100)
+    parser.add_argument("--messages", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=20.0, help="messages per second in the loaded phase")
+    args = parser.parse_args()
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/2")
+    tag = uuid.uuid4().hex[:8]
+    base_env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "conference.settings",
+        "CONFERENCE_ENV": "test",
+        "LOG_LEVEL": "WARNING",
+        "CHANNEL_PREFIX": f"bench{tag}",
+        "CACHE_PREFIX": f"bench{tag}",
+        "AUTH_THROTTLE_RATE": "1000/minute",
+        "SOCKET_CHAT_BURST": "1000",
+        "MEDIA_CONTROL_URL": f"http://127.0.0.1:{free_port()}",
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        dbname = prepare_database(base_env, tmp)
+        db = "PostgreSQL" if dbname else "SQLite file"
+        try:
+            memory_env = {k: v for k, v in base_env.items() if k != "REDIS_URL"}
+            redis_env = {**base_env, "REDIS_URL": redis_url}
+            runs = [
+                ("1 daphne, in-memory layer", memory_env, 1),
+                ("1 daphne, Redis layer", redis_env, 1),
+                ("2 daphne, Redis layer", redis_env, 2),
+            ]
+            print(f"# chat fan-out: {args.sockets} sockets, {args.messages} messages per phase, DB {db}")
+            print(
+                f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+            )
+            print("| scenario | phase | deliveries | missing | p50 ms | p90 ms | p99 ms | max ms | ack p50 ms |")
+            print("|---|---|---|---|---|---|---|---|---|")
+            for label, env, processes in runs:
+                result = await scenario(env, processes, args.sockets, args.messages, args.rate)
+                for phase, r in result.items():
+                    print(
+                        f"| {label} | {phase} | {r['deliveries']} | {r['missing']} | {r['p50']:.1f} | {r['p90']:.1f} "
+                        f"| {r['p99']:.1f} | {r['max']:.1f} | {r['ack_p50']:.1f} |",
+                        flush=True,
+                    )
+        finally:
+            drop_database(dbname)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,316 @@
+"""The room socket ``/ws/rooms/<roomId>/`` (docs/protocol.md §1): transport only.
+
+The consumer authenticates the first frame, parses frames
+(``socket_protocol``), delegates (``presence``, ``socket_actions``,
+``signaling``) and forwards room events. Per-socket rules on forwarded events
+live here because they are about this socket: close on removal/end/denial,
+follow lobby admission and role changes into groups, drop chat the client
+already has. A background ticker owned by the consumer handles the join
+timeout, pings, silence and the presence heartbeat; it is cancelled on
+disconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from . import groups, presence, socket_actions
+from .media_client import MediaClient, MediaError
+from .presence import SocketRefused, SocketSession
+from .signaling import relay_client_frame
+from .socket_protocol import (
+    SIGNALING_TYPES,
+    ClientFrame,
+    Close,
+    FrameError,
+    Liveness,
+    TokenBucket,
+    error_frame,
+    parse_frame,
+    reply,
+)
+
+logger = logging.getLogger(__name__)
+
+# Forwarded events after which this socket closes, and with which code.
+CLOSING_EVENTS = {"removed": Close.REMOVED, "room_ended": Close.ROOM_ENDED, "lobby_denied": Close.DENIED}
+# Frames a socket may send before it is admitted (in the lobby).
+LOBBY_FRAMES = frozenset({"ping", "pong"})
+RATE_LIMITED_FRAMES = frozenset({"chat_send", "reaction"})
+
+
+class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+    def __init__(self, *, media: MediaClient) -> None:
+        super().__init__()
+        self.media = media
+        self.session: SocketSession | None = None
+        self.subscribed: set[str] = set()
+        self.close_code: int | None = None
+        self.used_media = False
+        self.chat_high_water = 0
+        self.ticker: asyncio.Task[None] | None = None
+        self.wake_ticker = asyncio.Event()  # set when the schedule changes (joined)
+
+    # --- connection lifecycle -------------------------------------------------
+
+    async def connect(self) -> None:
+        self.room_id: str = self.scope["url_route"]["kwargs"]["room_id"]
+        now = self._now()
+        self.liveness = Liveness(
+            join_timeout=settings.SOCKET_JOIN_TIMEOUT_SECONDS,
+            ping_after=settings.SOCKET_PING_INTERVAL_SECONDS,
+            drop_after=settings.SOCKET_IDLE_TIMEOUT_SECONDS,
+            touch_every=settings.PRESENCE_TOUCH_INTERVAL_SECONDS,
+            opened_at=now,
+            last_heard=now,
+        )
+        self.chat_bucket = TokenBucket(rate=settings.SOCKET_CHAT_RATE_PER_SECOND, burst=settings.SOCKET_CHAT_BURST)
+        self.frame_bucket = TokenBucket(rate=settings.SOCKET_FRAME_RATE_PER_SECOND, burst=settings.SOCKET_FRAME_BURST)
+        await self.accept()
+        self.ticker = asyncio.create_task(self._tick_forever())
+
+    async def disconnect(self, code: int) -> None:
+        if self.ticker is not None and self.ticker is not asyncio.current_task():
+            self.ticker.cancel()
+        for group in list(self.subscribed):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.subscribed.clear()
+        session = self.session
+        if session is None or self.close_code in (Close.REPLACED, *CLOSING_EVENTS.values()):
+            return
+        try:
+            left = await database_sync_to_async(presence.socket_leave)(session=session)
+        except Exception:
+            logger.exception("leave failed for %s", session.participant_id)
+            return
+        if left and self.used_media:
+            await self.media.tell_quietly(room=session.room_id, participant=session.participant_id)
+
+    async def _close(self, code: int) -> None:
+        if self.close_code is None:
+            self.close_code = code
+            await self.close(code=int(code))  # daphne rejects IntEnum close codes
+
+    # --- client frames ------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.close_code is not None:
+            return
+        now = self._now()
+        self.liveness.heard(now)
+        try:
+            if text_data is None:
+                raise FrameError("invalid_frame", "Frames are JSON text, not binary.")
+            if not self.frame_bucket.take(now):
+                raise FrameError("rate_limited", "Too many frames; slow down.")
+            frame = parse_frame(text_data)
+        except FrameError as exc:
+            await self._send(error_frame(exc.code, exc.message, exc.ref))
+            if self.session is None:
+                await self._close(Close.PROTOCOL_VIOLATION)
+            return
+        try:
+            await self._dispatch(frame, now)
+        except Exception:  # one bad frame must never take the socket (or the room) down
+            logger.exception("frame %s failed", frame.type)
+            await self._send(error_frame("internal_error", "The server could not handle this frame.", frame.ref))
+
+    async def _dispatch(self, frame: ClientFrame, now: float) -> None:
+        session = self.session
+        if session is None:
+            if frame.type != "join":
+                await self._send(error_frame("join_first", "The first frame must be join.", frame.ref))
+                await self._close(Close.PROTOCOL_VIOLATION)
+                return
+            await self._join(frame)
+            return
+        kind = frame.type
+        if kind == "ping":
+            await self._send(reply({"type": "pong"}, frame.ref))
+            return
+        if kind == "pong":
+            return
+        if kind == "join":
+            await self._send(error_frame("already_joined", "This socket has already joined.", frame.ref))
+            return
+        if not session.admitted and kind not in LOBBY_FRAMES:
+            await self._send(error_frame("not_admitted", "Wait until a moderator admits you.", frame.ref))
+            return
+        if kind in RATE_LIMITED_FRAMES and not self.chat_bucket.take(now):
+            await self._send(error_frame("rate_limited", "You are sending too fast; slow down.", frame.ref))
+            return
+        if kind in SIGNALING_TYPES:
+            await self._signal(session, frame)
+        elif kind == "reaction":
+            event = {"type": "reaction", "participantId": session.participant_id, "emoji": frame.data["emoji"]}
+            await self.channel_layer.group_send(
+                groups.room_group(session.room_id), {"type": "room.event", "event": event}
+            )
+        else:
+            await self._act(session, frame)
+
+    async def _join(self, frame: ClientFrame) -> None:
+        user = self.scope.get("user")
+        try:
+            session = await database_sync_to_async(presence.socket_authenticate)(
+                token=frame.data["token"], room_id=self.room_id, user=user
+            )
+            # Subscribe before the state change, so this socket sees every event after it.
+            self.session = session
+            await self._follow_groups()
+            entry = await database_sync_to_async(presence.socket_enter)(
+                session=session, last_seq=frame.data["last_seq"]
+            )
+        except SocketRefused as exc:
+            self.session = None  # nothing to leave: the participant never entered through this socket
+            await self._send(error_frame(exc.code, exc.message, frame.ref))
+            await self._close(exc.close_code)
+            return
+        await self._follow_groups()
+        self.liveness.mark_joined(self._now())
+        self.wake_ticker.set()
+        self.chat_high_water = entry.chat_high_water
+        for out in entry.frames:
+            await self._send(out)
+        # Older sockets of this participant (a reload, a second tab) close with 4005.
+        await self.channel_layer.group_send(
+            groups.participant_group(session.room_id, session.participant_id),
+            {"type": "room.session", "channel": self.channel_name},
+        )
+
+    async def _act(self, session: SocketSession, frame: ClientFrame) -> None:
+        result = await database_sync_to_async(socket_actions.perform)(session=session, frame=frame)
+        if result.chat_high_water is not None:
+            self.chat_high_water = max(self.chat_high_water, result.chat_high_water)
+        for out in result.frames:
+            await self._send(out)
+        for participant_id in result.media_leave:
+            await self.media.tell_quietly(room=session.room_id, participant=participant_id)
+        if result.media_close_room:
+            await self.media.tell_quietly(room=session.room_id)
+        if result.close_code is not None:
+            await self._close(result.close_code)
+
+    async def _signal(self, session: SocketSession, frame: ClientFrame) -> None:
+        self.used_media = True
+        try:
+            answer = await relay_client_frame(
+                self.media, room=session.room_id, participant=session.participant_id, frame=frame
+            )
+        except MediaError as exc:
+            await self._send(error_frame(exc.code, exc.message, frame.ref))
+            return
+        if answer is not None:
+            await self._send(answer)
+
+    # --- channel-layer messages -----------------------------------------------------
+
+    async def room_event(self, message: dict[str, Any]) -> None:
+        """A room event (``rooms.events``, media events, reactions): apply this socket's rules, forward."""
+        session, frame = self.session, message["event"]
+        if session is None or self.close_code is not None:
+            return
+        kind = frame.get("type")
+        if kind == "chat_message":
+            msg = frame.get("message", {})
+            if msg.get("sender") == session.participant_id or msg.get("seq", 0) <= self.chat_high_water:
+                return  # the sender has its chat_ack; older messages came with the snapshot or a sync
+        elif kind == "lobby_admitted":
+            await self._admitted(session)
+            return
+        elif kind in ("participant_joined", "participant_updated"):
+            participant = frame.get("participant", {})
+            if participant.get("participantId") == session.participant_id:
+                if kind == "participant_joined":
+                    return  # the snapshot already says who I am
+                session.role = participant.get("role", session.role)
+                await self._follow_groups()
+        await self._send(frame)
+        if kind in CLOSING_EVENTS:
+            await self._close(CLOSING_EVENTS[kind])
+
+    async def room_session(self, message: dict[str, Any]) -> None:
+        """A newer socket of the same participant joined: this one gives way (4005), without leaving."""
+        if message.get("channel") != self.channel_name and self.session is not None:
+            await self._send(error_frame("session_replaced", "This participant joined from another socket."))
+            await self._close(Close.REPLACED)
+
+    async def _admitted(self, session: SocketSession) -> None:
+        session.admitted = True
+        await self._follow_groups()
+        try:
+            entry = await database_sync_to_async(presence.socket_enter)(session=session)
+        except SocketRefused as exc:
+            await self._send(error_frame(exc.code, exc.message))
+            await self._close(exc.close_code)
+            return
+        await self._follow_groups()
+        self.chat_high_water = entry.chat_high_water
+        await self._send({"type": "lobby_admitted"})
+        for out in entry.frames:
+            await self._send(out)
+
+    # --- helpers ----------------------------------------------------------------------
+
+    async def _follow_groups(self) -> None:
+        """Be in exactly the groups the session's scope allows: its own, and the room's (and moderators') once admitted."""
+        session = self.session
+        if session is None:
+            return
+        wanted = {groups.participant_group(session.room_id, session.participant_id)}
+        if session.admitted:
+            wanted.add(groups.room_group(session.room_id))
+        if session.is_moderator:
+            wanted.add(groups.moderators_group(session.room_id))
+        for group in wanted - self.subscribed:
+            await self.channel_layer.group_add(group, self.channel_name)
+        for group in self.subscribed - wanted:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.subscribed = wanted
+
+    async def _send(self, frame: dict[str, Any]) -> None:
+        if self.close_code is None:
+            await self.send(text_data=json.dumps(frame, separators=(",", ":"), ensure_ascii=False))
+
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
+
+    async def _tick_forever(self) -> None:
+        while self.close_code is None:
+            action, delay = self.liveness.next_action(self._now())
+            try:
+                if action is None:
+                    try:
+                        await asyncio.wait_for(self.wake_ticker.wait(), delay)
+                    except TimeoutError:
+                        pass
+                    self.wake_ticker.clear()
+                elif action == "join_timeout":
+                    await self._send(error_frame("join_timeout", "No join frame in time."))
+                    await self._close(Close.JOIN_TIMEOUT)
+                elif action == "drop":
+                    await self._close(Close.HEARTBEAT_TIMEOUT)
+                elif action == "ping":
+                    await self._send({"type": "ping"})
+                elif action == "touch" and self.session is not None:
+                    await self._touch(self.session)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a failed heartbeat (e.g. the DB blipped) is retried on the next tick
+                logger.exception("room socket heartbeat failed")
+                await asyncio.sleep(1.0)
+
+    async def _touch(self, session: SocketSession) -> None:
+        tick = await database_sync_to_async(presence.socket_tick)(session=session)
+        for participant_id in tick.swept:
+            await self.media.tell_quietly(room=session.room_id, participant=participant_id)
+        if tick.close_code is not None:
+            await self._close(tick.close_code)

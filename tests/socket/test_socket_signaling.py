@@ -1,0 +1,161 @@
+"""Signaling relay between the room socket and the media server (a fake one on 127.0.0.1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from rooms.socket_protocol import MAX_SDP_CHARS
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_offer_is_published_and_answer_relayed_with_ref(world: Any, fake_media: Any, sdp: str) -> None:
+    fake_media.responses[("POST", "/publish")] = (200, {"protocol": 1, "sdp": "v=0 answer"})
+    room = await world.room()
+    host, _ = await world.host(room)
+    await host.send({"type": "offer", "pc": "camera", "sdp": sdp, "ref": 3})
+    answer = await host.expect("answer")
+    assert answer == {"type": "answer", "pc": "camera", "sdp": "v=0 answer", "ref": 3}
+    method, path, body = fake_media.requests[0]
+    assert (method, path) == ("POST", f"/v1/rooms/{room.public_id}/participants/{host.participant_id}/publish")
+    assert body == {"protocol": 1, "pc": "camera", "sdp": sdp}
+
+
+async def test_subscribe_gets_offer_and_answer_and_ice_are_relayed(world: Any, fake_media: Any, sdp: str) -> None:
+    tracks = [{"mid": "0", "participant": "pX", "pc": "camera", "source": "camera", "kind": "audio"}]
+    fake_media.responses[("POST", "/subscribe")] = (
+        200,
+        {"protocol": 1, "sdp": "v=0 offer", "revision": 4, "tracks": tracks},
+    )
+    room = await world.room()
+    host, _ = await world.host(room)
+    await host.send({"type": "subscribe"})
+    assert await host.expect("offer") == {
+        "type": "offer",
+        "pc": "subscribe",
+        "sdp": "v=0 offer",
+        "revision": 4,
+        "tracks": tracks,
+    }
+    await host.send({"type": "answer", "pc": "subscribe", "sdp": sdp, "revision": 4})
+    candidate = {"candidate": "candidate:1 1 UDP 2122260223 10.0.0.2 50000 typ host", "sdpMid": "0", "sdpMLineIndex": 0}
+    await host.send({"type": "ice_candidate", "pc": "subscribe", "candidate": candidate})
+    await host.send({"type": "ice_candidate", "pc": "camera", "candidate": None})
+    await host.send({"type": "unpublish", "pc": "screen"})
+    await fake_media.wait_for(lambda f: len(f.requests) == 5)
+    base = f"/v1/rooms/{room.public_id}/participants/{host.participant_id}"
+    assert [(m, p) for m, p, _ in fake_media.requests] == [
+        ("POST", base + "/subscribe"),
+        ("POST", base + "/subscribe/answer"),
+        ("POST", base + "/ice"),
+        ("POST", base + "/ice"),
+        ("DELETE", base + "/publish/screen"),
+    ]
+    assert fake_media.requests[1][2] == {"protocol": 1, "sdp": sdp, "revision": 4}
+    assert fake_media.requests[2][2] == {"protocol": 1, "pc": "subscribe", "candidate": candidate}
+    assert fake_media.requests[3][2] == {"protocol": 1, "pc": "camera", "candidate": None}
+
+
+async def test_media_server_error_is_mapped_to_error_frame(world: Any, fake_media: Any, sdp: str) -> None:
+    fake_media.responses[("POST", "/publish")] = (
+        409,
+        {"error": {"code": "room_full_media", "message": "no capacity", "details": {}}},
+    )
+    room = await world.room()
+    host, _ = await world.host(room)
+    await host.send({"type": "offer", "pc": "screen", "sdp": sdp, "ref": "o"})
+    assert await host.expect("error") == {
+        "type": "error",
+        "code": "room_full_media",
+        "message": "no capacity",
+        "ref": "o",
+    }
+
+
+async def test_media_server_down_gives_media_unavailable_and_socket_stays_open(world: Any, sdp: str) -> None:
+    room = await world.room()
+    host, _ = await world.host(room)
+    await host.send({"type": "offer", "pc": "camera", "sdp": sdp, "ref": 1})
+    error = await host.expect("error")
+    assert (error["code"], error["ref"]) == ("media_unavailable", 1)
+    await host.send({"type": "chat_send", "text": "still here"})
+    await host.expect("chat_ack")
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ({"type": "offer", "pc": "camera", "sdp": "hello"}, "invalid_sdp"),
+        ({"type": "offer", "pc": "camera", "sdp": "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"}, "invalid_sdp"),
+        ({"type": "offer", "pc": "camera", "sdp": "v=0\r\n" + "a=x\r\n" * (MAX_SDP_CHARS // 5)}, "sdp_too_large"),
+        ({"type": "offer", "pc": "subscribe", "sdp": "v=0"}, "invalid_frame"),
+        ({"type": "offer", "pc": "camera", "sdp": 5}, "invalid_frame"),
+        ({"type": "answer", "pc": "subscribe", "sdp": "v=0"}, "invalid_frame"),
+        ({"type": "ice_candidate", "pc": "camera", "candidate": "x"}, "invalid_frame"),
+        ({"type": "ice_candidate", "pc": "camera", "candidate": {"candidate": 1}}, "invalid_frame"),
+        ({"type": "unpublish", "pc": "subscribe"}, "invalid_frame"),
+    ],
+)
+async def test_invalid_signaling_frames_are_rejected_before_the_media_server(
+    world: Any, fake_media: Any, frame: dict[str, Any], code: str
+) -> None:
+    room = await world.room()
+    host, _ = await world.host(room)
+    await host.send({**frame, "ref": "bad"})
+    error = await host.expect("error")
+    assert (error["code"], error["ref"]) == (code, "bad")
+    assert fake_media.requests == []
+
+
+async def test_waiting_participant_may_not_signal(world: Any, fake_media: Any, sdp: str) -> None:
+    room = await world.room(waiting_room=True)
+    grant = await world.grant(room)
+    waiting = world.socket(room, grant.token)
+    await waiting.join(expect="lobby_waiting")
+    await waiting.send({"type": "offer", "pc": "camera", "sdp": sdp})
+    assert (await waiting.expect("error"))["code"] == "not_admitted"
+    assert fake_media.requests == []
+
+
+async def test_media_server_told_when_a_participant_leaves_after_signaling(world: Any, fake_media: Any) -> None:
+    fake_media.responses[("POST", "/subscribe")] = (200, {"protocol": 1, "sdp": "v=0", "revision": 1, "tracks": []})
+    room = await world.room()
+    host, _ = await world.host(room)
+    guest, _ = await world.member(room)
+    await guest.send({"type": "subscribe"})
+    await guest.expect("offer")
+    await guest.close()
+    leave = f"/v1/rooms/{room.public_id}/participants/{guest.participant_id}"
+    await fake_media.wait_for(lambda f: leave in f.paths("DELETE"))
+
+
+async def test_media_events_posted_by_the_media_server_reach_the_participant_socket(world: Any, settings: Any) -> None:
+    from django.test import AsyncClient
+
+    room = await world.room()
+    host, _ = await world.host(room)
+    body = {
+        "protocol": 1,
+        "events": [
+            {
+                "type": "subscribe_offer",
+                "room": room.public_id,
+                "participant": host.participant_id,
+                "sdp": "v=0 x",
+                "revision": 2,
+            },
+            {"type": "active_speaker", "room": room.public_id, "participant": host.participant_id},
+        ],
+    }
+    response = await AsyncClient().post(
+        "/internal/media/v1/events",
+        body,
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {settings.MEDIA_SECRET}"},
+    )
+    assert response.status_code == 204
+    offer = await host.expect("offer")
+    assert (offer["pc"], offer["sdp"], offer["revision"]) == ("subscribe", "v=0 x", 2)
+    assert (await host.expect("active_speaker"))["participantId"] == host.participant_id
