@@ -37,6 +37,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
 from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtp import (
+    RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
@@ -44,6 +45,7 @@ from aiortc.rtp import (
     RtcpPsfbPacket,
     RtcpRtpfbPacket,
     RtpPacket,
+    pack_remb_fci,
     unwrap_rtx,
 )
 
@@ -97,11 +99,13 @@ class ForwardingReceiver:
         self.on_rtp = on_rtp
         self.codecs: dict[int, RTCRtpCodecParameters] = {}
         self.rtx_ssrc: dict[int, int] = {}
+        self.rtx_pts: set[int] = set()
         self.media_ssrc: int | None = None
-        self.last_packet_time = 0.0
         self.packets = 0
+        self.rtx_packets = 0
         self.started = False
         self._nack = NackGenerator() if kind == "video" else None
+        self._rtcp_send: Callable[[bytes], bool] | None = None
         self._streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
         self._estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator  # type: ignore[attr-defined]
         receiver.receive = self._receive  # type: ignore[method-assign]
@@ -114,6 +118,8 @@ class ForwardingReceiver:
         for codec in parameters.codecs:
             if codec.payloadType is not None:
                 self.codecs[codec.payloadType] = codec
+                if is_rtx(codec):
+                    self.rtx_pts.add(codec.payloadType)
         for encoding in parameters.encodings:
             if encoding.rtx:
                 self.rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc
@@ -124,22 +130,31 @@ class ForwardingReceiver:
         self.started = True
 
     async def _handle_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
-        r = self.receiver
-        self.last_packet_time = time.monotonic()
-        if self._estimator is not None and packet.extensions.abs_send_time is not None:
-            remb = self._estimator.add(
-                abs_send_time=packet.extensions.abs_send_time,
-                arrival_time_ms=arrival_time_ms,
-                payload_size=len(packet.payload) + packet.padding_size,
-                ssrc=packet.ssrc,
-            )
-            rtcp_ssrc = r._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
-            if rtcp_ssrc is not None and remb is not None:
-                from aiortc.rtp import RTCP_PSFB_APP, pack_remb_fci
+        # aiortc's (queued, awaited) path; used until the fast path takes over.
+        self.handle_rtp(packet, arrival_time_ms)
 
-                await r._send_rtcp(
-                    RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb))
+    def handle_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        """Process one decrypted RTP packet synchronously (hot path).
+
+        Same bookkeeping as ``RTCRtpReceiver._handle_rtp_packet`` for the
+        publisher's sake (stats for RTCP RR, REMB, NACK), then ``on_rtp``.
+        RTCP feedback is sent synchronously through SRTCP.
+        """
+        estimator = self._estimator
+        if estimator is not None:
+            abs_send_time = packet.extensions.abs_send_time
+            if abs_send_time is not None:
+                remb = estimator.add(
+                    abs_send_time=abs_send_time,
+                    arrival_time_ms=arrival_time_ms,
+                    payload_size=len(packet.payload) + packet.padding_size,
+                    ssrc=packet.ssrc,
                 )
+                rtcp_ssrc = self.receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+                if rtcp_ssrc is not None and remb is not None:
+                    self._send_rtcp(
+                        bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb)))
+                    )
         codec = self.codecs.get(packet.payload_type)
         if codec is None:
             return
@@ -147,19 +162,30 @@ class ForwardingReceiver:
         if stats is None:
             stats = self._streams[packet.ssrc] = StreamStatistics(codec.clockRate)
         stats.add(packet)
-        if is_rtx(codec):
+        if packet.payload_type in self.rtx_pts:
             original_ssrc = self.rtx_ssrc.get(packet.ssrc)
             apt = codec.parameters.get("apt")
             if original_ssrc is None or len(packet.payload) < 2 or not isinstance(apt, int) or apt not in self.codecs:
                 return  # includes RTX padding probes
             packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
             codec = self.codecs[apt]
+            self.rtx_packets += 1
         self.media_ssrc = packet.ssrc
         self.packets += 1
-        if self._nack is not None and self._nack.add(packet):
-            await r._send_rtcp_nack(packet.ssrc, sorted(self._nack.missing))
+        nack = self._nack
+        if nack is not None and nack.add(packet):
+            rtcp_ssrc = self.receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+            if rtcp_ssrc is not None:
+                feedback = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=rtcp_ssrc, media_ssrc=packet.ssrc)
+                feedback.lost = sorted(nack.missing)
+                self._send_rtcp(bytes(feedback))
         if packet.payload:
             self.on_rtp(packet, codec)
+
+    def _send_rtcp(self, data: bytes) -> bool:
+        if self._rtcp_send is None:
+            self._rtcp_send = make_raw_sender(self.receiver.transport, rtcp=True)
+        return self._rtcp_send(data)
 
     def decoder_running(self) -> bool:
         """True if aiortc's decoder thread exists for this receiver (it must not)."""
@@ -174,7 +200,48 @@ class ForwardingReceiver:
         if self.media_ssrc is None or rtcp_ssrc is None:
             return False
         packet = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=rtcp_ssrc, media_ssrc=self.media_ssrc)
-        return make_raw_sender(self.receiver.transport, rtcp=True)(bytes(packet))
+        return self._send_rtcp(bytes(packet))
+
+
+def install_fast_receive(dtls: RTCDtlsTransport, receivers: Sequence[ForwardingReceiver]) -> None:
+    """Handle SRTP media of ``dtls`` synchronously as datagrams arrive.
+
+    aiortc queues every datagram (``aioice.Connection.data_received`` ->
+    ``asyncio.Queue``) and a task per transport awaits it, unprotects it in
+    ``RTCDtlsTransport._recv_next``, parses it and awaits the receiver: a task
+    wake-up and several coroutine frames per packet. Once the transport is
+    connected we take SRTP (not SRTCP, not DTLS/STUN, which keep aiortc's path)
+    straight from the ICE connection's ``data_received`` callback: unprotect,
+    parse, route, and call :meth:`ForwardingReceiver.handle_rtp`. Counters
+    used for silence detection are kept.
+    """
+    connection = dtls.transport._connection
+    queue_datagram = connection.data_received
+    by_receiver: dict[object, ForwardingReceiver] = {hook.receiver: hook for hook in receivers}
+    router = dtls._rtp_router
+    extensions_map = dtls._rtp_header_extensions_map
+    connected = State.CONNECTED
+    parse = RtpPacket.parse
+    srtp_error = pylibsrtp.Error
+
+    def data_received(data: bytes, component: int) -> None:
+        rx = dtls._rx_srtp
+        if rx is None or dtls._state is not connected or not 127 < data[0] < 192 or 191 < data[1] < 209:
+            queue_datagram(data, component)  # DTLS, SRTCP, or not connected yet: aiortc's path
+            return
+        dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
+        dtls._RTCDtlsTransport__rx_bytes += len(data)  # type: ignore[attr-defined]
+        try:
+            packet = parse(rx.unprotect(data), extensions_map)
+        except (srtp_error, ValueError):
+            return
+        receiver = router.route_rtp(packet)
+        hook = by_receiver.get(receiver) if receiver is not None else None
+        if hook is not None:
+            # Same base as aiortc's clock.current_ms() (ms since the NTP epoch), without datetime.
+            hook.handle_rtp(packet, int((time.time() + _NTP_EPOCH) * 1000))
+
+    connection.data_received = data_received  # type: ignore[method-assign]
 
 
 # --------------------------------------------------------------------------
@@ -254,14 +321,20 @@ def make_raw_sender(dtls: RTCDtlsTransport, rtcp: bool = False) -> Callable[[byt
     connection = dtls.transport._connection
     nominated = connection._nominated
     protect = pylibsrtp.Session.protect_rtcp if rtcp else pylibsrtp.Session.protect
+    connected = State.CONNECTED
+    # (pair, its datagram transport's sendto, remote address): resolved once
+    # per nominated pair (``remote_addr`` is a property building a tuple).
+    route: list[Any] = [None, None, None]
 
     def send(data: bytes) -> bool:
-        if dtls._state is not State.CONNECTED:
+        if dtls._state is not connected:
             return False
         pair = nominated.get(1)
-        if pair is None:
-            return False
-        pair.protocol.transport.sendto(protect(dtls._tx_srtp, data), pair.remote_addr)
+        if pair is not route[0]:
+            if pair is None:
+                return False
+            route[:] = [pair, pair.protocol.transport.sendto, pair.remote_addr]
+        route[1](protect(dtls._tx_srtp, data), route[2])
         return True
 
     return send

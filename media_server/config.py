@@ -8,8 +8,11 @@ import os
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 DEV_SECRET = "dev-media-secret"  # noqa: S105 (only used with --dev / MEDIA_DEV=1)
+# Same default as Django's RECORDINGS_SPOOL_DIR (BASE_DIR/var/recordings-spool), whatever the cwd.
+DEFAULT_SPOOL_DIR = str(Path(__file__).resolve().parents[1] / "var" / "recordings-spool")
 
 
 class ConfigError(ValueError):
@@ -39,7 +42,9 @@ class Config:
     node_id: str = "localhost:8790"
     dev: bool = False
     peer_silence_timeout: float = 30.0
+    subscribe_offer_timeout: float = 10.0  # seconds before an unanswered subscribe offer is re-offered
     event_queue_size: int = 1000
+    recordings_spool_dir: str = DEFAULT_SPOOL_DIR
 
 
 _OPTIONS: list[tuple[str, str, str]] = [
@@ -51,6 +56,7 @@ _OPTIONS: list[tuple[str, str, str]] = [
     ("MEDIA_ICE_ANNOUNCE", "--ice-announce", "1:1 NAT mapping bind=public,bind2=public2"),
     ("MEDIA_ICE_SERVERS", "--ice-servers", "JSON list of RTCIceServer dicts"),
     ("MEDIA_NODE_ID", "--node-id", "node identifier (default hostname:port)"),
+    ("RECORDINGS_SPOOL_DIR", "--recordings-spool-dir", "recording spool directory, shared with the worker"),
 ]
 
 
@@ -119,4 +125,5 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         ice_servers=_parse_ice_servers(values["MEDIA_ICE_SERVERS"] or "[]"),
         node_id=values["MEDIA_NODE_ID"] or f"{socket.gethostname()}:{port}",
         dev=dev,
+        recordings_spool_dir=values["RECORDINGS_SPOOL_DIR"] or DEFAULT_SPOOL_DIR,
     )

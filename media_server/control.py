@@ -104,6 +104,17 @@ def create_app(service: MediaService, secret: str) -> web.Application:
         await service.close_room(room=request.match_info["room"])
         return web.Response(status=204)
 
+    async def start_recording(request: web.Request) -> web.Response:
+        recording = protocol.parse_start_recording(await body(request))
+        room = request.match_info["room"]
+        created = await service.start_recording(room=room, recording=recording)
+        return web.json_response(protocol.recording_response(room, recording), status=201 if created else 200)
+
+    async def stop_recording(request: web.Request) -> web.Response:
+        recording = protocol.check_recording_id(request.match_info["recording"])
+        await service.stop_recording(room=request.match_info["room"], recording=recording)
+        return web.Response(status=204)
+
     base = "/v1/rooms/{room}/participants/{participant}"
     app.router.add_get("/v1/health", health)
     app.router.add_post(base + "/publish", publish)
@@ -113,4 +124,6 @@ def create_app(service: MediaService, secret: str) -> web.Application:
     app.router.add_post(base + "/ice", ice)
     app.router.add_delete(base, leave)
     app.router.add_delete("/v1/rooms/{room}", close_room)
+    app.router.add_post("/v1/rooms/{room}/recordings", start_recording)
+    app.router.add_delete("/v1/rooms/{room}/recordings/{recording}", stop_recording)
     return app

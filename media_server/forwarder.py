@@ -27,7 +27,13 @@ HISTORY_SIZE = 1024  # packets kept per subscriber stream for NACK (~1 s of 720p
 _HISTORY_MASK = HISTORY_SIZE - 1
 SR_BATCH = 16  # forwarded packets per update of the sender's RTCP SR counters
 KEYFRAME_REQUEST_INTERVAL = 0.5  # at most one PLI per publisher track per this many seconds
+RETRANSMIT_INTERVAL = 0.1  # a NACKed packet is resent at most once per this many seconds
 _NTP_EPOCH = 2208988800
+_pack = RTP_HEADER.pack
+
+Sink = Callable[[RtpPacket, RTCRtpCodecParameters], None]
+"""Gets every publisher packet, unmodified, synchronously (e.g. a recorder): must be cheap, never raise
+and never modify the packet."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,12 @@ class Downstream:
         self.pt_by_codec: dict[str, int] = {}
         self.rtx_pt_by_pt: dict[int, int] = {}
         self.ext_ids = ExtensionIds()
-        self.history: list[tuple[int, int, bytes] | None] = [None] * HISTORY_SIZE
+        self.ext_key = (0, 0)
+        # NACK history: a ring indexed by sequence number & mask; two parallel
+        # lists so storing a packet allocates nothing.
+        self.history_seq: list[int] = [-1] * HISTORY_SIZE
+        self.history: list[bytes] = [b""] * HISTORY_SIZE
+        self._retransmitted: dict[int, float] = {}
         self.last_seq = initial_sequence & 0xFFFF
         self.last_ts = initial_timestamp & 0xFFFFFFFF
         self.last_time = time.monotonic()
@@ -87,6 +98,7 @@ class Downstream:
         self.pt_by_codec = pt_by_codec
         self.rtx_pt_by_pt = rtx_pt_by_pt
         self.ext_ids = ext_ids
+        self.ext_key = (ext_ids.audio_level, ext_ids.abs_send_time)
 
     def rebase(self) -> None:
         """Start a new source on this stream (keyframe-gated for video)."""
@@ -122,8 +134,10 @@ class Downstream:
             self.needs_rebase = self.waiting_keyframe = False
         oseq = (seq + self.seq_offset) & 0xFFFF
         ots = (ts + self.ts_offset) & 0xFFFFFFFF
-        data = RTP_HEADER.pack(0x90 if ext else 0x80, (marker << 7) | pt, oseq, ots, self.ssrc) + ext + payload
-        self.history[oseq & _HISTORY_MASK] = (oseq, 12 + len(ext), data)
+        data = _pack(0x90 if ext else 0x80, (marker << 7) | pt, oseq, ots, self.ssrc) + ext + payload
+        slot = oseq & _HISTORY_MASK
+        self.history_seq[slot] = oseq
+        self.history[slot] = data
         if self.send(data):
             self.packets_sent += 1
         if ((oseq - self.last_seq) & 0xFFFF) < 0x8000:
@@ -138,14 +152,26 @@ class Downstream:
             self.on_sent(ots, self._unreported_octets, self._unreported_packets)
             self._unreported_octets = self._unreported_packets = 0
 
-    def retransmit(self, lost: list[int]) -> int:
-        """Resend NACKed packets still in history (RTX-wrapped if negotiated)."""
+    def retransmit(self, lost: list[int], now: float | None = None) -> int:
+        """Resend NACKed packets still in history (RTX-wrapped if negotiated).
+
+        A packet is resent at most once per :data:`RETRANSMIT_INTERVAL`: a
+        receiver repeats its whole missing list in every NACK, and answering
+        each repetition turns one loss into a retransmission storm.
+        """
+        now = time.monotonic() if now is None else now
+        recent = self._retransmitted
+        if len(recent) > HISTORY_SIZE:
+            for old in [s for s, t in recent.items() if now - t >= RETRANSMIT_INTERVAL]:
+                del recent[old]
         sent = 0
         for seq in lost:
-            entry = self.history[seq & _HISTORY_MASK]
-            if entry is None or entry[0] != seq:
+            slot = seq & _HISTORY_MASK
+            if self.history_seq[slot] != seq or now - recent.get(seq, -1e9) < RETRANSMIT_INTERVAL:
                 continue
-            _, header_len, data = entry
+            recent[seq] = now
+            data = self.history[slot]
+            header_len = 12 + (4 + 4 * U16.unpack_from(data, 14)[0] if data[0] & 0x10 else 0)
             rtx_pt = self.rtx_pt_by_pt.get(data[1] & 0x7F)
             if rtx_pt is not None:
                 ts = int.from_bytes(data[4:8], "big")
@@ -187,6 +213,17 @@ class Forwarder:
         self._keys: dict[int, tuple[str, str, int]] = {}
         self.packets_in = 0
         self.keyframe_requests = 0
+        self.sinks: list[Sink] = []
+
+    def add_sink(self, sink: Sink) -> None:
+        """Also hand every packet to ``sink``; for video a keyframe is requested at once."""
+        if sink not in self.sinks:
+            self.sinks = [*self.sinks, sink]
+        if self.kind == "video":
+            self.request_keyframe(force=True)
+
+    def remove_sink(self, sink: Sink) -> None:
+        self.sinks = [s for s in self.sinks if s is not sink]
 
     def attach(self, downstream: Downstream) -> None:
         """Start forwarding to ``downstream`` (from the next keyframe for video)."""
@@ -226,6 +263,8 @@ class Forwarder:
         audio_level = ext_values.audio_level
         if audio_level is not None and self.on_audio_level is not None:
             self.on_audio_level(audio_level[1])
+        for sink in self.sinks:
+            sink(packet, codec)
         downstreams = self.downstreams
         if not downstreams:
             return
@@ -236,20 +275,23 @@ class Forwarder:
             if d.waiting_keyframe:
                 keyframe = is_keyframe_start(mime, payload)
                 break
-        ext_cache: dict[ExtensionIds, bytes] = {}
+        # The extension block depends only on the subscriber's negotiated IDs:
+        # built once per packet per distinct ID pair (usually one for the room).
+        ext_cache: dict[tuple[int, int], bytes] = {}
+        marker, seq, ts = packet.marker, packet.sequence_number, packet.timestamp
         for d in downstreams:
-            ids = d.ext_ids
+            ids = d.ext_key
             ext = ext_cache.get(ids)
             if ext is None:
-                elements: list[tuple[int, bytes]] = []
-                if ids.audio_level and audio_level is not None:
-                    elements.append(
-                        (ids.audio_level, bytes([(0x80 if audio_level[0] else 0) | (audio_level[1] & 0x7F)]))
-                    )
-                if ids.abs_send_time and self.kind == "video":
-                    ast = int((time.time() + _NTP_EPOCH) * 262144) & 0xFFFFFF
-                    elements.append((ids.abs_send_time, ast.to_bytes(3, "big")))
-                ext = ext_cache[ids] = one_byte_extensions(elements)
-            d.forward(
-                key, packet.marker, packet.sequence_number, packet.timestamp, ext, payload, keyframe, clock_rate, now
-            )
+                ext = ext_cache[ids] = self._extensions(ids, audio_level)
+            d.forward(key, marker, seq, ts, ext, payload, keyframe, clock_rate, now)
+
+    def _extensions(self, ids: tuple[int, int], audio_level: tuple[bool, int] | None) -> bytes:
+        audio_level_id, abs_send_time_id = ids
+        elements: list[tuple[int, bytes]] = []
+        if audio_level_id and audio_level is not None:
+            elements.append((audio_level_id, bytes([(0x80 if audio_level[0] else 0) | (audio_level[1] & 0x7F)])))
+        if abs_send_time_id and self.kind == "video":
+            ast = int((time.time() + _NTP_EPOCH) * 262144) & 0xFFFFFF
+            elements.append((abs_send_time_id, ast.to_bytes(3, "big")))
+        return one_byte_extensions(elements)

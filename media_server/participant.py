@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Callable
@@ -54,6 +55,9 @@ class PublishedTrack:
     source: str
     forwarder: Forwarder
     receiver: hooks.ForwardingReceiver
+    mid: str | None = None
+    codec_keys: tuple[str, ...] = ()
+    """Codecs negotiated with the publisher, preferred (the one it sends) first."""
 
 
 class Publisher:
@@ -72,6 +76,7 @@ class Publisher:
         Raises InvalidSdp or NoCommonCodec.
         """
         parse_sdp(offer_sdp)
+        await asyncio.sleep(0)  # let queued media through between the ~1 ms SDP steps of a join
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except OperationError as exc:
@@ -82,11 +87,19 @@ class Publisher:
         # Hooks must be in place before aiortc calls receiver.receive() (next await).
         for transceiver in self.pc.getTransceivers():
             self._hook(transceiver, on_audio_level)
+        dtls = peer_dtls(self.pc)
+        if dtls is not None and self.tracks:
+            hooks.install_fast_receive(dtls, [t.receiver for t in self.tracks])
         answer = await self.pc.createAnswer()
+        await asyncio.sleep(0)
         description = parse_sdp(answer.sdp)
         rejected = [m.rtp.muxId for m in description.media if m.kind in ("audio", "video") and not m.rtp.codecs]
         if rejected or not self.tracks:
             raise NoCommonCodec("no common codec for offered media", {"mids": rejected})
+        negotiated = negotiated_by_mid(description)
+        for track in self.tracks:
+            params = negotiated.get(track.mid or "")
+            track.codec_keys = tuple(params.pt_by_codec) if params is not None else ()
         await self.pc.setLocalDescription(answer)
         return announce_addresses(self.pc.localDescription.sdp, self.config.ice_announce)
 
@@ -107,7 +120,9 @@ class Publisher:
         )
         receiver = hooks.ForwardingReceiver(transceiver.receiver, kind, forwarder.on_rtp)
         holder.append(receiver)
-        self.tracks.append(PublishedTrack(self.participant, self.name, kind, source, forwarder, receiver))
+        self.tracks.append(
+            PublishedTrack(self.participant, self.name, kind, source, forwarder, receiver, mid=transceiver.mid)
+        )
 
     @property
     def sources(self) -> list[str]:
@@ -149,6 +164,7 @@ class Subscriber:
         self.revision = revision_base
         self.outstanding: int | None = None
         self.dirty = False
+        self.reoffers = 0  # consecutive offers replaced because the client did not answer
         self.forwarded_retired = 0
 
         @self.pc.on("connectionstatechange")
@@ -183,6 +199,7 @@ class Subscriber:
             slot.track = track
             slot.transceiver.direction = "sendonly"
         offer = await self.pc.createOffer()
+        await asyncio.sleep(0)  # let queued media through between the ~1 ms SDP steps of a join
         await self.pc.setLocalDescription(offer)
         self.revision += 1
         self.outstanding = self.revision
@@ -223,22 +240,25 @@ class Subscriber:
         self.slots.append(slot)
         return slot
 
-    async def apply_answer(self, answer_sdp: str, revision: int) -> list[str]:
+    async def apply_answer(self, answer_sdp: str, revision: int) -> list[tuple[TrackInfo, str]]:
         """Apply the client's answer and start forwarding negotiated tracks.
 
-        Returns codec keys that had no match in the answer (not forwarded).
+        Returns (track, codec key) for each track whose codec the answer lacks
+        (or whose m-line it rejected): those are not forwarded.
         Raises StaleRevision or InvalidSdp.
         """
         if revision != self.outstanding:
             raise StaleRevision(f"revision {revision} is not outstanding", {"outstanding": self.outstanding})
         description = parse_sdp(answer_sdp) if "m=" in answer_sdp else None
+        await asyncio.sleep(0)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
         except (ValueError, OperationError, InvalidAccessError, InvalidStateError) as exc:
             raise InvalidSdp(f"answer rejected: {exc}") from exc
         self.outstanding = None
+        self.reoffers = 0
         negotiated = negotiated_by_mid(description) if description else {}
-        missing: list[str] = []
+        missing: list[tuple[TrackInfo, str]] = []
         for slot in self.slots:
             if slot.track is None:
                 continue
@@ -251,8 +271,9 @@ class Subscriber:
             )
             slot.downstream.send = hooks.make_raw_sender(slot.transceiver.sender.transport)
             codec = slot.track.forwarder.codec
-            if codec is not None and codec_key(codec) not in params.pt_by_codec:
-                missing.append(codec_key(codec))
+            key = codec_key(codec) if codec is not None else next(iter(slot.track.codec_keys), None)
+            if key is not None and key not in params.pt_by_codec and slot.info is not None:
+                missing.append((slot.info, key))
             if slot.attached is not slot.track:
                 self._detach(slot)
                 slot.track.forwarder.attach(slot.downstream)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ SOURCES = {
     ("screen", "video"): "screen",
     ("screen", "audio"): "screen_audio",
 }
+RECORDING_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")  # docs/protocol.md §3 (Django issues rec + 10)
 
 
 class MediaError(Exception):
@@ -70,6 +72,22 @@ class StaleRevision(MediaError):
 
 class NoCommonCodec(MediaError):
     status, code = 422, "no_common_codec"
+
+
+class RecordingNotFound(MediaError):
+    status, code = 404, "recording_not_found"
+
+
+class RecordingInProgress(MediaError):
+    status, code = 409, "recording_in_progress"
+
+
+class RecordingExists(MediaError):
+    status, code = 409, "recording_exists"
+
+
+class SpoolUnwritable(MediaError):
+    status, code = 409, "spool_unwritable"
 
 
 @dataclass(frozen=True)
@@ -168,6 +186,22 @@ def parse_ice(body: Any) -> IceRequest:
     return IceRequest(pc=pc, candidate=cand)
 
 
+def check_recording_id(value: Any) -> str:
+    """A recording ID safe to use as a spool directory name; raises BadRequest."""
+    if not isinstance(value, str) or not RECORDING_ID_RE.match(value):
+        raise BadRequest("'recording' must match ^[A-Za-z0-9_-]{1,32}$", {"field": "recording"})
+    return value
+
+
+def parse_start_recording(body: Any) -> str:
+    """The recording ID of a start request."""
+    return check_recording_id(check_body(body).get("recording"))
+
+
+def recording_response(room: str, recording: str) -> dict[str, Any]:
+    return {"protocol": PROTOCOL_VERSION, "room": room, "recording": recording}
+
+
 def publish_response(pc: str, sdp: str) -> dict[str, Any]:
     return {"protocol": PROTOCOL_VERSION, "pc": pc, "sdp": sdp}
 
@@ -201,6 +235,19 @@ def subscribe_offer_event(
     }
 
 
+def track_unavailable_event(room: str, participant: str, track: TrackInfo, reason: str, codec: str) -> dict[str, Any]:
+    """A track offered to ``participant`` that the SFU cannot forward to them (e.g. no common codec)."""
+    return {
+        "type": "track_unavailable",
+        "room": room,
+        "participant": participant,
+        "mid": track.mid,
+        "track": track.to_json(),
+        "reason": reason,
+        "codec": codec,
+    }
+
+
 def active_speaker_event(room: str, participant: str) -> dict[str, Any]:
     return {"type": "active_speaker", "room": room, "participant": participant}
 
@@ -218,3 +265,11 @@ def publication_event(room: str, participant: str, pc: str, state: str, sources:
         "state": state,
         "sources": sources,
     }
+
+
+def recording_stopped_event(room: str, recording: str, manifest: str) -> dict[str, Any]:
+    return {"type": "recording_stopped", "room": room, "recording": recording, "manifest": manifest}
+
+
+def recording_failed_event(room: str, recording: str, reason: str) -> dict[str, Any]:
+    return {"type": "recording_failed", "room": room, "recording": recording, "reason": reason}

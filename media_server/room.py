@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiortc import RTCPeerConnection
@@ -16,9 +17,12 @@ from . import protocol
 from .config import Config
 from .participant import PublishedTrack, Publisher, Subscriber, peer_dtls
 from .protocol import PeerNotFound, TrackInfo
+from .recorder import Recorder
 from .speaker import ActiveSpeakerDetector
 
 logger = logging.getLogger(__name__)
+
+MAX_REOFFERS = 2  # unanswered re-offers before the subscribe connection is failed
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -55,6 +59,7 @@ class Room:
         self._watch: dict[int, _Watch] = {}
         self.closed = False
         self.forwarded_retired = 0
+        self.recorder: Recorder | None = None
         self._watchdog = asyncio.create_task(self._run_watchdog(), name=f"room-{room_id}-watchdog")
 
     # -- helpers -----------------------------------------------------------
@@ -118,6 +123,8 @@ class Room:
                 await self.renegotiate_all()
             raise
         p.publishers[pc_name] = publisher
+        if self.recorder is not None:
+            self.recorder.add_tracks(publisher.tracks)
         self._watch_state(participant_id, pc_name, publisher.pc)
         self._emit(protocol.publication_event(self.id, participant_id, pc_name, "started", publisher.sources))
         await self.renegotiate_all()
@@ -140,6 +147,7 @@ class Room:
         self._watch_state(participant_id, "subscribe", subscriber.pc)
         sdp, revision, tracks = await subscriber.offer(self.tracks_for(participant_id))
         p.revisions = revision
+        self._arm_offer_timeout(p, subscriber, revision)
         return sdp, revision, tracks
 
     async def subscribe_answer(self, participant_id: str, sdp: str, revision: int) -> None:
@@ -147,8 +155,9 @@ class Room:
         if p.subscriber is None:
             raise PeerNotFound("no subscribe connection")
         missing = await p.subscriber.apply_answer(sdp, revision)
-        if missing:
-            logger.warning("room %s: %s cannot receive codecs %s (no common codec)", self.id, participant_id, missing)
+        for info, codec in missing:
+            logger.warning("room %s: %s cannot receive %s (%s): no common codec", self.id, participant_id, info, codec)
+            self._emit(protocol.track_unavailable_event(self.id, participant_id, info, "no_common_codec", codec))
         if p.subscriber.dirty:
             p.subscriber.dirty = False
             await self._renegotiate(p)
@@ -191,25 +200,86 @@ class Room:
         self.speaker.remove(participant_id)
         await self.renegotiate_all()
 
+    async def start_recording(self, recording_id: str) -> bool:
+        """Record every present and future publication; False if ``recording_id`` already runs here.
+
+        Raises RecordingInProgress (another recording runs), RecordingExists
+        (its spool directory exists) or SpoolUnwritable.
+        """
+        if self.recorder is not None:
+            if self.recorder.failed is None:
+                if self.recorder.id == recording_id:
+                    return False
+                raise protocol.RecordingInProgress(
+                    f"room {self.id!r} is already being recorded", {"recording": self.recorder.id}
+                )
+            await self.recorder.stop()  # a failed recording is forgotten (it emitted recording_failed)
+            self.recorder = None
+        spool = Path(self.config.recordings_spool_dir)
+        if (spool / recording_id).exists():
+            raise protocol.RecordingExists(f"recording {recording_id!r} already exists in the spool")
+        try:
+            recorder = Recorder.start(recording_id=recording_id, room_id=self.id, spool_dir=spool, emit=self._emit)
+        except OSError as exc:
+            raise protocol.SpoolUnwritable(f"cannot create the recording directory: {exc}") from exc
+        recorder.add_tracks(
+            track for p in self.participants.values() for pub in p.publishers.values() for track in pub.tracks
+        )
+        self.recorder = recorder
+        return True
+
+    async def stop_recording(self, recording_id: str) -> bool:
+        """Stop ``recording_id`` (manifest + event). False if it is not this room's live recording."""
+        recorder = self.recorder
+        if recorder is None or recorder.id != recording_id:
+            return False
+        self.recorder = None
+        return await recorder.stop() is None
+
     async def renegotiate_all(self) -> None:
         """Offer every subscriber its new track set (serialized per subscriber)."""
         for p in list(self.participants.values()):
             if p.subscriber is not None:
                 await self._renegotiate(p)
 
-    async def _renegotiate(self, p: Participant) -> None:
+    async def _renegotiate(self, p: Participant, *, reoffer: bool = False) -> None:
         subscriber = p.subscriber
         if subscriber is None:
             return
         desired = self.tracks_for(p.id)
-        if not subscriber.wanted(desired):
+        if not reoffer and not subscriber.wanted(desired):
             return
-        if subscriber.outstanding is not None:
+        if subscriber.outstanding is not None and not reoffer:
             subscriber.dirty = True  # coalesced: offered once the current offer is answered
             return
         sdp, revision, tracks = await subscriber.offer(desired)
         p.revisions = revision
         self._emit(protocol.subscribe_offer_event(self.id, p.id, sdp, revision, tracks))
+        self._arm_offer_timeout(p, subscriber, revision)
+
+    def _arm_offer_timeout(self, p: Participant, subscriber: Subscriber, revision: int) -> None:
+        """Unblock a subscriber whose client never answers offer ``revision``.
+
+        After ``config.subscribe_offer_timeout`` the offer is replaced by a new
+        one (new revision, current track set); after MAX_REOFFERS unanswered
+        re-offers the subscribe connection fails (``peer_state failed
+        offer_timeout``, then ``closed``) so the client subscribes again.
+        """
+
+        async def expire() -> None:
+            await asyncio.sleep(self.config.subscribe_offer_timeout)
+            async with self.lock:
+                if self.closed or p.subscriber is not subscriber or subscriber.outstanding != revision:
+                    return  # answered, replaced or gone meanwhile
+                if subscriber.reoffers < MAX_REOFFERS:
+                    subscriber.reoffers += 1
+                    logger.info("room %s: %s did not answer offer %d; re-offering", self.id, p.id, revision)
+                    await self._renegotiate(p, reoffer=True)
+                    return
+                self._emit(protocol.peer_state_event(self.id, p.id, "subscribe", "failed", "offer_timeout"))
+                await self._close_subscriber(p, "offer_timeout")
+
+        self._spawn(expire())
 
     async def _close_publisher(
         self, p: Participant, publisher: Publisher, reason: str, renegotiate: bool = True
@@ -217,6 +287,8 @@ class Room:
         if p.publishers.get(publisher.name) is publisher:
             del p.publishers[publisher.name]
         self._watch.pop(id(publisher.pc), None)
+        if self.recorder is not None:
+            self.recorder.remove_tracks(publisher.tracks)
         await publisher.close()
         if any(t.source == "microphone" for t in publisher.tracks):
             self.speaker.remove(p.id)
@@ -286,6 +358,8 @@ class Room:
     async def close(self) -> None:
         """Close every connection and cancel/await every task of the room."""
         self.closed = True
+        if self.recorder is not None:  # the room ended: the recording stops (manifest, recording_stopped)
+            await self.stop_recording(self.recorder.id)
         self._watchdog.cancel()
         tasks = [self._watchdog, *self._tasks]
         for task in tasks:

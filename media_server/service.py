@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from .config import Config
 from .events import EventSink
-from .protocol import RoomNotFound, TrackInfo
+from .protocol import RecordingNotFound, RoomNotFound, TrackInfo
+from .recorder import MANIFEST_NAME
 from .room import Room
 
 logger = logging.getLogger(__name__)
@@ -64,6 +66,25 @@ class MediaService:
         r = self._room(room)
         async with r.lock:
             await r.leave(participant)
+
+    async def start_recording(self, *, room: str, recording: str) -> bool:
+        """Start recording ``room`` (created empty if unknown); False if that recording already runs."""
+        r = self._room(room, create=True)
+        async with r.lock:
+            return await r.start_recording(recording)
+
+    async def stop_recording(self, *, room: str, recording: str) -> None:
+        """Stop a recording; succeeds too for one already stopped whose manifest exists.
+
+        Raises RecordingNotFound otherwise (never heard of, or failed).
+        """
+        r = self.rooms.get(room)
+        if r is not None:
+            async with r.lock:
+                if await r.stop_recording(recording):
+                    return
+        if not (Path(self.config.recordings_spool_dir) / recording / MANIFEST_NAME).is_file():
+            raise RecordingNotFound(f"no recording {recording!r} in room {room!r}")
 
     async def close_room(self, *, room: str) -> None:
         r = self._room(room)

@@ -13,7 +13,7 @@ from typing import Any
 import av
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack, VideoStreamTrack
 
 AUTH = {"Authorization": "Bearer test-secret"}
@@ -84,8 +84,10 @@ class PublisherClient:
         video: bool = True,
         audio: bool = True,
         amplitude: int = 8000,
+        video_codec: str | None = None,
     ) -> None:
         self.http, self.room, self.participant, self.pc_name = http, room, participant, pc_name
+        self.video_codec = video_codec  # e.g. "H264": offer only that codec (+ RTX)
         self.pc = new_pc()
         self.video = PatternVideoTrack() if video else None
         self.audio = ToneAudioTrack(amplitude) if audio else None
@@ -94,7 +96,11 @@ class PublisherClient:
     async def start(self) -> dict[str, Any]:
         for track in (self.audio, self.video):
             if track is not None:
-                self.pc.addTransceiver(track, direction="sendonly")
+                transceiver = self.pc.addTransceiver(track, direction="sendonly")
+                if track.kind == "video" and self.video_codec:
+                    wanted = (f"video/{self.video_codec}".lower(), "video/rtx")
+                    codecs = RTCRtpSender.getCapabilities("video").codecs
+                    transceiver.setCodecPreferences([c for c in codecs if c.mimeType.lower() in wanted])
         await self.pc.setLocalDescription(await self.pc.createOffer())
         resp = await self.http.post(
             f"/v1/rooms/{self.room}/participants/{self.participant}/publish",
@@ -122,11 +128,12 @@ class PublisherClient:
 class SubscriberClient:
     """A client subscribe connection (recvonly), answering server offers."""
 
-    def __init__(self, http: TestClient, room: str, participant: str) -> None:
+    def __init__(self, http: TestClient, room: str, participant: str, *, without_codec: str | None = None) -> None:
         self.http, self.room, self.participant = http, room, participant
         self.pc = new_pc()
         self.tracks: list[dict[str, Any]] = []
         self.revision = 0
+        self.without_codec = without_codec  # e.g. "H264": answer as a client that cannot decode it
 
     async def start(self) -> dict[str, Any]:
         resp = await self.http.post(
@@ -142,9 +149,12 @@ class SubscriberClient:
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         self.tracks = offer["tracks"]
         self.revision = offer["revision"]
+        sdp = self.pc.localDescription.sdp
+        if self.without_codec:
+            sdp = strip_codec(sdp, self.without_codec)
         resp = await self.http.post(
             f"/v1/rooms/{self.room}/participants/{self.participant}/subscribe/answer",
-            json={"protocol": 1, "sdp": self.pc.localDescription.sdp, "revision": offer["revision"]},
+            json={"protocol": 1, "sdp": sdp, "revision": offer["revision"]},
             headers=AUTH,
         )
         assert resp.status == 204, await resp.text()
@@ -160,6 +170,27 @@ class SubscriberClient:
 
     async def close(self) -> None:
         await self.pc.close()
+
+
+def strip_codec(sdp: str, name: str) -> str:
+    """Remove codec ``name`` (and RTX for it) from every m-line of ``sdp``."""
+    lines = sdp.split("\r\n")
+    drop: set[str] = set()
+    for line in lines:
+        if line.startswith("a=rtpmap:") and line.split(" ")[1].split("/")[0].lower() == name.lower():
+            drop.add(line[len("a=rtpmap:") :].split(" ")[0])
+    for line in lines:  # RTX entries whose apt is a dropped payload type
+        if line.startswith("a=fmtp:") and any(line.endswith(f"apt={pt}") for pt in drop):
+            drop.add(line[len("a=fmtp:") :].split(" ")[0])
+    out = []
+    for line in lines:
+        if line.startswith("m="):
+            head, pts = line.split(" ")[:3], line.split(" ")[3:]
+            line = " ".join(head + [pt for pt in pts if pt not in drop])
+        elif line.startswith(("a=rtpmap:", "a=fmtp:", "a=rtcp-fb:")) and line.split(":", 1)[1].split(" ")[0] in drop:
+            continue
+        out.append(line)
+    return "\r\n".join(out)
 
 
 async def recv_frames(track: MediaStreamTrack, count: int, timeout: float = 10.0) -> list[Any]:

@@ -115,3 +115,45 @@ async def test_forwarding_receiver_and_idle_track_install() -> None:
     assert send(b"\x80" * 20) is False  # not connected
     assert aiortc_hooks.dtls_last_receive_counter(transceiver.sender.transport) == 0
     await pc.close()
+
+
+def test_fast_receive_internals() -> None:
+    """install_fast_receive replaces the ICE connection's data_received and reads DTLS transport state."""
+    assert params(aioice.ice.Connection.data_received) == ["self", "data", "component"]
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in inspect.getsource(
+        aioice.ice.StunProtocol.datagram_received
+    )
+    assert "self._queue.put_nowait((data, component))" in inspect.getsource(aioice.ice.Connection.data_received)
+    src = inspect.getsource(RTCDtlsTransport)
+    for name in ("self._rx_srtp", "self.__rx_bytes", "self._rtp_header_extensions_map"):
+        assert name in src, name
+    recv_next = inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "self._rx_srtp.unprotect(data)" in recv_next and "first_byte > 127 and first_byte < 192" in recv_next
+    assert "packet = RtpPacket.parse(data, self._rtp_header_extensions_map)" in inspect.getsource(
+        RTCDtlsTransport._handle_rtp_data
+    )
+    from aiortc import clock
+
+    assert "NTP_EPOCH" in inspect.getsource(clock.current_ms)  # arrival times: ms since 1900
+
+
+@pytest.mark.asyncio
+async def test_fast_receive_installs_and_queues_non_media() -> None:
+    """Before SRTP is up (and for DTLS/STUN/SRTCP) datagrams still go to aiortc's queue."""
+    pc = RTCPeerConnection()
+    transceiver = pc.addTransceiver("video", direction="recvonly")
+    hook = aiortc_hooks.ForwardingReceiver(transceiver.receiver, "video", lambda p, c: None)
+    dtls = transceiver.receiver.transport
+    connection = dtls.transport._connection
+    aiortc_hooks.install_fast_receive(dtls, [hook])
+    assert "data_received" in vars(connection)  # instance attribute shadows the method
+    connection.data_received(b"\x16\xfe\xfd" + b"\x00" * 10, 1)  # a DTLS record, not connected
+    assert connection._queue.get_nowait() == (b"\x16\xfe\xfd" + b"\x00" * 10, 1)
+    assert aiortc_hooks.dtls_last_receive_counter(dtls) == 0
+    await pc.close()
+
+
+def test_raw_sender_internals() -> None:
+    """make_raw_sender caches the nominated pair's transport.sendto and remote_addr."""
+    assert isinstance(inspect.getattr_static(aioice.ice.CandidatePair, "remote_addr"), property)
+    assert "self.protocol" in inspect.getsource(aioice.ice.CandidatePair.__init__)

@@ -85,7 +85,7 @@ def test_nack_is_answered_from_history_with_rtx() -> None:
     original = sent[2]
     lost_seq = header(original)[2]
     sent.clear()
-    assert d.retransmit([lost_seq, 9999]) == 1  # 9999 was never sent
+    assert d.retransmit([lost_seq, 9999], now=10.0) == 1  # 9999 was never sent
     b0, pt, _rtx_seq, ts, ssrc = header(sent[0])
     assert (pt, ssrc, ts) == (121, 0x11223344, header(original)[3])
     ext_len = 4 + 4 * struct.unpack("!H", original[14:16])[0]
@@ -93,7 +93,8 @@ def test_nack_is_answered_from_history_with_rtx() -> None:
     assert sent[0][14 + ext_len :] == original[12 + ext_len :]
     d.rtx_pt_by_pt = {}
     sent.clear()
-    d.retransmit([lost_seq])
+    assert d.retransmit([lost_seq], now=10.05) == 0  # repeated NACK within 100 ms: not resent again
+    d.retransmit([lost_seq], now=10.2)
     assert sent == [original]  # plain retransmission without RTX
 
 
