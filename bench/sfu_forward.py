@@ -1,17 +1,23 @@
 """Benchmark: media_server packet forwarding vs aiortc MediaRelay, in one run.
 
-    .venv/bin/python bench/sfu_forward.py [--seconds 20] [--publishers 2] [--subscribers 8]
-    .venv/bin/python bench/sfu_forward.py --soak 600     # joins/leaves, RSS sampled
+    .venv/bin/python bench/sfu_forward.py [--seconds 20] [--publishers 2] [--subscribers 8] [--sub-procs 2]
+    .venv/bin/python bench/sfu_forward.py --soak 600     # joins/leaves, RSS + latency per minute
 
-The SFU runs as a real ``python -m media_server`` subprocess on 127.0.0.1; its
-CPU time (utime+stime from /proc) is divided by the packets it forwarded
-(``/v1/health``). Publishers send synthetic 720p-sized RTP (1100-byte VP8-like
-video packets at 130/s + 120-byte audio at 50/s, ~1.2 Mbit/s A+V) straight
-through SRTP, so clients do no codec work; subscribers count packets with
-non-decoding receivers and compute latency from a send timestamp in the
-payload (CLOCK_MONOTONIC is shared by processes on one machine). The
-MediaRelay baseline runs in bench/_media_relay.py (real 720p VP8 loop, decode
-+ re-encode per subscriber).
+Every party has its own process and event loop: the SFU (a real
+``python -m media_server`` on 127.0.0.1), one publisher worker and
+``--sub-procs`` subscriber workers (bench/_media_clients.py), so a stall of a
+client does not show up as SFU latency. SFU CPU time (utime+stime from /proc,
+all threads) is divided by the packets it forwarded (``/v1/health``).
+Publishers send synthetic 720p-sized RTP (1100-byte VP8-like video at 130/s +
+120-byte audio at 50/s, ~1.2 Mbit/s A+V) straight through SRTP, so clients do
+no codec work; each payload carries a CLOCK_MONOTONIC send time (shared by all
+processes on one machine) and subscribers histogram receive - send.
+
+In a soak, ``--churners`` of the subscribers live in a separate worker and
+one of them leaves and is replaced every ``--churn-interval`` s; latency is
+reported for the stable subscribers (undisturbed clients) so SFU stalls
+during joins are what it measures. The MediaRelay baseline runs in
+bench/_media_relay.py (real 720p VP8 loop, decode + re-encode per subscriber).
 """
 
 from __future__ import annotations
@@ -20,151 +26,87 @@ import argparse
 import asyncio
 import json
 import os
-import struct
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import _media_common as common
 import aiohttp
+from _media_clients import Histogram
 from aiohttp import web
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-
-from media_server import aiortc_hooks
 
 SECRET = "bench-secret"  # noqa: S105 (loopback-only benchmark)
 AUTH = {"Authorization": f"Bearer {SECRET}"}
-VIDEO_PPS, VIDEO_SIZE = 130, 1100
-AUDIO_PPS, AUDIO_SIZE = 50, 120
-STAMP = struct.Struct("!2sQ")
+STREAM_PPS = 130 + 50  # video + audio packets per second of one A+V stream (bench/_media_clients.py)
 
 
-def new_pc() -> RTCPeerConnection:
-    return RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+class ClientProcess:
+    """One bench/_media_clients.py worker (publishers or a group of subscribers)."""
+
+    def __init__(self, role: str, base: str) -> None:
+        self.port = common.free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(common.ROOT / "bench" / "_media_clients.py"),
+                "--role",
+                role,
+                "--port",
+                str(self.port),
+                "--base",
+                base,
+                "--secret",
+                SECRET,
+            ],
+            cwd=common.ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
+
+    async def call(self, http: aiohttp.ClientSession, path: str, body: dict[str, Any]) -> None:
+        async with http.post(self.url + path, json=body) as resp:
+            assert resp.status < 300, await resp.text()
+
+    async def stats(self, http: aiohttp.ClientSession, reset: bool = True) -> dict[str, Any]:
+        async with http.get(self.url + "/stats" + ("?reset=1" if reset else "")) as resp:
+            return dict(await resp.json())
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
-class Publisher:
-    def __init__(self, http: aiohttp.ClientSession, base: str, room: str, name: str) -> None:
-        self.http, self.base, self.room, self.name = http, base, room, name
-        self.pc = new_pc()
-        self.task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        for kind in ("audio", "video"):
-            self.pc.addTransceiver(aiortc_hooks.IdleTrack(kind), direction="sendonly")
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        async with self.http.post(
-            f"{self.base}/v1/rooms/{self.room}/participants/{self.name}/publish",
-            json={"protocol": 1, "pc": "camera", "sdp": self.pc.localDescription.sdp},
-            headers=AUTH,
-        ) as resp:
-            body = await resp.json()
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type="answer"))
-        while self.pc.connectionState != "connected":
-            await asyncio.sleep(0.05)
-        self.task = asyncio.create_task(self._send())
-
-    async def _send(self) -> None:
-        streams = []
-        for t in self.pc.getTransceivers():
-            pt = t.sender._RTCRtpSender__rtp_header_extensions_map and None
-            codecs = [c for c in t._codecs if not c.mimeType.endswith("/rtx")]
-            pps, size = (VIDEO_PPS, VIDEO_SIZE) if t.kind == "video" else (AUDIO_PPS, AUDIO_SIZE)
-            clock = 90000 if t.kind == "video" else 48000
-            streams.append(
-                [
-                    t.sender._ssrc,
-                    codecs[0].payloadType,
-                    pps,
-                    size,
-                    clock,
-                    aiortc_hooks.make_raw_sender(t.sender.transport),
-                    0,
-                ]
-            )
-        start = time.monotonic()
-        while True:
-            await asyncio.sleep(0.005)
-            elapsed = time.monotonic() - start
-            for s in streams:
-                ssrc, pt, pps, size, clock, send, n = s
-                while n < elapsed * pps:
-                    payload = STAMP.pack(b"\x10\x00", time.monotonic_ns()).ljust(size, b"\x00")
-                    send(
-                        struct.pack("!BBHII", 0x80, 0x80 | pt, n & 0xFFFF, int(n * clock / pps) & 0xFFFFFFFF, ssrc)
-                        + payload
-                    )
-                    n += 1
-                s[6] = n
-
-    async def close(self) -> None:
-        if self.task:
-            self.task.cancel()
-        await self.pc.close()
+def merge(stats: list[dict[str, Any]]) -> dict[int, int]:
+    hist: dict[int, int] = {}
+    for s in stats:
+        for key, count in s["hist"]:
+            hist[key] = hist.get(key, 0) + count
+    return hist
 
 
-class Subscriber:
-    def __init__(
-        self, http: aiohttp.ClientSession, base: str, room: str, name: str, latencies: list[float], counter: list[int]
-    ) -> None:
-        self.http, self.base, self.room, self.name = http, base, room, name
-        self.pc = new_pc()
-        self.latencies, self.counter = latencies, counter
-        self.hooked: set[int] = set()
-
-    def _on_rtp(self, packet: Any, codec: Any) -> None:
-        self.counter[0] += 1
-        if len(packet.payload) >= 10 and packet.payload[:2] == b"\x10\x00":
-            sent = STAMP.unpack_from(packet.payload)[1]
-            self.latencies.append((time.monotonic_ns() - sent) / 1e6)
-
-    async def answer(self, offer: dict[str, Any]) -> None:
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
-        for t in self.pc.getTransceivers():
-            if id(t.receiver) not in self.hooked:
-                self.hooked.add(id(t.receiver))
-                aiortc_hooks.ForwardingReceiver(t.receiver, t.kind, self._on_rtp)
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
-        async with self.http.post(
-            f"{self.base}/v1/rooms/{self.room}/participants/{self.name}/subscribe/answer",
-            json={"protocol": 1, "sdp": self.pc.localDescription.sdp, "revision": offer["revision"]},
-            headers=AUTH,
-        ) as resp:
-            assert resp.status == 204, await resp.text()
-
-    async def start(self) -> None:
-        async with self.http.post(
-            f"{self.base}/v1/rooms/{self.room}/participants/{self.name}/subscribe", json={"protocol": 1}, headers=AUTH
-        ) as resp:
-            await self.answer(await resp.json())
-
-    async def leave(self) -> None:
-        async with self.http.delete(f"{self.base}/v1/rooms/{self.room}/participants/{self.name}", headers=AUTH):
-            pass
-        await self.pc.close()
+def hist_percentile(hist: dict[int, int], q: float) -> float:
+    total = sum(hist.values())
+    if not total:
+        return float("nan")
+    target, seen = q * total, 0
+    for key in sorted(hist):
+        seen += hist[key]
+        if seen >= target:
+            return Histogram.value(key)
+    return Histogram.value(max(hist))
 
 
-async def run_sfu(args: argparse.Namespace) -> dict[str, Any]:
-    aiortc_hooks.set_ice_host_addresses(["127.0.0.1"])
-    subscribers: dict[str, Subscriber] = {}
-    answering: set[asyncio.Task[None]] = set()
-
-    async def events(request: web.Request) -> web.Response:
-        body = await request.json()
-        for e in body["events"]:
-            if e["type"] == "subscribe_offer" and e["participant"] in subscribers:
-                task = asyncio.create_task(subscribers[e["participant"]].answer(e))
-                answering.add(task)
-                task.add_done_callback(answering.discard)
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/events", events)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    events_port, control_port = common.free_port(), common.free_port()
-    await web.TCPSite(runner, "127.0.0.1", events_port).start()
+def start_sfu(events_port: int, control_port: int, log: str | None, debug: bool, root: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "MEDIA_SECRET": SECRET,
@@ -172,13 +114,43 @@ async def run_sfu(args: argparse.Namespace) -> dict[str, Any]:
         "MEDIA_EVENTS_URL": f"http://127.0.0.1:{events_port}/events",
         "MEDIA_ICE_ADDRESSES": "127.0.0.1",
     }
-    proc = subprocess.Popen([sys.executable, "-m", "media_server"], cwd=common.ROOT, env=env, stderr=subprocess.DEVNULL)
+    stderr = open(log, "wb") if log else subprocess.DEVNULL
+    if debug:  # logs every event-loop step that uses > 2 ms CPU
+        command = [sys.executable, str(common.ROOT / "bench" / "_media_sfu_debug.py"), "2"]
+        env["PYTHONPATH"] = str(root)
+    else:
+        command = [sys.executable, "-m", "media_server"]
+    return subprocess.Popen(command, cwd=root, env=env, stderr=stderr)
+
+
+async def run_sfu(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    owner: dict[str, ClientProcess] = {}  # subscriber participant -> its worker
+    relays: set[asyncio.Task[None]] = set()
+    http_holder: list[aiohttp.ClientSession] = []
+
+    async def events(request: web.Request) -> web.Response:
+        body = await request.json()
+        for e in body["events"]:
+            worker = owner.get(e.get("participant", ""))
+            if e["type"] == "subscribe_offer" and worker is not None:
+                task = asyncio.create_task(worker.call(http_holder[0], "/offer", e))
+                relays.add(task)
+                task.add_done_callback(relays.discard)
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/events", events)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    events_port, control_port = common.free_port(), common.free_port()
+    await web.TCPSite(runner, "127.0.0.1", events_port).start()
+    proc = start_sfu(events_port, control_port, args.sfu_log if root == common.ROOT else None, args.asyncio_debug, root)
     base = f"http://127.0.0.1:{control_port}"
-    latencies: list[float] = []
-    counter = [0]
+    workers: list[ClientProcess] = []
     result: dict[str, Any] = {}
     try:
         async with aiohttp.ClientSession() as http:
+            http_holder.append(http)
             for _ in range(100):
                 try:
                     async with http.get(base + "/v1/health", headers=AUTH) as r:
@@ -191,47 +163,91 @@ async def run_sfu(args: argparse.Namespace) -> dict[str, Any]:
                 async with http.get(base + "/v1/health", headers=AUTH) as r:
                     return int((await r.json())["forwarded_packets"])
 
-            publishers = [Publisher(http, base, "bench", f"pub{i}") for i in range(args.publishers)]
-            for p in publishers:
-                await p.start()
+            pub_worker = ClientProcess("publisher", base)
+            stable = [ClientProcess("subscriber", base) for _ in range(args.sub_procs)]
+            churn = ClientProcess("subscriber", base) if args.soak else None
+            workers = [pub_worker, *stable, *([churn] if churn else [])]
+            for i in range(args.publishers):
+                await pub_worker.call(http, "/join", {"name": f"pub{i}"})
+            # During a soak, `churners` subscribers live in their own worker and are
+            # replaced one at a time; the stable ones measure latency undisturbed.
+            churners = min(args.churners, args.subscribers) if churn else 0
+            live_churn: list[str] = []
             for i in range(args.subscribers):
-                s = subscribers[f"sub{i}"] = Subscriber(http, base, "bench", f"sub{i}", latencies, counter)
-                await s.start()
+                name = f"sub{i}"
+                worker = churn if i < churners and churn else stable[i % len(stable)]
+                owner[name] = worker
+                await worker.call(http, "/join", {"name": name})
+                if worker is churn:
+                    live_churn.append(name)
             await asyncio.sleep(3)
-            latencies.clear()
-            c0, f0, t0 = common.cpu_seconds(proc.pid), await forwarded(), time.monotonic()
+            for w in workers:
+                await w.stats(http)
+            c0, f0, t0 = common.cpu_split(proc.pid), await forwarded(), time.monotonic()
             rss: list[tuple[float, float]] = []
+            windows: list[dict[str, Any]] = []
             duration = args.soak or args.seconds
-            next_churn = 5.0
+            next_churn, next_window = args.churn_interval, 60.0
             joined = args.subscribers
+            stable_stats: list[dict[str, Any]] = []
+            churn_stats: list[dict[str, Any]] = []
             while (elapsed := time.monotonic() - t0) < duration:
-                await asyncio.sleep(1)
-                if args.soak and elapsed >= next_churn:
-                    next_churn += 5.0
-                    victim = next(iter(subscribers))
-                    await subscribers.pop(victim).leave()
+                await asyncio.sleep(0.5)
+                if churn and live_churn and elapsed >= next_churn:
+                    next_churn += args.churn_interval
+                    victim = live_churn.pop(0)
+                    await churn.call(http, "/leave", {"name": victim})
+                    owner.pop(victim, None)
                     name = f"sub{joined}"
                     joined += 1
-                    subscribers[name] = Subscriber(http, base, "bench", name, latencies, counter)
-                    await subscribers[name].start()
+                    owner[name] = churn
+                    await churn.call(http, "/join", {"name": name})
+                    live_churn.append(name)
                 if not rss or elapsed - rss[-1][0] >= (10 if args.soak else 1):
                     rss.append((round(elapsed, 1), round(common.rss_mb(proc.pid), 1)))
-                if len(latencies) > 200_000:
-                    del latencies[:100_000]
-            c1, f1, t1 = common.cpu_seconds(proc.pid), await forwarded(), time.monotonic()
+                if args.soak and elapsed >= next_window:
+                    next_window += 60.0
+                    s = [await w.stats(http) for w in stable]
+                    stable_stats += s
+                    if churn:
+                        churn_stats.append(await churn.stats(http))
+                    h = merge(s)
+                    windows.append(
+                        {
+                            "t": round(elapsed),
+                            "p50": hist_percentile(h, 0.5),
+                            "p99": hist_percentile(h, 0.99),
+                            "max": hist_percentile(h, 1.0),
+                            "n": sum(h.values()),
+                        }
+                    )
+            c1, f1, t1 = common.cpu_split(proc.pid), await forwarded(), time.monotonic()
+            stable_stats += [await w.stats(http) for w in stable]
+            if churn:
+                churn_stats.append(await churn.stats(http))
+            pub_stats = await pub_worker.stats(http)
+            received = sum(s["received"] for s in stable_stats + churn_stats)
             result = {
-                "cpu_s": c1 - c0,
+                "cpu_s": sum(c1) - sum(c0),
+                "user_s": c1[0] - c0[0],
+                "sys_s": c1[1] - c0[1],
                 "packets": f1 - f0,
                 "wall_s": t1 - t0,
-                "latency_ms": latencies[:],
+                "hist": merge(stable_stats),
+                "churn_hist": merge(churn_stats),
+                "received": received,
+                "client_lag_ms": max(s["max_loop_lag_ms"] for s in [*stable_stats, pub_stats]),
+                "client_cpu_s": {
+                    "publisher": pub_stats["cpu_s"],
+                    "subscribers": [s["cpu_s"] for s in stable_stats[-len(stable) :]],
+                },
                 "rss_mb": rss,
+                "windows": windows,
                 "joined": joined,
             }
-            for s in list(subscribers.values()):
-                await s.leave()
-            for p in publishers:
-                await p.close()
     finally:
+        for w in workers:
+            w.stop()
         proc.terminate()
         proc.wait(10)
         await runner.cleanup()
@@ -261,40 +277,87 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--publishers", type=int, default=2)
     parser.add_argument("--subscribers", type=int, default=8)
+    parser.add_argument("--sub-procs", type=int, default=2, help="subscriber worker processes (stable subscribers)")
     parser.add_argument("--relay-subscribers", type=int, default=2)
-    parser.add_argument("--soak", type=float, default=0, help="soak for N seconds with a join+leave every 5 s")
+    parser.add_argument("--soak", type=float, default=0, help="soak for N seconds with joins and leaves")
+    parser.add_argument("--churners", type=int, default=2, help="soak: subscribers that are replaced in turn")
+    parser.add_argument("--churn-interval", type=float, default=5.0, help="soak: seconds between leave+join")
     parser.add_argument("--skip-relay", action="store_true")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="also run the media_server package found in this directory (e.g. a copy of the previous version),"
+        " concurrently with the same load, so both see the same machine noise",
+    )
+    parser.add_argument("--sfu-log", help="write the SFU's stderr (logs) to this file")
+    parser.add_argument(
+        "--asyncio-debug",
+        action="store_true",
+        help="log every SFU event-loop step using > 2 ms CPU (see --sfu-log)",
+    )
     args = parser.parse_args()
-    stream_pps = VIDEO_PPS + AUDIO_PPS
-    sfu = asyncio.run(run_sfu(args))
+
+    async def run_all() -> list[dict[str, Any]]:
+        roots = [common.ROOT, *(root.resolve() for root in args.compare)]
+        return list(await asyncio.gather(*(run_sfu(args, root) for root in roots)))
+
+    results = asyncio.run(run_all())
+    print(f"machine: nproc={os.cpu_count()}  python={sys.version.split()[0]}  loadavg={os.getloadavg()[0]:.1f}")
+    for label, sfu in zip(["current", *(f"compare {root}" for root in args.compare)], results, strict=True):
+        print(f"== {label}")
+        report_sfu(args, sfu)
+    if not args.skip_relay and not args.soak:
+        us = results[0]["cpu_s"] * 1e6 / max(1, results[0]["packets"])
+        report_relay(args, us)
+
+
+def report_sfu(args: argparse.Namespace, sfu: dict[str, Any]) -> None:
     us = sfu["cpu_s"] * 1e6 / max(1, sfu["packets"])
-    lat = sfu["latency_ms"]
-    print(f"machine: nproc={os.cpu_count()}  python={sys.version.split()[0]}")
+    hist = sfu["hist"]
     print(
         f"SFU: {args.publishers} publishers x {args.subscribers} subscribers, {sfu['wall_s']:.0f} s, {sfu['packets']} packets forwarded "
         f"({sfu['packets'] / sfu['wall_s']:.0f}/s), SFU CPU {sfu['cpu_s']:.2f} s"
     )
-    print(f"  CPU per forwarded packet : {us:.1f} us")
-    print(f"  forwarded A+V streams/core (1.2 Mbit/s, {stream_pps} pkt/s): {1e6 / (us * stream_pps):.0f}")
     print(
-        f"  latency publisher->subscriber p50/p99: {common.median(lat):.2f} / {common.percentile(lat, 0.99):.2f} ms (n={len(lat)})"
+        f"  CPU per forwarded packet : {us:.1f} us  (user {sfu['user_s'] * 1e6 / max(1, sfu['packets']):.1f}"
+        f" + kernel {sfu['sys_s'] * 1e6 / max(1, sfu['packets']):.1f}; the kernel share includes loopback delivery"
+        " to the subscriber processes)"
     )
+    print(f"  forwarded A+V streams/core (1.2 Mbit/s, {STREAM_PPS} pkt/s): {1e6 / (us * STREAM_PPS):.0f}")
+    print(
+        f"  latency publisher->subscriber p50/p99/p99.9/max: {hist_percentile(hist, 0.5):.2f} / {hist_percentile(hist, 0.99):.2f}"
+        f" / {hist_percentile(hist, 0.999):.2f} / {hist_percentile(hist, 1.0):.2f} ms (n={sum(hist.values())}, "
+        f"{'stable subscribers' if args.soak else 'all subscribers'}; max client loop lag {sfu['client_lag_ms']:.1f} ms)"
+    )
+    print(f"  received by subscribers: {sfu['received']}  client CPU s: {sfu['client_cpu_s']}")
     print(f"  SFU RSS MB over time (s, MB): {sfu['rss_mb']}")
     if args.soak:
-        print(f"  soak: {sfu['joined']} subscribers joined in total (one join + one leave every 5 s)")
-    if not args.skip_relay and not args.soak:
-        relay = run_relay(args)
-        rus = relay["cpu_s"] * 1e6 / max(1, relay["packets"])
-        per_stream_core = relay["cpu_s"] / relay["wall_s"] / relay["subscribers"]
+        ch = sfu["churn_hist"]
         print(
-            f"MediaRelay baseline: {relay['subscribers']} subscribers of a 720p VP8 stream, {relay['wall_s']:.0f} s, {relay['packets']} packets, CPU {relay['cpu_s']:.2f} s"
+            f"  soak: {sfu['joined']} subscribers joined in total ({args.churners} churning, one leave+join every {args.churn_interval:g} s)"
         )
-        print(f"  CPU per forwarded packet : {rus:.0f} us")
         print(
-            f"  720p streams/core         : {1 / per_stream_core:.1f}  (CPU per subscriber: {per_stream_core:.2f} core)"
+            f"  churning subscribers' latency p50/p99: {hist_percentile(ch, 0.5):.2f} / {hist_percentile(ch, 0.99):.2f} ms (n={sum(ch.values())})"
         )
-        print(f"  RSS MB (1 s samples)      : {relay['rss_mb']}")
-        print(f"RATIO: SFU is {rus / us:.0f}x cheaper per forwarded packet than MediaRelay")
+        for w in sfu["windows"]:
+            print(
+                f"  window to t={w['t']} s: p50 {w['p50']:.2f} ms, p99 {w['p99']:.2f} ms, max {w['max']:.1f} ms, n={w['n']}"
+            )
+
+
+def report_relay(args: argparse.Namespace, us: float) -> None:
+    relay = run_relay(args)
+    rus = relay["cpu_s"] * 1e6 / max(1, relay["packets"])
+    per_stream_core = relay["cpu_s"] / relay["wall_s"] / relay["subscribers"]
+    print(
+        f"MediaRelay baseline: {relay['subscribers']} subscribers of a 720p VP8 stream, {relay['wall_s']:.0f} s, {relay['packets']} packets, CPU {relay['cpu_s']:.2f} s"
+    )
+    print(f"  CPU per forwarded packet : {rus:.0f} us")
+    print(f"  720p streams/core         : {1 / per_stream_core:.1f}  (CPU per subscriber: {per_stream_core:.2f} core)")
+    print(f"  RSS MB (1 s samples)      : {relay['rss_mb']}")
+    print(f"RATIO: SFU is {rus / us:.0f}x cheaper per forwarded packet than MediaRelay")
 
 
 if __name__ == "__main__":

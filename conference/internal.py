@@ -7,6 +7,7 @@ import json
 import logging
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -14,11 +15,13 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from conference.errors import error_body
+from recordings.services import recording_media_event
 from rooms import groups
 from rooms.signaling import media_event_frames
 
 logger = logging.getLogger(__name__)
 PROTOCOL_VERSION = 1
+RECORDING_EVENTS = frozenset({"recording_stopped", "recording_failed"})
 MAX_EVENTS_BODY = 4 * 1024 * 1024
 
 
@@ -47,6 +50,12 @@ async def media_events(request: HttpRequest) -> HttpResponse:
     layer = get_channel_layer()
     for event in batch["events"]:
         if not isinstance(event, dict):
+            continue
+        if event.get("type") in RECORDING_EVENTS:  # docs/protocol.md §3: handled by recordings, not sockets
+            try:
+                await sync_to_async(recording_media_event)(event=event)
+            except Exception:
+                logger.exception("could not handle media event %s", event.get("type"))
             continue
         for group, frame in media_event_frames(event):
             if layer is not None:

@@ -227,6 +227,7 @@ if AWS_STORAGE_BUCKET_NAME:
             "querystring_auth": True,
             "querystring_expire": int(env("S3_URL_EXPIRE_SECONDS", "300")),
             "file_overwrite": False,
+            "signature_version": "s3v4",
         },
     }
 else:
@@ -279,4 +280,34 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
+}
+
+# --- Recordings (issue 6; recordings/, docs/protocol.md §3) -------------------
+# Directory shared by the media server (writes track files + manifest.json) and workers.
+RECORDINGS_SPOOL_DIR = Path(env("RECORDINGS_SPOOL_DIR", str(BASE_DIR / "var" / "recordings-spool")))
+# Composed MP4: canvas, frame rate and x264 preset (25 fps veryfast: about 2.5x real time for 2 people on 2 cores).
+RECORDINGS_WIDTH = int(env("RECORDINGS_WIDTH", "1280"))
+RECORDINGS_HEIGHT = int(env("RECORDINGS_HEIGHT", "720"))
+RECORDINGS_FPS = int(env("RECORDINGS_FPS", "25"))
+RECORDINGS_X264_PRESET = env("RECORDINGS_X264_PRESET", "veryfast")
+RECORDINGS_FFMPEG = env("RECORDINGS_FFMPEG", "ffmpeg")
+RECORDINGS_FFPROBE = env("RECORDINGS_FFPROBE", "ffprobe")
+# A transcoding worker bumps its heartbeat this often; a processing recording whose
+# heartbeat is older than RECORDINGS_STALE_SECONDS belongs to a dead worker.
+RECORDINGS_HEARTBEAT_SECONDS = float(env("RECORDINGS_HEARTBEAT_SECONDS", "15"))
+RECORDINGS_STALE_SECONDS = float(env("RECORDINGS_STALE_SECONDS", "120"))
+# Processing attempts (crashes, transient upload errors) before a recording fails for good.
+RECORDINGS_MAX_ATTEMPTS = int(env("RECORDINGS_MAX_ATTEMPTS", "3"))
+# After a stop was asked for, how long to wait for the media server's manifest before failing.
+RECORDINGS_STOP_GRACE_SECONDS = float(env("RECORDINGS_STOP_GRACE_SECONDS", "120"))
+# A pending recording older than this (the web process died mid-start) fails as media_unavailable.
+RECORDINGS_PENDING_TIMEOUT_SECONDS = float(env("RECORDINGS_PENDING_TIMEOUT_SECONDS", "60"))
+# Lifetime of download links (signed local URLs; S3 presigned URLs use S3_URL_EXPIRE_SECONDS).
+RECORDINGS_URL_EXPIRE_SECONDS = int(env("RECORDINGS_URL_EXPIRE_SECONDS", "300"))
+# `celery -A conference beat` runs the cleanup job (also: manage.py recordings_cleanup).
+CELERY_BEAT_SCHEDULE = {
+    "recordings-cleanup": {
+        "task": "recordings.tasks.recordings_cleanup",
+        "schedule": float(env("RECORDINGS_CLEANUP_INTERVAL_SECONDS", "60")),
+    }
 }

@@ -5,7 +5,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from chat.apis import ChatHistoryApi
 from conference import accounts, internal
-from recordings.apis import RecordingStartApi
+from recordings import apis as recording_apis
+from recordings.downloads import recording_file
 from rooms import apis as room_apis
 from rooms import views as room_views
 
@@ -23,13 +24,29 @@ api_v1 = [
     path("rooms/<str:room_id>/join", room_apis.RoomJoinApi.as_view(), name="api-room-join"),
     path("rooms/<str:room_id>/end", room_apis.RoomEndApi.as_view(), name="api-room-end"),
     path("rooms/<str:room_id>/chat", ChatHistoryApi.as_view(), name="api-room-chat"),
-    path("rooms/<str:room_id>/record", RecordingStartApi.as_view(), name="api-room-record"),
+    path("rooms/<str:room_id>/record", recording_apis.RecordingStartApi.as_view(), name="api-room-record"),
+    path("rooms/<str:room_id>/recordings", recording_apis.RoomRecordingListApi.as_view(), name="api-room-recordings"),
+    path("recordings/<str:recording_id>", recording_apis.RecordingDetailApi.as_view(), name="api-recording"),
+    path("recordings/<str:recording_id>/stop", recording_apis.RecordingStopApi.as_view(), name="api-recording-stop"),
+    path("recordings/<str:recording_id>/retry", recording_apis.RecordingRetryApi.as_view(), name="api-recording-retry"),
+    path(
+        "recordings/<str:recording_id>/shares",
+        recording_apis.RecordingShareListCreateApi.as_view(),
+        name="api-recording-shares",
+    ),
+    path(
+        "recordings/<str:recording_id>/shares/<str:username>",
+        recording_apis.RecordingShareDeleteApi.as_view(),
+        name="api-recording-share",
+    ),
 ]
 
 urlpatterns = [
     path("", room_views.home, name="home"),
     path("join/<str:room_id>", room_views.join, name="join"),
     path("rooms/", room_views.my_rooms, name="my-rooms"),
+    path("rooms/<str:room_id>/settings", room_views.room_settings, name="room-settings"),
+    path("rooms/<str:room_id>/recordings", room_views.room_recordings, name="room-recordings"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/signup/", accounts.signup_view, name="signup"),
@@ -39,4 +56,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("internal/media/v1/events", internal.media_events, name="media-events"),
     path("healthz", internal.health, name="health"),
+    path("recordings/files/<str:token>", recording_file, name="recording-file"),
 ]

@@ -11,17 +11,57 @@ import pytest
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+def redis_test_url() -> str:
+    """Redis for tests that need a real one: REDIS_URL, else the local default."""
+    return os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+def _redis_reachable() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(redis_test_url(), socket_connect_timeout=1).ping())
+    except Exception:
+        return False
+
+
+def _e2e_missing() -> str | None:
+    if os.geteuid() != 0:
+        return "root (for a network namespace)"
+    if not shutil.which("chromium"):
+        return "Debian's chromium"
+    if shutil.which("ip") is None:
+        return "iproute2 (ip)"
+    return None
+
+
+REQUIREMENTS = {
+    "e2e": _e2e_missing,
+    "redis": lambda: None if _redis_reachable() else "a Redis server (REDIS_URL or 127.0.0.1:6379)",
+    "ffmpeg": lambda: None if shutil.which("ffmpeg") else "ffmpeg (apt-get install ffmpeg)",
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Outside CI, deselect browser tests when Chromium is not installed (CI installs it and runs them)."""
-    if IN_CI or shutil.which("chromium"):
+    """Outside CI, deselect tests whose requirement (browser, Redis, ffmpeg) is missing,
+    with a note. CI installs and runs everything: there, a missing requirement fails the test."""
+    if IN_CI:
         return
+    missing: dict[str, str | None] = {}
     kept, dropped = [], []
     for item in items:
-        (dropped if item.get_closest_marker("e2e") else kept).append(item)
+        reason = None
+        for marker, check in REQUIREMENTS.items():
+            if item.get_closest_marker(marker):
+                if marker not in missing:
+                    missing[marker] = check()
+                reason = reason or missing[marker]
+        (dropped if reason else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
-        print(f"\n{len(dropped)} browser tests deselected: install Debian's chromium to run them (CI always does).")
+        needs = sorted({v for v in missing.values() if v})
+        print(f"\n{len(dropped)} tests deselected here, needing {', '.join(needs)}; CI always runs them.")
 
 
 @pytest.fixture

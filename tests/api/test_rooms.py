@@ -84,9 +84,11 @@ def test_end_room_host_only_and_ended_rooms_refuse_joins(auth_client):
     assert host.patch(f"/api/v1/rooms/{room_id}", {"locked": True}, format="json").status_code == 410
 
 
-def test_record_endpoint_is_reserved_with_clear_error(auth_client):
+def test_record_endpoint_needs_a_moderator_and_answers_503_json_when_media_is_down(auth_client, settings):
+    """Recording ships (tests/recordings); with no media server reachable the API answers 503, never a 500."""
+    settings.MEDIA_CONTROL_URL = "http://127.0.0.1:9"  # discard port: connection refused
     host, other = auth_client(), auth_client()
     room_id = host.post("/api/v1/rooms", {"name": "a"}, format="json").json()["roomId"]
     assert other.post(f"/api/v1/rooms/{room_id}/record", {"duration_minutes": 60}, format="json").status_code == 403
     r = host.post(f"/api/v1/rooms/{room_id}/record", {"duration_minutes": 60}, format="json")
-    assert r.status_code == 501 and r.json()["error"]["code"] == "recording_not_available"
+    assert r.status_code == 503 and r.json()["error"]["code"] == "media_unavailable"

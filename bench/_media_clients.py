@@ -1,0 +1,253 @@
+"""Client worker process for bench/sfu_forward.py (loopback only).
+
+One process runs either the publishers or a group of subscribers, so the
+SFU, the publishers and each subscriber group have their own event loop and
+a stall in one does not show up as latency of another. The orchestrator
+drives a worker over a tiny HTTP API on 127.0.0.1:
+
+* ``POST /join {"name"}``: start a publisher / subscriber with that participant id
+* ``POST /leave {"name"}``: leave the room (DELETE participant) and close
+* ``POST /offer <subscribe_offer event>``: answer a renegotiation offer
+* ``GET /stats?reset=1``: latency histogram + packet/loss counters since the last reset
+
+Publishers embed CLOCK_MONOTONIC (``time.monotonic_ns``, shared by all
+processes on one machine) in every payload right before SRTP-protect +
+``sendto``; subscribers take the difference on receipt (after their own
+SRTP unprotect and parse). The figure is therefore publisher send →
+subscriber receive, an upper bound of the SFU hop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import struct
+import time
+from typing import Any
+
+import _media_common as common
+import aiohttp
+from aiohttp import web
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from media_server import aiortc_hooks
+from media_server.sdp import negotiated_by_mid, parse_sdp
+
+VIDEO_PPS, VIDEO_SIZE = 130, 1100
+AUDIO_PPS, AUDIO_SIZE = 50, 120
+STAMP = struct.Struct("!2sQ")
+MAGIC = b"\x10\x00"  # also a VP8 payload descriptor with S=1 (every packet looks like a keyframe start)
+
+
+def new_pc() -> RTCPeerConnection:
+    return RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+
+
+class Histogram:
+    """Latency histogram: 10 µs bins below 100 ms, 1 ms bins up to 60 s."""
+
+    def __init__(self) -> None:
+        self.bins: dict[int, int] = {}
+
+    def add(self, ms: float) -> None:
+        key = int(ms * 100) if ms < 100 else 10_000 + int(ms - 100)
+        self.bins[key] = self.bins.get(key, 0) + 1
+
+    @staticmethod
+    def value(key: int) -> float:
+        return key / 100 if key < 10_000 else 100 + (key - 10_000)
+
+
+class PublisherClient:
+    def __init__(self, http: aiohttp.ClientSession, base: str, room: str, name: str, auth: dict[str, str]) -> None:
+        self.http, self.base, self.room, self.name, self.auth = http, base, room, name, auth
+        self.pc = new_pc()
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        for kind in ("audio", "video"):
+            self.pc.addTransceiver(aiortc_hooks.IdleTrack(kind), direction="sendonly")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        async with self.http.post(
+            f"{self.base}/v1/rooms/{self.room}/participants/{self.name}/publish",
+            json={"protocol": 1, "pc": "camera", "sdp": self.pc.localDescription.sdp},
+            headers=self.auth,
+        ) as resp:
+            body = await resp.json()
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type="answer"))
+        negotiated = negotiated_by_mid(parse_sdp(body["sdp"]))
+        while self.pc.connectionState != "connected":
+            await asyncio.sleep(0.02)
+        streams: list[list[Any]] = []
+        for t in self.pc.getTransceivers():
+            key = "video/vp8" if t.kind == "video" else "audio/opus"
+            pps, size, clock = (VIDEO_PPS, VIDEO_SIZE, 90000) if t.kind == "video" else (AUDIO_PPS, AUDIO_SIZE, 48000)
+            ssrc, _ = aiortc_hooks.sender_ssrcs(t.sender)
+            pt = negotiated[t.mid or ""].pt_by_codec[key]
+            streams.append([ssrc, pt, pps, size, clock, aiortc_hooks.make_raw_sender(t.sender.transport), 0])
+        self.task = asyncio.create_task(self._send(streams))
+
+    async def _send(self, streams: list[list[Any]]) -> None:
+        header = struct.Struct("!BBHII")
+        start = time.monotonic()
+        while True:
+            await asyncio.sleep(0.005)
+            elapsed = time.monotonic() - start
+            for s in streams:
+                ssrc, pt, pps, size, clock, send, n = s
+                pad = b"\x00" * (size - STAMP.size)
+                while n < elapsed * pps:
+                    rtp = header.pack(0x80, 0x80 | pt, n & 0xFFFF, int(n * clock / pps) & 0xFFFFFFFF, ssrc)
+                    send(rtp + STAMP.pack(MAGIC, time.monotonic_ns()) + pad)
+                    n += 1
+                s[6] = n
+
+    async def leave(self) -> None:
+        if self.task:
+            self.task.cancel()
+        await self.pc.close()
+
+
+class SubscriberClient:
+    def __init__(self, worker: Worker, name: str) -> None:
+        self.worker, self.name = worker, name
+        self.pc = new_pc()
+        self.hooked: set[int] = set()
+        self.lock = asyncio.Lock()
+
+    def _on_rtp(self, packet: Any, codec: Any) -> None:
+        w = self.worker
+        w.received += 1
+        payload = packet.payload
+        if payload[:2] == MAGIC and len(payload) >= STAMP.size:
+            w.hist.add((time.monotonic_ns() - STAMP.unpack_from(payload)[1]) / 1e6)
+
+    async def answer(self, offer: dict[str, Any]) -> None:
+        w = self.worker
+        async with self.lock:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
+            for t in self.pc.getTransceivers():
+                if id(t.receiver) not in self.hooked:
+                    self.hooked.add(id(t.receiver))
+                    aiortc_hooks.ForwardingReceiver(t.receiver, t.kind, self._on_rtp)
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+            async with w.http.post(
+                f"{w.base}/v1/rooms/{w.room}/participants/{self.name}/subscribe/answer",
+                json={"protocol": 1, "sdp": self.pc.localDescription.sdp, "revision": offer["revision"]},
+                headers=w.auth,
+            ) as resp:
+                if resp.status != 204:
+                    w.errors += 1
+
+    async def start(self) -> None:
+        w = self.worker
+        async with w.http.post(
+            f"{w.base}/v1/rooms/{w.room}/participants/{self.name}/subscribe", json={"protocol": 1}, headers=w.auth
+        ) as resp:
+            offer = await resp.json()
+        await self.answer(offer)
+
+    async def leave(self) -> None:
+        w = self.worker
+        async with w.http.delete(f"{w.base}/v1/rooms/{w.room}/participants/{self.name}", headers=w.auth):
+            pass
+        await self.pc.close()
+
+
+class Worker:
+    def __init__(self, role: str, base: str, room: str, secret: str) -> None:
+        self.role, self.base, self.room = role, base, room
+        self.auth = {"Authorization": f"Bearer {secret}"}
+        self.http: aiohttp.ClientSession
+        self.clients: dict[str, Any] = {}
+        self.hist = Histogram()
+        self.received = 0
+        self.errors = 0
+        self.max_loop_lag_ms = 0.0
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def join(self, request: web.Request) -> web.Response:
+        name = (await request.json())["name"]
+        client: Any = (
+            PublisherClient(self.http, self.base, self.room, name, self.auth)
+            if self.role == "publisher"
+            else SubscriberClient(self, name)
+        )
+        self.clients[name] = client
+        await client.start()
+        return web.json_response({"ok": True})
+
+    async def leave(self, request: web.Request) -> web.Response:
+        name = (await request.json())["name"]
+        client = self.clients.pop(name, None)
+        if client is not None:
+            await client.leave()
+        return web.json_response({"ok": True})
+
+    async def offer(self, request: web.Request) -> web.Response:
+        event = await request.json()
+        client = self.clients.get(event["participant"])
+        if isinstance(client, SubscriberClient):
+            task = asyncio.create_task(client.answer(event))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        return web.Response(status=204)
+
+    async def stats(self, request: web.Request) -> web.Response:
+        body = {
+            "hist": list(self.hist.bins.items()),
+            "received": self.received,
+            "errors": self.errors,
+            "max_loop_lag_ms": round(self.max_loop_lag_ms, 2),
+            "cpu_s": common.cpu_seconds(os.getpid()),
+        }
+        if request.query.get("reset"):
+            self.hist = Histogram()
+            self.received = 0
+            self.max_loop_lag_ms = 0.0
+        return web.json_response(body)
+
+    async def watch_loop(self) -> None:
+        """Track this client's own event-loop lag (a stall here inflates its latency figures)."""
+        while True:
+            t = time.monotonic()
+            await asyncio.sleep(0.01)
+            self.max_loop_lag_ms = max(self.max_loop_lag_ms, (time.monotonic() - t - 0.01) * 1000)
+
+
+async def main(args: argparse.Namespace) -> None:
+    aiortc_hooks.set_ice_host_addresses(["127.0.0.1"])
+    worker = Worker(args.role, args.base, args.room, args.secret)
+    async with aiohttp.ClientSession() as http:
+        worker.http = http
+        app = web.Application()
+        app.router.add_post("/join", worker.join)
+        app.router.add_post("/leave", worker.leave)
+        app.router.add_post("/offer", worker.offer)
+        app.router.add_get("/stats", worker.stats)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", args.port).start()
+        lag = asyncio.create_task(worker.watch_loop())
+        print("ready", flush=True)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, input)  # until stdin closes
+        except EOFError:
+            pass
+        lag.cancel()
+        for client in list(worker.clients.values()):
+            with contextlib.suppress(Exception):  # the SFU may already be gone at shutdown
+                await client.leave()
+        await runner.cleanup()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--role", choices=("publisher", "subscriber"), required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--base", required=True)
+    parser.add_argument("--room", default="bench")
+    parser.add_argument("--secret", required=True)
+    asyncio.run(main(parser.parse_args()))

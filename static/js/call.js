@@ -1,0 +1,1202 @@
+// The call page: pre-join preview, waiting room, the call itself (docs/protocol.md §1).
+//
+// One ES module, no build step. The page (templates/rooms/call.html) is
+// server-rendered; this module only fills it in. User-provided text (names,
+// chat) is always inserted with textContent, never parsed as HTML.
+//
+// Media: one publish RTCPeerConnection per source ("camera" = camera + mic,
+// "screen"), one subscribe connection whose offers come from the server
+// (revisioned renegotiation); incoming tracks are mapped to participants by
+// transceiver mid using the `tracks` list of each offer.
+
+const config = JSON.parse(document.getElementById("room-config").textContent);
+const $ = (id) => document.getElementById(id);
+const PROTOCOL = 1;
+const TERMINAL_CLOSES = {
+  4003: "You are not allowed in this room.",
+  4004: "This room does not exist.",
+  4005: "You joined this meeting from another tab or window.",
+  4009: "You were removed from the meeting.",
+  4010: "The meeting has ended.",
+  4011: "The host did not let you in.",
+  4013: "The meeting is full.",
+};
+const STORE_KEY = `conference:${config.roomId}`;
+
+// ---------------------------------------------------------------------------
+// state
+
+const state = {
+  phase: "prejoin", // prejoin | joining | waiting | call | ended
+  grant: null,
+  me: null, // my participant (public shape)
+  role: "participant",
+  ws: null,
+  wsOpen: false,
+  reconnectAttempt: 0,
+  reconnectTimer: null,
+  lastSeq: null, // highest chat seq seen
+  chatSeen: new Set(), // message ids shown
+  unread: 0,
+  participants: new Map(), // participantId -> public participant
+  lobby: new Map(),
+  tiles: new Map(), // key (participantId or participantId:screen) -> tile element
+  trackInfo: new Map(), // subscribe mid -> {participant, pc, source, kind}
+  pcs: {}, // camera | screen | subscribe -> RTCPeerConnection
+  subChain: Promise.resolve(),
+  subscribeEmpty: false,
+  subRevision: 0, // revision of the newest subscribe offer applied (older ones are stale)
+  refs: new Map(), // ref -> {resolve, reject}
+  nextRef: 1,
+  activeSpeaker: null,
+  view: "grid",
+  locked: false,
+  handRaised: false,
+  audioMuted: false,
+  videoMuted: false,
+  sharing: false,
+  local: { stream: null, audioTrack: null, videoTrack: null, screenStream: null },
+  devices: { camera: "", microphone: "" },
+  statsTimer: null,
+  prevStats: null,
+  leaving: false,
+};
+
+// ---------------------------------------------------------------------------
+// small helpers
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("data-") || key.startsWith("aria-") || key === "role" || key === "type") node.setAttribute(key, value);
+    else node[key] = value;
+  }
+  for (const child of children) if (child) node.append(child);
+  return node;
+}
+
+function cookie(name) {
+  const hit = document.cookie.split("; ").find((c) => c.startsWith(`${name}=`));
+  return hit ? decodeURIComponent(hit.split("=")[1]) : "";
+}
+
+function setPhase(phase) {
+  state.phase = phase;
+  $("app").dataset.state = phase;
+  for (const id of ["prejoin", "waiting", "call", "ended"]) $(id).hidden = id !== (phase === "joining" ? "prejoin" : phase);
+  document.body.classList.toggle("in-call", phase === "call");
+}
+
+function setStatus(text, kind = "") {
+  const node = $("conn-status");
+  node.textContent = text;
+  node.dataset.kind = kind;
+}
+
+let toastTimer = null;
+function toast(text) {
+  const node = $("toast");
+  node.textContent = text;
+  node.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { node.hidden = true; }, 5000);
+}
+
+function store(data) {
+  try {
+    if (data === null) sessionStorage.removeItem(STORE_KEY);
+    else sessionStorage.setItem(STORE_KEY, JSON.stringify(data));
+  } catch { /* private mode: no auto-rejoin on reload */ }
+}
+
+function stored() {
+  try { return JSON.parse(sessionStorage.getItem(STORE_KEY) || "null"); } catch { return null; }
+}
+
+function initials(name) {
+  return (name || "?").trim().split(/\s+/).slice(0, 2).map((w) => w[0] || "").join("").toUpperCase() || "?";
+}
+
+function waitIceGathering(pc, timeoutMs = 3000) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => { if (pc.iceGatheringState === "complete") { pc.removeEventListener("icegatheringstatechange", done); resolve(); } };
+    pc.addEventListener("icegatheringstatechange", done);
+    setTimeout(resolve, timeoutMs);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// pre-join: preview and devices
+
+async function acquireLocal() {
+  const constraints = {
+    audio: state.devices.microphone ? { deviceId: { exact: state.devices.microphone } } : true,
+    video: state.devices.camera
+      ? { deviceId: { exact: state.devices.camera }, width: { ideal: 1280 }, height: { ideal: 720 } }
+      : { width: { ideal: 1280 }, height: { ideal: 720 } },
+  };
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia(constraints);
+  } catch (err) {
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+      $("join-error").textContent = "No camera available; you can join with audio only.";
+    } catch {
+      stream = new MediaStream();
+      $("join-error").textContent = `Camera and microphone are unavailable (${err.name}). You can still join to listen and chat.`;
+    }
+  }
+  for (const track of state.local.stream?.getTracks() || []) track.stop();
+  state.local.stream = stream;
+  state.local.audioTrack = stream.getAudioTracks()[0] || null;
+  state.local.videoTrack = stream.getVideoTracks()[0] || null;
+  if (state.local.audioTrack) state.local.audioTrack.enabled = !state.audioMuted;
+  if (state.videoMuted && state.local.videoTrack) {
+    state.local.videoTrack.stop();
+    stream.removeTrack(state.local.videoTrack);
+    state.local.videoTrack = null;
+  }
+  showPreview();
+  watchLevel();
+  return stream;
+}
+
+function showPreview() {
+  const video = $("preview");
+  video.srcObject = state.local.videoTrack ? new MediaStream([state.local.videoTrack]) : null;
+  $("preview-off").hidden = !!state.local.videoTrack;
+  syncToggle($("pre-mic"), !state.audioMuted, "Microphone on (click to mute)", "Microphone off (click to unmute)");
+  syncToggle($("pre-cam"), !state.videoMuted, "Camera on (click to turn off)", "Camera off (click to turn on)");
+}
+
+function syncToggle(button, on, onLabel, offLabel) {
+  if (!button) return;
+  button.setAttribute("aria-pressed", String(on));
+  button.setAttribute("aria-label", on ? onLabel : offLabel);
+  button.classList.toggle("off", !on);
+}
+
+let levelCtx = null;
+function watchLevel() {
+  const meter = $("mic-level");
+  if (!meter || !state.local.audioTrack || !window.AudioContext) return;
+  try {
+    levelCtx?.close();
+    levelCtx = new AudioContext();
+    const analyser = levelCtx.createAnalyser();
+    levelCtx.createMediaStreamSource(new MediaStream([state.local.audioTrack])).connect(analyser);
+    const data = new Uint8Array(analyser.fftSize);
+    const tick = () => {
+      if (state.phase !== "prejoin" || !levelCtx) return;
+      analyser.getByteTimeDomainData(data);
+      let peak = 0;
+      for (const v of data) peak = Math.max(peak, Math.abs(v - 128) / 128);
+      meter.value = state.audioMuted ? 0 : peak;
+      requestAnimationFrame(tick);
+    };
+    tick();
+  } catch { /* the meter is decoration */ }
+}
+
+async function fillDevices() {
+  let devices = [];
+  try { devices = await navigator.mediaDevices.enumerateDevices(); } catch { return; }
+  for (const [selectId, kind, key] of [["camera-select", "videoinput", "camera"], ["mic-select", "audioinput", "microphone"]]) {
+    const select = $(selectId);
+    if (!select) continue;
+    const current = state.devices[key] || (key === "camera" ? state.local.videoTrack : state.local.audioTrack)?.getSettings().deviceId || "";
+    select.replaceChildren();
+    const list = devices.filter((d) => d.kind === kind);
+    if (!list.length) select.append(el("option", { value: "", text: `No ${key} found` }));
+    list.forEach((d, i) => select.append(el("option", { value: d.deviceId, text: d.label || `${key} ${i + 1}` })));
+    if (current) select.value = current;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// joining: REST grant, then the socket
+
+async function restJoin({ displayName, password }) {
+  const headers = { "Content-Type": "application/json", Accept: "application/json" };
+  const csrf = cookie("csrftoken");
+  if (csrf) headers["X-CSRFToken"] = csrf;
+  const body = {
+    display_name: displayName || "",
+    password: password || "",
+    stream_capabilities: { audio: !!state.local.audioTrack, video: true, screen: !!navigator.mediaDevices?.getDisplayMedia },
+  };
+  const response = await fetch(`/api/v1/rooms/${config.roomId}/join`, {
+    method: "POST", headers, body: JSON.stringify(body), credentials: "same-origin",
+  });
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error(data?.error?.message || `Joining failed (${response.status}).`);
+    error.code = data?.error?.code || "http_error";
+    error.status = response.status;
+    throw error;
+  }
+  data.receivedAt = Date.now();
+  return data;
+}
+
+let joinArgs = { displayName: "", password: "" };
+
+async function join(args) {
+  joinArgs = args;
+  setPhase("joining");
+  $("join-button").disabled = true;
+  $("join-error").textContent = "";
+  try {
+    state.grant = await restJoin(args);
+  } catch (err) {
+    $("join-button").disabled = false;
+    setPhase("prejoin");
+    $("join-error").textContent = err.message;
+    if (err.code === "room_password_required" || err.code === "room_password_invalid") $("room-password")?.focus();
+    else if (err.code === "display_name_required") $("display-name")?.focus();
+    store(null);
+    return;
+  }
+  state.role = state.grant.role;
+  store({ displayName: args.displayName, audioMuted: state.audioMuted, videoMuted: state.videoMuted, devices: state.devices });
+  if (state.grant.status === "waiting") showWaiting();
+  openSocket();
+}
+
+function showWaiting() {
+  setPhase("waiting");
+  $("waiting-title").focus();
+}
+
+function openSocket() {
+  clearTimeout(state.reconnectTimer);
+  const ws = new WebSocket(state.grant.ws_url);
+  state.ws = ws;
+  ws.onopen = () => {
+    state.wsOpen = true;
+    const frame = { type: "join", token: state.grant.token, protocol: PROTOCOL };
+    if (state.lastSeq !== null) frame.last_seq = state.lastSeq;
+    ws.send(JSON.stringify(frame));
+  };
+  ws.onmessage = (event) => {
+    let frame;
+    try { frame = JSON.parse(event.data); } catch { return; }
+    try { onFrame(frame); } catch (err) { console.error("frame handling failed", frame.type, err); }
+  };
+  ws.onclose = (event) => {
+    if (state.ws !== ws) return;
+    state.wsOpen = false;
+    state.ws = null;
+    for (const { reject } of state.refs.values()) reject(new Error("socket closed"));
+    state.refs.clear();
+    onSocketClosed(event.code);
+  };
+}
+
+function send(frame) {
+  if (state.ws && state.wsOpen) state.ws.send(JSON.stringify(frame));
+}
+
+function request(frame, timeoutMs = 15000) {
+  const ref = `r${state.nextRef++}`;
+  return new Promise((resolve, reject) => {
+    state.refs.set(ref, { resolve, reject });
+    send({ ...frame, ref });
+    setTimeout(() => {
+      if (state.refs.delete(ref)) reject(new Error(`${frame.type} timed out`));
+    }, timeoutMs);
+  });
+}
+
+function onSocketClosed(code) {
+  if (state.leaving || state.phase === "ended") return;
+  if (TERMINAL_CLOSES[code]) {
+    finish(TERMINAL_CLOSES[code], code === 4009 ? "removed" : code === 4010 ? "ended" : "closed");
+    return;
+  }
+  // Anything else (network, server restart, heartbeat, bad/expired token): rejoin with backoff.
+  const delay = Math.min(10000, 500 * 2 ** state.reconnectAttempt) * (0.75 + Math.random() * 0.5);
+  state.reconnectAttempt += 1;
+  setStatus(`Reconnecting… (attempt ${state.reconnectAttempt})`, "bad");
+  $("app").classList.add("reconnecting");
+  state.reconnectTimer = setTimeout(reconnect, delay);
+}
+
+async function reconnect() {
+  if (state.leaving || state.phase === "ended") return;
+  try {
+    state.grant = await restJoin(joinArgs);
+  } catch (err) {
+    if (err.status && err.status < 500 && err.status !== 429) {
+      const message = err.code === "removed_from_room" ? "You were removed from the meeting." : err.message;
+      finish(message, err.code === "removed_from_room" ? "removed" : "closed");
+      return;
+    }
+    onSocketClosed(1006);
+    return;
+  }
+  openSocket();
+}
+
+// ---------------------------------------------------------------------------
+// server frames
+
+function onFrame(frame) {
+  if (frame.ref !== undefined && state.refs.has(frame.ref)) {
+    const pending = state.refs.get(frame.ref);
+    state.refs.delete(frame.ref);
+    if (frame.type === "error") {
+      const error = new Error(frame.message);
+      error.code = frame.code;
+      pending.reject(error);
+    } else {
+      pending.resolve(frame);
+    }
+    if (frame.type === "error" || frame.type === "answer" || frame.type === "offer") return;
+  }
+  switch (frame.type) {
+    case "ping": send({ type: "pong" }); break;
+    case "pong": break;
+    case "lobby_waiting": showWaiting(); break;
+    case "lobby_admitted": toast("You were admitted."); break;
+    case "room_snapshot": onSnapshot(frame); break;
+    case "participant_joined": upsertParticipant(frame.participant); break;
+    case "participant_updated": upsertParticipant(frame.participant); break;
+    case "participant_left": removeParticipant(frame.participantId); break;
+    case "room_updated": onRoomUpdated(frame.settings); break;
+    case "lobby_request": state.lobby.set(frame.participant.participantId, frame.participant); renderLobby(); toast(`${frame.participant.display_name} is waiting to join.`); break;
+    case "lobby_resolved": state.lobby.delete(frame.participantId); renderLobby(); break;
+    case "lobby_denied": finish("The host did not let you in.", "denied"); break;
+    case "removed": finish("You were removed from the meeting.", "removed"); break;
+    case "room_ended": finish("The host ended the meeting for everyone.", "ended"); break;
+    case "chat_message": addChat(frame.message); break;
+    case "chat_ack": onChatAck(frame); break;
+    case "chat_synced": if (typeof frame.up_to === "number") state.lastSeq = Math.max(state.lastSeq ?? 0, frame.up_to); break;
+    case "offer": if (frame.pc === "subscribe") queueSubscribeOffer(frame); break;
+    case "active_speaker": setActiveSpeaker(frame.participantId); break;
+    case "publication": onPublication(frame); break;
+    case "media_state": onPeerState(frame); break;
+    case "mute_request": onMuteRequest(frame); break;
+    case "reaction": showReaction(frame); break;
+    case "error": onErrorFrame(frame); break;
+    default: break; // newer servers may send frames this client does not know
+  }
+}
+
+function onErrorFrame(frame) {
+  console.warn("server error frame", frame.code, frame.message);
+  if (["session_replaced"].includes(frame.code)) return; // the close code explains it
+  if (state.phase === "call") toast(frame.message || "Something went wrong.");
+  else if (state.phase === "prejoin" || state.phase === "joining" || state.phase === "waiting") $("join-error").textContent = frame.message || "";
+}
+
+function onSnapshot(frame) {
+  const first = state.phase !== "call";
+  state.reconnectAttempt = 0;
+  $("app").classList.remove("reconnecting");
+  state.me = frame.you;
+  state.role = frame.you.role;
+  state.participants.clear();
+  for (const p of frame.participants) if (p.participantId !== frame.you.participantId) state.participants.set(p.participantId, p);
+  state.lobby.clear();
+  for (const p of frame.lobby || []) state.lobby.set(p.participantId, p);
+  onRoomUpdated(frame.room);
+  if (first) enterCall();
+  setStatus("Connected", "good");
+  renderAll();
+  // Chat: history on the first join (the last 50), only what was missed after a reconnect.
+  const head = frame.chat?.head_seq ?? 0;
+  if (state.lastSeq === null) {
+    state.lastSeq = Math.max(0, head - 50);
+    if (head > 0) send({ type: "chat_sync", after_seq: state.lastSeq });
+  }
+  sendMediaState();
+  startMedia();
+}
+
+function enterCall() {
+  setPhase("call");
+  levelCtx?.close();
+  levelCtx = null;
+  $("preview").srcObject = null;
+  syncControls();
+  startStats();
+  $("btn-mic").focus();
+}
+
+function onRoomUpdated(settings) {
+  if (!settings) return;
+  state.locked = !!settings.locked;
+  $("locked-badge").hidden = !state.locked;
+  const lock = $("lock-room");
+  lock.setAttribute("aria-pressed", String(state.locked));
+  lock.textContent = state.locked ? "Unlock room" : "Lock room";
+}
+
+function upsertParticipant(p) {
+  if (!p) return;
+  if (state.me && p.participantId === state.me.participantId) {
+    state.me = { ...state.me, ...p };
+    state.role = p.role;
+    renderAll();
+    return;
+  }
+  const known = state.participants.has(p.participantId);
+  state.participants.set(p.participantId, { ...(state.participants.get(p.participantId) || {}), ...p });
+  state.lobby.delete(p.participantId);
+  if (!known && state.phase === "call") announce(`${p.display_name} joined.`);
+  renderAll();
+}
+
+function removeParticipant(participantId) {
+  const p = state.participants.get(participantId);
+  state.participants.delete(participantId);
+  for (const key of [participantId, `${participantId}:screen`]) {
+    state.tiles.get(key)?.remove();
+    state.tiles.delete(key);
+  }
+  if (p && state.phase === "call") announce(`${p.display_name} left.`);
+  renderAll();
+}
+
+function announce(text) {
+  setStatus(text, "info");
+  clearTimeout(announce.timer);
+  announce.timer = setTimeout(() => { if (state.wsOpen && state.phase === "call") setStatus("Connected", "good"); }, 4000);
+}
+
+function onPublication(frame) {
+  if (state.me && frame.participantId === state.me.participantId) return;
+  // The server cannot renegotiate a subscribe connection that was offered with no m-lines
+  // (our answer to an empty offer is refused): ask for a fresh one when the first track appears.
+  if (frame.state === "started" && state.subscribeEmpty) subscribe();
+}
+
+function onPeerState(frame) {
+  if (frame.state === "failed" && state.phase === "call") {
+    setStatus("Media connection lost; reconnecting…", "bad");
+    if (frame.pc === "subscribe") subscribe();
+    else if (frame.pc === "camera") publishCamera();
+    else if (frame.pc === "screen" && state.sharing) publishScreen();
+  }
+}
+
+function onMuteRequest(frame) {
+  const by = state.participants.get(frame.by)?.display_name || "The host";
+  if (frame.kind === "audio" && !state.audioMuted) {
+    setAudioMuted(true);
+    toast(`${by} muted you.`);
+  } else if (frame.kind === "video" && !state.videoMuted) {
+    setVideoMuted(true);
+    toast(`${by} turned off your camera.`);
+  }
+}
+
+function finish(message, reason) {
+  if (state.phase === "ended") return;
+  state.leaving = true;
+  store(null);
+  clearTimeout(state.reconnectTimer);
+  stopStats();
+  for (const name of Object.keys(state.pcs)) closePc(name);
+  for (const track of state.local.stream?.getTracks() || []) track.stop();
+  for (const track of state.local.screenStream?.getTracks() || []) track.stop();
+  for (const tile of state.tiles.values()) tile.querySelector("video").srcObject = null;
+  if (state.ws) {
+    const ws = state.ws;
+    state.ws = null;
+    ws.close(1000);
+  }
+  setPhase("ended");
+  $("app").dataset.reason = reason;
+  $("ended-title").textContent = reason === "left" ? "You left the meeting" : reason === "removed" ? "You were removed" : "The meeting is over for you";
+  $("ended-detail").textContent = message;
+  $("rejoin").hidden = reason === "removed" || reason === "ended";
+  $("ended-title").focus();
+}
+
+// ---------------------------------------------------------------------------
+// publishing
+
+function closePc(name) {
+  const pc = state.pcs[name];
+  if (!pc) return;
+  delete state.pcs[name];
+  pc.onconnectionstatechange = null;
+  pc.ontrack = null;
+  pc.close();
+}
+
+function newPc(name) {
+  closePc(name);
+  const pc = new RTCPeerConnection({ iceServers: state.grant?.ice_servers || [] });
+  state.pcs[name] = pc;
+  pc.onconnectionstatechange = () => {
+    if (state.pcs[name] !== pc) return;
+    if (pc.connectionState === "failed") {
+      setStatus("Media connection lost; reconnecting…", "bad");
+      setTimeout(() => {
+        if (state.pcs[name] !== pc || state.phase !== "call") return;
+        if (name === "subscribe") subscribe();
+        else if (name === "camera") publishCamera();
+        else if (name === "screen") publishScreen();
+      }, 500);
+    } else if (pc.connectionState === "disconnected") {
+      setStatus("Media interrupted…", "warn");
+    } else if (pc.connectionState === "connected" && state.wsOpen) {
+      setStatus("Connected", "good");
+    }
+  };
+  return pc;
+}
+
+async function negotiatePublish(name, pc) {
+  await pc.setLocalDescription(await pc.createOffer());
+  await waitIceGathering(pc);
+  const answer = await request({ type: "offer", pc: name, sdp: pc.localDescription.sdp });
+  if (state.pcs[name] !== pc) return;
+  await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+}
+
+async function publishCamera() {
+  const pc = newPc("camera");
+  const stream = state.local.stream || new MediaStream();
+  // Always offer both m-lines, so turning the camera on later is a replaceTrack, not a renegotiation.
+  pc.addTransceiver(state.local.videoTrack || "video", { direction: "sendonly", streams: [stream] });
+  pc.addTransceiver(state.local.audioTrack || "audio", { direction: "sendonly", streams: [stream] });
+  try {
+    await negotiatePublish("camera", pc);
+  } catch (err) {
+    if (state.pcs.camera === pc) toast(`Could not send your camera: ${err.message}`);
+  }
+}
+
+async function publishScreen() {
+  const track = state.local.screenStream?.getVideoTracks()[0];
+  if (!track) return;
+  const pc = newPc("screen");
+  pc.addTransceiver(track, { direction: "sendonly", streams: [state.local.screenStream] });
+  try {
+    await negotiatePublish("screen", pc);
+  } catch (err) {
+    if (state.pcs.screen === pc) {
+      toast(`Could not share your screen: ${err.message}`);
+      stopScreenShare();
+    }
+  }
+}
+
+function cameraSender(kind) {
+  return state.pcs.camera?.getTransceivers().find((t) => t.sender && (t.sender.track?.kind === kind || t.receiver.track?.kind === kind))?.sender || null;
+}
+
+async function startMedia() {
+  publishCamera();
+  if (state.sharing) publishScreen();
+  subscribe();
+}
+
+// ---------------------------------------------------------------------------
+// subscribing (server-driven renegotiation)
+
+function subscribe() {
+  state.subscribeEmpty = false;
+  state.subChain = state.subChain.then(async () => {
+    if (state.phase !== "call") return;
+    let offer;
+    try {
+      offer = await request({ type: "subscribe" });
+    } catch (err) {
+      toast(`Could not receive media: ${err.message}`);
+      return;
+    }
+    newPc("subscribe").ontrack = () => refreshRemoteMedia();
+    // The reply to our own `subscribe` is the new baseline (the server's revisions restart after a rejoin).
+    if (typeof offer.revision === "number") state.subRevision = offer.revision - 1;
+    await applySubscribeOffer(offer);
+  });
+}
+
+function queueSubscribeOffer(frame) {
+  state.subChain = state.subChain.then(() => applySubscribeOffer(frame)).catch((err) => console.error("subscribe offer failed", err));
+}
+
+async function applySubscribeOffer(frame) {
+  const pc = state.pcs.subscribe;
+  if (!pc) return;
+  // An offer for a subscribe connection we already replaced (it crossed our `subscribe`) is stale.
+  if (typeof frame.revision === "number") {
+    if (frame.revision <= state.subRevision) return;
+    state.subRevision = frame.revision;
+  }
+  if (!/^m=/m.test(frame.sdp)) {
+    state.subscribeEmpty = true; // nothing to receive yet; see onPublication
+    state.trackInfo.clear();
+    refreshRemoteMedia();
+    return;
+  }
+  await pc.setRemoteDescription({ type: "offer", sdp: frame.sdp });
+  state.trackInfo = new Map((frame.tracks || []).map((t) => [String(t.mid), t]));
+  await pc.setLocalDescription(await pc.createAnswer());
+  await waitIceGathering(pc);
+  if (state.pcs.subscribe !== pc) return;
+  send({ type: "answer", pc: "subscribe", sdp: pc.localDescription.sdp, revision: frame.revision });
+  state.subAnsweredAt = Date.now();
+  refreshRemoteMedia();
+}
+
+// Rebuild each participant's camera and screen streams from the subscribe transceivers.
+function refreshRemoteMedia() {
+  const pc = state.pcs.subscribe;
+  const streams = new Map(); // key -> tracks
+  for (const transceiver of pc ? pc.getTransceivers() : []) {
+    const info = state.trackInfo.get(String(transceiver.mid));
+    if (!info || transceiver.currentDirection === "inactive" || transceiver.stopped) continue;
+    const key = info.source === "screen" || info.source === "screen_audio" ? `${info.participant}:screen` : info.participant;
+    if (!streams.has(key)) streams.set(key, []);
+    streams.get(key).push(transceiver.receiver.track);
+  }
+  state.remoteStreams = streams;
+  renderTiles();
+}
+
+// ---------------------------------------------------------------------------
+// local controls
+
+function sendMediaState() {
+  send({ type: "media_state", audio_muted: state.audioMuted, video_muted: state.videoMuted, screen_sharing: state.sharing });
+}
+
+function setAudioMuted(muted) {
+  state.audioMuted = muted;
+  if (state.local.audioTrack) state.local.audioTrack.enabled = !muted;
+  syncControls();
+  if (state.phase === "call") { send({ type: "media_state", audio_muted: muted }); renderTiles(); }
+  rememberToggles();
+}
+
+async function setVideoMuted(muted) {
+  state.videoMuted = muted;
+  if (muted) {
+    // Stop the camera (its light goes off) and stop sending video.
+    const track = state.local.videoTrack;
+    state.local.videoTrack = null;
+    if (track) { track.stop(); state.local.stream?.removeTrack(track); }
+    await cameraSender("video")?.replaceTrack(null);
+  } else {
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({
+        video: state.devices.camera ? { deviceId: { exact: state.devices.camera } } : { width: { ideal: 1280 }, height: { ideal: 720 } },
+      });
+      const track = stream.getVideoTracks()[0];
+      state.local.videoTrack = track;
+      state.local.stream?.addTrack(track);
+      const transceiver = state.pcs.camera?.getTransceivers().find((t) => t.receiver.track?.kind === "video");
+      if (transceiver) await transceiver.sender.replaceTrack(track);
+    } catch (err) {
+      state.videoMuted = true;
+      toast(`Camera unavailable: ${err.message}`);
+    }
+  }
+  syncControls();
+  if (state.phase === "prejoin") showPreview();
+  if (state.phase === "call") { send({ type: "media_state", video_muted: state.videoMuted }); renderTiles(); }
+  rememberToggles();
+}
+
+function rememberToggles() {
+  const saved = stored();
+  if (saved) store({ ...saved, audioMuted: state.audioMuted, videoMuted: state.videoMuted });
+}
+
+async function startScreenShare() {
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15 } }, audio: false });
+  } catch (err) {
+    if (err.name !== "NotAllowedError") toast(`Screen sharing failed: ${err.message}`);
+    return;
+  }
+  state.local.screenStream = stream;
+  state.sharing = true;
+  stream.getVideoTracks()[0].addEventListener("ended", () => stopScreenShare());
+  syncControls();
+  send({ type: "media_state", screen_sharing: true });
+  renderTiles();
+  await publishScreen();
+}
+
+function stopScreenShare() {
+  if (!state.sharing) return;
+  state.sharing = false;
+  for (const track of state.local.screenStream?.getTracks() || []) track.stop();
+  state.local.screenStream = null;
+  closePc("screen");
+  send({ type: "unpublish", pc: "screen" });
+  send({ type: "media_state", screen_sharing: false });
+  syncControls();
+  renderTiles();
+}
+
+function syncControls() {
+  const set = (id, pressed, label) => {
+    const button = $(id);
+    button.setAttribute("aria-pressed", String(pressed));
+    button.querySelector(".label").textContent = label;
+    button.classList.toggle("active", pressed);
+  };
+  set("btn-mic", state.audioMuted, state.audioMuted ? "Unmute" : "Mute");
+  $("btn-mic").classList.toggle("off", state.audioMuted);
+  set("btn-cam", state.videoMuted, state.videoMuted ? "Start video" : "Stop video");
+  $("btn-cam").classList.toggle("off", state.videoMuted);
+  set("btn-screen", state.sharing, state.sharing ? "Stop sharing" : "Share screen");
+  set("btn-hand", state.handRaised, state.handRaised ? "Lower hand" : "Raise hand");
+  set("btn-view", state.view === "speaker", state.view === "speaker" ? "Grid view" : "Speaker view");
+  $("btn-screen").hidden = !navigator.mediaDevices?.getDisplayMedia;
+  showPreview();
+}
+
+function leave() {
+  finish("You can rejoin while the meeting is still going.", "left");
+}
+
+// ---------------------------------------------------------------------------
+// rendering: tiles
+
+function makeTile(key, participantId, screen) {
+  const tile = $("tile-template").content.firstElementChild.cloneNode(true);
+  tile.dataset.participant = participantId;
+  tile.dataset.key = key;
+  if (screen) tile.classList.add("screen");
+  const video = tile.querySelector("video");
+  if (participantId === "me") { video.muted = true; tile.classList.add("me"); }
+  state.tiles.set(key, tile);
+  return tile;
+}
+
+function setTileStream(tile, tracks) {
+  const video = tile.querySelector("video");
+  const current = video.srcObject ? video.srcObject.getTracks() : [];
+  const same = current.length === tracks.length && tracks.every((t) => current.includes(t));
+  if (!same) {
+    video.srcObject = tracks.length ? new MediaStream(tracks) : null;
+    if (tracks.length) video.play().catch(() => offerSoundButton());
+  }
+  tile.classList.toggle("has-video", tracks.some((t) => t.kind === "video"));
+}
+
+function offerSoundButton() {
+  if ($("enable-sound")) return;
+  const button = el("button", { type: "button", id: "enable-sound", class: "enable-sound", text: "Click to enable sound" });
+  button.addEventListener("click", () => {
+    for (const tile of state.tiles.values()) tile.querySelector("video").play().catch(() => {});
+    button.remove();
+  });
+  $("call").append(button);
+}
+
+function fillTile(tile, p, { screen = false, videoOn = true } = {}) {
+  const name = screen ? `${p.display_name} (screen)` : p.display_name + (tile.dataset.participant === "me" ? " (you)" : "");
+  tile.querySelector(".name").textContent = name;
+  tile.querySelector(".avatar").textContent = initials(p.display_name);
+  tile.setAttribute("aria-label", name);
+  tile.querySelector(".flag-hand").hidden = screen || !p.hand_raised;
+  tile.querySelector(".flag-muted").hidden = screen || !p.audio_muted;
+  tile.classList.toggle("video-off", !screen && !videoOn);
+  tile.classList.toggle("speaking", !screen && state.activeSpeaker === (tile.dataset.participant === "me" ? state.me?.participantId : tile.dataset.participant));
+}
+
+function renderTiles() {
+  if (state.phase !== "call" || !state.me) return;
+  const grid = $("grid");
+  const screenArea = $("screen-area");
+  const wanted = new Set();
+  const remote = state.remoteStreams || new Map();
+
+  // me first
+  const meKey = "me";
+  wanted.add(meKey);
+  const meTile = state.tiles.get(meKey) || makeTile(meKey, "me", false);
+  setTileStream(meTile, state.local.videoTrack ? [state.local.videoTrack] : []);
+  fillTile(meTile, { ...state.me, audio_muted: state.audioMuted, hand_raised: state.handRaised }, { videoOn: !!state.local.videoTrack });
+  if (meTile.parentNode !== grid) grid.prepend(meTile);
+
+  for (const [id, p] of state.participants) {
+    wanted.add(id);
+    const tile = state.tiles.get(id) || makeTile(id, id, false);
+    const tracks = remote.get(id) || [];
+    setTileStream(tile, tracks);
+    fillTile(tile, p, { videoOn: !p.video_muted && tracks.some((t) => t.kind === "video") });
+    if (tile.parentNode !== grid) grid.append(tile);
+  }
+  // screens: mine (local preview) and others'
+  if (state.sharing && state.local.screenStream) {
+    const key = "me:screen";
+    wanted.add(key);
+    const tile = state.tiles.get(key) || makeTile(key, "me", true);
+    setTileStream(tile, state.local.screenStream.getVideoTracks());
+    fillTile(tile, state.me, { screen: true });
+    if (tile.parentNode !== screenArea) screenArea.append(tile);
+  }
+  for (const [key, tracks] of remote) {
+    if (!key.endsWith(":screen")) continue;
+    const id = key.slice(0, -":screen".length);
+    const p = state.participants.get(id);
+    if (!p) continue;
+    wanted.add(key);
+    const tile = state.tiles.get(key) || makeTile(key, id, true);
+    setTileStream(tile, tracks);
+    fillTile(tile, p, { screen: true });
+    if (tile.parentNode !== screenArea) screenArea.append(tile);
+  }
+  for (const [key, tile] of state.tiles) {
+    if (!wanted.has(key)) { tile.querySelector("video").srcObject = null; tile.remove(); state.tiles.delete(key); }
+  }
+  const screens = screenArea.children.length;
+  screenArea.hidden = screens === 0;
+  const stage = $("stage");
+  stage.dataset.count = String(grid.children.length);
+  stage.dataset.view = screens ? "screen" : state.view;
+  for (const tile of grid.children) {
+    const pid = tile.dataset.participant === "me" ? state.me.participantId : tile.dataset.participant;
+    tile.classList.toggle("featured", state.view === "speaker" && !screens && pid === featuredId());
+  }
+}
+
+function featuredId() {
+  if (state.activeSpeaker && (state.participants.has(state.activeSpeaker) || state.activeSpeaker === state.me?.participantId)) return state.activeSpeaker;
+  return state.participants.keys().next().value || state.me?.participantId;
+}
+
+function setActiveSpeaker(participantId) {
+  state.activeSpeaker = participantId;
+  renderTiles();
+}
+
+// ---------------------------------------------------------------------------
+// rendering: people panel
+
+function renderAll() {
+  renderTiles();
+  renderPeople();
+  renderLobby();
+}
+
+function isModerator() {
+  return state.role === "host" || state.role === "moderator";
+}
+
+function personRow(p, isMe) {
+  const li = el("li", { class: "person", "data-participant": p.participantId });
+  const who = el("div", { class: "who" },
+    el("span", { class: "avatar small", "aria-hidden": "true", text: initials(p.display_name) }),
+    el("span", { class: "person-name", text: p.display_name + (isMe ? " (you)" : "") }),
+  );
+  if (p.role === "host" || p.role === "moderator") who.append(el("span", { class: "role", text: p.role }));
+  if (p.is_guest) who.append(el("span", { class: "role guest", text: "guest" }));
+  const flags = el("span", { class: "person-flags" });
+  if (p.hand_raised) flags.append(el("span", { class: "hand", title: "Hand raised", text: "✋" }), el("span", { class: "sr-only", text: "hand raised" }));
+  if (p.audio_muted) flags.append(el("span", { class: "muted-flag", text: "muted" }));
+  if (p.video_muted) flags.append(el("span", { class: "muted-flag", text: "camera off" }));
+  if (p.screen_sharing) flags.append(el("span", { class: "muted-flag", text: "sharing" }));
+  li.append(who, flags);
+  if (!isMe && isModerator() && p.role !== "host") {
+    const tools = el("div", { class: "person-tools" });
+    const button = (label, action, cls = "secondary") => {
+      const b = el("button", { type: "button", class: `${cls} small`, text: label, "aria-label": `${label} ${p.display_name}` });
+      b.addEventListener("click", action);
+      tools.append(b);
+    };
+    if (!p.audio_muted) button("Mute", () => send({ type: "mute_participant", participantId: p.participantId, kind: "audio" }));
+    if (!p.is_guest) {
+      if (p.role === "moderator") button("Demote", () => send({ type: "promote", participantId: p.participantId, role: "participant" }));
+      else button("Make moderator", () => send({ type: "promote", participantId: p.participantId, role: "moderator" }));
+    }
+    button("Remove", () => {
+      if (confirm(`Remove ${p.display_name} from the meeting?`)) send({ type: "remove_participant", participantId: p.participantId });
+    }, "danger");
+    li.append(tools);
+  }
+  return li;
+}
+
+function renderPeople() {
+  if (!state.me) return;
+  const list = $("people-list");
+  const everyone = [{ ...state.me, audio_muted: state.audioMuted, hand_raised: state.handRaised }, ...state.participants.values()];
+  // raised hands first, in the order they were raised
+  everyone.sort((a, b) => (a.hand_raised === b.hand_raised ? 0 : a.hand_raised ? -1 : 1) || String(a.hand_raised_at || "").localeCompare(String(b.hand_raised_at || "")));
+  list.replaceChildren(...everyone.map((p) => personRow(p, p.participantId === state.me.participantId)));
+  $("people-count").textContent = `(${everyone.length})`;
+  const hands = everyone.filter((p) => p.hand_raised).length;
+  $("hands-badge").hidden = hands === 0;
+  $("hands-badge").textContent = String(hands);
+  $("host-tools").hidden = !isModerator();
+  $("end-room").hidden = !isModerator();
+}
+
+function renderLobby() {
+  const section = $("lobby");
+  section.hidden = !isModerator() || state.lobby.size === 0;
+  const list = $("lobby-list");
+  list.replaceChildren(...[...state.lobby.values()].map((p) => {
+    const li = el("li", { class: "person", "data-participant": p.participantId },
+      el("div", { class: "who" }, el("span", { class: "person-name", text: p.display_name })));
+    const tools = el("div", { class: "person-tools" });
+    const admit = el("button", { type: "button", class: "small", text: "Admit", "aria-label": `Admit ${p.display_name}` });
+    admit.addEventListener("click", () => send({ type: "lobby_admit", participantId: p.participantId }));
+    const deny = el("button", { type: "button", class: "danger small", text: "Deny", "aria-label": `Deny ${p.display_name}` });
+    deny.addEventListener("click", () => send({ type: "lobby_deny", participantId: p.participantId }));
+    tools.append(admit, deny);
+    li.append(tools);
+    return li;
+  }));
+  if (isModerator() && state.lobby.size) {
+    $("hands-badge").hidden = false;
+    $("hands-badge").textContent = String(state.lobby.size);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// chat
+
+function addChat(message, pending = false) {
+  if (!message) return;
+  if (message.id && state.chatSeen.has(message.id)) return;
+  if (message.id) state.chatSeen.add(message.id);
+  if (typeof message.seq === "number") state.lastSeq = Math.max(state.lastSeq ?? 0, message.seq);
+  const mine = state.me && message.sender === state.me.participantId;
+  const time = message.created_at ? new Date(message.created_at) : new Date();
+  const li = el("li", { class: `chat-msg${mine ? " mine" : ""}${pending ? " pending" : ""}` },
+    el("div", { class: "chat-meta" },
+      el("span", { class: "chat-sender", text: mine ? "You" : message.sender_name || "Someone" }),
+      message.to ? el("span", { class: "chat-private", text: "(private)" }) : null,
+      el("time", { dateTime: time.toISOString(), text: time.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) }),
+    ),
+    el("p", { class: "chat-text", text: message.text }),
+  );
+  if (typeof message.seq === "number") li.dataset.seq = String(message.seq);
+  if (message.client_id) li.dataset.clientId = message.client_id;
+  // keep the log ordered by seq (history can arrive after live messages)
+  const log = $("chat-log");
+  const before = typeof message.seq === "number"
+    ? [...log.children].find((c) => c.dataset.seq && Number(c.dataset.seq) > message.seq)
+    : null;
+  log.insertBefore(li, before || null);
+  log.scrollTop = log.scrollHeight;
+  if (!mine && $("chat-panel").hidden && !pending) {
+    state.unread += 1;
+    $("unread").hidden = false;
+    $("unread").textContent = String(state.unread);
+    $("btn-chat").setAttribute("aria-label", `Chat, ${state.unread} unread`);
+  }
+}
+
+function onChatAck(frame) {
+  const li = [...$("chat-log").children].find((c) => c.dataset.clientId === frame.client_id);
+  if (frame.id) state.chatSeen.add(frame.id);
+  if (typeof frame.seq === "number") state.lastSeq = Math.max(state.lastSeq ?? 0, frame.seq);
+  if (li) { li.classList.remove("pending"); li.dataset.seq = String(frame.seq); }
+}
+
+function sendChat(text) {
+  const clientId = (crypto.randomUUID ? crypto.randomUUID() : String(Math.random())).slice(0, 36);
+  addChat({ sender: state.me.participantId, sender_name: state.me.display_name, text, client_id: clientId }, true);
+  send({ type: "chat_send", text, client_id: clientId });
+}
+
+// ---------------------------------------------------------------------------
+// panels, reactions
+
+function togglePanel(which) {
+  const panel = $(`${which}-panel`);
+  const opening = panel.hidden;
+  for (const name of ["chat", "people"]) {
+    $(`${name}-panel`).hidden = !(opening && name === which);
+    $(`btn-${name}`).setAttribute("aria-expanded", String(opening && name === which));
+    $(`btn-${name}`).classList.toggle("active", opening && name === which);
+  }
+  $("side").hidden = !opening;
+  $("call").classList.toggle("side-open", opening);
+  if (opening && which === "chat") {
+    state.unread = 0;
+    $("unread").hidden = true;
+    $("btn-chat").removeAttribute("aria-label");
+    $("chat-input").focus();
+  }
+}
+
+function showReaction(frame) {
+  const p = frame.participantId === state.me?.participantId ? state.me : state.participants.get(frame.participantId);
+  const bubble = el("div", { class: "reaction" }, el("span", { text: frame.emoji }), el("small", { text: p?.display_name || "" }));
+  $("reactions").append(bubble);
+  setTimeout(() => bubble.remove(), 4000);
+}
+
+// ---------------------------------------------------------------------------
+// connection quality (getStats)
+
+function startStats() {
+  stopStats();
+  state.statsTimer = setInterval(sampleStats, 2000);
+}
+
+function stopStats() {
+  clearInterval(state.statsTimer);
+  state.statsTimer = null;
+}
+
+async function sampleStats() {
+  let rtt = null;
+  let lost = 0;
+  let received = 0;
+  let fps = null;
+  const packetsByMid = new Map();
+  for (const [name, pc] of Object.entries(state.pcs)) {
+    let report;
+    try { report = await pc.getStats(); } catch { continue; }
+    for (const s of report.values()) {
+      if (name === "subscribe" && s.type === "inbound-rtp") packetsByMid.set(String(s.mid), s.packetsReceived || 0);
+      if (s.type === "candidate-pair" && s.state === "succeeded" && s.nominated && typeof s.currentRoundTripTime === "number") {
+        rtt = Math.max(rtt ?? 0, s.currentRoundTripTime);
+      } else if (s.type === "inbound-rtp") {
+        lost += s.packetsLost || 0;
+        received += s.packetsReceived || 0;
+        if (s.kind === "video" && typeof s.framesPerSecond === "number") fps = Math.max(fps ?? 0, s.framesPerSecond);
+      }
+    }
+  }
+  const prev = state.prevStats || { lost: 0, received: 0 };
+  const dLost = Math.max(0, lost - prev.lost);
+  const dRecv = Math.max(0, received - prev.received);
+  state.prevStats = { lost, received };
+  const lossPct = dLost + dRecv ? (100 * dLost) / (dLost + dRecv) : 0;
+  let level = "good";
+  if (!state.wsOpen) level = "poor";
+  else if ((rtt ?? 0) > 0.4 || lossPct > 8) level = "poor";
+  else if ((rtt ?? 0) > 0.15 || lossPct > 2 || (fps !== null && fps < 10)) level = "fair";
+  const text = `Connection ${level}: ${rtt === null ? "RTT unknown" : `RTT ${Math.round(rtt * 1000)} ms`}, loss ${lossPct.toFixed(1)}%${fps === null ? "" : `, ${Math.round(fps)} fps`}`;
+  checkSilentTracks(packetsByMid);
+  const node = $("quality");
+  node.dataset.level = level;
+  node.title = text;
+  $("quality-text").textContent = text;
+}
+
+// A negotiated track that never delivers a packet (while its sender should be sending) means the
+// subscribe connection is stuck: ask for a fresh one, at most every 20 s.
+function checkSilentTracks(packetsByMid) {
+  const pc = state.pcs.subscribe;
+  if (!pc || pc.connectionState !== "connected" || !state.subAnsweredAt || Date.now() - state.subAnsweredAt < 8000) return;
+  if (Date.now() - (state.lastResubscribe || 0) < 20000) return;
+  for (const [mid, info] of state.trackInfo) {
+    const p = state.participants.get(info.participant);
+    if (!p || (info.kind === "video" && info.source === "camera" && p.video_muted)) continue;
+    if (!packetsByMid.get(mid)) {
+      console.warn("no packets on subscribe mid", mid, "from", info.participant, info.source, "- resubscribing");
+      state.lastResubscribe = Date.now();
+      subscribe();
+      return;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// wiring
+
+function wire() {
+  $("pre-mic")?.addEventListener("click", () => setAudioMuted(!state.audioMuted));
+  $("pre-cam")?.addEventListener("click", () => setVideoMuted(!state.videoMuted));
+  $("camera-select")?.addEventListener("change", async (e) => { state.devices.camera = e.target.value; if (!state.videoMuted) await acquireLocal(); });
+  $("mic-select")?.addEventListener("change", async (e) => { state.devices.microphone = e.target.value; await acquireLocal(); });
+  $("join-form")?.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const displayName = $("display-name").value.trim();
+    if (!config.signedIn && !displayName) {
+      $("join-error").textContent = "Please enter your name.";
+      $("display-name").focus();
+      return;
+    }
+    join({ displayName, password: $("room-password")?.value || "" });
+  });
+  for (const button of document.querySelectorAll("[data-action=leave]")) button.addEventListener("click", leave);
+  $("btn-mic").addEventListener("click", () => setAudioMuted(!state.audioMuted));
+  $("btn-cam").addEventListener("click", () => setVideoMuted(!state.videoMuted));
+  $("btn-screen").addEventListener("click", () => (state.sharing ? stopScreenShare() : startScreenShare()));
+  $("btn-hand").addEventListener("click", () => {
+    state.handRaised = !state.handRaised;
+    send({ type: state.handRaised ? "raise_hand" : "lower_hand" });
+    syncControls();
+    renderAll();
+  });
+  $("btn-view").addEventListener("click", () => {
+    state.view = state.view === "speaker" ? "grid" : "speaker";
+    syncControls();
+    renderTiles();
+  });
+  $("btn-chat").addEventListener("click", () => togglePanel("chat"));
+  $("btn-people").addEventListener("click", () => togglePanel("people"));
+  for (const button of document.querySelectorAll("[data-close-panel]")) {
+    button.addEventListener("click", () => {
+      const which = button.closest(".panel").id.replace("-panel", "");
+      togglePanel(which);
+      $(`btn-${which}`).focus();
+    });
+  }
+  $("chat-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const input = $("chat-input");
+    const text = input.value.trim();
+    if (!text) return;
+    sendChat(text);
+    input.value = "";
+  });
+  $("lock-room").addEventListener("click", () => send({ type: state.locked ? "unlock_room" : "lock_room" }));
+  $("lower-hands").addEventListener("click", () => send({ type: "lower_all_hands" }));
+  $("end-room").addEventListener("click", () => {
+    if (confirm("End the meeting for everyone?")) send({ type: "end_room" });
+  });
+  $("copy-link").addEventListener("click", async () => {
+    const url = `${location.origin}/join/${config.roomId}`;
+    try { await navigator.clipboard.writeText(url); toast("Link copied."); } catch { toast(url); }
+  });
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && !$("side").hidden) {
+      const which = !$("chat-panel").hidden ? "chat" : "people";
+      togglePanel(which);
+      $(`btn-${which}`).focus();
+    }
+  });
+  window.addEventListener("pagehide", () => { state.leaving = true; state.ws?.close(1000); });
+  navigator.mediaDevices?.addEventListener?.("devicechange", fillDevices);
+}
+
+async function main() {
+  wire();
+  if (!$("join-form")) { setPhase("prejoin"); return; } // the room has ended
+  const saved = stored();
+  if (saved) {
+    state.audioMuted = !!saved.audioMuted;
+    state.videoMuted = !!saved.videoMuted;
+    state.devices = { ...state.devices, ...(saved.devices || {}) };
+    if (saved.displayName) $("display-name").value = saved.displayName;
+  }
+  if (!navigator.mediaDevices?.getUserMedia) {
+    $("join-error").textContent = "This browser cannot use cameras here (the page needs HTTPS).";
+    state.local.stream = new MediaStream();
+  } else {
+    await acquireLocal();
+    await fillDevices();
+  }
+  // A reload during a call rejoins straight away.
+  if (saved && (saved.displayName || config.signedIn)) join({ displayName: saved.displayName || "", password: "" });
+  else $("display-name").focus();
+}
+
+// A small handle for diagnostics (and the end-to-end tests): read-only use, please.
+window.conferenceCall = state;
+main();

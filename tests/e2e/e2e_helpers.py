@@ -1,0 +1,153 @@
+"""Browser helpers for the end-to-end tests: sign in, create and join rooms, and prove media with getStats()."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+# Every inbound RTP stream of the page's subscribe connection, labelled with the
+# participant and source the server announced for its mid.
+INBOUND_STATS_JS = """
+async () => {
+  const call = window.conferenceCall;
+  const pc = call && call.pcs.subscribe;
+  if (!pc) return [];
+  const report = await pc.getStats();
+  const out = [];
+  for (const s of report.values()) {
+    if (s.type !== "inbound-rtp") continue;
+    const info = call.trackInfo.get(String(s.mid));
+    if (!info) continue;
+    out.push({
+      participant: info.participant, source: info.source, kind: s.kind,
+      framesDecoded: s.framesDecoded || 0, frameWidth: s.frameWidth || 0, frameHeight: s.frameHeight || 0,
+      packetsReceived: s.packetsReceived || 0, totalSamplesReceived: s.totalSamplesReceived || 0,
+    });
+  }
+  return out;
+}
+"""
+
+
+def new_page(browser: Any, contexts: list[Any], stack: Any, *, width: int = 1280, height: int = 800) -> Any:
+    ctx = browser.new_context(base_url=stack.base_url, viewport={"width": width, "height": height})
+    contexts.append(ctx)
+    page = ctx.new_page()
+    page.set_default_timeout(20_000)
+    page.console_lines = []  # type: ignore[attr-defined]
+    page.on("console", lambda msg: page.console_lines.append(f"{msg.type}: {msg.text}"))
+    page.on("pageerror", lambda err: page.console_lines.append(f"pageerror: {err}"))
+    return page
+
+
+def log_in(page: Any, username: str, password: str) -> None:
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/")
+
+
+def create_room(page: Any, name: str, *, waiting_room: bool = False) -> str:
+    page.goto("/")
+    page.get_by_label("Meeting name").fill(name)
+    if waiting_room:
+        page.get_by_label("Waiting room: I admit people").check()
+    page.get_by_role("button", name="New meeting").click()
+    page.wait_for_url("**/join/*")
+    return str(page.url.rstrip("/").rsplit("/", 1)[-1])
+
+
+def join_call(page: Any, room_id: str, *, name: str = "", expect: str = "call") -> None:
+    if f"/join/{room_id}" not in page.url:
+        page.goto(f"/join/{room_id}")
+    if name:
+        page.get_by_label("Your name").fill(name)
+    page.get_by_role("button", name="Join now").click()
+    page.wait_for_selector(f"#app[data-state={expect}]")
+
+
+def participant_id(page: Any) -> str:
+    page.wait_for_function("() => window.conferenceCall && window.conferenceCall.me")
+    return str(page.evaluate("() => window.conferenceCall.me.participantId"))
+
+
+def inbound(page: Any) -> list[dict[str, Any]]:
+    return list(page.evaluate(INBOUND_STATS_JS))
+
+
+def _pick(stats: list[dict[str, Any]], participant: str, source: str) -> dict[str, Any] | None:
+    for s in stats:
+        if s["participant"] == participant and s["source"] == source:
+            return s
+    return None
+
+
+def media_flowing(
+    page: Any, participant: str, *, source: str = "camera", audio: bool = True, window: float = 2.0
+) -> str:
+    """'' if video (and audio) from ``participant`` is arriving and being decoded now, else what is missing."""
+    before = inbound(page)
+    time.sleep(window)
+    after = inbound(page)
+    problems = []
+    v0, v1 = _pick(before, participant, source), _pick(after, participant, source)
+    if v0 is None or v1 is None:
+        problems.append(f"no {source} video stream")
+    else:
+        if v1["framesDecoded"] <= v0["framesDecoded"]:
+            problems.append(f"{source} framesDecoded not rising ({v0['framesDecoded']}→{v1['framesDecoded']})")
+        if v1["frameWidth"] <= 0 or v1["frameHeight"] <= 0:
+            problems.append(f"{source} frame size {v1['frameWidth']}x{v1['frameHeight']}")
+    if audio:
+        a0, a1 = _pick(before, participant, "microphone"), _pick(after, participant, "microphone")
+        if a0 is None or a1 is None:
+            problems.append("no microphone stream")
+        else:
+            if a1["packetsReceived"] <= a0["packetsReceived"]:
+                problems.append("audio packetsReceived not rising")
+            if a1["totalSamplesReceived"] <= a0["totalSamplesReceived"]:
+                problems.append("audio totalSamplesReceived not rising")
+    return "; ".join(problems)
+
+
+def wait_media(
+    page: Any, participant: str, *, source: str = "camera", audio: bool = True, timeout: float = 30.0
+) -> None:
+    """Wait until ``page`` decodes rising video (and audio) from ``participant``; fail with the reason."""
+    deadline = time.monotonic() + timeout
+    problem = "not checked"
+    while time.monotonic() < deadline:
+        problem = media_flowing(page, participant, source=source, audio=audio)
+        if not problem:
+            return
+    console = "\n".join(page.console_lines[-30:])
+    raise AssertionError(
+        f"media from {participant} ({source}) not received: {problem}\nreceiver state: {debug_state(page)}\n"
+        f"inbound: {inbound(page)}\nconsole:\n{console}"
+    )
+
+
+def debug_state(page: Any) -> Any:
+    """What the page's call thinks is going on (for failure messages)."""
+    return page.evaluate(
+        """() => {
+          const c = window.conferenceCall;
+          if (!c) return null;
+          const pcs = {};
+          for (const [name, pc] of Object.entries(c.pcs)) pcs[name] = [pc.connectionState, pc.signalingState,
+            pc.getTransceivers().map(t => `${t.mid}:${t.currentDirection}`).join(",")];
+          return {me: c.me && c.me.participantId, phase: c.phase, ws: c.wsOpen, subRevision: c.subRevision,
+                  subscribeEmpty: c.subscribeEmpty, tracks: [...c.trackInfo.values()], pcs,
+                  participants: [...c.participants.keys()]};
+        }"""
+    )
+
+
+def wait_until(predicate: Any, *, timeout: float = 15.0, interval: float = 0.25, message: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(message or "condition not met in time")
