@@ -41,7 +41,22 @@ def main() -> int:
     commands = {
         "web": [py, "-m", "daphne", "-b", args.host, "-p", str(args.port), "conference.asgi:application"],
         "media": [py, "-m", "media_server"],
-        "worker": [py, "-m", "celery", "-A", "conference", "worker", "-l", "info", "--concurrency", "1"],
+        # -B: embedded beat for the periodic recordings cleanup (one worker only, as here).
+        "worker": [
+            py,
+            "-m",
+            "celery",
+            "-A",
+            "conference",
+            "worker",
+            "-B",
+            "-s",
+            str(ROOT / "var" / "celerybeat-schedule"),
+            "-l",
+            "info",
+            "--concurrency",
+            "1",
+        ],
     }
     procs = {name: subprocess.Popen(cmd, cwd=ROOT, env=env) for name, cmd in commands.items()}
     print(f"\n  Conference is running at http://{args.host}:{args.port}/  (Ctrl-C to stop)\n", flush=True)

@@ -22,10 +22,12 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from . import groups, presence, socket_actions
+from .e2ee import e2ee_relay
 from .media_client import MediaClient, MediaError
 from .presence import SocketRefused, SocketSession
 from .signaling import relay_client_frame
 from .socket_protocol import (
+    E2EE_TYPES,
     SIGNALING_TYPES,
     ClientFrame,
     Close,
@@ -153,6 +155,15 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.channel_layer.group_send(
                 groups.room_group(session.room_id), {"type": "room.event", "event": event}
             )
+        elif kind in E2EE_TYPES:
+            try:
+                group, event = e2ee_relay(
+                    room_id=session.room_id, sender_id=session.participant_id, room_e2ee=session.e2ee, frame=frame
+                )
+            except FrameError as exc:
+                await self._send(error_frame(exc.code, exc.message, frame.ref))
+                return
+            await self.channel_layer.group_send(group, {"type": "room.event", "event": event})
         else:
             await self._act(session, frame)
 
@@ -225,6 +236,8 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         elif kind == "lobby_admitted":
             await self._admitted(session)
             return
+        elif kind in E2EE_TYPES and frame.get("from") == session.participant_id:
+            return  # a broadcast public key: the sender knows its own
         elif kind in ("participant_joined", "participant_updated"):
             participant = frame.get("participant", {})
             if participant.get("participantId") == session.participant_id:
@@ -233,6 +246,9 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 session.role = participant.get("role", session.role)
                 await self._follow_groups()
         await self._send(frame)
+        if kind == "room_ended" and self.used_media:
+            # The room may have been ended over REST: make sure the media server lets go too (idempotent).
+            await self.media.tell_quietly(room=session.room_id)
         if kind in CLOSING_EVENTS:
             await self._close(CLOSING_EVENTS[kind])
 

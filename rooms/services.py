@@ -417,17 +417,30 @@ def participant_leave(*, participant: Participant, grant_version: int, reason: s
     socket's late disconnect must not evict the new one. Returns whether the
     participant left.
     """
-    updated = Participant.objects.filter(
-        pk=participant.pk,
-        grant_version=grant_version,
-        state__in=[Participant.State.ADMITTED, Participant.State.WAITING],
-    ).update(state=Participant.State.LEFT, left_at=timezone.now(), hand_raised_at=None, screen_sharing=False)
-    if updated:
-        events.to_room(
-            participant.room.public_id,
-            {"type": "participant_left", "participantId": participant.public_id, "reason": reason},
+    current = (
+        Participant.objects.select_for_update()
+        .filter(
+            pk=participant.pk,
+            grant_version=grant_version,
+            state__in=[Participant.State.ADMITTED, Participant.State.WAITING],
         )
-    return bool(updated)
+        .only("state")
+        .first()
+    )
+    if current is None:
+        return False
+    Participant.objects.filter(pk=participant.pk).update(
+        state=Participant.State.LEFT, left_at=timezone.now(), hand_raised_at=None, screen_sharing=False
+    )
+    room_id = participant.room.public_id
+    if current.state == Participant.State.WAITING:
+        # Only moderators knew about someone in the lobby.
+        events.to_moderators(
+            room_id, {"type": "lobby_resolved", "participantId": participant.public_id, "outcome": "left"}
+        )
+    else:
+        events.to_room(room_id, {"type": "participant_left", "participantId": participant.public_id, "reason": reason})
+    return True
 
 
 @transaction.atomic
