@@ -24,9 +24,6 @@ def main() -> int:
     parser.add_argument("--media-port", type=int, default=8790)
     args = parser.parse_args()
 
-    queue = ROOT / "var" / "celery"
-    for sub in ("queue", "processed"):
-        (queue / sub).mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "conference.settings",

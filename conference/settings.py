@@ -155,11 +155,14 @@ else:
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {}
 if CELERY_BROKER_URL == "filesystem://":
-    _queue_dir = BASE_DIR / "var" / "celery"
+    # The filesystem queue (no server needed) lives in CELERY_FILESYSTEM_DIR (default var/celery);
+    # the e2e harness gives daphne and its worker a private one.
+    _queue_dir = Path(env("CELERY_FILESYSTEM_DIR", str(BASE_DIR / "var" / "celery")))
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir / "queue"),
         "data_folder_out": str(_queue_dir / "queue"),
         "processed_folder": str(_queue_dir / "processed"),
+        "control_folder": str(_queue_dir / "control"),
         "store_processed": False,
     }
 CELERY_RESULT_BACKEND = None
@@ -311,3 +314,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env("RECORDINGS_CLEANUP_INTERVAL_SECONDS", "60")),
     }
 }
+
+# The queue's name (CELERY_QUEUE): the e2e harness gives daphne and its worker a private queue,
+# so no other worker on the same broker takes their tasks.
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "celery")
