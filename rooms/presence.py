@@ -51,6 +51,8 @@ class SocketSession:
     admitted: bool
     # Participant records that are "me" for private chat visibility (a user may have rejoined).
     chat_identity: list[int] = field(default_factory=list)
+    # The room is end-to-end encrypted (fixed at creation): the socket relays e2ee_* key frames.
+    e2ee: bool = False
 
     @property
     def is_moderator(self) -> bool:
@@ -96,7 +98,7 @@ def _refuse(code: str) -> SocketRefused:
 def socket_authenticate(*, token: str, room_id: str, user: AbstractBaseUser | AnonymousUser | None) -> SocketSession:
     """Check a join frame's grant against the URL's room and the socket's session user."""
     grant = grant_read(token)
-    room = Room.objects.filter(public_id=room_id).only("pk", "status").first()
+    room = Room.objects.filter(public_id=room_id).only("pk", "status", "e2ee").first()
     if room is None:
         raise SocketRefused(Close.ROOM_NOT_FOUND, "room_not_found", "No room has this ID.")
     if grant is None:
@@ -131,6 +133,7 @@ def socket_authenticate(*, token: str, room_id: str, user: AbstractBaseUser | An
         user_id=participant.user_id,
         role=participant.role,
         admitted=will_be_admitted,
+        e2ee=room.e2ee,
     )
 
 

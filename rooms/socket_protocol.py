@@ -28,6 +28,12 @@ REACTIONS = frozenset({"👍", "👏", "😂", "❤️", "🎉", "😮", "🤔",
 PUBLISH_PCS = frozenset({"camera", "screen"})
 ALL_PCS = PUBLISH_PCS | {"subscribe"}
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
+# E2EE key exchange blobs (base64): a raw P-256 public key is 65 bytes (88 chars); a wrapped
+# 256-bit key is 48 bytes with its tag (64 chars); an AES-GCM IV is 12 bytes (16 chars).
+MAX_E2EE_PUBLIC_KEY_CHARS = 256
+MAX_E2EE_WRAPPED_KEY_CHARS = 256
+MAX_E2EE_IV_CHARS = 32
 
 
 class Close(IntEnum):
@@ -237,6 +243,32 @@ def _reaction(raw: dict[str, Any]) -> dict[str, Any]:
     return {"emoji": emoji}
 
 
+def _base64(raw: dict[str, Any], name: str, *, max_chars: int) -> str:
+    value = _str(raw, name, max_chars=max_chars)
+    if not value or not _BASE64.match(value):
+        raise FrameError("invalid_frame", f"'{name}' must be base64.")
+    return value
+
+
+def _e2ee_public_key(raw: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "public_key": _base64(raw, "public_key", max_chars=MAX_E2EE_PUBLIC_KEY_CHARS),
+        "to": _participant_id(raw, "to", required=False),
+    }
+
+
+def _e2ee_key(raw: dict[str, Any]) -> dict[str, Any]:
+    key_id = _int(raw, "key_id")
+    if key_id is None or key_id > 0xFFFFFFFF:
+        raise FrameError("invalid_frame", "'key_id' must be an integer in 0..2^32-1.")
+    return {
+        "to": _participant_id(raw, "to"),
+        "key_id": key_id,
+        "wrapped_key": _base64(raw, "wrapped_key", max_chars=MAX_E2EE_WRAPPED_KEY_CHARS),
+        "iv": _base64(raw, "iv", max_chars=MAX_E2EE_IV_CHARS),
+    }
+
+
 def _target(raw: dict[str, Any]) -> dict[str, Any]:
     return {"participantId": _participant_id(raw)}
 
@@ -276,8 +308,12 @@ VALIDATORS: dict[str, Validator] = {
     "lower_all_hands": _empty,
     "lobby_admit": _target,
     "lobby_deny": _target,
+    "e2ee_public_key": _e2ee_public_key,
+    "e2ee_key": _e2ee_key,
 }
 SIGNALING_TYPES = frozenset({"offer", "answer", "ice_candidate", "subscribe", "unpublish"})
+# End-to-end encryption key exchange: opaque blobs relayed between participants of e2ee rooms.
+E2EE_TYPES = frozenset({"e2ee_public_key", "e2ee_key"})
 MODERATION_TYPES = frozenset(
     {
         "mute_participant",
