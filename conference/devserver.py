@@ -34,6 +34,11 @@ def main() -> int:
     }
     env.setdefault("MEDIA_DEV", "1")
     env.setdefault("MEDIA_ICE_ADDRESSES", "127.0.0.1")
+    # TURN (README "TURN"): `TURN_SECRET=… TURN_URLS=turn:127.0.0.1:3478 make run` enables it for browsers
+    # (join grants) and for the media server, which mints its own credentials from the same secret.
+    for name in ("TURN_SECRET", "TURN_URLS", "TURN_TTL_SECONDS"):
+        if env.get(name):
+            env.setdefault(f"MEDIA_{name}", env[name])
     py = sys.executable
     commands = {
         "web": [py, "-m", "daphne", "-b", args.host, "-p", str(args.port), "conference.asgi:application"],
@@ -57,6 +62,8 @@ def main() -> int:
     }
     procs = {name: subprocess.Popen(cmd, cwd=ROOT, env=env) for name, cmd in commands.items()}
     print(f"\n  Conference is running at http://{args.host}:{args.port}/  (Ctrl-C to stop)\n", flush=True)
+    if env.get("TURN_SECRET") and env.get("TURN_URLS"):
+        print(f"  TURN: {env['TURN_URLS']} (time-limited credentials; start coturn, see README)\n", flush=True)
     stopping = False
 
     def stop(*_: object) -> None:

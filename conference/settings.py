@@ -166,6 +166,9 @@ if CELERY_BROKER_URL == "filesystem://":
         "store_processed": False,
     }
 CELERY_RESULT_BACKEND = None
+# The queue's name (CELERY_QUEUE): the e2e harness gives daphne and its worker a private queue,
+# so no other worker on the same broker takes their tasks.
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "celery")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -275,6 +278,16 @@ SOCKET_FRAME_RATE_PER_SECOND = float(env("SOCKET_FRAME_RATE_PER_SECOND", "50"))
 SOCKET_FRAME_BURST = int(env("SOCKET_FRAME_BURST", "200"))
 # Django -> media server control requests give up after this long (media_unavailable).
 MEDIA_CONTROL_TIMEOUT_SECONDS = float(env("MEDIA_CONTROL_TIMEOUT_SECONDS", "10"))
+# TURN with time-limited credentials (conference/turn.py, deploy/coturn/turnserver.conf): with both set, join
+# grants and room snapshots add {"urls": TURN_URLS, "username": "<expiry>:<participantId>", "credential": HMAC}.
+# TURN_SECRET is coturn's static-auth-secret; TURN_URLS a comma list (turn:host:3478?transport=udp,...,turns:host:5349).
+TURN_SECRET = env("TURN_SECRET")
+TURN_URLS = env_list("TURN_URLS")
+# Credential lifetime: it must outlast the longest call (coturn refuses allocation refreshes once it has expired);
+# a leaked credential works until then. 12 h.
+TURN_TTL_SECONDS = int(env("TURN_TTL_SECONDS", str(12 * 3600)))
+if TURN_URLS and not TURN_SECRET and PRODUCTION:
+    raise ImproperlyConfigured("TURN_URLS needs TURN_SECRET (coturn's static-auth-secret)")
 
 LOGGING = {
     "version": 1,
@@ -314,7 +327,3 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env("RECORDINGS_CLEANUP_INTERVAL_SECONDS", "60")),
     }
 }
-
-# The queue's name (CELERY_QUEUE): the e2e harness gives daphne and its worker a private queue,
-# so no other worker on the same broker takes their tasks.
-CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "celery")

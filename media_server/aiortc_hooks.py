@@ -55,6 +55,7 @@ from aiortc.rtp import (
 
 _ORIGINAL_GET_HOST_ADDRESSES = aioice.ice.get_host_addresses
 _NTP_EPOCH = 2208988800  # seconds from 1900-01-01 to 1970-01-01
+MAX_SEND_BUFFER = 64 * 1024  # bytes queued in asyncio for one peer before media packets are dropped
 
 
 def set_ice_host_addresses(addresses: Sequence[str] | None) -> None:
@@ -226,7 +227,13 @@ def install_fast_receive(dtls: RTCDtlsTransport, receivers: Sequence[ForwardingR
 
     def data_received(data: bytes, component: int) -> None:
         rx = dtls._rx_srtp
-        if rx is None or dtls._state is not connected or not 127 < data[0] < 192 or 191 < data[1] < 209:
+        if (
+            rx is None
+            or dtls._state is not connected
+            or len(data) < 12
+            or not 127 < data[0] < 192
+            or 191 < data[1] < 209
+        ):
             queue_datagram(data, component)  # DTLS, SRTCP, or not connected yet: aiortc's path
             return
         dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
@@ -242,6 +249,33 @@ def install_fast_receive(dtls: RTCDtlsTransport, receivers: Sequence[ForwardingR
             hook.handle_rtp(packet, int((time.time() + _NTP_EPOCH) * 1000))
 
     connection.data_received = data_received  # type: ignore[method-assign]
+
+
+def install_fast_demux(dtls: RTCDtlsTransport) -> None:
+    """Skip aioice's STUN parse attempt for RTP/RTCP datagrams of ``dtls``'s ICE sockets.
+
+    ``aioice.StunProtocol.datagram_received`` tries ``stun.parse_message`` on
+    every datagram and treats the ValueError as "not STUN". RFC 7983
+    demultiplexing by the first byte (128..191 = RTP/RTCP) makes that
+    exception per media packet unnecessary. Call after ICE gathering
+    (``setLocalDescription``): it hooks the sockets gathered so far.
+    """
+    connection = dtls.transport._connection
+    for protocol in connection._protocols:
+        if "datagram_received" in vars(protocol):
+            continue
+        stun_path = protocol.datagram_received
+        component = protocol.local_candidate.component
+
+        def datagram_received(
+            data: bytes, addr: tuple[Any, ...], stun_path: Any = stun_path, component: int = component
+        ) -> None:
+            if data and 127 < data[0] < 192:
+                connection.data_received(data, component)
+            else:
+                stun_path(data, addr)
+
+        protocol.datagram_received = datagram_received  # type: ignore[assignment]
 
 
 # --------------------------------------------------------------------------
@@ -316,15 +350,19 @@ def make_raw_sender(dtls: RTCDtlsTransport, rtcp: bool = False) -> Callable[[byt
 
     Protects with the transport's SRTP session and writes to the nominated
     ICE pair's datagram transport synchronously: no coroutine per packet
-    (``RTCDtlsTransport._send_rtp`` costs three awaits per packet).
+    (``RTCDtlsTransport._send_rtp`` costs three awaits per packet). When the
+    kernel refuses datagrams (EAGAIN) asyncio queues them without bound; once
+    more than :data:`MAX_SEND_BUFFER` bytes wait there, packets are dropped
+    (``send`` returns False) instead of adding seconds of latency and memory.
     """
     connection = dtls.transport._connection
     nominated = connection._nominated
     protect = pylibsrtp.Session.protect_rtcp if rtcp else pylibsrtp.Session.protect
     connected = State.CONNECTED
-    # (pair, its datagram transport's sendto, remote address): resolved once
-    # per nominated pair (``remote_addr`` is a property building a tuple).
-    route: list[Any] = [None, None, None]
+    # (pair, its datagram transport's sendto, remote address, buffered-bytes
+    # getter): resolved once per nominated pair (``remote_addr`` is a property
+    # building a tuple).
+    route: list[Any] = [None, None, None, None]
 
     def send(data: bytes) -> bool:
         if dtls._state is not connected:
@@ -333,7 +371,10 @@ def make_raw_sender(dtls: RTCDtlsTransport, rtcp: bool = False) -> Callable[[byt
         if pair is not route[0]:
             if pair is None:
                 return False
-            route[:] = [pair, pair.protocol.transport.sendto, pair.remote_addr]
+            transport = pair.protocol.transport
+            route[:] = [pair, transport.sendto, pair.remote_addr, transport.get_write_buffer_size]  # type: ignore[attr-defined]
+        if route[3]() > MAX_SEND_BUFFER:
+            return False  # the peer is not draining: drop rather than queue (stale media is useless)
         route[1](protect(dtls._tx_srtp, data), route[2])
         return True
 

@@ -13,6 +13,7 @@ from pathlib import Path
 DEV_SECRET = "dev-media-secret"  # noqa: S105 (only used with --dev / MEDIA_DEV=1)
 # Same default as Django's RECORDINGS_SPOOL_DIR (BASE_DIR/var/recordings-spool), whatever the cwd.
 DEFAULT_SPOOL_DIR = str(Path(__file__).resolve().parents[1] / "var" / "recordings-spool")
+DEFAULT_TURN_TTL = 12 * 3600  # seconds; must outlast the longest peer connection (as Django's TURN_TTL_SECONDS)
 
 
 class ConfigError(ValueError):
@@ -45,6 +46,10 @@ class Config:
     subscribe_offer_timeout: float = 10.0  # seconds before an unanswered subscribe offer is re-offered
     event_queue_size: int = 1000
     recordings_spool_dir: str = DEFAULT_SPOOL_DIR
+    # TURN with time-limited credentials (media_server/turn.py): coturn's static-auth-secret and its URLs.
+    turn_secret: str = ""
+    turn_urls: tuple[str, ...] = ()
+    turn_ttl: int = DEFAULT_TURN_TTL
 
 
 _OPTIONS: list[tuple[str, str, str]] = [
@@ -57,6 +62,9 @@ _OPTIONS: list[tuple[str, str, str]] = [
     ("MEDIA_ICE_SERVERS", "--ice-servers", "JSON list of RTCIceServer dicts"),
     ("MEDIA_NODE_ID", "--node-id", "node identifier (default hostname:port)"),
     ("RECORDINGS_SPOOL_DIR", "--recordings-spool-dir", "recording spool directory, shared with the worker"),
+    ("MEDIA_TURN_SECRET", "--turn-secret", "coturn static-auth-secret: time-limited TURN credentials per connection"),
+    ("MEDIA_TURN_URLS", "--turn-urls", "comma-separated TURN URLs (aiortc uses the first turn:/turns: one)"),
+    ("MEDIA_TURN_TTL_SECONDS", "--turn-ttl", "lifetime of those TURN credentials in seconds (default 43200)"),
 ]
 
 
@@ -87,6 +95,23 @@ def _parse_ice_servers(text: str) -> tuple[IceServer, ...]:
     return tuple(servers)
 
 
+def _parse_turn(values: Mapping[str, str | None]) -> tuple[str, tuple[str, ...], int]:
+    secret = values["MEDIA_TURN_SECRET"] or ""
+    urls = tuple(u.strip() for u in (values["MEDIA_TURN_URLS"] or "").split(",") if u.strip())
+    if urls and not secret:
+        raise ConfigError("MEDIA_TURN_URLS needs MEDIA_TURN_SECRET (coturn's static-auth-secret)")
+    for url in urls:
+        if not url.startswith(("turn:", "turns:")):
+            raise ConfigError(f"MEDIA_TURN_URLS entry {url!r} is not a turn: or turns: URL")
+    try:
+        ttl = int(values["MEDIA_TURN_TTL_SECONDS"] or DEFAULT_TURN_TTL)
+    except ValueError as exc:
+        raise ConfigError("MEDIA_TURN_TTL_SECONDS must be an integer") from exc
+    if ttl <= 0:
+        raise ConfigError("MEDIA_TURN_TTL_SECONDS must be positive")
+    return secret, urls, ttl
+
+
 def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Build a Config from ``env`` (default ``os.environ``) overridden by ``argv`` flags.
 
@@ -115,6 +140,7 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
     if addresses_raw is None:
         addresses_raw = "127.0.0.1"
     addresses = tuple(a.strip() for a in addresses_raw.split(",") if a.strip())
+    turn_secret, turn_urls, turn_ttl = _parse_turn(values)
     return Config(
         control_host=host,
         control_port=port,
@@ -126,4 +152,7 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         node_id=values["MEDIA_NODE_ID"] or f"{socket.gethostname()}:{port}",
         dev=dev,
         recordings_spool_dir=values["RECORDINGS_SPOOL_DIR"] or DEFAULT_SPOOL_DIR,
+        turn_secret=turn_secret,
+        turn_urls=turn_urls,
+        turn_ttl=turn_ttl,
     )

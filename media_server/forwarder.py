@@ -91,6 +91,7 @@ class Downstream:
         self.request_keyframe: Callable[[], None] = lambda: None
         self.missing_codec: str | None = None
         self.packets_sent = 0
+        self.packets_dropped = 0
         self.packets_retransmitted = 0
 
     def configure(self, *, pt_by_codec: dict[str, int], rtx_pt_by_pt: dict[int, int], ext_ids: ExtensionIds) -> None:
@@ -140,6 +141,8 @@ class Downstream:
         self.history[slot] = data
         if self.send(data):
             self.packets_sent += 1
+        else:
+            self.packets_dropped += 1  # not connected yet, or the subscriber is not draining
         if ((oseq - self.last_seq) & 0xFFFF) < 0x8000:
             self.last_seq = oseq
             self.last_ts = ots

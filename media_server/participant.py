@@ -20,6 +20,7 @@ from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationEr
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 
 from . import aiortc_hooks as hooks
+from . import turn
 from .config import Config
 from .forwarder import Downstream, Forwarder
 from .protocol import SOURCES, InvalidSdp, NoCommonCodec, StaleRevision, TrackInfo
@@ -30,9 +31,12 @@ logger = logging.getLogger(__name__)
 
 
 def new_peer_connection(config: Config) -> RTCPeerConnection:
-    """An RTCPeerConnection with exactly the configured ICE servers (none by default)."""
+    """An RTCPeerConnection with exactly the configured ICE servers (none by default).
+
+    With TURN configured, each connection gets freshly minted time-limited credentials.
+    """
     servers = [
-        RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential) for s in config.ice_servers
+        RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential) for s in turn.ice_servers(config)
     ]
     # max-bundle: with aiortc's default "balanced" policy a second m-line of one
     # kind stays on a never-connected transport after BUNDLE negotiation.
@@ -101,6 +105,8 @@ class Publisher:
             params = negotiated.get(track.mid or "")
             track.codec_keys = tuple(params.pt_by_codec) if params is not None else ()
         await self.pc.setLocalDescription(answer)
+        if dtls is not None:
+            hooks.install_fast_demux(dtls)  # sockets exist once gathering (setLocalDescription) is done
         return announce_addresses(self.pc.localDescription.sdp, self.config.ice_announce)
 
     def _hook(self, transceiver: RTCRtpTransceiver, on_audio_level: Callable[[int], None] | None) -> None:

@@ -206,7 +206,7 @@ def publish_response(pc: str, sdp: str) -> dict[str, Any]:
     return {"protocol": PROTOCOL_VERSION, "pc": pc, "sdp": sdp}
 
 
-def subscribe_response(sdp: str, revision: int, tracks: list[TrackInfo]) -> dict[str, Any]:
+def subscribe_response(sdp: str | None, revision: int, tracks: list[TrackInfo]) -> dict[str, Any]:
     return {"protocol": PROTOCOL_VERSION, "sdp": sdp, "revision": revision, "tracks": [t.to_json() for t in tracks]}
 
 

@@ -137,15 +137,25 @@ class Room:
             raise PeerNotFound(f"no publish connection {pc_name!r}")
         await self._close_publisher(p, publisher, "unpublished")
 
-    async def subscribe(self, participant_id: str) -> tuple[str, int, list[TrackInfo]]:
-        """(Re)create the participant's subscribe connection with all current tracks."""
+    async def subscribe(self, participant_id: str) -> tuple[str | None, int, list[TrackInfo]]:
+        """(Re)create the participant's subscribe connection with all current tracks.
+
+        With nothing to receive yet the SDP is None and no offer is outstanding
+        (an offer without m-lines cannot be answered by browsers): the first
+        real offer is pushed as a ``subscribe_offer`` event when a track appears.
+        """
         p = self.participant(participant_id, create=True)
         if p.subscriber is not None:
             await self._close_subscriber(p, "replaced")
         subscriber = Subscriber(participant=participant_id, config=self.config, revision_base=p.revisions)
         p.subscriber = subscriber
         self._watch_state(participant_id, "subscribe", subscriber.pc)
-        sdp, revision, tracks = await subscriber.offer(self.tracks_for(participant_id))
+        desired = self.tracks_for(participant_id)
+        if not desired:
+            subscriber.revision += 1  # a new baseline: offers of a replaced connection are stale
+            p.revisions = subscriber.revision
+            return None, subscriber.revision, []
+        sdp, revision, tracks = await subscriber.offer(desired)
         p.revisions = revision
         self._arm_offer_timeout(p, subscriber, revision)
         return sdp, revision, tracks

@@ -47,7 +47,7 @@ class MediaService:
         async with r.lock:
             await r.unpublish(participant, pc)
 
-    async def subscribe(self, *, room: str, participant: str) -> tuple[str, int, list[TrackInfo]]:
+    async def subscribe(self, *, room: str, participant: str) -> tuple[str | None, int, list[TrackInfo]]:
         r = self._room(room, create=True)
         async with r.lock:
             return await r.subscribe(participant)

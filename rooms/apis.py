@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from conference.errors import Forbidden, NotAuthenticatedError, NotFound
 from conference.schema import ERROR_RESPONSES
+from conference.turn import ice_servers_for
 
 from . import selectors, services
 from .ids import ROOM_ID_RE
@@ -200,7 +201,7 @@ class RoomJoinApi(APIView):
             "token": result.token,
             "token_expires_in": settings.JOIN_GRANT_TTL_SECONDS,
             "ws_url": ws_url(request, room),
-            "ice_servers": settings.ICE_SERVERS,
+            "ice_servers": ice_servers_for(user=p.public_id),
             "stream_capabilities": p.stream_capabilities,
             "e2ee": room.e2ee,
         }

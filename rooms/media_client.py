@@ -85,9 +85,9 @@ class MediaClient:
         await self._request("DELETE", self._p(room, participant) + f"/publish/{pc}")
 
     async def subscribe(self, *, room: str, participant: str) -> dict[str, Any]:
-        """Ask for the subscribe offer: ``{"sdp", "revision", "tracks"}``."""
+        """Ask for the subscribe offer: ``{"sdp", "revision", "tracks"}`` (``sdp`` None: nothing to receive yet)."""
         result = await self._request("POST", self._p(room, participant) + "/subscribe", {})
-        if not isinstance(result.get("sdp"), str):
+        if "sdp" not in result or not isinstance(result["sdp"], str | None):
             raise MediaError("media_error", "The media server sent no offer.")
         return {"sdp": result["sdp"], "revision": result.get("revision"), "tracks": result.get("tracks", [])}
 

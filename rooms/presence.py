@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from chat.selectors import chat_page, participant_ids_for
 from chat.services import message_public
 from conference.errors import DomainError
+from conference.turn import ice_servers_for
 from recordings.models import Recording
 
 from . import services
@@ -185,7 +185,7 @@ def room_snapshot(*, participant: Participant) -> dict[str, Any]:
         "participants": [services.participant_public(p) for p in seated_participants(room=room)],
         "recording_state": recording_state(room=room),
         "chat": {"head_seq": room.chat_seq},
-        "ice_servers": settings.ICE_SERVERS,
+        "ice_servers": ice_servers_for(user=participant.public_id),
     }
     if participant.is_moderator:
         snapshot["lobby"] = [services.participant_public(p) for p in waiting_participants(room=room)]

@@ -15,10 +15,15 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from conference.errors import DomainError
+from recordings import selectors as recording_selectors
+from recordings import services as recording_services
+from recordings.downloads import download_url, url_lifetime
+from recordings.models import RecordingShare
 
 from . import selectors, services
 from .ids import ROOM_ID_RE
-from .models import MAX_PARTICIPANTS, MIN_PARTICIPANTS, Room
+from .models import MAX_PARTICIPANTS, MIN_PARTICIPANTS, Participant, Role, Room
+from .permissions import is_room_moderator
 
 
 def _room_or_none(room_id: str) -> Room | None:
@@ -45,6 +50,7 @@ def home(request: HttpRequest) -> HttpResponse:
                     host=request.user,
                     name=request.POST.get("name", "") or "Meeting",
                     waiting_room=request.POST.get("waiting_room") == "on",
+                    e2ee=request.POST.get("e2ee") == "on",
                 )
             except DomainError as exc:
                 error = exc.message
@@ -69,6 +75,7 @@ def join(request: HttpRequest, room_id: str) -> HttpResponse:
         "hasPassword": room.has_password,
         "waitingRoom": room.waiting_room,
         "allowGuests": room.allow_guests,
+        "e2ee": room.e2ee,
         "isHost": is_host,
         "signedIn": user.is_authenticated,
         "userId": user.pk if user.is_authenticated else None,
@@ -127,21 +134,93 @@ def room_settings(request: HttpRequest, room_id: str) -> HttpResponse:
     return render(request, "rooms/settings.html", {"room": room, "form": form, "saved": saved})
 
 
+class RecordingShareForm(forms.Form):
+    recording = forms.CharField(max_length=16)
+    username = forms.CharField(max_length=150)
+
+
+RECORDING_IN_PROGRESS = ("pending", "recording", "processing")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
 @login_required
 def room_recordings(request: HttpRequest, room_id: str) -> HttpResponse:
-    """The room's recordings (host only). Filled in by the recording work; an empty state until then."""
+    """The room's recordings: all of them for its host and moderators, the shared ones for anyone else.
+
+    Links are the expiring signed URLs of ``recordings.downloads`` (never the storage path);
+    hosts and moderators share a recording with a user by username (``recording_share``).
+    """
     assert isinstance(request.user, User)  # login_required
     room = _room_or_none(room_id)
     if room is None:
         return _not_found(request)
-    if room.host_id != request.user.pk:
-        return render(request, "error.html", {"message": "Only the room's host can see its recordings."}, status=403)
-    recordings = room.recordings.order_by("-created_at")[:100]
-    return render(request, "rooms/recordings.html", {"room": room, "recordings": recordings})
+    can_manage = is_room_moderator(room=room, user=request.user)
+    share_error = share_done = ""
+    if request.method == "POST":
+        if not can_manage:
+            return render(request, "error.html", {"message": "Only the host or a moderator can share."}, status=403)
+        form = RecordingShareForm(request.POST)
+        if not form.is_valid():
+            share_error = "Enter a username to share with."
+        else:
+            try:
+                share = recording_services.recording_share(
+                    recording_id=form.cleaned_data["recording"],
+                    user=request.user,
+                    username=form.cleaned_data["username"].strip(),
+                )
+            except DomainError as exc:
+                share_error = exc.message
+            else:
+                share_done = f"Shared with {share.user.get_username()}."
+    recordings = list(
+        recording_selectors.recording_list_for_room(room=room, user=request.user).prefetch_related("shares__user")[:100]
+    )
+    if not can_manage and not recordings:
+        message = "Only the room's host and moderators, and people a recording was shared with, can see recordings."
+        return render(request, "error.html", {"message": message}, status=403)
+    rows = [
+        {
+            "rec": rec,
+            # Relative signed links (local storage) or presigned storage URLs; both expire.
+            "download_url": download_url(rec, "file", base_url=""),
+            "thumbnail_url": download_url(rec, "thumbnail", base_url=""),
+            "shared_with": [share.user.get_username() for share in rec.shares.all()],
+            "duration": _duration(rec.duration_seconds),
+        }
+        for rec in recordings
+    ]
+    context = {
+        "room": room,
+        "rows": rows,
+        "can_manage": can_manage,
+        "is_host": room.host_id == request.user.pk,
+        "in_progress": any(rec.status in RECORDING_IN_PROGRESS for rec in recordings),
+        "link_minutes": max(1, url_lifetime() // 60),
+        "share_error": share_error,
+        "share_done": share_done,
+        "share_recording": request.POST.get("recording", "") if share_error else "",
+    }
+    return render(request, "rooms/recordings.html", context, status=400 if share_error else 200)
 
 
 @login_required
 def my_rooms(request: HttpRequest) -> HttpResponse:
     assert isinstance(request.user, User)  # login_required
     rooms = selectors.room_list_for_user(user=request.user)[:200]
-    return render(request, "rooms/my_rooms.html", {"rooms": rooms})
+    # Rooms whose recordings page this user may open besides the ones they host: moderator, or shared with.
+    moderated = Participant.objects.filter(user=request.user, role=Role.MODERATOR).exclude(
+        state=Participant.State.REMOVED
+    )
+    shared = RecordingShare.objects.filter(user=request.user)
+    recording_rooms = set(moderated.values_list("room_id", flat=True)) | set(
+        shared.values_list("recording__room_id", flat=True)
+    )
+    return render(request, "rooms/my_rooms.html", {"rooms": rooms, "recording_rooms": recording_rooms})

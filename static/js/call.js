@@ -9,6 +9,8 @@
 // (revisioned renegotiation); incoming tracks are mapped to participants by
 // transceiver mid using the `tracks` list of each offer.
 
+import * as e2eeCrypto from "./e2ee-crypto.js";
+
 const config = JSON.parse(document.getElementById("room-config").textContent);
 const $ = (id) => document.getElementById(id);
 const PROTOCOL = 1;
@@ -60,6 +62,8 @@ const state = {
   statsTimer: null,
   prevStats: null,
   leaving: false,
+  leaving: false,
+  recording: { recordingId: null, status: "none", reason: null }, // the room's latest recording
 };
 
 // ---------------------------------------------------------------------------
@@ -244,8 +248,11 @@ async function restJoin({ displayName, password }) {
 }
 
 let joinArgs = { displayName: "", password: "" };
+// Settles once the pre-join getUserMedia did: "Join now" works before that (see startMedia).
+let localReady = Promise.resolve();
 
 async function join(args) {
+  if (config.e2ee && !e2ee.mode) return; // see main(): this browser cannot encrypt
   joinArgs = args;
   setPhase("joining");
   $("join-button").disabled = true;
@@ -382,6 +389,9 @@ function onFrame(frame) {
     case "media_state": onPeerState(frame); break;
     case "mute_request": onMuteRequest(frame); break;
     case "reaction": showReaction(frame); break;
+    case "e2ee_public_key": e2eeOnPublicKey(frame).catch((err) => console.error("e2ee public key", err)); break;
+    case "e2ee_key": e2eeOnKey(frame).catch((err) => console.error("e2ee key", err)); break;
+    case "recording_state": onRecordingState(frame); break;
     case "error": onErrorFrame(frame); break;
     default: break; // newer servers may send frames this client does not know
   }
@@ -402,10 +412,16 @@ function onSnapshot(frame) {
   state.role = frame.you.role;
   state.participants.clear();
   for (const p of frame.participants) if (p.participantId !== frame.you.participantId) state.participants.set(p.participantId, p);
+  if (config.e2ee) {
+    // After a reconnect: forget (and rotate away from) anyone who left meanwhile; seat keys that waited.
+    for (const id of [...e2ee.peers.keys()]) if (!state.participants.has(id)) e2eeForget(id);
+    for (const id of state.participants.keys()) e2eeSeated(id);
+  }
   state.lobby.clear();
   for (const p of frame.lobby || []) state.lobby.set(p.participantId, p);
   onRoomUpdated(frame.room);
   if (first) enterCall();
+  onRecordingState(frame.recording_state, { snapshot: true });
   setStatus("Connected", "good");
   renderAll();
   // Chat: history on the first join (the last 50), only what was missed after a reconnect.
@@ -415,6 +431,7 @@ function onSnapshot(frame) {
     if (head > 0) send({ type: "chat_sync", after_seq: state.lastSeq });
   }
   sendMediaState();
+  if (config.e2ee) e2eeAnnounce();
   startMedia();
 }
 
@@ -447,12 +464,14 @@ function upsertParticipant(p) {
   }
   const known = state.participants.has(p.participantId);
   state.participants.set(p.participantId, { ...(state.participants.get(p.participantId) || {}), ...p });
+  if (config.e2ee) e2eeSeated(p.participantId);
   state.lobby.delete(p.participantId);
   if (!known && state.phase === "call") announce(`${p.display_name} joined.`);
   renderAll();
 }
 
 function removeParticipant(participantId) {
+  if (config.e2ee) e2eeForget(participantId);
   const p = state.participants.get(participantId);
   state.participants.delete(participantId);
   for (const key of [participantId, `${participantId}:screen`]) {
@@ -471,9 +490,8 @@ function announce(text) {
 
 function onPublication(frame) {
   if (state.me && frame.participantId === state.me.participantId) return;
-  // The server cannot renegotiate a subscribe connection that was offered with no m-lines
-  // (our answer to an empty offer is refused): ask for a fresh one when the first track appears.
-  if (frame.state === "started" && state.subscribeEmpty) subscribe();
+  // Nothing to do: with nothing to receive yet the server replies to `subscribe` with `sdp: null`
+  // and pushes the first real `offer` itself when a track appears (docs/protocol.md §1).
 }
 
 function onPeerState(frame) {
@@ -533,7 +551,9 @@ function closePc(name) {
 
 function newPc(name) {
   closePc(name);
-  const pc = new RTCPeerConnection({ iceServers: state.grant?.ice_servers || [] });
+  const pcConfig = { iceServers: state.grant?.ice_servers || [] };
+  if (config.e2ee && e2ee.mode === "streams") pcConfig.encodedInsertableStreams = true;
+  const pc = new RTCPeerConnection(pcConfig);
   state.pcs[name] = pc;
   pc.onconnectionstatechange = () => {
     if (state.pcs[name] !== pc) return;
@@ -566,8 +586,9 @@ async function publishCamera() {
   const pc = newPc("camera");
   const stream = state.local.stream || new MediaStream();
   // Always offer both m-lines, so turning the camera on later is a replaceTrack, not a renegotiation.
-  pc.addTransceiver(state.local.videoTrack || "video", { direction: "sendonly", streams: [stream] });
-  pc.addTransceiver(state.local.audioTrack || "audio", { direction: "sendonly", streams: [stream] });
+  const video = pc.addTransceiver(state.local.videoTrack || "video", { direction: "sendonly", streams: [stream] });
+  const audio = pc.addTransceiver(state.local.audioTrack || "audio", { direction: "sendonly", streams: [stream] });
+  if (config.e2ee) { e2eeSender(video, "video"); e2eeSender(audio, "audio"); }
   try {
     await negotiatePublish("camera", pc);
   } catch (err) {
@@ -579,7 +600,8 @@ async function publishScreen() {
   const track = state.local.screenStream?.getVideoTracks()[0];
   if (!track) return;
   const pc = newPc("screen");
-  pc.addTransceiver(track, { direction: "sendonly", streams: [state.local.screenStream] });
+  const transceiver = pc.addTransceiver(track, { direction: "sendonly", streams: [state.local.screenStream] });
+  if (config.e2ee) e2eeSender(transceiver, "video");
   try {
     await negotiatePublish("screen", pc);
   } catch (err) {
@@ -595,6 +617,10 @@ function cameraSender(kind) {
 }
 
 async function startMedia() {
+  if (config.e2ee) await e2eeReady(); // nothing is published before there is a key to encrypt it with
+  // Joined before the camera/microphone were open: publishing now would negotiate senders without tracks
+  // (nothing ever sent, nothing forwarded to anyone).
+  await localReady.catch(() => {});
   publishCamera();
   if (state.sharing) publishScreen();
   subscribe();
@@ -614,7 +640,10 @@ function subscribe() {
       toast(`Could not receive media: ${err.message}`);
       return;
     }
-    newPc("subscribe").ontrack = () => refreshRemoteMedia();
+    newPc("subscribe").ontrack = (event) => {
+      if (config.e2ee) e2eeReceiver(event.receiver);
+      refreshRemoteMedia();
+    };
     // The reply to our own `subscribe` is the new baseline (the server's revisions restart after a rejoin).
     if (typeof offer.revision === "number") state.subRevision = offer.revision - 1;
     await applySubscribeOffer(offer);
@@ -633,13 +662,14 @@ async function applySubscribeOffer(frame) {
     if (frame.revision <= state.subRevision) return;
     state.subRevision = frame.revision;
   }
-  if (!/^m=/m.test(frame.sdp)) {
-    state.subscribeEmpty = true; // nothing to receive yet; see onPublication
+  if (!frame.sdp || !/^m=/m.test(frame.sdp)) {
+    state.subscribeEmpty = true; // nothing to receive yet: the server offers when there is (never answer this)
     state.trackInfo.clear();
     refreshRemoteMedia();
     return;
   }
   await pc.setRemoteDescription({ type: "offer", sdp: frame.sdp });
+  if (config.e2ee) for (const receiver of pc.getReceivers()) e2eeReceiver(receiver);
   state.trackInfo = new Map((frame.tracks || []).map((t) => [String(t.mid), t]));
   await pc.setLocalDescription(await pc.createAnswer());
   await waitIceGathering(pc);
@@ -937,6 +967,7 @@ function renderPeople() {
   $("hands-badge").textContent = String(hands);
   $("host-tools").hidden = !isModerator();
   $("end-room").hidden = !isModerator();
+  syncRecording(); // the Record button follows the role (promote/demote)
 }
 
 function renderLobby() {
@@ -1106,6 +1137,267 @@ function checkSilentTracks(packetsByMid) {
 }
 
 // ---------------------------------------------------------------------------
+// recording (issue 6): the indicator everyone sees, the Record button of hosts and moderators
+//
+// The "● REC" badge follows the snapshot's `recording_state` (late joiners see it) and the
+// `recording_state` frames; Record / Stop call the REST API with the session cookie + CSRF
+// token, like the join does. E2EE rooms have no button (the server refuses: recording_e2ee).
+
+const RECORDING_MINUTES = 240; // the server stops a recording at this limit
+const RECORDING_ACTIVE = new Set(["pending", "recording"]);
+
+async function apiPost(path, body = null) {
+  const headers = { Accept: "application/json" };
+  if (body !== null) headers["Content-Type"] = "application/json";
+  const csrf = cookie("csrftoken");
+  if (csrf) headers["X-CSRFToken"] = csrf;
+  let response;
+  try {
+    response = await fetch(path, { method: "POST", headers, body: body === null ? undefined : JSON.stringify(body), credentials: "same-origin" });
+  } catch {
+    const error = new Error("The server cannot be reached.");
+    error.code = "network_error";
+    throw error;
+  }
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error(data?.error?.message || `The server answered ${response.status}.`);
+    error.code = data?.error?.code || "http_error";
+    error.status = response.status;
+    throw error;
+  }
+  return data;
+}
+
+function recordingAnnounce(text) {
+  const live = $("rec-live");
+  live.textContent = "";
+  setTimeout(() => { live.textContent = text; }, 50); // a fresh node text is announced again
+}
+
+// `rs` is a recording_state frame or the snapshot's {recordingId, status}.
+function onRecordingState(rs, { snapshot = false } = {}) {
+  if (!rs || typeof rs.status !== "string") return;
+  const current = state.recording;
+  const wasActive = RECORDING_ACTIVE.has(current.status);
+  // A late frame about an older recording (e.g. its processing finished) must not hide the running one.
+  if (!snapshot && wasActive && rs.recordingId !== current.recordingId && !RECORDING_ACTIVE.has(rs.status)) return;
+  state.recording = { recordingId: rs.recordingId || null, status: rs.status, reason: rs.reason || null };
+  const active = rs.status === "recording";
+  if (active && (snapshot || current.status !== "recording")) recordingAnnounce("This meeting is being recorded");
+  else if (!active && current.status === "recording" && !snapshot) {
+    if (rs.status === "failed") {
+      recordingAnnounce("Recording stopped: it failed");
+      if (isModerator()) toast(`The recording failed${rs.reason ? ` (${rs.reason})` : ""}.`);
+    } else {
+      recordingAnnounce("Recording stopped");
+    }
+  }
+  syncRecording();
+}
+
+function syncRecording() {
+  const status = state.recording.status;
+  $("rec-badge").hidden = status !== "recording";
+  $("app").dataset.recording = status;
+  const button = $("btn-record");
+  if (!button) return;
+  button.hidden = !isModerator() || !!config.e2ee;
+  const on = RECORDING_ACTIVE.has(status);
+  button.setAttribute("aria-pressed", String(on));
+  button.classList.toggle("active", on);
+  button.querySelector(".label").textContent = on ? "Stop recording" : "Record";
+  button.title = on ? "Stop recording this meeting" : "Record this meeting (everyone in it is told)";
+}
+
+async function toggleRecording() {
+  const button = $("btn-record");
+  if (!button || button.disabled) return;
+  const stopping = RECORDING_ACTIVE.has(state.recording.status) && state.recording.recordingId;
+  button.disabled = true;
+  try {
+    if (stopping) {
+      const data = await apiPost(`/api/v1/recordings/${encodeURIComponent(state.recording.recordingId)}/stop`);
+      onRecordingState({ recordingId: data.recordingId, status: data.status, reason: data.failure_reason });
+      toast("Recording stopped. It will be on the Recordings page when it is processed.");
+    } else {
+      const data = await apiPost(`/api/v1/rooms/${config.roomId}/record`, { duration_minutes: RECORDING_MINUTES });
+      onRecordingState({ recordingId: data.recordingId, status: "recording" });
+    }
+  } catch (err) {
+    console.warn("recording", stopping ? "stop" : "start", "failed:", err.code, err.message);
+    toast(`${stopping ? "Could not stop the recording" : "Could not start recording"}: ${err.message}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// end-to-end encryption (rooms created with e2ee; docs/security.md)
+//
+// Every encoded frame is encrypted in a worker (e2ee-worker.js) with this page's
+// media key before it is packetized, and decrypted with the sender's key after
+// it is received; the media server forwards ciphertext. Keys: each page has an
+// ECDH P-256 identity; it broadcasts the public half (`e2ee_public_key`), and
+// sends its media key to each peer wrapped with the ECDH-derived key it shares
+// with that peer (`e2ee_key`, relayed by the server to that peer only). When
+// someone leaves, every remaining sender makes a new media key, sends it to
+// the others, and switches to it: the leaver cannot decrypt what follows.
+
+const E2EE_SWITCH_DELAY_MS = 1000; // let peers unwrap a new key before frames use it
+
+function e2eeSupport() {
+  if (!window.crypto?.subtle || !window.Worker) return null;
+  if (window.RTCRtpScriptTransform) return "script";
+  if (window.RTCRtpSender?.prototype?.createEncodedStreams) return "streams";
+  return null;
+}
+
+const e2ee = {
+  mode: config.e2ee ? e2eeSupport() : null, // script | streams | null
+  worker: null,
+  identity: null, // {keyPair, publicRaw}
+  sendKey: null, // {id, raw}: the key peers are given
+  activeKeyId: null, // the key id the worker encrypts with
+  rotations: 0,
+  peers: new Map(), // participantId -> {publicKey (base64), wrapKey}
+  pending: new Map(), // participantId -> e2ee_key frames that arrived before its public key
+  unseated: new Map(), // participantId -> e2ee_public_key that arrived before the participant did
+  received: new Map(), // key id -> {participant, raw}: keys peers gave us
+  stats: {},
+  ready: null,
+};
+state.e2ee = e2ee;
+
+function e2eeReady() {
+  if (!e2ee.ready) {
+    e2ee.ready = (async () => {
+      e2ee.worker = new Worker(new URL("./e2ee-worker.js", import.meta.url), { type: "module", name: "e2ee" });
+      e2ee.worker.onmessage = ({ data }) => {
+        if (data.type === "sendKeyActive") e2ee.activeKeyId = data.id;
+        else if (data.type === "stats") e2ee.stats = data.stats;
+      };
+      e2ee.identity = await e2eeCrypto.newIdentity();
+      e2ee.sendKey = e2eeCrypto.newMediaKey();
+      e2ee.worker.postMessage({ type: "setSendKey", id: e2ee.sendKey.id, raw: e2ee.sendKey.raw });
+    })();
+  }
+  return e2ee.ready;
+}
+
+async function e2eeAnnounce() {
+  await e2eeReady();
+  send({ type: "e2ee_public_key", public_key: e2eeCrypto.toBase64(e2ee.identity.publicRaw) });
+}
+
+async function e2eeOnPublicKey(frame) {
+  if (!config.e2ee) return;
+  await e2eeReady();
+  const from = frame.from;
+  if (!state.participants.has(from)) {
+    // Keys go only to people shown in the call: hold it until their participant_joined arrives.
+    e2ee.unseated.set(from, frame);
+    return;
+  }
+  const known = e2ee.peers.get(from);
+  if (!known || known.publicKey !== frame.public_key) {
+    const wrapKey = await e2eeCrypto.sharedWrapKey(e2ee.identity.keyPair.privateKey, e2eeCrypto.fromBase64(frame.public_key), config.roomId);
+    e2ee.peers.set(from, { publicKey: frame.public_key, wrapKey });
+  }
+  // A broadcast comes from someone (re)joining: tell them who I am. A directed one is such a reply: no echo.
+  if (!frame.to) send({ type: "e2ee_public_key", public_key: e2eeCrypto.toBase64(e2ee.identity.publicRaw), to: from });
+  await e2eeGiveKey(from, e2ee.sendKey);
+  for (const waiting of e2ee.pending.get(from) || []) await e2eeOnKey(waiting);
+  e2ee.pending.delete(from);
+}
+
+async function e2eeGiveKey(participantId, key) {
+  const peer = e2ee.peers.get(participantId);
+  if (!peer || !state.me) return;
+  const { wrapped, iv } = await e2eeCrypto.wrapMediaKey(peer.wrapKey, key.raw, { from: state.me.participantId, to: participantId, keyId: key.id });
+  send({ type: "e2ee_key", to: participantId, key_id: key.id, wrapped_key: e2eeCrypto.toBase64(wrapped), iv: e2eeCrypto.toBase64(iv) });
+}
+
+async function e2eeOnKey(frame) {
+  if (!config.e2ee) return;
+  await e2eeReady();
+  const peer = e2ee.peers.get(frame.from);
+  if (!peer) {
+    if (!e2ee.pending.has(frame.from)) e2ee.pending.set(frame.from, []);
+    e2ee.pending.get(frame.from).push(frame);
+    return;
+  }
+  let raw;
+  try {
+    raw = await e2eeCrypto.unwrapMediaKey(peer.wrapKey, e2eeCrypto.fromBase64(frame.wrapped_key), e2eeCrypto.fromBase64(frame.iv),
+      { from: frame.from, to: state.me.participantId, keyId: frame.key_id });
+  } catch {
+    console.warn("e2ee: a key from", frame.from, "does not unwrap; ignored");
+    return;
+  }
+  e2ee.received.set(frame.key_id, { participant: frame.from, raw });
+  e2ee.worker.postMessage({ type: "addKey", id: frame.key_id, raw, participant: frame.from });
+}
+
+function e2eeSeated(participantId) {
+  const frame = e2ee.unseated.get(participantId);
+  if (!frame) return;
+  e2ee.unseated.delete(participantId);
+  e2eeOnPublicKey(frame).catch((err) => console.error("e2ee public key", err));
+}
+
+function e2eeForget(participantId) {
+  e2ee.unseated.delete(participantId);
+  e2ee.peers.delete(participantId);
+  e2ee.pending.delete(participantId);
+  for (const [id, entry] of e2ee.received) if (entry.participant === participantId) e2ee.received.delete(id);
+  e2ee.worker?.postMessage({ type: "forgetParticipant", participant: participantId });
+  clearTimeout(e2eeForget.timer);
+  e2eeForget.timer = setTimeout(() => e2eeRotate().catch((err) => console.error("e2ee rotation", err)), 100);
+}
+
+// A new media key: given to everyone still here first, used for frames a moment later.
+async function e2eeRotate() {
+  await e2eeReady();
+  const key = e2eeCrypto.newMediaKey(e2ee.sendKey.id);
+  e2ee.sendKey = key; // peers who introduce themselves from now on get this one
+  e2ee.rotations += 1;
+  await Promise.all([...e2ee.peers.keys()].map((id) => e2eeGiveKey(id, key)));
+  setTimeout(() => {
+    if (e2ee.sendKey === key) e2ee.worker.postMessage({ type: "setSendKey", id: key.id, raw: key.raw });
+  }, E2EE_SWITCH_DELAY_MS);
+}
+
+function preferVp8(transceiver) {
+  // The clear header sizes are VP8's: keep H.264 (and others) out of encrypted rooms.
+  const caps = window.RTCRtpReceiver?.getCapabilities?.("video");
+  if (!caps || !transceiver.setCodecPreferences) return;
+  const codecs = caps.codecs.filter((c) => /^video\/(vp8|rtx)$/i.test(c.mimeType));
+  if (codecs.some((c) => /vp8/i.test(c.mimeType))) transceiver.setCodecPreferences(codecs);
+}
+
+function e2eeAttach(endpoint, options) {
+  if (endpoint.e2eeAttached) return;
+  endpoint.e2eeAttached = true;
+  if (e2ee.mode === "script") {
+    endpoint.transform = new RTCRtpScriptTransform(e2ee.worker, options);
+  } else {
+    const { readable, writable } = endpoint.createEncodedStreams();
+    e2ee.worker.postMessage({ type: "streams", readable, writable, options }, [readable, writable]);
+  }
+}
+
+function e2eeSender(transceiver, kind) {
+  if (kind === "video") preferVp8(transceiver);
+  e2eeAttach(transceiver.sender, { operation: "encrypt", kind });
+}
+
+function e2eeReceiver(receiver) {
+  if (!receiver.track) return;
+  e2eeAttach(receiver, { operation: "decrypt", kind: receiver.track.kind });
+}
+
+// ---------------------------------------------------------------------------
 // wiring
 
 function wire() {
@@ -1160,6 +1452,7 @@ function wire() {
   $("end-room").addEventListener("click", () => {
     if (confirm("End the meeting for everyone?")) send({ type: "end_room" });
   });
+  $("btn-record")?.addEventListener("click", toggleRecording);
   $("copy-link").addEventListener("click", async () => {
     const url = `${location.origin}/join/${config.roomId}`;
     try { await navigator.clipboard.writeText(url); toast("Link copied."); } catch { toast(url); }
@@ -1178,6 +1471,14 @@ function wire() {
 async function main() {
   wire();
   if (!$("join-form")) { setPhase("prejoin"); return; } // the room has ended
+  if (config.e2ee && !e2ee.mode) {
+    // Without Encoded Transform this browser would send media the server can read: it may not join.
+    $("app").dataset.e2ee = "unsupported";
+    $("join-button").disabled = true;
+    $("join-error").textContent = "This meeting is end-to-end encrypted, and this browser cannot encrypt calls "
+      + "(it lacks WebRTC Encoded Transform). You cannot join it from this browser; use a current Chrome, Edge, Safari or Firefox.";
+    return;
+  }
   const saved = stored();
   if (saved) {
     state.audioMuted = !!saved.audioMuted;
@@ -1189,7 +1490,8 @@ async function main() {
     $("join-error").textContent = "This browser cannot use cameras here (the page needs HTTPS).";
     state.local.stream = new MediaStream();
   } else {
-    await acquireLocal();
+    localReady = acquireLocal();
+    await localReady;
     await fillDevices();
   }
   // A reload during a call rejoins straight away.

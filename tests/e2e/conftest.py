@@ -206,7 +206,7 @@ def netns() -> Iterator[Netns]:
 
 @pytest.fixture(scope="session")
 def stack(netns: Netns) -> Iterator[Stack]:
-    """daphne on the veth host address + the media server, sharing a fresh database."""
+    """daphne on the veth host address + the media server + a Celery worker, sharing a fresh database."""
     workdir = Path(tempfile.mkdtemp(prefix="conference-e2e-"))
     web_port = _free_port(netns.host_ip)
     media_port = _free_port("127.0.0.1")
@@ -227,8 +227,18 @@ def stack(netns: Netns) -> Iterator[Stack]:
         "ICE_SERVERS": "[]",
         "CHANNEL_PREFIX": f"e2e{os.getpid()}",
         "PYTHONUNBUFFERED": "1",
+        # Recordings: the media server writes the spool, the worker composes it into MEDIA_ROOT; the
+        # worker takes tasks from a private queue (Redis with REDIS_URL, as in CI, else files in workdir).
+        "RECORDINGS_SPOOL_DIR": str(workdir / "spool"),
+        "MEDIA_ROOT": str(workdir / "media"),
+        "CELERY_QUEUE": f"e2e{os.getpid()}",
+        "CELERY_FILESYSTEM_DIR": str(workdir / "celery"),
     }
     env.pop("MEDIA_SECRET", None)
+    env.pop("CELERY_BROKER_URL", None)  # REDIS_URL if set, else filesystem:// (conference/settings.py)
+    env.pop("CELERY_TASK_ALWAYS_EAGER", None)
+    for folder in ("spool", "media", "celery/queue", "celery/processed"):
+        (workdir / folder).mkdir(parents=True, exist_ok=True)
     with _database(env, workdir):
         subprocess.run(
             [PYTHON, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True
@@ -237,6 +247,21 @@ def stack(netns: Netns) -> Iterator[Stack]:
         commands = {
             "web": [PYTHON, "-m", "daphne", "-b", netns.host_ip, "-p", str(web_port), "conference.asgi:application"],
             "media": [PYTHON, "-m", "media_server"],
+            # Composes recordings (recordings/tasks.py; needs ffmpeg). Not waited for: tasks wait in the queue.
+            "worker": [
+                PYTHON,
+                "-m",
+                "celery",
+                "-A",
+                "conference",
+                "worker",
+                "--concurrency",
+                "1",
+                "-l",
+                "info",
+                "-n",
+                f"e2e{os.getpid()}@%h",
+            ],
         }
         try:
             for name, cmd in commands.items():

@@ -223,3 +223,28 @@ def test_reload_is_back_in_the_call_with_video_within_five_seconds(
     assert elapsed < 5.0, f"back with video after {elapsed:.1f} s"
     wait_media(member, host_id)
     wait_media(host, participant_id(member))
+
+
+# getUserMedia that settles 2.5 s late: "Join now" is clicked before the camera and microphone are open.
+SLOW_GET_USER_MEDIA = """(() => {
+  const md = navigator.mediaDevices;
+  if (!md) return;
+  const getUserMedia = md.getUserMedia.bind(md);
+  md.getUserMedia = (c) => new Promise((resolve) => setTimeout(resolve, 2500)).then(() => getUserMedia(c));
+})();"""
+
+
+def test_joining_before_the_camera_is_open_still_sends_camera_and_microphone(
+    browser: Any, contexts: list[Any], stack: Any, users: dict[str, str]
+) -> None:
+    """The first page of a fresh browser opens its (fake) devices slowly; a quick "Join now" used to
+    publish senders without tracks: nobody ever received that participant (1 in 4 runs of test 1)."""
+    host = new_page(browser, contexts, stack)
+    host.context.add_init_script(SLOW_GET_USER_MEDIA)
+    log_in(host, "hana", users["hana"])
+    room_id = create_room(host, "Slow camera")
+    join_call(host, room_id)
+    member = _member(browser, contexts, stack, users, "ravi", room_id)
+    wait_media(member, participant_id(host))
+    kinds = host.evaluate("() => window.conferenceCall.pcs.camera.getSenders().map((s) => s.track && s.track.kind)")
+    assert sorted(kinds) == ["audio", "video"]

@@ -145,6 +145,9 @@ class SubscriberClient:
         return body
 
     async def answer(self, offer: dict[str, Any]) -> None:
+        if offer["sdp"] is None:  # nothing to receive yet: the server offers later (subscribe_offer)
+            self.tracks, self.revision = offer["tracks"], offer["revision"]
+            return
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         self.tracks = offer["tracks"]

@@ -154,6 +154,20 @@ async def test_fast_receive_installs_and_queues_non_media() -> None:
 
 
 def test_raw_sender_internals() -> None:
-    """make_raw_sender caches the nominated pair's transport.sendto and remote_addr."""
+    """make_raw_sender caches the nominated pair's transport.sendto and remote_addr, and bounds asyncio's queue."""
+    import asyncio.selector_events
+
     assert isinstance(inspect.getattr_static(aioice.ice.CandidatePair, "remote_addr"), property)
     assert "self.protocol" in inspect.getsource(aioice.ice.CandidatePair.__init__)
+    transport_cls = asyncio.selector_events._SelectorDatagramTransport
+    assert params(transport_cls.get_write_buffer_size) == ["self"]
+    assert "self._buffer.append(" in inspect.getsource(transport_cls.sendto)  # EAGAIN: queued, unbounded
+
+
+def test_fast_demux_internals() -> None:
+    """install_fast_demux shadows StunProtocol.datagram_received on each gathered socket."""
+    src = inspect.getsource(aioice.ice.StunProtocol.datagram_received)
+    assert "message = stun.parse_message(data)" in src
+    assert "except ValueError:\n            self.receiver.data_received(data, self.local_candidate.component)" in src
+    assert "self._protocols: list[StunProtocol] = []" in inspect.getsource(aioice.ice.Connection.__init__)
+    assert params(aioice.ice.StunProtocol.datagram_received) == ["self", "data", "addr"]

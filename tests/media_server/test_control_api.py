@@ -130,7 +130,7 @@ async def test_stale_revision_is_409(media) -> None:
     offer = await resp.json()
     resp = await media.http.post(
         "/v1/rooms/r1/participants/bob/subscribe/answer",
-        json={"protocol": 1, "sdp": offer["sdp"], "revision": offer["revision"] + 5},
+        json={"protocol": 1, "sdp": "v=0\r\n", "revision": offer["revision"] + 5},
         headers=AUTH,
     )
     assert resp.status == 409

@@ -163,3 +163,30 @@ async def test_screen_share_and_camera_at_once(media) -> None:
     await recv_frames(sub.track("alice", "camera"), 3)
     await recv_frames(sub.track("alice", "screen"), 3)
     await asyncio.gather(cam.close(), screen.close(), sub.close())
+
+
+@pytest.mark.asyncio
+async def test_first_subscriber_gets_no_empty_offer_and_the_first_track_is_pushed(media, fake_django) -> None:
+    """Nothing to receive yet: ``subscribe`` answers ``sdp: null`` with no offer outstanding (a browser cannot
+    answer an offer without m-lines); the first publication of someone else is offered at once."""
+    sub = SubscriberClient(media.http, "r1", "bob")
+    first = await sub.start()
+    assert first["sdp"] is None and first["tracks"] == []
+    stale = await media.http.post(
+        "/v1/rooms/r1/participants/bob/subscribe/answer",
+        json={"protocol": 1, "sdp": "v=0\r\n", "revision": first["revision"]},
+        headers={"Authorization": "Bearer test-secret"},
+    )
+    assert stale.status == 409  # nothing is outstanding
+    alice = PublisherClient(media.http, "r1", "alice")
+    await alice.start()
+    offer = await fake_django.wait_for(lambda e: e["type"] == "subscribe_offer" and e["participant"] == "bob")
+    assert offer["revision"] == first["revision"] + 1 and "m=" in offer["sdp"]
+    await sub.answer(offer)
+    await recv_frames(sub.track("alice", "camera"), 3)
+    await recv_frames(sub.track("alice", "microphone"), 3)
+    # a fresh subscribe in a room with tracks is a real offer again, with a newer revision
+    sub2 = SubscriberClient(media.http, "r1", "bob")
+    again = await sub2.start()
+    assert again["sdp"] is not None and again["revision"] > offer["revision"]
+    await asyncio.gather(alice.close(), sub.close(), sub2.close())

@@ -119,6 +119,25 @@ async def test_waiting_participant_may_not_signal(world: Any, fake_media: Any, s
     assert fake_media.requests == []
 
 
+async def test_subscribe_with_nothing_to_receive_relays_a_null_offer(world: Any, fake_media: Any) -> None:
+    """An empty room: the media server answers ``subscribe`` with ``sdp: null`` (no offer to answer yet)."""
+    fake_media.responses[("POST", "/subscribe")] = (200, {"protocol": 1, "sdp": None, "revision": 3, "tracks": []})
+    room = await world.room()
+    host, _ = await world.host(room)
+    await host.send({"type": "subscribe", "ref": 7})
+    assert await host.expect("offer") == {
+        "type": "offer",
+        "pc": "subscribe",
+        "sdp": None,
+        "revision": 3,
+        "tracks": [],
+        "ref": 7,
+    }
+    fake_media.responses[("POST", "/subscribe")] = (200, {"protocol": 1, "revision": 4, "tracks": []})
+    await host.send({"type": "subscribe"})
+    assert (await host.expect("error"))["code"] == "media_error"  # no "sdp" at all is still malformed
+
+
 async def test_media_server_told_when_a_participant_leaves_after_signaling(world: Any, fake_media: Any) -> None:
     fake_media.responses[("POST", "/subscribe")] = (200, {"protocol": 1, "sdp": "v=0", "revision": 1, "tracks": []})
     room = await world.room()

@@ -1,0 +1,115 @@
+"""Run the media server with bench-only instrumentation (bench/sfu_forward.py starts it).
+
+* SFU hop latency (``--probe FILE``): wraps ``Forwarder.on_rtp``; after a
+  publisher packet has been handed to the kernel for every subscriber, the
+  send time the bench publisher embedded in the payload (CLOCK_MONOTONIC,
+  shared by all processes on one machine) is subtracted from now. That is
+  publisher send -> last forwarded copy sent: the SFU's own added latency
+  (socket queueing while its loop is busy + processing), independent of how
+  fast the subscriber processes read. The cumulative histogram is written to
+  FILE every second (JSON list of [bin, count]; bins as in
+  bench/_media_clients.py). Costs ~1 µs per *incoming* packet.
+* Loop stalls (``--slow-ms N``): wraps ``asyncio.Handle._run`` (every callback
+  and task step) with ``time.thread_time()`` and logs steps that used more
+  than N ms of *CPU* to stderr. asyncio's own debug mode measures wall time,
+  which on a loaded machine mostly measures the scheduler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+import _media_common  # noqa: F401 (puts the repository root on sys.path unless PYTHONPATH overrides)
+from _media_clients import MAGIC, STAMP, Histogram
+
+from media_server import forwarder
+from media_server.__main__ import serve
+from media_server.config import parse_config
+
+
+def install_probe(path: str) -> asyncio.Task[None] | None:
+    hist = Histogram()
+    original = forwarder.Forwarder.on_rtp
+    unpack = STAMP.unpack_from
+    clock = time.monotonic_ns
+
+    def on_rtp(self: forwarder.Forwarder, packet: Any, codec: Any) -> None:
+        original(self, packet, codec)
+        payload = packet.payload
+        if self.downstreams and payload[:2] == MAGIC and len(payload) >= STAMP.size:
+            hist.add((clock() - unpack(payload)[1]) / 1e6)
+
+    forwarder.Forwarder.on_rtp = on_rtp  # type: ignore[method-assign]
+
+    async def dump() -> None:
+        while True:
+            await asyncio.sleep(1)
+            tmp = path + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(list(hist.bins.items()), f)
+            os.replace(tmp, path)
+
+    return asyncio.ensure_future(dump())
+
+
+def install_slow_step_log(slow_ms: float) -> None:
+    original = asyncio.events.Handle._run
+    threshold = slow_ms / 1000
+    log = logging.getLogger("slow_step")
+
+    def describe(handle: asyncio.Handle) -> str:
+        task = getattr(handle._callback, "__self__", None)  # TaskStepMethWrapper -> Task
+        if not isinstance(task, asyncio.Task):
+            return repr(handle)[:200]
+        coro: Any = task.get_coro()
+        chain = []
+        while coro is not None and len(chain) < 8:
+            chain.append(getattr(coro, "__qualname__", type(coro).__name__))
+            coro = getattr(coro, "cr_await", None)
+        return " > ".join(chain)
+
+    def timed_run(self: asyncio.Handle) -> None:
+        start = time.thread_time()
+        what = describe(self)  # where the task resumes
+        original(self)
+        used = time.thread_time() - start
+        if used > threshold:
+            log.warning("slow step %.1f ms cpu %s", used * 1000, what)
+
+    asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--probe", help="write the SFU hop latency histogram here")
+    parser.add_argument("--slow-ms", type=float, default=0, help="log loop steps using more CPU than this")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = parse_config([])
+    if args.slow_ms:
+        install_slow_step_log(args.slow_ms)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        probe = install_probe(args.probe) if args.probe else None
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await serve(config, stop)
+        finally:
+            if probe is not None:
+                probe.cancel()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
