@@ -50,6 +50,8 @@ class Config:
     turn_secret: str = ""
     turn_urls: tuple[str, ...] = ()
     turn_ttl: int = DEFAULT_TURN_TTL
+    # Bearer token that opens GET /metrics only (the control secret opens it too); "" = none.
+    metrics_token: str = ""
 
 
 _OPTIONS: list[tuple[str, str, str]] = [
@@ -65,6 +67,7 @@ _OPTIONS: list[tuple[str, str, str]] = [
     ("MEDIA_TURN_SECRET", "--turn-secret", "coturn static-auth-secret: time-limited TURN credentials per connection"),
     ("MEDIA_TURN_URLS", "--turn-urls", "comma-separated TURN URLs (aiortc uses the first turn:/turns: one)"),
     ("MEDIA_TURN_TTL_SECONDS", "--turn-ttl", "lifetime of those TURN credentials in seconds (default 43200)"),
+    ("MEDIA_METRICS_TOKEN", "--metrics-token", "bearer token for GET /metrics only (Prometheus)"),
 ]
 
 
@@ -155,4 +158,5 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         turn_secret=turn_secret,
         turn_urls=turn_urls,
         turn_ttl=turn_ttl,
+        metrics_token=values["MEDIA_METRICS_TOKEN"] or "",
     )

@@ -9,8 +9,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-from . import protocol
+from . import metrics, protocol
 from .protocol import MediaError
 from .service import MediaService
 
@@ -24,14 +25,21 @@ def _error(exc: MediaError) -> web.Response:
     return web.json_response(exc.to_json(), status=exc.status)
 
 
-def create_app(service: MediaService, secret: str) -> web.Application:
-    """The control application; every route needs ``Authorization: Bearer <secret>``."""
+def create_app(service: MediaService, secret: str, metrics_token: str = "") -> web.Application:
+    """The control application; every route needs ``Authorization: Bearer <secret>``.
+
+    ``GET /metrics`` also accepts ``Bearer <metrics_token>`` (when set), which opens nothing else.
+    """
     expected = f"Bearer {secret}".encode()
+    metrics_expected = f"Bearer {metrics_token}".encode() if metrics_token else None
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         given = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
+        scraper = (
+            metrics_expected is not None and request.path == "/metrics" and hmac.compare_digest(given, metrics_expected)
+        )
+        if not scraper and not hmac.compare_digest(given, expected):
             return _error(protocol.Unauthorized("missing or wrong bearer secret"))
         try:
             return await handler(request)
@@ -115,8 +123,13 @@ def create_app(service: MediaService, secret: str) -> web.Application:
         await service.stop_recording(room=request.match_info["room"], recording=recording)
         return web.Response(status=204)
 
+    async def metrics_handler(request: web.Request) -> web.Response:
+        body = generate_latest(await metrics.snapshot(service))
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
+
     base = "/v1/rooms/{room}/participants/{participant}"
     app.router.add_get("/v1/health", health)
+    app.router.add_get("/metrics", metrics_handler)
     app.router.add_post(base + "/publish", publish)
     app.router.add_delete(base + "/publish/{pc}", unpublish)
     app.router.add_post(base + "/subscribe", subscribe)

@@ -153,6 +153,8 @@ class Slot:
     attached: PublishedTrack | None = None
     info: TrackInfo | None = None
     pending: bool = field(default=True)
+    nacks_received: int = 0  # RTCP feedback from the subscriber (media_server/metrics.py)
+    keyframe_requests_received: int = 0
 
 
 class Subscriber:
@@ -238,9 +240,12 @@ class Subscriber:
 
         async def on_feedback(kind_: str, lost: list[int]) -> None:
             if kind_ == "nack":
+                slot.nacks_received += 1
                 downstream.retransmit(lost)
-            elif slot.attached is not None:
-                slot.attached.forwarder.request_keyframe()
+            else:
+                slot.keyframe_requests_received += 1
+                if slot.attached is not None:
+                    slot.attached.forwarder.request_keyframe()
 
         hooks.hook_sender_feedback(sender, on_feedback)
         self.slots.append(slot)

@@ -15,6 +15,7 @@ from aiortc import RTCPeerConnection
 from . import aiortc_hooks as hooks
 from . import protocol
 from .config import Config
+from .metrics import Totals
 from .participant import PublishedTrack, Publisher, Subscriber, peer_dtls
 from .protocol import PeerNotFound, TrackInfo
 from .recorder import Recorder
@@ -59,6 +60,7 @@ class Room:
         self._watch: dict[int, _Watch] = {}
         self.closed = False
         self.forwarded_retired = 0
+        self.retired = Totals()  # counters of closed connections (media_server/metrics.py)
         self.recorder: Recorder | None = None
         self._watchdog = asyncio.create_task(self._run_watchdog(), name=f"room-{room_id}-watchdog")
 
@@ -299,6 +301,7 @@ class Room:
         self._watch.pop(id(publisher.pc), None)
         if self.recorder is not None:
             self.recorder.remove_tracks(publisher.tracks)
+        self.retired.add_publisher(publisher)
         await publisher.close()
         if any(t.source == "microphone" for t in publisher.tracks):
             self.speaker.remove(p.id)
@@ -314,6 +317,10 @@ class Room:
         p.subscriber = None
         self._watch.pop(id(subscriber.pc), None)
         self.forwarded_retired += subscriber.forwarded_packets()
+        try:
+            await self.retired.add_subscriber(subscriber)
+        except Exception:  # statistics must never break a close
+            logger.exception("room %s: could not read the subscriber's statistics", self.id)
         await subscriber.close()
         self._emit(protocol.peer_state_event(self.id, p.id, "subscribe", "closed", reason))
 

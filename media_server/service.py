@@ -8,6 +8,7 @@ from typing import Any
 
 from .config import Config
 from .events import EventSink
+from .metrics import Totals
 from .protocol import RecordingNotFound, RoomNotFound, TrackInfo
 from .recorder import MANIFEST_NAME
 from .room import Room
@@ -28,6 +29,7 @@ class MediaService:
         self.events = events
         self.rooms: dict[str, Room] = {}
         self.forwarded_retired = 0
+        self.retired = Totals()  # counters of closed rooms (media_server/metrics.py)
 
     def _room(self, room_id: str, create: bool = False) -> Room:
         room = self.rooms.get(room_id)
@@ -92,6 +94,7 @@ class MediaService:
         async with r.lock:
             await r.close()
         self.forwarded_retired += r.forwarded_packets()
+        self.retired.add(r.retired)
 
     def health(self) -> dict[str, Any]:
         return {
