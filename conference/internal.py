@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -63,6 +65,52 @@ async def media_events(request: HttpRequest) -> HttpResponse:
     return HttpResponse(status=204)
 
 
+def _database_ping() -> None:
+    """SELECT 1 on a fresh connection, closed again: it runs on an executor thread (not Channels' DB thread,
+    so a queue of socket hops cannot delay it), and a connection left open there would linger per thread."""
+    from django.db import connection
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    finally:
+        connection.close()
+
+
+async def _channel_layer_ping() -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer configured")
+    channel = await layer.new_channel("health")
+    await layer.send(channel, {"type": "health.ping"})
+    await layer.receive(channel)
+
+
+async def _check(probe: Callable[[], Awaitable[None]], seconds: float) -> str:
+    try:
+        async with asyncio.timeout(seconds):
+            await probe()
+    except TimeoutError:
+        return "timeout"
+    except Exception as exc:
+        logger.warning("health check failed: %r", exc)
+        return "error"
+    return "ok"
+
+
 @require_GET
-def health(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"status": "ok", "groups_prefix": groups.room_group("")})
+async def health(request: HttpRequest) -> JsonResponse:
+    """Liveness + readiness of this web process: 200 when the database and the channel layer
+    (Redis) answer within HEALTH_CHECK_TIMEOUT_SECONDS each, else 503 with the failing check."""
+    timeout = settings.HEALTH_CHECK_TIMEOUT_SECONDS
+    database, layer = await asyncio.gather(
+        _check(sync_to_async(_database_ping, thread_sensitive=False), timeout),
+        _check(_channel_layer_ping, timeout),
+    )
+    ok = database == layer == "ok"
+    body = {
+        "status": "ok" if ok else "unavailable",
+        "checks": {"database": database, "channel_layer": layer},
+        "groups_prefix": groups.room_group(""),
+    }
+    return JsonResponse(body, status=200 if ok else 503)

@@ -85,6 +85,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "conference.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -288,6 +289,12 @@ TURN_URLS = env_list("TURN_URLS")
 TURN_TTL_SECONDS = int(env("TURN_TTL_SECONDS", str(12 * 3600)))
 if TURN_URLS and not TURN_SECRET and PRODUCTION:
     raise ImproperlyConfigured("TURN_URLS needs TURN_SECRET (coturn's static-auth-secret)")
+# GET /metrics (conference/metrics.py): open in local/test; in production only with
+# "Authorization: Bearer <METRICS_TOKEN>" or from METRICS_ALLOWED_IPS (addresses/CIDRs; never nginx's own address).
+METRICS_TOKEN = env("METRICS_TOKEN")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS")
+# /healthz gives up on the database or the channel layer after this long (503).
+HEALTH_CHECK_TIMEOUT_SECONDS = float(env("HEALTH_CHECK_TIMEOUT_SECONDS", "2"))
 
 LOGGING = {
     "version": 1,

@@ -4,7 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from chat.apis import ChatHistoryApi
-from conference import accounts, internal
+from conference import accounts, internal, metrics
 from recordings import apis as recording_apis
 from recordings.downloads import recording_file
 from rooms import apis as room_apis
@@ -56,5 +56,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("internal/media/v1/events", internal.media_events, name="media-events"),
     path("healthz", internal.health, name="health"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("recordings/files/<str:token>", recording_file, name="recording-file"),
 ]

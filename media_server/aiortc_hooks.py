@@ -30,6 +30,7 @@ from typing import Any
 
 import aioice.ice
 import pylibsrtp
+import pylibsrtp._binding
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -56,6 +57,45 @@ from aiortc.rtp import (
 _ORIGINAL_GET_HOST_ADDRESSES = aioice.ice.get_host_addresses
 _NTP_EPOCH = 2208988800  # seconds from 1900-01-01 to 1970-01-01
 MAX_SEND_BUFFER = 64 * 1024  # bytes queued in asyncio for one peer before media packets are dropped
+MAX_DRAIN = 32  # extra datagrams read from one ICE socket per event-loop wake-up
+_SRTP_MAX_TRAILER_LEN = pylibsrtp.SRTP_MAX_TRAILER_LEN  # type: ignore[attr-defined]
+_SRTP_MAX_SRTCP_TRAILER_LEN = pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN  # type: ignore[attr-defined]
+
+
+def srtp_processor(session: pylibsrtp.Session, operation: str) -> Callable[[bytes], bytes]:
+    """A cheaper ``session.<operation>(data)`` ("protect", "protect_rtcp", "unprotect").
+
+    pylibsrtp's ``Session.__process`` allocates a cffi ``int *`` and re-checks
+    the argument type on every call; this binds the session's C handle, its
+    1500-byte work buffer and one length cell once. Same C calls, same result
+    (``bytes``), same errors (``pylibsrtp.Error`` / ``ValueError``).
+    """
+    lib = pylibsrtp._binding.lib
+    func, trailer = {
+        "protect": (lib.srtp_protect, _SRTP_MAX_TRAILER_LEN),
+        "protect_rtcp": (lib.srtp_protect_rtcp, _SRTP_MAX_SRTCP_TRAILER_LEN),
+        "unprotect": (lib.srtp_unprotect, 0),
+    }[operation]
+    cdata = session._cdata  # type: ignore[attr-defined]
+    buffer = session._buffer  # type: ignore[attr-defined]
+    srtp = session._srtp[0]  # type: ignore[attr-defined]
+    limit = len(cdata) - trailer
+    length = pylibsrtp._binding.ffi.new("int *")
+    check = pylibsrtp._srtp_assert  # type: ignore[attr-defined]
+
+    def process(data: bytes) -> bytes:
+        n = len(data)
+        if n > limit:
+            raise ValueError("packet is too long")
+        length[0] = n
+        buffer[0:n] = data
+        rc = func(srtp, cdata, length)
+        if rc:
+            check(rc)
+        return buffer[0 : length[0]]  # type: ignore[no-any-return]
+
+    process.session = session  # type: ignore[attr-defined]  # keeps the C handle alive
+    return process
 
 
 def set_ice_host_addresses(addresses: Sequence[str] | None) -> None:
@@ -224,6 +264,7 @@ def install_fast_receive(dtls: RTCDtlsTransport, receivers: Sequence[ForwardingR
     connected = State.CONNECTED
     parse = RtpPacket.parse
     srtp_error = pylibsrtp.Error
+    unprotect: list[Any] = [None, None]  # (session, its srtp_processor)
 
     def data_received(data: bytes, component: int) -> None:
         rx = dtls._rx_srtp
@@ -238,8 +279,10 @@ def install_fast_receive(dtls: RTCDtlsTransport, receivers: Sequence[ForwardingR
             return
         dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
         dtls._RTCDtlsTransport__rx_bytes += len(data)  # type: ignore[attr-defined]
+        if rx is not unprotect[0]:
+            unprotect[:] = [rx, srtp_processor(rx, "unprotect")]
         try:
-            packet = parse(rx.unprotect(data), extensions_map)
+            packet = parse(unprotect[1](data), extensions_map)
         except (srtp_error, ValueError):
             return
         receiver = router.route_rtp(packet)
@@ -266,14 +309,34 @@ def install_fast_demux(dtls: RTCDtlsTransport) -> None:
             continue
         stun_path = protocol.datagram_received
         component = protocol.local_candidate.component
+        transport = protocol.transport
+        sock = getattr(transport, "_sock", None)  # asyncio's _SelectorDatagramTransport
 
         def datagram_received(
-            data: bytes, addr: tuple[Any, ...], stun_path: Any = stun_path, component: int = component
+            data: bytes,
+            addr: tuple[Any, ...],
+            stun_path: Any = stun_path,
+            component: int = component,
+            recvfrom: Any = sock.recvfrom if sock is not None else None,
         ) -> None:
             if data and 127 < data[0] < 192:
                 connection.data_received(data, component)
             else:
                 stun_path(data, addr)
+            if recvfrom is None:
+                return
+            # Drain what else is queued on the socket now: one epoll wake-up + loop
+            # iteration per datagram is most of the receive cost. Bounded so one
+            # busy socket cannot starve the loop; errors are left to asyncio's next read.
+            for _ in range(MAX_DRAIN):
+                try:
+                    data, addr = recvfrom(2048)
+                except OSError:
+                    return
+                if data and 127 < data[0] < 192:
+                    connection.data_received(data, component)
+                else:
+                    stun_path(data, addr)
 
         protocol.datagram_received = datagram_received  # type: ignore[assignment]
 
@@ -357,12 +420,13 @@ def make_raw_sender(dtls: RTCDtlsTransport, rtcp: bool = False) -> Callable[[byt
     """
     connection = dtls.transport._connection
     nominated = connection._nominated
-    protect = pylibsrtp.Session.protect_rtcp if rtcp else pylibsrtp.Session.protect
+    operation = "protect_rtcp" if rtcp else "protect"
     connected = State.CONNECTED
     # (pair, its datagram transport's sendto, remote address, buffered-bytes
-    # getter): resolved once per nominated pair (``remote_addr`` is a property
-    # building a tuple).
-    route: list[Any] = [None, None, None, None]
+    # getter, the raw socket's sendto or None): resolved once per nominated
+    # pair (``remote_addr`` is a property building a tuple).
+    route: list[Any] = [None, None, None, None, None]
+    srtp: list[Any] = [None, None]  # (session, its srtp_processor)
 
     def send(data: bytes) -> bool:
         if dtls._state is not connected:
@@ -372,10 +436,25 @@ def make_raw_sender(dtls: RTCDtlsTransport, rtcp: bool = False) -> Callable[[byt
             if pair is None:
                 return False
             transport = pair.protocol.transport
-            route[:] = [pair, transport.sendto, pair.remote_addr, transport.get_write_buffer_size]  # type: ignore[attr-defined]
-        if route[3]() > MAX_SEND_BUFFER:
-            return False  # the peer is not draining: drop rather than queue (stale media is useless)
-        route[1](protect(dtls._tx_srtp, data), route[2])
+            sock = getattr(transport, "_sock", None)
+            direct = sock.sendto if sock is not None and not transport.get_extra_info("peername") else None
+            route[:] = [pair, transport.sendto, pair.remote_addr, transport.get_write_buffer_size, direct]  # type: ignore[attr-defined]
+        session = dtls._tx_srtp
+        if session is not srtp[0]:
+            srtp[:] = [session, srtp_processor(session, operation)]
+        if route[3]():  # asyncio already queues for this peer: keep the order, bound the queue
+            if route[3]() > MAX_SEND_BUFFER:
+                return False  # the peer is not draining: drop rather than queue (stale media is useless)
+            route[1](srtp[1](data), route[2])
+            return True
+        packet = srtp[1](data)
+        if route[4] is None:
+            route[1](packet, route[2])
+            return True
+        try:
+            route[4](packet, route[2])  # the socket directly: asyncio's sendto re-checks type/address/state
+        except OSError:
+            route[1](packet, route[2])  # EAGAIN: asyncio queues and retries when writable; errors reported as usual
         return True
 
     return send

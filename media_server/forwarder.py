@@ -30,6 +30,7 @@ KEYFRAME_REQUEST_INTERVAL = 0.5  # at most one PLI per publisher track per this 
 RETRANSMIT_INTERVAL = 0.1  # a NACKed packet is resent at most once per this many seconds
 _NTP_EPOCH = 2208988800
 _pack = RTP_HEADER.pack
+_join = b"".join  # one allocation per copy (header + ext + payload), not two
 
 Sink = Callable[[RtpPacket, RTCRtpCodecParameters], None]
 """Gets every publisher packet, unmodified, synchronously (e.g. a recorder): must be cheap, never raise
@@ -135,7 +136,7 @@ class Downstream:
             self.needs_rebase = self.waiting_keyframe = False
         oseq = (seq + self.seq_offset) & 0xFFFF
         ots = (ts + self.ts_offset) & 0xFFFFFFFF
-        data = _pack(0x90 if ext else 0x80, (marker << 7) | pt, oseq, ots, self.ssrc) + ext + payload
+        data = _join((_pack(0x90 if ext else 0x80, (marker << 7) | pt, oseq, ots, self.ssrc), ext, payload))
         slot = oseq & _HISTORY_MASK
         self.history_seq[slot] = oseq
         self.history[slot] = data

@@ -21,6 +21,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from conference.metrics import SOCKETS_OPEN
+
 from . import groups, presence, socket_actions
 from .e2ee import e2ee_relay
 from .media_client import MediaClient, MediaError
@@ -59,6 +61,7 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.chat_high_water = 0
         self.ticker: asyncio.Task[None] | None = None
         self.wake_ticker = asyncio.Event()  # set when the schedule changes (joined)
+        self.counted_open = False  # in the conference_websockets_open gauge
 
     # --- connection lifecycle -------------------------------------------------
 
@@ -76,9 +79,14 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.chat_bucket = TokenBucket(rate=settings.SOCKET_CHAT_RATE_PER_SECOND, burst=settings.SOCKET_CHAT_BURST)
         self.frame_bucket = TokenBucket(rate=settings.SOCKET_FRAME_RATE_PER_SECOND, burst=settings.SOCKET_FRAME_BURST)
         await self.accept()
+        SOCKETS_OPEN.inc()
+        self.counted_open = True
         self.ticker = asyncio.create_task(self._tick_forever())
 
     async def disconnect(self, code: int) -> None:
+        if self.counted_open:
+            SOCKETS_OPEN.dec()
+            self.counted_open = False
         if self.ticker is not None and self.ticker is not asyncio.current_task():
             self.ticker.cancel()
         for group in list(self.subscribed):

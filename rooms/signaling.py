@@ -62,6 +62,17 @@ def media_event_frames(event: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
             "sources": event.get("sources", []),
         }
         return [(groups.room_group(room), frame)]
+    if kind == "track_unavailable":
+        raw_track = event.get("track")
+        track: dict[str, Any] = raw_track if isinstance(raw_track, dict) else {}
+        frame = {
+            "type": "track_unavailable",
+            "mid": event.get("mid"),
+            "reason": event.get("reason"),
+            "codec": event.get("codec"),
+            "track": {key: track.get(key) for key in ("mid", "participant", "pc", "source", "kind")},
+        }
+        return [(groups.participant_group(room, participant), frame)]
     return []
 
 

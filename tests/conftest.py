@@ -44,7 +44,12 @@ REQUIREMENTS = {
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Outside CI, deselect tests whose requirement (browser, Redis, ffmpeg) is missing,
-    with a note. CI installs and runs everything: there, a missing requirement fails the test."""
+    with a note. CI installs and runs everything: there, a missing requirement fails the test.
+
+    Browser tests run last: Playwright's sync API keeps an event loop running in
+    the main thread until its session fixture ends, which async tests cannot share.
+    """
+    items.sort(key=lambda item: bool(item.get_closest_marker("e2e")))  # stable: keeps each group's order
     if IN_CI:
         return
     missing: dict[str, str | None] = {}

@@ -7,6 +7,8 @@ samples rising. See conftest.py for the network-namespace harness.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,12 @@ from e2e_helpers import (
 )
 
 pytestmark = pytest.mark.e2e
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# The README's screenshots are refreshed with E2E_UPDATE_SCREENSHOTS=1; otherwise they go to a temp folder.
+SCREENSHOTS = (
+    Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+    if os.environ.get("E2E_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "conference-e2e-screenshots"
+)
 
 
 def _host_and_room(

@@ -171,3 +171,66 @@ def test_fast_demux_internals() -> None:
     assert "except ValueError:\n            self.receiver.data_received(data, self.local_candidate.component)" in src
     assert "self._protocols: list[StunProtocol] = []" in inspect.getsource(aioice.ice.Connection.__init__)
     assert params(aioice.ice.StunProtocol.datagram_received) == ["self", "data", "addr"]
+
+
+def test_srtp_processor_matches_pylibsrtp() -> None:
+    """srtp_processor binds pylibsrtp.Session internals (_cdata, _buffer, _srtp, _srtp_assert, _binding.lib)."""
+    import os
+
+    import pylibsrtp
+
+    key = os.urandom(30)
+    tx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    ref = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    rx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
+    protect = aiortc_hooks.srtp_processor(tx, "protect")
+    unprotect = aiortc_hooks.srtp_processor(rx, "unprotect")
+    rtp = b"\x80\x60\x00\x01" + b"\x00\x00\x00\x02" + b"\x00\x00\x00\x03" + b"payload" * 10
+    protected = protect(rtp)
+    assert isinstance(protected, bytes) and protected == ref.protect(rtp)
+    assert unprotect(protected) == rtp
+    with pytest.raises(pylibsrtp.Error):
+        unprotect(protected)  # replay
+    with pytest.raises(ValueError):
+        protect(b"\x80" * 1500)
+    rtcp = b"\x80\xc8\x00\x06" + b"\x00\x00\x00\x02" + b"\x00" * 20
+    assert aiortc_hooks.srtp_processor(tx, "protect_rtcp")(rtcp) == ref.protect_rtcp(rtcp)
+
+
+def test_direct_socket_internals() -> None:
+    """make_raw_sender / install_fast_demux use asyncio's datagram transport's raw socket (``_sock``)."""
+    import asyncio.selector_events
+
+    transport_cls = asyncio.selector_events._SelectorDatagramTransport
+    read_ready = inspect.getsource(transport_cls._read_ready)
+    assert "self._sock.recvfrom(self.max_size)" in read_ready
+    assert "self._protocol.datagram_received(data, addr)" in read_ready
+    assert "self._sock.sendto(data, addr)" in inspect.getsource(transport_cls.sendto)
+    assert "self._sock = sock" in inspect.getsource(asyncio.selector_events._SelectorTransport.__init__)
+
+
+@pytest.mark.asyncio
+async def test_fast_demux_drains_socket() -> None:
+    """Datagrams queued on an ICE socket are all handled in one datagram_received call."""
+    import socket
+
+    aiortc_hooks.set_ice_host_addresses(["127.0.0.1"])
+    pc = RTCPeerConnection()
+    transceiver = pc.addTransceiver("video", direction="recvonly")
+    try:
+        await pc.setLocalDescription(await pc.createOffer())
+    finally:
+        aiortc_hooks.set_ice_host_addresses(None)
+    dtls = transceiver.receiver.transport
+    connection = dtls.transport._connection
+    got: list[tuple[bytes, int]] = []
+    connection.data_received = lambda data, component: got.append((data, component))
+    aiortc_hooks.install_fast_demux(dtls)
+    protocol = connection._protocols[0]
+    addr = protocol.transport.get_extra_info("sockname")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for i in range(3):
+            s.sendto(bytes([0x80, i]), addr[:2])  # loopback: queued on the ICE socket before sendto returns
+        protocol.datagram_received(b"\x80\xff", ("127.0.0.1", 1))  # no await: the loop has not read them
+    assert got == [(b"\x80\xff", 1), (b"\x80\x00", 1), (b"\x80\x01", 1), (b"\x80\x02", 1)]
+    await pc.close()

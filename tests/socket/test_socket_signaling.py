@@ -178,3 +178,34 @@ async def test_media_events_posted_by_the_media_server_reach_the_participant_soc
     offer = await host.expect("offer")
     assert (offer["pc"], offer["sdp"], offer["revision"]) == ("subscribe", "v=0 x", 2)
     assert (await host.expect("active_speaker"))["participantId"] == host.participant_id
+
+
+def test_media_events_map_to_frames_for_the_right_group() -> None:
+    """Pure mapping: offers and track_unavailable go to one participant, speaker/publication to the room."""
+    from rooms import groups
+    from rooms.signaling import media_event_frames
+
+    track = {"mid": "1", "participant": "p2", "pc": "camera", "source": "camera", "kind": "video", "extra": 1}
+    [(group, frame)] = media_event_frames(
+        {
+            "type": "track_unavailable",
+            "room": "r1",
+            "participant": "p1",
+            "mid": "1",
+            "reason": "no_common_codec",
+            "codec": "video/h264",
+            "track": track,
+        }
+    )
+    assert group == groups.participant_group("r1", "p1")
+    assert frame == {
+        "type": "track_unavailable",
+        "mid": "1",
+        "reason": "no_common_codec",
+        "codec": "video/h264",
+        "track": {k: track[k] for k in ("mid", "participant", "pc", "source", "kind")},
+    }
+    [(group, frame)] = media_event_frames({"type": "active_speaker", "room": "r1", "participant": "p1"})
+    assert group == groups.room_group("r1") and frame == {"type": "active_speaker", "participantId": "p1"}
+    assert media_event_frames({"type": "active_speaker", "room": "../x", "participant": "p1"}) == []
+    assert media_event_frames({"type": "unknown", "room": "r1", "participant": "p1"}) == []
