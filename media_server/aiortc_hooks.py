@@ -116,6 +116,49 @@ def set_ice_host_addresses(addresses: Sequence[str] | None) -> None:
     aioice.ice.get_host_addresses = get_host_addresses  # type: ignore[attr-defined]
 
 
+def bundle_remote_candidates(sdp: str) -> str:
+    """Give every m-line of the remote SDP's BUNDLE group the tagged m-line's candidates.
+
+    With max-bundle, aiortc's ``setRemoteDescription`` keeps the candidates of
+    only the *last* m-line for the shared ICE transport
+    (``iceCandidates[iceTransport] = media`` is overwritten per m-line). A
+    browser offer gathers one port per m-line, and after BUNDLE the browser
+    keeps only the first (tagged) m-line's port: aiortc would check (and may
+    succeed on, until the answer lands) a port the browser is about to drop,
+    and only learns the real one as a peer-reflexive candidate. Copying the
+    tagged m-line's candidate lines to the other bundled m-lines makes aiortc
+    use the right ones. SDPs without a BUNDLE group are returned unchanged.
+    """
+    eol = "\r\n" if "\r\n" in sdp else "\n"
+    lines = sdp.split(eol)
+    trailing = lines[-1] == ""
+    if trailing:
+        lines.pop()
+    sections: list[list[str]] = [[]]
+    for line in lines:
+        if line.startswith("m="):
+            sections.append([])
+        sections[-1].append(line)
+    session, media = sections[0], sections[1:]
+    group = next((line.split()[1:] for line in session if line.startswith("a=group:BUNDLE ")), [])
+    mids = [next((line[6:] for line in m if line.startswith("a=mid:")), None) for m in media]
+    if not group or group[0] not in mids:
+        return sdp
+
+    def is_candidate(line: str) -> bool:
+        return line.startswith(("a=candidate:", "a=end-of-candidates"))
+
+    tagged = [line for line in media[mids.index(group[0])] if is_candidate(line)]
+    if not tagged:
+        return sdp
+    out = list(session)
+    for mid, section in zip(mids, media, strict=True):
+        if mid in group and mid != group[0]:
+            section = [line for line in section if not is_candidate(line)] + tagged
+        out.extend(section)
+    return eol.join(out) + (eol if trailing else "")
+
+
 # --------------------------------------------------------------------------
 # Publisher side: a receiver that forwards instead of decoding
 # --------------------------------------------------------------------------

@@ -82,7 +82,9 @@ class Publisher:
         parse_sdp(offer_sdp)
         await asyncio.sleep(0)  # let queued media through between the ~1 ms SDP steps of a join
         try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            await self.pc.setRemoteDescription(
+                RTCSessionDescription(sdp=hooks.bundle_remote_candidates(offer_sdp), type="offer")
+            )
         except OperationError as exc:
             # aiortc: "Failed to set remote <kind> description send parameters"
             raise NoCommonCodec(f"no common codec: {exc}") from exc
@@ -263,7 +265,9 @@ class Subscriber:
         description = parse_sdp(answer_sdp) if "m=" in answer_sdp else None
         await asyncio.sleep(0)
         try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+            await self.pc.setRemoteDescription(
+                RTCSessionDescription(sdp=hooks.bundle_remote_candidates(answer_sdp), type="answer")
+            )
         except (ValueError, OperationError, InvalidAccessError, InvalidStateError) as exc:
             raise InvalidSdp(f"answer rejected: {exc}") from exc
         self.outstanding = None

@@ -85,16 +85,24 @@ class PublisherClient:
         audio: bool = True,
         amplitude: int = 8000,
         video_codec: str | None = None,
+        browser_ports: bool = False,
     ) -> None:
         self.http, self.room, self.participant, self.pc_name = http, room, participant, pc_name
         self.video_codec = video_codec  # e.g. "H264": offer only that codec (+ RTX)
-        self.pc = new_pc()
+        # browser_ports: offer like Chrome does ("balanced"): a BUNDLE group but one port per
+        # m-line, video first; after the answer only the first (tagged) m-line's port lives on.
+        self.browser_ports = browser_ports
+        self.pc = (
+            RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.BALANCED))
+            if browser_ports
+            else new_pc()
+        )
         self.video = PatternVideoTrack() if video else None
         self.audio = ToneAudioTrack(amplitude) if audio else None
         self.keyframe_requests = 0
 
     async def start(self) -> dict[str, Any]:
-        for track in (self.audio, self.video):
+        for track in (self.video, self.audio) if self.browser_ports else (self.audio, self.video):
             if track is not None:
                 transceiver = self.pc.addTransceiver(track, direction="sendonly")
                 if track.kind == "video" and self.video_codec:

@@ -234,3 +234,48 @@ async def test_fast_demux_drains_socket() -> None:
         protocol.datagram_received(b"\x80\xff", ("127.0.0.1", 1))  # no await: the loop has not read them
     assert got == [(b"\x80\xff", 1), (b"\x80\x00", 1), (b"\x80\x01", 1), (b"\x80\x02", 1)]
     await pc.close()
+
+
+def _candidate_ports(section: str) -> set[int]:
+    return {int(line.split()[5]) for line in section.splitlines() if line.startswith("a=candidate:")}
+
+
+@pytest.mark.asyncio
+async def test_bundle_remote_candidates_uses_the_tagged_m_line() -> None:
+    """aiortc keeps only the last bundled m-line's candidates; the hook makes that the tagged one's."""
+    from aiortc import RTCConfiguration, RTCSessionDescription
+    from aiortc.rtcconfiguration import RTCBundlePolicy
+
+    aiortc_hooks.set_ice_host_addresses(["127.0.0.1"])
+    # A browser-like offer: BUNDLE group, but one port per m-line (aiortc's "balanced" policy).
+    offerer = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.BALANCED))
+    offerer.addTransceiver("video", direction="sendonly")
+    offerer.addTransceiver("audio", direction="sendonly")
+    try:
+        await offerer.setLocalDescription(await offerer.createOffer())
+        sdp = offerer.localDescription.sdp
+        assert "a=group:BUNDLE 0 1" in sdp
+        video, audio = sdp.split("m=")[1:]
+        assert _candidate_ports(video) and _candidate_ports(video).isdisjoint(_candidate_ports(audio))
+
+        async def remote_ports(offer_sdp: str) -> set[int]:
+            pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+                transport = pc.getTransceivers()[0].receiver.transport.transport
+                return {c.port for c in transport.getRemoteCandidates()}
+            finally:
+                await pc.close()
+
+        # aiortc's own behaviour (why the hook exists): the last m-line wins.
+        assert await remote_ports(sdp) == _candidate_ports(audio)
+        fixed = aiortc_hooks.bundle_remote_candidates(sdp)
+        assert fixed.endswith("\r\n") and fixed.count("m=") == 2
+        assert _candidate_ports(fixed.split("m=")[2]) == _candidate_ports(video)
+        assert await remote_ports(fixed) == _candidate_ports(video)
+        # No BUNDLE group: unchanged.
+        unbundled = sdp.replace("a=group:BUNDLE 0 1\r\n", "")
+        assert aiortc_hooks.bundle_remote_candidates(unbundled) == unbundled
+    finally:
+        await offerer.close()
+        aiortc_hooks.set_ice_host_addresses(None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import pytest
@@ -107,6 +108,34 @@ def test_keyframe_requests_are_throttled(monkeypatch: pytest.MonkeyPatch) -> Non
         fwd.request_keyframe()
         now[0] += 0.125
     assert plis == [100.0, 100.5, 101.0]
+
+
+def test_keyframe_request_is_repeated_while_a_stream_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lost or throttled PLI must not leave a new video stream silent: re-requested every interval."""
+    now = [100.0]
+    monkeypatch.setattr("media_server.forwarder.time.monotonic", lambda: now[0])
+    plis: list[float] = []
+    fwd = Forwarder(kind="video", request_keyframe=lambda: plis.append(now[0]))
+    sent: list[bytes] = []
+    d = make_downstream(sent)
+    d.ready = False  # attached before the subscriber's transport is connected
+    fwd.attach(d)
+    for seq in range(5000, 5010):  # nothing is requested on behalf of a stream that cannot send yet
+        fwd.on_rtp(packet(seq, seq * 3000, DELTA), VP8)
+        now[0] += 0.1
+    d.ready = True
+    for seq in range(5010, 5040):  # the publisher ignores the first requests (e.g. the PLI was lost)
+        fwd.on_rtp(packet(seq, seq * 3000, DELTA), VP8)
+        now[0] += 0.1
+    assert sent == []
+    assert plis[0] == 100.0 and len(plis) >= 6  # attach, then about one per 500 ms while waiting
+    assert all(b - a >= 0.5 - 1e-9 for a, b in itertools.pairwise(plis))
+    fwd.on_rtp(packet(5040, 5040 * 3000, KEY), VP8)
+    count = len(plis)
+    for seq in range(5041, 5060):
+        fwd.on_rtp(packet(seq, seq * 3000, DELTA), VP8)
+        now[0] += 0.1
+    assert len(sent) == 20 and len(plis) == count  # flowing: no more requests
 
 
 def test_no_common_codec_is_not_forwarded() -> None:

@@ -78,6 +78,40 @@ async def test_keyframe_within_one_second_of_subscribing(media) -> None:
 
 
 @pytest.mark.asyncio
+async def test_browser_like_offer_uses_the_bundled_port_and_keyframes_keep_coming(media) -> None:
+    """Chrome offers one port per m-line and keeps only the first after BUNDLE (regression).
+
+    aiortc alone used the *last* m-line's (audio) candidates: the SFU's ICE
+    checked a port the browser drops and RTCP (PLI) could be sent to it, so a
+    late subscriber never got a keyframe. The publisher's ICE must use the
+    video (tagged) m-line's candidates, and every late subscriber gets video.
+    """
+    pub = PublisherClient(media.http, "r1", "alice", browser_ports=True)
+    await pub.start()
+    offer = pub.pc.localDescription.sdp if pub.pc.localDescription else ""
+    video_ports = {
+        int(line.split()[5]) for line in offer.split("m=")[1].splitlines() if line.startswith("a=candidate:")
+    }
+    assert offer.split("m=")[1].startswith("video") and video_ports
+    room = media.service.rooms["r1"]
+    publisher = room.participants["alice"].publishers["camera"]
+    transport = publisher.pc.getTransceivers()[0].receiver.transport.transport
+    assert {c.port for c in transport.getRemoteCandidates() if c.type == "host"} == video_ports
+    sub = SubscriberClient(media.http, "r1", "bob")
+    await sub.start()
+    await recv_frames(sub.track("alice", "camera"), 1, timeout=5)
+    assert transport._connection._nominated[1].remote_addr[1] in video_ports
+    await asyncio.sleep(0.6)  # past the first keyframe and the PLI throttle
+    for name in ("carol", "dave"):  # later subscribers depend on PLIs reaching the browser
+        late = SubscriberClient(media.http, "r1", name)
+        await late.start()
+        await recv_frames(late.track("alice", "camera"), 1, timeout=3)
+        await late.close()
+        await asyncio.sleep(0.6)
+    await asyncio.gather(pub.close(), sub.close())
+
+
+@pytest.mark.asyncio
 async def test_subscriber_pli_reaches_publisher(media) -> None:
     """A PLI sent by a subscriber is relayed (throttled) to the publisher."""
     pub = PublisherClient(media.http, "r1", "alice", audio=False)
