@@ -39,6 +39,8 @@ REQUIREMENTS = {
     "e2e": _e2e_missing,
     "redis": lambda: None if _redis_reachable() else "a Redis server (REDIS_URL or 127.0.0.1:6379)",
     "ffmpeg": lambda: None if shutil.which("ffmpeg") else "ffmpeg (apt-get install ffmpeg)",
+    "nginx": lambda: None if shutil.which("nginx") or os.path.exists("/usr/sbin/nginx") else "Debian's nginx",
+    "coturn": lambda: None if shutil.which("turnserver") else "Debian's coturn",
 }
 
 

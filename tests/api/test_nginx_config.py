@@ -25,12 +25,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "deploy" / "nginx" / "conference.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-pytestmark = [
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(not IN_CI and not Path(NGINX).exists(), reason="needs Debian's nginx (CI installs it)"),
-]
+pytestmark = [pytest.mark.timeout(120), pytest.mark.nginx]
 
 
 def _free_port() -> int:

@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_helpers import CHROMIUM, chromium_args
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 CLONE_NEWNET = 0x40000000
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-CHROMIUM = "/usr/bin/chromium"
 
 
 def _run(*cmd: str) -> None:
@@ -299,21 +299,7 @@ def browser(netns: Netns, stack: Stack) -> Iterator[Any]:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=[
-                "--use-fake-device-for-media-stream",
-                "--use-fake-ui-for-media-stream",
-                "--auto-select-desktop-capture-source=Entire screen",
-                "--autoplay-policy=no-user-gesture-required",
-                # getUserMedia needs a secure context; the harness serves plain HTTP on the veth address.
-                f"--unsafely-treat-insecure-origin-as-secure={stack.base_url}",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-features=WebRtcHideLocalIpsWithMdns",
-            ],
+            args=chromium_args(stack.base_url),
         )
         try:
             yield browser

@@ -5,6 +5,28 @@ from __future__ import annotations
 import time
 from typing import Any
 
+CHROMIUM = "/usr/bin/chromium"
+
+
+def chromium_args(origin: str) -> list[str]:
+    """Flags for a headless Chromium with fake camera, microphone and screen that may use media on ``origin``
+    (plain HTTP on a test address, so it must be treated as a secure context)."""
+    return [
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        "--auto-select-desktop-capture-source=Entire screen",
+        "--autoplay-policy=no-user-gesture-required",
+        f"--unsafely-treat-insecure-origin-as-secure={origin}",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-features=WebRtcHideLocalIpsWithMdns",
+    ]
+
+
 # Every inbound RTP stream of the page's subscribe connection, labelled with the
 # participant and source the server announced for its mid.
 INBOUND_STATS_JS = """
