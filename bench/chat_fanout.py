@@ -52,18 +52,14 @@ def pct(values: list[float], q: float) -> float:
 
 
 class Node:
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], profile: str | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        daphne = [str(Path(sys.executable).parent / "daphne")]
+        if profile:  # cProfile the whole daphne process; the stats are written when it stops (SIGTERM)
+            daphne = [sys.executable, "-m", "cProfile", "-o", profile, daphne[0]]
         self.proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "daphne"),
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "conference.asgi:application",
-            ],
+            [*daphne, "-b", "127.0.0.1", "-p", str(self.port), "conference.asgi:application"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -121,8 +117,10 @@ async def post(http: aiohttp.ClientSession, url: str, body: dict[str, Any], toke
         return await response.json()
 
 
-async def scenario(env: dict[str, str], processes: int, sockets: int, messages: int, rate: float) -> dict[str, Any]:
-    nodes = [Node(env) for _ in range(processes)]
+async def scenario(
+    env: dict[str, str], processes: int, sockets: int, messages: int, rate: float, profile: str | None = None
+) -> dict[str, Any]:
+    nodes = [Node(env, f"{profile}.{i}.prof" if profile else None) for i in range(processes)]
     http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     receivers: list[Receiver] = []
     try:
@@ -162,6 +160,20 @@ async def scenario(env: dict[str, str], processes: int, sockets: int, messages: 
             while time.perf_counter() < deadline and any(len(arrivals[c]) < sockets - 1 for c in client_ids):
                 await asyncio.sleep(0.005)
 
+        def slow(sent: dict[str, float]) -> list[str]:
+            """Messages with a delivery over 50 ms: all late (server stalled) or a few (fan-out stalled)?"""
+            first = min(sent.values())
+            out = []
+            for c, t0 in sent.items():
+                lat = sorted((t - t0) * 1000 for t in arrivals[c])
+                if lat and lat[-1] > 50:
+                    ack = (acks[c] - t0) * 1000 if c in acks else float("nan")
+                    out.append(
+                        f"{c} at +{t0 - first:.2f}s: ack {ack:.0f}, min {lat[0]:.0f}, median {lat[len(lat) // 2]:.0f}, "
+                        f"max {lat[-1]:.0f} ms, {sum(x > 50 for x in lat)} late"
+                    )
+            return out
+
         def latencies(sent: dict[str, float]) -> tuple[list[float], list[float], int]:
             lat = [(t - t0) * 1000 for c, t0 in sent.items() for t in arrivals[c]]
             ack = [(acks[c] - t0) * 1000 for c, t0 in sent.items() if c in acks]
@@ -194,6 +206,7 @@ async def scenario(env: dict[str, str], processes: int, sockets: int, messages: 
                 "p99": pct(lat, 0.99),
                 "max": max(lat),
                 "ack_p50": statistics.median(ack) if ack else float("nan"),
+                "slow": slow(sent),
             }
         return out
     finally:
@@ -236,6 +249,11 @@ async def main() -> None:
     parser.add_argument("--sockets", type=int, default=100)
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--rate", type=float, default=20.0, help="messages per second in the loaded phase")
+    parser.add_argument(
+        "--only", default="memory,redis1,redis2", help="scenarios to run (comma-separated): memory, redis1, redis2"
+    )
+    parser.add_argument("--slow", action="store_true", help="list the messages with a delivery over 50 ms")
+    parser.add_argument("--profile", metavar="PREFIX", help="cProfile each daphne into PREFIX.<scenario>.<n>.prof")
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/2")
     tag = uuid.uuid4().hex[:8]
@@ -257,24 +275,32 @@ async def main() -> None:
             memory_env = {k: v for k, v in base_env.items() if k != "REDIS_URL"}
             redis_env = {**base_env, "REDIS_URL": redis_url}
             runs = [
-                ("1 daphne, in-memory layer", memory_env, 1),
-                ("1 daphne, Redis layer", redis_env, 1),
-                ("2 daphne, Redis layer", redis_env, 2),
+                ("memory", "1 daphne, in-memory layer", memory_env, 1),
+                ("redis1", "1 daphne, Redis layer", redis_env, 1),
+                ("redis2", "2 daphne, Redis layer", redis_env, 2),
             ]
+            wanted = args.only.split(",")
             print(f"# chat fan-out: {args.sockets} sockets, {args.messages} messages per phase, DB {db}")
             print(
                 f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
             )
             print("| scenario | phase | deliveries | missing | p50 ms | p90 ms | p99 ms | max ms | ack p50 ms |")
             print("|---|---|---|---|---|---|---|---|---|")
-            for label, env, processes in runs:
-                result = await scenario(env, processes, args.sockets, args.messages, args.rate)
+            slow: list[str] = []
+            for key, label, env, processes in runs:
+                if key not in wanted:
+                    continue
+                profile = f"{args.profile}.{key}" if args.profile else None
+                result = await scenario(env, processes, args.sockets, args.messages, args.rate, profile)
                 for phase, r in result.items():
+                    slow.extend(f"{label}, {phase}: {line}" for line in r["slow"])
                     print(
                         f"| {label} | {phase} | {r['deliveries']} | {r['missing']} | {r['p50']:.1f} | {r['p90']:.1f} "
                         f"| {r['p99']:.1f} | {r['max']:.1f} | {r['ack_p50']:.1f} |",
                         flush=True,
                     )
+            if args.slow:
+                print(f"# deliveries over 50 ms: {len(slow)} messages", *slow, sep="\n# ")
         finally:
             drop_database(dbname)
 

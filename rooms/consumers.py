@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -23,7 +24,7 @@ from django.conf import settings
 
 from conference.metrics import SOCKETS_OPEN
 
-from . import groups, presence, socket_actions
+from . import events, groups, presence, socket_actions
 from .e2ee import e2ee_relay
 from .media_client import MediaClient, MediaError
 from .presence import SocketRefused, SocketSession
@@ -48,6 +49,7 @@ CLOSING_EVENTS = {"removed": Close.REMOVED, "room_ended": Close.ROOM_ENDED, "lob
 # Frames a socket may send before it is admitted (in the lobby).
 LOBBY_FRAMES = frozenset({"ping", "pong"})
 RATE_LIMITED_FRAMES = frozenset({"chat_send", "reaction"})
+R = TypeVar("R")
 
 
 class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
@@ -96,7 +98,7 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if session is None or self.close_code in (Close.REPLACED, *CLOSING_EVENTS.values()):
             return
         try:
-            left = await database_sync_to_async(presence.socket_leave)(session=session)
+            left = await self._hop(presence.socket_leave, session=session)
         except Exception:
             logger.exception("leave failed for %s", session.participant_id)
             return
@@ -184,9 +186,7 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             # Subscribe before the state change, so this socket sees every event after it.
             self.session = session
             await self._follow_groups()
-            entry = await database_sync_to_async(presence.socket_enter)(
-                session=session, last_seq=frame.data["last_seq"]
-            )
+            entry = await self._hop(presence.socket_enter, session=session, last_seq=frame.data["last_seq"])
         except SocketRefused as exc:
             self.session = None  # nothing to leave: the participant never entered through this socket
             await self._send(error_frame(exc.code, exc.message, frame.ref))
@@ -205,7 +205,7 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         )
 
     async def _act(self, session: SocketSession, frame: ClientFrame) -> None:
-        result = await database_sync_to_async(socket_actions.perform)(session=session, frame=frame)
+        result = await self._hop(socket_actions.perform, session=session, frame=frame)
         if result.chat_high_water is not None:
             self.chat_high_water = max(self.chat_high_water, result.chat_high_water)
         for out in result.frames:
@@ -233,15 +233,18 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def room_event(self, message: dict[str, Any]) -> None:
         """A room event (``rooms.events``, media events, reactions): apply this socket's rules, forward."""
-        session, frame = self.session, message["event"]
+        session = self.session
         if session is None or self.close_code is not None:
             return
-        kind = frame.get("type")
-        if kind == "chat_message":
-            msg = frame.get("message", {})
-            if msg.get("sender") == session.participant_id or msg.get("seq", 0) <= self.chat_high_water:
+        text = message.get("text")
+        if text is not None:  # a chat_message, encoded once for every socket (rooms.events)
+            if message["sender"] == session.participant_id or message["seq"] <= self.chat_high_water:
                 return  # the sender has its chat_ack; older messages came with the snapshot or a sync
-        elif kind == "lobby_admitted":
+            await self.send(text_data=text)
+            return
+        frame = message["event"]
+        kind = frame.get("type")
+        if kind == "lobby_admitted":
             await self._admitted(session)
             return
         elif kind in E2EE_TYPES and frame.get("from") == session.participant_id:
@@ -270,7 +273,7 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         session.admitted = True
         await self._follow_groups()
         try:
-            entry = await database_sync_to_async(presence.socket_enter)(session=session)
+            entry = await self._hop(presence.socket_enter, session=session)
         except SocketRefused as exc:
             await self._send(error_frame(exc.code, exc.message))
             await self._close(exc.close_code)
@@ -282,6 +285,12 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self._send(out)
 
     # --- helpers ----------------------------------------------------------------------
+
+    async def _hop(self, fn: Callable[..., R], **kwargs: Any) -> R:
+        """One database hop; the room events it committed are sent from here once it has returned."""
+        result, outgoing = await database_sync_to_async(events.collecting(fn))(**kwargs)
+        await events.publish(self.channel_layer, outgoing)
+        return result
 
     async def _follow_groups(self) -> None:
         """Be in exactly the groups the session's scope allows: its own, and the room's (and moderators') once admitted."""
@@ -333,7 +342,7 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 await asyncio.sleep(1.0)
 
     async def _touch(self, session: SocketSession) -> None:
-        tick = await database_sync_to_async(presence.socket_tick)(session=session)
+        tick = await self._hop(presence.socket_tick, session=session)
         for participant_id in tick.swept:
             await self.media.tell_quietly(room=session.room_id, participant=participant_id)
         if tick.close_code is not None:
