@@ -244,6 +244,7 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             return
         frame = message["event"]
         kind = frame.get("type")
+        promoted = False
         if kind == "lobby_admitted":
             await self._admitted(session)
             return
@@ -254,9 +255,13 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             if participant.get("participantId") == session.participant_id:
                 if kind == "participant_joined":
                     return  # the snapshot already says who I am
+                was_moderator = session.is_moderator
                 session.role = participant.get("role", session.role)
                 await self._follow_groups()
+                promoted = session.is_moderator and not was_moderator
         await self._send(frame)
+        if promoted:  # a new moderator gets the waiting room as it is now, then its lobby events
+            await self._send(await self._hop(presence.lobby_list, session=session))
         if kind == "room_ended" and self.used_media:
             # The room may have been ended over REST: make sure the media server lets go too (idempotent).
             await self.media.tell_quietly(room=session.room_id)

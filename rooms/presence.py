@@ -188,8 +188,21 @@ def room_snapshot(*, participant: Participant) -> dict[str, Any]:
         "ice_servers": ice_servers_for(user=participant.public_id),
     }
     if participant.is_moderator:
-        snapshot["lobby"] = [services.participant_public(p) for p in waiting_participants(room=room)]
+        snapshot["lobby"] = _lobby(room)
     return snapshot
+
+
+def _lobby(room: Room) -> list[dict[str, Any]]:
+    return [services.participant_public(p) for p in waiting_participants(room=room)]
+
+
+def lobby_list(*, session: SocketSession) -> dict[str, Any]:
+    """``lobby_list``: the waiting room now, for a socket whose participant just became a moderator.
+
+    The socket joins the moderators' group first, so a ``lobby_request`` or
+    ``lobby_resolved`` committed meanwhile reaches it after this list.
+    """
+    return {"type": "lobby_list", "lobby": _lobby(Room(pk=session.room_pk, public_id=session.room_id))}
 
 
 def chat_missed(*, session: SocketSession, after_seq: int, high_water: int = 0) -> tuple[list[dict[str, Any]], int]:

@@ -82,6 +82,7 @@ async def test_promote_moves_the_socket_into_the_moderators_group_and_demote_out
     await host.send({"type": "promote", "participantId": mod_grant.participant.public_id, "role": "moderator"})
     updated = await mod.expect("participant_updated")
     assert updated["participant"]["role"] == "moderator"
+    assert (await mod.expect("lobby_list"))["lobby"] == []  # nobody is waiting yet
     newcomer = await world.grant(room)
     assert (await mod.expect("lobby_request"))["participant"]["participantId"] == newcomer.participant.public_id
     await mod.send({"type": "lock_room"})  # a moderator may moderate now
@@ -255,3 +256,49 @@ async def test_snapshot_carries_latest_recording_state(world: Any) -> None:
     _, snap = await world.host(room)
     assert snap["recording_state"]["status"] == "recording"
     assert snap["recording_state"]["recordingId"].startswith("rec")
+
+
+async def test_a_promoted_moderator_gets_the_current_lobby_list_and_a_participant_never_does(world: Any) -> None:
+    room = await world.room(waiting_room=True)
+    host, _ = await world.host(room)
+    user = await world.user()
+    mod_grant = await world.grant(room, user)
+    plain_grant = await world.grant(room, name="Plain")
+    for grant in (mod_grant, plain_grant):
+        await host.send({"type": "lobby_admit", "participantId": grant.participant.public_id})
+    mod, plain = world.socket(room, mod_grant.token), world.socket(room, plain_grant.token)
+    await mod.join()
+    await plain.join()
+    await mod.expect("participant_joined")
+    first, second = await world.grant(room, name="W1"), await world.grant(room, name="W2")
+    waiting = [first.participant.public_id, second.participant.public_id]
+
+    await host.send({"type": "promote", "participantId": mod_grant.participant.public_id, "role": "moderator"})
+    assert (await mod.recv())["type"] == "participant_updated"  # the role change first, then the list
+    lobby = await mod.recv()
+    assert lobby["type"] == "lobby_list"
+    assert sorted(p["participantId"] for p in lobby["lobby"]) == sorted(waiting)
+    assert {p["display_name"] for p in lobby["lobby"]} == {"W1", "W2"}
+    await plain.expect("participant_updated")
+    await plain.nothing(ignore=("participant_joined",))  # participants never see the lobby
+
+    # The list is followed by the moderators' lobby events.
+    await host.send({"type": "lobby_admit", "participantId": first.participant.public_id})
+    assert (await mod.expect("lobby_resolved"))["participantId"] == first.participant.public_id
+
+    # Demoted: no list and no lobby events; promoted again: the list as it is now.
+    await host.send({"type": "promote", "participantId": mod_grant.participant.public_id, "role": "participant"})
+    await mod.expect("participant_updated")
+    third = await world.grant(room, name="W3")
+    await mod.nothing(ignore=("participant_joined",))
+    await host.send({"type": "promote", "participantId": mod_grant.participant.public_id, "role": "moderator"})
+    assert (await mod.recv())["type"] == "participant_updated"
+    lobby = await mod.recv()
+    assert lobby["type"] == "lobby_list"
+    assert sorted(p["participantId"] for p in lobby["lobby"]) == sorted(
+        [second.participant.public_id, third.participant.public_id]
+    )
+    # A participant_updated that does not change the role (a raised hand) sends no new list.
+    await mod.send({"type": "raise_hand"})
+    assert (await mod.expect("participant_updated"))["participant"]["hand_raised"] is True
+    await mod.nothing(ignore=("participant_joined",))
