@@ -375,6 +375,7 @@ function onFrame(frame) {
     case "participant_updated": upsertParticipant(frame.participant); break;
     case "participant_left": removeParticipant(frame.participantId); break;
     case "room_updated": onRoomUpdated(frame.settings); break;
+    case "lobby_list": state.lobby = new Map(frame.lobby.map((p) => [p.participantId, p])); renderLobby(); break;
     case "lobby_request": state.lobby.set(frame.participant.participantId, frame.participant); renderLobby(); toast(`${frame.participant.display_name} is waiting to join.`); break;
     case "lobby_resolved": state.lobby.delete(frame.participantId); renderLobby(); break;
     case "lobby_denied": finish("The host did not let you in.", "denied"); break;
