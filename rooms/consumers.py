@@ -49,8 +49,6 @@ CLOSING_EVENTS = {"removed": Close.REMOVED, "room_ended": Close.ROOM_ENDED, "lob
 # Frames a socket may send before it is admitted (in the lobby).
 LOBBY_FRAMES = frozenset({"ping", "pong"})
 RATE_LIMITED_FRAMES = frozenset({"chat_send", "reaction"})
-# Frames whose database hop runs in a thread pool (see RoomConsumer._hop).
-POOLED_FRAMES = frozenset({"chat_send", "chat_sync"})
 R = TypeVar("R")
 
 
@@ -207,8 +205,7 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         )
 
     async def _act(self, session: SocketSession, frame: ClientFrame) -> None:
-        pooled = frame.type in POOLED_FRAMES
-        result = await self._hop(socket_actions.perform, pooled=pooled, session=session, frame=frame)
+        result = await self._hop(socket_actions.perform, session=session, frame=frame)
         if result.chat_high_water is not None:
             self.chat_high_water = max(self.chat_high_water, result.chat_high_water)
         for out in result.frames:
@@ -294,17 +291,9 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     # --- helpers ----------------------------------------------------------------------
 
-    async def _hop(self, fn: Callable[..., R], *, pooled: bool = False, **kwargs: Any) -> R:
-        """One database hop; the room events it committed are sent from here once it has returned.
-
-        ``pooled`` hops (chat) run in the event loop's thread pool, one database connection per
-        thread, instead of Channels' one thread-sensitive database thread: a chat store does not
-        queue behind other sockets' heartbeats and joins. SQLite allows one writer, so there they
-        stay on the one thread.
-        """
-        parallel = pooled and settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3"
-        hop = database_sync_to_async(events.collecting(fn), thread_sensitive=not parallel)
-        result, outgoing = await hop(**kwargs)
+    async def _hop(self, fn: Callable[..., R], **kwargs: Any) -> R:
+        """One database hop; the room events it committed are sent from here once it has returned."""
+        result, outgoing = await database_sync_to_async(events.collecting(fn))(**kwargs)
         await events.publish(self.channel_layer, outgoing)
         return result
 
