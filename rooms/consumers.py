@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -64,6 +65,20 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.ticker: asyncio.Task[None] | None = None
         self.wake_ticker = asyncio.Event()  # set when the schedule changes (joined)
         self.counted_open = False  # in the conference_websockets_open gauge
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Run the handler for ``message`` without Channels' per-message database-thread hop.
+
+        Channels' ``AsyncConsumer.dispatch`` first runs ``close_old_connections`` via
+        ``sync_to_async`` on the one thread-sensitive database thread, for every message: each
+        of a chat message's 99 deliveries queued behind other sockets' database hops
+        (docs/benchmarks.md §1). This consumer uses the database only through
+        ``database_sync_to_async``, which closes stale connections around each hop itself.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     # --- connection lifecycle -------------------------------------------------
 
