@@ -10,10 +10,12 @@ gets each message exactly once.
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -66,7 +68,8 @@ async def test_concurrent_senders_get_acks_and_everyone_else_each_message_exactl
     await asyncio.gather(*sends)
     total = per_sender * len(clients)
     for i, client in enumerate(clients):
-        acks, seen = [], []
+        acks: list[dict[str, Any]] = []
+        seen: list[dict[str, Any]] = []
         while len(acks) < per_sender or len(seen) < total - per_sender:
             frame = await client.recv()
             if frame["type"] == "chat_ack":
@@ -144,3 +147,28 @@ async def test_a_collecting_hop_returns_committed_events_unsent_and_drops_rolled
             },
         ),
     ]
+
+
+async def test_deliveries_do_not_wait_for_the_database_thread(world: Any) -> None:
+    """A busy database thread (another socket's hop) must not hold up forwarding room events."""
+    from rooms import events, groups
+
+    room = await world.room()
+    host, _ = await world.host(room)
+    guest, _ = await world.member(room)
+    await host.expect("participant_joined")
+    busy, release = threading.Event(), threading.Event()
+
+    def hold_the_database_thread() -> None:
+        busy.set()
+        release.wait(30)
+
+    blocker = asyncio.ensure_future(database_sync_to_async(hold_the_database_thread)())
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, busy.wait, 10)
+        event = {"type": "reaction", "participantId": host.participant_id, "emoji": "👍"}
+        await get_channel_layer().group_send(groups.room_group(room.public_id), events.layer_message(event))
+        assert await guest.expect("reaction") == event
+    finally:
+        release.set()
+        await blocker
