@@ -13,7 +13,6 @@ disconnect.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -330,7 +329,7 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def _send(self, frame: dict[str, Any]) -> None:
         if self.close_code is None:
-            await self.send(text_data=json.dumps(frame, separators=(",", ":"), ensure_ascii=False))
+            await self.send(text_data=events.encode(frame))
 
     @staticmethod
     def _now() -> float:
