@@ -1,6 +1,7 @@
 """Chat fan-out latency over the room socket: one sender, everyone else in a 100-socket room receives.
 
-    .venv/bin/python bench/chat_fanout.py [--sockets 100] [--messages 200] [--rate 20]
+    .venv/bin/python bench/chat_fanout.py [--sockets 100] [--messages 200] [--rate 20] [--slow]
+        [--only memory,redis1,redis2] [--profile PREFIX]
 
 Starts real daphne processes on 127.0.0.1 and opens real WebSockets (aiohttp)
 from this one asyncio process. Scenarios: 1 process with the in-memory
@@ -13,7 +14,9 @@ Latency = time from just before the sender's ``chat_send`` to a receiver's
 ``chat_message`` (same clock: one process). Phase "sequential": one message
 at a time, the next after every receiver has it. Phase "rate": messages at a
 fixed rate regardless of delivery. The sender rotates over the sockets (the
-per-socket chat rate limit is 5/s).
+per-socket chat rate limit is 5/s). ``--slow`` lists each message with a
+delivery over 50 ms (all receivers late: the server stalled; some: the
+fan-out did); ``--profile`` runs each daphne under cProfile.
 """
 
 from __future__ import annotations
