@@ -54,13 +54,31 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+# Runs daphne and, when it exits, writes the durations of its full (generation 2) GC collections.
+GC_WRAPPER = """
+import atexit, gc, json, sys, time
+log, pauses, started = sys.argv.pop(1), [], [0.0]
+def timed(phase, info):
+    if info["generation"] == 2:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append((time.perf_counter() - started[0]) * 1000)
+gc.callbacks.append(timed)
+atexit.register(lambda: open(log, "w").write(json.dumps(pauses)))
+from daphne.cli import CommandLineInterface
+CommandLineInterface.entrypoint()
+"""
+
+
 class Node:
     def __init__(self, env: dict[str, str], profile: str | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        daphne = [str(Path(sys.executable).parent / "daphne")]
+        self.gc_log = tempfile.NamedTemporaryFile(suffix=".json", delete=False).name
+        daphne = [sys.executable, "-c", GC_WRAPPER, self.gc_log]
         if profile:  # cProfile the whole daphne process; the stats are written when it stops (SIGTERM)
-            daphne = [sys.executable, "-m", "cProfile", "-o", profile, daphne[0]]
+            daphne = [sys.executable, "-m", "cProfile", "-o", profile, str(Path(sys.executable).parent / "daphne")]
         self.proc = subprocess.Popen(
             [*daphne, "-b", "127.0.0.1", "-p", str(self.port), "conference.asgi:application"],
             cwd=ROOT,
@@ -80,12 +98,18 @@ class Node:
             await asyncio.sleep(0.1)
         raise RuntimeError("daphne did not start")
 
-    def stop(self) -> None:
+    def stop(self) -> list[float]:
+        """Stop daphne; returns its full GC collections' durations in ms (empty when profiled)."""
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        try:
+            text = Path(self.gc_log).read_text()
+            return [float(x) for x in json.loads(text)] if text else []
+        finally:
+            Path(self.gc_log).unlink(missing_ok=True)
 
 
 class Receiver:
@@ -121,7 +145,13 @@ async def post(http: aiohttp.ClientSession, url: str, body: dict[str, Any], toke
 
 
 async def scenario(
-    env: dict[str, str], processes: int, sockets: int, messages: int, rate: float, profile: str | None = None
+    env: dict[str, str],
+    processes: int,
+    sockets: int,
+    messages: int,
+    rate: float,
+    gc_pauses: list[float],
+    profile: str | None = None,
 ) -> dict[str, Any]:
     nodes = [Node(env, f"{profile}.{i}.prof" if profile else None) for i in range(processes)]
     http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
@@ -217,8 +247,8 @@ async def scenario(
             await r.ws.close()
             r.task.cancel()
         await http.close()
-        for n in nodes:
-            n.stop()
+        for node in nodes:
+            gc_pauses.extend(node.stop())
 
 
 def prepare_database(env: dict[str, str], tmp: str) -> str | None:
@@ -290,11 +320,18 @@ async def main() -> None:
             print("| scenario | phase | deliveries | missing | p50 ms | p90 ms | p99 ms | max ms | ack p50 ms |")
             print("|---|---|---|---|---|---|---|---|---|")
             slow: list[str] = []
+            gc_lines: list[str] = []
             for key, label, env, processes in runs:
                 if key not in wanted:
                     continue
                 profile = f"{args.profile}.{key}" if args.profile else None
-                result = await scenario(env, processes, args.sockets, args.messages, args.rate, profile)
+                pauses: list[float] = []
+                result = await scenario(env, processes, args.sockets, args.messages, args.rate, pauses, profile)
+                if pauses:
+                    gc_lines.append(
+                        f"{label}: {len(pauses)} full GC collections, max {max(pauses):.1f} ms, "
+                        f"over 20 ms: {sum(p > 20 for p in pauses)}"
+                    )
                 for phase, r in result.items():
                     slow.extend(f"{label}, {phase}: {line}" for line in r["slow"])
                     print(
@@ -302,6 +339,7 @@ async def main() -> None:
                         f"| {r['p99']:.1f} | {r['max']:.1f} | {r['ack_p50']:.1f} |",
                         flush=True,
                     )
+            print("# full (generation 2) GC collections in daphne, whole run incl. joins:", *gc_lines, sep="\n# ")
             if args.slow:
                 print(f"# deliveries over 50 ms: {len(slow)} messages", *slow, sep="\n# ")
         finally:
