@@ -63,11 +63,13 @@ class MediaNodeMonitor:
         """Start the task on the running loop, once, if the node registry is in use."""
         if not media_nodes.enabled():
             return
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="media-failover")
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            # (A task of another, finished loop is dropped: tests run one loop per test.)
+            self._task = loop.create_task(self._run(), name="media-failover")
 
     async def close(self) -> None:
-        if self._task is not None:
+        if self._task is not None and self._task.get_loop() is asyncio.get_running_loop():
             self._task.cancel()
             try:
                 await self._task
