@@ -4,6 +4,7 @@ Key layout (docs/protocol.md §2 "Node registry", protocol version 1; ``<p>`` is
 
 * ``<p>:media:node:<node>``: this node's record, JSON (``node_record``), expiring after ``ttl``;
 * ``<p>:media:load``: sorted set, node → placement score (load + rooms/1000; ``+inf`` while draining);
+* ``<p>:media:rooms:<node>`` (written by Django): the rooms placed on the node;
 * ``<p>:media:expires``: sorted set, node → when its registration expires (Redis ``TIME`` of the last
   heartbeat + ``ttl``, in ms); 0 after a clean shutdown.
 
@@ -34,20 +35,25 @@ logger = logging.getLogger(__name__)
 TTL_INTERVALS = 2.5  # a registration expires after this many heartbeat intervals: one beat may be missed
 ROOM_WEIGHT = 0.001  # placement score per room, so that idle nodes still take turns
 
-# KEYS: record, load, expires. ARGV: node, boot, record JSON, score, ttl ms.
-# Returns "new" (registered), "ok" (refreshed), "expired" (too late: Django fails this node over;
-# re-registered as "new" once it has) or "restarted" (the record belongs to an earlier process
-# with this node ID: it is expired now, so that its rooms fail over).
+# KEYS: record, load, expires, rooms (Django's set of rooms placed on this node). ARGV: node, boot,
+# record JSON, score, ttl ms. Returns "new" (registered), "ok" (refreshed), "expired" (too late, and
+# rooms were placed here: Django fails this node over; it registers as "new" once it has) or
+# "restarted" (the record belongs to an earlier process with this node ID: it is expired now, so
+# that its rooms fail over). An expired node without rooms has nothing to fail over: it registers.
 HEARTBEAT_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local expires = redis.call('ZSCORE', KEYS[3], ARGV[1])
 if expires then
-  if now > tonumber(expires) then return 'expired' end
-  local previous = redis.call('GET', KEYS[1])
-  if previous and cjson.decode(previous)['boot'] ~= ARGV[2] then
-    redis.call('ZADD', KEYS[3], 0, ARGV[1])
-    return 'restarted'
+  if now > tonumber(expires) then
+    if redis.call('SCARD', KEYS[4]) > 0 then return 'expired' end
+    expires = false
+  else
+    local previous = redis.call('GET', KEYS[1])
+    if previous and cjson.decode(previous)['boot'] ~= ARGV[2] then
+      redis.call('ZADD', KEYS[3], 0, ARGV[1])
+      return 'restarted'
+    end
   end
 end
 redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[5])
@@ -71,9 +77,14 @@ return 0
 """
 
 
-def registry_keys(prefix: str, node_id: str) -> tuple[str, str, str]:
-    """The node's record key, the load set and the expiry set."""
-    return f"{prefix}:media:node:{node_id}", f"{prefix}:media:load", f"{prefix}:media:expires"
+def registry_keys(prefix: str, node_id: str) -> tuple[str, str, str, str]:
+    """The node's record key, the load set, the expiry set and the set of rooms placed on the node."""
+    return (
+        f"{prefix}:media:node:{node_id}",
+        f"{prefix}:media:load",
+        f"{prefix}:media:expires",
+        f"{prefix}:media:rooms:{node_id}",
+    )
 
 
 def placement_score(*, load: float, rooms: int, draining: bool) -> float:
@@ -120,7 +131,7 @@ class NodeRegistrar:
                 pass
             self._task = None
         try:
-            await self._deregister(keys=list(self._keys), args=[self.node_id, self.boot])
+            await self._deregister(keys=list(self._keys[:3]), args=[self.node_id, self.boot])
         except RedisError as exc:
             logger.warning("could not deregister node %s: %s", self.node_id, exc)
         await self._redis.aclose()

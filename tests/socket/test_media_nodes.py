@@ -58,7 +58,7 @@ class Registry:
         score = placement_score(load=load, rooms=rooms, draining=draining)
         answer = await self.client.eval(
             HEARTBEAT_SCRIPT,
-            3,
+            4,
             *registry_keys(self.prefix, node),
             node,
             boot,
