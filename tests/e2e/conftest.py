@@ -25,13 +25,10 @@ import contextlib
 import ctypes
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +36,15 @@ from typing import Any
 
 import pytest
 from e2e_helpers import CHROMIUM, chromium_args
-from topology import Topology, nginx_command, render_nginx, topology_from_env, topology_missing
+from topology import (
+    Topology,
+    free_port,
+    nginx_command,
+    render_nginx,
+    topology_from_env,
+    topology_missing,
+    wait_http,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -50,27 +55,6 @@ TOPOLOGY = topology_from_env()
 
 def _run(*cmd: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True, text=True)
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: process exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return  # it answers
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up:\n{log.read_text()[-3000:]}")
 
 
 @dataclass
@@ -269,8 +253,8 @@ def stack(netns: Netns) -> Iterator[Stack]:
     if missing:
         pytest.fail(missing)
     workdir = Path(tempfile.mkdtemp(prefix="conference-e2e-"))
-    web_port = _free_port(netns.host_ip)
-    media_ports = [_free_port("127.0.0.1") for _ in range(TOPOLOGY.medias)]
+    web_port = free_port(netns.host_ip)
+    media_ports = [free_port("127.0.0.1") for _ in range(TOPOLOGY.medias)]
     base_url = f"http://{netns.host_ip}:{web_port}"
     env = {
         **os.environ,
@@ -305,8 +289,8 @@ def stack(netns: Netns) -> Iterator[Stack]:
         env["MEDIA_REDIS_PREFIX"] = f"e2e{os.getpid()}"
     web_ports: list[int] = []
     if TOPOLOGY.behind_nginx:
-        web_ports = [_free_port("127.0.0.1") for _ in range(TOPOLOGY.webs)]
-        private_port = _free_port("127.0.0.1")
+        web_ports = [free_port("127.0.0.1") for _ in range(TOPOLOGY.webs)]
+        private_port = free_port("127.0.0.1")
         env["PUBLIC_BASE_URL"] = base_url  # nginx passes Host without the port
         env["MEDIA_EVENTS_URL"] = (
             f"http://127.0.0.1:{private_port}/internal/media/v1/events"  # nginx's private listener
@@ -331,7 +315,7 @@ def stack(netns: Netns) -> Iterator[Stack]:
                 listen=f"{netns.host_ip}:{web_port}",
                 web_ports=web_ports,
                 private_port=private_port,
-                redirect_port=_free_port("127.0.0.1"),
+                redirect_port=free_port("127.0.0.1"),
             )
             commands["nginx"] = (nginx_command(main), {}, f"{base_url}/healthz")
         else:
@@ -355,7 +339,7 @@ def stack(netns: Netns) -> Iterator[Stack]:
                 started.append((name, proc, health))
             for name, proc, health in started:
                 if health is not None:
-                    _wait_http(health, proc, stack.logs[name])
+                    wait_http(health, proc, stack.logs[name])
             if TOPOLOGY.registry:
                 _wait_registered(env, TOPOLOGY.medias)
             yield stack
