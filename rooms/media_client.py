@@ -3,10 +3,11 @@
 One :class:`MediaClient` is created per process by ``rooms.routing`` and
 handed to every room consumer. Each request goes to the node hosting its
 room: with ``MEDIA_REDIS_URL`` the node registry places rooms
-(``rooms.media_nodes``), otherwise every room is on ``MEDIA_CONTROL_URL``. It keeps one ``aiohttp.ClientSession`` (and so
-one keep-alive connection pool) for the event loop it runs on; if it finds
-itself on another loop (tests run one loop per test) it opens a fresh session
-there. ``close()`` closes the session. The base URL, secret and timeout are
+(``rooms.media_nodes``), otherwise every room is on ``MEDIA_CONTROL_URL``.
+It keeps one ``aiohttp.ClientSession`` (and so one keep-alive connection
+pool) for the event loop it runs on; if it finds itself on another loop (tests
+run one loop per test) it opens a fresh session there. ``close()`` closes the
+session. The base URL, secret and timeout are
 read from settings on every call, so tests can override them.
 """
 
