@@ -6,6 +6,7 @@ PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 MEDIA_PORT ?= 8790
+MEDIA_NODES ?= 1
 
 .PHONY: run test lint check migrate venv clean bench
 
@@ -20,9 +21,10 @@ venv: $(VENV)/.installed
 migrate: venv
 	$(PY) manage.py migrate --noinput
 
-## Start web (daphne) + media server + Celery worker on embedded defaults.
+## Start web (daphne) + media server + Celery worker on embedded defaults
+## (REDIS_URL=redis://… make run MEDIA_NODES=2: two media servers, rooms placed through Redis).
 run: migrate
-	$(PY) -m conference.devserver --host $(HOST) --port $(PORT) --media-port $(MEDIA_PORT)
+	$(PY) -m conference.devserver --host $(HOST) --port $(PORT) --media-port $(MEDIA_PORT) --media-nodes $(MEDIA_NODES)
 
 ## The whole test suite (services and browsers are used when available; CI sets CI=true and requires them).
 test: venv

@@ -1,7 +1,12 @@
 """`make run`: web (daphne) + media server + Celery worker, on embedded defaults.
 
-Starts the three processes, prints the URL, and stops them all when one exits
-or on Ctrl-C. Not for production (use a process manager there; see README).
+Starts the processes, prints the URL, and stops them all when one exits or on
+Ctrl-C. Not for production (use a process manager there; see README).
+
+With ``REDIS_URL`` set, the media servers register in that Redis
+(``MEDIA_REDIS_URL``) and Django places each room on one of them;
+``--media-nodes N`` (``make run MEDIA_NODES=N``) then starts N media servers on
+consecutive ports. Without Redis there is exactly one media server.
 """
 
 from __future__ import annotations
@@ -22,7 +27,12 @@ def main() -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--media-port", type=int, default=8790)
+    parser.add_argument(
+        "--media-nodes", type=int, default=1, help="media servers to start (more than 1 needs REDIS_URL)"
+    )
     args = parser.parse_args()
+    if args.media_nodes < 1 or (args.media_nodes > 1 and not os.environ.get("REDIS_URL")):
+        parser.error("--media-nodes above 1 needs REDIS_URL (the media node registry lives in Redis)")
 
     env = {
         **os.environ,
@@ -39,10 +49,12 @@ def main() -> int:
     for name in ("TURN_SECRET", "TURN_URLS", "TURN_TTL_SECONDS"):
         if env.get(name):
             env.setdefault(f"MEDIA_{name}", env[name])
+    # Several media nodes (README "Several media servers"): web and media share the registry in Redis.
+    if env.get("REDIS_URL"):
+        env.setdefault("MEDIA_REDIS_URL", env["REDIS_URL"])
     py = sys.executable
-    commands = {
+    commands: dict[str, list[str]] = {
         "web": [py, "-m", "daphne", "-b", args.host, "-p", str(args.port), "conference.asgi:application"],
-        "media": [py, "-m", "media_server"],
         # -B: embedded beat for the periodic recordings cleanup (one worker only, as here).
         "worker": [
             py,
@@ -60,8 +72,16 @@ def main() -> int:
             "1",
         ],
     }
-    procs = {name: subprocess.Popen(cmd, cwd=ROOT, env=env) for name, cmd in commands.items()}
+    envs = {name: env for name in commands}
+    for index in range(args.media_nodes):
+        port = args.media_port + index
+        name = "media" if args.media_nodes == 1 else f"media{index + 1}"
+        commands[name] = [py, "-m", "media_server"]
+        envs[name] = {**env, "MEDIA_CONTROL_PORT": str(port)}  # node ID: hostname:port
+    procs = {name: subprocess.Popen(cmd, cwd=ROOT, env=envs[name]) for name, cmd in commands.items()}
     print(f"\n  Conference is running at http://{args.host}:{args.port}/  (Ctrl-C to stop)\n", flush=True)
+    if env.get("MEDIA_REDIS_URL"):
+        print(f"  {args.media_nodes} media server(s) registered in Redis; rooms are placed on them\n", flush=True)
     if env.get("TURN_SECRET") and env.get("TURN_URLS"):
         print(f"  TURN: {env['TURN_URLS']} (time-limited credentials; start coturn, see README)\n", flush=True)
     stopping = False

@@ -18,7 +18,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from conference.errors import error_body
 from recordings.services import recording_media_event
-from rooms import groups
+from rooms import groups, media_nodes
+from rooms.routing import media_client
 from rooms.signaling import media_event_frames
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ async def media_events(request: HttpRequest) -> HttpResponse:
     if batch.get("protocol", PROTOCOL_VERSION) != PROTOCOL_VERSION:
         return JsonResponse(error_body("protocol_mismatch", "Unsupported protocol version."), status=409)
     layer = get_channel_layer()
+    stale = await _rooms_elsewhere(batch)
     for event in batch["events"]:
         if not isinstance(event, dict):
             continue
@@ -59,10 +61,26 @@ async def media_events(request: HttpRequest) -> HttpResponse:
             except Exception:
                 logger.exception("could not handle media event %s", event.get("type"))
             continue
+        if event.get("room") in stale:
+            continue  # from a node that no longer hosts the room (it was failed over): its peers are gone
         for group, frame in media_event_frames(event):
             if layer is not None:
                 await layer.group_send(group, {"type": "room.event", "event": frame})
     return HttpResponse(status=204)
+
+
+async def _rooms_elsewhere(batch: dict[str, Any]) -> set[str]:
+    """With the node registry: the rooms of this batch that are not placed on the node that sent it."""
+    node = batch.get("node")
+    if not media_nodes.enabled() or not isinstance(node, str):
+        return set()
+    rooms = {e["room"] for e in batch["events"] if isinstance(e, dict) and isinstance(e.get("room"), str)}
+    try:
+        hosts = await media_client.nodes.hosts(sorted(rooms))
+    except Exception as exc:  # the registry is down: deliver rather than drop
+        logger.warning("media events not checked against placements: %r", exc)
+        return set()
+    return {room for room, host in hosts.items() if host != node}
 
 
 def _database_ping() -> None:

@@ -139,7 +139,12 @@ if REDIS_URL:
     CHANNEL_LAYERS: dict[str, Any] = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env("CHANNEL_PREFIX", "conference")},
+            # redis-py 8 reads with a 5 s socket timeout by default, exactly channels_redis' 5 s BZPOPMIN:
+            # an idle consumer's receive then raised TimeoutError and closed its socket. Read for longer.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                "prefix": env("CHANNEL_PREFIX", "conference"),
+            },
         }
     }
     CACHES: dict[str, Any] = {
@@ -279,6 +284,15 @@ SOCKET_FRAME_RATE_PER_SECOND = float(env("SOCKET_FRAME_RATE_PER_SECOND", "50"))
 SOCKET_FRAME_BURST = int(env("SOCKET_FRAME_BURST", "200"))
 # Django -> media server control requests give up after this long (media_unavailable).
 MEDIA_CONTROL_TIMEOUT_SECONDS = float(env("MEDIA_CONTROL_TIMEOUT_SECONDS", "10"))
+# Several media nodes (rooms/media_nodes.py, docs/protocol.md §2 "Node registry"): with MEDIA_REDIS_URL, media
+# nodes register in that Redis and each room is placed on one of them (MEDIA_CONTROL_URL is then unused);
+# the same URL and MEDIA_REDIS_PREFIX go to every media node. Empty: one node at MEDIA_CONTROL_URL.
+MEDIA_REDIS_URL = env("MEDIA_REDIS_URL")
+MEDIA_REDIS_PREFIX = env("MEDIA_REDIS_PREFIX", "conference")
+# A room's placement is forgotten after this long without media requests (and when the room ends).
+MEDIA_ROOM_PLACEMENT_TTL_SECONDS = float(env("MEDIA_ROOM_PLACEMENT_TTL_SECONDS", str(12 * 3600)))
+# How often each web process tries to take the failover monitor lock; its holder fails over dead nodes.
+MEDIA_FAILOVER_INTERVAL_SECONDS = float(env("MEDIA_FAILOVER_INTERVAL_SECONDS", "0.5"))
 # TURN with time-limited credentials (conference/turn.py, deploy/coturn/turnserver.conf): with both set, join
 # grants and room snapshots add {"urls": TURN_URLS, "username": "<expiry>:<participantId>", "credential": HMAC}.
 # TURN_SECRET is coturn's static-auth-secret; TURN_URLS a comma list (turn:host:3478?transport=udp,...,turns:host:5349).

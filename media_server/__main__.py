@@ -13,6 +13,7 @@ from . import aiortc_hooks
 from .config import Config, ConfigError, parse_config
 from .control import create_app
 from .events import EventSink
+from .registry import NodeRegistrar
 from .service import MediaService
 
 logger = logging.getLogger("media_server")
@@ -31,9 +32,14 @@ async def serve(config: Config, stop: asyncio.Event) -> None:
     site = web.TCPSite(runner, config.control_host, config.control_port)
     await site.start()
     logger.info("media server %s listening on %s:%s", config.node_id, config.control_host, config.control_port)
+    registrar = NodeRegistrar(service) if config.redis_url else None
+    if registrar is not None:
+        registrar.start()
     try:
         await stop.wait()
     finally:
+        if registrar is not None:
+            await registrar.close()  # first: Django moves this node's rooms while it shuts down
         await runner.cleanup()
         await service.close()
         await events.close()

@@ -13,6 +13,8 @@ from pathlib import Path
 DEV_SECRET = "dev-media-secret"  # noqa: S105 (only used with --dev / MEDIA_DEV=1)
 # Same default as Django's RECORDINGS_SPOOL_DIR (BASE_DIR/var/recordings-spool), whatever the cwd.
 DEFAULT_SPOOL_DIR = str(Path(__file__).resolve().parents[1] / "var" / "recordings-spool")
+# 60 % of one core at 35 µs per forwarded packet (docs/scaling.md): the load at which a node takes no new room.
+DEFAULT_CAPACITY_PPS = 17000.0
 DEFAULT_TURN_TTL = 12 * 3600  # seconds; must outlast the longest peer connection (as Django's TURN_TTL_SECONDS)
 
 
@@ -52,6 +54,14 @@ class Config:
     turn_ttl: int = DEFAULT_TURN_TTL
     # Bearer token that opens GET /metrics only (the control secret opens it too); "" = none.
     metrics_token: str = ""
+    # Node registry (media_server/registry.py, docs/protocol.md §2 "Node registry"): "" = not registered
+    # (Django uses its single MEDIA_CONTROL_URL).
+    redis_url: str = ""
+    redis_prefix: str = "conference"
+    node_url: str = ""  # the control URL Django uses to reach this node (default http://<control host>:<port>)
+    capacity_pps: float = DEFAULT_CAPACITY_PPS  # forwarded packets/s at which the node counts as full
+    heartbeat_interval: float = 2.0  # seconds; the registration expires after 2.5 intervals
+    draining: bool = False  # registered but takes no new rooms
 
 
 _OPTIONS: list[tuple[str, str, str]] = [
@@ -68,6 +78,11 @@ _OPTIONS: list[tuple[str, str, str]] = [
     ("MEDIA_TURN_URLS", "--turn-urls", "comma-separated TURN URLs (aiortc uses the first turn:/turns: one)"),
     ("MEDIA_TURN_TTL_SECONDS", "--turn-ttl", "lifetime of those TURN credentials in seconds (default 43200)"),
     ("MEDIA_METRICS_TOKEN", "--metrics-token", "bearer token for GET /metrics only (Prometheus)"),
+    ("MEDIA_REDIS_URL", "--redis-url", "register this node in Redis (node registry) so Django can place rooms on it"),
+    ("MEDIA_REDIS_PREFIX", "--redis-prefix", "key prefix of the node registry (default conference)"),
+    ("MEDIA_NODE_URL", "--node-url", "control URL Django uses to reach this node (default http://host:port)"),
+    ("MEDIA_CAPACITY_PPS", "--capacity-pps", "forwarded packets/s at which this node takes no new room (17000)"),
+    ("MEDIA_HEARTBEAT_SECONDS", "--heartbeat", "registry heartbeat interval in seconds (2)"),
 ]
 
 
@@ -126,6 +141,9 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
     for var, flag, help_text in _OPTIONS:
         parser.add_argument(flag, dest=var, default=None, help=f"{help_text} [{var}]")
     parser.add_argument("--dev", action="store_true", help="development mode (default secret) [MEDIA_DEV=1]")
+    parser.add_argument(
+        "--draining", action="store_true", help="register, but take no new rooms (POST /v1/drain) [MEDIA_DRAINING=1]"
+    )
     args = parser.parse_args(list(argv or []))
     values = {var: getattr(args, var) if getattr(args, var) is not None else env.get(var) for var, _, _ in _OPTIONS}
     dev = bool(args.dev) or env.get("MEDIA_DEV", "") in ("1", "true", "yes")
@@ -144,6 +162,12 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         addresses_raw = "127.0.0.1"
     addresses = tuple(a.strip() for a in addresses_raw.split(",") if a.strip())
     turn_secret, turn_urls, turn_ttl = _parse_turn(values)
+    capacity = _positive(values["MEDIA_CAPACITY_PPS"], "MEDIA_CAPACITY_PPS", DEFAULT_CAPACITY_PPS)
+    heartbeat = _positive(values["MEDIA_HEARTBEAT_SECONDS"], "MEDIA_HEARTBEAT_SECONDS", 2.0)
+    redis_url = values["MEDIA_REDIS_URL"] or ""
+    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("MEDIA_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+    node_host = host if host not in ("0.0.0.0", "::", "") else socket.gethostname()
     return Config(
         control_host=host,
         control_port=port,
@@ -159,4 +183,20 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         turn_urls=turn_urls,
         turn_ttl=turn_ttl,
         metrics_token=values["MEDIA_METRICS_TOKEN"] or "",
+        redis_url=redis_url,
+        redis_prefix=values["MEDIA_REDIS_PREFIX"] or "conference",
+        node_url=(values["MEDIA_NODE_URL"] or f"http://{node_host}:{port}").rstrip("/"),
+        capacity_pps=capacity,
+        heartbeat_interval=heartbeat,
+        draining=bool(args.draining) or env.get("MEDIA_DRAINING", "") in ("1", "true", "yes"),
     )
+
+
+def _positive(raw: str | None, name: str, default: float) -> float:
+    try:
+        value = float(raw) if raw else default
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number") from exc
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive")
+    return value

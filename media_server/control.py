@@ -70,6 +70,10 @@ def create_app(service: MediaService, secret: str, metrics_token: str = "") -> w
     async def health(request: web.Request) -> web.Response:
         return web.json_response(protocol.health_response(**service.health()))
 
+    async def drain(request: web.Request) -> web.Response:
+        service.draining = protocol.parse_drain(await body(request))
+        return web.json_response(protocol.health_response(**service.health()))
+
     async def publish(request: web.Request) -> web.Response:
         req = protocol.parse_publish(await body(request))
         room, participant = ids(request)
@@ -130,6 +134,7 @@ def create_app(service: MediaService, secret: str, metrics_token: str = "") -> w
     base = "/v1/rooms/{room}/participants/{participant}"
     app.router.add_get("/v1/health", health)
     app.router.add_get("/metrics", metrics_handler)
+    app.router.add_post("/v1/drain", drain)
     app.router.add_post(base + "/publish", publish)
     app.router.add_delete(base + "/publish/{pc}", unpublish)
     app.router.add_post(base + "/subscribe", subscribe)

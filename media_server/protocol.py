@@ -198,6 +198,14 @@ def parse_start_recording(body: Any) -> str:
     return check_recording_id(check_body(body).get("recording"))
 
 
+def parse_drain(body: Any) -> bool:
+    """``POST /v1/drain {"draining": true|false}``: whether the node stops taking new rooms."""
+    draining = check_body(body).get("draining", True)
+    if not isinstance(draining, bool):
+        raise BadRequest("draining must be true or false")
+    return draining
+
+
 def recording_response(room: str, recording: str) -> dict[str, Any]:
     return {"protocol": PROTOCOL_VERSION, "room": room, "recording": recording}
 

@@ -30,6 +30,7 @@ class MediaService:
         self.rooms: dict[str, Room] = {}
         self.forwarded_retired = 0
         self.retired = Totals()  # counters of closed rooms (media_server/metrics.py)
+        self.draining = config.draining  # registered, but Django places no new room here (POST /v1/drain)
 
     def _room(self, room_id: str, create: bool = False) -> Room:
         room = self.rooms.get(room_id)
@@ -103,6 +104,7 @@ class MediaService:
             "peers": sum(r.peer_count() for r in self.rooms.values()),
             "forwarded_packets": self.forwarded_retired + sum(r.forwarded_packets() for r in self.rooms.values()),
             "events_dropped": self.events.dropped,
+            "draining": self.draining,
         }
 
     async def close(self) -> None:

@@ -2,7 +2,8 @@
 
 Called from services (request threads, Celery workers), so it uses urllib
 with ``MEDIA_CONTROL_TIMEOUT_SECONDS``; the base URL and secret are read from
-settings on every call.
+settings on every call. With the node registry (``MEDIA_REDIS_URL``) a request
+goes to the node hosting the room (a start places the room first).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from typing import Any
 from urllib.parse import quote
 
 from django.conf import settings
+from redis.exceptions import RedisError
+
+from rooms import media_nodes
 
 PROTOCOL_VERSION = 1
 
@@ -32,8 +36,24 @@ class MediaRecordingError(Exception):
         return self.code == "media_unavailable"
 
 
-def _request(method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    url = f"{settings.MEDIA_CONTROL_URL}{path}"
+def _base_url(room: str, *, place: bool) -> str:
+    if not media_nodes.enabled():
+        return str(settings.MEDIA_CONTROL_URL)
+    try:
+        node = media_nodes.place_sync(room) if place else media_nodes.lookup_sync(room)
+    except media_nodes.NoMediaNode as exc:
+        raise MediaRecordingError("media_unavailable", str(exc)) from exc
+    except (RedisError, OSError) as exc:
+        raise MediaRecordingError("media_unavailable", "The media node registry is unavailable.") from exc
+    if node is None:  # the room's node died (or it never had one): nothing of this recording survives there
+        raise MediaRecordingError("room_not_found", "No media server hosts this room.", status=404)
+    return node.control_url
+
+
+def _request(
+    method: str, path: str, body: dict[str, Any] | None = None, *, room: str, place: bool = False
+) -> dict[str, Any]:
+    url = f"{_base_url(room, place=place)}{path}"
     data = json.dumps({"protocol": PROTOCOL_VERSION, **body}).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - URL comes from settings
     request.add_header("Authorization", f"Bearer {settings.MEDIA_SECRET}")
@@ -69,9 +89,9 @@ def _path(room: str, recording: str | None = None) -> str:
 
 def start_recording(*, room: str, recording: str) -> dict[str, Any]:
     """Ask the media server to record every track of ``room`` into the spool (201; 200 if already recording)."""
-    return _request("POST", _path(room), {"recording": recording})
+    return _request("POST", _path(room), {"recording": recording}, room=room, place=True)
 
 
 def stop_recording(*, room: str, recording: str) -> None:
     """Stop; on return (204) the media server has written ``manifest.json``. Unknown recordings answer 404."""
-    _request("DELETE", _path(room, recording))
+    _request("DELETE", _path(room, recording), room=room)

@@ -236,6 +236,23 @@ def recording_media_event(*, event: dict[str, Any]) -> Recording | None:
     return None
 
 
+def recordings_fail_for_lost_node(*, room_ids: list[str], node: str) -> int:
+    """A media node died (``rooms.media_monitor``): its recordings of these rooms are gone.
+
+    Each one still recording fails with reason ``media_lost: node <node> stopped``
+    (its track files have no manifest; the room moves to another node without
+    them). Returns how many failed.
+    """
+    ids = Recording.objects.filter(room__public_id__in=room_ids, status=Recording.Status.RECORDING).values_list(
+        "pk", flat=True
+    )
+    failed = 0
+    for pk in list(ids):
+        recording = recording_fail(recording_id=pk, reason=f"media_lost: node {node} stopped")
+        failed += recording.status == Recording.Status.FAILED
+    return failed
+
+
 def recordings_stop_for_room_end(*, room: Room) -> int:
     """Called by ``rooms.services.room_end`` inside its transaction: stop the room's active recordings.
 

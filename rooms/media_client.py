@@ -1,21 +1,29 @@
 """Django → media server control client (docs/protocol.md §2), protocol version 1.
 
 One :class:`MediaClient` is created per process by ``rooms.routing`` and
-handed to every room consumer. It keeps one ``aiohttp.ClientSession`` (and so
-one keep-alive connection pool) for the event loop it runs on; if it finds
-itself on another loop (tests run one loop per test) it opens a fresh session
-there. ``close()`` closes the session. The base URL, secret and timeout are
+handed to every room consumer. Each request goes to the node hosting its
+room: with ``MEDIA_REDIS_URL`` the node registry places rooms
+(``rooms.media_nodes``), otherwise every room is on ``MEDIA_CONTROL_URL``.
+It keeps one ``aiohttp.ClientSession`` (and so one keep-alive connection
+pool) for the event loop it runs on; if it finds itself on another loop (tests
+run one loop per test) it opens a fresh session there. ``close()`` closes the
+session. The base URL, secret and timeout are
 read from settings on every call, so tests can override them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from typing import Any
 
 import aiohttp
 from django.conf import settings
+from redis.exceptions import RedisError
+
+from . import media_nodes
+from .media_nodes import NodeDirectory
 
 logger = logging.getLogger(__name__)
 PROTOCOL_VERSION = 1
@@ -35,6 +43,7 @@ class MediaClient:
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.nodes = NodeDirectory()
 
     def _get_session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -50,9 +59,33 @@ class MediaClient:
         session, self._session = self._session, None
         if session is not None and not session.closed and self._loop is asyncio.get_running_loop():
             await session.close()
+        await self.nodes.close()
 
-    async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        url = f"{settings.MEDIA_CONTROL_URL}{path}"
+    async def _node(self, room: str | None, place: bool) -> tuple[str, str | None]:
+        """(control URL, node ID) of the node hosting ``room``; placed first when ``place``."""
+        if room is None or not media_nodes.enabled():
+            return settings.MEDIA_CONTROL_URL, None
+        try:
+            node = await (self.nodes.place(room) if place else self.nodes.lookup(room))
+        except media_nodes.NoMediaNode as exc:
+            raise MediaError("media_unavailable", str(exc), 503) from exc
+        except (RedisError, OSError) as exc:
+            raise MediaError("media_unavailable", "The media node registry is unavailable.", 503) from exc
+        if node is None:
+            raise MediaError("room_not_found", "No media server hosts this room.", 404)
+        return node.control_url, node.node_id
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        room: str | None = None,
+        place: bool = False,
+    ) -> dict[str, Any]:
+        base, node_id = await self._node(room, place)
+        url = f"{base}{path}"
         headers = {"Authorization": f"Bearer {settings.MEDIA_SECRET}"}
         json_body = {"protocol": PROTOCOL_VERSION, **body} if body is not None else None
         try:
@@ -68,42 +101,62 @@ class MediaClient:
                     raise MediaError("media_error", f"The media server answered {response.status}.", response.status)
                 return payload if isinstance(payload, dict) else {}
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            if node_id is not None and _refused(exc):
+                # Nothing listens there any more: fail the node over now rather than after its heartbeat expires.
+                await self._expire_quietly(node_id)
             raise MediaError("media_unavailable", "The media server is unavailable.", 503) from exc
+
+    async def _expire_quietly(self, node_id: str) -> None:
+        try:
+            if await self.nodes.expire(node_id):
+                logger.warning("media node %s refused a control connection: failing it over", node_id)
+        except (RedisError, OSError) as exc:
+            logger.warning("could not expire media node %s: %s", node_id, exc)
 
     @staticmethod
     def _p(room: str, participant: str) -> str:
         return f"/v1/rooms/{room}/participants/{participant}"
 
     async def publish(self, *, room: str, participant: str, pc: str, sdp: str) -> str:
-        """Send a publish offer; returns the media server's SDP answer."""
-        result = await self._request("POST", self._p(room, participant) + "/publish", {"pc": pc, "sdp": sdp})
+        """Send a publish offer (placing the room on a node first); returns the media server's SDP answer."""
+        result = await self._request(
+            "POST", self._p(room, participant) + "/publish", {"pc": pc, "sdp": sdp}, room=room, place=True
+        )
         if not isinstance(result.get("sdp"), str):
             raise MediaError("media_error", "The media server sent no answer.")
         return str(result["sdp"])
 
     async def unpublish(self, *, room: str, participant: str, pc: str) -> None:
-        await self._request("DELETE", self._p(room, participant) + f"/publish/{pc}")
+        await self._request("DELETE", self._p(room, participant) + f"/publish/{pc}", room=room)
 
     async def subscribe(self, *, room: str, participant: str) -> dict[str, Any]:
         """Ask for the subscribe offer: ``{"sdp", "revision", "tracks"}`` (``sdp`` None: nothing to receive yet)."""
-        result = await self._request("POST", self._p(room, participant) + "/subscribe", {})
+        result = await self._request("POST", self._p(room, participant) + "/subscribe", {}, room=room, place=True)
         if "sdp" not in result or not isinstance(result["sdp"], str | None):
             raise MediaError("media_error", "The media server sent no offer.")
         return {"sdp": result["sdp"], "revision": result.get("revision"), "tracks": result.get("tracks", [])}
 
     async def subscribe_answer(self, *, room: str, participant: str, sdp: str, revision: int) -> None:
         await self._request(
-            "POST", self._p(room, participant) + "/subscribe/answer", {"sdp": sdp, "revision": revision}
+            "POST", self._p(room, participant) + "/subscribe/answer", {"sdp": sdp, "revision": revision}, room=room
         )
 
     async def ice(self, *, room: str, participant: str, pc: str, candidate: dict[str, Any] | None) -> None:
-        await self._request("POST", self._p(room, participant) + "/ice", {"pc": pc, "candidate": candidate})
+        await self._request("POST", self._p(room, participant) + "/ice", {"pc": pc, "candidate": candidate}, room=room)
 
     async def participant_leave(self, *, room: str, participant: str) -> None:
-        await self._request("DELETE", self._p(room, participant))
+        await self._request("DELETE", self._p(room, participant), room=room)
 
     async def room_close(self, *, room: str) -> None:
-        await self._request("DELETE", f"/v1/rooms/{room}")
+        """Close the room on its node, then forget its placement (the room ended)."""
+        try:
+            await self._request("DELETE", f"/v1/rooms/{room}", room=room)
+        finally:
+            if media_nodes.enabled():
+                try:
+                    await self.nodes.release(room)
+                except (RedisError, OSError) as exc:
+                    logger.warning("placement of room %s not released: %s", room, exc)
 
     async def health(self) -> dict[str, Any]:
         return await self._request("GET", "/v1/health")
@@ -118,3 +171,13 @@ class MediaClient:
         except MediaError as exc:
             if exc.status != 404:
                 logger.warning("media server not told about %s/%s: %s", room, participant or "*", exc.message)
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether the connection was refused (the node's process is gone), not merely slow."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError) or getattr(cause, "errno", None) == errno.ECONNREFUSED:
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False

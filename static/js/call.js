@@ -388,6 +388,7 @@ function onFrame(frame) {
     case "active_speaker": setActiveSpeaker(frame.participantId); break;
     case "publication": onPublication(frame); break;
     case "media_state": onPeerState(frame); break;
+    case "media_reconnect": onMediaReconnect(frame); break;
     case "mute_request": onMuteRequest(frame); break;
     case "reaction": showReaction(frame); break;
     case "e2ee_public_key": e2eeOnPublicKey(frame).catch((err) => console.error("e2ee public key", err)); break;
@@ -502,6 +503,17 @@ function onPeerState(frame) {
     else if (frame.pc === "camera") publishCamera();
     else if (frame.pc === "screen" && state.sharing) publishScreen();
   }
+}
+
+// The media node hosting the room died (docs/protocol.md §1): drop every peer connection and publish and
+// subscribe again, on this page. The server has placed the room on a live node.
+function onMediaReconnect() {
+  if (state.phase !== "call") return;
+  setStatus("Media server lost; reconnecting media…", "bad");
+  for (const name of Object.keys(state.pcs)) closePc(name);
+  state.trackInfo.clear();
+  refreshRemoteMedia();
+  startMedia();
 }
 
 function onMuteRequest(frame) {

@@ -12,6 +12,11 @@ failure.
 The database is a temporary SQLite file, or with ``DATABASE_URL`` (CI) a
 fresh PostgreSQL database ``conference_e2e_<pid>``; with ``REDIS_URL`` the
 channel layer uses a per-run prefix.
+
+``E2E_TOPOLOGY=2web2media`` (tests/e2e/topology.py) runs the same suite on two
+daphne processes behind nginx (deploy/nginx/conference.conf, listening on the
+veth host address; daphne on loopback) and two media servers registered in
+Redis, which Django places rooms on (``.ci/run`` runs the suite in both).
 """
 
 from __future__ import annotations
@@ -20,13 +25,10 @@ import contextlib
 import ctypes
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,36 +36,25 @@ from typing import Any
 
 import pytest
 from e2e_helpers import CHROMIUM, chromium_args
+from topology import (
+    Topology,
+    free_port,
+    nginx_command,
+    render_nginx,
+    topology_from_env,
+    topology_missing,
+    wait_http,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 CLONE_NEWNET = 0x40000000
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+TOPOLOGY = topology_from_env()
 
 
 def _run(*cmd: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True, text=True)
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: process exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return  # it answers
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up:\n{log.read_text()[-3000:]}")
 
 
 @dataclass
@@ -127,8 +118,28 @@ class Stack:
     base_url: str
     env: dict[str, str]
     workdir: Path
+    topology: Topology = TOPOLOGY
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: dict[str, Path] = field(default_factory=dict)
+
+    def media_control_url(self, room_id: str) -> str:
+        """The control URL of the media server hosting ``room_id`` (its placement, with several nodes)."""
+        if not self.topology.registry:
+            return self.env["MEDIA_CONTROL_URL"]
+        import json
+
+        import redis
+
+        client = redis.Redis.from_url(self.env["MEDIA_REDIS_URL"])
+        try:
+            prefix = self.env["MEDIA_REDIS_PREFIX"]
+            node = client.get(f"{prefix}:media:room:{room_id}")
+            record = client.get(f"{prefix}:media:node:{node.decode()}") if node else None
+        finally:
+            client.close()
+        if record is None:
+            raise AssertionError(f"room {room_id} is not placed on a live media node")
+        return str(json.loads(record)["control_url"])
 
     def manage(self, code: str) -> str:
         """Run Python with Django set up against the e2e database; returns stdout."""
@@ -204,12 +215,46 @@ def netns() -> Iterator[Netns]:
         ns.destroy()
 
 
+def _wait_registered(env: dict[str, str], count: int, timeout: float = 20.0) -> None:
+    """Until ``count`` media nodes are registered (their first heartbeat)."""
+    import redis
+
+    client = redis.Redis.from_url(env["MEDIA_REDIS_URL"])
+    try:
+        deadline = time.monotonic() + timeout
+        while client.zcard(f"{env['MEDIA_REDIS_PREFIX']}:media:load") < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{count} media nodes did not register in Redis")
+            time.sleep(0.2)
+    finally:
+        client.close()
+
+
+def _forget_registry(env: dict[str, str]) -> None:
+    import redis
+
+    client = redis.Redis.from_url(env["MEDIA_REDIS_URL"])
+    try:
+        keys = list(client.scan_iter(match=f"{env['MEDIA_REDIS_PREFIX']}:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="session")
 def stack(netns: Netns) -> Iterator[Stack]:
-    """daphne on the veth host address + the media server + a Celery worker, sharing a fresh database."""
+    """daphne on the veth host address + the media server + a Celery worker, sharing a fresh database.
+
+    With ``E2E_TOPOLOGY=2web2media``: nginx on the veth host address in front of two daphne processes,
+    and two media servers that register in Redis.
+    """
+    missing = topology_missing(TOPOLOGY)
+    if missing:
+        pytest.fail(missing)
     workdir = Path(tempfile.mkdtemp(prefix="conference-e2e-"))
-    web_port = _free_port(netns.host_ip)
-    media_port = _free_port("127.0.0.1")
+    web_port = free_port(netns.host_ip)
+    media_ports = [free_port("127.0.0.1") for _ in range(TOPOLOGY.medias)]
     base_url = f"http://{netns.host_ip}:{web_port}"
     env = {
         **os.environ,
@@ -218,9 +263,9 @@ def stack(netns: Netns) -> Iterator[Stack]:
         "DJANGO_DEBUG": "1",
         "DJANGO_ALLOWED_HOSTS": f"{netns.host_ip},127.0.0.1,localhost",
         "DJANGO_CSRF_TRUSTED_ORIGINS": base_url,
-        "MEDIA_CONTROL_URL": f"http://127.0.0.1:{media_port}",
+        "MEDIA_CONTROL_URL": f"http://127.0.0.1:{media_ports[0]}",
         "MEDIA_CONTROL_HOST": "127.0.0.1",
-        "MEDIA_CONTROL_PORT": str(media_port),
+        "MEDIA_CONTROL_PORT": str(media_ports[0]),
         "MEDIA_EVENTS_URL": f"{base_url}/internal/media/v1/events",
         "MEDIA_ICE_ADDRESSES": netns.host_ip,
         "MEDIA_DEV": "1",
@@ -237,6 +282,19 @@ def stack(netns: Netns) -> Iterator[Stack]:
     env.pop("MEDIA_SECRET", None)
     env.pop("CELERY_BROKER_URL", None)  # REDIS_URL if set, else filesystem:// (conference/settings.py)
     env.pop("CELERY_TASK_ALWAYS_EAGER", None)
+    env.pop("MEDIA_REDIS_URL", None)
+    env.pop("PUBLIC_BASE_URL", None)
+    if TOPOLOGY.registry:
+        env["MEDIA_REDIS_URL"] = os.environ["REDIS_URL"]
+        env["MEDIA_REDIS_PREFIX"] = f"e2e{os.getpid()}"
+    web_ports: list[int] = []
+    if TOPOLOGY.behind_nginx:
+        web_ports = [free_port("127.0.0.1") for _ in range(TOPOLOGY.webs)]
+        private_port = free_port("127.0.0.1")
+        env["PUBLIC_BASE_URL"] = base_url  # nginx passes Host without the port
+        env["MEDIA_EVENTS_URL"] = (
+            f"http://127.0.0.1:{private_port}/internal/media/v1/events"  # nginx's private listener
+        )
     for folder in ("spool", "media", "celery/queue", "celery/processed"):
         (workdir / folder).mkdir(parents=True, exist_ok=True)
     with _database(env, workdir):
@@ -244,33 +302,46 @@ def stack(netns: Netns) -> Iterator[Stack]:
             [PYTHON, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True
         )
         stack = Stack(base_url=base_url, env=env, workdir=workdir)
-        commands = {
-            "web": [PYTHON, "-m", "daphne", "-b", netns.host_ip, "-p", str(web_port), "conference.asgi:application"],
-            "media": [PYTHON, "-m", "media_server"],
-            # Composes recordings (recordings/tasks.py; needs ffmpeg). Not waited for: tasks wait in the queue.
-            "worker": [
-                PYTHON,
-                "-m",
-                "celery",
-                "-A",
-                "conference",
-                "worker",
-                "--concurrency",
-                "1",
-                "-l",
-                "info",
-                "-n",
-                f"e2e{os.getpid()}@%h",
-            ],
-        }
+        daphne = [PYTHON, "-m", "daphne"]
+        # name -> (command, environment changes, health URL)
+        commands: dict[str, tuple[list[str], dict[str, str], str | None]] = {}
+        if TOPOLOGY.behind_nginx:
+            for index, port in enumerate(web_ports):
+                name = "web" if index == 0 else f"web{index + 1}"
+                cmd = [*daphne, "-b", "127.0.0.1", "-p", str(port), "conference.asgi:application"]
+                commands[name] = (cmd, {}, f"http://127.0.0.1:{port}/healthz")
+            main = render_nginx(
+                workdir,
+                listen=f"{netns.host_ip}:{web_port}",
+                web_ports=web_ports,
+                private_port=private_port,
+                redirect_port=free_port("127.0.0.1"),
+            )
+            commands["nginx"] = (nginx_command(main), {}, f"{base_url}/healthz")
+        else:
+            cmd = [*daphne, "-b", netns.host_ip, "-p", str(web_port), "conference.asgi:application"]
+            commands["web"] = (cmd, {}, f"{base_url}/healthz")
+        for index, port in enumerate(media_ports):
+            name = "media" if index == 0 else f"media{index + 1}"
+            changes = {"MEDIA_CONTROL_PORT": str(port), "MEDIA_NODE_ID": f"e2e-{name}"}
+            commands[name] = ([PYTHON, "-m", "media_server"], changes, f"http://127.0.0.1:{port}/v1/health")
+        # Composes recordings (recordings/tasks.py; needs ffmpeg). Not waited for: tasks wait in the queue.
+        worker = [PYTHON, "-m", "celery", "-A", "conference", "worker", "--concurrency", "1", "-l", "info"]
+        commands["worker"] = ([*worker, "-n", f"e2e{os.getpid()}@%h"], {}, None)
         try:
-            for name, cmd in commands.items():
+            started: list[tuple[str, subprocess.Popen[bytes], str | None]] = []
+            for name, (cmd, changes, health) in commands.items():
                 log = workdir / f"{name}.log"
                 stack.logs[name] = log
                 with log.open("wb") as out:
-                    stack.procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT))
-            _wait_http(f"{base_url}/healthz", stack.procs[0], stack.logs["web"])
-            _wait_http(f"http://127.0.0.1:{media_port}/v1/health", stack.procs[1], stack.logs["media"])
+                    proc = subprocess.Popen(cmd, cwd=ROOT, env={**env, **changes}, stdout=out, stderr=subprocess.STDOUT)
+                stack.procs.append(proc)
+                started.append((name, proc, health))
+            for name, proc, health in started:
+                if health is not None:
+                    wait_http(health, proc, stack.logs[name])
+            if TOPOLOGY.registry:
+                _wait_registered(env, TOPOLOGY.medias)
             yield stack
         finally:
             for proc in stack.procs:
@@ -282,6 +353,9 @@ def stack(netns: Netns) -> Iterator[Stack]:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(5)
+            if TOPOLOGY.registry:
+                with contextlib.suppress(Exception):
+                    _forget_registry(env)
             if os.environ.get("E2E_KEEP_LOGS"):
                 print(f"\ne2e logs kept in {workdir}")
             else:
@@ -325,8 +399,9 @@ def contexts(browser: Any, request: pytest.FixtureRequest, stack: Stack) -> Iter
     yield opened
     failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
     if failed:
-        print("\n--- web log ---\n" + stack.log_tail("web"))
-        print("\n--- media log ---\n" + stack.log_tail("media"))
+        for name in stack.logs:
+            if name != "worker":
+                print(f"\n--- {name} log ---\n" + stack.log_tail(name))
     for ctx in opened:
         if failed or os.environ.get("E2E_KEEP_LOGS"):
             for page in ctx.pages:

@@ -75,9 +75,11 @@ def _member(browser: Any, contexts: list[Any], stack: Any, users: dict[str, str]
     return page
 
 
-def _media_control(stack: Any, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+def _media_control(
+    stack: Any, room_id: str, method: str, path: str, body: dict[str, Any] | None = None
+) -> tuple[int, Any]:
     request = urllib.request.Request(
-        stack.env["MEDIA_CONTROL_URL"] + path,
+        stack.media_control_url(room_id) + path,
         method=method,
         data=json.dumps(body).encode() if body is not None else None,
         headers={"Authorization": "Bearer dev-media-secret", "Content-Type": "application/json"},
@@ -97,11 +99,11 @@ def _record(stack: Any, room_id: str, seconds: float) -> tuple[Path, dict[str, A
     """Record the room on the media server directly for ``seconds``; the spool directory and its manifest."""
     recording = "rec" + "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(10))
     status, _ = _media_control(
-        stack, "POST", f"/v1/rooms/{room_id}/recordings", {"protocol": 1, "recording": recording}
+        stack, room_id, "POST", f"/v1/rooms/{room_id}/recordings", {"protocol": 1, "recording": recording}
     )
     assert status == 201
     time.sleep(seconds)
-    status, _ = _media_control(stack, "DELETE", f"/v1/rooms/{room_id}/recordings/{recording}")
+    status, _ = _media_control(stack, room_id, "DELETE", f"/v1/rooms/{room_id}/recordings/{recording}")
     assert status == 204
     directory = _spool_dir(stack) / recording
     return directory, json.loads((directory / "manifest.json").read_text())

@@ -236,6 +236,9 @@ def turn_stack(netns: Any, stack: Any, coturn: Coturn) -> Iterator[TurnStack]:
         "MEDIA_CONTROL_PORT": str(media_port),
         "MEDIA_EVENTS_URL": f"{base_url}/internal/media/v1/events",
         "CHANNEL_PREFIX": f"e2eturn{os.getpid()}",
+        # Its own daphne and media server even in E2E_TOPOLOGY=2web2media: no nginx, its own node registry.
+        "PUBLIC_BASE_URL": base_url,
+        "MEDIA_REDIS_PREFIX": f"e2eturn{os.getpid()}",
         "TURN_SECRET": coturn.secret,
         "TURN_URLS": coturn.urls,
         "TURN_TTL_SECONDS": str(TTL),

@@ -186,13 +186,14 @@ def _socket_settings(settings: Any) -> None:
 
 @pytest.fixture
 async def world() -> AsyncIterator[RoomWorld]:
-    from rooms.routing import media_client
+    from rooms.routing import media_client, media_monitor
 
     # A fresh channel layer per test: its locks and connection pools belong to this test's event loop.
     channel_layers.backends.clear()
     w = RoomWorld()
     yield w
     await w.close()
+    await media_monitor.close()
     await media_client.close()
     layer = get_channel_layer()
     if isinstance(layer, InMemoryChannelLayer):

@@ -1,0 +1,276 @@
+"""Media node directory: which media node hosts which room (docs/protocol.md §2 "Node registry").
+
+Media nodes register themselves in Redis (``media_server/registry.py``); this
+module is Django's side of that registry. It is used only when
+``MEDIA_REDIS_URL`` is set; without it every room is on the one node at
+``MEDIA_CONTROL_URL``.
+
+* **Placement** (``place``): a room is put on the least loaded live,
+  non-draining node with headroom the first time media needs it, and stays
+  there (sticky) until the room ends or its node dies. One Lua script reads and
+  writes the placement, so two web processes can never place one room twice.
+* **Failover** (``failover``): a node whose registration expired (no
+  heartbeat for 2.5 intervals, a clean shutdown, or a control request refused)
+  loses its rooms: their placements are deleted (the next request places them
+  again) and the rooms are returned so that their participants can be told.
+  One Lua script takes a dead node's rooms, so each dead node is handled once.
+
+Every operation is one script call (``EVALSHA``) or one ``MGET``. The scripts build key names
+from the prefix, so they need one Redis server, not a Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from django.conf import settings
+from redis import asyncio as aioredis
+from redis.commands.core import AsyncScript, Script
+
+ROOM_WEIGHT = 0.001  # placement score added per room placed (as media_server/registry.py counts rooms)
+CANDIDATES = 16  # least loaded nodes looked at per placement (dead ones are skipped until failed over)
+
+# ARGV: prefix, room, room ttl ms, "place"|"lookup", candidates, weight. Returns {node, record JSON} or false.
+PLACE_SCRIPT = """
+local p = ARGV[1]
+local room_key = p .. ':media:room:' .. ARGV[2]
+local current = redis.call('GET', room_key)
+if current then
+  local record = redis.call('GET', p .. ':media:node:' .. current)
+  if record then
+    redis.call('PEXPIRE', room_key, ARGV[3])
+    return {current, record}
+  end
+end
+if ARGV[4] ~= 'place' then return false end
+local candidates = redis.call('ZRANGEBYSCORE', p .. ':media:load', '-inf', '(1', 'LIMIT', 0, tonumber(ARGV[5]))
+for _, node in ipairs(candidates) do
+  local record = redis.call('GET', p .. ':media:node:' .. node)
+  if record and not cjson.decode(record)['draining'] then
+    redis.call('SET', room_key, node, 'PX', ARGV[3])
+    redis.call('SADD', p .. ':media:rooms:' .. node, ARGV[2])
+    redis.call('ZINCRBY', p .. ':media:load', ARGV[6], node)
+    return {node, record}
+  end
+end
+return false
+"""
+
+# ARGV: prefix, room. The room ended: forget its placement. Returns the node it was on, or false.
+RELEASE_SCRIPT = """
+local room_key = ARGV[1] .. ':media:room:' .. ARGV[2]
+local node = redis.call('GET', room_key)
+if node then
+  redis.call('DEL', room_key)
+  redis.call('SREM', ARGV[1] .. ':media:rooms:' .. node, ARGV[2])
+end
+return node
+"""
+
+# ARGV: prefix, max nodes. Takes every node whose registration has expired: returns {node, {rooms}, ...}.
+FAILOVER_SCRIPT = """
+local p = ARGV[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local dead = redis.call('ZRANGEBYSCORE', p .. ':media:expires', '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, node in ipairs(dead) do
+  local rooms_key = p .. ':media:rooms:' .. node
+  local rooms = redis.call('SMEMBERS', rooms_key)
+  for _, room in ipairs(rooms) do
+    local room_key = p .. ':media:room:' .. room
+    if redis.call('GET', room_key) == node then redis.call('DEL', room_key) end
+  end
+  redis.call('DEL', rooms_key, p .. ':media:node:' .. node)
+  redis.call('ZREM', p .. ':media:expires', node)
+  redis.call('ZREM', p .. ':media:load', node)
+  table.insert(out, node)
+  table.insert(out, rooms)
+end
+return out
+"""
+
+# ARGV: prefix, node. A control request to it was refused: expire it now (failover on the next pass).
+EXPIRE_SCRIPT = """
+if redis.call('ZSCORE', ARGV[1] .. ':media:expires', ARGV[2]) then
+  redis.call('ZADD', ARGV[1] .. ':media:expires', 0, ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: lock. ARGV: holder, ttl ms. Take or renew the monitor lock; 1 if this holder has it.
+LOCK_SCRIPT = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+SCRIPTS = {
+    "place": PLACE_SCRIPT,
+    "release": RELEASE_SCRIPT,
+    "failover": FAILOVER_SCRIPT,
+    "expire": EXPIRE_SCRIPT,
+    "lock": LOCK_SCRIPT,
+}
+
+
+class NoMediaNode(Exception):
+    """No live media node has room for another room (or none is registered)."""
+
+
+@dataclass(frozen=True)
+class MediaNode:
+    """A registered media node, as its record in Redis describes it."""
+
+    node_id: str
+    control_url: str
+    record: dict[str, Any]
+
+    @classmethod
+    def from_script(cls, raw: Any) -> MediaNode | None:
+        if not raw:
+            return None
+        node, record_raw = (_text(part) for part in raw)
+        record = json.loads(record_raw)
+        return cls(node_id=node, control_url=str(record.get("control_url", "")).rstrip("/"), record=record)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def enabled() -> bool:
+    """Whether rooms are placed on registered nodes (``MEDIA_REDIS_URL``) or all go to ``MEDIA_CONTROL_URL``."""
+    return bool(settings.MEDIA_REDIS_URL)
+
+
+def _prefix() -> str:
+    return str(settings.MEDIA_REDIS_PREFIX)
+
+
+def _room_ttl_ms() -> int:
+    return int(settings.MEDIA_ROOM_PLACEMENT_TTL_SECONDS * 1000)
+
+
+def parse_failover(raw: Any) -> list[tuple[str, list[str]]]:
+    """FAILOVER_SCRIPT's flat answer as (node, rooms) pairs."""
+    items = list(raw or [])
+    return [(_text(items[i]), sorted(_text(r) for r in items[i + 1])) for i in range(0, len(items), 2)]
+
+
+class NodeDirectory:
+    """The async directory used by room sockets and the failover monitor.
+
+    Holds one ``redis.asyncio`` client per event loop (tests run one loop per
+    test, daphne one per process); the URL and prefix are read from settings.
+    """
+
+    def __init__(self) -> None:
+        self._client: aioredis.Redis | None = None
+        self._scripts: dict[str, AsyncScript] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._url = ""
+
+    def _redis(self) -> aioredis.Redis:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop or self._url != settings.MEDIA_REDIS_URL:
+            # A client of another (finished) loop cannot be closed from here; it is dropped.
+            self._url = settings.MEDIA_REDIS_URL
+            self._client = aioredis.Redis.from_url(self._url, socket_timeout=settings.MEDIA_CONTROL_TIMEOUT_SECONDS)
+            self._scripts = {name: self._client.register_script(text) for name, text in SCRIPTS.items()}
+            self._loop = loop
+        return self._client
+
+    async def _script(self, name: str, *args: Any, keys: tuple[str, ...] = ()) -> Any:
+        self._redis()
+        return await self._scripts[name](keys=list(keys), args=[_prefix(), *args] if not keys else list(args))
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and self._loop is asyncio.get_running_loop():
+            await client.aclose()
+
+    async def place(self, room: str) -> MediaNode:
+        """The node hosting ``room``, placing the room first if it has none (or its node died)."""
+        node = MediaNode.from_script(
+            await self._script("place", room, _room_ttl_ms(), "place", CANDIDATES, ROOM_WEIGHT)
+        )
+        if node is None:
+            raise NoMediaNode("No media server has room for another meeting.")
+        return node
+
+    async def lookup(self, room: str) -> MediaNode | None:
+        """The live node hosting ``room``, or None (never placed, ended, or its node died)."""
+        return MediaNode.from_script(
+            await self._script("place", room, _room_ttl_ms(), "lookup", CANDIDATES, ROOM_WEIGHT)
+        )
+
+    async def release(self, room: str) -> str | None:
+        """The room ended: forget where it was. Returns the node it was on."""
+        node = await self._script("release", room)
+        return _text(node) if node else None
+
+    async def hosts(self, rooms: list[str]) -> dict[str, str | None]:
+        """The node each room is placed on (None: not placed)."""
+        if not rooms:
+            return {}
+        values = await self._redis().mget([f"{_prefix()}:media:room:{room}" for room in rooms])
+        return {room: _text(v) if v else None for room, v in zip(rooms, values, strict=True)}
+
+    async def expire(self, node_id: str) -> bool:
+        """Declare a node dead now (its control listener refused a connection)."""
+        return bool(await self._script("expire", node_id))
+
+    async def failover(self, max_nodes: int = 100) -> list[tuple[str, list[str]]]:
+        """Take the nodes whose registration expired, with the rooms they hosted (each node only once)."""
+        return parse_failover(await self._script("failover", max_nodes))
+
+    async def hold_lock(self, holder: str, ttl_seconds: float) -> bool:
+        """Take or renew the monitor lock (``<prefix>:media:monitor``); True while ``holder`` has it."""
+        key = f"{_prefix()}:media:monitor"
+        return bool(await self._script("lock", holder, int(ttl_seconds * 1000), keys=(key,)))
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """The records of the registered nodes, least loaded first (for tests and operators)."""
+        client = self._redis()
+        ids = [_text(n) for n in await client.zrange(f"{_prefix()}:media:load", 0, -1)]
+        if not ids:
+            return []
+        records = await client.mget([f"{_prefix()}:media:node:{n}" for n in ids])
+        return [json.loads(r) for r in records if r]
+
+
+@functools.lru_cache(maxsize=4)
+def _sync_place_script(url: str) -> Script:
+    """One client (connection pool) per process and URL, as Django's cache keeps one."""
+    client = redis.Redis.from_url(url, socket_timeout=settings.MEDIA_CONTROL_TIMEOUT_SECONDS)
+    return client.register_script(PLACE_SCRIPT)
+
+
+def place_sync(room: str) -> MediaNode:
+    """``NodeDirectory.place`` for synchronous callers (request threads, Celery workers)."""
+    raw = _sync_place_script(settings.MEDIA_REDIS_URL)(
+        args=[_prefix(), room, _room_ttl_ms(), "place", CANDIDATES, ROOM_WEIGHT]
+    )
+    node = MediaNode.from_script(raw)
+    if node is None:
+        raise NoMediaNode("No media server has room for another meeting.")
+    return node
+
+
+def lookup_sync(room: str) -> MediaNode | None:
+    """``NodeDirectory.lookup`` for synchronous callers."""
+    raw = _sync_place_script(settings.MEDIA_REDIS_URL)(
+        args=[_prefix(), room, _room_ttl_ms(), "lookup", CANDIDATES, ROOM_WEIGHT]
+    )
+    return MediaNode.from_script(raw)
