@@ -108,7 +108,13 @@ def hist_percentile(hist: dict[int, int], q: float) -> float:
 
 
 def start_sfu(
-    events_port: int, control_port: int, log: str | None, slow_steps: bool, root: Path, probe: str
+    events_port: int,
+    control_port: int,
+    log: str | None,
+    slow_steps: bool,
+    root: Path,
+    probe: str,
+    memtrace: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """The SFU under bench/_media_sfu_probe.py (hop-latency probe; optional CPU-heavy loop step log)."""
     env = {
@@ -123,6 +129,8 @@ def start_sfu(
     command = [sys.executable, str(common.ROOT / "bench" / "_media_sfu_probe.py"), "--probe", probe]
     if slow_steps:
         command += ["--slow-ms", "2"]
+    if memtrace:
+        command += ["--memtrace", memtrace]
     return subprocess.Popen(command, cwd=root, env=env, stderr=stderr)
 
 
@@ -160,8 +168,15 @@ async def run_sfu(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     events_port, control_port = common.free_port(), common.free_port()
     await web.TCPSite(runner, "127.0.0.1", events_port).start()
     probe = f"/tmp/sfu_probe_{os.getpid()}_{events_port}.json"
+    own = root == common.ROOT
     proc = start_sfu(
-        events_port, control_port, args.sfu_log if root == common.ROOT else None, args.slow_steps, root, probe
+        events_port,
+        control_port,
+        args.sfu_log if own else None,
+        args.slow_steps,
+        root,
+        probe,
+        args.memtrace if own else None,
     )
     base = f"http://127.0.0.1:{control_port}"
     workers: list[ClientProcess] = []
@@ -340,6 +355,11 @@ def main() -> None:
         " concurrently with the same load, so both see the same machine noise",
     )
     parser.add_argument("--sfu-log", help="write the SFU's stderr (logs) to this file")
+    parser.add_argument(
+        "--memtrace",
+        help="SFU: trace allocations (tracemalloc, slow) and append RSS/malloc/top-growth snapshots"
+        " every 20 s to this file (bench/_media_sfu_probe.py)",
+    )
     parser.add_argument(
         "--slow-steps",
         action="store_true",

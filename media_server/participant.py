@@ -316,4 +316,5 @@ class Subscriber:
         """Stop forwarding to this subscriber and close the connection."""
         for slot in self.slots:
             self._detach(slot)
+            slot.downstream.release()  # its history would otherwise wait for a full GC cycle
         await self.pc.close()
