@@ -383,7 +383,7 @@ def install_fast_receive(dtls: RTCDtlsTransport, receivers: Sequence[ForwardingR
     connection.data_received = data_received  # type: ignore[method-assign]
 
 
-def install_fast_demux(dtls: RTCDtlsTransport) -> None:
+def install_fast_demux(dtls: RTCDtlsTransport, native: Any = NATIVE) -> None:
     """Skip aioice's STUN parse attempt for RTP/RTCP datagrams of ``dtls``'s ICE sockets.
 
     ``aioice.StunProtocol.datagram_received`` tries ``stun.parse_message`` on
@@ -391,6 +391,10 @@ def install_fast_demux(dtls: RTCDtlsTransport) -> None:
     demultiplexing by the first byte (128..191 = RTP/RTCP) makes that
     exception per media packet unnecessary. Call after ICE gathering
     (``setLocalDescription``): it hooks the sockets gathered so far.
+
+    After each datagram asyncio read, up to :data:`MAX_DRAIN` more queued
+    datagrams are read in the same callback; with ``native`` (``_sfu_native``)
+    the "nothing queued" answer is ``None`` instead of a ``BlockingIOError``.
     """
     connection = dtls.transport._connection
     for protocol in connection._protocols:
@@ -407,11 +411,24 @@ def install_fast_demux(dtls: RTCDtlsTransport) -> None:
             stun_path: Any = stun_path,
             component: int = component,
             recvfrom: Any = sock.recvfrom if sock is not None else None,
+            sock: Any = sock,
+            recv_nowait: Any = native.recv_nowait if native is not None and sock is not None else None,
         ) -> None:
             if data and 127 < data[0] < 192:
                 connection.data_received(data, component)
             else:
                 stun_path(data, addr)
+            if recv_nowait is not None:
+                for _ in range(MAX_DRAIN):
+                    got = recv_nowait(sock)
+                    if got is None:
+                        return
+                    data, addr = got
+                    if addr is None:  # RTP/RTCP
+                        connection.data_received(data, component)
+                    else:
+                        stun_path(data, addr)
+                return
             if recvfrom is None:
                 return
             # Drain what else is queued on the socket now: one epoll wake-up + loop

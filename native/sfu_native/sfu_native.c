@@ -25,6 +25,10 @@
  *       buffer, sendto(2) on the socket's descriptor; if the kernel refuses
  *       the datagram, queue(packet, address) (asyncio's transport.sendto,
  *       which queues and retries) and return True.
+ *   recv_nowait(sock) -> (data, address) | None
+ *       one non-blocking recvfrom without an exception when nothing is queued
+ *       (the receive drain asks once more per wake-up; BlockingIOError per
+ *       wake-up was ~1 us of Python).
  *
  * Not thread-safe (like the rest of the media server: one event loop thread);
  * every call holds the GIL.
@@ -176,7 +180,7 @@ Processor_dealloc(PyObject *op)
 }
 
 static PyObject *
-Processor_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+Processor_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwargs))
 {
     Processor *self = (Processor *)type->tp_alloc(type, 0);
     if (self != NULL)
@@ -485,7 +489,7 @@ Sender_init(PyObject *op, PyObject *args, PyObject *kwargs)
 }
 
 static PyObject *
-Sender_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+Sender_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwargs))
 {
     Sender *self = (Sender *)type->tp_alloc(type, 0);
     if (self != NULL) {
@@ -568,8 +572,84 @@ static PyTypeObject SenderType = {
     .tp_getset = Sender_getset,
 };
 
+/* ------------------------------------------------------------------------ */
+/* recv_nowait                                                               */
+/* ------------------------------------------------------------------------ */
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#define RECV_SIZE 2048
+
+/* The address as Python's socket.recvfrom returns it. */
+static PyObject *
+make_address(const struct sockaddr_storage *sa)
+{
+    char host[INET6_ADDRSTRLEN];
+    if (sa->ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)sa;
+        if (inet_ntop(AF_INET, &v4->sin_addr, host, sizeof(host)) == NULL)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        return Py_BuildValue("(si)", host, ntohs(v4->sin_port));
+    }
+    if (sa->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
+        if (inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof(host)) == NULL)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        return Py_BuildValue("(siII)", host, ntohs(v6->sin6_port), ntohl(v6->sin6_flowinfo), v6->sin6_scope_id);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+recv_nowait(PyObject *Py_UNUSED(module), PyObject *sock)
+{
+    PyObject *fd_object = PyObject_CallMethodNoArgs(sock, str_fileno);
+    if (fd_object == NULL)
+        return NULL;
+    long fd = PyLong_AsLong(fd_object);
+    Py_DECREF(fd_object);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    if (fd < 0)
+        Py_RETURN_NONE; /* closed */
+    unsigned char buffer[RECV_SIZE];
+    struct sockaddr_storage sa;
+    socklen_t salen = sizeof(sa);
+    memset(&sa, 0, sizeof(sa));
+    ssize_t n = recvfrom((int)fd, buffer, sizeof(buffer), MSG_DONTWAIT, (struct sockaddr *)&sa, &salen);
+    if (n < 0)
+        Py_RETURN_NONE; /* EAGAIN (nothing queued) or an error: left to asyncio's next read */
+    PyObject *data = PyBytes_FromStringAndSize((const char *)buffer, n);
+    if (data == NULL)
+        return NULL;
+    PyObject *address;
+    if (n > 0 && buffer[0] > 127 && buffer[0] < 192) {
+        address = Py_NewRef(Py_None); /* RTP/RTCP (RFC 7983): the media path never looks at the address */
+    } else {
+        address = make_address(&sa);
+        if (address == NULL) {
+            Py_DECREF(data);
+            return NULL;
+        }
+    }
+    PyObject *result = PyTuple_Pack(2, data, address);
+    Py_DECREF(data);
+    Py_DECREF(address);
+    return result;
+}
+
+static PyMethodDef module_methods[] = {
+    {"recv_nowait", recv_nowait, METH_O,
+     "recv_nowait(sock) -> (data, address) | None: one recvfrom(2048, MSG_DONTWAIT) on sock's descriptor;\n"
+     "None when nothing is queued, on an error or when sock is closed (no exception); address is None for\n"
+     "RTP/RTCP (first byte 128..191), else as socket.recvfrom returns it."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
+    .m_methods = module_methods,
     .m_name = "_sfu_native",
     .m_doc = "Optional C fast path of the Conference media server (see media_server/aiortc_hooks.py).",
     .m_size = -1,

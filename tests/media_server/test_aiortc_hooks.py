@@ -211,8 +211,9 @@ def test_direct_socket_internals() -> None:
 
 
 @pytest.mark.asyncio
-async def test_fast_demux_drains_socket() -> None:
-    """Datagrams queued on an ICE socket are all handled in one datagram_received call."""
+@pytest.mark.parametrize("use_native", [False, True], ids=["python", "native"])
+async def test_fast_demux_drains_socket(use_native: bool) -> None:
+    """Datagrams queued on an ICE socket are all handled in one datagram_received call (both paths)."""
     import socket
 
     aiortc_hooks.set_ice_host_addresses(["127.0.0.1"])
@@ -226,15 +227,47 @@ async def test_fast_demux_drains_socket() -> None:
     connection = dtls.transport._connection
     got: list[tuple[bytes, int]] = []
     connection.data_received = lambda data, component: got.append((data, component))
-    aiortc_hooks.install_fast_demux(dtls)
+    aiortc_hooks.install_fast_demux(dtls, native=_native() if use_native else None)
     protocol = connection._protocols[0]
     addr = protocol.transport.get_extra_info("sockname")
+    stun: list[tuple[bytes, tuple[str, int]]] = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for i in range(3):
             s.sendto(bytes([0x80, i]), addr[:2])  # loopback: queued on the ICE socket before sendto returns
+        s.sendto(b"\x00\x01 not media", addr[:2])  # STUN range: aioice's path, with the sender's address
+        s.sendto(bytes([0x80, 3]), addr[:2])
+        # aioice's STUN path is bound as the hook's first default: record what reaches it instead.
+        protocol.datagram_received.__defaults__ = (  # type: ignore[attr-defined]
+            lambda data, a: stun.append((data, a)),
+            *protocol.datagram_received.__defaults__[1:],  # type: ignore[attr-defined]
+        )
         protocol.datagram_received(b"\x80\xff", ("127.0.0.1", 1))  # no await: the loop has not read them
-    assert got == [(b"\x80\xff", 1), (b"\x80\x00", 1), (b"\x80\x01", 1), (b"\x80\x02", 1)]
+        assert stun == [(b"\x00\x01 not media", ("127.0.0.1", s.getsockname()[1]))]
+    assert got == [(b"\x80\xff", 1), (b"\x80\x00", 1), (b"\x80\x01", 1), (b"\x80\x02", 1), (b"\x80\x03", 1)]
     await pc.close()
+
+
+def test_native_recv_nowait() -> None:
+    """_sfu_native.recv_nowait: None when nothing is queued or the socket is closed; address only for non-media."""
+    import socket
+
+    native: Any = _native()
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.setblocking(False)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        assert native.recv_nowait(rx) is None
+        tx.sendto(b"\x90rtp", rx.getsockname())
+        tx.sendto(b"\x00\x01stun", rx.getsockname())
+        tx.sendto(b"", rx.getsockname())
+        assert native.recv_nowait(rx) == (b"\x90rtp", None)
+        assert native.recv_nowait(rx) == (b"\x00\x01stun", ("127.0.0.1", tx.getsockname()[1]))
+        assert native.recv_nowait(rx) == (b"", ("127.0.0.1", tx.getsockname()[1]))
+        assert native.recv_nowait(rx) is None
+        tx.sendto(b"\x80" * 3000, rx.getsockname())
+        assert native.recv_nowait(rx) == (b"\x80" * 2048, None)  # truncated like recvfrom(2048)
+    rx.close()
+    assert native.recv_nowait(rx) is None
 
 
 def _candidate_ports(section: str) -> set[int]:
