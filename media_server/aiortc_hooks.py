@@ -19,6 +19,11 @@ What we hook and why:
 * Sender SR statistics and the DTLS/ICE transport's send path: forwarded
   packets bypass ``RTCRtpSender._run_rtp``; we send through SRTP + the
   nominated ICE pair synchronously and keep the sender's SR counters right.
+* pylibsrtp's cffi internals (``Session._srtp``/``_cdata``, ``_srtp_assert``,
+  ``_binding``): SRTP without its per-call wrapper; and for the optional C
+  fast path ``_sfu_native`` (``native/sfu_native``, owned by this module)
+  the libsrtp function pointers and ``srtp_t`` it calls. Without that module
+  (or with ``MEDIA_NATIVE=0``) everything runs in Python, byte-identically.
 """
 
 from __future__ import annotations

@@ -328,6 +328,26 @@ def _native() -> object:
     return importlib.import_module("_sfu_native")
 
 
+def test_pylibsrtp_internals_for_the_native_path() -> None:
+    """The C path calls libsrtp with pylibsrtp's own function pointers and ``srtp_t``: their C types must not change."""
+    from importlib.metadata import version
+
+    import pylibsrtp
+    import pylibsrtp._binding as binding
+
+    assert version("pylibsrtp") == "1.0.0"
+    ffi, lib = binding.ffi, binding.lib
+    for name in ("srtp_protect", "srtp_protect_rtcp", "srtp_unprotect"):
+        # sfu_native.c: typedef int (*srtp_function)(void *context, void *packet, int *length)
+        assert ffi.typeof(ffi.addressof(lib, name)).cname == "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
+    assert ffi.sizeof("srtp_err_status_t") == ffi.sizeof("int")
+    session = pylibsrtp.Session(pylibsrtp.Policy(key=bytes(30), ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    assert ffi.typeof(session._srtp).cname == "struct srtp_ctx_t_ * *"
+    assert len(session._cdata) == _native().BUFFER_SIZE == 1500  # type: ignore[attr-defined]
+    src = inspect.getsource(pylibsrtp.Session)
+    assert "len(data) > len(self._cdata) - trailer" in src and "_srtp_assert(func(self._srtp[0], self._cdata, len_p))" in src
+
+
 def _fake_dtls(session: object, transport: object, remote: tuple[str, int]) -> object:
     """The attributes of RTCDtlsTransport / aioice that make_raw_sender reads, around a real asyncio socket."""
     from types import SimpleNamespace
