@@ -345,7 +345,10 @@ def test_pylibsrtp_internals_for_the_native_path() -> None:
     assert ffi.typeof(session._srtp).cname == "struct srtp_ctx_t_ * *"
     assert len(session._cdata) == _native().BUFFER_SIZE == 1500  # type: ignore[attr-defined]
     src = inspect.getsource(pylibsrtp.Session)
-    assert "len(data) > len(self._cdata) - trailer" in src and "_srtp_assert(func(self._srtp[0], self._cdata, len_p))" in src
+    assert (
+        "len(data) > len(self._cdata) - trailer" in src
+        and "_srtp_assert(func(self._srtp[0], self._cdata, len_p))" in src
+    )
 
 
 def _fake_dtls(session: object, transport: object, remote: tuple[str, int]) -> object:
