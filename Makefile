@@ -10,7 +10,7 @@ MEDIA_NODES ?= 1
 
 .PHONY: run test lint check migrate venv clean bench
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt native/sfu_native/sfu_native.c native/sfu_native/setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --disable-pip-version-check -q --upgrade pip
 	$(PIP) install --disable-pip-version-check -q -r requirements-dev.txt

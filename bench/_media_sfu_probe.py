@@ -13,17 +13,27 @@
   and task step) with ``time.thread_time()`` and logs steps that used more
   than N ms of *CPU* to stderr. asyncio's own debug mode measures wall time,
   which on a loaded machine mostly measures the scheduler.
+* Memory (``--memtrace FILE``, ``--memtrace-interval S``): starts
+  ``tracemalloc`` (5 frames) and every S seconds appends to FILE the RSS,
+  glibc ``mallinfo2`` (bytes in use / free inside malloc's heap / mmapped),
+  the Python-traced total and the 15 biggest growths since the previous
+  snapshot (grouped by allocating traceback). Python-traced memory that does
+  not grow while RSS does points at C allocations or at malloc holding freed
+  memory (``free`` grows). Costs a lot of CPU (every allocation is traced):
+  for finding memory growth, not for CPU figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import json
 import logging
 import os
 import signal
 import time
+import tracemalloc
 from typing import Any
 
 import _media_common  # noqa: F401 (puts the repository root on sys.path unless PYTHONPATH overrides)
@@ -59,6 +69,57 @@ def install_probe(path: str) -> asyncio.Task[None] | None:
     return asyncio.ensure_future(dump())
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def install_memtrace(path: str, interval: float) -> asyncio.Task[None]:
+    tracemalloc.start(5)
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = _MallInfo2
+    start = time.monotonic()
+
+    def rss_mb() -> float:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+
+    async def dump() -> None:
+        previous = tracemalloc.take_snapshot()
+        while True:
+            await asyncio.sleep(interval)
+            snapshot = tracemalloc.take_snapshot()
+            info = libc.mallinfo2()
+            traced, peak = tracemalloc.get_traced_memory()
+            mb = 1 / (1 << 20)
+            lines = [
+                f"t={time.monotonic() - start:.0f}s rss={rss_mb():.1f}MB malloc in-use={info.uordblks * mb:.1f}MB"
+                f" free={info.fordblks * mb:.1f}MB heap={info.arena * mb:.1f}MB mmapped={info.hblkhd * mb:.1f}MB"
+                f" traced={traced * mb:.1f}MB (peak {peak * mb:.1f})"
+            ]
+            for stat in snapshot.compare_to(previous, "traceback")[:15]:
+                where = " <- ".join(f"{frame.filename.rsplit('/', 2)[-1]}:{frame.lineno}" for frame in stat.traceback)
+                lines.append(f"    {stat.size_diff / 1024:+9.0f} KiB {stat.count_diff:+7d} blocks  {where}")
+            with open(path, "a") as f:
+                f.write("\n".join(lines) + "\n")
+            previous = snapshot
+
+    return asyncio.ensure_future(dump())
+
+
 def install_slow_step_log(slow_ms: float) -> None:
     original = asyncio.events.Handle._run
     threshold = slow_ms / 1000
@@ -90,6 +151,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--probe", help="write the SFU hop latency histogram here")
     parser.add_argument("--slow-ms", type=float, default=0, help="log loop steps using more CPU than this")
+    parser.add_argument("--memtrace", help="append tracemalloc/malloc statistics to this file")
+    parser.add_argument("--memtrace-interval", type=float, default=20)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = parse_config([])
@@ -99,14 +162,16 @@ def main() -> None:
     async def run() -> None:
         loop = asyncio.get_running_loop()
         probe = install_probe(args.probe) if args.probe else None
+        memtrace = install_memtrace(args.memtrace, args.memtrace_interval) if args.memtrace else None
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
             await serve(config, stop)
         finally:
-            if probe is not None:
-                probe.cancel()
+            for task in (probe, memtrace):
+                if task is not None:
+                    task.cancel()
 
     asyncio.run(run())
 

@@ -108,7 +108,14 @@ def hist_percentile(hist: dict[int, int], q: float) -> float:
 
 
 def start_sfu(
-    events_port: int, control_port: int, log: str | None, slow_steps: bool, root: Path, probe: str
+    events_port: int,
+    control_port: int,
+    log: str | None,
+    slow_steps: bool,
+    root: Path,
+    probe: str,
+    memtrace: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """The SFU under bench/_media_sfu_probe.py (hop-latency probe; optional CPU-heavy loop step log)."""
     env = {
@@ -118,11 +125,14 @@ def start_sfu(
         "MEDIA_EVENTS_URL": f"http://127.0.0.1:{events_port}/events",
         "MEDIA_ICE_ADDRESSES": "127.0.0.1",
         "PYTHONPATH": str(root),  # the media_server package under test (see --compare)
+        **(extra_env or {}),
     }
     stderr = open(log, "wb") if log else subprocess.DEVNULL
     command = [sys.executable, str(common.ROOT / "bench" / "_media_sfu_probe.py"), "--probe", probe]
     if slow_steps:
         command += ["--slow-ms", "2"]
+    if memtrace:
+        command += ["--memtrace", memtrace]
     return subprocess.Popen(command, cwd=root, env=env, stderr=stderr)
 
 
@@ -138,7 +148,7 @@ def hist_diff(new: dict[int, int], old: dict[int, int]) -> dict[int, int]:
     return {k: v - old.get(k, 0) for k, v in new.items() if v - old.get(k, 0) > 0}
 
 
-async def run_sfu(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+async def run_sfu(args: argparse.Namespace, root: Path, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     owner: dict[str, ClientProcess] = {}  # subscriber participant -> its worker
     relays: set[asyncio.Task[None]] = set()
     http_holder: list[aiohttp.ClientSession] = []
@@ -160,8 +170,16 @@ async def run_sfu(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     events_port, control_port = common.free_port(), common.free_port()
     await web.TCPSite(runner, "127.0.0.1", events_port).start()
     probe = f"/tmp/sfu_probe_{os.getpid()}_{events_port}.json"
+    own = root == common.ROOT and not extra_env
     proc = start_sfu(
-        events_port, control_port, args.sfu_log if root == common.ROOT else None, args.slow_steps, root, probe
+        events_port,
+        control_port,
+        args.sfu_log if own else None,
+        args.slow_steps,
+        root,
+        probe,
+        args.memtrace if own else None,
+        extra_env,
     )
     base = f"http://127.0.0.1:{control_port}"
     workers: list[ClientProcess] = []
@@ -339,7 +357,17 @@ def main() -> None:
         help="also run the media_server package found in this directory (e.g. a copy of the previous version),"
         " concurrently with the same load, so both see the same machine noise",
     )
+    parser.add_argument(
+        "--compare-python",
+        action="store_true",
+        help="also run this tree's SFU with MEDIA_NATIVE=0 (no C fast path), concurrently",
+    )
     parser.add_argument("--sfu-log", help="write the SFU's stderr (logs) to this file")
+    parser.add_argument(
+        "--memtrace",
+        help="SFU: trace allocations (tracemalloc, slow) and append RSS/malloc/top-growth snapshots"
+        " every 20 s to this file (bench/_media_sfu_probe.py)",
+    )
     parser.add_argument(
         "--slow-steps",
         action="store_true",
@@ -353,11 +381,21 @@ def main() -> None:
 
     async def run_all() -> list[dict[str, Any]]:
         roots = [common.ROOT, *(root.resolve() for root in args.compare)]
-        return list(await asyncio.gather(*(run_sfu(args, root) for root in roots)))
+        runs = [run_sfu(args, root) for root in roots]
+        if args.compare_python:
+            runs.append(run_sfu(args, common.ROOT, {"MEDIA_NATIVE": "0"}))
+        return list(await asyncio.gather(*runs))
 
+    load_before = os.getloadavg()[0]
     results = asyncio.run(run_all())
-    print(f"machine: nproc={os.cpu_count()}  python={sys.version.split()[0]}  loadavg={os.getloadavg()[0]:.1f}")
-    for label, sfu in zip(["current", *(f"compare {root}" for root in args.compare)], results, strict=True):
+    print(
+        f"machine: nproc={os.cpu_count()}  python={sys.version.split()[0]}"
+        f"  loadavg before/after={load_before:.1f}/{os.getloadavg()[0]:.1f}"
+    )
+    labels = ["current", *(f"compare {root}" for root in args.compare)]
+    if args.compare_python:
+        labels.append("current, pure-Python path (MEDIA_NATIVE=0)")
+    for label, sfu in zip(labels, results, strict=True):
         print(f"== {label}")
         report_sfu(args, sfu)
     if not args.skip_relay and not args.soak:

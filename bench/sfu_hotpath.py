@@ -4,10 +4,12 @@
 
 For each ROOT (default: this checkout) a subprocess feeds 20 000 synthetic
 1100-byte VP8 packets to one Forwarder with 8 ready downstreams and prints
-CPU µs per forwarded packet for three send functions: ``nosend`` (rewrite
+CPU µs per forwarded packet for these send functions: ``nosend`` (rewrite
 only: header, extensions, history, SR batching), ``protect`` (+ SRTP
-AES-256-GCM protect, as negotiated between aiortc peers) and ``sendto``
-(+ a loopback UDP send). Hot caches and no event loop: this isolates the
+AES-256-GCM protect, as negotiated between aiortc peers), ``sendto``
+(+ a loopback UDP send), and the media server's own send path
+``aiortc_hooks.make_raw_sender`` in pure Python (``raw-python``) and with
+the C fast path (``raw-native``, native/sfu_native). Hot caches and no event loop: this isolates the
 code we own; the end-to-end figure is bench/sfu_forward.py.
 """
 
@@ -45,6 +47,30 @@ def sendto(data):
     return True
 
 sends = {"nosend": lambda d: True, "protect": lambda d: bool(holder[0].protect(d)), "sendto": sendto}
+
+# The media server's own send path (aiortc_hooks.make_raw_sender) around a real asyncio datagram
+# transport, with the pure-Python path and with the C fast path (native/sfu_native) when present.
+import asyncio, inspect, types
+from aiortc.rtcdtlstransport import State
+from media_server import aiortc_hooks as H
+loop = asyncio.new_event_loop()
+transport, _ = loop.run_until_complete(loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)))
+pair = types.SimpleNamespace(protocol=types.SimpleNamespace(transport=transport), remote_addr=addr)
+dtls = types.SimpleNamespace(_state=State.CONNECTED, _tx_srtp=None,
+                             transport=types.SimpleNamespace(_connection=types.SimpleNamespace(_nominated={1: pair})))
+native_param = "native" in inspect.signature(H.make_raw_sender).parameters
+variants = {"raw-python": None, "raw-native": getattr(H, "NATIVE", None)} if native_param else {"raw-python": None}
+for name, native in variants.items():
+    if name == "raw-native" and native is None:
+        continue
+    kwargs = {"native": native} if native_param else {}
+    raw = [None]
+    def raw_send(d, raw=raw, kwargs=kwargs):
+        if raw[0] is None or dtls._tx_srtp is not holder[0]:
+            dtls._tx_srtp = holder[0]
+            raw[0] = H.make_raw_sender(dtls, **kwargs)
+        return raw[0](d)
+    sends[name] = raw_send
 payload = b"\x10\x00" + os.urandom(1098)
 packets = [RtpPacket(payload_type=96, sequence_number=i & 0xFFFF, timestamp=i * 700, ssrc=5, payload=payload) for i in range(20000)]
 for mode, send in sends.items():

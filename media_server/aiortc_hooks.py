@@ -19,11 +19,18 @@ What we hook and why:
 * Sender SR statistics and the DTLS/ICE transport's send path: forwarded
   packets bypass ``RTCRtpSender._run_rtp``; we send through SRTP + the
   nominated ICE pair synchronously and keep the sender's SR counters right.
+* pylibsrtp's cffi internals (``Session._srtp``/``_cdata``, ``_srtp_assert``,
+  ``_binding``): SRTP without its per-call wrapper; and for the optional C
+  fast path ``_sfu_native`` (``native/sfu_native``, owned by this module)
+  the libsrtp function pointers and ``srtp_t`` it calls. Without that module
+  (or with ``MEDIA_NATIVE=0``) everything runs in Python, byte-identically.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -62,20 +69,64 @@ _SRTP_MAX_TRAILER_LEN = pylibsrtp.SRTP_MAX_TRAILER_LEN  # type: ignore[attr-defi
 _SRTP_MAX_SRTCP_TRAILER_LEN = pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN  # type: ignore[attr-defined]
 
 
-def srtp_processor(session: pylibsrtp.Session, operation: str) -> Callable[[bytes], bytes]:
+def _load_native() -> Any:
+    """The optional C fast path (``native/sfu_native``, module ``_sfu_native``), or None.
+
+    Installed by ``make venv`` (requirements.txt); when it is missing (or
+    ``MEDIA_NATIVE=0``) the pure-Python path below is used: same bytes on the
+    wire, only slower (tests/media_server/test_aiortc_hooks.py compares them).
+    """
+    if os.environ.get("MEDIA_NATIVE", "1") == "0":
+        return None
+    try:
+        return importlib.import_module("_sfu_native")
+    except ImportError:
+        return None
+
+
+NATIVE: Any = _load_native()
+"""``_sfu_native`` or None: chosen once at import (read-only afterwards)."""
+
+_SRTP_OPERATIONS = {  # operation -> (libsrtp function name, trailer room the buffer needs)
+    "protect": ("srtp_protect", _SRTP_MAX_TRAILER_LEN),
+    "protect_rtcp": ("srtp_protect_rtcp", _SRTP_MAX_SRTCP_TRAILER_LEN),
+    "unprotect": ("srtp_unprotect", 0),
+}
+
+
+def _native_srtp_args(session: pylibsrtp.Session, operation: str) -> dict[str, Any]:
+    """What ``_sfu_native`` needs to run ``operation`` on ``session`` from C.
+
+    pylibsrtp links libsrtp statically into its cffi module: the function
+    pointer comes from that module (``ffi.addressof(lib, name)``), so the C
+    path runs exactly the libsrtp that ``Session.protect`` runs. ``srtp_t`` is
+    ``session._srtp[0]``; the session is kept alive by the C object.
+    """
+    ffi, lib = pylibsrtp._binding.ffi, pylibsrtp._binding.lib
+    name, trailer = _SRTP_OPERATIONS[operation]
+    return {
+        "function": int(ffi.cast("uintptr_t", ffi.addressof(lib, name))),
+        "context": int(ffi.cast("uintptr_t", session._srtp[0])),  # type: ignore[attr-defined]
+        "keepalive": session,
+        "limit": len(session._cdata) - trailer,  # type: ignore[attr-defined]  # same limit as pylibsrtp
+        "check": pylibsrtp._srtp_assert,  # type: ignore[attr-defined]  # raises pylibsrtp.Error for a libsrtp code
+    }
+
+
+def srtp_processor(session: pylibsrtp.Session, operation: str, native: Any = NATIVE) -> Callable[[bytes], bytes]:
     """A cheaper ``session.<operation>(data)`` ("protect", "protect_rtcp", "unprotect").
 
     pylibsrtp's ``Session.__process`` allocates a cffi ``int *`` and re-checks
     the argument type on every call; this binds the session's C handle, its
     1500-byte work buffer and one length cell once. Same C calls, same result
-    (``bytes``), same errors (``pylibsrtp.Error`` / ``ValueError``).
+    (``bytes``), same errors (``pylibsrtp.Error`` / ``ValueError``). With
+    ``native`` (the ``_sfu_native`` module) the call is one C function.
     """
+    if native is not None:
+        return native.SrtpProcessor(**_native_srtp_args(session, operation))  # type: ignore[no-any-return]
     lib = pylibsrtp._binding.lib
-    func, trailer = {
-        "protect": (lib.srtp_protect, _SRTP_MAX_TRAILER_LEN),
-        "protect_rtcp": (lib.srtp_protect_rtcp, _SRTP_MAX_SRTCP_TRAILER_LEN),
-        "unprotect": (lib.srtp_unprotect, 0),
-    }[operation]
+    name, trailer = _SRTP_OPERATIONS[operation]
+    func = getattr(lib, name)
     cdata = session._cdata  # type: ignore[attr-defined]
     buffer = session._buffer  # type: ignore[attr-defined]
     srtp = session._srtp[0]  # type: ignore[attr-defined]
@@ -337,7 +388,7 @@ def install_fast_receive(dtls: RTCDtlsTransport, receivers: Sequence[ForwardingR
     connection.data_received = data_received  # type: ignore[method-assign]
 
 
-def install_fast_demux(dtls: RTCDtlsTransport) -> None:
+def install_fast_demux(dtls: RTCDtlsTransport, native: Any = NATIVE) -> None:
     """Skip aioice's STUN parse attempt for RTP/RTCP datagrams of ``dtls``'s ICE sockets.
 
     ``aioice.StunProtocol.datagram_received`` tries ``stun.parse_message`` on
@@ -345,6 +396,10 @@ def install_fast_demux(dtls: RTCDtlsTransport) -> None:
     demultiplexing by the first byte (128..191 = RTP/RTCP) makes that
     exception per media packet unnecessary. Call after ICE gathering
     (``setLocalDescription``): it hooks the sockets gathered so far.
+
+    After each datagram asyncio read, up to :data:`MAX_DRAIN` more queued
+    datagrams are read in the same callback; with ``native`` (``_sfu_native``)
+    the "nothing queued" answer is ``None`` instead of a ``BlockingIOError``.
     """
     connection = dtls.transport._connection
     for protocol in connection._protocols:
@@ -361,11 +416,24 @@ def install_fast_demux(dtls: RTCDtlsTransport) -> None:
             stun_path: Any = stun_path,
             component: int = component,
             recvfrom: Any = sock.recvfrom if sock is not None else None,
+            sock: Any = sock,
+            recv_nowait: Any = native.recv_nowait if native is not None and sock is not None else None,
         ) -> None:
             if data and 127 < data[0] < 192:
                 connection.data_received(data, component)
             else:
                 stun_path(data, addr)
+            if recv_nowait is not None:
+                for _ in range(MAX_DRAIN):
+                    got = recv_nowait(sock)
+                    if got is None:
+                        return
+                    data, addr = got
+                    if addr is None:  # RTP/RTCP
+                        connection.data_received(data, component)
+                    else:
+                        stun_path(data, addr)
+                return
             if recvfrom is None:
                 return
             # Drain what else is queued on the socket now: one epoll wake-up + loop
@@ -451,7 +519,7 @@ def update_sender_report(sender: RTCRtpSender, rtp_timestamp: int, octets: int, 
     sender._RTCRtpSender__packet_count += packets  # type: ignore[attr-defined]
 
 
-def make_raw_sender(dtls: RTCDtlsTransport, rtcp: bool = False) -> Callable[[bytes], bool]:
+def make_raw_sender(dtls: RTCDtlsTransport, rtcp: bool = False, native: Any = NATIVE) -> Callable[[bytes], bool]:
     """Return ``send(plaintext_rtp_or_rtcp) -> sent`` for a DTLS transport.
 
     Protects with the transport's SRTP session and writes to the nominated
@@ -460,6 +528,13 @@ def make_raw_sender(dtls: RTCDtlsTransport, rtcp: bool = False) -> Callable[[byt
     kernel refuses datagrams (EAGAIN) asyncio queues them without bound; once
     more than :data:`MAX_SEND_BUFFER` bytes wait there, packets are dropped
     (``send`` returns False) instead of adding seconds of latency and memory.
+
+    With ``native`` (the ``_sfu_native`` module) RTP goes through a C
+    ``SrtpSender``: after the first packet sent on the raw socket, protect +
+    ``sendto`` are one C call as long as its guards hold (DTLS connected, same
+    nominated pair, same SRTP session, same socket descriptor, nothing queued
+    in asyncio); otherwise it calls the Python path below, which is the
+    reference behaviour (and re-arms the C path for a new pair or session).
     """
     connection = dtls.transport._connection
     nominated = connection._nominated
@@ -470,6 +545,8 @@ def make_raw_sender(dtls: RTCDtlsTransport, rtcp: bool = False) -> Callable[[byt
     # pair (``remote_addr`` is a property building a tuple).
     route: list[Any] = [None, None, None, None, None]
     srtp: list[Any] = [None, None]  # (session, its srtp_processor)
+    fast: Any = None  # the C SrtpSender wrapping this function (native RTP only)
+    armed: list[Any] = [None]  # (pair, session) the C path was last configured for
 
     def send(data: bytes) -> bool:
         if dtls._state is not connected:
@@ -484,7 +561,7 @@ def make_raw_sender(dtls: RTCDtlsTransport, rtcp: bool = False) -> Callable[[byt
             route[:] = [pair, transport.sendto, pair.remote_addr, transport.get_write_buffer_size, direct]  # type: ignore[attr-defined]
         session = dtls._tx_srtp
         if session is not srtp[0]:
-            srtp[:] = [session, srtp_processor(session, operation)]
+            srtp[:] = [session, srtp_processor(session, operation, native)]
         if route[3]():  # asyncio already queues for this peer: keep the order, bound the queue
             if route[3]() > MAX_SEND_BUFFER:
                 return False  # the peer is not draining: drop rather than queue (stale media is useless)
@@ -498,9 +575,42 @@ def make_raw_sender(dtls: RTCDtlsTransport, rtcp: bool = False) -> Callable[[byt
             route[4](packet, route[2])  # the socket directly: asyncio's sendto re-checks type/address/state
         except OSError:
             route[1](packet, route[2])  # EAGAIN: asyncio queues and retries when writable; errors reported as usual
+            return True
+        if fast is not None and armed[0] != (pair, session):
+            armed[0] = (pair, session)
+            _arm_native_sender(fast, dtls, session, pair, connected)
         return True
 
-    return send
+    if native is None or rtcp:
+        return send
+    fast = native.SrtpSender(send)
+    return fast  # type: ignore[no-any-return]
+
+
+def _arm_native_sender(
+    fast: Any, dtls: RTCDtlsTransport, session: pylibsrtp.Session, pair: Any, connected: State
+) -> None:
+    """Configure ``fast`` (a ``_sfu_native.SrtpSender``) for ``pair`` and ``session``.
+
+    The guards are what ``make_raw_sender``'s Python path checks per packet;
+    while they hold, the C path protects and sends with ``sendto(2)`` on the
+    socket's descriptor (asyncio's ``transport.sendto`` when the kernel
+    refuses the datagram). If it cannot be configured (e.g. an address it
+    cannot parse), the Python path stays in use.
+    """
+    transport = pair.protocol.transport
+    try:
+        fast.configure(
+            **_native_srtp_args(session, "protect"),
+            sock=transport._sock,
+            address=pair.remote_addr,
+            queue=transport.sendto,
+            buffered=transport.get_write_buffer_size,
+            guards=((dtls, "_state", connected), (dtls, "_tx_srtp", session)),
+            items=((dtls.transport._connection._nominated, 1, pair),),
+        )
+    except (TypeError, ValueError, OSError):
+        fast.reset()
 
 
 def dtls_last_receive_counter(dtls: RTCDtlsTransport) -> int:

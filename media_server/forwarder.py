@@ -156,6 +156,20 @@ class Downstream:
             self.on_sent(ots, self._unreported_octets, self._unreported_packets)
             self._unreported_octets = self._unreported_packets = 0
 
+    def release(self) -> None:
+        """Drop the NACK history now (the stream is gone for good; nothing is resent after this).
+
+        A closed subscriber's Downstream is only freed by Python's cyclic garbage
+        collector (aiortc's peer connection objects are reference cycles), whose
+        full collections can be minutes apart: without this, the ~1 MB history of
+        every departed video stream waited for it, and the malloc heap grew to
+        that high-water mark for good (the soak's one-off RSS step).
+        """
+        self.history_seq = [-1] * HISTORY_SIZE
+        self.history = [b""] * HISTORY_SIZE
+        self._retransmitted.clear()
+        self.ready = False
+
     def retransmit(self, lost: list[int], now: float | None = None) -> int:
         """Resend NACKed packets still in history (RTX-wrapped if negotiated).
 

@@ -211,6 +211,9 @@ class Subscriber:
         offer = await self.pc.createOffer()
         await asyncio.sleep(0)  # let queued media through between the ~1 ms SDP steps of a join
         await self.pc.setLocalDescription(offer)
+        dtls = peer_dtls(self.pc)
+        if dtls is not None:
+            hooks.install_fast_demux(dtls)  # subscribers' RTCP skips aioice's STUN parse attempt too
         self.revision += 1
         self.outstanding = self.revision
         tracks = []
@@ -316,4 +319,5 @@ class Subscriber:
         """Stop forwarding to this subscriber and close the connection."""
         for slot in self.slots:
             self._detach(slot)
+            slot.downstream.release()  # its history would otherwise wait for a full GC cycle
         await self.pc.close()

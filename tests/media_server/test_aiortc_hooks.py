@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from typing import Any
 
 import aioice.ice
 import pytest
@@ -210,8 +211,9 @@ def test_direct_socket_internals() -> None:
 
 
 @pytest.mark.asyncio
-async def test_fast_demux_drains_socket() -> None:
-    """Datagrams queued on an ICE socket are all handled in one datagram_received call."""
+@pytest.mark.parametrize("use_native", [False, True], ids=["python", "native"])
+async def test_fast_demux_drains_socket(use_native: bool) -> None:
+    """Datagrams queued on an ICE socket are all handled in one datagram_received call (both paths)."""
     import socket
 
     aiortc_hooks.set_ice_host_addresses(["127.0.0.1"])
@@ -225,15 +227,47 @@ async def test_fast_demux_drains_socket() -> None:
     connection = dtls.transport._connection
     got: list[tuple[bytes, int]] = []
     connection.data_received = lambda data, component: got.append((data, component))
-    aiortc_hooks.install_fast_demux(dtls)
+    aiortc_hooks.install_fast_demux(dtls, native=_native() if use_native else None)
     protocol = connection._protocols[0]
     addr = protocol.transport.get_extra_info("sockname")
+    stun: list[tuple[bytes, tuple[str, int]]] = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for i in range(3):
             s.sendto(bytes([0x80, i]), addr[:2])  # loopback: queued on the ICE socket before sendto returns
+        s.sendto(b"\x00\x01 not media", addr[:2])  # STUN range: aioice's path, with the sender's address
+        s.sendto(bytes([0x80, 3]), addr[:2])
+        # aioice's STUN path is bound as the hook's first default: record what reaches it instead.
+        protocol.datagram_received.__defaults__ = (  # type: ignore[attr-defined]
+            lambda data, a: stun.append((data, a)),
+            *protocol.datagram_received.__defaults__[1:],  # type: ignore[attr-defined]
+        )
         protocol.datagram_received(b"\x80\xff", ("127.0.0.1", 1))  # no await: the loop has not read them
-    assert got == [(b"\x80\xff", 1), (b"\x80\x00", 1), (b"\x80\x01", 1), (b"\x80\x02", 1)]
+        assert stun == [(b"\x00\x01 not media", ("127.0.0.1", s.getsockname()[1]))]
+    assert got == [(b"\x80\xff", 1), (b"\x80\x00", 1), (b"\x80\x01", 1), (b"\x80\x02", 1), (b"\x80\x03", 1)]
     await pc.close()
+
+
+def test_native_recv_nowait() -> None:
+    """_sfu_native.recv_nowait: None when nothing is queued or the socket is closed; address only for non-media."""
+    import socket
+
+    native: Any = _native()
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.setblocking(False)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        assert native.recv_nowait(rx) is None
+        tx.sendto(b"\x90rtp", rx.getsockname())
+        tx.sendto(b"\x00\x01stun", rx.getsockname())
+        tx.sendto(b"", rx.getsockname())
+        assert native.recv_nowait(rx) == (b"\x90rtp", None)
+        assert native.recv_nowait(rx) == (b"\x00\x01stun", ("127.0.0.1", tx.getsockname()[1]))
+        assert native.recv_nowait(rx) == (b"", ("127.0.0.1", tx.getsockname()[1]))
+        assert native.recv_nowait(rx) is None
+        tx.sendto(b"\x80" * 3000, rx.getsockname())
+        assert native.recv_nowait(rx) == (b"\x80" * 2048, None)  # truncated like recvfrom(2048)
+    rx.close()
+    assert native.recv_nowait(rx) is None
 
 
 def _candidate_ports(section: str) -> set[int]:
@@ -279,3 +313,217 @@ async def test_bundle_remote_candidates_uses_the_tagged_m_line() -> None:
     finally:
         await offerer.close()
         aiortc_hooks.set_ice_host_addresses(None)
+
+
+# --------------------------------------------------------------------------
+# Native fast path (native/sfu_native, module _sfu_native) vs the Python path
+# --------------------------------------------------------------------------
+
+
+def _native() -> object:
+    import importlib
+
+    # Built and installed from this repo by `make venv` (requirements.txt): a failure here means the
+    # install step is broken, not that the media server is (it falls back to Python).
+    return importlib.import_module("_sfu_native")
+
+
+def test_pylibsrtp_internals_for_the_native_path() -> None:
+    """The C path calls libsrtp with pylibsrtp's own function pointers and ``srtp_t``: their C types must not change."""
+    from importlib.metadata import version
+
+    import pylibsrtp
+    import pylibsrtp._binding as binding
+
+    assert version("pylibsrtp") == "1.0.0"
+    ffi, lib = binding.ffi, binding.lib
+    for name in ("srtp_protect", "srtp_protect_rtcp", "srtp_unprotect"):
+        # sfu_native.c: typedef int (*srtp_function)(void *context, void *packet, int *length)
+        assert ffi.typeof(ffi.addressof(lib, name)).cname == "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
+    assert ffi.sizeof("srtp_err_status_t") == ffi.sizeof("int")
+    session = pylibsrtp.Session(pylibsrtp.Policy(key=bytes(30), ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    assert ffi.typeof(session._srtp).cname == "struct srtp_ctx_t_ * *"
+    assert len(session._cdata) == _native().BUFFER_SIZE == 1500  # type: ignore[attr-defined]
+    src = inspect.getsource(pylibsrtp.Session)
+    assert (
+        "len(data) > len(self._cdata) - trailer" in src
+        and "_srtp_assert(func(self._srtp[0], self._cdata, len_p))" in src
+    )
+
+
+def _fake_dtls(session: object, transport: object, remote: tuple[str, int]) -> object:
+    """The attributes of RTCDtlsTransport / aioice that make_raw_sender reads, around a real asyncio socket."""
+    from types import SimpleNamespace
+
+    pair = SimpleNamespace(protocol=SimpleNamespace(transport=transport), remote_addr=remote)
+    return SimpleNamespace(
+        _state=State.CONNECTED,
+        _tx_srtp=session,
+        transport=SimpleNamespace(_connection=SimpleNamespace(_nominated={1: pair})),
+    )
+
+
+def _rtp(seq: int, size: int) -> bytes:
+    return (
+        bytes([0x80, 0x60])
+        + seq.to_bytes(2, "big")
+        + (seq * 3000).to_bytes(4, "big")
+        + b"\x00\x00\x30\x39"
+        + bytes((seq + i) & 0xFF for i in range(size))
+    )
+
+
+@pytest.mark.asyncio
+async def test_native_sender_sends_the_same_bytes_as_the_python_path() -> None:
+    """Same key, same packets: the C SrtpSender and the pure-Python sender put identical datagrams on the wire."""
+    import os
+    import socket
+
+    import pylibsrtp
+
+    native = _native()
+    loop = asyncio.get_running_loop()
+    key = os.urandom(30)
+
+    def session() -> pylibsrtp.Session:
+        return pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(2)
+    remote = rx.getsockname()
+    t_py, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+    t_c, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+    dtls_py = _fake_dtls(session(), t_py, remote)
+    dtls_c = _fake_dtls(session(), t_c, remote)
+    py_send = aiortc_hooks.make_raw_sender(dtls_py, native=None)  # type: ignore[arg-type]
+    c_send = aiortc_hooks.make_raw_sender(dtls_c, native=native)  # type: ignore[arg-type]
+    assert type(c_send).__name__ == "SrtpSender" and not c_send.configured  # type: ignore[attr-defined]
+    try:
+        for seq, size in enumerate([1100, 100, 1, 1344, 700, 1100, 20, 1100]):
+            packet = _rtp(seq + 1, size)
+            assert py_send(packet) is True
+            expected = rx.recv(2048)
+            assert c_send(packet) is True
+            assert rx.recv(2048) == expected
+        # The first packet went through the Python path, which armed the C path for the rest.
+        assert c_send.configured and c_send.native_packets == 7  # type: ignore[attr-defined]
+        with pytest.raises(ValueError, match="too long"):
+            py_send(_rtp(100, 1500))
+        with pytest.raises(ValueError, match="too long"):
+            c_send(_rtp(100, 1500))
+        # A guard that fails sends through the Python path: not connected -> nothing sent.
+        dtls_c._state = dtls_py._state = State.CLOSED  # type: ignore[attr-defined]
+        assert py_send(_rtp(20, 10)) is False and c_send(_rtp(20, 10)) is False
+        assert c_send.native_packets == 7  # type: ignore[attr-defined]
+        # A new SRTP session (e.g. a new DTLS handshake): the Python path re-arms the C path with it.
+        dtls_c._state = dtls_py._state = State.CONNECTED  # type: ignore[attr-defined]
+        dtls_py._tx_srtp, dtls_c._tx_srtp = session(), session()  # type: ignore[attr-defined]
+        for seq in (1, 2, 3):
+            assert py_send(_rtp(seq, 500)) is True
+            expected = rx.recv(2048)
+            assert c_send(_rtp(seq, 500)) is True
+            assert rx.recv(2048) == expected
+        assert c_send.native_packets == 9  # type: ignore[attr-defined]
+    finally:
+        t_py.close()
+        t_c.close()
+        rx.close()
+
+
+def test_native_srtp_processor_matches_the_python_path() -> None:
+    """srtp_processor with and without _sfu_native: same bytes, same errors (replay, too long)."""
+    import os
+
+    import pylibsrtp
+
+    native = _native()
+    key = os.urandom(30)
+    out = pylibsrtp.Policy.SSRC_ANY_OUTBOUND
+    py_tx, c_tx = (pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=out)) for _ in range(2))
+    c_rx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
+    py_protect = aiortc_hooks.srtp_processor(py_tx, "protect", native=None)
+    c_protect = aiortc_hooks.srtp_processor(c_tx, "protect", native=native)
+    c_unprotect = aiortc_hooks.srtp_processor(c_rx, "unprotect", native=native)
+    for seq in range(1, 20):
+        rtp = _rtp(seq, 37 * seq)
+        protected = c_protect(rtp)
+        assert protected == py_protect(rtp)
+        assert c_unprotect(protected) == rtp
+    with pytest.raises(pylibsrtp.Error):
+        c_unprotect(protected)  # replay
+    with pytest.raises(ValueError, match="too long"):
+        c_protect(b"\x80" * 1500)
+    rtcp = b"\x80\xc8\x00\x06" + b"\x00\x00\x00\x02" + b"\x00" * 20
+    assert aiortc_hooks.srtp_processor(c_tx, "protect_rtcp", native=native)(rtcp) == aiortc_hooks.srtp_processor(
+        py_tx, "protect_rtcp", native=None
+    )(rtcp)
+
+
+def test_native_sender_guards_and_errors() -> None:
+    """_sfu_native.SrtpSender: every guard falls back to Python; a refused datagram goes to the queue callable."""
+    import os
+    import socket
+    from types import SimpleNamespace
+
+    import pylibsrtp
+
+    native: Any = _native()
+    key = os.urandom(30)
+    session = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    reference = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    fallback: list[bytes] = []
+    queued: list[tuple[bytes, tuple[str, int]]] = []
+    buffered = [0]
+    state = SimpleNamespace(ok="yes")
+    nominated = {1: "pair"}
+    sender = native.SrtpSender(lambda data: fallback.append(data) or False)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx:
+        tx.setblocking(False)
+        rx.bind(("127.0.0.1", 0))
+        rx.settimeout(2)
+
+        def arm(address: tuple[str, int]) -> None:
+            sender.configure(
+                **aiortc_hooks._native_srtp_args(session, "protect"),
+                sock=tx,
+                address=address,
+                queue=lambda packet, addr: queued.append((packet, addr)),
+                buffered=lambda: buffered[0],
+                guards=((state, "ok", "yes"),),
+                items=((nominated, 1, "pair"),),
+            )
+
+        assert sender(_rtp(1, 10)) is False and len(fallback) == 1  # not configured
+        arm(rx.getsockname())
+        assert sender(_rtp(1, 10)) is True and rx.recv(2048) == reference.protect(_rtp(1, 10))
+        for flip, undo in (
+            (lambda: setattr(state, "ok", "no"), lambda: setattr(state, "ok", "yes")),
+            (lambda: nominated.__setitem__(1, "other"), lambda: nominated.__setitem__(1, "pair")),
+            (lambda: buffered.__setitem__(0, 10), lambda: buffered.__setitem__(0, 0)),
+        ):
+            flip()
+            assert sender(_rtp(2, 10)) is False
+            undo()
+        assert len(fallback) == 4 and sender.native_packets == 1
+        # A datagram the kernel refuses (port 0: EINVAL) is handed to asyncio's queue, protected.
+        arm(("127.0.0.1", 0))
+        assert sender(_rtp(2, 10)) is True
+        assert queued == [(reference.protect(_rtp(2, 10)), ("127.0.0.1", 0))]
+        with pytest.raises(ValueError):
+            arm(("::1", 5000))  # family of the socket differs: not configured
+        assert not sender.configured
+        sender.reset()
+    # A closed socket (its descriptor number may be reused) is a failed guard, not a send on a stale fd.
+    arm_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.configure(
+        **aiortc_hooks._native_srtp_args(session, "protect"),
+        sock=arm_sock,
+        address=("127.0.0.1", 9),
+        queue=lambda packet, addr: None,
+        buffered=lambda: 0,
+        guards=(),
+        items=(),
+    )
+    arm_sock.close()
+    assert sender(_rtp(3, 10)) is False and len(fallback) == 5

@@ -228,3 +228,20 @@ def test_sender_report_counters_are_batched() -> None:
     for i in range(SR_BATCH * 2 + 3):
         fwd.on_rtp(packet(i, i * 960, b"x" * 10), opus)
     assert [(octets, n) for _, octets, n in reports] == [(10 * SR_BATCH, SR_BATCH)] * 2
+
+
+def test_release_drops_the_nack_history_at_once() -> None:
+    """A closed subscriber stream frees its ~1 MB history by refcount, without waiting for the cyclic GC."""
+    fwd = Forwarder(kind="video", request_keyframe=lambda: None)
+    sent: list[bytes] = []
+    d = make_downstream(sent)
+    fwd.attach(d)
+    fwd.on_rtp(packet(5001, 903000, KEY), VP8)
+    fwd.on_rtp(packet(5002, 906000, DELTA), VP8)
+    assert d.retransmit([101]) == 1
+    fwd.detach(d)
+    d.release()
+    assert not d.ready and all(h == b"" for h in d.history)
+    assert d.retransmit([102], now=1e9) == 0
+    fwd.on_rtp(packet(5003, 909000, DELTA), VP8)
+    assert len(sent) == 3  # nothing forwarded after detach + release
