@@ -18,7 +18,8 @@ revision order). Nothing is encoded or decoded here:
   gaps (loss) and frames (marker bit) are counted without decrypting. Only
   until a video stream's first complete keyframe is seen are its packets
   decrypted, to read the VP8 payload descriptor. RTCP and DTLS keep aiortc's
-  path. The receivers are hooked like the SFU's (no decoder threads).
+  path. The receivers are hooked like the SFU's (no decoder threads); RTCP
+  receiver reports are built from these counters, once a second.
 
 The orchestrator drives a worker with one command per stdin line and reads
 one JSON line per command on stdout:
@@ -47,6 +48,7 @@ import aiohttp
 from _media_clients import new_pc
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
+from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
 
 from media_server import aiortc_hooks
 from media_server.rtputil import is_vp8_keyframe_start
@@ -138,11 +140,25 @@ class Pacer:
 class InStream:
     """Counters of one received SSRC (clear-text RTP header only)."""
 
-    __slots__ = ("kind", "packets", "bytes", "lost", "last_seq", "frames", "kf_ts", "kf_seq", "kf_count", "complete")
+    __slots__ = (
+        "bytes",
+        "complete",
+        "cycles",
+        "frames",
+        "kf_count",
+        "kf_seq",
+        "kf_ts",
+        "kind",
+        "last_seq",
+        "lost",
+        "packets",
+        "reported",
+    )
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.packets = self.bytes = self.lost = self.frames = self.kf_seq = self.kf_count = 0
+        self.packets = self.bytes = self.lost = self.frames = self.kf_seq = self.kf_count = self.cycles = 0
+        self.reported = (0, 0)  # (packets, lost) at the last receiver report
         self.last_seq: int | None = None
         self.kf_ts: int | None = None
         self.complete = kind != "video"  # video: until the first complete keyframe
@@ -204,6 +220,9 @@ class Participant:
         self.error: str | None = None
         self.done = False  # joined (first remote video frame, or publish + subscribe done when none expected)
         self.hooked: set[int] = set()
+        self.leaving = False
+        self.rr_send: Any = None
+        self.rr_ssrc = int.from_bytes(os.urandom(4), "big")
 
     def mark(self, phase: str) -> None:
         if phase not in self.times:
@@ -267,6 +286,10 @@ class Participant:
                 await self.ws.send_str('{"type":"pong"}')
             elif kind == "error":
                 self.worker.socket_errors.append(f"{self.name}: {frame.get('code')}")
+        if not self.leaving:
+            self.worker.socket_errors.append(
+                f"{self.name}: socket closed {self.ws.close_code} after {time.monotonic() - self.t0:.1f} s"
+            )
 
     async def request(self, frame: dict[str, Any]) -> dict[str, Any]:
         assert self.ws is not None
@@ -374,10 +397,13 @@ class Participant:
             self.tapped = True
             dtls = pc.getTransceivers()[0].receiver.transport
             install_rtp_tap(dtls, lambda data, dtls=dtls: self.on_rtp(dtls, data))
+            self.rr_send = aiortc_hooks.make_raw_sender(dtls, rtcp=True)
             aiortc_hooks.install_fast_demux(dtls)
         assert self.ws is not None
         await self.ws.send_str(
-            json.dumps({"type": "answer", "pc": "subscribe", "sdp": pc.localDescription.sdp, "revision": frame["revision"]})
+            json.dumps(
+                {"type": "answer", "pc": "subscribe", "sdp": pc.localDescription.sdp, "revision": frame["revision"]}
+            )
         )
         self.mark("sub_answer")
 
@@ -395,6 +421,8 @@ class Participant:
             if gap == 0 or gap >= 0x8000:
                 return  # duplicate or late: already counted as lost once
             s.lost += gap - 1
+            if seq < s.last_seq:
+                s.cycles += 1
         s.last_seq = seq
         if s.kind != "video":
             return
@@ -406,7 +434,7 @@ class Participant:
             self.unprotect = aiortc_hooks.srtp_processor(dtls._rx_srtp, "unprotect")
         try:
             payload = rtp_payload(self.unprotect(data))
-        except Exception:  # noqa: BLE001 (a packet that does not decrypt is skipped)
+        except Exception:
             return
         if is_vp8_keyframe_start(payload):
             s.kf_ts, s.kf_seq, s.kf_count = ts, seq, 0
@@ -419,6 +447,34 @@ class Participant:
                 self.mark("first_frame")
             else:
                 s.kf_ts = None
+
+    def send_receiver_report(self) -> None:
+        """RTCP RR for every received stream, about once a second, as browsers send them.
+
+        The packets never reach aiortc's receivers, whose RRs would be empty (aiortc
+        then sends none, and the media server fails a peer silent for 30 s). Loss
+        figures are ours (sequence gaps), so the server's loss metrics are real too.
+        """
+        if self.rr_send is None or not self.rx:
+            return
+        reports = []
+        for ssrc, s in self.rx.items():
+            packets, lost = s.packets - s.reported[0], s.lost - s.reported[1]
+            s.reported = (s.packets, s.lost)
+            fraction = min(255, lost * 256 // max(1, packets + lost)) if lost > 0 else 0
+            reports.append(
+                RtcpReceiverInfo(
+                    ssrc=ssrc,
+                    fraction_lost=fraction,
+                    packets_lost=min(s.lost, 0x7FFFFF),
+                    highest_sequence=(s.cycles << 16) | (s.last_seq or 0),
+                    jitter=0,
+                    lsr=0,
+                    dlsr=0,
+                )
+            )
+        for i in range(0, len(reports), 31):  # at most 31 report blocks per RR
+            self.rr_send(bytes(RtcpRrPacket(ssrc=self.rr_ssrc, reports=reports[i : i + 31])))
 
     def counters(self) -> dict[str, Any]:
         rx = list(self.rx.values())
@@ -435,6 +491,7 @@ class Participant:
         }
 
     async def leave(self) -> None:
+        self.leaving = True
         for s in self.out:
             s.closed = True
         for task in list(self.tasks):
@@ -458,6 +515,12 @@ class Worker:
         self.socket_errors: list[str] = []
         self.max_lag_ms = 0.0
         self.http: aiohttp.ClientSession
+
+    async def report_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            for p in list(self.participants.values()):
+                p.send_receiver_report()
 
     async def watch_loop(self) -> None:
         while True:
@@ -496,7 +559,7 @@ async def main(path: str) -> None:
     loop = asyncio.get_running_loop()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         worker.http = http
-        background = [asyncio.create_task(worker.pacer.run()), asyncio.create_task(worker.watch_loop())]
+        background = [asyncio.create_task(c) for c in (worker.pacer.run(), worker.watch_loop(), worker.report_loop())]
         print(json.dumps({"ready": True}), flush=True)
         while True:
             line = await loop.run_in_executor(None, sys.stdin.readline)

@@ -89,8 +89,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--participants", type=int, default=10, help="per room (2-100)")
     p.add_argument("--video-publishers", type=int, default=6, help="per room: the first K send video")
     p.add_argument("--speakers", type=int, default=2, help="per room: the first S send audio; the rest are muted")
-    p.add_argument("--mlines", choices=("browser", "sending"), default="browser",
-                   help="browser: everyone offers video+audio m-lines (call.js); sending: only what is sent")
+    p.add_argument(
+        "--mlines",
+        choices=("browser", "sending"),
+        default="browser",
+        help="browser: everyone offers video+audio m-lines (call.js); sending: only what is sent",
+    )
     p.add_argument("--warm", type=int, default=1, help="per room: participants joined before the measured joins")
     p.add_argument("--warm-interval", type=float, default=0.3, help="s between two warm joins")
     p.add_argument("--concurrent-joins", type=int, default=1, help="measured joins started at once")
@@ -101,8 +105,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--web", type=int, default=1, help="daphne processes (more than 1 needs REDIS_URL)")
     p.add_argument("--video-size", default="640x360")
     p.add_argument("--video-kbps", type=int, default=600)
-    p.add_argument("--media-slow-ms", type=float, default=0,
-                   help="log media-server event-loop steps using more CPU than this (bench/_media_sfu_probe.py) to media.log")
+    p.add_argument(
+        "--media-slow-ms",
+        type=float,
+        default=0,
+        help="log media-server event-loop steps using more CPU than this (bench/_media_sfu_probe.py) to media.log",
+    )
     p.add_argument("--json", help="also write the full result to this file")
     p.add_argument("--logs", help="keep the servers' and workers' logs in this directory")
     args = p.parse_args(argv)
@@ -229,7 +237,7 @@ class ClientWorker:
                 self.proc.stdin.close()
             try:
                 await asyncio.wait_for(self.proc.wait(), 30)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
 
@@ -271,10 +279,12 @@ class Sampler:
         return out
 
 
-async def media_metrics(http: aiohttp.ClientSession, base: str) -> dict[str, float]:
+async def media_metrics(http: aiohttp.ClientSession, base: str, keep: Path | None = None) -> dict[str, float]:
     """The media server's /metrics, summed over labels, plus the labelled RTT/loss stats."""
     async with http.get(base + "/metrics", headers={"Authorization": f"Bearer {SECRET}"}) as resp:
         text = await resp.text()
+    if keep is not None:
+        keep.write_text(text)
     out: dict[str, float] = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
@@ -357,7 +367,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     "MEDIA_EVENTS_URL": f"{nodes[0].base}/internal/media/v1/events",
                     "MEDIA_ICE_ADDRESSES": "127.0.0.1",
                 },
-                stderr=open(logs / "media.log", "wb"),  # noqa: SIM115 (closed with the process)
+                stderr=open(logs / "media.log", "wb"),
             )
             media_base = f"http://127.0.0.1:{media_port}"
             await asyncio.gather(*(n.ready(http) for n in nodes))
@@ -367,7 +377,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         break
                 await asyncio.sleep(0.1)
             host = await post(
-                http, nodes[0].base + "/api/v1/auth/register", {"username": f"load{tag}", "password": "Synthetic-Participants-4821"}
+                http,
+                nodes[0].base + "/api/v1/auth/register",
+                {"username": f"load{tag}", "password": "Synthetic-Participants-4821"},
             )
             rooms = [
                 (
@@ -397,7 +409,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         }
                     )
                 )
-                workers.append(ClientWorker(w, spec_path, open(logs / f"client{w}.log", "wb")))  # noqa: SIM115
+                workers.append(ClientWorker(w, spec_path, open(logs / f"client{w}.log", "wb")))
             await asyncio.gather(*(w.start() for w in workers))
             pids = {"media": media.pid, **{f"web{i}": n.proc.pid for i, n in enumerate(nodes)}}
             pids.update({f"client{w.index}": w.proc.pid for w in workers})
@@ -425,14 +437,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             progress(f"steady window of {args.seconds:g} s")
             before = [await w.command("mark") for w in workers]
-            m_before = await media_metrics(http, media_base)
+            m_before = await media_metrics(http, media_base, logs / "media-metrics-before.txt")
             t_steady = time.monotonic()
             sampler.sample()
             await asyncio.sleep(args.seconds)
             sampler.sample()
             t_end = time.monotonic()
             after = [await w.command("mark") for w in workers]
-            m_after = await media_metrics(http, media_base)
+            m_after = await media_metrics(http, media_base, logs / "media-metrics-after.txt")
             load["end"] = os.getloadavg()[0]
             progress("stopping")
             final = [await w.command("stop") for w in workers]
@@ -442,6 +454,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             result["loadavg"] = {k: round(v, 2) for k, v in load.items()}
             result["database"] = "PostgreSQL" if dbname else "SQLite"
             result["channel_layer"] = "Redis" if env.get("REDIS_URL") else "in-memory"
+            progress("stopping the stack")
             return result
         finally:
             if sampler_task is not None:
