@@ -112,7 +112,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="log media-server event-loop steps using more CPU than this (bench/_media_sfu_probe.py) to media.log",
     )
     p.add_argument("--json", help="also write the full result to this file")
-    p.add_argument("--logs", help="keep the servers' and workers' logs in this directory")
+    p.add_argument("--logs", help="keep the media server's and client workers' logs (and raw /metrics) here")
     args = p.parse_args(argv)
     if not 2 <= args.participants <= 100:
         p.error("--participants must be 2..100 (the rooms' capacity range)")
