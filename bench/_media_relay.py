@@ -26,10 +26,10 @@ from media_server import aiortc_hooks
 FPS = 30
 
 
-def encode_loop(seconds: float, width: int = 1280, height: int = 720) -> list[bytes]:
+def encode_loop(seconds: float, width: int = 1280, height: int = 720, bit_rate: int = 1_200_000) -> list[bytes]:
     ctx = av.CodecContext.create("libvpx", "w")
     ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
-    ctx.bit_rate = 1_200_000
+    ctx.bit_rate = bit_rate
     ctx.framerate = fractions.Fraction(FPS, 1)
     ctx.time_base = fractions.Fraction(1, FPS)
     ctx.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}

@@ -256,7 +256,8 @@ def prepare_database(env: dict[str, str], tmp: str) -> str | None:
     if database_url:
         import psycopg
 
-        dbname = f"conference_bench_{uuid.uuid4().hex[:8]}"
+        # named after DATABASE_URL's database, so parallel runs with their own names never collide
+        dbname = f"{database_url.rsplit('/', 1)[1] or 'conference'}_bench_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(database_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{dbname}"')
         env["DATABASE_URL"] = database_url.rsplit("/", 1)[0] + "/" + dbname
