@@ -98,6 +98,13 @@ class Node:
             await asyncio.sleep(0.1)
         raise RuntimeError("daphne did not start")
 
+    def rss_mb(self) -> float:
+        """daphne's resident set size now, in MiB (Linux)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
     def stop(self) -> list[float]:
         """Stop daphne; returns its full GC collections' durations in ms (empty when profiled)."""
         self.proc.send_signal(signal.SIGTERM)
@@ -151,6 +158,7 @@ async def scenario(
     messages: int,
     rate: float,
     gc_pauses: list[float],
+    rss: list[tuple[float, float]],
     profile: str | None = None,
 ) -> dict[str, Any]:
     nodes = [Node(env, f"{profile}.{i}.prof" if profile else None) for i in range(processes)]
@@ -180,6 +188,7 @@ async def scenario(
                 pass
             receivers.append(Receiver(ws, arrivals, acks))
         await asyncio.sleep(1.0)  # let participant_joined storms settle
+        rss_joined = [n.rss_mb() for n in nodes]
 
         async def send(n: int, phase: str) -> tuple[str, float]:
             client_id = f"{phase}{n}"
@@ -228,6 +237,7 @@ async def scenario(
             client_id, t0 = await send(n, "r")
             loaded[client_id] = t0
         await settle(list(loaded))
+        rss.extend(zip(rss_joined, [n.rss_mb() for n in nodes], strict=True))
         out: dict[str, Any] = {}
         for phase, sent in (("sequential", sequential), (f"{rate:g} msg/s", loaded)):
             lat, ack, missing = latencies(sent)
@@ -327,12 +337,13 @@ async def main() -> None:
                     continue
                 profile = f"{args.profile}.{key}" if args.profile else None
                 pauses: list[float] = []
-                result = await scenario(env, processes, args.sockets, args.messages, args.rate, pauses, profile)
-                if pauses:
-                    gc_lines.append(
-                        f"{label}: {len(pauses)} full GC collections, max {max(pauses):.1f} ms, "
-                        f"over 20 ms: {sum(p > 20 for p in pauses)}"
-                    )
+                rss: list[tuple[float, float]] = []
+                result = await scenario(env, processes, args.sockets, args.messages, args.rate, pauses, rss, profile)
+                gc_lines.append(
+                    f"{label}: {len(pauses)} full GC collections, max {max(pauses, default=0):.1f} ms, "
+                    f"over 20 ms: {sum(p > 20 for p in pauses)}; RSS MiB after joins -> end: "
+                    + ", ".join(f"{a:.1f} -> {b:.1f}" for a, b in rss)
+                )
                 for phase, r in result.items():
                     slow.extend(f"{label}, {phase}: {line}" for line in r["slow"])
                     print(
@@ -340,7 +351,12 @@ async def main() -> None:
                         f"| {r['p99']:.1f} | {r['max']:.1f} | {r['ack_p50']:.1f} |",
                         flush=True,
                     )
-            print("# full (generation 2) GC collections in daphne, whole run incl. joins:", *gc_lines, sep="\n# ")
+            thresholds = os.environ.get("GC_THRESHOLDS", "default")
+            print(
+                f"# full (generation 2) GC collections in daphne (GC_THRESHOLDS={thresholds}), whole run incl. joins:",
+                *gc_lines,
+                sep="\n# ",
+            )
             if args.slow:
                 print(f"# deliveries over 50 ms: {len(slow)} messages", *slow, sep="\n# ")
         finally:

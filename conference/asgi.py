@@ -5,7 +5,6 @@ Django is set up before the routing import, because consumers import models.
 
 from __future__ import annotations
 
-import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -17,6 +16,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from conference import gc_tuning  # noqa: E402
 from rooms.media_monitor import with_media_monitor  # noqa: E402
 from rooms.routing import media_monitor, websocket_urlpatterns  # noqa: E402
 
@@ -31,7 +31,6 @@ application = with_media_monitor(
     media_monitor,
 )
 
-# Everything loaded so far lives as long as the process. Keeping it out of the cyclic garbage
-# collector's full collections removes a ~100 ms event-loop stall that otherwise hit every
-# second or so under chat fan-out (docs/benchmarks.md §1).
-gc.freeze()
+# Everything loaded so far lives as long as the process: freeze it out of the cyclic garbage
+# collector, and make its full collections (event-loop stalls of 20-100 ms) rare.
+gc_tuning.configure()
