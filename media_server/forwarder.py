@@ -265,6 +265,7 @@ class Forwarder:
         self._rate = 0.0
         self._rate_time = 0.0
         self._rate_octets = 0
+        self.created = time.monotonic()
 
     def add_sink(self, sink: Sink) -> None:
         """Also hand every packet to ``sink``; for video a keyframe is requested at once."""

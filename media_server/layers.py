@@ -26,10 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 LOW_BANDWIDTH = 150_000  # bit/s: below, only audio and the active speaker's lowest video layer
-AUDIO_RESERVE = 40_000  # bit/s reserved per forwarded audio track (Opus ~32 kbit/s + headers)
+AUDIO_RESERVE = 50_000  # bit/s reserved per forwarded audio track (Opus ~32 kbit/s + ~16 kbit/s of headers at 50 pps)
 UPGRADE_HEADROOM = 0.85  # an upgrade must fit in this share of the estimate
 HEADER_OVERHEAD = 1.08  # RTP/SRTP/UDP/IP headers on top of the payload bitrate
-NOMINAL_LAYER_BITRATES = (150_000, 500_000, 1_500_000)  # until a layer's bitrate is measured
+NOMINAL_LAYER_BITRATES = (100_000, 500_000, 1_500_000)  # until a layer's bitrate is measured
 MIN_ACTIVE_BITRATE = 8_000  # a layer sending less than this is treated as stopped by the publisher
 LOSS_HIGH = 0.10  # fraction lost above which the estimate is cut (like GCC's loss-based controller)
 

@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 ADAPT_INTERVAL = 0.5  # seconds between two layer allocations of a subscriber
 PROBE_RATES = (500_000, 1_000_000, 2_000_000, 3_000_000)  # bit/s of the initial probe clusters
 PROBE_CLUSTER = 10  # packets per probe cluster
+MEASURE_AFTER = 2.0  # seconds after which a publisher track's layer bitrates are trusted
 
 
 def new_peer_connection(config: Config) -> RTCPeerConnection:
@@ -392,6 +393,16 @@ class Subscriber:
         layer = None if layer is None else min(layer, len(layers) - 1)
         if layer == slot.target and (layer is None or slot.forwarder is not None):
             return
+        if slot.target != layer:
+            logger.info(
+                "%s: %s/%s layer %s -> %s (estimate %s)",
+                self.participant,
+                track.participant,
+                track.source,
+                slot.target,
+                layer,
+                self.estimate.remb,
+            )
         slot.target = layer
         downstream = slot.downstream
         if layer is None:
@@ -422,8 +433,10 @@ class Subscriber:
         assert track is not None
         layers = track.all_layers
         rates = [f.bitrate(now) for f in layers]
+        # Nominal costs only while nothing could be measured yet; later a silent layer is a stopped one.
+        measured = any(rates) or now - min(f.created for f in layers) > MEASURE_AFTER
         return VideoDemand(
-            costs=layer_costs(rates, measured=any(rates)),
+            costs=layer_costs(rates, measured=measured),
             heights=[f.frame_size[1] if f.frame_size else None for f in layers],
             max_height=self.max_heights.get((track.participant, track.source)),
             speaker=track.participant == speaker,
