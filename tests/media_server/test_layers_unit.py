@@ -221,7 +221,7 @@ async def test_subscriber_follows_remb_and_loss_from_its_browser_across_layers(m
             await slot.transceiver.sender._handle_rtcp_packet(RtcpRrPacket(ssrc=1, reports=[report]))
         assert sub.estimate.loss > 0.4
         await slot.transceiver.sender._handle_rtcp_packet(
-            RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(1_000_000, [ssrc]))
+            RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(600_000, [ssrc]))
         )
         sub.adapt(3.0)
         assert slot.target == 0
