@@ -355,7 +355,7 @@ def shaped_browser(browser: Any, stack: Stack) -> Iterator[Callable[..., Any]]:
 
     def launch(rate: str | None = None, loss: float = 0.0) -> Any:
         n = len(made)
-        ns = Netns.create(index=(20 + os.getpid() % 200 + 17 * (n + 1)) % 250 + 1, tag="sxyz"[n])
+        ns = Netns.create(index=(20 + os.getpid() % 200 + 17 * (n + 1)) % 250 + 1, tag="stuvwxyz"[n])
         try:
             if rate:
                 ns.shape(rate)

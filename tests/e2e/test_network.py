@@ -17,6 +17,7 @@ or down from the browser's REMB within seconds).
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -106,9 +107,11 @@ def test_a_300_kbit_subscriber_gets_smooth_lower_video_while_an_unconstrained_on
 
     slow_s, fast_s = samples["slow"], samples["fast"]
     report = f"slow: {slow_s}\nfast: {fast_s}"
-    for before, after in zip(slow_s, slow_s[1:], strict=False):
+    for before, after in itertools.pairwise(slow_s):
         assert after["framesDecoded"] > before["framesDecoded"], "the 300 kbit subscriber stopped decoding\n" + report
-    assert all(0 < s["frameHeight"] < 720 for s in slow_s), "the 300 kbit subscriber should get a lower layer\n" + report
+    assert all(0 < s["frameHeight"] < 720 for s in slow_s), (
+        "the 300 kbit subscriber should get a lower layer\n" + report
+    )
     frozen = slow_s[-1]["totalFreezesDuration"] - slow_s[0]["totalFreezesDuration"]
     assert frozen < 1.0, f"the 300 kbit subscriber froze {frozen:.2f} s in {WINDOW:.0f} s\n" + report
     assert all(s["frameHeight"] >= 720 for s in fast_s), "the unconstrained subscriber dropped below 720p\n" + report
@@ -128,7 +131,7 @@ def test_video_stays_continuous_at_5_percent_loss(
     samples = measure({"lossy": lossy}, host_id)["lossy"]
 
     report = str(samples)
-    for before, after in zip(samples, samples[1:], strict=False):
+    for before, after in itertools.pairwise(samples):
         assert after["framesDecoded"] > before["framesDecoded"], "video stopped at 5 % loss\n" + report
     assert samples[-1]["nackCount"] > samples[0]["nackCount"], "losses were not NACKed\n" + report
     frozen = samples[-1]["totalFreezesDuration"] - samples[0]["totalFreezesDuration"]

@@ -36,7 +36,9 @@ def vp8_keyframe(width: int, height: int) -> bytes:
 DELTA = b"\x10\x01" + b"\x00" * 9
 
 
-def demand(speaker: bool = False, max_height: int | None = None, costs: tuple[float | None, ...] = COSTS) -> VideoDemand:
+def demand(
+    speaker: bool = False, max_height: int | None = None, costs: tuple[float | None, ...] = COSTS
+) -> VideoDemand:
     return VideoDemand(costs=costs, heights=(180, 360, 720), max_height=max_height, speaker=speaker)
 
 
