@@ -13,9 +13,16 @@ What we hook and why:
 * ``RTCRtpReceiver.receive`` / ``_handle_rtp_packet`` (per instance): the stock
   receiver starts a decoder thread and pushes every frame through a jitter
   buffer and a decoder. The SFU replaces both so packets are only forwarded.
+* Simulcast (``SimulcastRoute``): aiortc neither answers nor parses RIDs. The
+  transport's ``_rtp_header_extensions_map`` is told the publisher's
+  rtp-stream-id / repaired-rtp-stream-id IDs, and the forwarding receiver
+  splits the one m-line's SSRCs into layers by RID (NACK per SSRC, PLI per
+  layer); unknown SSRCs reach the receiver because aiortc's router falls back
+  to the payload type.
 * ``RTCRtpSender._handle_rtcp_packet`` (per instance): aiortc answers NACKs from
   its own history (empty, we never use its encoder) and turns PLI/FIR into
-  "encode a keyframe" (we have no encoder). The SFU takes those over.
+  "encode a keyframe" (we have no encoder). The SFU takes those over, and also
+  reads REMB and receiver-report loss for its per-subscriber bandwidth estimate.
 * Sender SR statistics and the DTLS/ICE transport's send path: forwarded
   packets bypass ``RTCRtpSender._run_rtp``; we send through SRTP + the
   nominated ICE pair synchronously and keep the sender's SR counters right.
