@@ -262,10 +262,11 @@ class Forwarder:
         self.sinks: list[Sink] = []
         self.pending: list[tuple[Downstream, Callable[[Downstream], None]]] = []
         self.frame_size: tuple[int, int] | None = None  # (width, height) of the last VP8 keyframe
-        self._rate = 0.0
-        self._rate_time = 0.0
-        self._rate_octets = 0
         self.created = time.monotonic()
+        self._rate = 0.0
+        self._rate_time = self.created
+        self._rate_octets = 0
+        self._rate_sampled = False
 
     def add_sink(self, sink: Sink) -> None:
         """Also hand every packet to ``sink``; for video a keyframe is requested at once."""
@@ -324,8 +325,8 @@ class Forwarder:
         dt = now - self._rate_time
         if dt >= RATE_WINDOW:
             rate = (self.octets_in - self._rate_octets) * 8 / dt
-            self._rate = rate if self._rate_time == 0.0 else (self._rate + rate) / 2
-            self._rate_time, self._rate_octets = now, self.octets_in
+            self._rate = (self._rate + rate) / 2 if self._rate_sampled else rate
+            self._rate_time, self._rate_octets, self._rate_sampled = now, self.octets_in, True
         return self._rate
 
     def request_keyframe(self, force: bool = False) -> None:

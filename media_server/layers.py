@@ -32,6 +32,29 @@ HEADER_OVERHEAD = 1.08  # RTP/SRTP/UDP/IP headers on top of the payload bitrate
 NOMINAL_LAYER_BITRATES = (100_000, 500_000, 1_500_000)  # until a layer's bitrate is measured
 MIN_ACTIVE_BITRATE = 8_000  # a layer sending less than this is treated as stopped by the publisher
 LOSS_HIGH = 0.10  # fraction lost above which the estimate is cut (like GCC's loss-based controller)
+PROBE_BACKOFF = 10.0  # seconds without padding probes after the estimate dropped
+
+
+def padding_rate(
+    estimate: float, demands: Sequence[VideoDemand], current: Sequence[int | None], *, audio_tracks: int = 0
+) -> float:
+    """Bit/s of probe padding that lets the estimate grow towards what the subscriber could use.
+
+    A browser's REMB only grows while it receives close to it (at most 1.5x what
+    arrives), so a subscriber held on a low layer would never be offered a
+    higher one. Like Jitsi's bandwidth probing, the server fills the gap
+    between what it sends and min(estimate, ideal) with padding; 0 when the
+    current layers already are the ideal ones.
+    """
+    ideal = allocate(float("inf"), demands, audio_tracks=audio_tracks)
+
+    def cost(layers: Sequence[int | None]) -> float:
+        return sum((d.costs[i] or 0.0) for d, i in zip(demands, layers, strict=True) if i is not None)
+
+    ideal_cost, current_cost = cost(ideal), cost(current)
+    if ideal_cost <= current_cost:
+        return 0.0
+    return max(0.0, min(ideal_cost, estimate - AUDIO_RESERVE * audio_tracks) - current_cost)
 
 
 @dataclass(frozen=True)
@@ -142,11 +165,18 @@ class BandwidthEstimate:
     def __init__(self) -> None:
         self.remb: float | None = None
         self.remb_time = 0.0
+        self.decreased_at = -1e9  # when REMB last dropped by more than 10 % (congestion)
         self.loss = 0.0  # smoothed fraction lost (0..1)
 
     def on_remb(self, bitrate: float, now: float) -> None:
+        if self.remb is not None and bitrate < 0.9 * self.remb:
+            self.decreased_at = now
         self.remb = float(bitrate)
         self.remb_time = now
+
+    def congested(self, now: float) -> bool:
+        """True shortly after a REMB drop or while loss is above 2 %: no probing then."""
+        return now - self.decreased_at < PROBE_BACKOFF or self.loss > 0.02
 
     def on_loss(self, fraction_lost_256: int, now: float) -> None:
         fraction = max(0, min(255, fraction_lost_256)) / 256

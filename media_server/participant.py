@@ -24,7 +24,15 @@ from . import aiortc_hooks as hooks
 from . import turn
 from .config import Config
 from .forwarder import Downstream, Forwarder
-from .layers import UPGRADE_HEADROOM, BandwidthEstimate, VideoDemand, allocate, layer_costs, with_hysteresis
+from .layers import (
+    UPGRADE_HEADROOM,
+    BandwidthEstimate,
+    VideoDemand,
+    allocate,
+    layer_costs,
+    padding_rate,
+    with_hysteresis,
+)
 from .protocol import SOURCES, InvalidSdp, NoCommonCodec, StaleRevision, TrackInfo
 from .rtputil import codec_key
 from .sdp import SimulcastOffer, accept_simulcast, announce_addresses, negotiated_by_mid, parse_sdp, simulcast_offers
@@ -32,6 +40,7 @@ from .sdp import SimulcastOffer, accept_simulcast, announce_addresses, negotiate
 logger = logging.getLogger(__name__)
 
 ADAPT_INTERVAL = 0.5  # seconds between two layer allocations of a subscriber
+PAD_INTERVAL = 0.05  # seconds between two bursts of probe padding
 PROBE_RATES = (500_000, 1_000_000, 2_000_000, 3_000_000)  # bit/s of the initial probe clusters
 PROBE_CLUSTER = 10  # packets per probe cluster
 MEASURE_AFTER = 2.0  # seconds after which a publisher track's layer bitrates are trusted
@@ -235,6 +244,8 @@ class Subscriber:
         self.max_heights: dict[tuple[str, str], int] = {}
         """(participant, source) -> the largest height this subscriber displays that video at (unset: any)."""
         self._probed = False
+        self.padding = 0.0  # bit/s of probe padding wanted now (layers.padding_rate)
+        self._pad_credit = 0.0
         self._adapter = asyncio.create_task(self._run_adaptation(), name=f"subscriber-{participant}-layers")
 
         @self.pc.on("connectionstatechange")
@@ -457,6 +468,24 @@ class Subscriber:
         up = allocate(estimate * UPGRADE_HEADROOM, demands, audio_tracks=audio)
         for slot, layer in zip(video, with_hysteresis([s.target for s in video], keep, up), strict=True):
             self._select_layer(slot, layer)
+        current = [s.attached.all_layers.index(s.forwarder) if s.attached and s.forwarder else None for s in video]
+        self.padding = 0.0
+        if not self.estimate.congested(now):
+            self.padding = padding_rate(estimate, demands, current, audio_tracks=audio)
+
+    def _pad(self, seconds: float) -> None:
+        """Send ``padding`` bit/s worth of probe packets for ``seconds`` (on one forwarding video stream)."""
+        self._pad_credit += self.padding * seconds / 8
+        slot = next((s for s in self.slots if s.kind == "video" and s.forwarder and s.downstream.packets_sent), None)
+        if slot is None:
+            self._pad_credit = 0.0
+            return
+        while self._pad_credit > 0:
+            sent = slot.downstream.probe(1)
+            if not sent:
+                self._pad_credit = 0.0
+                return
+            self._pad_credit -= sent
 
     async def _probe(self) -> None:
         """Send the initial bandwidth probe: clusters of RTX copies at rising rates.
@@ -481,12 +510,20 @@ class Subscriber:
             await asyncio.sleep(0.1)
 
     async def _run_adaptation(self) -> None:
+        last_adapt = last_pad = time.monotonic()
         while True:
-            await asyncio.sleep(ADAPT_INTERVAL)
+            await asyncio.sleep(PAD_INTERVAL if self.padding else ADAPT_INTERVAL)
+            now = time.monotonic()
+            if self.padding:
+                self._pad(min(now - last_pad, 2 * ADAPT_INTERVAL))
+            last_pad = now
+            if now - last_adapt < ADAPT_INTERVAL:
+                continue
+            last_adapt = now
             if not self._probed and any(s.kind == "video" and s.downstream.packets_sent > 20 for s in self.slots):
                 self._probed = True
                 await self._probe()
-            self.adapt(time.monotonic())
+            self.adapt(now)
 
     def forwarded_packets(self) -> int:
         return sum(s.downstream.packets_sent for s in self.slots)

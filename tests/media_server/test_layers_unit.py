@@ -19,6 +19,7 @@ from media_server.layers import (
     VideoDemand,
     allocate,
     layer_costs,
+    padding_rate,
     with_hysteresis,
 )
 from media_server.participant import PublishedTrack, Subscriber
@@ -86,6 +87,25 @@ def test_hysteresis_goes_up_only_with_headroom_and_down_only_when_needed() -> No
     assert with_hysteresis([2], keep=[2], up=[1]) == [2]  # still fits at the full estimate: stay
     assert with_hysteresis([2], keep=[0], up=[0]) == [0]
     assert with_hysteresis([None], keep=[0], up=[None]) == [0]
+
+
+def test_padding_fills_the_gap_to_the_ideal_layers_up_to_the_estimate() -> None:
+    assert padding_rate(800_000, [demand()], [1]) == 300_000  # REMB may then grow towards the 720p layer
+    assert padding_rate(10_000_000, [demand()], [1]) == 1_000_000  # never more than the ideal needs
+    assert padding_rate(10_000_000, [demand()], [2]) == 0.0  # already ideal
+    assert padding_rate(10_000_000, [demand(max_height=360)], [1]) == 0.0  # the tile needs no more
+    assert padding_rate(400_000, [demand()], [0], audio_tracks=2) == 200_000
+
+
+def test_remb_drops_and_loss_pause_probing() -> None:
+    est = BandwidthEstimate()
+    est.on_remb(1_000_000, 0.0)
+    est.on_remb(980_000, 1.0)
+    assert not est.congested(1.0)
+    est.on_remb(600_000, 2.0)
+    assert est.congested(3.0) and not est.congested(20.0)
+    est.on_loss(26, 20.0)  # 10 % in one report
+    assert est.congested(20.0)
 
 
 def test_bandwidth_estimate_follows_remb_and_cuts_on_heavy_loss() -> None:
