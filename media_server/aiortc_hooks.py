@@ -323,11 +323,7 @@ class ForwardingReceiver:
         self.packets += 1
         nack = self._nack
         if nack is not None and nack.add(packet):
-            rtcp_ssrc = self.receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
-            if rtcp_ssrc is not None:
-                feedback = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=rtcp_ssrc, media_ssrc=packet.ssrc)
-                feedback.lost = sorted(nack.missing)
-                self._send_rtcp(bytes(feedback))
+            self._send_nack(packet.ssrc, nack)
         if packet.payload:
             self.on_rtp(packet, codec)
 
@@ -368,13 +364,16 @@ class ForwardingReceiver:
         self.packets += 1
         nack = self._layer_nacks[packet.ssrc]
         if nack.add(packet):
-            rtcp_ssrc = self.receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
-            if rtcp_ssrc is not None:
-                feedback = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=rtcp_ssrc, media_ssrc=packet.ssrc)
-                feedback.lost = sorted(nack.missing)
-                self._send_rtcp(bytes(feedback))
+            self._send_nack(packet.ssrc, nack)
         if packet.payload:
             handler(packet, codec)
+
+    def _send_nack(self, media_ssrc: int, nack: NackGenerator) -> None:
+        rtcp_ssrc = self.receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+        if rtcp_ssrc is not None:
+            feedback = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=rtcp_ssrc, media_ssrc=media_ssrc)
+            feedback.lost = sorted(nack.missing)
+            self._send_rtcp(bytes(feedback))
 
     def _send_rtcp(self, data: bytes) -> bool:
         if self._rtcp_send is None:

@@ -8,6 +8,7 @@ from typing import Any, cast
 import pytest
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
+from test_forwarder_unit import make_downstream
 
 from media_server import aiortc_hooks as hooks
 from media_server.config import Config
@@ -126,27 +127,13 @@ def packet(seq: int, ts: int, payload: bytes, ssrc: int) -> RtpPacket:
     return RtpPacket(payload_type=96, sequence_number=seq, timestamp=ts, ssrc=ssrc, payload=payload)
 
 
-def downstream(sent: list[bytes]) -> Downstream:
-    d = Downstream(
-        kind="video",
-        ssrc=0xAABBCCDD,
-        rtx_ssrc=0x11223344,
-        send=lambda b: sent.append(b) or True,
-        initial_sequence=100,
-        initial_timestamp=5000,
-    )
-    d.configure(pt_by_codec={"video/vp8": 120}, rtx_pt_by_pt={120: 121}, ext_ids=ExtensionIds(abs_send_time=3))
-    d.ready = True
-    return d
-
-
 def test_a_layer_switch_waits_for_the_target_keyframe_without_freezing_the_current_layer() -> None:
     low_plis: list[int] = []
     high_plis: list[int] = []
     low = Forwarder(kind="video", request_keyframe=lambda: low_plis.append(1))
     high = Forwarder(kind="video", request_keyframe=lambda: high_plis.append(1))
     sent: list[bytes] = []
-    d = downstream(sent)
+    d = make_downstream(sent)
     low.attach(d)
     low.on_rtp(packet(10, 1000, vp8_keyframe(320, 180), 1), VP8)
     assert low.frame_size == (320, 180)
@@ -169,7 +156,7 @@ def test_a_layer_switch_waits_for_the_target_keyframe_without_freezing_the_curre
 def test_a_newer_choice_cancels_a_pending_switch() -> None:
     low = Forwarder(kind="video", request_keyframe=lambda: None)
     high = Forwarder(kind="video", request_keyframe=lambda: None)
-    d = downstream([])
+    d = make_downstream([])
     low.attach(d)
     high.switch_on_keyframe(d, low.detach)
     high.cancel_switch(d)
@@ -180,7 +167,7 @@ def test_a_newer_choice_cancels_a_pending_switch() -> None:
 def test_probe_sends_rtx_copies_with_fresh_abs_send_time() -> None:
     fwd = Forwarder(kind="video", request_keyframe=lambda: None)
     sent: list[bytes] = []
-    d = downstream(sent)
+    d = make_downstream(sent)
     fwd.attach(d)
     fwd.on_rtp(packet(10, 1000, vp8_keyframe(320, 180) + b"x" * 900, 1), VP8)
     count = len(sent)
