@@ -16,8 +16,9 @@ Policy (see docs/protocol.md "Media behaviour"):
   (the active speaker first), then tracks are upgraded one layer at a time,
   active speaker first, never above the height the subscriber displays
   (``max_height``, when known);
-* upgrades need :data:`UPGRADE_HEADROOM` of spare budget, downgrades happen
-  as soon as the current choice no longer fits (hysteresis against flapping).
+* upgrades need :data:`UPGRADE_HEADROOM` of spare budget and no congestion
+  (no recent REMB drop, loss under 2 %); downgrades happen as soon as the
+  current choice no longer fits (hysteresis against flapping).
 """
 
 from __future__ import annotations
@@ -75,7 +76,14 @@ def layer_costs(bitrates: Sequence[float], *, measured: bool) -> list[float | No
     """Layer costs from measured payload bitrates (None for stopped layers) or nominal ones."""
     if not measured:
         return [float(NOMINAL_LAYER_BITRATES[min(i, len(NOMINAL_LAYER_BITRATES) - 1)]) for i in range(len(bitrates))]
-    return [b * HEADER_OVERHEAD if b >= MIN_ACTIVE_BITRATE else None for b in bitrates]
+    # A floor of half the nominal rate: a layer the publisher is still ramping up
+    # (or a quiet moment) must not look cheap enough for a link it would overrun.
+    return [
+        max(b * HEADER_OVERHEAD, NOMINAL_LAYER_BITRATES[min(i, len(NOMINAL_LAYER_BITRATES) - 1)] / 2)
+        if b >= MIN_ACTIVE_BITRATE
+        else None
+        for i, b in enumerate(bitrates)
+    ]
 
 
 def _fits_height(demand: VideoDemand, layer: int) -> bool:

@@ -465,12 +465,18 @@ class Subscriber:
         speaker = self.speaker()
         demands = [self._demand(s, now, speaker) for s in video]
         keep = allocate(estimate, demands, audio_tracks=audio)
-        up = allocate(estimate * UPGRADE_HEADROOM, demands, audio_tracks=audio)
+        congested = self.estimate.congested(now)
+        # While congested (REMB just dropped, or loss above 2 %) nothing goes up.
+        up = (
+            [s.target for s in video]
+            if congested
+            else allocate(estimate * UPGRADE_HEADROOM, demands, audio_tracks=audio)
+        )
         for slot, layer in zip(video, with_hysteresis([s.target for s in video], keep, up), strict=True):
             self._select_layer(slot, layer)
         current = [s.attached.all_layers.index(s.forwarder) if s.attached and s.forwarder else None for s in video]
         self.padding = 0.0
-        if not self.estimate.congested(now):
+        if not congested:
             self.padding = padding_rate(estimate, demands, current, audio_tracks=audio)
 
     def _pad(self, seconds: float) -> None:

@@ -79,6 +79,7 @@ def test_stopped_layers_are_skipped() -> None:
     assert allocate(10_000_000, [demand(costs=(100_000.0, 500_000.0, None))]) == [1]
     assert allocate(10_000_000, [demand(costs=(None, None, None))]) == [None]
     assert layer_costs([0.0, 300_000.0, 1_000.0], measured=True)[0::2] == [None, None]
+    assert layer_costs([90_000.0, 100_000.0, 200_000.0], measured=True) == [97_200.0, 250_000.0, 750_000.0]
     assert layer_costs([0.0, 0.0], measured=False) == [100_000.0, 500_000.0]
 
 
