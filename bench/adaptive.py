@@ -5,8 +5,9 @@
 Starts the end-to-end stack (daphne, the media server, Chromium in network
 namespaces; needs root, Debian's chromium and iproute2's tc) through pytest
 with the fixtures of tests/e2e/conftest.py, runs bench/_adaptive_scenario.py
-(one host publishing 1280x720 simulcast, one guest per bandwidth in the same
-room, each guest's downlink shaped with ``tc tbf``) and prints, per bandwidth:
+(one host publishing 1280x720 simulcast, one guest per bandwidth in the room,
+each guest's downlink shaped with ``tc tbf``; one guest at a time unless
+``--together``) and prints, per bandwidth:
 received resolution, frames per second, freeze time (``totalFreezesDuration``)
 over the window, and the video/audio bitrate actually received.
 """
@@ -29,6 +30,7 @@ def main() -> int:
     parser.add_argument("--rates", default="100kbit,300kbit,1mbit,3mbit,10mbit", help="tc rates, comma-separated")
     parser.add_argument("--settle", type=float, default=15.0, help="seconds before measuring")
     parser.add_argument("--window", type=float, default=30.0, help="seconds measured")
+    parser.add_argument("--together", action="store_true", help="all subscribers in the room at once")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="adaptive-bench-") as tmp:
         out = Path(tmp) / "rows.jsonl"
@@ -39,6 +41,7 @@ def main() -> int:
             "ADAPTIVE_RATES": args.rates,
             "ADAPTIVE_SETTLE": str(args.settle),
             "ADAPTIVE_WINDOW": str(args.window),
+            "ADAPTIVE_TOGETHER": "1" if args.together else "0",
         }
         cmd = [
             sys.executable, "-m", "pytest", "-q", "-s", "-p", "conftest", "-p", "no:cacheprovider",
