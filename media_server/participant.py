@@ -25,6 +25,7 @@ from . import turn
 from .config import Config
 from .forwarder import Downstream, Forwarder
 from .layers import (
+    MIN_ACTIVE_BITRATE,
     UPGRADE_HEADROOM,
     BandwidthEstimate,
     VideoDemand,
@@ -85,6 +86,15 @@ class PublishedTrack:
     @property
     def all_layers(self) -> tuple[Forwarder, ...]:
         return self.layers or (self.forwarder,)
+
+    def recording_layer(self) -> Forwarder:
+        """What a recording taps: the highest simulcast layer the publisher sends now (it may
+        hold back its top layer when its own bandwidth or CPU is short), else ``forwarder``."""
+        now = time.monotonic()
+        for forwarder in reversed(self.layers):
+            if forwarder.bitrate(now) >= MIN_ACTIVE_BITRATE:
+                return forwarder
+        return self.forwarder
 
 
 class Publisher:

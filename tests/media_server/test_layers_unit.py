@@ -244,3 +244,14 @@ async def test_subscriber_follows_remb_and_loss_from_its_browser_across_layers(m
     finally:
         await sub.close()
     assert all(slot.downstream not in f.downstreams for f in layers)
+
+
+def test_a_recording_taps_the_highest_layer_the_publisher_sends() -> None:
+    layers = tuple(Forwarder(kind="video", request_keyframe=lambda: None) for _ in range(3))
+    track = PublishedTrack("p", "camera", "video", "camera", layers[-1], cast(Any, None), layers=layers)
+    layers[0].bitrate = lambda now: 90_000.0  # type: ignore[method-assign]
+    layers[1].bitrate = lambda now: 400_000.0  # type: ignore[method-assign]
+    layers[2].bitrate = lambda now: 0.0  # type: ignore[method-assign]  # held back by the publisher
+    assert track.recording_layer() is layers[1]
+    single = Forwarder(kind="video", request_keyframe=lambda: None)
+    assert PublishedTrack("p", "camera", "video", "camera", single, cast(Any, None)).recording_layer() is single
