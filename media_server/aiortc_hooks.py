@@ -13,9 +13,16 @@ What we hook and why:
 * ``RTCRtpReceiver.receive`` / ``_handle_rtp_packet`` (per instance): the stock
   receiver starts a decoder thread and pushes every frame through a jitter
   buffer and a decoder. The SFU replaces both so packets are only forwarded.
+* Simulcast (``SimulcastRoute``): aiortc neither answers nor parses RIDs. The
+  transport's ``_rtp_header_extensions_map`` is told the publisher's
+  rtp-stream-id / repaired-rtp-stream-id IDs, and the forwarding receiver
+  splits the one m-line's SSRCs into layers by RID (NACK per SSRC, PLI per
+  layer); unknown SSRCs reach the receiver because aiortc's router falls back
+  to the payload type.
 * ``RTCRtpSender._handle_rtcp_packet`` (per instance): aiortc answers NACKs from
   its own history (empty, we never use its encoder) and turns PLI/FIR into
-  "encode a keyframe" (we have no encoder). The SFU takes those over.
+  "encode a keyframe" (we have no encoder). The SFU takes those over, and also
+  reads REMB and receiver-report loss for its per-subscriber bandwidth estimate.
 * Sender SR statistics and the DTLS/ICE transport's send path: forwarded
   packets bypass ``RTCRtpSender._run_rtp``; we send through SRTP + the
   nominated ICE pair synchronously and keep the sender's SR counters right.
@@ -33,6 +40,7 @@ import importlib
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aioice.ice
@@ -42,7 +50,12 @@ from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpParameters,
+    RTCRtpReceiveParameters,
+)
 from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -51,9 +64,12 @@ from aiortc.rtp import (
     RTCP_RTPFB_NACK,
     AnyRtcpPacket,
     RtcpPsfbPacket,
+    RtcpRrPacket,
     RtcpRtpfbPacket,
+    RtcpSrPacket,
     RtpPacket,
     pack_remb_fci,
+    unpack_remb_fci,
     unwrap_rtx,
 )
 
@@ -218,6 +234,24 @@ RtpHandler = Callable[[RtpPacket, RTCRtpCodecParameters], None]
 """Called synchronously for every (RTX-unwrapped) media packet."""
 
 
+RTP_STREAM_ID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+REPAIRED_RTP_STREAM_ID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+
+
+@dataclass(frozen=True)
+class SimulcastRoute:
+    """How to split one simulcast m-line into layers.
+
+    ``rids`` lowest quality first (the publisher's order); ``handlers[i]`` gets
+    layer ``i``'s packets; the extension IDs are the publisher's.
+    """
+
+    rids: tuple[str, ...]
+    handlers: tuple[RtpHandler, ...]
+    rid_ext_id: int
+    rrid_ext_id: int = 0
+
+
 class ForwardingReceiver:
     """Turns one publisher ``RTCRtpReceiver`` into a packet source.
 
@@ -228,10 +262,21 @@ class ForwardingReceiver:
     ``setRemoteDescription`` returns, before the next ``await``).
     """
 
-    def __init__(self, receiver: RTCRtpReceiver, kind: str, on_rtp: RtpHandler) -> None:
+    def __init__(
+        self,
+        receiver: RTCRtpReceiver,
+        kind: str,
+        on_rtp: RtpHandler,
+        *,
+        simulcast: SimulcastRoute | None = None,
+    ) -> None:
         self.receiver = receiver
         self.kind = kind
         self.on_rtp = on_rtp
+        self.simulcast = simulcast
+        self.layer_ssrcs: dict[int, int] = {}  # simulcast: media SSRC -> layer index (learned from the RID)
+        self._layer_handlers: dict[int, RtpHandler] = {}  # simulcast: media SSRC -> its layer's handler
+        self._layer_nacks: dict[int, NackGenerator] = {}
         self.codecs: dict[int, RTCRtpCodecParameters] = {}
         self.rtx_ssrc: dict[int, int] = {}
         self.rtx_pts: set[int] = set()
@@ -260,6 +305,21 @@ class ForwardingReceiver:
                 self.rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc
         r = self.receiver
         r.transport._register_rtp_receiver(r, parameters)
+        route = self.simulcast
+        if route is not None:
+            # aiortc answers without the RID extensions: parse them anyway (the SFU munges them into the answer).
+            r.transport._rtp_header_extensions_map.configure(
+                RTCRtpParameters(
+                    headerExtensions=[
+                        RTCRtpHeaderExtensionParameters(id=route.rid_ext_id, uri=RTP_STREAM_ID_URI),
+                        *(
+                            [RTCRtpHeaderExtensionParameters(id=route.rrid_ext_id, uri=REPAIRED_RTP_STREAM_ID_URI)]
+                            if route.rrid_ext_id
+                            else []
+                        ),
+                    ]
+                )
+            )
         r._RTCRtpReceiver__rtcp_task = asyncio.ensure_future(r._run_rtcp())  # type: ignore[attr-defined]
         r._RTCRtpReceiver__started = True  # type: ignore[attr-defined]
         self.started = True
@@ -299,23 +359,72 @@ class ForwardingReceiver:
         stats.add(packet)
         if packet.payload_type in self.rtx_pts:
             original_ssrc = self.rtx_ssrc.get(packet.ssrc)
+            if original_ssrc is None and self.simulcast is not None:
+                original_ssrc = self._learn_rtx(packet)
             apt = codec.parameters.get("apt")
             if original_ssrc is None or len(packet.payload) < 2 or not isinstance(apt, int) or apt not in self.codecs:
                 return  # includes RTX padding probes
             packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
             codec = self.codecs[apt]
             self.rtx_packets += 1
+        if self.simulcast is not None:
+            self._handle_layer(packet, codec)
+            return
         self.media_ssrc = packet.ssrc
         self.packets += 1
         nack = self._nack
         if nack is not None and nack.add(packet):
-            rtcp_ssrc = self.receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
-            if rtcp_ssrc is not None:
-                feedback = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=rtcp_ssrc, media_ssrc=packet.ssrc)
-                feedback.lost = sorted(nack.missing)
-                self._send_rtcp(bytes(feedback))
+            self._send_nack(packet.ssrc, nack)
         if packet.payload:
             self.on_rtp(packet, codec)
+
+    def _learn_layer(self, packet: RtpPacket) -> int | None:
+        route = self.simulcast
+        rid = packet.extensions.rtp_stream_id
+        if route is None or rid not in route.rids:
+            return None  # Chromium puts the RID on a stream's first packets; without it we cannot place the SSRC
+        layer = route.rids.index(rid)
+        for ssrc, known in list(self.layer_ssrcs.items()):
+            if known == layer:  # the publisher restarted this layer with a new SSRC
+                del self.layer_ssrcs[ssrc]
+                self._layer_handlers.pop(ssrc, None)
+                self._layer_nacks.pop(ssrc, None)
+        self.layer_ssrcs[packet.ssrc] = layer
+        self._layer_handlers[packet.ssrc] = route.handlers[layer]
+        self._layer_nacks[packet.ssrc] = NackGenerator()
+        return layer
+
+    def _learn_rtx(self, packet: RtpPacket) -> int | None:
+        route = self.simulcast
+        rid = packet.extensions.repaired_rtp_stream_id
+        if route is None or rid not in route.rids:
+            return None
+        layer = route.rids.index(rid)
+        media = next((ssrc for ssrc, known in self.layer_ssrcs.items() if known == layer), None)
+        if media is not None:
+            self.rtx_ssrc[packet.ssrc] = media
+        return media
+
+    def _handle_layer(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
+        handler = self._layer_handlers.get(packet.ssrc)
+        if handler is None:
+            if self._learn_layer(packet) is None:
+                return
+            handler = self._layer_handlers[packet.ssrc]
+        self.media_ssrc = packet.ssrc
+        self.packets += 1
+        nack = self._layer_nacks[packet.ssrc]
+        if nack.add(packet):
+            self._send_nack(packet.ssrc, nack)
+        if packet.payload:
+            handler(packet, codec)
+
+    def _send_nack(self, media_ssrc: int, nack: NackGenerator) -> None:
+        rtcp_ssrc = self.receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+        if rtcp_ssrc is not None:
+            feedback = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=rtcp_ssrc, media_ssrc=media_ssrc)
+            feedback.lost = sorted(nack.missing)
+            self._send_rtcp(bytes(feedback))
 
     def _send_rtcp(self, data: bytes) -> bool:
         if self._rtcp_send is None:
@@ -326,15 +435,18 @@ class ForwardingReceiver:
         """True if aiortc's decoder thread exists for this receiver (it must not)."""
         return self.receiver._RTCRtpReceiver__decoder_thread is not None  # type: ignore[attr-defined,no-any-return]
 
-    def request_keyframe(self) -> bool:
-        """Send a PLI for the publisher's media SSRC now (synchronously).
+    def request_keyframe(self, layer: int | None = None) -> bool:
+        """Send a PLI for the publisher's media SSRC (of simulcast ``layer``) now (synchronously).
 
-        Returns False (nothing sent) before media arrived or when not connected.
+        Returns False (nothing sent) before media (of that layer) arrived or when not connected.
         """
         rtcp_ssrc = self.receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
-        if self.media_ssrc is None or rtcp_ssrc is None:
+        ssrc = self.media_ssrc
+        if layer is not None and self.simulcast is not None:
+            ssrc = next((s for s, known in self.layer_ssrcs.items() if known == layer), None)
+        if ssrc is None or rtcp_ssrc is None:
             return False
-        packet = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=rtcp_ssrc, media_ssrc=self.media_ssrc)
+        packet = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=rtcp_ssrc, media_ssrc=ssrc)
         return self._send_rtcp(bytes(packet))
 
 
@@ -480,15 +592,18 @@ class IdleTrack(MediaStreamTrack):
 
 
 RtcpFeedbackHandler = Callable[[str, list[int]], Awaitable[None]]
-"""Called with ("nack", lost_sequence_numbers) or ("pli", [])."""
+"""Called with ("nack", lost_sequence_numbers), ("pli", []), ("remb", [bitrate_bps]) or
+("loss", [fraction_lost_of_256])."""
 
 
 def hook_sender_feedback(sender: RTCRtpSender, on_feedback: RtcpFeedbackHandler) -> None:
     """Route NACK and PLI/FIR received for ``sender`` to ``on_feedback``.
 
-    Receiver reports and REMB still go to aiortc (RTT/stats).
+    Receiver reports and REMB also go to ``on_feedback`` (bandwidth estimation) and
+    still to aiortc (RTT/stats).
     """
     original = sender._handle_rtcp_packet
+    ssrc = sender._ssrc
 
     async def handle(packet: AnyRtcpPacket) -> None:
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
@@ -496,6 +611,18 @@ def hook_sender_feedback(sender: RTCRtpSender, on_feedback: RtcpFeedbackHandler)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_FIR, RTCP_PSFB_PLI):
             await on_feedback("pli", [])
         else:
+            if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+                try:
+                    bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                except ValueError:
+                    pass
+                else:
+                    if ssrc in ssrcs:
+                        await on_feedback("remb", [bitrate])
+            elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+                for report in packet.reports:
+                    if report.ssrc == ssrc:
+                        await on_feedback("loss", [report.fraction_lost])
             await original(packet)
 
     sender._handle_rtcp_packet = handle  # type: ignore[method-assign]

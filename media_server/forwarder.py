@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from .rtputil import RTP_HEADER, U16, codec_key, is_keyframe_start, one_byte_extensions
+from .rtputil import RTP_HEADER, U16, codec_key, is_keyframe_start, one_byte_extensions, vp8_keyframe_size
 
 HISTORY_SIZE = 1024  # packets kept per subscriber stream for NACK (~1 s of 720p)
 _HISTORY_MASK = HISTORY_SIZE - 1
 SR_BATCH = 16  # forwarded packets per update of the sender's RTCP SR counters
 KEYFRAME_REQUEST_INTERVAL = 0.5  # at most one PLI per publisher track per this many seconds
 RETRANSMIT_INTERVAL = 0.1  # a NACKed packet is resent at most once per this many seconds
+RATE_WINDOW = 0.5  # seconds between two samples of a forwarder's incoming bitrate
 _NTP_EPOCH = 2208988800
 _pack = RTP_HEADER.pack
 _join = b"".join  # one allocation per copy (header + ext + payload), not two
@@ -94,6 +95,7 @@ class Downstream:
         self.packets_sent = 0
         self.packets_dropped = 0
         self.packets_retransmitted = 0
+        self.probe_octets = 0
 
     def configure(self, *, pt_by_codec: dict[str, int], rtx_pt_by_pt: dict[int, int], ext_ids: ExtensionIds) -> None:
         """Apply the subscriber's negotiated payload types and extension IDs."""
@@ -170,6 +172,45 @@ class Downstream:
         self._retransmitted.clear()
         self.ready = False
 
+    def probe(self, count: int) -> int:
+        """Send ``count`` RTX copies of the last forwarded packet (a bandwidth probe); returns the bytes sent.
+
+        Each copy carries a fresh abs-send-time so the subscriber's receive-side
+        estimator (REMB) can measure the burst; the browser then drops it as a
+        duplicate. Nothing is sent without a negotiated RTX payload type.
+        """
+        if not self.ready:
+            return 0
+        # The largest of the last few packets: fewer, bigger probe packets measure better.
+        seq, data = -1, b""
+        for back in range(8):
+            candidate = (self.last_seq - back) & 0xFFFF
+            slot = candidate & _HISTORY_MASK
+            if self.history_seq[slot] == candidate and len(self.history[slot]) > len(data):
+                seq, data = candidate, self.history[slot]
+        if seq < 0:
+            return 0
+        rtx_pt = self.rtx_pt_by_pt.get(data[1] & 0x7F)
+        if rtx_pt is None:
+            return 0
+        header_len = 12 + (4 + 4 * U16.unpack_from(data, 14)[0] if data[0] & 0x10 else 0)
+        body = U16.pack(seq) + data[header_len:]
+        ts = int.from_bytes(data[4:8], "big")
+        abs_send_time_id = self.ext_ids.abs_send_time
+        sent = 0
+        for _ in range(count):
+            ext = b""
+            if abs_send_time_id:
+                ast = int((time.time() + _NTP_EPOCH) * 262144) & 0xFFFFFF
+                ext = one_byte_extensions([(abs_send_time_id, ast.to_bytes(3, "big"))])
+            packet = _pack(0x90 if ext else 0x80, rtx_pt, self.rtx_seq, ts, self.rtx_ssrc) + ext + body
+            self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+            if not self.send(packet):
+                break
+            sent += len(packet)
+        self.probe_octets += sent
+        return sent
+
     def retransmit(self, lost: list[int], now: float | None = None) -> int:
         """Resend NACKed packets still in history (RTX-wrapped if negotiated).
 
@@ -230,8 +271,16 @@ class Forwarder:
         self.codec: RTCRtpCodecParameters | None = None
         self._keys: dict[int, tuple[str, str, int]] = {}
         self.packets_in = 0
+        self.octets_in = 0
         self.keyframe_requests = 0
         self.sinks: list[Sink] = []
+        self.pending: list[tuple[Downstream, Callable[[Downstream], None]]] = []
+        self.frame_size: tuple[int, int] | None = None  # (width, height) of the last VP8 keyframe
+        self.created = time.monotonic()
+        self._rate = 0.0
+        self._rate_time = self.created
+        self._rate_octets = 0
+        self._rate_sampled = False
 
     def add_sink(self, sink: Sink) -> None:
         """Also hand every packet to ``sink``; for video a keyframe is requested at once."""
@@ -254,9 +303,45 @@ class Forwarder:
             self.request_keyframe(force=True)
 
     def detach(self, downstream: Downstream) -> None:
-        """Stop forwarding to ``downstream``."""
+        """Stop forwarding to ``downstream`` (and cancel a pending switch to this forwarder)."""
         self.downstreams = [d for d in self.downstreams if d is not downstream]
-        downstream.request_keyframe = lambda: None
+        self.cancel_switch(downstream)
+        if downstream.request_keyframe == self.request_keyframe:
+            downstream.request_keyframe = lambda: None
+
+    def switch_on_keyframe(self, downstream: Downstream, on_switch: Callable[[Downstream], None]) -> None:
+        """Take ``downstream`` over at this forwarder's next keyframe (a keyframe is requested now).
+
+        Until then the downstream keeps whatever it is attached to (no freeze);
+        ``on_switch(downstream)`` runs right before the keyframe is forwarded and
+        must detach it from its previous forwarder. A newer call replaces an
+        older one for the same downstream.
+        """
+        self.cancel_switch(downstream)
+        self.pending = [*self.pending, (downstream, on_switch)]
+        self.request_keyframe(force=True)
+
+    def cancel_switch(self, downstream: Downstream) -> None:
+        if any(d is downstream for d, _ in self.pending):
+            self.pending = [(d, f) for d, f in self.pending if d is not downstream]
+
+    def _take_pending(self) -> None:
+        pending, self.pending = self.pending, []
+        for downstream, on_switch in pending:
+            on_switch(downstream)
+            downstream.rebase()
+            downstream.request_keyframe = self.request_keyframe
+            if downstream not in self.downstreams:
+                self.downstreams = [*self.downstreams, downstream]
+
+    def bitrate(self, now: float) -> float:
+        """Incoming payload bitrate in bit/s, smoothed over about a second (sampled when asked)."""
+        dt = now - self._rate_time
+        if dt >= RATE_WINDOW:
+            rate = (self.octets_in - self._rate_octets) * 8 / dt
+            self._rate = (self._rate + rate) / 2 if self._rate_sampled else rate
+            self._rate_time, self._rate_octets, self._rate_sampled = now, self.octets_in, True
+        return self._rate
 
     def request_keyframe(self, force: bool = False) -> None:
         """Ask the publisher for a keyframe, at most once per interval."""
@@ -283,15 +368,25 @@ class Forwarder:
             self.on_audio_level(audio_level[1])
         for sink in self.sinks:
             sink(packet, codec)
+        payload = packet.payload
+        self.octets_in += len(payload)
+        if self.pending:
+            if is_keyframe_start(mime, payload):
+                if mime.lower() == "video/vp8":
+                    self.frame_size = vp8_keyframe_size(payload) or self.frame_size
+                self._take_pending()
+            else:
+                self.request_keyframe()
         downstreams = self.downstreams
         if not downstreams:
             return
         now = time.monotonic()
-        payload = packet.payload
         keyframe = False
         for d in downstreams:
             if d.waiting_keyframe:
                 keyframe = is_keyframe_start(mime, payload)
+                if keyframe and mime.lower() == "video/vp8":
+                    self.frame_size = vp8_keyframe_size(payload) or self.frame_size
                 break
         # The extension block depends only on the subscriber's negotiated IDs:
         # built once per packet per distinct ID pair (usually one for the room).

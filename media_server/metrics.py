@@ -48,8 +48,9 @@ class Totals:
 
     def add_publisher(self, publisher: Publisher) -> None:
         for track in publisher.tracks:
-            self.received_packets += track.forwarder.packets_in
-            self.keyframe_requests_sent += track.forwarder.keyframe_requests
+            for forwarder in track.all_layers:  # every simulcast layer
+                self.received_packets += forwarder.packets_in
+                self.keyframe_requests_sent += forwarder.keyframe_requests
 
     async def add_subscriber(self, subscriber: Subscriber) -> list[_SenderStats]:
         """Add a subscribe connection's counters (bytes from aiortc's ``getStats()``); its streams' stats."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,11 +24,27 @@ from . import aiortc_hooks as hooks
 from . import turn
 from .config import Config
 from .forwarder import Downstream, Forwarder
+from .layers import (
+    MIN_ACTIVE_BITRATE,
+    UPGRADE_HEADROOM,
+    BandwidthEstimate,
+    VideoDemand,
+    allocate,
+    layer_costs,
+    padding_rate,
+    with_hysteresis,
+)
 from .protocol import SOURCES, InvalidSdp, NoCommonCodec, StaleRevision, TrackInfo
 from .rtputil import codec_key
-from .sdp import announce_addresses, negotiated_by_mid, parse_sdp
+from .sdp import SimulcastOffer, accept_simulcast, announce_addresses, negotiated_by_mid, parse_sdp, simulcast_offers
 
 logger = logging.getLogger(__name__)
+
+ADAPT_INTERVAL = 0.5  # seconds between two layer allocations of a subscriber
+PAD_INTERVAL = 0.05  # seconds between two bursts of probe padding
+PROBE_RATES = (500_000, 1_000_000, 2_000_000, 3_000_000)  # bit/s of the initial probe clusters
+PROBE_CLUSTER = 10  # packets per probe cluster
+MEASURE_AFTER = 2.0  # seconds after which a publisher track's layer bitrates are trusted
 
 
 def new_peer_connection(config: Config) -> RTCPeerConnection:
@@ -62,6 +79,22 @@ class PublishedTrack:
     mid: str | None = None
     codec_keys: tuple[str, ...] = ()
     """Codecs negotiated with the publisher, preferred (the one it sends) first."""
+    layers: tuple[Forwarder, ...] = ()
+    """Simulcast: one forwarder per layer, lowest quality first (``forwarder`` is the highest).
+    Empty for a single-stream track."""
+
+    @property
+    def all_layers(self) -> tuple[Forwarder, ...]:
+        return self.layers or (self.forwarder,)
+
+    def recording_layer(self) -> Forwarder:
+        """What a recording taps: the highest simulcast layer the publisher sends now (it may
+        hold back its top layer when its own bandwidth or CPU is short), else ``forwarder``."""
+        now = time.monotonic()
+        for forwarder in reversed(self.layers):
+            if forwarder.bitrate(now) >= MIN_ACTIVE_BITRATE:
+                return forwarder
+        return self.forwarder
 
 
 class Publisher:
@@ -80,6 +113,7 @@ class Publisher:
         Raises InvalidSdp or NoCommonCodec.
         """
         parse_sdp(offer_sdp)
+        simulcast = simulcast_offers(offer_sdp)
         await asyncio.sleep(0)  # let queued media through between the ~1 ms SDP steps of a join
         try:
             await self.pc.setRemoteDescription(
@@ -92,7 +126,7 @@ class Publisher:
             raise InvalidSdp(f"offer rejected: {exc}") from exc
         # Hooks must be in place before aiortc calls receiver.receive() (next await).
         for transceiver in self.pc.getTransceivers():
-            self._hook(transceiver, on_audio_level)
+            self._hook(transceiver, on_audio_level, simulcast.get(transceiver.mid or ""))
         dtls = peer_dtls(self.pc)
         if dtls is not None and self.tracks:
             hooks.install_fast_receive(dtls, [t.receiver for t in self.tracks])
@@ -109,27 +143,53 @@ class Publisher:
         await self.pc.setLocalDescription(answer)
         if dtls is not None:
             hooks.install_fast_demux(dtls)  # sockets exist once gathering (setLocalDescription) is done
-        return announce_addresses(self.pc.localDescription.sdp, self.config.ice_announce)
+        accepted = {t.mid: simulcast[t.mid] for t in self.tracks if t.layers and t.mid in simulcast}
+        answer_sdp = accept_simulcast(self.pc.localDescription.sdp, accepted)
+        return announce_addresses(answer_sdp, self.config.ice_announce)
 
-    def _hook(self, transceiver: RTCRtpTransceiver, on_audio_level: Callable[[int], None] | None) -> None:
+    def _hook(
+        self,
+        transceiver: RTCRtpTransceiver,
+        on_audio_level: Callable[[int], None] | None,
+        simulcast: SimulcastOffer | None = None,
+    ) -> None:
         kind = transceiver.kind
         if kind not in ("audio", "video") or transceiver.direction == "inactive":
             return
         source = SOURCES[(self.name, kind)]
         holder: list[hooks.ForwardingReceiver] = []
 
-        def request_keyframe() -> None:
-            holder[0].request_keyframe()
+        def keyframe_requester(layer: int | None) -> Callable[[], None]:
+            def request_keyframe() -> None:
+                holder[0].request_keyframe(layer)
 
-        forwarder = Forwarder(
-            kind=kind,
-            request_keyframe=request_keyframe,
-            on_audio_level=on_audio_level if source == "microphone" else None,
-        )
-        receiver = hooks.ForwardingReceiver(transceiver.receiver, kind, forwarder.on_rtp)
+            return request_keyframe
+
+        layers: tuple[Forwarder, ...] = ()
+        route = None
+        if simulcast is not None and kind == "video":
+            layers = tuple(
+                Forwarder(kind=kind, request_keyframe=keyframe_requester(i)) for i in range(len(simulcast.rids))
+            )
+            route = hooks.SimulcastRoute(
+                rids=simulcast.rids,
+                handlers=tuple(f.on_rtp for f in layers),
+                rid_ext_id=simulcast.rid_ext_id,
+                rrid_ext_id=simulcast.rrid_ext_id,
+            )
+            forwarder = layers[-1]
+        else:
+            forwarder = Forwarder(
+                kind=kind,
+                request_keyframe=keyframe_requester(None),
+                on_audio_level=on_audio_level if source == "microphone" else None,
+            )
+        receiver = hooks.ForwardingReceiver(transceiver.receiver, kind, forwarder.on_rtp, simulcast=route)
         holder.append(receiver)
         self.tracks.append(
-            PublishedTrack(self.participant, self.name, kind, source, forwarder, receiver, mid=transceiver.mid)
+            PublishedTrack(
+                self.participant, self.name, kind, source, forwarder, receiver, mid=transceiver.mid, layers=layers
+            )
         )
 
     @property
@@ -139,8 +199,9 @@ class Publisher:
     async def close(self) -> None:
         """Stop forwarding and close the connection."""
         for track in self.tracks:
-            for downstream in list(track.forwarder.downstreams):
-                track.forwarder.detach(downstream)
+            for forwarder in track.all_layers:
+                for downstream in [*forwarder.downstreams, *(d for d, _ in forwarder.pending)]:
+                    forwarder.detach(downstream)
         await self.pc.close()
 
 
@@ -157,6 +218,11 @@ class Slot:
     pending: bool = field(default=True)
     nacks_received: int = 0  # RTCP feedback from the subscriber (media_server/metrics.py)
     keyframe_requests_received: int = 0
+    forwarder: Forwarder | None = None
+    """The layer of ``attached`` being forwarded now (None: paused)."""
+    target: int | None = None
+    """The layer chosen for this subscriber (forwarded from its next keyframe; None: paused)."""
+    layer_switches: int = 0
 
 
 class Subscriber:
@@ -166,7 +232,14 @@ class Subscriber:
     arrive meanwhile set ``dirty`` and are offered after the answer.
     """
 
-    def __init__(self, *, participant: str, config: Config, revision_base: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        participant: str,
+        config: Config,
+        revision_base: int = 0,
+        speaker: Callable[[], str | None] = lambda: None,
+    ) -> None:
         self.participant = participant
         self.config = config
         self.pc = new_peer_connection(config)
@@ -176,6 +249,14 @@ class Subscriber:
         self.dirty = False
         self.reoffers = 0  # consecutive offers replaced because the client did not answer
         self.forwarded_retired = 0
+        self.speaker = speaker
+        self.estimate = BandwidthEstimate()
+        self.max_heights: dict[tuple[str, str], int] = {}
+        """(participant, source) -> the largest height this subscriber displays that video at (unset: any)."""
+        self._probed = False
+        self.padding = 0.0  # bit/s of probe padding wanted now (layers.padding_rate)
+        self._pad_credit = 0.0
+        self._adapter = asyncio.create_task(self._run_adaptation(), name=f"subscriber-{participant}-layers")
 
         @self.pc.on("connectionstatechange")
         def on_state() -> None:
@@ -243,14 +324,18 @@ class Subscriber:
         )
         slot = Slot(transceiver=transceiver, kind=kind, downstream=downstream)
 
-        async def on_feedback(kind_: str, lost: list[int]) -> None:
+        async def on_feedback(kind_: str, values: list[int]) -> None:
             if kind_ == "nack":
                 slot.nacks_received += 1
-                downstream.retransmit(lost)
-            else:
+                downstream.retransmit(values)
+            elif kind_ == "pli":
                 slot.keyframe_requests_received += 1
-                if slot.attached is not None:
-                    slot.attached.forwarder.request_keyframe()
+                if slot.forwarder is not None:
+                    slot.forwarder.request_keyframe()
+            elif kind_ == "remb":
+                self.estimate.on_remb(values[0], time.monotonic())
+            elif kind_ == "loss" and kind == "video":
+                self.estimate.on_loss(values[0], time.monotonic())
 
         hooks.hook_sender_feedback(sender, on_feedback)
         self.slots.append(slot)
@@ -294,8 +379,8 @@ class Subscriber:
                 missing.append((slot.info, key))
             if slot.attached is not slot.track:
                 self._detach(slot)
-                slot.track.forwarder.attach(slot.downstream)
                 slot.attached = slot.track
+                self._select_layer(slot, 0)
             if self.pc.connectionState == "connected":
                 self._make_ready(slot)
         return missing
@@ -305,18 +390,167 @@ class Subscriber:
         # a transport that is not connected yet would be lost.
         if slot.attached is not None and not slot.downstream.ready:
             slot.downstream.ready = True
-            slot.attached.forwarder.request_keyframe(force=True)
+            if slot.forwarder is not None:
+                slot.forwarder.request_keyframe(force=True)
 
     def _detach(self, slot: Slot) -> None:
         if slot.attached is not None:
-            slot.attached.forwarder.detach(slot.downstream)
+            for forwarder in slot.attached.all_layers:
+                forwarder.detach(slot.downstream)
             slot.attached = None
+        slot.forwarder = None
+        slot.target = None
+
+    # -- adaptive quality (media_server/layers.py) ---------------------------
+
+    def _select_layer(self, slot: Slot, layer: int | None) -> None:
+        """Forward layer ``layer`` of ``slot.attached`` to this subscriber (None: pause the video).
+
+        A switch between layers happens at the target layer's next keyframe
+        (requested now); the current layer keeps flowing until then, and the
+        outgoing sequence/timestamps continue (Downstream.rebase).
+        """
+        track = slot.attached
+        if track is None:
+            return
+        layers = track.all_layers
+        layer = None if layer is None else min(layer, len(layers) - 1)
+        if layer == slot.target and (layer is None or slot.forwarder is not None):
+            return
+        if slot.target != layer:
+            logger.info(
+                "%s: %s/%s layer %s -> %s (estimate %s)",
+                self.participant,
+                track.participant,
+                track.source,
+                slot.target,
+                layer,
+                self.estimate.remb,
+            )
+        slot.target = layer
+        downstream = slot.downstream
+        if layer is None:
+            for forwarder in layers:
+                forwarder.detach(downstream)
+            slot.forwarder = None
+            return
+        wanted = layers[layer]
+        for forwarder in layers:
+            if forwarder is not wanted:
+                forwarder.cancel_switch(downstream)
+        current = slot.forwarder
+        if current is None:
+            wanted.attach(downstream)
+            slot.forwarder = wanted
+        elif current is not wanted:
+            old = current
+
+            def on_switch(d: Downstream) -> None:
+                old.detach(d)
+                slot.forwarder = wanted
+                slot.layer_switches += 1
+
+            wanted.switch_on_keyframe(downstream, on_switch)
+
+    def _demand(self, slot: Slot, now: float, speaker: str | None) -> VideoDemand:
+        track = slot.attached
+        assert track is not None
+        layers = track.all_layers
+        rates = [f.bitrate(now) for f in layers]
+        # Nominal costs only while nothing could be measured yet; later a silent layer is a stopped one.
+        measured = any(rates) or now - min(f.created for f in layers) > MEASURE_AFTER
+        return VideoDemand(
+            costs=layer_costs(rates, measured=measured),
+            heights=[f.frame_size[1] if f.frame_size else None for f in layers],
+            max_height=self.max_heights.get((track.participant, track.source)),
+            speaker=track.participant == speaker,
+        )
+
+    def adapt(self, now: float) -> None:
+        """Choose every video slot's layer from the bandwidth estimate (no-op until the first REMB)."""
+        estimate = self.estimate.value(now)
+        if estimate is None:
+            return
+        video = [s for s in self.slots if s.kind == "video" and s.attached is not None and s.downstream.ready]
+        if not video:
+            return
+        audio = sum(1 for s in self.slots if s.kind == "audio" and s.attached is not None)
+        speaker = self.speaker()
+        demands = [self._demand(s, now, speaker) for s in video]
+        keep = allocate(estimate, demands, audio_tracks=audio)
+        congested = self.estimate.congested(now)
+        # While congested (REMB just dropped, or loss above 2 %) nothing goes up.
+        up = (
+            [s.target for s in video]
+            if congested
+            else allocate(estimate * UPGRADE_HEADROOM, demands, audio_tracks=audio)
+        )
+        for slot, layer in zip(video, with_hysteresis([s.target for s in video], keep, up), strict=True):
+            self._select_layer(slot, layer)
+        current = [s.attached.all_layers.index(s.forwarder) if s.attached and s.forwarder else None for s in video]
+        self.padding = 0.0
+        if not congested:
+            self.padding = padding_rate(estimate, demands, current, audio_tracks=audio)
+
+    def _pad(self, seconds: float) -> None:
+        """Send ``padding`` bit/s worth of probe packets for ``seconds`` (on one forwarding video stream)."""
+        self._pad_credit += self.padding * seconds / 8
+        slot = next((s for s in self.slots if s.kind == "video" and s.forwarder and s.downstream.packets_sent), None)
+        if slot is None:
+            self._pad_credit = 0.0
+            return
+        while self._pad_credit > 0:
+            sent = slot.downstream.probe(1)
+            if not sent:
+                self._pad_credit = 0.0
+                return
+            self._pad_credit -= sent
+
+    async def _probe(self) -> None:
+        """Send the initial bandwidth probe: clusters of RTX copies at rising rates.
+
+        Chromium's receive-side estimator only believes probes in the first
+        seconds of a connection (before it has an estimate); a cluster that
+        arrives as fast as it was sent sets its REMB to that rate, so a
+        subscriber on a good link is offered HD within seconds instead of
+        after the slow 8 %/s ramp-up of REMB.
+        """
+        for rate in PROBE_RATES:
+            slot = next((s for s in self.slots if s.kind == "video" and s.downstream.packets_sent), None)
+            if slot is None:
+                return
+            sent = slot.downstream.probe(1)
+            if not sent:
+                return
+            gap = sent * 8 / rate
+            for _ in range(PROBE_CLUSTER - 1):
+                await asyncio.sleep(gap)
+                slot.downstream.probe(1)
+            await asyncio.sleep(0.1)
+
+    async def _run_adaptation(self) -> None:
+        last_adapt = last_pad = time.monotonic()
+        while True:
+            await asyncio.sleep(PAD_INTERVAL if self.padding else ADAPT_INTERVAL)
+            now = time.monotonic()
+            if self.padding:
+                self._pad(min(now - last_pad, 2 * ADAPT_INTERVAL))
+            last_pad = now
+            if now - last_adapt < ADAPT_INTERVAL:
+                continue
+            last_adapt = now
+            if not self._probed and any(s.kind == "video" and s.downstream.packets_sent > 20 for s in self.slots):
+                self._probed = True
+                await self._probe()
+            self.adapt(now)
 
     def forwarded_packets(self) -> int:
         return sum(s.downstream.packets_sent for s in self.slots)
 
     async def close(self) -> None:
         """Stop forwarding to this subscriber and close the connection."""
+        self._adapter.cancel()
+        await asyncio.gather(self._adapter, return_exceptions=True)
         for slot in self.slots:
             self._detach(slot)
             slot.downstream.release()  # its history would otherwise wait for a full GC cycle

@@ -433,6 +433,7 @@ class _Tap:
     def __init__(self, recorder: Recorder, track: PublishedTrack) -> None:
         self.recorder = recorder
         self.track = track
+        self.forwarder = track.recording_layer()  # simulcast: the best layer sent now; fixed for the recording
         self.video = track.kind == "video"
         self.codec: str | None = None
         self.clock_rate = 90000
@@ -510,7 +511,7 @@ class _Tap:
     def _need_keyframe(self) -> None:
         if self.video:
             self.waiting_keyframe = True
-            self.track.forwarder.request_keyframe()
+            self.forwarder.request_keyframe()
 
     def _finish_frame(self, now: float) -> None:
         ts, parts = self.frame_ts, self.parts
@@ -547,7 +548,7 @@ class _Tap:
             data = b"".join(_START_CODE + n for n in nals)
         if self.waiting_keyframe:
             if not keyframe:
-                self.track.forwarder.request_keyframe()
+                self.forwarder.request_keyframe()
                 return
             self.waiting_keyframe = False
         self._emit(data, ts, keyframe, size, now)
@@ -649,7 +650,7 @@ class Recorder:
         for track in tracks:
             if id(track) not in self.taps:
                 tap = self.taps[id(track)] = _Tap(self, track)
-                track.forwarder.add_sink(tap)
+                tap.forwarder.add_sink(tap)
 
     def remove_tracks(self, tracks: Iterable[PublishedTrack]) -> None:
         """Stop recording ``tracks``; their open segments end now."""
@@ -657,7 +658,7 @@ class Recorder:
         for track in tracks:
             tap = self.taps.pop(id(track), None)
             if tap is not None:
-                track.forwarder.remove_sink(tap)
+                tap.forwarder.remove_sink(tap)
                 tap.close(now)
 
     # -- called by taps -----------------------------------------------------
@@ -718,7 +719,7 @@ class Recorder:
     def _detach_all(self) -> None:
         now = time.monotonic()
         for tap in list(self.taps.values()):
-            tap.track.forwarder.remove_sink(tap)
+            tap.forwarder.remove_sink(tap)
             tap.close(now)
         self.taps.clear()
 

@@ -149,7 +149,12 @@ class Room:
         p = self.participant(participant_id, create=True)
         if p.subscriber is not None:
             await self._close_subscriber(p, "replaced")
-        subscriber = Subscriber(participant=participant_id, config=self.config, revision_base=p.revisions)
+        subscriber = Subscriber(
+            participant=participant_id,
+            config=self.config,
+            revision_base=p.revisions,
+            speaker=lambda: self.speaker.current,
+        )
         p.subscriber = subscriber
         self._watch_state(participant_id, "subscribe", subscriber.pc)
         desired = self.tracks_for(participant_id)

@@ -59,6 +59,40 @@ def is_vp8_keyframe_start(payload: bytes) -> bool:
     return len(payload) > i and not (payload[i] & 0x01)
 
 
+def _vp8_descriptor_size(payload: bytes) -> int:
+    """Length of the VP8 payload descriptor at the start of ``payload`` (RFC 7741 section 4.2)."""
+    i = 1
+    if payload[0] & 0x80:
+        x = payload[1]
+        i = 2
+        if x & 0x80:
+            i += 2 if payload[i] & 0x80 else 1
+        if x & 0x40:
+            i += 1
+        if x & 0x30:
+            i += 1
+    return i
+
+
+def vp8_keyframe_size(payload: bytes) -> tuple[int, int] | None:
+    """(width, height) from the first packet of a VP8 keyframe, or None if it does not carry them.
+
+    Reads the keyframe header after the payload descriptor (RFC 6386 9.1):
+    3-byte frame tag, start code 9d 01 2a, 14-bit width and height. An
+    end-to-end encrypted frame may hide them: then the start code does not match.
+    """
+    try:
+        i = _vp8_descriptor_size(payload)
+    except IndexError:
+        return None
+    header = payload[i : i + 10]
+    if len(header) < 10 or header[0] & 0x01 or header[3:6] != b"\x9d\x01\x2a":
+        return None
+    width = int.from_bytes(header[6:8], "little") & 0x3FFF
+    height = int.from_bytes(header[8:10], "little") & 0x3FFF
+    return (width, height) if width and height else None
+
+
 def is_h264_keyframe_start(payload: bytes) -> bool:
     """True if this H.264 RTP payload carries an IDR slice or SPS start (RFC 6184)."""
     if not payload:

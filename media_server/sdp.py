@@ -84,3 +84,99 @@ def announce_addresses(sdp: str, mapping: Mapping[str, str]) -> str:
     for bind, public in mapping.items():
         sdp = sdp.replace(f"c=IN IP4 {bind}\r\n", f"c=IN IP4 {public}\r\n")
     return sdp
+
+
+RTP_STREAM_ID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+REPAIRED_RTP_STREAM_ID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+MAX_LAYERS = 3
+
+
+@dataclass(frozen=True)
+class SimulcastOffer:
+    """The simulcast a publisher offered on one video m-line (RFC 8853)."""
+
+    rids: tuple[str, ...]
+    """Layers in the publisher's order (the clients list them lowest quality first)."""
+    rid_ext_id: int
+    rrid_ext_id: int = 0
+
+
+def _sections(sdp: str) -> tuple[str, list[list[str]]]:
+    eol = "\r\n" if "\r\n" in sdp else "\n"
+    sections: list[list[str]] = [[]]
+    for line in sdp.split(eol):
+        if line.startswith("m="):
+            sections.append([])
+        sections[-1].append(line)
+    return eol, sections
+
+
+def simulcast_offers(sdp: str) -> dict[str, SimulcastOffer]:
+    """Video m-lines of ``sdp`` (by mid) that offer simulcast we can receive.
+
+    Needs ``a=simulcast:send`` with 2..:data:`MAX_LAYERS` streams, their
+    ``a=rid:<id> send`` lines and the rtp-stream-id header extension. Paused
+    (``~``) streams and alternatives after the first are ignored; RID
+    restrictions (``pt=``, ``max-width=``...) are not enforced. Anything else
+    is answered as a single stream (the publisher then sends one layer).
+    """
+    _, sections = _sections(sdp)
+    result: dict[str, SimulcastOffer] = {}
+    for section in sections[1:]:
+        if not section[0].startswith("m=video"):
+            continue
+        mid = rid_ext = rrid_ext = None
+        send_rids: set[str] = set()
+        order: list[str] = []
+        for line in section:
+            if line.startswith("a=mid:"):
+                mid = line[6:].strip()
+            elif line.startswith("a=extmap:"):
+                ident, _, uri = line[9:].partition(" ")
+                ext_id = ident.split("/")[0]
+                if uri.strip() == RTP_STREAM_ID_URI and ext_id.isdigit():
+                    rid_ext = int(ext_id)
+                elif uri.strip() == REPAIRED_RTP_STREAM_ID_URI and ext_id.isdigit():
+                    rrid_ext = int(ext_id)
+            elif line.startswith("a=rid:"):
+                parts = line[6:].split()
+                if len(parts) >= 2 and parts[1] == "send":
+                    send_rids.add(parts[0])
+            elif line.startswith("a=simulcast:"):
+                words = line[12:].split()
+                if len(words) >= 2 and words[0] == "send":
+                    for stream in words[1].split(";"):
+                        first = stream.split(",")[0]
+                        if first and not first.startswith("~"):
+                            order.append(first)
+        rids = tuple(r for r in order if r in send_rids)
+        if mid is not None and rid_ext is not None and 2 <= len(rids) <= MAX_LAYERS and len(set(rids)) == len(rids):
+            result[mid] = SimulcastOffer(rids=rids, rid_ext_id=rid_ext, rrid_ext_id=rrid_ext or 0)
+    return result
+
+
+def accept_simulcast(answer_sdp: str, offers: Mapping[str, SimulcastOffer]) -> str:
+    """Add to our answer what accepts ``offers``: RID extensions, ``a=rid:<id> recv``, ``a=simulcast:recv``.
+
+    aiortc knows neither; without them a browser sends only one layer.
+    """
+    if not offers:
+        return answer_sdp
+    eol, sections = _sections(answer_sdp)
+    out = list(sections[0])
+    for section in sections[1:]:
+        mid = next((line[6:].strip() for line in section if line.startswith("a=mid:")), None)
+        offer = offers.get(mid or "")
+        if offer is None or not section[0].startswith("m=video") or section[0].split()[1] == "0":
+            out.extend(section)
+            continue
+        trailing = []
+        while section and section[-1] == "":
+            trailing.append(section.pop())
+        extra = [f"a=extmap:{offer.rid_ext_id} {RTP_STREAM_ID_URI}"]
+        if offer.rrid_ext_id:
+            extra.append(f"a=extmap:{offer.rrid_ext_id} {REPAIRED_RTP_STREAM_ID_URI}")
+        extra += [f"a=rid:{rid} recv" for rid in offer.rids]
+        extra.append("a=simulcast:recv " + ";".join(offer.rids))
+        out.extend(section + extra + trailing)
+    return eol.join(out)

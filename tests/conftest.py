@@ -41,6 +41,7 @@ REQUIREMENTS = {
     "ffmpeg": lambda: None if shutil.which("ffmpeg") else "ffmpeg (apt-get install ffmpeg)",
     "nginx": lambda: None if shutil.which("nginx") or os.path.exists("/usr/sbin/nginx") else "Debian's nginx",
     "coturn": lambda: None if shutil.which("turnserver") else "Debian's coturn",
+    "iptables": lambda: None if shutil.which("iptables") else "Debian's iptables (random loss in a namespace)",
 }
 
 

@@ -595,15 +595,40 @@ async function negotiatePublish(name, pc) {
   await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
 }
 
+// Simulcast: three VP8 encodings of the camera, lowest first (the media server relies on that order and
+// forwards each subscriber the one its bandwidth and tile allow; see docs/protocol.md "Media behaviour").
+const CAMERA_LAYERS = [
+  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 100_000, maxFramerate: 15 },
+  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+];
+
+async function keepResolution(sender) {
+  // Under CPU load Chromium would scale every layer down; the layers already give the
+  // smaller sizes, so keep each layer's resolution and let the frame rate give instead.
+  try {
+    const params = sender.getParameters();
+    if (!params.encodings?.length) return;
+    params.degradationPreference = "maintain-resolution";
+    await sender.setParameters(params);
+  } catch (err) {
+    console.info("degradationPreference not applied:", err.message);
+  }
+}
+
 async function publishCamera() {
   const pc = newPc("camera");
   const stream = state.local.stream || new MediaStream();
   // Always offer both m-lines, so turning the camera on later is a replaceTrack, not a renegotiation.
-  const video = pc.addTransceiver(state.local.videoTrack || "video", { direction: "sendonly", streams: [stream] });
+  const video = pc.addTransceiver(state.local.videoTrack || "video", {
+    direction: "sendonly", streams: [stream], sendEncodings: CAMERA_LAYERS.map((l) => ({ ...l })),
+  });
   const audio = pc.addTransceiver(state.local.audioTrack || "audio", { direction: "sendonly", streams: [stream] });
+  preferVp8(video); // simulcast layers are switched by the media server for VP8 (docs/protocol.md)
   if (config.e2ee) { e2eeSender(video, "video"); e2eeSender(audio, "audio"); }
   try {
     await negotiatePublish("camera", pc);
+    if (state.pcs.camera === pc) await keepResolution(video.sender);
   } catch (err) {
     if (state.pcs.camera === pc) toast(`Could not send your camera: ${err.message}`);
   }

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,15 +67,16 @@ class Netns:
     ns_ip: str
 
     @classmethod
-    def create(cls, index: int) -> Netns:
+    def create(cls, index: int, tag: str = "") -> Netns:
+        """``tag`` (one character) names a second namespace of the same run."""
         pid = os.getpid()
         ns = cls(
-            name=f"conf-e2e-{pid}",
-            host_if=f"ce{pid % 10_000_000}h",
+            name=f"conf-e2e-{pid}{tag}",
+            host_if=f"ce{pid % 10_000_000}{tag}h",
             host_ip=f"10.231.{index}.1",
             ns_ip=f"10.231.{index}.2",
         )
-        peer = f"ce{pid % 10_000_000}n"
+        peer = f"ce{pid % 10_000_000}{tag}n"
         _run("ip", "netns", "add", ns.name)
         try:
             _run("ip", "link", "add", ns.host_if, "type", "veth", "peer", "name", peer)
@@ -85,10 +86,42 @@ class Netns:
             _run("ip", "netns", "exec", ns.name, "ip", "addr", "add", f"{ns.ns_ip}/24", "dev", peer)
             _run("ip", "netns", "exec", ns.name, "ip", "link", "set", peer, "up")
             _run("ip", "netns", "exec", ns.name, "ip", "link", "set", "lo", "up")
+            # Other namespaces' host addresses (daphne, the media server) are reached through this one's host end.
+            _run("ip", "netns", "exec", ns.name, "ip", "route", "add", "default", "via", ns.host_ip)
         except BaseException:
             ns.destroy()
             raise
         return ns
+
+    def shape(self, rate: str) -> None:
+        """Limit what the host sends into the namespace (the browser's downlink) to ``rate`` with ``tc tbf``.
+
+        The queue holds at most 200 ms at that rate (plus a burst of a few packets), like a
+        modest access link; netem is not available here, so there is no added delay or random loss.
+        """
+        _run(
+            "tc",
+            "qdisc",
+            "replace",
+            "dev",
+            self.host_if,
+            "root",
+            "tbf",
+            "rate",
+            rate,
+            "burst",
+            "5kb",
+            "latency",
+            "200ms",
+        )
+
+    def lose(self, probability: float) -> None:
+        """Drop each UDP datagram entering or leaving the namespace with ``probability`` (iptables statistic)."""
+        for chain in ("INPUT", "OUTPUT"):
+            _run(
+                "ip", "netns", "exec", self.name, "iptables", "-A", chain, "-p", "udp", "-m", "statistic",
+                "--mode", "random", "--probability", str(probability), "-j", "DROP",
+            )  # fmt: skip
 
     def destroy(self) -> None:
         subprocess.run(["ip", "link", "del", self.host_if], capture_output=True)
@@ -381,6 +414,46 @@ def browser(netns: Netns, stack: Stack) -> Iterator[Any]:
             browser.close()
     finally:
         playwright.stop()
+
+
+@pytest.fixture
+def shaped_browser(browser: Any, stack: Stack) -> Iterator[Callable[..., Any]]:
+    """``launch(rate, loss)``: a Chromium in its own namespace whose downlink is shaped to ``rate`` (tc tbf)
+    and/or that loses ``loss`` of its UDP datagrams each way (iptables statistic).
+
+    Each call makes a new namespace (own veth pair, ``10.231.<n>.0/24``) that reaches the
+    stack through its host end. The session's Playwright driver launches it through
+    ``ip netns exec`` (one sync Playwright per thread). Browsers and namespaces go away after the test.
+    """
+    made: list[tuple[Netns, Any]] = []
+
+    def launch(rate: str | None = None, loss: float = 0.0) -> Any:
+        n = len(made)
+        ns = Netns.create(index=(20 + os.getpid() % 200 + 17 * (n + 1)) % 250 + 1, tag="stuvwxyz"[n])
+        try:
+            if rate:
+                ns.shape(rate)
+            if loss:
+                ns.lose(loss)
+            wrapper = stack.workdir / f"chromium-{ns.name}"
+            wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {ns.name} {CHROMIUM} "$@"\n')
+            wrapper.chmod(0o755)
+            chromium = browser.browser_type.launch(
+                executable_path=str(wrapper), headless=True, args=chromium_args(stack.base_url)
+            )
+        except BaseException:
+            ns.destroy()
+            raise
+        made.append((ns, chromium))
+        return chromium
+
+    try:
+        yield launch
+    finally:
+        for ns, chromium in made:
+            with contextlib.suppress(Exception):
+                chromium.close()
+            ns.destroy()
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter, State
 from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+from aiortc.rtp import HeaderExtensionsMap
 
 from media_server import aiortc_hooks
 
@@ -527,3 +529,19 @@ def test_native_sender_guards_and_errors() -> None:
     )
     arm_sock.close()
     assert sender(_rtp(3, 10)) is False and len(fallback) == 5
+
+
+def test_simulcast_and_feedback_internals() -> None:
+    """What simulcast routing and the bandwidth estimate rely on."""
+    from aiortc.rtp import HeaderExtensions, RtcpReceiverInfo, unpack_remb_fci
+
+    names = {f.name for f in dataclasses.fields(HeaderExtensions)}
+    assert {"rtp_stream_id", "repaired_rtp_stream_id"} <= names
+    src = inspect.getsource(RTCDtlsTransport)
+    assert "self._rtp_header_extensions_map = rtp.HeaderExtensionsMap()" in src
+    assert "sdes:rtp-stream-id" in inspect.getsource(HeaderExtensionsMap.configure)
+    assert "sdes:repaired-rtp-stream-id" in inspect.getsource(HeaderExtensionsMap.configure)
+    assert params(unpack_remb_fci) == ["data"]
+    assert "fraction_lost" in {f.name for f in dataclasses.fields(RtcpReceiverInfo)}
+    # Unknown SSRCs are routed by payload type: every simulcast layer reaches the one video receiver.
+    assert "len(pt_receivers) == 1" in inspect.getsource(RtpRouter.route_rtp)

@@ -1,0 +1,105 @@
+"""The scenario behind bench/adaptive.py (run by it through pytest with the e2e fixtures; not a test).
+
+One host publishes its fake 1280x720 camera (three VP8 simulcast layers); one
+guest per bandwidth joins with camera and microphone off, each in its own
+network namespace whose downlink is shaped with ``tc tbf`` to that rate, all
+in the same room at the same time. After SETTLE seconds, each guest's
+``getStats()`` is sampled every 5 s for WINDOW seconds; one JSON line per
+bandwidth goes to ``$ADAPTIVE_OUT``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from e2e_helpers import create_room, join_call, log_in, new_page, participant_id, wait_media
+
+RATES = os.environ.get("ADAPTIVE_RATES", "100kbit,300kbit,1mbit,3mbit,10mbit").split(",")
+SETTLE = float(os.environ.get("ADAPTIVE_SETTLE", "15"))
+WINDOW = float(os.environ.get("ADAPTIVE_WINDOW", "30"))
+
+STATS_JS = """
+async (participant) => {
+  const call = window.conferenceCall;
+  const pc = call && call.pcs.subscribe;
+  if (!pc) return null;
+  const out = {video: null, audioBytes: 0};
+  for (const s of (await pc.getStats()).values()) {
+    if (s.type !== "inbound-rtp") continue;
+    const info = call.trackInfo.get(String(s.mid));
+    if (!info || info.participant !== participant) continue;
+    if (s.kind === "audio") out.audioBytes += s.bytesReceived || 0;
+    else if (info.source === "camera" && (!out.video || (s.bytesReceived || 0) > out.video.bytes)) out.video = {
+      frames: s.framesDecoded || 0, height: s.frameHeight || 0, width: s.frameWidth || 0,
+      freezes: s.totalFreezesDuration || 0, freezeCount: s.freezeCount || 0, bytes: s.bytesReceived || 0,
+      lost: s.packetsLost || 0, received: s.packetsReceived || 0,
+    };
+  }
+  return out;
+}
+"""
+
+
+def test_adaptive_table(
+    browser: Any, contexts: list[Any], stack: Any, users: dict[str, str], shaped_browser: Any
+) -> None:
+    host = new_page(browser, contexts, stack)
+    log_in(host, "hana", users["hana"])
+    room_id = create_room(host, "Adaptive quality bench")
+    join_call(host, room_id)
+    host_id = participant_id(host)
+    samples: dict[str, list[tuple[float, Any]]] = {}
+    # Sequentially by default (one guest at a time: this 2-core machine cannot run six Chromiums
+    # without the CPU itself looking like congestion); ADAPTIVE_TOGETHER=1 puts them all in the room at once.
+    groups = [RATES] if os.environ.get("ADAPTIVE_TOGETHER") == "1" else [[rate] for rate in RATES]
+    for group in groups:
+        guests: dict[str, Any] = {}
+        for rate in group:
+            page = new_page(shaped_browser(rate), contexts, stack)
+            page.goto(f"/join/{room_id}")
+            page.get_by_label("Your name").fill(f"guest {rate}")
+            page.locator("#pre-cam").click()
+            page.locator("#pre-mic").click()
+            join_call(page, room_id)
+            guests[rate] = page
+        for rate, page in guests.items():
+            try:
+                wait_media(page, host_id, audio=False, timeout=45)
+            except AssertionError as exc:
+                print(f"{rate}: no video yet ({str(exc)[:200]})")
+        time.sleep(SETTLE)
+        for rate in guests:
+            samples[rate] = []
+        end = time.monotonic() + WINDOW
+        while True:
+            for rate, page in guests.items():
+                samples[rate].append((time.monotonic(), page.evaluate(STATS_JS, host_id)))
+            if time.monotonic() >= end:
+                break
+            time.sleep(min(5.0, max(0.0, end - time.monotonic())))
+        for page in guests.values():
+            page.context.close()
+    with open(os.environ["ADAPTIVE_OUT"], "a") as out:
+        for rate, series in samples.items():
+            (t0, first), (t1, last) = series[0], series[-1]
+            dt = t1 - t0
+            v0, v1 = (first or {}).get("video"), (last or {}).get("video")
+            row: dict[str, Any] = {"rate": rate, "seconds": round(dt, 1)}
+            if v0 and v1:
+                heights = [s["video"]["height"] for _, s in series if s and s["video"]]
+                row.update(
+                    width=v1["width"],
+                    height=v1["height"],
+                    min_height=min(heights),
+                    max_height=max(heights),
+                    fps=round((v1["frames"] - v0["frames"]) / dt, 1),
+                    freeze_s=round(v1["freezes"] - v0["freezes"], 2),
+                    freezes=v1["freezeCount"] - v0["freezeCount"],
+                    video_kbps=round((v1["bytes"] - v0["bytes"]) * 8 / dt / 1000),
+                    audio_kbps=round((last["audioBytes"] - first["audioBytes"]) * 8 / dt / 1000),
+                    lost=v1["lost"] - v0["lost"],
+                )
+            out.write(json.dumps(row) + "\n")

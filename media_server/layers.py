@@ -1,0 +1,199 @@
+"""Per-subscriber adaptive quality: bandwidth estimate and simulcast layer allocation.
+
+Pure logic (no aiortc, no I/O): :class:`BandwidthEstimate` turns what a
+subscriber's browser reports (REMB, receiver-report loss) into a usable
+bitrate; :func:`allocate` chooses, for each video track the subscriber
+receives, which simulcast layer to forward (or none). The
+:class:`~media_server.participant.Subscriber` applies the result, switching
+layers only on keyframes of the target layer.
+
+Policy (see docs/protocol.md "Media behaviour"):
+
+* audio is always forwarded and its bitrate is reserved first;
+* under :data:`LOW_BANDWIDTH` only the active speaker's video is forwarded,
+  on its lowest layer;
+* otherwise every video track gets its lowest layer while the budget lasts
+  (the active speaker first), then tracks are upgraded one layer at a time,
+  active speaker first, never above the height the subscriber displays
+  (``max_height``, when known);
+* upgrades need :data:`UPGRADE_HEADROOM` of spare budget and no congestion
+  (no recent REMB drop, loss under 2 %); downgrades happen as soon as the
+  current choice no longer fits (hysteresis against flapping).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+LOW_BANDWIDTH = 150_000  # bit/s: below, only audio and the active speaker's lowest video layer
+AUDIO_RESERVE = 50_000  # bit/s reserved per forwarded audio track (Opus ~32 kbit/s + ~16 kbit/s of headers at 50 pps)
+UPGRADE_HEADROOM = 0.85  # an upgrade must fit in this share of the estimate
+HEADER_OVERHEAD = 1.08  # RTP/SRTP/UDP/IP headers on top of the payload bitrate
+NOMINAL_LAYER_BITRATES = (100_000, 500_000, 1_500_000)  # until a layer's bitrate is measured
+MIN_ACTIVE_BITRATE = 8_000  # a layer sending less than this is treated as stopped by the publisher
+LOSS_HIGH = 0.10  # fraction lost above which the estimate is cut (like GCC's loss-based controller)
+PROBE_BACKOFF = 10.0  # seconds without padding probes after the estimate dropped
+
+
+def padding_rate(
+    estimate: float, demands: Sequence[VideoDemand], current: Sequence[int | None], *, audio_tracks: int = 0
+) -> float:
+    """Bit/s of probe padding that lets the estimate grow towards what the subscriber could use.
+
+    A browser's REMB only grows while it receives close to it (at most 1.5x what
+    arrives), so a subscriber held on a low layer would never be offered a
+    higher one. Like Jitsi's bandwidth probing, the server fills the gap
+    between what it sends and min(estimate, ideal) with padding; 0 when the
+    current layers already are the ideal ones.
+    """
+    ideal = allocate(float("inf"), demands, audio_tracks=audio_tracks)
+
+    def cost(layers: Sequence[int | None]) -> float:
+        return sum((d.costs[i] or 0.0) for d, i in zip(demands, layers, strict=True) if i is not None)
+
+    ideal_cost, current_cost = cost(ideal), cost(current)
+    if ideal_cost <= current_cost:
+        return 0.0
+    return max(0.0, min(ideal_cost, estimate - AUDIO_RESERVE * audio_tracks) - current_cost)
+
+
+@dataclass(frozen=True)
+class VideoDemand:
+    """One video track a subscriber receives, as the allocator sees it.
+
+    ``costs[i]``: bit/s of layer ``i`` (lowest first), None if the publisher
+    does not send it now; ``heights[i]``: its frame height if known.
+    """
+
+    costs: Sequence[float | None]
+    heights: Sequence[int | None] = ()
+    max_height: int | None = None
+    speaker: bool = False
+
+
+def layer_costs(bitrates: Sequence[float], *, measured: bool) -> list[float | None]:
+    """Layer costs from measured payload bitrates (None for stopped layers) or nominal ones."""
+    if not measured:
+        return [float(NOMINAL_LAYER_BITRATES[min(i, len(NOMINAL_LAYER_BITRATES) - 1)]) for i in range(len(bitrates))]
+    # A floor of half the nominal rate: a layer the publisher is still ramping up
+    # (or a quiet moment) must not look cheap enough for a link it would overrun.
+    return [
+        max(b * HEADER_OVERHEAD, NOMINAL_LAYER_BITRATES[min(i, len(NOMINAL_LAYER_BITRATES) - 1)] / 2)
+        if b >= MIN_ACTIVE_BITRATE
+        else None
+        for i, b in enumerate(bitrates)
+    ]
+
+
+def _fits_height(demand: VideoDemand, layer: int) -> bool:
+    if demand.max_height is None or layer >= len(demand.heights):
+        return True
+    height = demand.heights[layer]
+    return height is None or height <= demand.max_height
+
+
+def _lowest(demand: VideoDemand) -> int | None:
+    return next((i for i, c in enumerate(demand.costs) if c is not None), None)
+
+
+def _next_up(demand: VideoDemand, layer: int) -> int | None:
+    for i in range(layer + 1, len(demand.costs)):
+        if demand.costs[i] is not None:
+            return i if _fits_height(demand, i) else None
+    return None
+
+
+def allocate(estimate: float, demands: Sequence[VideoDemand], *, audio_tracks: int = 0) -> list[int | None]:
+    """The layer to forward for each demand (None = pause that video) within ``estimate`` bit/s."""
+    result: list[int | None] = [None] * len(demands)
+    order = sorted(range(len(demands)), key=lambda i: not demands[i].speaker)  # stable: speaker first
+    if not order:
+        return result
+    budget = estimate - AUDIO_RESERVE * audio_tracks
+    if estimate < LOW_BANDWIDTH:
+        first = order[0]
+        result[first] = _lowest(demands[first])
+        return result
+    for n, i in enumerate(order):
+        low = _lowest(demands[i])
+        if low is None:
+            continue
+        cost = demands[i].costs[low] or 0.0
+        if cost <= budget or n == 0:  # the first (speaker) track always gets its lowest layer
+            result[i] = low
+            budget -= cost
+    upgraded = True
+    while upgraded:
+        upgraded = False
+        for i in order:
+            current = result[i]
+            if current is None:
+                continue
+            up = _next_up(demands[i], current)
+            if up is None:
+                continue
+            delta = (demands[i].costs[up] or 0.0) - (demands[i].costs[current] or 0.0)
+            if delta <= budget:
+                result[i] = up
+                budget -= delta
+                upgraded = True
+    return result
+
+
+def with_hysteresis(
+    current: Sequence[int | None], keep: Sequence[int | None], up: Sequence[int | None]
+) -> list[int | None]:
+    """Combine an allocation at the full estimate (``keep``) and one with headroom (``up``).
+
+    A track goes up only if the headroom allocation says so, and down only if
+    the full-estimate one no longer holds its current layer.
+    """
+    out: list[int | None] = []
+    for cur, k, u in zip(current, keep, up, strict=True):
+        if cur is None:
+            out.append(u if u is not None else k)
+        elif u is not None and u > cur:
+            out.append(u)
+        elif k is None or k < cur:
+            out.append(k)
+        else:
+            out.append(cur)
+    return out
+
+
+class BandwidthEstimate:
+    """What one subscriber can receive, from its browser's RTCP.
+
+    REMB (the browser's delay-based estimate) is the base; receiver reports
+    with more than :data:`LOSS_HIGH` loss cut it (``1 - loss/2``, as GCC's
+    loss-based controller does). ``None`` until the first REMB.
+    """
+
+    def __init__(self) -> None:
+        self.remb: float | None = None
+        self.remb_time = 0.0
+        self.decreased_at = -1e9  # when REMB last dropped by more than 10 % (congestion)
+        self.loss = 0.0  # smoothed fraction lost (0..1)
+
+    def on_remb(self, bitrate: float, now: float) -> None:
+        if self.remb is not None and bitrate < 0.9 * self.remb:
+            self.decreased_at = now
+        self.remb = float(bitrate)
+        self.remb_time = now
+
+    def congested(self, now: float) -> bool:
+        """True shortly after a REMB drop or while loss is above 2 %: no probing then."""
+        return now - self.decreased_at < PROBE_BACKOFF or self.loss > 0.02
+
+    def on_loss(self, fraction_lost_256: int, now: float) -> None:
+        fraction = max(0, min(255, fraction_lost_256)) / 256
+        self.loss = 0.7 * self.loss + 0.3 * fraction
+
+    def value(self, now: float) -> float | None:
+        if self.remb is None:
+            return None
+        estimate = self.remb
+        if self.loss > LOSS_HIGH:
+            estimate *= 1 - self.loss / 2
+        return estimate

@@ -1,0 +1,138 @@
+"""Poor networks, end to end: simulcast and per-subscriber layers under a real bottleneck and real loss.
+
+The host publishes its fake 1280x720 camera as three VP8 simulcast layers
+(static/js/call.js). Two guests with their cameras off receive it:
+
+* one in the session's namespace, unconstrained;
+* one in a namespace of its own whose downlink is shaped with ``tc ... tbf``
+  (netem is not available here), or which drops 5 % of its UDP datagrams each
+  way with ``iptables -m statistic``.
+
+Everything is measured with the receiving page's ``getStats()``
+(``framesDecoded``, ``frameHeight``, ``freezeCount``/``totalFreezesDuration``)
+over a 30 s window that starts once the constrained subscriber has settled
+(the media server starts every subscriber on the lowest layer and moves it up
+or down from the browser's REMB within seconds).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import pytest
+from e2e_helpers import create_room, join_call, log_in, new_page, participant_id, wait_media, wait_until
+
+pytestmark = pytest.mark.e2e
+
+WINDOW = 30.0  # seconds measured
+SAMPLE = 5.0  # seconds between two samples inside the window
+SETTLE = 15.0  # seconds given to layer selection before the window
+
+VIDEO_STATS_JS = """
+async (participant) => {
+  const call = window.conferenceCall;
+  const pc = call && call.pcs.subscribe;
+  if (!pc) return null;
+  const report = await pc.getStats();
+  for (const s of report.values()) {
+    if (s.type !== "inbound-rtp" || s.kind !== "video") continue;
+    const info = call.trackInfo.get(String(s.mid));
+    if (!info || info.participant !== participant || info.source !== "camera") continue;
+    return {
+      framesDecoded: s.framesDecoded || 0, frameHeight: s.frameHeight || 0, frameWidth: s.frameWidth || 0,
+      framesPerSecond: s.framesPerSecond || 0, freezeCount: s.freezeCount || 0,
+      totalFreezesDuration: s.totalFreezesDuration || 0, bytesReceived: s.bytesReceived || 0,
+      packetsLost: s.packetsLost || 0, nackCount: s.nackCount || 0, pliCount: s.pliCount || 0,
+    };
+  }
+  return null;
+}
+"""
+
+
+def video_stats(page: Any, participant: str) -> dict[str, Any]:
+    stats = page.evaluate(VIDEO_STATS_JS, participant)
+    assert stats is not None, f"no inbound camera video from {participant}"
+    return dict(stats)
+
+
+def join_without_camera(browser: Any, contexts: list[Any], stack: Any, room_id: str, name: str) -> Any:
+    page = new_page(browser, contexts, stack)
+    page.goto(f"/join/{room_id}")
+    page.get_by_label("Your name").fill(name)
+    page.locator("#pre-cam").click()  # camera off: the host's camera is the only video in the room
+    join_call(page, room_id)
+    return page
+
+
+def host_room(browser: Any, contexts: list[Any], stack: Any, users: dict[str, str], name: str) -> tuple[Any, str]:
+    host = new_page(browser, contexts, stack)
+    log_in(host, "hana", users["hana"])
+    room_id = create_room(host, name)
+    join_call(host, room_id)
+    return host, room_id
+
+
+def measure(pages: dict[str, Any], participant: str, *, window: float = WINDOW) -> dict[str, list[dict[str, Any]]]:
+    """Samples of the participant's camera stats on each page, every SAMPLE seconds over ``window``."""
+    samples: dict[str, list[dict[str, Any]]] = {name: [] for name in pages}
+    end = time.monotonic() + window
+    while True:
+        for name, page in pages.items():
+            samples[name].append(video_stats(page, participant))
+        if time.monotonic() >= end:
+            return samples
+        time.sleep(min(SAMPLE, max(0.0, end - time.monotonic())))
+
+
+def test_a_300_kbit_subscriber_gets_smooth_lower_video_while_an_unconstrained_one_keeps_720p(
+    browser: Any, contexts: list[Any], stack: Any, users: dict[str, str], shaped_browser: Any
+) -> None:
+    host, room_id = host_room(browser, contexts, stack, users, "Shaped downlink")
+    host_id = participant_id(host)
+    fast = join_without_camera(browser, contexts, stack, room_id, "Fiber")
+    slow = join_without_camera(shaped_browser("300kbit"), contexts, stack, room_id, "Slow link")
+    wait_media(fast, host_id, audio=True)
+    wait_media(slow, host_id, audio=True, timeout=60)
+    wait_until(
+        lambda: video_stats(fast, host_id)["frameHeight"] >= 720,
+        timeout=60,
+        message=f"the unconstrained subscriber never reached 720p: {video_stats(fast, host_id)}",
+    )
+    time.sleep(SETTLE)
+
+    samples = measure({"fast": fast, "slow": slow}, host_id)
+
+    slow_s, fast_s = samples["slow"], samples["fast"]
+    report = f"slow: {slow_s}\nfast: {fast_s}"
+    for before, after in itertools.pairwise(slow_s):
+        assert after["framesDecoded"] > before["framesDecoded"], "the 300 kbit subscriber stopped decoding\n" + report
+    assert all(0 < s["frameHeight"] < 720 for s in slow_s), (
+        "the 300 kbit subscriber should get a lower layer\n" + report
+    )
+    frozen = slow_s[-1]["totalFreezesDuration"] - slow_s[0]["totalFreezesDuration"]
+    assert frozen < 1.0, f"the 300 kbit subscriber froze {frozen:.2f} s in {WINDOW:.0f} s\n" + report
+    assert all(s["frameHeight"] >= 720 for s in fast_s), "the unconstrained subscriber dropped below 720p\n" + report
+    assert fast_s[-1]["framesDecoded"] > fast_s[0]["framesDecoded"], report
+
+
+@pytest.mark.iptables
+def test_video_stays_continuous_at_5_percent_loss(
+    browser: Any, contexts: list[Any], stack: Any, users: dict[str, str], shaped_browser: Any
+) -> None:
+    host, room_id = host_room(browser, contexts, stack, users, "Lossy link")
+    host_id = participant_id(host)
+    lossy = join_without_camera(shaped_browser(loss=0.05), contexts, stack, room_id, "Lossy link")
+    wait_media(lossy, host_id, audio=True, timeout=60)
+    time.sleep(SETTLE / 3)
+
+    samples = measure({"lossy": lossy}, host_id)["lossy"]
+
+    report = str(samples)
+    for before, after in itertools.pairwise(samples):
+        assert after["framesDecoded"] > before["framesDecoded"], "video stopped at 5 % loss\n" + report
+    assert samples[-1]["nackCount"] > samples[0]["nackCount"], "losses were not NACKed\n" + report
+    frozen = samples[-1]["totalFreezesDuration"] - samples[0]["totalFreezesDuration"]
+    assert frozen < 1.0, f"froze {frozen:.2f} s in {WINDOW:.0f} s at 5 % loss\n" + report

@@ -1,0 +1,257 @@
+"""Adaptive quality, pure logic: layer allocation, hysteresis, bandwidth estimate; layer switches in the forwarder."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, cast
+
+import pytest
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+from test_forwarder_unit import make_downstream
+
+from media_server import aiortc_hooks as hooks
+from media_server.config import Config
+from media_server.forwarder import Downstream, ExtensionIds, Forwarder
+from media_server.layers import (
+    AUDIO_RESERVE,
+    LOW_BANDWIDTH,
+    BandwidthEstimate,
+    VideoDemand,
+    allocate,
+    layer_costs,
+    padding_rate,
+    with_hysteresis,
+)
+from media_server.participant import PublishedTrack, Subscriber
+from media_server.rtputil import vp8_keyframe_size
+
+VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+COSTS = (100_000.0, 500_000.0, 1_500_000.0)
+
+
+def vp8_keyframe(width: int, height: int) -> bytes:
+    # descriptor (S=1), frame tag (P=0: keyframe), start code, 14-bit width/height
+    return b"\x10" + b"\x00\x00\x00" + b"\x9d\x01\x2a" + struct.pack("<HH", width, height) + b"\x00" * 8
+
+
+DELTA = b"\x10\x01" + b"\x00" * 9
+
+
+def demand(
+    speaker: bool = False, max_height: int | None = None, costs: tuple[float | None, ...] = COSTS
+) -> VideoDemand:
+    return VideoDemand(costs=costs, heights=(180, 360, 720), max_height=max_height, speaker=speaker)
+
+
+def test_one_video_gets_the_best_layer_the_estimate_allows() -> None:
+    assert allocate(10_000_000, [demand()]) == [2]
+    assert allocate(1_000_000, [demand()]) == [1]
+    assert allocate(300_000, [demand()]) == [0]
+
+
+def test_audio_is_reserved_before_video() -> None:
+    budget = 500_000 + 2 * AUDIO_RESERVE
+    assert allocate(budget, [demand()], audio_tracks=2) == [1]
+    assert allocate(budget - 1, [demand()], audio_tracks=2) == [0]
+
+
+def test_under_150_kbit_only_the_active_speakers_lowest_layer_is_forwarded() -> None:
+    got = allocate(LOW_BANDWIDTH - 1, [demand(), demand(speaker=True), demand()], audio_tracks=3)
+    assert got == [None, 0, None]
+
+
+def test_the_speaker_is_served_first_then_others_share_upgrades() -> None:
+    got = allocate(1_200_000, [demand(), demand(speaker=True)])
+    assert got == [1, 1]  # both at least the lowest; upgrades round-robin, speaker first
+    got = allocate(250_000, [demand(), demand(speaker=True)])
+    assert got == [0, 0]
+    got = allocate(160_000, [demand(), demand(speaker=True)])
+    assert got == [None, 0]  # only one lowest layer fits: the speaker's
+
+
+def test_display_height_caps_the_layer() -> None:
+    assert allocate(10_000_000, [demand(max_height=360)]) == [1]
+    assert allocate(10_000_000, [demand(max_height=100)]) == [0]  # the lowest layer is always allowed
+
+
+def test_stopped_layers_are_skipped() -> None:
+    assert allocate(10_000_000, [demand(costs=(100_000.0, 500_000.0, None))]) == [1]
+    assert allocate(10_000_000, [demand(costs=(None, None, None))]) == [None]
+    assert layer_costs([0.0, 300_000.0, 1_000.0], measured=True)[0::2] == [None, None]
+    assert layer_costs([90_000.0, 100_000.0, 200_000.0], measured=True) == [97_200.0, 250_000.0, 750_000.0]
+    assert layer_costs([0.0, 0.0], measured=False) == [100_000.0, 500_000.0]
+
+
+def test_hysteresis_goes_up_only_with_headroom_and_down_only_when_needed() -> None:
+    assert with_hysteresis([1], keep=[2], up=[1]) == [1]  # fits, but without headroom: stay
+    assert with_hysteresis([1], keep=[2], up=[2]) == [2]
+    assert with_hysteresis([2], keep=[2], up=[1]) == [2]  # still fits at the full estimate: stay
+    assert with_hysteresis([2], keep=[0], up=[0]) == [0]
+    assert with_hysteresis([None], keep=[0], up=[None]) == [0]
+
+
+def test_padding_fills_the_gap_to_the_ideal_layers_up_to_the_estimate() -> None:
+    assert padding_rate(800_000, [demand()], [1]) == 300_000  # REMB may then grow towards the 720p layer
+    assert padding_rate(10_000_000, [demand()], [1]) == 1_000_000  # never more than the ideal needs
+    assert padding_rate(10_000_000, [demand()], [2]) == 0.0  # already ideal
+    assert padding_rate(10_000_000, [demand(max_height=360)], [1]) == 0.0  # the tile needs no more
+    assert padding_rate(400_000, [demand()], [0], audio_tracks=2) == 200_000
+
+
+def test_remb_drops_and_loss_pause_probing() -> None:
+    est = BandwidthEstimate()
+    est.on_remb(1_000_000, 0.0)
+    est.on_remb(980_000, 1.0)
+    assert not est.congested(1.0)
+    est.on_remb(600_000, 2.0)
+    assert est.congested(3.0) and not est.congested(20.0)
+    est.on_loss(26, 20.0)  # 10 % in one report
+    assert est.congested(20.0)
+
+
+def test_bandwidth_estimate_follows_remb_and_cuts_on_heavy_loss() -> None:
+    est = BandwidthEstimate()
+    assert est.value(0.0) is None
+    est.on_remb(1_000_000, 0.0)
+    assert est.value(0.0) == 1_000_000
+    for _ in range(10):
+        est.on_loss(64, 1.0)  # 25 % lost
+    value = est.value(1.0)
+    assert value is not None and 850_000 < value < 900_000
+    for _ in range(20):
+        est.on_loss(0, 2.0)
+    assert est.value(2.0) == 1_000_000
+
+
+def packet(seq: int, ts: int, payload: bytes, ssrc: int) -> RtpPacket:
+    return RtpPacket(payload_type=96, sequence_number=seq, timestamp=ts, ssrc=ssrc, payload=payload)
+
+
+def test_a_layer_switch_waits_for_the_target_keyframe_without_freezing_the_current_layer() -> None:
+    low_plis: list[int] = []
+    high_plis: list[int] = []
+    low = Forwarder(kind="video", request_keyframe=lambda: low_plis.append(1))
+    high = Forwarder(kind="video", request_keyframe=lambda: high_plis.append(1))
+    sent: list[bytes] = []
+    d = make_downstream(sent)
+    low.attach(d)
+    low.on_rtp(packet(10, 1000, vp8_keyframe(320, 180), 1), VP8)
+    assert low.frame_size == (320, 180)
+    switched: list[Downstream] = []
+    high.switch_on_keyframe(d, lambda x: (low.detach(x), switched.append(x)))
+    assert high_plis  # the target layer is asked for a keyframe at once
+    low.on_rtp(packet(11, 4000, DELTA, 1), VP8)
+    high.on_rtp(packet(500, 77000, DELTA, 2), VP8)  # not a keyframe: the low layer keeps flowing
+    assert len(sent) == 2 and not switched
+    high.on_rtp(packet(501, 80000, vp8_keyframe(1280, 720), 2), VP8)
+    assert switched == [d] and high.frame_size == (1280, 720)
+    low.on_rtp(packet(12, 7000, DELTA, 1), VP8)  # detached: no longer forwarded
+    high.on_rtp(packet(502, 83000, DELTA, 2), VP8)
+    seqs = [struct.unpack("!H", p[2:4])[0] for p in sent]
+    assert seqs == [101, 102, 103, 104]  # one continuous outgoing sequence across the switch
+    assert sent[2].endswith(vp8_keyframe(1280, 720))
+    assert d not in low.downstreams and not high.pending
+
+
+def test_a_newer_choice_cancels_a_pending_switch() -> None:
+    low = Forwarder(kind="video", request_keyframe=lambda: None)
+    high = Forwarder(kind="video", request_keyframe=lambda: None)
+    d = make_downstream([])
+    low.attach(d)
+    high.switch_on_keyframe(d, low.detach)
+    high.cancel_switch(d)
+    high.on_rtp(packet(1, 1, vp8_keyframe(640, 360), 2), VP8)
+    assert d in low.downstreams and d not in high.downstreams
+
+
+def test_probe_sends_rtx_copies_with_fresh_abs_send_time() -> None:
+    fwd = Forwarder(kind="video", request_keyframe=lambda: None)
+    sent: list[bytes] = []
+    d = make_downstream(sent)
+    fwd.attach(d)
+    fwd.on_rtp(packet(10, 1000, vp8_keyframe(320, 180) + b"x" * 900, 1), VP8)
+    count = len(sent)
+    octets = d.probe(3)
+    probes = sent[count:]
+    assert len(probes) == 3 and octets == sum(len(p) for p in probes)
+    for p in probes:
+        b0, b1, _, _, ssrc = struct.unpack("!BBHII", p[:12])
+        assert (b1 & 0x7F, ssrc) == (121, 0x11223344) and b0 & 0x10  # RTX, with the abs-send-time extension
+        assert p.endswith(vp8_keyframe(320, 180) + b"x" * 900)
+    assert d.probe_octets == octets
+
+
+def test_vp8_keyframe_size_reads_the_frame_header_only_when_present() -> None:
+    assert vp8_keyframe_size(vp8_keyframe(640, 360)) == (640, 360)
+    assert vp8_keyframe_size(DELTA) is None
+    assert vp8_keyframe_size(b"\x10\x00\x00\x00\x12\x34\x56" + b"\x00" * 8) is None  # encrypted: no start code
+    assert vp8_keyframe_size(b"\x90") is None
+
+
+@pytest.mark.asyncio
+async def test_subscriber_follows_remb_and_loss_from_its_browser_across_layers(media_config: Config) -> None:
+    from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpReceiverInfo, RtcpRrPacket, pack_remb_fci
+
+    sub = Subscriber(participant="s", config=media_config)
+    try:
+        slot = sub._new_slot("video")
+        layers = tuple(Forwarder(kind="video", request_keyframe=lambda: None) for _ in range(3))
+        for f, rate in zip(layers, (90_000.0, 450_000.0, 1_400_000.0), strict=True):
+            f.bitrate = lambda now, rate=rate: rate  # type: ignore[method-assign]
+        track = PublishedTrack("p", "camera", "video", "camera", layers[-1], cast(Any, None), layers=layers)
+        sent: list[bytes] = []
+        slot.downstream.send = lambda b: sent.append(b) or True
+        slot.downstream.configure(pt_by_codec={"video/vp8": 120}, rtx_pt_by_pt={}, ext_ids=ExtensionIds())
+        slot.downstream.ready = True
+        slot.track = slot.attached = track
+        sub._select_layer(slot, 0)
+        assert slot.forwarder is layers[0] and slot.target == 0
+
+        sub.adapt(0.0)  # no REMB yet: nothing changes
+        assert slot.target == 0
+        ssrc, _ = hooks.sender_ssrcs(slot.transceiver.sender)
+        remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(3_000_000, [ssrc]))
+        await slot.transceiver.sender._handle_rtcp_packet(remb)
+        assert sub.estimate.remb == 3_000_000
+        sub.adapt(1.0)
+        assert slot.target == 2 and slot.forwarder is layers[0]  # switching: the low layer flows until...
+        layers[2].on_rtp(packet(1, 1, vp8_keyframe(1280, 720), 3), VP8)
+        assert slot.forwarder is layers[2] and slot.layer_switches == 1  # ...the high layer's keyframe
+
+        sub.max_heights[("p", "camera")] = 360  # shown in a small tile: the 720p layer is more than it needs
+        sub.adapt(2.0)
+        assert slot.target == 1
+        del sub.max_heights[("p", "camera")]
+
+        report = RtcpReceiverInfo(
+            ssrc=ssrc, fraction_lost=128, packets_lost=10, highest_sequence=1, jitter=0, lsr=0, dlsr=0
+        )
+        for _ in range(10):  # 50 % loss reported: the estimate is cut below the high layer
+            await slot.transceiver.sender._handle_rtcp_packet(RtcpRrPacket(ssrc=1, reports=[report]))
+        assert sub.estimate.loss > 0.4
+        await slot.transceiver.sender._handle_rtcp_packet(
+            RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(600_000, [ssrc]))
+        )
+        sub.adapt(3.0)
+        assert slot.target == 0
+
+        await slot.transceiver.sender._handle_rtcp_packet(
+            RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(100_000, [ssrc]))
+        )
+        sub.adapt(4.0)
+        assert slot.target == 0  # under 150 kbit/s the only (so the first) video keeps its lowest layer
+    finally:
+        await sub.close()
+    assert all(slot.downstream not in f.downstreams for f in layers)
+
+
+def test_a_recording_taps_the_highest_layer_the_publisher_sends() -> None:
+    layers = tuple(Forwarder(kind="video", request_keyframe=lambda: None) for _ in range(3))
+    track = PublishedTrack("p", "camera", "video", "camera", layers[-1], cast(Any, None), layers=layers)
+    layers[0].bitrate = lambda now: 90_000.0  # type: ignore[method-assign]
+    layers[1].bitrate = lambda now: 400_000.0  # type: ignore[method-assign]
+    layers[2].bitrate = lambda now: 0.0  # type: ignore[method-assign]  # held back by the publisher
+    assert track.recording_layer() is layers[1]
+    single = Forwarder(kind="video", request_keyframe=lambda: None)
+    assert PublishedTrack("p", "camera", "video", "camera", single, cast(Any, None)).recording_layer() is single
