@@ -647,7 +647,7 @@ function subscribe() {
     // The reply to our own `subscribe` is the new baseline (the server's revisions restart after a rejoin).
     if (typeof offer.revision === "number") state.subRevision = offer.revision - 1;
     await applySubscribeOffer(offer);
-  });
+  }).catch((err) => console.error("subscribe failed", err)); // a failed step must not skip the next offers
 }
 
 function queueSubscribeOffer(frame) {
@@ -668,6 +668,9 @@ async function applySubscribeOffer(frame) {
     refreshRemoteMedia();
     return;
   }
+  // No silence check while an offer is being applied: trackInfo already lists its new m-lines, which
+  // cannot have packets before the answer reaches the server (checkSilentTracks).
+  state.subAnsweredAt = 0;
   await pc.setRemoteDescription({ type: "offer", sdp: frame.sdp });
   if (config.e2ee) for (const receiver of pc.getReceivers()) e2eeReceiver(receiver);
   state.trackInfo = new Map((frame.tracks || []).map((t) => [String(t.mid), t]));

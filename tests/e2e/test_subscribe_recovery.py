@@ -1,0 +1,50 @@
+"""The subscribe chain of call.js survives a failed step (docs/architecture.md, "Known issue").
+
+call.js applies subscribe offers one after another on a promise chain. A `subscribe()` step that threw
+(here: the browser refusing the offer once) used to leave the chain rejected, so the next offer was
+skipped without an answer: the server's first re-offer was lost too and the subscriber waited for the
+second one (or, with more bad luck, never got its renegotiation), which is how a stuck screen tile looked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from e2e_helpers import join_call, log_in, new_page, participant_id, wait_media
+from test_call import _host_and_room
+
+pytestmark = pytest.mark.e2e
+
+# The first remote offer any connection of the page gets is refused, as a browser may refuse one.
+REFUSE_FIRST_OFFER = """(() => {
+  const original = RTCPeerConnection.prototype.setRemoteDescription;
+  let armed = true;
+  RTCPeerConnection.prototype.setRemoteDescription = function (description, ...rest) {
+    if (armed && description && description.type === "offer") {
+      armed = false;
+      window.refusedOffer = true;
+      return Promise.reject(new DOMException("refused by the test", "OperationError"));
+    }
+    return original.call(this, description, ...rest);
+  };
+})();"""
+
+
+def test_a_refused_subscribe_offer_is_recovered_by_the_first_re_offer(
+    browser: Any, contexts: list[Any], stack: Any, users: dict[str, str]
+) -> None:
+    host, room_id = _host_and_room(browser, contexts, stack, users, "Refused offer")
+    host.wait_for_function("() => window.conferenceCall.pcs.camera?.connectionState === 'connected'")
+    member = new_page(browser, contexts, stack)
+    member.context.add_init_script(REFUSE_FIRST_OFFER)
+    log_in(member, "ravi", users["ravi"])
+    join_call(member, room_id)
+    # The refused offer is the reply to the member's own `subscribe` (the host's tracks were there).
+    member.wait_for_function("() => window.refusedOffer === true")
+    refused = member.evaluate("() => window.conferenceCall.subRevision")
+    wait_media(member, participant_id(host))
+    # Answered the server's first re-offer (refused + 1), not a later one.
+    assert member.evaluate("() => window.conferenceCall.subRevision") == refused + 1
+    assert not [line for line in member.console_lines if "subscribe offer failed" in line]
+    wait_media(host, participant_id(member))
