@@ -159,6 +159,12 @@ async function acquireLocal() {
   state.local.audioTrack = stream.getAudioTracks()[0] || null;
   state.local.videoTrack = stream.getVideoTracks()[0] || null;
   if (state.local.audioTrack) state.local.audioTrack.enabled = !state.audioMuted;
+  // No camera (denied, busy, or too slow to start on a loaded machine) is a camera that is off: the others are
+  // told (video_muted), so they do not wait for camera packets that never come and resubscribe every 20 s.
+  if (!state.local.videoTrack && !state.videoMuted) {
+    state.videoMuted = true;
+    syncControls();
+  }
   if (state.videoMuted && state.local.videoTrack) {
     state.local.videoTrack.stop();
     stream.removeTrack(state.local.videoTrack);
