@@ -223,6 +223,8 @@ class Slot:
     target: int | None = None
     """The layer chosen for this subscriber (forwarded from its next keyframe; None: paused)."""
     layer_switches: int = 0
+    stall_mark: tuple[float, int, int] | None = None  # (since, source packets, sent packets): see Subscriber.stalls
+    stall_reported: bool = False
 
 
 class Subscriber:
@@ -546,6 +548,42 @@ class Subscriber:
 
     def forwarded_packets(self) -> int:
         return sum(s.downstream.packets_sent for s in self.slots)
+
+    def stalls(self, now: float, after: float) -> list[str]:
+        """Describe each negotiated stream that sent nothing for ``after`` seconds while its source had packets.
+
+        Called by the room's watchdog; each stall is described once (again only
+        after the stream flowed meanwhile). The description says which gate
+        holds the packets back (not ready, waiting for a keyframe, codec
+        missing, transport refusing), for the logs of a stuck call.
+        """
+        found = []
+        for slot in self.slots:
+            track = slot.attached
+            if track is None or slot.track is not track:
+                slot.stall_mark, slot.stall_reported = None, False
+                continue
+            d = slot.downstream
+            layer = slot.forwarder or track.forwarder  # the simulcast layer being forwarded
+            source, sent = layer.packets_in, d.packets_sent
+            mark = slot.stall_mark
+            if mark is None or sent != mark[2]:  # first look, or the stream flowed
+                slot.stall_mark, slot.stall_reported = (now, source, sent), False
+                continue
+            if source == mark[1]:  # the source is silent too: not a stall of this stream
+                slot.stall_mark = (now, source, sent)
+                continue
+            if now - mark[0] < after or slot.stall_reported:
+                continue
+            slot.stall_reported = True
+            found.append(
+                f"mid {slot.transceiver.mid} ({track.participant} {track.source}): {source - mark[1]} source packets,"
+                f" none sent in {now - mark[0]:.1f} s; ready={d.ready} waiting_keyframe={d.waiting_keyframe}"
+                f" missing_codec={d.missing_codec} dropped={d.packets_dropped}"
+                f" keyframe_requests={layer.keyframe_requests} publisher_ssrc={track.receiver.media_ssrc}"
+                f" connection={self.pc.connectionState}"
+            )
+        return found
 
     async def close(self) -> None:
         """Stop forwarding to this subscriber and close the connection."""

@@ -24,6 +24,7 @@ from .speaker import ActiveSpeakerDetector
 logger = logging.getLogger(__name__)
 
 MAX_REOFFERS = 2  # unanswered re-offers before the subscribe connection is failed
+STALL_REPORT_AFTER = 5.0  # seconds a subscriber stream forwards nothing (its source sending) before it is logged
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -370,6 +371,10 @@ class Room:
         for key in list(self._watch):
             if key not in seen:
                 del self._watch[key]
+        for p in self.participants.values():
+            if p.subscriber is not None:
+                for stall in p.subscriber.stalls(now, STALL_REPORT_AFTER):
+                    logger.warning("room %s: %s receives nothing on %s", self.id, p.id, stall)
 
     async def _run_watchdog(self) -> None:
         interval = max(0.05, min(5.0, self.config.peer_silence_timeout / 4))

@@ -159,6 +159,12 @@ async function acquireLocal() {
   state.local.audioTrack = stream.getAudioTracks()[0] || null;
   state.local.videoTrack = stream.getVideoTracks()[0] || null;
   if (state.local.audioTrack) state.local.audioTrack.enabled = !state.audioMuted;
+  // No camera (denied, busy, or too slow to start on a loaded machine) is a camera that is off: the others are
+  // told (video_muted), so they do not wait for camera packets that never come and resubscribe every 20 s.
+  if (!state.local.videoTrack && !state.videoMuted) {
+    state.videoMuted = true;
+    syncControls();
+  }
   if (state.videoMuted && state.local.videoTrack) {
     state.local.videoTrack.stop();
     stream.removeTrack(state.local.videoTrack);
@@ -685,7 +691,7 @@ function subscribe() {
     // The reply to our own `subscribe` is the new baseline (the server's revisions restart after a rejoin).
     if (typeof offer.revision === "number") state.subRevision = offer.revision - 1;
     await applySubscribeOffer(offer);
-  });
+  }).catch((err) => console.error("subscribe failed", err)); // a failed step must not skip the next offers
 }
 
 function queueSubscribeOffer(frame) {
@@ -706,6 +712,9 @@ async function applySubscribeOffer(frame) {
     refreshRemoteMedia();
     return;
   }
+  // No silence check while an offer is being applied: trackInfo already lists its new m-lines, which
+  // cannot have packets before the answer reaches the server (checkSilentTracks).
+  state.subAnsweredAt = 0;
   await pc.setRemoteDescription({ type: "offer", sdp: frame.sdp });
   if (config.e2ee) for (const receiver of pc.getReceivers()) e2eeReceiver(receiver);
   state.trackInfo = new Map((frame.tracks || []).map((t) => [String(t.mid), t]));
