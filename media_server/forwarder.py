@@ -218,6 +218,15 @@ class Forwarder:
         self.packets_in = 0
         self.keyframe_requests = 0
         self.sinks: list[Sink] = []
+        self.audible = True
+        """False: packets carrying an audio level are not forwarded (last-N audio, media_server/lastn.py)."""
+
+    def set_audible(self, audible: bool) -> None:
+        """Gate this (microphone) track; when it opens, every downstream continues seamlessly."""
+        if audible and not self.audible:
+            for d in self.downstreams:
+                d.rebase()  # no sequence gap for the silence we dropped (subscribers would count it lost)
+        self.audible = audible
 
     def add_sink(self, sink: Sink) -> None:
         """Also hand every packet to ``sink``; for video a keyframe is requested at once."""
@@ -270,7 +279,7 @@ class Forwarder:
         for sink in self.sinks:
             sink(packet, codec)
         downstreams = self.downstreams
-        if not downstreams:
+        if not downstreams or (audio_level is not None and not self.audible):
             return
         now = time.monotonic()
         payload = packet.payload

@@ -154,6 +154,8 @@ class Slot:
     track: PublishedTrack | None = None
     attached: PublishedTrack | None = None
     info: TrackInfo | None = None
+    answered: PublishedTrack | None = None
+    """The track the client's last answer accepted on this m-line (forwardable unless paused)."""
     pending: bool = field(default=True)
     nacks_received: int = 0  # RTCP feedback from the subscriber (media_server/metrics.py)
     keyframe_requests_received: int = 0
@@ -176,6 +178,9 @@ class Subscriber:
         self.dirty = False
         self.reoffers = 0  # consecutive offers replaced because the client did not answer
         self.forwarded_retired = 0
+        # Last-N (media_server/lastn.py): the video tracks to forward (ids); None = every one.
+        self.selected_video: set[int] | None = None
+        self.reported: tuple[str, ...] | None = None  # tracks last announced in a forwarded_tracks event
 
         @self.pc.on("connectionstatechange")
         def on_state() -> None:
@@ -198,6 +203,7 @@ class Subscriber:
             if slot.track is not None and id(slot.track) not in desired_ids:
                 self._detach(slot)
                 slot.track = None
+                slot.answered = None
                 slot.info = None
                 slot.transceiver.direction = "inactive"
         assigned = {id(s.track) for s in self.slots if s.track}
@@ -289,13 +295,41 @@ class Subscriber:
             key = codec_key(codec) if codec is not None else next(iter(slot.track.codec_keys), None)
             if key is not None and key not in params.pt_by_codec and slot.info is not None:
                 missing.append((slot.info, key))
-            if slot.attached is not slot.track:
-                self._detach(slot)
-                slot.track.forwarder.attach(slot.downstream)
-                slot.attached = slot.track
+            slot.answered = slot.track
+            self._forward(slot)
             if self.pc.connectionState == "connected":
                 self._make_ready(slot)
         return missing
+
+    def paused(self, slot: Slot) -> bool:
+        """True if last-N leaves this slot's video out: its m-line stays negotiated but gets no packets."""
+        return slot.kind == "video" and self.selected_video is not None and id(slot.track) not in self.selected_video
+
+    def select(self, video: list[PublishedTrack] | None) -> None:
+        """Forward only the video tracks in ``video`` (None: all); no renegotiation.
+
+        A video that is resumed restarts on a keyframe (``Forwarder.attach`` asks
+        the publisher for one); audio is not affected.
+        """
+        self.selected_video = None if video is None else {id(t) for t in video}
+        for slot in self.slots:
+            self._forward(slot)
+
+    def _forward(self, slot: Slot) -> None:
+        """Attach the slot to its answered track unless it is paused; detach it otherwise."""
+        target = None if slot.answered is None or self.paused(slot) else slot.answered
+        if slot.attached is target:
+            return
+        self._detach(slot)
+        if target is not None:
+            target.forwarder.attach(slot.downstream)
+            slot.attached = target
+            if self.pc.connectionState == "connected":
+                self._make_ready(slot)
+
+    def forwarded(self) -> list[TrackInfo]:
+        """The m-lines currently fed with packets (what the client receives)."""
+        return [s.info for s in self.slots if s.attached is not None and s.info is not None]
 
     def _make_ready(self, slot: Slot) -> None:
         # Forward only once packets can actually leave: a keyframe "sent" into

@@ -13,11 +13,11 @@ from typing import Any
 from aiortc import RTCPeerConnection
 
 from . import aiortc_hooks as hooks
-from . import protocol
+from . import lastn, protocol
 from .config import Config
 from .metrics import Totals
 from .participant import PublishedTrack, Publisher, Subscriber, peer_dtls
-from .protocol import PeerNotFound, TrackInfo
+from .protocol import PeerNotFound, Preferences, TrackInfo
 from .recorder import Recorder
 from .speaker import ActiveSpeakerDetector
 
@@ -34,6 +34,7 @@ class Participant:
     publishers: dict[str, Publisher] = field(default_factory=dict)
     subscriber: Subscriber | None = None
     revisions: int = 0
+    preferences: Preferences = field(default_factory=Preferences)
 
 
 @dataclass
@@ -55,7 +56,11 @@ class Room:
         self._emit = emit
         self.lock = asyncio.Lock()
         self.participants: dict[str, Participant] = {}
-        self.speaker = ActiveSpeakerDetector(lambda p: self._emit(protocol.active_speaker_event(self.id, p)))
+        self.speaker = ActiveSpeakerDetector(self._speaker_changed)
+        # Last-N (media_server/lastn.py): who is seen and heard in a large room.
+        self.last_n: int | None = None  # the room's setting (Django); None = by room size
+        self.order = lastn.SpeakerOrder()
+        self.audio = lastn.AudioSelector()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watch: dict[int, _Watch] = {}
         self.closed = False
@@ -72,6 +77,7 @@ class Room:
             if not create:
                 raise protocol.ParticipantNotFound(f"participant {participant_id!r} is not in room {self.id!r}")
             p = self.participants[participant_id] = Participant(participant_id)
+            self.order.add(participant_id)
         return p
 
     def tracks_for(self, participant_id: str) -> list[PublishedTrack]:
@@ -116,15 +122,16 @@ class Room:
             await self._close_publisher(p, old, "replaced", renegotiate=False)
         publisher = Publisher(participant=participant_id, name=pc_name, config=self.config)
         try:
-            answer = await publisher.accept(
-                sdp, lambda level: self.speaker.feed(participant_id, level, time.monotonic())
-            )
+            answer = await publisher.accept(sdp, lambda level: self._audio_level(participant_id, level))
         except BaseException:
             await publisher.pc.close()
             if old is not None:
                 await self.renegotiate_all()
             raise
         p.publishers[pc_name] = publisher
+        for track in publisher.tracks:
+            if track.source == "microphone":  # heard once it speaks (lastn.AudioSelector)
+                track.forwarder.audible = participant_id in self.audio.audible
         if self.recorder is not None:
             self.recorder.add_tracks(publisher.tracks)
         self._watch_state(participant_id, pc_name, publisher.pc)
@@ -157,6 +164,7 @@ class Room:
             subscriber.revision += 1  # a new baseline: offers of a replaced connection are stale
             p.revisions = subscriber.revision
             return None, subscriber.revision, []
+        self.select_all()  # the room may have grown past a last-N size step
         sdp, revision, tracks = await subscriber.offer(desired)
         p.revisions = revision
         self._arm_offer_timeout(p, subscriber, revision)
@@ -170,6 +178,7 @@ class Room:
         for info, codec in missing:
             logger.warning("room %s: %s cannot receive %s (%s): no common codec", self.id, participant_id, info, codec)
             self._emit(protocol.track_unavailable_event(self.id, participant_id, info, "no_common_codec", codec))
+        self._report(p)
         if p.subscriber.dirty:
             p.subscriber.dirty = False
             await self._renegotiate(p)
@@ -210,6 +219,8 @@ class Room:
             await self._close_subscriber(p, "left")
         self.participants.pop(participant_id, None)
         self.speaker.remove(participant_id)
+        self.audio.remove(participant_id)
+        self.order.remove(participant_id)
         await self.renegotiate_all()
 
     async def start_recording(self, recording_id: str) -> bool:
@@ -248,6 +259,79 @@ class Room:
         self.recorder = None
         return await recorder.stop() is None
 
+    def set_preferences(self, participant_id: str, preferences: Preferences) -> None:
+        """Store what the participant wants to see (pins, tiles) and apply it at once."""
+        p = self.participant(participant_id, create=True)
+        p.preferences = preferences
+        self._select(p)
+
+    def set_last_n(self, last_n: int | None) -> None:
+        """The room's last-N setting (None: by room size, lastn.default_last_n); applied at once."""
+        if last_n != self.last_n:
+            self.last_n = last_n
+            self.select_all()
+
+    def effective_last_n(self) -> int | None:
+        return lastn.effective_last_n(self.last_n, len(self.participants))
+
+    def select_all(self) -> None:
+        for p in list(self.participants.values()):
+            self._select(p)
+
+    def _select(self, p: Participant) -> None:
+        """Apply last-N to ``p``'s subscribe connection: attach/detach video, no renegotiation."""
+        if p.subscriber is None:
+            return
+        last_n = self.effective_last_n()
+        if last_n is None:
+            p.subscriber.select(None)
+        else:
+            video = [t for t in self.tracks_for(p.id) if t.kind == "video"]
+            p.subscriber.select(
+                lastn.select_video(
+                    video, subscriber=p.id, speakers=self.order.order(), pinned=p.preferences.pinned, last_n=last_n
+                )
+            )
+        self._report(p)
+
+    def _report(self, p: Participant) -> None:
+        """Tell ``p`` (``forwarded_tracks``) when what its connection is fed with changed."""
+        subscriber = p.subscriber
+        if subscriber is None:
+            return
+        forwarded = subscriber.forwarded()
+        key = tuple(sorted(f"{t.mid}:{t.participant}:{t.source}" for t in forwarded))
+        if key == subscriber.reported:
+            return
+        subscriber.reported = key
+        video = [t for t in forwarded if t.kind == "video"]
+        audio = [t for t in forwarded if t.kind == "audio"]
+        self._emit(protocol.forwarded_tracks_event(self.id, p.id, self.effective_last_n(), video, audio))
+
+    def _speaker_changed(self, participant_id: str) -> None:
+        self._emit(protocol.active_speaker_event(self.id, participant_id))
+        if self.order.spoke(participant_id) and not self.closed:
+            self.select_all()
+
+    def _audio_level(self, participant_id: str, level: int) -> None:
+        """Every microphone packet's RFC 6464 level, before it is forwarded (hot path)."""
+        now = time.monotonic()
+        self.speaker.feed(participant_id, level, now)
+        admitted, evicted = self.audio.feed(participant_id, level, now)
+        if admitted is not None:
+            self._set_audible(admitted, True)
+        if evicted is not None:
+            self._set_audible(evicted, False)
+
+    def _set_audible(self, participant_id: str, audible: bool) -> None:
+        p = self.participants.get(participant_id)
+        if p is None:
+            return
+        for publisher in p.publishers.values():
+            for track in publisher.tracks:
+                if track.source == "microphone":
+                    track.forwarder.set_audible(audible)
+
     async def renegotiate_all(self) -> None:
         """Offer every subscriber its new track set (serialized per subscriber)."""
         for p in list(self.participants.values()):
@@ -259,6 +343,7 @@ class Room:
         if subscriber is None:
             return
         desired = self.tracks_for(p.id)
+        self._select(p)
         if not reoffer and not subscriber.wanted(desired):
             return
         if subscriber.outstanding is not None and not reoffer:
@@ -305,6 +390,7 @@ class Room:
         await publisher.close()
         if any(t.source == "microphone" for t in publisher.tracks):
             self.speaker.remove(p.id)
+            self.audio.remove(p.id)
         self._emit(protocol.publication_event(self.id, p.id, publisher.name, "stopped", publisher.sources))
         self._emit(protocol.peer_state_event(self.id, p.id, publisher.name, "closed", reason))
         if renegotiate:
