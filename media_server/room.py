@@ -301,8 +301,8 @@ class Room:
             return
         forwarded = subscriber.forwarded()
         key = tuple(sorted(f"{t.mid}:{t.participant}:{t.source}" for t in forwarded))
-        if key == subscriber.reported:
-            return
+        if key == subscriber.reported or (subscriber.reported is None and not key):
+            return  # unchanged, or nothing forwarded yet (nothing answered)
         subscriber.reported = key
         video = [t for t in forwarded if t.kind == "video"]
         audio = [t for t in forwarded if t.kind == "audio"]
