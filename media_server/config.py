@@ -44,6 +44,9 @@ class Config:
     dev: bool = False
     peer_silence_timeout: float = 30.0
     subscribe_offer_timeout: float = 10.0  # seconds before an unanswered subscribe offer is re-offered
+    # Last-N: above this many other video tracks a subscriber negotiates only the selected ones and
+    # re-maps those m-lines on speaker changes (docs/architecture.md, Large rooms).
+    max_video_mlines: int = 16
     event_queue_size: int = 1000
     recordings_spool_dir: str = DEFAULT_SPOOL_DIR
     # TURN with time-limited credentials (media_server/turn.py): coturn's static-auth-secret and its URLs.

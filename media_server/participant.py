@@ -301,6 +301,34 @@ class Subscriber:
                 self._make_ready(slot)
         return missing
 
+    def rebind(self, video: list[PublishedTrack]) -> bool:
+        """Move video m-lines from tracks not in ``video`` to tracks of ``video`` that have none; no renegotiation.
+
+        The m-line keeps its mid, SSRC and sequence space (``Downstream.rebase``);
+        the new publisher's video starts on a keyframe. Tracks left without an
+        m-line need a renegotiation (the caller's). True if anything moved.
+        """
+        wanted = {id(t) for t in video}
+        bound = {id(s.track) for s in self.slots if s.track is not None}
+        incoming = [t for t in video if id(t) not in bound]
+        moved = False
+        for slot in self.slots:
+            if not incoming:
+                break
+            if slot.kind != "video" or slot.track is None or id(slot.track) in wanted:
+                continue
+            track = incoming.pop(0)
+            self._detach(slot)
+            slot.track = track
+            if slot.answered is not None:
+                slot.answered = track  # negotiated m-line: forwardable at once
+            if slot.info is not None:
+                slot.info = TrackInfo(
+                    mid=slot.info.mid, participant=track.participant, pc=track.pc, source=track.source, kind=track.kind
+                )
+            moved = True
+        return moved
+
     def paused(self, slot: Slot) -> bool:
         """True if last-N leaves this slot's video out: its m-line stays negotiated but gets no packets."""
         return slot.kind == "video" and self.selected_video is not None and id(slot.track) not in self.selected_video

@@ -159,12 +159,12 @@ class Room:
         subscriber = Subscriber(participant=participant_id, config=self.config, revision_base=p.revisions)
         p.subscriber = subscriber
         self._watch_state(participant_id, "subscribe", subscriber.pc)
-        desired = self.tracks_for(participant_id)
+        self.select_all()  # the room may have grown past a last-N size step
+        desired = self.desired_for(p)
         if not desired:
             subscriber.revision += 1  # a new baseline: offers of a replaced connection are stale
             p.revisions = subscriber.revision
             return None, subscriber.revision, []
-        self.select_all()  # the room may have grown past a last-N size step
         sdp, revision, tracks = await subscriber.offer(desired)
         p.revisions = revision
         self._arm_offer_timeout(p, subscriber, revision)
@@ -259,17 +259,20 @@ class Room:
         self.recorder = None
         return await recorder.stop() is None
 
-    def set_preferences(self, participant_id: str, preferences: Preferences) -> None:
-        """Store what the participant wants to see (pins, tiles) and apply it at once."""
+    async def set_preferences(self, participant_id: str, preferences: Preferences) -> None:
+        """Store what the participant wants to see (pins, tiles) and apply it at once.
+
+        Only a selection needing more m-lines than are negotiated renegotiates.
+        """
         p = self.participant(participant_id, create=True)
         p.preferences = preferences
-        self._select(p)
+        await self._renegotiate(p)
 
-    def set_last_n(self, last_n: int | None) -> None:
+    async def set_last_n(self, last_n: int | None) -> None:
         """The room's last-N setting (None: by room size, lastn.default_last_n); applied at once."""
         if last_n != self.last_n:
             self.last_n = last_n
-            self.select_all()
+            await self.renegotiate_all()
 
     def effective_last_n(self) -> int | None:
         return lastn.effective_last_n(self.last_n, len(self.participants))
@@ -278,20 +281,40 @@ class Room:
         for p in list(self.participants.values()):
             self._select(p)
 
-    def _select(self, p: Participant) -> None:
-        """Apply last-N to ``p``'s subscribe connection: attach/detach video, no renegotiation."""
-        if p.subscriber is None:
-            return
+    def _selection(self, p: Participant) -> tuple[list[PublishedTrack], list[PublishedTrack] | None, bool]:
+        """(every track of the others, the video ``p`` is sent (None: all), whether m-lines are pooled).
+
+        Pooled (more than ``config.max_video_mlines`` videos and a last-N): only
+        the selected videos have m-lines, re-mapped as the selection changes.
+        """
+        tracks = self.tracks_for(p.id)
         last_n = self.effective_last_n()
         if last_n is None:
-            p.subscriber.select(None)
-        else:
-            video = [t for t in self.tracks_for(p.id) if t.kind == "video"]
-            p.subscriber.select(
-                lastn.select_video(
-                    video, subscriber=p.id, speakers=self.order.order(), pinned=p.preferences.pinned, last_n=last_n
-                )
-            )
+            return tracks, None, False
+        video = [t for t in tracks if t.kind == "video"]
+        selected = lastn.select_video(
+            video, subscriber=p.id, speakers=self.order.order(), pinned=p.preferences.pinned, last_n=last_n
+        )
+        return tracks, selected, len(video) > self.config.max_video_mlines
+
+    def desired_for(self, p: Participant) -> list[PublishedTrack]:
+        """The tracks ``p``'s subscribe connection negotiates m-lines for."""
+        tracks, selected, pooled = self._selection(p)
+        if not pooled or selected is None:
+            return tracks
+        return [*(t for t in tracks if t.kind != "video"), *selected]
+
+    def _select(self, p: Participant) -> None:
+        """Apply last-N to ``p``'s subscribe connection: re-map pooled m-lines, attach/detach video.
+
+        Never renegotiates (``_renegotiate`` does when the selection needs more m-lines).
+        """
+        if p.subscriber is None:
+            return
+        _, selected, pooled = self._selection(p)
+        if pooled and selected is not None:
+            p.subscriber.rebind(selected)
+        p.subscriber.select(selected)
         self._report(p)
 
     def _report(self, p: Participant) -> None:
@@ -342,8 +365,8 @@ class Room:
         subscriber = p.subscriber
         if subscriber is None:
             return
-        desired = self.tracks_for(p.id)
         self._select(p)
+        desired = self.desired_for(p)
         if not reoffer and not subscriber.wanted(desired):
             return
         if subscriber.outstanding is not None and not reoffer:

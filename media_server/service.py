@@ -55,19 +55,19 @@ class MediaService:
         r = self._room(room, create=True)
         async with r.lock:
             if settings is not None:
-                r.set_last_n(settings.last_n)
+                await r.set_last_n(settings.last_n)
             return await r.subscribe(participant)
 
     async def set_preferences(self, *, room: str, participant: str, preferences: Preferences) -> None:
         """Store a participant's video preferences (created implicitly, like subscribe)."""
         r = self._room(room, create=True)
         async with r.lock:
-            r.set_preferences(participant, preferences)
+            await r.set_preferences(participant, preferences)
 
     async def set_room_settings(self, *, room: str, settings: RoomSettings) -> None:
         r = self._room(room)
         async with r.lock:
-            r.set_last_n(settings.last_n)
+            await r.set_last_n(settings.last_n)
 
     async def subscribe_answer(self, *, room: str, participant: str, sdp: str, revision: int) -> None:
         r = self._room(room)

@@ -832,10 +832,15 @@ function isForwarded(participantId, source) {
   return state.forwardedVideo === null || state.forwardedVideo.has(`${participantId}:${source}`);
 }
 
+// In large rooms the server re-maps a few video m-lines to whoever is selected: the mids listed here
+// may now carry someone else. Applied after any subscribe offer queued before it (same order as sent).
 function onForwardedTracks(frame) {
-  state.forwardedVideo = new Set((frame.video || []).map((t) => `${t.participant}:${t.source}`));
-  state.lastN = frame.last_n ?? null;
-  renderTiles();
+  state.subChain = state.subChain.then(() => {
+    for (const t of [...(frame.video || []), ...(frame.audio || [])]) state.trackInfo.set(String(t.mid), t);
+    state.forwardedVideo = new Set((frame.video || []).map((t) => `${t.participant}:${t.source}`));
+    state.lastN = frame.last_n ?? null;
+    refreshRemoteMedia();
+  }).catch((err) => console.error("forwarded tracks failed", err));
 }
 
 function togglePin(participantId) {

@@ -150,3 +150,41 @@ async def test_bad_preferences_and_settings_are_refused(media, path, body, code)
     resp = await media.http.put(path, json={"protocol": 1, **body}, headers=AUTH)
     assert resp.status in (400, 404, 409)
     assert (await resp.json())["error"]["code"] == code
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("media", [{"max_video_mlines": 2}], indirect=True)
+async def test_large_room_negotiates_only_the_selected_videos_and_remaps_them_on_speaker_change(
+    media, fake_django
+) -> None:
+    """Pooled m-lines (more videos than max_video_mlines): N=2 of 5 cameras get m-lines; when another participant
+    speaks, an existing m-line (same mid) is re-mapped to them and decodes, without renegotiation."""
+    pubs = [PublisherClient(media.http, "huge", f"p{i}", amplitude=0) for i in range(1, 6)]
+    for pub in pubs:
+        await pub.start()
+    sub = SubscriberClient(media.http, "huge", "s")
+    resp = await media.http.post(
+        "/v1/rooms/huge/participants/s/subscribe", json={"protocol": 1, "last_n": 2}, headers=AUTH
+    )
+    body = await resp.json()
+    video = [t for t in body["tracks"] if t["kind"] == "video"]
+    assert {t["participant"] for t in video} == {"p1", "p2"}  # only the selected cameras have m-lines
+    assert len([t for t in body["tracks"] if t["kind"] == "audio"]) == 5
+    await sub.answer(body)
+    first = await fake_django.wait_for(lambda e: e["type"] == "forwarded_tracks" and e["participant"] == "s")
+    assert forwarded(first) == {("p1", "camera"), ("p2", "camera")}
+    mids = {t["mid"] for t in first["video"]}
+
+    n = len(fake_django.events)
+    assert pubs[4].audio is not None
+    pubs[4].audio.amplitude = 8000  # p5 speaks
+    switched = await fake_django.wait_for(
+        lambda e: e["type"] == "forwarded_tracks" and e["participant"] == "s", start=n
+    )
+    assert ("p5", "camera") in forwarded(switched) and len(switched["video"]) == 2
+    assert {t["mid"] for t in switched["video"]} == mids  # the same m-lines, re-mapped
+    p5_mid = next(t["mid"] for t in switched["video"] if t["participant"] == "p5")
+    receiver_track = next(t for t in sub.pc.getTransceivers() if t.mid == p5_mid).receiver.track
+    await recv_frames(receiver_track, 3)  # p5's video decodes on the re-mapped m-line (a keyframe came)
+    assert not [e for e in fake_django.events if e["type"] == "subscribe_offer" and e["participant"] == "s"]
+    await asyncio.gather(*(p.close() for p in pubs), sub.close())
