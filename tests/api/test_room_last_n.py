@@ -48,3 +48,23 @@ def test_admin_edits_last_n(admin_client):
     assert page.status_code == 200 and b'name="last_n"' in page.content
     listing = admin_client.get("/admin/rooms/room/")
     assert b"column-last_n" in listing.content
+
+
+def test_settings_page_sets_and_clears_last_n(client, user_factory):
+    host = user_factory()
+    room = Room.objects.create(name="Town hall", host=host)
+    client.force_login(host)
+    url = f"/rooms/{room.public_id}/settings"
+    form = {"name": "Town hall", "max_participants": 50, "allow_guests": "on"}
+    assert client.post(url, {**form, "last_n": "3"}).status_code == 200
+    room.refresh_from_db()
+    assert room.last_n == 3
+    page = client.get(url)
+    assert b'name="last_n"' in page.content and b'value="3"' in page.content
+    client.post(url, {**form, "last_n": ""})
+    room.refresh_from_db()
+    assert room.last_n is None
+    bad = client.post(url, {**form, "last_n": "500"})
+    assert b"last_n" in bad.content
+    room.refresh_from_db()
+    assert room.last_n is None
