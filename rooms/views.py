@@ -121,9 +121,7 @@ def room_settings(request: HttpRequest, room_id: str) -> HttpResponse:
     saved = False
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        changes = {
-            k: data[k] for k in ("name", "max_participants", "waiting_room", "locked", "allow_guests", "last_n")
-        }
+        changes = {k: data[k] for k in ("name", "max_participants", "waiting_room", "locked", "allow_guests", "last_n")}
         if data["remove_password"]:
             changes["password"] = ""
         elif data["new_password"]:
