@@ -71,6 +71,11 @@ _OPTIONS: list[tuple[str, str, str]] = [
     ("MEDIA_TURN_URLS", "--turn-urls", "comma-separated TURN URLs (aiortc uses the first turn:/turns: one)"),
     ("MEDIA_TURN_TTL_SECONDS", "--turn-ttl", "lifetime of those TURN credentials in seconds (default 43200)"),
     ("MEDIA_METRICS_TOKEN", "--metrics-token", "bearer token for GET /metrics only (Prometheus)"),
+    (
+        "MEDIA_MAX_VIDEO_MLINES",
+        "--max-video-mlines",
+        "last-N: above this many other videos a subscriber gets m-lines only for its selection (default 16)",
+    ),
 ]
 
 
@@ -147,6 +152,12 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         addresses_raw = "127.0.0.1"
     addresses = tuple(a.strip() for a in addresses_raw.split(",") if a.strip())
     turn_secret, turn_urls, turn_ttl = _parse_turn(values)
+    try:
+        max_video_mlines = int(values["MEDIA_MAX_VIDEO_MLINES"] or Config.max_video_mlines)
+    except ValueError as exc:
+        raise ConfigError("MEDIA_MAX_VIDEO_MLINES must be an integer") from exc
+    if max_video_mlines < 1:
+        raise ConfigError("MEDIA_MAX_VIDEO_MLINES must be at least 1")
     return Config(
         control_host=host,
         control_port=port,
@@ -162,4 +173,5 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         turn_urls=turn_urls,
         turn_ttl=turn_ttl,
         metrics_token=values["MEDIA_METRICS_TOKEN"] or "",
+        max_video_mlines=max_video_mlines,
     )

@@ -84,3 +84,49 @@ def test_last_n_one_shows_one_video_and_an_avatar_and_pinning_switches(
         wait_until(
             lambda guest=guest: _forwarded(guest).get(host_id) == "true", timeout=10, message=str(_forwarded(guest))
         )
+
+
+def test_large_room_remaps_one_video_mline_when_pinning(
+    browser: Any, contexts: list[Any], stack: Any, users: dict[str, str]
+) -> None:
+    """Four people, last_n=1, more videos than the media server's m-line bound (2 in these tests): the host's
+    subscribe connection has one video m-line; pinning someone re-maps it to them (decoded), no renegotiation."""
+    host = new_page(browser, contexts, stack)
+    log_in(host, "hana", users["hana"])
+    room_id = create_room(host, "Big town hall")
+    status, body = host.evaluate(SET_LAST_N_JS, [room_id, 1])
+    assert status == 200, body
+    _join_muted(host, room_id)
+    guests = [new_page(browser, contexts, stack) for _ in range(3)]
+    for i, guest in enumerate(guests):
+        _join_muted(guest, room_id, name=f"Guest {i + 1}")
+    ids = [participant_id(g) for g in guests]
+
+    def video_mids() -> list[str]:
+        return list(
+            host.evaluate(
+                "() => [...window.conferenceCall.trackInfo.entries()].filter(([m, t]) => t.kind === 'video')"
+                ".map(([m, t]) => m)"
+            )
+        )
+
+    wait_until(
+        lambda: set(_forwarded(host)) == set(ids) and list(_forwarded(host).values()).count("true") == 1,
+        timeout=30,
+        message=f"host never showed one forwarded tile of three: {_forwarded(host)}",
+    )
+    assert len(video_mids()) == 1  # one video m-line for three other cameras
+    shown = next(p for p, f in _forwarded(host).items() if f == "true")
+    wait_media(host, shown, audio=False, timeout=20)
+    target = next(p for p in ids if p != shown)
+    revision = host.evaluate("() => window.conferenceCall.subRevision")
+    host.locator(f'#grid .tile[data-participant="{target}"] .pin').click()
+    wait_until(
+        lambda: _forwarded(host).get(target) == "true" and _forwarded(host).get(shown) == "false",
+        timeout=20,
+        message=f"pinning did not re-map the video m-line: {_forwarded(host)}",
+    )
+    wait_media(host, target, audio=False, timeout=20)  # decoded on the re-mapped m-line
+    assert host.locator(f'#grid .tile[data-participant="{shown}"] .avatar').is_visible()
+    assert len(video_mids()) == 1
+    assert host.evaluate("() => window.conferenceCall.subRevision") == revision

@@ -184,3 +184,14 @@ def test_gated_microphone_drops_packets_and_resumes_without_a_sequence_gap() -> 
     f.set_audible(False)
     f.on_rtp(untagged, OPUS)
     assert len(sent) == 3  # a packet without a level cannot be judged: never gated
+
+
+def test_max_video_mlines_is_configurable() -> None:
+    from media_server.config import ConfigError, parse_config
+
+    assert parse_config(["--dev"], env={}).max_video_mlines == 16
+    assert parse_config(["--dev"], env={"MEDIA_MAX_VIDEO_MLINES": "4"}).max_video_mlines == 4
+    assert parse_config(["--dev", "--max-video-mlines", "2"], env={}).max_video_mlines == 2
+    for bad in ("0", "many"):
+        with pytest.raises(ConfigError):
+            parse_config(["--dev"], env={"MEDIA_MAX_VIDEO_MLINES": bad})
