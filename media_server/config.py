@@ -47,6 +47,9 @@ class Config:
     # Last-N: above this many other video tracks a subscriber negotiates only the selected ones and
     # re-maps those m-lines on speaker changes (docs/architecture.md, Large rooms).
     max_video_mlines: int = 16
+    # Above this many other microphones a subscriber's audio m-lines are a pool of this many, re-mapped to
+    # the microphones being heard (the 3 loudest + headroom; docs/architecture.md, Large rooms).
+    max_audio_mlines: int = 6
     event_queue_size: int = 1000
     recordings_spool_dir: str = DEFAULT_SPOOL_DIR
     # TURN with time-limited credentials (media_server/turn.py): coturn's static-auth-secret and its URLs.
@@ -75,6 +78,11 @@ _OPTIONS: list[tuple[str, str, str]] = [
         "MEDIA_MAX_VIDEO_MLINES",
         "--max-video-mlines",
         "last-N: above this many other videos a subscriber gets m-lines only for its selection (default 16)",
+    ),
+    (
+        "MEDIA_MAX_AUDIO_MLINES",
+        "--max-audio-mlines",
+        "above this many other microphones a subscriber's audio m-lines are a re-mapped pool of this size (default 6)",
     ),
 ]
 
@@ -158,6 +166,12 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         raise ConfigError("MEDIA_MAX_VIDEO_MLINES must be an integer") from exc
     if max_video_mlines < 1:
         raise ConfigError("MEDIA_MAX_VIDEO_MLINES must be at least 1")
+    try:
+        max_audio_mlines = int(values["MEDIA_MAX_AUDIO_MLINES"] or Config.max_audio_mlines)
+    except ValueError as exc:
+        raise ConfigError("MEDIA_MAX_AUDIO_MLINES must be an integer") from exc
+    if max_audio_mlines < 1:
+        raise ConfigError("MEDIA_MAX_AUDIO_MLINES must be at least 1")
     return Config(
         control_host=host,
         control_port=port,
@@ -174,4 +188,5 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         turn_ttl=turn_ttl,
         metrics_token=values["MEDIA_METRICS_TOKEN"] or "",
         max_video_mlines=max_video_mlines,
+        max_audio_mlines=max_audio_mlines,
     )

@@ -13,6 +13,10 @@ Pure selection logic (no I/O, no aiortc), used by :class:`media_server.room.Room
   loudest ``limit``, with a newly speaking participant admitted on its first
   loud packet (no switch latency) when a place is free or held by someone
   quieter.
+* :func:`audio_pool` — in a room with more microphones than a subscriber has
+  audio m-lines (``max_audio_mlines``), which microphones hold those lines:
+  the audible ones always, the others kept where they are (no needless
+  re-mapping), then filled in speaker order.
 
 Why (docs/architecture.md *Large rooms*): a subscriber's downlink and decode
 cost grow with every video it receives, and most tiles of a large grid are
@@ -94,6 +98,7 @@ class VideoTrack(Protocol):
 
 
 T = TypeVar("T", bound=VideoTrack)
+H = TypeVar("H")
 
 
 def select_video(
@@ -199,3 +204,24 @@ class AudioSelector:
             self.audible.discard(participant)
             return True
         return False
+
+
+def audio_pool(*, bound: Sequence[H], audible: Sequence[H], candidates: Sequence[H], size: int) -> list[H]:
+    """The microphones that hold a subscriber's ``size`` pooled audio m-lines.
+
+    ``bound``: what the lines hold now, the line to give up first last (the
+    caller orders by most recently forwarded); ``audible``: microphones being
+    forwarded (``AudioSelector``), most important first; ``candidates``: every
+    other microphone of the room in preference order (e.g. speaker order).
+    Audible ones always get a line (up to ``size``); a line keeps its
+    microphone unless it is needed for an audible one; free lines are filled
+    from ``candidates``. Only microphones in ``candidates`` are returned.
+    """
+    present = set(candidates)
+    chosen = [m for m in audible if m in present][:size]
+    for m in [*bound, *candidates]:
+        if len(chosen) >= size:
+            break
+        if m in present and m not in chosen:
+            chosen.append(m)
+    return chosen

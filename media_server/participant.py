@@ -308,14 +308,39 @@ class Subscriber:
         the new publisher's video starts on a keyframe. Tracks left without an
         m-line need a renegotiation (the caller's). True if anything moved.
         """
-        wanted = {id(t) for t in video}
+        return self._rebind(video, [s for s in self.slots if s.kind == "video"])
+
+    def rebind_audio(self, microphones: list[PublishedTrack]) -> bool:
+        """Pooled audio: move microphone m-lines to ``microphones`` lacking one, forwarding at once.
+
+        The line given up is the one idle longest (the browser's jitter buffer
+        has played out its previous talker). Its outgoing stream continues: the
+        next packet gets the next sequence number and a timestamp advanced by
+        the time elapsed (``Downstream.rebase``). True if anything moved.
+        """
+        lines = [s for s in self.slots if s.kind == "audio" and s.track is not None and s.track.source == "microphone"]
+        lines.sort(key=lambda s: s.downstream.last_time)
+        moved = self._rebind(microphones, lines)
+        if moved:
+            for slot in lines:
+                self._forward(slot)
+        return moved
+
+    def pooled_microphones(self) -> list[PublishedTrack]:
+        """The microphones holding audio m-lines, most recently forwarded first."""
+        lines = [s for s in self.slots if s.kind == "audio" and s.track is not None and s.track.source == "microphone"]
+        lines.sort(key=lambda s: s.downstream.last_time, reverse=True)
+        return [s.track for s in lines if s.track is not None]
+
+    def _rebind(self, tracks: list[PublishedTrack], lines: list[Slot]) -> bool:
+        wanted = {id(t) for t in tracks}
         bound = {id(s.track) for s in self.slots if s.track is not None}
-        incoming = [t for t in video if id(t) not in bound]
+        incoming = [t for t in tracks if id(t) not in bound]
         moved = False
-        for slot in self.slots:
+        for slot in lines:
             if not incoming:
                 break
-            if slot.kind != "video" or slot.track is None or id(slot.track) in wanted:
+            if slot.track is None or id(slot.track) in wanted:
                 continue
             track = incoming.pop(0)
             self._detach(slot)

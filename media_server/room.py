@@ -60,7 +60,8 @@ class Room:
         # Last-N (media_server/lastn.py): who is seen and heard in a large room.
         self.last_n: int | None = None  # the room's setting (Django); None = by room size
         self.order = lastn.SpeakerOrder()
-        self.audio = lastn.AudioSelector()
+        # Never more audible microphones than a pooled subscriber has audio m-lines.
+        self.audio = lastn.AudioSelector(limit=min(lastn.AUDIO_LIMIT, config.max_audio_mlines))
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watch: dict[int, _Watch] = {}
         self.closed = False
@@ -300,9 +301,35 @@ class Room:
     def desired_for(self, p: Participant) -> list[PublishedTrack]:
         """The tracks ``p``'s subscribe connection negotiates m-lines for."""
         tracks, selected, pooled = self._selection(p)
+        microphones = self._audio_pool(p, tracks)
+        if microphones is not None:
+            pool = {id(t) for t in microphones}
+            tracks = [t for t in tracks if t.source != "microphone" or id(t) in pool]
         if not pooled or selected is None:
             return tracks
         return [*(t for t in tracks if t.kind != "video"), *selected]
+
+    def _audio_pool(
+        self, p: Participant, tracks: list[PublishedTrack], rank: dict[str, int] | None = None
+    ) -> list[PublishedTrack] | None:
+        """The microphones holding ``p``'s audio m-lines when they are pooled; None: one m-line each.
+
+        Pooled above ``config.max_audio_mlines`` other microphones (lastn.audio_pool):
+        the audible ones, then the lines' current holders, then by speaker order (``rank``).
+        """
+        microphones = [t for t in tracks if t.source == "microphone"]
+        size = self.config.max_audio_mlines
+        if len(microphones) <= size:
+            return None
+        if rank is None:
+            rank = self._speaker_rank()
+        microphones.sort(key=lambda t: rank.get(t.participant, len(rank)))
+        audible = [t for t in microphones if t.participant in self.audio.audible]
+        bound = p.subscriber.pooled_microphones() if p.subscriber is not None else []
+        return lastn.audio_pool(bound=bound, audible=audible, candidates=microphones, size=size)
+
+    def _speaker_rank(self) -> dict[str, int]:
+        return {participant: i for i, participant in enumerate(self.order.order())}
 
     def _select(self, p: Participant) -> None:
         """Apply last-N to ``p``'s subscribe connection: re-map pooled m-lines, attach/detach video.
@@ -311,10 +338,13 @@ class Room:
         """
         if p.subscriber is None:
             return
-        _, selected, pooled = self._selection(p)
+        tracks, selected, pooled = self._selection(p)
         if pooled and selected is not None:
             p.subscriber.rebind(selected)
         p.subscriber.select(selected)
+        microphones = self._audio_pool(p, tracks)
+        if microphones is not None:
+            p.subscriber.rebind_audio(microphones)
         self._report(p)
 
     def _report(self, p: Participant) -> None:
@@ -341,10 +371,23 @@ class Room:
         now = time.monotonic()
         self.speaker.feed(participant_id, level, now)
         admitted, evicted = self.audio.feed(participant_id, level, now)
+        if evicted is not None:  # first: its pooled m-lines become free for the newcomer
+            self._set_audible(evicted, False)
         if admitted is not None:
             self._set_audible(admitted, True)
-        if evicted is not None:
-            self._set_audible(evicted, False)
+            self._map_pooled_audio()
+
+    def _map_pooled_audio(self) -> None:
+        """Give a newly audible microphone a pooled audio m-line at every subscriber, before its packet is forwarded."""
+        if len(self.participants) <= self.config.max_audio_mlines + 1:
+            return  # nobody can have more other microphones than audio m-lines
+        rank = self._speaker_rank()
+        for p in list(self.participants.values()):
+            if p.subscriber is None:
+                continue
+            microphones = self._audio_pool(p, self.tracks_for(p.id), rank)
+            if microphones is not None and p.subscriber.rebind_audio(microphones):
+                self._report(p)
 
     def _set_audible(self, participant_id: str, audible: bool) -> None:
         p = self.participants.get(participant_id)
