@@ -188,3 +188,73 @@ async def test_large_room_negotiates_only_the_selected_videos_and_remaps_them_on
     await recv_frames(receiver_track, 3)  # p5's video decodes on the re-mapped m-line (a keyframe came)
     assert not [e for e in fake_django.events if e["type"] == "subscribe_offer" and e["participant"] == "s"]
     await asyncio.gather(*(p.close() for p in pubs), sub.close())
+
+
+def audio_mapping(event: dict[str, Any]) -> dict[str, str]:
+    """mid -> participant of the audio m-lines in a forwarded_tracks event."""
+    return {t["mid"]: t["participant"] for t in event["audio"]}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("media", [{"max_audio_mlines": 2}], indirect=True)
+async def test_pooled_audio_lines_carry_the_loudest_talkers_and_remap_continuously(media, fake_django) -> None:
+    """Four microphones, two pooled audio m-lines: a talker is heard on a line re-mapped to it from its first
+    packets; when a talker stops and another starts, the freed line moves to the newcomer without renegotiation
+    and its outgoing sequence numbers stay contiguous (timestamps increasing) across the switch."""
+    pubs = [PublisherClient(media.http, "pool", f"p{i}", video=False, amplitude=0) for i in range(1, 5)]
+    for pub in pubs:
+        await pub.start()
+    sub = SubscriberClient(media.http, "pool", "s")
+    body = await sub.start()
+    audio = [t for t in body["tracks"] if t["kind"] == "audio"]
+    assert {t["participant"] for t in audio} == {"p1", "p2"}  # nobody speaks yet: speaker (join) order
+    mids = {t["mid"] for t in audio}
+    received: dict[str, list[tuple[int, int]]] = {mid: [] for mid in mids}
+    for transceiver in sub.pc.getTransceivers():
+        receiver, mid = transceiver.receiver, transceiver.mid
+        original = receiver._handle_rtp_packet
+
+        async def spy(packet: Any, arrival_time_ms: int, original: Any = original, mid: Any = mid) -> None:
+            received[mid].append((packet.sequence_number, packet.timestamp))
+            await original(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = spy  # type: ignore[method-assign]
+
+    def speak(index: int, loud: bool) -> None:
+        track = pubs[index].audio
+        assert track is not None
+        track.amplitude = 8000 if loud else 0
+
+    def is_mapping(event: dict[str, Any], talkers: set[str]) -> bool:
+        return (
+            event["type"] == "forwarded_tracks"
+            and event["participant"] == "s"
+            and talkers <= set(audio_mapping(event).values())
+        )
+
+    n = len(fake_django.events)
+    speak(2, True)  # p3 and p4 talk: each takes one of the two lines
+    speak(3, True)
+    both = await fake_django.wait_for(lambda e: is_mapping(e, {"p3", "p4"}), start=n)
+    assert set(audio_mapping(both)) == mids  # the same two m-lines, re-mapped
+    p3_mid = next(mid for mid, who in audio_mapping(both).items() if who == "p3")
+    await asyncio.sleep(0.5)
+    assert all(len(received[mid]) > 5 for mid in mids)  # both talkers are heard
+
+    n = len(fake_django.events)
+    speak(2, False)  # p3 stops, p1 starts: p1 gets p3's line (p4 keeps talking on its own)
+    speak(0, True)
+    switched = await fake_django.wait_for(lambda e: is_mapping(e, {"p1", "p4"}), start=n)
+    assert audio_mapping(switched)[p3_mid] == "p1"
+    before = len(received[p3_mid])
+    await asyncio.sleep(0.5)
+    assert len(received[p3_mid]) > before + 5  # p1 is heard on the re-mapped line
+
+    stream = received[p3_mid]
+    gaps = [(b[0] - a[0]) & 0xFFFF for a, b in zip(stream, stream[1:], strict=False)]
+    assert set(gaps) == {1}, gaps  # one continuous stream: p3, (gated silence), then p1
+    assert all(0 < (b[1] - a[1]) & 0xFFFFFFFF < 0x80000000 for a, b in zip(stream, stream[1:], strict=False))
+    assert not [e for e in fake_django.events if e["type"] == "subscribe_offer" and e["participant"] == "s"]
+    slots = media.service.rooms["pool"].participants["s"].subscriber.slots
+    assert len([s for s in slots if s.kind == "audio"]) == 2  # no m-line added
+    await asyncio.gather(*(p.close() for p in pubs), sub.close())

@@ -195,3 +195,29 @@ def test_max_video_mlines_is_configurable() -> None:
     for bad in ("0", "many"):
         with pytest.raises(ConfigError):
             parse_config(["--dev"], env={"MEDIA_MAX_VIDEO_MLINES": bad})
+
+
+def test_audio_pool_gives_audible_microphones_a_line_and_otherwise_keeps_the_mapping() -> None:
+    from media_server.lastn import audio_pool
+
+    everyone = ["a", "b", "c", "d", "e", "f"]
+    # first offer: nobody heard yet, speaker order
+    assert audio_pool(bound=[], audible=[], candidates=everyone, size=3) == ["a", "b", "c"]
+    # e is heard: it takes the line of the holder forwarded least recently (c), the others stay put
+    assert audio_pool(bound=["a", "b", "c"], audible=["e"], candidates=everyone, size=3) == ["e", "a", "b"]
+    # nothing changes while the audible ones already hold lines (no needless re-mapping)
+    assert audio_pool(bound=["e", "a", "b"], audible=["e", "a"], candidates=everyone, size=3) == ["e", "a", "b"]
+    # a holder who left is replaced from the candidates in order; audible beyond the size: the first ones
+    assert audio_pool(bound=["x", "a"], audible=[], candidates=everyone, size=3) == ["a", "b", "c"]
+    assert audio_pool(bound=[], audible=["f", "e", "d"], candidates=everyone, size=2) == ["f", "e"]
+
+
+def test_max_audio_mlines_is_configurable() -> None:
+    from media_server.config import ConfigError, parse_config
+
+    assert parse_config(["--dev"], env={}).max_audio_mlines == 6
+    assert parse_config(["--dev"], env={"MEDIA_MAX_AUDIO_MLINES": "4"}).max_audio_mlines == 4
+    assert parse_config(["--dev", "--max-audio-mlines", "2"], env={}).max_audio_mlines == 2
+    for bad in ("0", "x"):
+        with pytest.raises(ConfigError, match="MEDIA_MAX_AUDIO_MLINES"):
+            parse_config(["--dev"], env={"MEDIA_MAX_AUDIO_MLINES": bad})
