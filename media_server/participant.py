@@ -180,6 +180,7 @@ class Subscriber:
         self.forwarded_retired = 0
         # Last-N (media_server/lastn.py): the video tracks to forward (ids); None = every one.
         self.selected_video: set[int] | None = None
+        self.audio_pooled = False  # microphone m-lines are a pool (Room._audio_pool)
         self.reported: tuple[str, ...] | None = None  # tracks last announced in a forwarded_tracks event
 
         @self.pc.on("connectionstatechange")

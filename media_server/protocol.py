@@ -325,9 +325,17 @@ def track_unavailable_event(room: str, participant: str, track: TrackInfo, reaso
 
 
 def forwarded_tracks_event(
-    room: str, participant: str, last_n: int | None, video: list[TrackInfo], audio: list[TrackInfo]
+    room: str,
+    participant: str,
+    last_n: int | None,
+    video: list[TrackInfo],
+    audio: list[TrackInfo],
+    audio_pooled: bool = False,
 ) -> dict[str, Any]:
-    """What ``participant``'s subscribe connection is currently fed with (last-N)."""
+    """What ``participant``'s subscribe connection is currently fed with (last-N).
+
+    ``audio_pooled``: the microphone m-lines are a pool re-mapped to whoever is heard.
+    """
     return {
         "type": "forwarded_tracks",
         "room": room,
@@ -335,6 +343,7 @@ def forwarded_tracks_event(
         "last_n": last_n,
         "video": [t.to_json() for t in video],
         "audio": [t.to_json() for t in audio],
+        "audio_pooled": audio_pooled,
     }
 
 

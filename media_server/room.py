@@ -343,6 +343,7 @@ class Room:
             p.subscriber.rebind(selected)
         p.subscriber.select(selected)
         microphones = self._audio_pool(p, tracks)
+        p.subscriber.audio_pooled = microphones is not None
         if microphones is not None:
             p.subscriber.rebind_audio(microphones)
         self._report(p)
@@ -353,13 +354,20 @@ class Room:
         if subscriber is None:
             return
         forwarded = subscriber.forwarded()
-        key = tuple(sorted(f"{t.mid}:{t.participant}:{t.source}" for t in forwarded))
-        if key == subscriber.reported or (subscriber.reported is None and not key):
+        key = (
+            *sorted(f"{t.mid}:{t.participant}:{t.source}" for t in forwarded),
+            "pooled" if subscriber.audio_pooled else "",
+        )
+        if key == subscriber.reported or (subscriber.reported is None and not forwarded):
             return  # unchanged, or nothing forwarded yet (nothing answered)
         subscriber.reported = key
         video = [t for t in forwarded if t.kind == "video"]
         audio = [t for t in forwarded if t.kind == "audio"]
-        self._emit(protocol.forwarded_tracks_event(self.id, p.id, self.effective_last_n(), video, audio))
+        self._emit(
+            protocol.forwarded_tracks_event(
+                self.id, p.id, self.effective_last_n(), video, audio, audio_pooled=subscriber.audio_pooled
+            )
+        )
 
     def _speaker_changed(self, participant_id: str) -> None:
         self._emit(protocol.active_speaker_event(self.id, participant_id))

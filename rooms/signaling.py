@@ -77,6 +77,7 @@ def media_event_frames(event: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
             "last_n": event.get("last_n"),
             "video": _track_list(event.get("video")),
             "audio": _track_list(event.get("audio")),
+            "audio_pooled": event.get("audio_pooled") is True,
         }
         return [(groups.participant_group(room, participant), frame)]
     if kind == "track_unavailable":

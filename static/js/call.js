@@ -54,6 +54,8 @@ const state = {
   // Last-N (docs/protocol.md §1 video_preferences / forwarded_tracks): whose video the server sends us.
   forwardedVideo: null, // Set of "participantId:source" the server forwards; null = not told yet (all)
   lastN: null,
+  audioPooled: false, // our microphone m-lines are a pool the server re-maps to whoever talks (forwarded_tracks)
+  pooledAudio: new Map(), // mid -> hidden <audio> playing that pooled line (never moved between tiles)
   pinned: [], // participantIds, at most 4, pinned first
   prefsSent: null, // JSON of the last video_preferences sent (re-sent only when it changes)
   prefsTimer: null,
@@ -533,6 +535,7 @@ function finish(message, reason) {
   for (const track of state.local.stream?.getTracks() || []) track.stop();
   for (const track of state.local.screenStream?.getTracks() || []) track.stop();
   for (const tile of state.tiles.values()) tile.querySelector("video").srcObject = null;
+  syncPooledAudio(new Map());
   if (state.ws) {
     const ws = state.ws;
     state.ws = null;
@@ -654,6 +657,7 @@ function subscribe() {
       refreshRemoteMedia();
     };
     state.forwardedVideo = null; // a new subscribe connection: the server tells us again
+    state.audioPooled = false;
     state.prefsSent = null; // ... and needs our pins and tiles again
     schedulePreferences();
     // The reply to our own `subscribe` is the new baseline (the server's revisions restart after a rejoin).
@@ -695,15 +699,42 @@ async function applySubscribeOffer(frame) {
 function refreshRemoteMedia() {
   const pc = state.pcs.subscribe;
   const streams = new Map(); // key -> tracks
+  const pooled = new Map(); // mid -> track of a pooled microphone line
   for (const transceiver of pc ? pc.getTransceivers() : []) {
     const info = state.trackInfo.get(String(transceiver.mid));
     if (!info || transceiver.currentDirection === "inactive" || transceiver.stopped) continue;
+    if (state.audioPooled && info.kind === "audio" && info.source === "microphone") {
+      pooled.set(String(transceiver.mid), transceiver.receiver.track);
+      continue;
+    }
     const key = info.source === "screen" || info.source === "screen_audio" ? `${info.participant}:screen` : info.participant;
     if (!streams.has(key)) streams.set(key, []);
     streams.get(key).push(transceiver.receiver.track);
   }
   state.remoteStreams = streams;
+  syncPooledAudio(pooled);
   renderTiles();
+}
+
+// Pooled microphone lines (large rooms, docs/protocol.md forwarded_tracks): each plays from its own hidden
+// <audio>, which stays put when the server re-maps the line to another talker (moving the track into that
+// talker's tile would rebuild two tiles' streams mid-word). Who talks is shown from active_speaker.
+function syncPooledAudio(lines) {
+  for (const [mid, audio] of state.pooledAudio) {
+    if (lines.get(mid) === audio.srcObject?.getAudioTracks()[0]) continue;
+    audio.srcObject = null;
+    audio.remove();
+    state.pooledAudio.delete(mid);
+  }
+  for (const [mid, track] of lines) {
+    if (state.pooledAudio.has(mid)) continue;
+    const audio = el("audio", { class: "pooled-audio", hidden: true, autoplay: true });
+    audio.dataset.mid = mid;
+    audio.srcObject = new MediaStream([track]);
+    $("call").append(audio);
+    state.pooledAudio.set(mid, audio);
+    audio.play().catch(() => offerSoundButton());
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -839,6 +870,7 @@ function onForwardedTracks(frame) {
     for (const t of [...(frame.video || []), ...(frame.audio || [])]) state.trackInfo.set(String(t.mid), t);
     state.forwardedVideo = new Set((frame.video || []).map((t) => `${t.participant}:${t.source}`));
     state.lastN = frame.last_n ?? null;
+    state.audioPooled = frame.audio_pooled === true;
     refreshRemoteMedia();
   }).catch((err) => console.error("forwarded tracks failed", err));
 }
@@ -893,6 +925,7 @@ function offerSoundButton() {
   const button = el("button", { type: "button", id: "enable-sound", class: "enable-sound", text: "Click to enable sound" });
   button.addEventListener("click", () => {
     for (const tile of state.tiles.values()) tile.querySelector("video").play().catch(() => {});
+    for (const audio of state.pooledAudio.values()) audio.play().catch(() => {});
     button.remove();
   });
   $("call").append(button);

@@ -42,6 +42,7 @@ async def test_last_n_forwards_recent_speakers_pinned_and_screen_only_and_switch
     assert first["last_n"] == 2
     assert forwarded(first) == {("p1", "camera"), ("p2", "camera"), ("p3", "screen")}
     assert len(first["audio"]) == 5  # negotiated; only the loudest few carry packets
+    assert first["audio_pooled"] is False  # one m-line per microphone up to MEDIA_MAX_AUDIO_MLINES (6)
     await recv_frames(sub.track("p1", "camera"), 3)
     await recv_frames(sub.track("p3", "screen"), 3)
     await asyncio.sleep(0.5)
@@ -236,6 +237,7 @@ async def test_pooled_audio_lines_carry_the_loudest_talkers_and_remap_continuous
     speak(2, True)  # p3 and p4 talk: each takes one of the two lines
     speak(3, True)
     both = await fake_django.wait_for(lambda e: is_mapping(e, {"p3", "p4"}), start=n)
+    assert both["audio_pooled"] is True
     assert set(audio_mapping(both)) == mids  # the same two m-lines, re-mapped
     p3_mid = next(mid for mid, who in audio_mapping(both).items() if who == "p3")
     await asyncio.sleep(0.5)

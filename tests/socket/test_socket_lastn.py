@@ -100,6 +100,7 @@ async def test_forwarded_tracks_event_reaches_only_that_participant(world: Any, 
         "last_n": 1,
         "video": video,
         "audio": [],
+        "audio_pooled": True,
     }
     response = await AsyncClient().post(
         "/internal/media/v1/events",
@@ -109,7 +110,7 @@ async def test_forwarded_tracks_event_reaches_only_that_participant(world: Any, 
     )
     assert response.status_code == 204
     frame = await host.expect("forwarded_tracks")
-    assert frame == {"type": "forwarded_tracks", "last_n": 1, "video": video, "audio": []}
+    assert frame == {"type": "forwarded_tracks", "last_n": 1, "video": video, "audio": [], "audio_pooled": True}
     await guest.nothing(ignore=("participant_joined", "participant_updated"))
 
 
