@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import pytest
@@ -253,9 +254,9 @@ async def test_pooled_audio_lines_carry_the_loudest_talkers_and_remap_continuous
     assert len(received[p3_mid]) > before + 5  # p1 is heard on the re-mapped line
 
     stream = received[p3_mid]
-    gaps = [(b[0] - a[0]) & 0xFFFF for a, b in zip(stream, stream[1:], strict=False)]
+    gaps = [(b[0] - a[0]) & 0xFFFF for a, b in itertools.pairwise(stream)]
     assert set(gaps) == {1}, gaps  # one continuous stream: p3, (gated silence), then p1
-    assert all(0 < (b[1] - a[1]) & 0xFFFFFFFF < 0x80000000 for a, b in zip(stream, stream[1:], strict=False))
+    assert all(0 < (b[1] - a[1]) & 0xFFFFFFFF < 0x80000000 for a, b in itertools.pairwise(stream))
     assert not [e for e in fake_django.events if e["type"] == "subscribe_offer" and e["participant"] == "s"]
     slots = media.service.rooms["pool"].participants["s"].subscriber.slots
     assert len([s for s in slots if s.kind == "audio"]) == 2  # no m-line added
