@@ -301,7 +301,7 @@ class Room:
     def desired_for(self, p: Participant) -> list[PublishedTrack]:
         """The tracks ``p``'s subscribe connection negotiates m-lines for."""
         tracks, selected, pooled = self._selection(p)
-        microphones = self._audio_pool(p, tracks)
+        microphones = self._audio_pool(p, self._by_speaker(tracks))
         if microphones is not None:
             pool = {id(t) for t in microphones}
             tracks = [t for t in tracks if t.source != "microphone" or id(t) in pool]
@@ -309,27 +309,25 @@ class Room:
             return tracks
         return [*(t for t in tracks if t.kind != "video"), *selected]
 
-    def _audio_pool(
-        self, p: Participant, tracks: list[PublishedTrack], rank: dict[str, int] | None = None
-    ) -> list[PublishedTrack] | None:
+    def _audio_pool(self, p: Participant, microphones: list[PublishedTrack]) -> list[PublishedTrack] | None:
         """The microphones holding ``p``'s audio m-lines when they are pooled; None: one m-line each.
 
-        Pooled above ``config.max_audio_mlines`` other microphones (lastn.audio_pool):
-        the audible ones, then the lines' current holders, then by speaker order (``rank``).
+        ``microphones``: the others' (``_by_speaker``). Pooled above ``config.max_audio_mlines``
+        of them (lastn.audio_pool): the audible ones, then the lines' current holders, then by speaker order.
         """
-        microphones = [t for t in tracks if t.source == "microphone"]
         size = self.config.max_audio_mlines
         if len(microphones) <= size:
             return None
-        if rank is None:
-            rank = self._speaker_rank()
-        microphones.sort(key=lambda t: rank.get(t.participant, len(rank)))
         audible = [t for t in microphones if t.participant in self.audio.audible]
         bound = p.subscriber.pooled_microphones() if p.subscriber is not None else []
         return lastn.audio_pool(bound=bound, audible=audible, candidates=microphones, size=size)
 
-    def _speaker_rank(self) -> dict[str, int]:
-        return {participant: i for i, participant in enumerate(self.order.order())}
+    def _by_speaker(self, tracks: list[PublishedTrack]) -> list[PublishedTrack]:
+        """The microphones among ``tracks``, most recent speaker first (lastn.SpeakerOrder)."""
+        rank = {participant: i for i, participant in enumerate(self.order.order())}
+        microphones = [t for t in tracks if t.source == "microphone"]
+        microphones.sort(key=lambda t: rank.get(t.participant, len(rank)))
+        return microphones
 
     def _select(self, p: Participant) -> None:
         """Apply last-N to ``p``'s subscribe connection: re-map pooled m-lines, attach/detach video.
@@ -342,7 +340,7 @@ class Room:
         if pooled and selected is not None:
             p.subscriber.rebind(selected)
         p.subscriber.select(selected)
-        microphones = self._audio_pool(p, tracks)
+        microphones = self._audio_pool(p, self._by_speaker(tracks))
         p.subscriber.audio_pooled = microphones is not None
         if microphones is not None:
             p.subscriber.rebind_audio(microphones)
@@ -389,11 +387,13 @@ class Room:
         """Give a newly audible microphone a pooled audio m-line at every subscriber, before its packet is forwarded."""
         if len(self.participants) <= self.config.max_audio_mlines + 1:
             return  # nobody can have more other microphones than audio m-lines
-        rank = self._speaker_rank()
+        everyone = self._by_speaker(
+            [t for q in self.participants.values() for pub in q.publishers.values() for t in pub.tracks]
+        )
         for p in list(self.participants.values()):
             if p.subscriber is None:
                 continue
-            microphones = self._audio_pool(p, self.tracks_for(p.id), rank)
+            microphones = self._audio_pool(p, [t for t in everyone if t.participant != p.id])
             if microphones is not None and p.subscriber.rebind_audio(microphones):
                 self._report(p)
 
