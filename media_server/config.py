@@ -114,6 +114,17 @@ def _parse_ice_servers(text: str) -> tuple[IceServer, ...]:
     return tuple(servers)
 
 
+def _positive_int(values: Mapping[str, str | None], name: str, default: int) -> int:
+    """The integer option ``name`` (``default`` when unset); ConfigError unless it is at least 1."""
+    try:
+        value = int(values[name] or default)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer") from exc
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1")
+    return value
+
+
 def _parse_turn(values: Mapping[str, str | None]) -> tuple[str, tuple[str, ...], int]:
     secret = values["MEDIA_TURN_SECRET"] or ""
     urls = tuple(u.strip() for u in (values["MEDIA_TURN_URLS"] or "").split(",") if u.strip())
@@ -160,18 +171,8 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         addresses_raw = "127.0.0.1"
     addresses = tuple(a.strip() for a in addresses_raw.split(",") if a.strip())
     turn_secret, turn_urls, turn_ttl = _parse_turn(values)
-    try:
-        max_video_mlines = int(values["MEDIA_MAX_VIDEO_MLINES"] or Config.max_video_mlines)
-    except ValueError as exc:
-        raise ConfigError("MEDIA_MAX_VIDEO_MLINES must be an integer") from exc
-    if max_video_mlines < 1:
-        raise ConfigError("MEDIA_MAX_VIDEO_MLINES must be at least 1")
-    try:
-        max_audio_mlines = int(values["MEDIA_MAX_AUDIO_MLINES"] or Config.max_audio_mlines)
-    except ValueError as exc:
-        raise ConfigError("MEDIA_MAX_AUDIO_MLINES must be an integer") from exc
-    if max_audio_mlines < 1:
-        raise ConfigError("MEDIA_MAX_AUDIO_MLINES must be at least 1")
+    max_video_mlines = _positive_int(values, "MEDIA_MAX_VIDEO_MLINES", Config.max_video_mlines)
+    max_audio_mlines = _positive_int(values, "MEDIA_MAX_AUDIO_MLINES", Config.max_audio_mlines)
     return Config(
         control_host=host,
         control_port=port,
