@@ -135,3 +135,48 @@ def test_large_room_remaps_one_video_mline_when_pinning(
     assert host.locator(f'#grid .tile[data-participant="{shown}"] .avatar').is_visible()
     assert len(video_mids()) == 1
     assert host.evaluate("() => window.conferenceCall.subRevision") == revision
+
+
+POOLED_AUDIO_JS = """
+async () => {
+  const call = window.conferenceCall;
+  const pc = call.pcs.subscribe;
+  const pooled = [...document.querySelectorAll("audio.pooled-audio")].map((a) => a.dataset.mid);
+  let packets = 0;
+  for (const s of (pc ? (await pc.getStats()).values() : [])) {
+    if (s.type === "inbound-rtp" && s.kind === "audio" && pooled.includes(String(s.mid))) packets += s.packetsReceived || 0;
+  }
+  const tileAudio = [...document.querySelectorAll("#grid .tile video")]
+    .some((v) => v.srcObject && v.srcObject.getAudioTracks().length > 0);
+  return {pooled: call.audioPooled, mids: pooled, packets, tileAudio};
+}
+"""
+
+
+def test_pooled_audio_lines_play_from_fixed_audio_elements(
+    browser: Any, contexts: list[Any], stack: Any, users: dict[str, str]
+) -> None:
+    """Four people talking (Chromium's fake microphone), audio bound 2 in these tests: the host's subscribe
+    connection has two pooled microphone m-lines, played from two hidden <audio> elements (not from tiles),
+    and audio arrives on them."""
+    host = new_page(browser, contexts, stack)
+    log_in(host, "hana", users["hana"])
+    room_id = create_room(host, "Choir")
+    _join_muted(host, room_id)
+    guests = [new_page(browser, contexts, stack) for _ in range(3)]
+    for i, guest in enumerate(guests):
+        guest.goto(f"/join/{room_id}")
+        join_call(guest, room_id, name=f"Singer {i + 1}")
+    state: dict[str, Any] = {}
+
+    def pooled() -> bool:
+        state.update(host.evaluate(POOLED_AUDIO_JS))
+        return bool(state["pooled"]) and len(state["mids"]) == 2 and not state["tileAudio"]
+
+    wait_until(pooled, timeout=30, message=f"host never played two pooled audio lines: {state}")
+    before = state["packets"]
+    wait_until(
+        lambda: pooled() and state["packets"] > before + 20,
+        timeout=20,
+        message=f"no audio arriving on the pooled lines: {state}",
+    )
