@@ -352,8 +352,14 @@ class Room:
         if subscriber is None:
             return
         forwarded = subscriber.forwarded()
+        # A pooled microphone line re-mapped to a new talker is not news for the client (it plays pooled
+        # lines as they come; who talks comes from active_speaker): no event per talker per subscriber.
         key = (
-            *sorted(f"{t.mid}:{t.participant}:{t.source}" for t in forwarded),
+            *sorted(
+                f"{t.mid}:{t.participant}:{t.source}"
+                for t in forwarded
+                if not (subscriber.audio_pooled and t.source == "microphone")
+            ),
             "pooled" if subscriber.audio_pooled else "",
         )
         if key == subscriber.reported or (subscriber.reported is None and not forwarded):
@@ -394,8 +400,8 @@ class Room:
             if p.subscriber is None:
                 continue
             microphones = self._audio_pool(p, [t for t in everyone if t.participant != p.id])
-            if microphones is not None and p.subscriber.rebind_audio(microphones):
-                self._report(p)
+            if microphones is not None:
+                p.subscriber.rebind_audio(microphones)
 
     def _set_audible(self, participant_id: str, audible: bool) -> None:
         p = self.participants.get(participant_id)
