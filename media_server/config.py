@@ -46,6 +46,12 @@ class Config:
     dev: bool = False
     peer_silence_timeout: float = 30.0
     subscribe_offer_timeout: float = 10.0  # seconds before an unanswered subscribe offer is re-offered
+    # Last-N: above this many other video tracks a subscriber negotiates only the selected ones and
+    # re-maps those m-lines on speaker changes (docs/architecture.md, Large rooms).
+    max_video_mlines: int = 16
+    # Above this many other microphones a subscriber's audio m-lines are a pool of this many, re-mapped to
+    # the microphones being heard (the 3 loudest + headroom; docs/architecture.md, Large rooms).
+    max_audio_mlines: int = 6
     event_queue_size: int = 1000
     recordings_spool_dir: str = DEFAULT_SPOOL_DIR
     # TURN with time-limited credentials (media_server/turn.py): coturn's static-auth-secret and its URLs.
@@ -83,6 +89,16 @@ _OPTIONS: list[tuple[str, str, str]] = [
     ("MEDIA_NODE_URL", "--node-url", "control URL Django uses to reach this node (default http://host:port)"),
     ("MEDIA_CAPACITY_PPS", "--capacity-pps", "forwarded packets/s at which this node takes no new room (17000)"),
     ("MEDIA_HEARTBEAT_SECONDS", "--heartbeat", "registry heartbeat interval in seconds (2)"),
+    (
+        "MEDIA_MAX_VIDEO_MLINES",
+        "--max-video-mlines",
+        "last-N: above this many other videos a subscriber gets m-lines only for its selection (default 16)",
+    ),
+    (
+        "MEDIA_MAX_AUDIO_MLINES",
+        "--max-audio-mlines",
+        "above this many other microphones a subscriber's audio m-lines are a re-mapped pool of this size (default 6)",
+    ),
 ]
 
 
@@ -111,6 +127,17 @@ def _parse_ice_servers(text: str) -> tuple[IceServer, ...]:
         urls_t = (urls,) if isinstance(urls, str) else tuple(str(u) for u in urls)
         servers.append(IceServer(urls=urls_t, username=entry.get("username"), credential=entry.get("credential")))
     return tuple(servers)
+
+
+def _positive_int(values: Mapping[str, str | None], name: str, default: int) -> int:
+    """The integer option ``name`` (``default`` when unset); ConfigError unless it is at least 1."""
+    try:
+        value = int(values[name] or default)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer") from exc
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1")
+    return value
 
 
 def _parse_turn(values: Mapping[str, str | None]) -> tuple[str, tuple[str, ...], int]:
@@ -168,6 +195,8 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
     if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("MEDIA_REDIS_URL must be a redis://, rediss:// or unix:// URL")
     node_host = host if host not in ("0.0.0.0", "::", "") else socket.gethostname()
+    max_video_mlines = _positive_int(values, "MEDIA_MAX_VIDEO_MLINES", Config.max_video_mlines)
+    max_audio_mlines = _positive_int(values, "MEDIA_MAX_AUDIO_MLINES", Config.max_audio_mlines)
     return Config(
         control_host=host,
         control_port=port,
@@ -189,6 +218,8 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         capacity_pps=capacity,
         heartbeat_interval=heartbeat,
         draining=bool(args.draining) or env.get("MEDIA_DRAINING", "") in ("1", "true", "yes"),
+        max_video_mlines=max_video_mlines,
+        max_audio_mlines=max_audio_mlines,
     )
 
 

@@ -89,9 +89,9 @@ def create_app(service: MediaService, secret: str, metrics_token: str = "") -> w
         return web.Response(status=204)
 
     async def subscribe(request: web.Request) -> web.Response:
-        protocol.parse_subscribe(await body(request))
+        settings = protocol.parse_subscribe(await body(request))
         room, participant = ids(request)
-        sdp, revision, tracks = await service.subscribe(room=room, participant=participant)
+        sdp, revision, tracks = await service.subscribe(room=room, participant=participant, settings=settings)
         return web.json_response(protocol.subscribe_response(sdp, revision, tracks))
 
     async def answer(request: web.Request) -> web.Response:
@@ -105,6 +105,17 @@ def create_app(service: MediaService, secret: str, metrics_token: str = "") -> w
         room, participant = ids(request)
         cand = dict(req.candidate) if req.candidate is not None else None
         await service.add_ice(room=room, participant=participant, pc=req.pc, candidate=cand)
+        return web.Response(status=204)
+
+    async def preferences(request: web.Request) -> web.Response:
+        prefs = protocol.parse_preferences(await body(request))
+        room, participant = ids(request)
+        await service.set_preferences(room=room, participant=participant, preferences=prefs)
+        return web.Response(status=204)
+
+    async def room_settings(request: web.Request) -> web.Response:
+        settings = protocol.parse_room_settings(await body(request))
+        await service.set_room_settings(room=request.match_info["room"], settings=settings)
         return web.Response(status=204)
 
     async def leave(request: web.Request) -> web.Response:
@@ -140,6 +151,8 @@ def create_app(service: MediaService, secret: str, metrics_token: str = "") -> w
     app.router.add_post(base + "/subscribe", subscribe)
     app.router.add_post(base + "/subscribe/answer", answer)
     app.router.add_post(base + "/ice", ice)
+    app.router.add_put(base + "/preferences", preferences)
+    app.router.add_put("/v1/rooms/{room}/settings", room_settings)
     app.router.add_delete(base, leave)
     app.router.add_delete("/v1/rooms/{room}", close_room)
     app.router.add_post("/v1/rooms/{room}/recordings", start_recording)

@@ -281,6 +281,15 @@ class Forwarder:
         self._rate_time = self.created
         self._rate_octets = 0
         self._rate_sampled = False
+        self.audible = True
+        """False: packets carrying an audio level are not forwarded (last-N audio, media_server/lastn.py)."""
+
+    def set_audible(self, audible: bool) -> None:
+        """Gate this (microphone) track; when it opens, every downstream continues seamlessly."""
+        if audible and not self.audible:
+            for d in self.downstreams:
+                d.rebase()  # no sequence gap for the silence we dropped (subscribers would count it lost)
+        self.audible = audible
 
     def add_sink(self, sink: Sink) -> None:
         """Also hand every packet to ``sink``; for video a keyframe is requested at once."""
@@ -378,7 +387,7 @@ class Forwarder:
             else:
                 self.request_keyframe()
         downstreams = self.downstreams
-        if not downstreams:
+        if not downstreams or (audio_level is not None and not self.audible):
             return
         now = time.monotonic()
         keyframe = False

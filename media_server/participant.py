@@ -215,6 +215,8 @@ class Slot:
     track: PublishedTrack | None = None
     attached: PublishedTrack | None = None
     info: TrackInfo | None = None
+    answered: PublishedTrack | None = None
+    """The track the client's last answer accepted on this m-line (forwardable unless paused)."""
     pending: bool = field(default=True)
     nacks_received: int = 0  # RTCP feedback from the subscriber (media_server/metrics.py)
     keyframe_requests_received: int = 0
@@ -259,6 +261,10 @@ class Subscriber:
         self.padding = 0.0  # bit/s of probe padding wanted now (layers.padding_rate)
         self._pad_credit = 0.0
         self._adapter = asyncio.create_task(self._run_adaptation(), name=f"subscriber-{participant}-layers")
+        # Last-N (media_server/lastn.py): the video tracks to forward (ids); None = every one.
+        self.selected_video: set[int] | None = None
+        self.audio_pooled = False  # microphone m-lines are a pool (Room._audio_pool)
+        self.reported: tuple[str, ...] | None = None  # tracks last announced in a forwarded_tracks event
 
         @self.pc.on("connectionstatechange")
         def on_state() -> None:
@@ -281,6 +287,7 @@ class Subscriber:
             if slot.track is not None and id(slot.track) not in desired_ids:
                 self._detach(slot)
                 slot.track = None
+                slot.answered = None
                 slot.info = None
                 slot.transceiver.direction = "inactive"
         assigned = {id(s.track) for s in self.slots if s.track}
@@ -379,13 +386,94 @@ class Subscriber:
             key = codec_key(codec) if codec is not None else next(iter(slot.track.codec_keys), None)
             if key is not None and key not in params.pt_by_codec and slot.info is not None:
                 missing.append((slot.info, key))
-            if slot.attached is not slot.track:
-                self._detach(slot)
-                slot.attached = slot.track
-                self._select_layer(slot, 0)
+            slot.answered = slot.track
+            self._forward(slot)
             if self.pc.connectionState == "connected":
                 self._make_ready(slot)
         return missing
+
+    def rebind(self, video: list[PublishedTrack]) -> bool:
+        """Move video m-lines from tracks not in ``video`` to tracks of ``video`` that have none; no renegotiation.
+
+        The m-line keeps its mid, SSRC and sequence space (``Downstream.rebase``);
+        the new publisher's video starts on a keyframe. Tracks left without an
+        m-line need a renegotiation (the caller's). True if anything moved.
+        """
+        return self._rebind(video, [s for s in self.slots if s.kind == "video"])
+
+    def rebind_audio(self, microphones: list[PublishedTrack]) -> bool:
+        """Pooled audio: move microphone m-lines to ``microphones`` lacking one, forwarding at once.
+
+        The line given up is the one idle longest (the browser's jitter buffer
+        has played out its previous talker). Its outgoing stream continues: the
+        next packet gets the next sequence number and a timestamp advanced by
+        the time elapsed (``Downstream.rebase``). True if anything moved.
+        """
+        lines = [s for s in self.slots if s.kind == "audio" and s.track is not None and s.track.source == "microphone"]
+        lines.sort(key=lambda s: s.downstream.last_time)
+        moved = self._rebind(microphones, lines)
+        if moved:
+            for slot in lines:
+                self._forward(slot)
+        return moved
+
+    def pooled_microphones(self) -> list[PublishedTrack]:
+        """The microphones holding audio m-lines, most recently forwarded first."""
+        lines = [s for s in self.slots if s.kind == "audio" and s.track is not None and s.track.source == "microphone"]
+        lines.sort(key=lambda s: s.downstream.last_time, reverse=True)
+        return [s.track for s in lines if s.track is not None]
+
+    def _rebind(self, tracks: list[PublishedTrack], lines: list[Slot]) -> bool:
+        wanted = {id(t) for t in tracks}
+        bound = {id(s.track) for s in self.slots if s.track is not None}
+        incoming = [t for t in tracks if id(t) not in bound]
+        moved = False
+        for slot in lines:
+            if not incoming:
+                break
+            if slot.track is None or id(slot.track) in wanted:
+                continue
+            track = incoming.pop(0)
+            self._detach(slot)
+            slot.track = track
+            if slot.answered is not None:
+                slot.answered = track  # negotiated m-line: forwardable at once
+            if slot.info is not None:
+                slot.info = TrackInfo(
+                    mid=slot.info.mid, participant=track.participant, pc=track.pc, source=track.source, kind=track.kind
+                )
+            moved = True
+        return moved
+
+    def paused(self, slot: Slot) -> bool:
+        """True if last-N leaves this slot's video out: its m-line stays negotiated but gets no packets."""
+        return slot.kind == "video" and self.selected_video is not None and id(slot.track) not in self.selected_video
+
+    def select(self, video: list[PublishedTrack] | None) -> None:
+        """Forward only the video tracks in ``video`` (None: all); no renegotiation.
+
+        A video that is resumed restarts on a keyframe (``Forwarder.attach`` asks
+        the publisher for one); audio is not affected.
+        """
+        self.selected_video = None if video is None else {id(t) for t in video}
+        for slot in self.slots:
+            self._forward(slot)
+
+    def _forward(self, slot: Slot) -> None:
+        """Attach the slot to its answered track unless it is paused; detach it otherwise."""
+        target = None if slot.answered is None or self.paused(slot) else slot.answered
+        if slot.attached is target:
+            return
+        self._detach(slot)
+        if target is not None:
+            slot.attached = target
+            self._select_layer(slot, 0)  # simulcast: start on the lowest layer; adapt() moves it up
+            if self.pc.connectionState == "connected":
+                self._make_ready(slot)
+
+    def forwarded(self) -> list[TrackInfo]:
+        """The m-lines currently fed with packets (what the client receives)."""
+        return [s.info for s in self.slots if s.attached is not None and s.info is not None]
 
     def _make_ready(self, slot: Slot) -> None:
         # Forward only once packets can actually leave: a keyframe "sent" into

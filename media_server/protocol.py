@@ -153,8 +153,84 @@ def parse_publish(body: Any) -> PublishRequest:
     return PublishRequest(pc=pc, sdp=_string(body, "sdp"))
 
 
-def parse_subscribe(body: Any) -> None:
-    check_body(body)
+@dataclass(frozen=True)
+class Tile:
+    """A remote video the client shows, and how large: its simulcast layer is capped at ``height``."""
+
+    participant: str
+    source: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """What one subscriber wants to see (last-N, media_server/lastn.py)."""
+
+    pinned: tuple[str, ...] = ()
+    tiles: tuple[Tile, ...] = ()
+
+
+@dataclass(frozen=True)
+class RoomSettings:
+    last_n: int | None
+    """Cameras forwarded to each subscriber; None = the default by room size (lastn.default_last_n)."""
+
+
+ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+MAX_PINNED = 4
+MAX_TILES = 100
+MAX_TILE_SIDE = 8192
+MAX_LAST_N = 100
+
+
+def _participant_ids(value: Any, name: str, limit: int) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > limit:
+        raise BadRequest(f"'{name}' must be a list of at most {limit} participant IDs", {"field": name})
+    if not all(isinstance(v, str) and ID_RE.match(v) for v in value) or len(set(value)) != len(value):
+        raise BadRequest(f"'{name}' must hold distinct participant IDs", {"field": name})
+    return tuple(value)
+
+
+def _tile(raw: Any) -> Tile:
+    if not isinstance(raw, Mapping):
+        raise BadRequest("each tile must be an object", {"field": "tiles"})
+    participant, source = raw.get("participant"), raw.get("source")
+    if not isinstance(participant, str) or not ID_RE.match(participant) or source not in ("camera", "screen"):
+        raise BadRequest("a tile needs 'participant' (ID) and 'source' (camera|screen)", {"field": "tiles"})
+    sides = [raw.get("width"), raw.get("height")]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_TILE_SIDE for v in sides):
+        raise BadRequest(f"tile 'width'/'height' must be integers in 0..{MAX_TILE_SIDE}", {"field": "tiles"})
+    return Tile(participant=participant, source=str(source), width=int(raw["width"]), height=int(raw["height"]))
+
+
+def parse_preferences(body: Any) -> Preferences:
+    body = check_body(body)
+    pinned = _participant_ids(body.get("pinned", []), "pinned", MAX_PINNED)
+    tiles = body.get("tiles", [])
+    if not isinstance(tiles, list) or len(tiles) > MAX_TILES:
+        raise BadRequest(f"'tiles' must be a list of at most {MAX_TILES} tiles", {"field": "tiles"})
+    return Preferences(pinned=pinned, tiles=tuple(_tile(t) for t in tiles))
+
+
+def _last_n(body: Mapping[str, Any]) -> RoomSettings:
+    value = body.get("last_n")
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_LAST_N):
+        raise BadRequest(f"'last_n' must be null or an integer in 0..{MAX_LAST_N}", {"field": "last_n"})
+    return RoomSettings(last_n=value)
+
+
+def parse_room_settings(body: Any) -> RoomSettings:
+    body = check_body(body)
+    if "last_n" not in body:
+        raise BadRequest("'last_n' is required (null = by room size)", {"field": "last_n"})
+    return _last_n(body)
+
+
+def parse_subscribe(body: Any) -> RoomSettings | None:
+    """The room settings the subscribe request carries (``last_n``), None if it carries none."""
+    body = check_body(body)
+    return _last_n(body) if "last_n" in body else None
 
 
 def parse_answer(body: Any) -> AnswerRequest:
@@ -253,6 +329,29 @@ def track_unavailable_event(room: str, participant: str, track: TrackInfo, reaso
         "track": track.to_json(),
         "reason": reason,
         "codec": codec,
+    }
+
+
+def forwarded_tracks_event(
+    room: str,
+    participant: str,
+    last_n: int | None,
+    video: list[TrackInfo],
+    audio: list[TrackInfo],
+    audio_pooled: bool = False,
+) -> dict[str, Any]:
+    """What ``participant``'s subscribe connection is currently fed with (last-N).
+
+    ``audio_pooled``: the microphone m-lines are a pool re-mapped to whoever is heard.
+    """
+    return {
+        "type": "forwarded_tracks",
+        "room": room,
+        "participant": participant,
+        "last_n": last_n,
+        "video": [t.to_json() for t in video],
+        "audio": [t.to_json() for t in audio],
+        "audio_pooled": audio_pooled,
     }
 
 

@@ -13,11 +13,11 @@ from typing import Any
 from aiortc import RTCPeerConnection
 
 from . import aiortc_hooks as hooks
-from . import protocol
+from . import lastn, protocol
 from .config import Config
 from .metrics import Totals
 from .participant import PublishedTrack, Publisher, Subscriber, peer_dtls
-from .protocol import PeerNotFound, TrackInfo
+from .protocol import PeerNotFound, Preferences, TrackInfo
 from .recorder import Recorder
 from .speaker import ActiveSpeakerDetector
 
@@ -35,6 +35,7 @@ class Participant:
     publishers: dict[str, Publisher] = field(default_factory=dict)
     subscriber: Subscriber | None = None
     revisions: int = 0
+    preferences: Preferences = field(default_factory=Preferences)
 
 
 @dataclass
@@ -56,7 +57,12 @@ class Room:
         self._emit = emit
         self.lock = asyncio.Lock()
         self.participants: dict[str, Participant] = {}
-        self.speaker = ActiveSpeakerDetector(lambda p: self._emit(protocol.active_speaker_event(self.id, p)))
+        self.speaker = ActiveSpeakerDetector(self._speaker_changed)
+        # Last-N (media_server/lastn.py): who is seen and heard in a large room.
+        self.last_n: int | None = None  # the room's setting (Django); None = by room size
+        self.order = lastn.SpeakerOrder()
+        # Never more audible microphones than a pooled subscriber has audio m-lines.
+        self.audio = lastn.AudioSelector(limit=min(lastn.AUDIO_LIMIT, config.max_audio_mlines))
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watch: dict[int, _Watch] = {}
         self.closed = False
@@ -73,6 +79,7 @@ class Room:
             if not create:
                 raise protocol.ParticipantNotFound(f"participant {participant_id!r} is not in room {self.id!r}")
             p = self.participants[participant_id] = Participant(participant_id)
+            self.order.add(participant_id)
         return p
 
     def tracks_for(self, participant_id: str) -> list[PublishedTrack]:
@@ -117,15 +124,16 @@ class Room:
             await self._close_publisher(p, old, "replaced", renegotiate=False)
         publisher = Publisher(participant=participant_id, name=pc_name, config=self.config)
         try:
-            answer = await publisher.accept(
-                sdp, lambda level: self.speaker.feed(participant_id, level, time.monotonic())
-            )
+            answer = await publisher.accept(sdp, lambda level: self._audio_level(participant_id, level))
         except BaseException:
             await publisher.pc.close()
             if old is not None:
                 await self.renegotiate_all()
             raise
         p.publishers[pc_name] = publisher
+        for track in publisher.tracks:
+            if track.source == "microphone":  # heard once it speaks (lastn.AudioSelector)
+                track.forwarder.audible = participant_id in self.audio.audible
         if self.recorder is not None:
             self.recorder.add_tracks(publisher.tracks)
         self._watch_state(participant_id, pc_name, publisher.pc)
@@ -157,8 +165,10 @@ class Room:
             speaker=lambda: self.speaker.current,
         )
         p.subscriber = subscriber
+        self._apply_tiles(p)
         self._watch_state(participant_id, "subscribe", subscriber.pc)
-        desired = self.tracks_for(participant_id)
+        self.select_all()  # the room may have grown past a last-N size step
+        desired = self.desired_for(p)
         if not desired:
             subscriber.revision += 1  # a new baseline: offers of a replaced connection are stale
             p.revisions = subscriber.revision
@@ -176,6 +186,7 @@ class Room:
         for info, codec in missing:
             logger.warning("room %s: %s cannot receive %s (%s): no common codec", self.id, participant_id, info, codec)
             self._emit(protocol.track_unavailable_event(self.id, participant_id, info, "no_common_codec", codec))
+        self._report(p)
         if p.subscriber.dirty:
             p.subscriber.dirty = False
             await self._renegotiate(p)
@@ -216,6 +227,8 @@ class Room:
             await self._close_subscriber(p, "left")
         self.participants.pop(participant_id, None)
         self.speaker.remove(participant_id)
+        self.audio.remove(participant_id)
+        self.order.remove(participant_id)
         await self.renegotiate_all()
 
     async def start_recording(self, recording_id: str) -> bool:
@@ -254,6 +267,165 @@ class Room:
         self.recorder = None
         return await recorder.stop() is None
 
+    async def set_preferences(self, participant_id: str, preferences: Preferences) -> None:
+        """Store what the participant wants to see (pins, tiles) and apply it at once.
+
+        Only a selection needing more m-lines than are negotiated renegotiates.
+        """
+        p = self.participant(participant_id, create=True)
+        p.preferences = preferences
+        self._apply_tiles(p)
+        await self._renegotiate(p)
+
+    @staticmethod
+    def _apply_tiles(p: Participant) -> None:
+        """Cap each shown video's simulcast layer at the height its tile is displayed at (layers.allocate)."""
+        if p.subscriber is not None:
+            p.subscriber.max_heights = {(t.participant, t.source): t.height for t in p.preferences.tiles}
+
+    async def set_last_n(self, last_n: int | None) -> None:
+        """The room's last-N setting (None: by room size, lastn.default_last_n); applied at once."""
+        if last_n != self.last_n:
+            self.last_n = last_n
+            await self.renegotiate_all()
+
+    def effective_last_n(self) -> int | None:
+        return lastn.effective_last_n(self.last_n, len(self.participants))
+
+    def select_all(self) -> None:
+        for p in list(self.participants.values()):
+            self._select(p)
+
+    def _selection(self, p: Participant) -> tuple[list[PublishedTrack], list[PublishedTrack] | None, bool]:
+        """(every track of the others, the video ``p`` is sent (None: all), whether m-lines are pooled).
+
+        Pooled (more than ``config.max_video_mlines`` videos and a last-N): only
+        the selected videos have m-lines, re-mapped as the selection changes.
+        """
+        tracks = self.tracks_for(p.id)
+        last_n = self.effective_last_n()
+        if last_n is None:
+            return tracks, None, False
+        video = [t for t in tracks if t.kind == "video"]
+        selected = lastn.select_video(
+            video, subscriber=p.id, speakers=self.order.order(), pinned=p.preferences.pinned, last_n=last_n
+        )
+        return tracks, selected, len(video) > self.config.max_video_mlines
+
+    def desired_for(self, p: Participant) -> list[PublishedTrack]:
+        """The tracks ``p``'s subscribe connection negotiates m-lines for."""
+        tracks, selected, pooled = self._selection(p)
+        microphones = self._audio_pool(p, self._by_speaker(tracks))
+        if microphones is not None:
+            pool = {id(t) for t in microphones}
+            tracks = [t for t in tracks if t.source != "microphone" or id(t) in pool]
+        if not pooled or selected is None:
+            return tracks
+        return [*(t for t in tracks if t.kind != "video"), *selected]
+
+    def _audio_pool(self, p: Participant, microphones: list[PublishedTrack]) -> list[PublishedTrack] | None:
+        """The microphones holding ``p``'s audio m-lines when they are pooled; None: one m-line each.
+
+        ``microphones``: the others' (``_by_speaker``). Pooled above ``config.max_audio_mlines``
+        of them (lastn.audio_pool): the audible ones, then the lines' current holders, then by speaker order.
+        """
+        size = self.config.max_audio_mlines
+        if len(microphones) <= size:
+            return None
+        audible = [t for t in microphones if t.participant in self.audio.audible]
+        bound = p.subscriber.pooled_microphones() if p.subscriber is not None else []
+        return lastn.audio_pool(bound=bound, audible=audible, candidates=microphones, size=size)
+
+    def _by_speaker(self, tracks: list[PublishedTrack]) -> list[PublishedTrack]:
+        """The microphones among ``tracks``, most recent speaker first (lastn.SpeakerOrder)."""
+        rank = {participant: i for i, participant in enumerate(self.order.order())}
+        microphones = [t for t in tracks if t.source == "microphone"]
+        microphones.sort(key=lambda t: rank.get(t.participant, len(rank)))
+        return microphones
+
+    def _select(self, p: Participant) -> None:
+        """Apply last-N to ``p``'s subscribe connection: re-map pooled m-lines, attach/detach video.
+
+        Never renegotiates (``_renegotiate`` does when the selection needs more m-lines).
+        """
+        if p.subscriber is None:
+            return
+        tracks, selected, pooled = self._selection(p)
+        if pooled and selected is not None:
+            p.subscriber.rebind(selected)
+        p.subscriber.select(selected)
+        microphones = self._audio_pool(p, self._by_speaker(tracks))
+        p.subscriber.audio_pooled = microphones is not None
+        if microphones is not None:
+            p.subscriber.rebind_audio(microphones)
+        self._report(p)
+
+    def _report(self, p: Participant) -> None:
+        """Tell ``p`` (``forwarded_tracks``) when what its connection is fed with changed."""
+        subscriber = p.subscriber
+        if subscriber is None:
+            return
+        forwarded = subscriber.forwarded()
+        # A pooled microphone line re-mapped to a new talker is not news for the client (it plays pooled
+        # lines as they come; who talks comes from active_speaker): no event per talker per subscriber.
+        key = (
+            *sorted(
+                f"{t.mid}:{t.participant}:{t.source}"
+                for t in forwarded
+                if not (subscriber.audio_pooled and t.source == "microphone")
+            ),
+            "pooled" if subscriber.audio_pooled else "",
+        )
+        if key == subscriber.reported or (subscriber.reported is None and not forwarded):
+            return  # unchanged, or nothing forwarded yet (nothing answered)
+        subscriber.reported = key
+        video = [t for t in forwarded if t.kind == "video"]
+        audio = [t for t in forwarded if t.kind == "audio"]
+        self._emit(
+            protocol.forwarded_tracks_event(
+                self.id, p.id, self.effective_last_n(), video, audio, audio_pooled=subscriber.audio_pooled
+            )
+        )
+
+    def _speaker_changed(self, participant_id: str) -> None:
+        self._emit(protocol.active_speaker_event(self.id, participant_id))
+        if self.order.spoke(participant_id) and not self.closed:
+            self.select_all()
+
+    def _audio_level(self, participant_id: str, level: int) -> None:
+        """Every microphone packet's RFC 6464 level, before it is forwarded (hot path)."""
+        now = time.monotonic()
+        self.speaker.feed(participant_id, level, now)
+        admitted, evicted = self.audio.feed(participant_id, level, now)
+        if evicted is not None:  # first: its pooled m-lines become free for the newcomer
+            self._set_audible(evicted, False)
+        if admitted is not None:
+            self._set_audible(admitted, True)
+            self._map_pooled_audio()
+
+    def _map_pooled_audio(self) -> None:
+        """Give a newly audible microphone a pooled audio m-line at every subscriber, before its packet is forwarded."""
+        if len(self.participants) <= self.config.max_audio_mlines + 1:
+            return  # nobody can have more other microphones than audio m-lines
+        everyone = self._by_speaker(
+            [t for q in self.participants.values() for pub in q.publishers.values() for t in pub.tracks]
+        )
+        for p in list(self.participants.values()):
+            if p.subscriber is None:
+                continue
+            microphones = self._audio_pool(p, [t for t in everyone if t.participant != p.id])
+            if microphones is not None:
+                p.subscriber.rebind_audio(microphones)
+
+    def _set_audible(self, participant_id: str, audible: bool) -> None:
+        p = self.participants.get(participant_id)
+        if p is None:
+            return
+        for publisher in p.publishers.values():
+            for track in publisher.tracks:
+                if track.source == "microphone":
+                    track.forwarder.set_audible(audible)
+
     async def renegotiate_all(self) -> None:
         """Offer every subscriber its new track set (serialized per subscriber)."""
         for p in list(self.participants.values()):
@@ -264,7 +436,8 @@ class Room:
         subscriber = p.subscriber
         if subscriber is None:
             return
-        desired = self.tracks_for(p.id)
+        self._select(p)
+        desired = self.desired_for(p)
         if not reoffer and not subscriber.wanted(desired):
             return
         if subscriber.outstanding is not None and not reoffer:
@@ -311,6 +484,7 @@ class Room:
         await publisher.close()
         if any(t.source == "microphone" for t in publisher.tracks):
             self.speaker.remove(p.id)
+            self.audio.remove(p.id)
         self._emit(protocol.publication_event(self.id, p.id, publisher.name, "stopped", publisher.sources))
         self._emit(protocol.peer_state_event(self.id, p.id, publisher.name, "closed", reason))
         if renegotiate:

@@ -9,7 +9,7 @@ from typing import Any
 from .config import Config
 from .events import EventSink
 from .metrics import Totals
-from .protocol import RecordingNotFound, RoomNotFound, TrackInfo
+from .protocol import Preferences, RecordingNotFound, RoomNotFound, RoomSettings, TrackInfo
 from .recorder import MANIFEST_NAME
 from .room import Room
 
@@ -50,10 +50,25 @@ class MediaService:
         async with r.lock:
             await r.unpublish(participant, pc)
 
-    async def subscribe(self, *, room: str, participant: str) -> tuple[str | None, int, list[TrackInfo]]:
+    async def subscribe(
+        self, *, room: str, participant: str, settings: RoomSettings | None = None
+    ) -> tuple[str | None, int, list[TrackInfo]]:
         r = self._room(room, create=True)
         async with r.lock:
+            if settings is not None:
+                await r.set_last_n(settings.last_n)
             return await r.subscribe(participant)
+
+    async def set_preferences(self, *, room: str, participant: str, preferences: Preferences) -> None:
+        """Store a participant's video preferences (created implicitly, like subscribe)."""
+        r = self._room(room, create=True)
+        async with r.lock:
+            await r.set_preferences(participant, preferences)
+
+    async def set_room_settings(self, *, room: str, settings: RoomSettings) -> None:
+        r = self._room(room)
+        async with r.lock:
+            await r.set_last_n(settings.last_n)
 
     async def subscribe_answer(self, *, room: str, participant: str, sdp: str, revision: int) -> None:
         r = self._room(room)

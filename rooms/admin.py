@@ -13,7 +13,17 @@ class ParticipantInline(admin.TabularInline):  # type: ignore[type-arg]
 
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ("public_id", "name", "host", "status", "max_participants", "locked", "waiting_room", "created_at")
+    list_display = (
+        "public_id",
+        "name",
+        "host",
+        "status",
+        "max_participants",
+        "last_n",
+        "locked",
+        "waiting_room",
+        "created_at",
+    )
     list_filter = ("status", "locked", "waiting_room", "allow_guests", "e2ee", "created_at")
     search_fields = ("public_id", "name", "host__username", "host__email")
     readonly_fields = ("public_id", "password_hash", "chat_seq", "created_at", "updated_at", "ended_at")

@@ -19,7 +19,7 @@ from conference.turn import ice_servers_for
 
 from . import selectors, services
 from .ids import ROOM_ID_RE
-from .models import MAX_PARTICIPANTS, MIN_PARTICIPANTS, Participant, Room
+from .models import MAX_LAST_N, MAX_PARTICIPANTS, MIN_PARTICIPANTS, Participant, Room
 from .permissions import require_host
 
 
@@ -52,6 +52,12 @@ def _room_id_or_404(room_id: str) -> Room:
     return selectors.room_get(room_id=room_id)
 
 
+LAST_N_HELP = (
+    "Cameras each participant receives: pinned first, then the most recent speakers; screen shares always. "
+    "null = by room size (all up to 6 people, 9 up to 20, then 6)."
+)
+
+
 class RoomOutput(serializers.Serializer[Room]):
     roomId = serializers.CharField(source="public_id")
     name = serializers.CharField()
@@ -62,6 +68,7 @@ class RoomOutput(serializers.Serializer[Room]):
     locked = serializers.BooleanField()
     allow_guests = serializers.BooleanField()
     e2ee = serializers.BooleanField()
+    last_n = serializers.IntegerField(allow_null=True, help_text=LAST_N_HELP)
     status = serializers.CharField()
     host = serializers.CharField(source="host.username")
     is_host = serializers.SerializerMethodField()
@@ -92,6 +99,9 @@ class RoomListCreateApi(APIView):
         allow_guests = serializers.BooleanField(default=True)
         locked = serializers.BooleanField(default=False)
         e2ee = serializers.BooleanField(default=False)
+        last_n = serializers.IntegerField(
+            min_value=0, max_value=MAX_LAST_N, required=False, allow_null=True, default=None, help_text=LAST_N_HELP
+        )
 
     @extend_schema(operation_id="rooms_list", responses={200: RoomOutput(many=True), **ERROR_RESPONSES})
     def get(self, request: Request) -> Response:
@@ -122,6 +132,9 @@ class RoomDetailApi(APIView):
         waiting_room = serializers.BooleanField(required=False)
         locked = serializers.BooleanField(required=False)
         allow_guests = serializers.BooleanField(required=False)
+        last_n = serializers.IntegerField(
+            min_value=0, max_value=MAX_LAST_N, required=False, allow_null=True, help_text=LAST_N_HELP
+        )
 
     @extend_schema(operation_id="rooms_retrieve", responses={200: RoomOutput, **ERROR_RESPONSES})
     def get(self, request: Request, room_id: str) -> Response:

@@ -24,7 +24,7 @@ from django.conf import settings
 
 from conference.metrics import SOCKETS_OPEN
 
-from . import events, groups, presence, socket_actions
+from . import events, groups, presence, selectors, socket_actions
 from .e2ee import e2ee_relay
 from .media_client import MediaClient, MediaError
 from .presence import SocketRefused, SocketSession
@@ -172,7 +172,9 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if kind in RATE_LIMITED_FRAMES and not self.chat_bucket.take(now):
             await self._send(error_frame("rate_limited", "You are sending too fast; slow down.", frame.ref))
             return
-        if kind in SIGNALING_TYPES:
+        if kind == "video_preferences":
+            await self._video_preferences(session, frame)
+        elif kind in SIGNALING_TYPES:
             await self._signal(session, frame)
         elif kind == "reaction":
             event = {"type": "reaction", "participantId": session.participant_id, "emoji": frame.data["emoji"]}
@@ -235,13 +237,43 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.used_media = True
         try:
             answer = await relay_client_frame(
-                self.media, room=session.room_id, participant=session.participant_id, frame=frame
+                self.media, room=session.room_id, participant=session.participant_id, frame=frame, last_n=session.last_n
             )
         except MediaError as exc:
             await self._send(error_frame(exc.code, exc.message, frame.ref))
             return
         if answer is not None:
             await self._send(answer)
+
+    async def _video_preferences(self, session: SocketSession, frame: ClientFrame) -> None:
+        """Pins and visible tiles (last-N): only other admitted participants of this room; relayed to the media server."""
+        named = [*frame.data["pinned"], *(t["participant"] for t in frame.data["tiles"])]
+        if session.participant_id in named:
+            await self._send(error_frame("invalid_frame", "Pins and tiles name other participants.", frame.ref))
+            return
+        unknown = await database_sync_to_async(selectors.participants_not_admitted)(
+            room_pk=session.room_pk, participant_ids=list(dict.fromkeys(named))
+        )
+        if unknown:
+            await self._send(
+                error_frame(
+                    "participant_not_found", "No such participant in this room.", frame.ref, participants=unknown
+                )
+            )
+            return
+        await self._signal(session, frame)
+
+    async def _room_settings(self, session: SocketSession, settings_: dict[str, Any]) -> None:
+        """Follow a change of the room's last-N setting; tell the media server (idempotent) if this socket uses media."""
+        if "last_n" not in settings_ or settings_["last_n"] == session.last_n:
+            return
+        session.last_n = settings_["last_n"]
+        if self.used_media:
+            try:
+                await self.media.room_settings(room=session.room_id, last_n=session.last_n)
+            except MediaError as exc:
+                if exc.status != 404:  # 404: no media for this room yet; the next subscribe carries it
+                    logger.warning("media server not told last_n of %s: %s", session.room_id, exc.message)
 
     # --- channel-layer messages -----------------------------------------------------
 
@@ -273,6 +305,8 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 session.role = participant.get("role", session.role)
                 await self._follow_groups()
                 promoted = session.is_moderator and not was_moderator
+        elif kind == "room_updated" and isinstance(frame.get("settings"), dict):
+            await self._room_settings(session, frame["settings"])
         await self._send(frame)
         if promoted:  # a new moderator gets the waiting room as it is now, then its lobby events
             await self._send(await self._hop(presence.lobby_list, session=session))

@@ -129,9 +129,14 @@ class MediaClient:
     async def unpublish(self, *, room: str, participant: str, pc: str) -> None:
         await self._request("DELETE", self._p(room, participant) + f"/publish/{pc}", room=room)
 
-    async def subscribe(self, *, room: str, participant: str) -> dict[str, Any]:
-        """Ask for the subscribe offer: ``{"sdp", "revision", "tracks"}`` (``sdp`` None: nothing to receive yet)."""
-        result = await self._request("POST", self._p(room, participant) + "/subscribe", {}, room=room, place=True)
+    async def subscribe(self, *, room: str, participant: str, last_n: int | None = None) -> dict[str, Any]:
+        """Ask for the subscribe offer: ``{"sdp", "revision", "tracks"}`` (``sdp`` None: nothing to receive yet).
+
+        ``last_n`` is the room's setting (None: by room size), so a media server learns it with the first subscriber.
+        """
+        result = await self._request(
+            "POST", self._p(room, participant) + "/subscribe", {"last_n": last_n}, room=room, place=True
+        )
         if "sdp" not in result or not isinstance(result["sdp"], str | None):
             raise MediaError("media_error", "The media server sent no offer.")
         return {"sdp": result["sdp"], "revision": result.get("revision"), "tracks": result.get("tracks", [])}
@@ -143,6 +148,15 @@ class MediaClient:
 
     async def ice(self, *, room: str, participant: str, pc: str, candidate: dict[str, Any] | None) -> None:
         await self._request("POST", self._p(room, participant) + "/ice", {"pc": pc, "candidate": candidate}, room=room)
+
+    async def preferences(self, *, room: str, participant: str, pinned: list[str], tiles: list[dict[str, Any]]) -> None:
+        """Store what the participant wants to see (last-N pins, tile sizes)."""
+        await self._request(
+            "PUT", self._p(room, participant) + "/preferences", {"pinned": pinned, "tiles": tiles}, room=room
+        )
+
+    async def room_settings(self, *, room: str, last_n: int | None) -> None:
+        await self._request("PUT", f"/v1/rooms/{room}/settings", {"last_n": last_n}, room=room)
 
     async def participant_leave(self, *, room: str, participant: str) -> None:
         await self._request("DELETE", self._p(room, participant), room=room)

@@ -10,6 +10,7 @@ from .ids import new_participant_id, new_room_id
 
 MIN_PARTICIPANTS = 2
 MAX_PARTICIPANTS = 100
+MAX_LAST_N = 100  # media_server/protocol.py MAX_LAST_N
 
 
 class Room(models.Model):
@@ -28,6 +29,13 @@ class Room(models.Model):
     locked = models.BooleanField(default=False, help_text="Only hosts and moderators may join a locked room.")
     allow_guests = models.BooleanField(default=True, help_text="People without an account may join with a name.")
     e2ee = models.BooleanField(default=False, help_text="End-to-end encrypted media; fixed at creation.")
+    last_n = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(MAX_LAST_N)],
+        help_text="Cameras each participant receives (the most recent speakers, pinned first); "
+        "empty = by room size (all up to 6 people, 9 up to 20, then 6). 0 = only pinned and screen shares.",
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     # Head of the per-room chat sequence; incremented under a row lock.
     chat_seq = models.PositiveBigIntegerField(default=0, editable=False)

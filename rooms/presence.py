@@ -53,6 +53,8 @@ class SocketSession:
     chat_identity: list[int] = field(default_factory=list)
     # The room is end-to-end encrypted (fixed at creation): the socket relays e2ee_* key frames.
     e2ee: bool = False
+    # The room's last-N setting (None: by room size), passed to the media server; follows room_updated.
+    last_n: int | None = None
 
     @property
     def is_moderator(self) -> bool:
@@ -98,7 +100,7 @@ def _refuse(code: str) -> SocketRefused:
 def socket_authenticate(*, token: str, room_id: str, user: AbstractBaseUser | AnonymousUser | None) -> SocketSession:
     """Check a join frame's grant against the URL's room and the socket's session user."""
     grant = grant_read(token)
-    room = Room.objects.filter(public_id=room_id).only("pk", "status", "e2ee").first()
+    room = Room.objects.filter(public_id=room_id).only("pk", "status", "e2ee", "last_n").first()
     if room is None:
         raise SocketRefused(Close.ROOM_NOT_FOUND, "room_not_found", "No room has this ID.")
     if grant is None:
@@ -134,6 +136,7 @@ def socket_authenticate(*, token: str, room_id: str, user: AbstractBaseUser | An
         role=participant.role,
         admitted=will_be_admitted,
         e2ee=room.e2ee,
+        last_n=room.last_n,
     )
 
 
@@ -175,7 +178,7 @@ def recording_state(*, room: Room) -> dict[str, Any]:
 def room_snapshot(*, participant: Participant) -> dict[str, Any]:
     """Everything a newly joined (or admitted) socket needs to draw the room."""
     room = participant.room
-    room.refresh_from_db(fields=["chat_seq", "locked", "name", "max_participants", "waiting_room", "status"])
+    room.refresh_from_db(fields=["chat_seq", "locked", "name", "max_participants", "waiting_room", "status", "last_n"])
     me = {**services.participant_public(participant), "state": participant.state}
     snapshot: dict[str, Any] = {
         "type": "room_snapshot",

@@ -37,6 +37,18 @@ def seated_participants(*, room: Room, now: datetime | None = None) -> QuerySet[
     return room.participants.filter(state=Participant.State.ADMITTED, last_seen_at__gte=presence_cutoff(now))
 
 
+def participants_not_admitted(*, room_pk: int, participant_ids: list[str]) -> list[str]:
+    """The IDs (in order) that name no admitted participant of the room."""
+    if not participant_ids:
+        return []
+    admitted = set(
+        Participant.objects.filter(
+            room_id=room_pk, public_id__in=participant_ids, state=Participant.State.ADMITTED
+        ).values_list("public_id", flat=True)
+    )
+    return [p for p in participant_ids if p not in admitted]
+
+
 def waiting_participants(*, room: Room) -> QuerySet[Participant]:
     return room.participants.filter(state=Participant.State.WAITING, last_seen_at__gte=presence_cutoff())
 

@@ -21,7 +21,7 @@ from conference.errors import Conflict, DomainError, Forbidden, Gone, NotFound
 
 from . import events
 from .grants import grant_issue
-from .models import MAX_PARTICIPANTS, MIN_PARTICIPANTS, Participant, Role, Room
+from .models import MAX_LAST_N, MAX_PARTICIPANTS, MIN_PARTICIPANTS, Participant, Role, Room
 from .selectors import presence_cutoff, seated_participants
 
 GUEST_NAME_MAX = 80
@@ -78,6 +78,7 @@ def room_create(
     allow_guests: bool = True,
     locked: bool = False,
     e2ee: bool = False,
+    last_n: int | None = None,
 ) -> Room:
     _check_capacity(max_participants)
     name = name.strip()
@@ -92,6 +93,7 @@ def room_create(
         allow_guests=allow_guests,
         locked=locked,
         e2ee=e2ee,
+        last_n=last_n,
     )
 
 
@@ -104,10 +106,13 @@ def room_settings_public(room: Room) -> dict[str, Any]:
         "locked": room.locked,
         "allow_guests": room.allow_guests,
         "e2ee": room.e2ee,
+        "last_n": room.last_n,
     }
 
 
-UPDATABLE_SETTINGS = frozenset({"name", "max_participants", "password", "waiting_room", "locked", "allow_guests"})
+UPDATABLE_SETTINGS = frozenset(
+    {"name", "max_participants", "password", "waiting_room", "locked", "allow_guests", "last_n"}
+)
 
 
 @transaction.atomic
@@ -122,6 +127,9 @@ def room_update(*, room_id: str, user: User, **changes: Any) -> Room:
         raise DomainError("These settings cannot be changed.", code="invalid_setting", fields=sorted(unknown))
     if "max_participants" in changes:
         _check_capacity(changes["max_participants"])
+    last_n = changes.get("last_n")
+    if last_n is not None and not (isinstance(last_n, int) and 0 <= last_n <= MAX_LAST_N):
+        raise DomainError(f"last_n must be empty or between 0 and {MAX_LAST_N}.", code="invalid_setting")
     if "name" in changes:
         changes["name"] = changes["name"].strip()
         if not changes["name"]:

@@ -27,6 +27,15 @@ def _ids(event: dict[str, Any]) -> tuple[str, str] | None:
     return room, participant
 
 
+def _track_list(raw: Any) -> list[dict[str, Any]]:
+    tracks = raw if isinstance(raw, list) else []
+    return [
+        {key: t.get(key) for key in ("mid", "participant", "pc", "source", "kind")}
+        for t in tracks
+        if isinstance(t, dict)
+    ]
+
+
 def media_event_frames(event: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The (group, frame) pairs an event from the media server turns into; [] for unknown or malformed events."""
     ids = _ids(event)
@@ -62,6 +71,15 @@ def media_event_frames(event: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
             "sources": event.get("sources", []),
         }
         return [(groups.room_group(room), frame)]
+    if kind == "forwarded_tracks":
+        frame = {
+            "type": "forwarded_tracks",
+            "last_n": event.get("last_n"),
+            "video": _track_list(event.get("video")),
+            "audio": _track_list(event.get("audio")),
+            "audio_pooled": event.get("audio_pooled") is True,
+        }
+        return [(groups.participant_group(room, participant), frame)]
     if kind == "track_unavailable":
         raw_track = event.get("track")
         track: dict[str, Any] = raw_track if isinstance(raw_track, dict) else {}
@@ -77,15 +95,18 @@ def media_event_frames(event: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
 
 
 async def relay_client_frame(
-    media: MediaClient, *, room: str, participant: str, frame: ClientFrame
+    media: MediaClient, *, room: str, participant: str, frame: ClientFrame, last_n: int | None = None
 ) -> dict[str, Any] | None:
-    """Relay offer/answer/ice_candidate/subscribe/unpublish; raises ``MediaError``."""
+    """Relay offer/answer/ice_candidate/subscribe/unpublish/video_preferences; raises ``MediaError``.
+
+    ``last_n`` (the room's setting) goes with ``subscribe``.
+    """
     data = frame.data
     if frame.type == "offer":
         sdp = await media.publish(room=room, participant=participant, pc=data["pc"], sdp=data["sdp"])
         return reply({"type": "answer", "pc": data["pc"], "sdp": sdp}, frame.ref)
     if frame.type == "subscribe":
-        offer = await media.subscribe(room=room, participant=participant)
+        offer = await media.subscribe(room=room, participant=participant, last_n=last_n)
         return reply({"type": "offer", "pc": "subscribe", **offer}, frame.ref)
     if frame.type == "answer":
         await media.subscribe_answer(room=room, participant=participant, sdp=data["sdp"], revision=data["revision"])
@@ -93,4 +114,6 @@ async def relay_client_frame(
         await media.ice(room=room, participant=participant, pc=data["pc"], candidate=data["candidate"])
     elif frame.type == "unpublish":
         await media.unpublish(room=room, participant=participant, pc=data["pc"])
+    elif frame.type == "video_preferences":
+        await media.preferences(room=room, participant=participant, pinned=data["pinned"], tiles=data["tiles"])
     return None

@@ -34,6 +34,11 @@ _BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
 MAX_E2EE_PUBLIC_KEY_CHARS = 256
 MAX_E2EE_WRAPPED_KEY_CHARS = 256
 MAX_E2EE_IV_CHARS = 32
+# video_preferences (last-N): pins and the remote tiles the client shows.
+MAX_PINNED = 4
+MAX_TILES = 100
+MAX_TILE_SIDE = 8192
+VIDEO_SOURCES = frozenset({"camera", "screen"})
 
 
 class Close(IntEnum):
@@ -269,6 +274,34 @@ def _e2ee_key(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _video_preferences(raw: dict[str, Any]) -> dict[str, Any]:
+    pinned = raw.get("pinned", [])
+    if not isinstance(pinned, list) or len(pinned) > MAX_PINNED:
+        raise FrameError("invalid_frame", f"'pinned' must be a list of at most {MAX_PINNED} participant IDs.")
+    ids = [_participant_id({"id": p}, "id") for p in pinned]
+    if len(set(ids)) != len(ids):
+        raise FrameError("invalid_frame", "'pinned' lists a participant twice.")
+    tiles = raw.get("tiles", [])
+    if not isinstance(tiles, list) or len(tiles) > MAX_TILES:
+        raise FrameError("invalid_frame", f"'tiles' must be a list of at most {MAX_TILES} tiles.")
+    out: list[dict[str, Any]] = []
+    for tile in tiles:
+        if not isinstance(tile, dict):
+            raise FrameError("invalid_frame", "Each tile is an object {participant, source, width, height}.")
+        width, height = tile.get("width"), tile.get("height")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_TILE_SIDE for v in (width, height)):
+            raise FrameError("invalid_frame", f"A tile's 'width' and 'height' are integers in 0..{MAX_TILE_SIDE}.")
+        out.append(
+            {
+                "participant": _participant_id(tile, "participant"),
+                "source": _choice(tile, "source", VIDEO_SOURCES),
+                "width": width,
+                "height": height,
+            }
+        )
+    return {"pinned": ids, "tiles": out}
+
+
 def _target(raw: dict[str, Any]) -> dict[str, Any]:
     return {"participantId": _participant_id(raw)}
 
@@ -310,6 +343,7 @@ VALIDATORS: dict[str, Validator] = {
     "lobby_deny": _target,
     "e2ee_public_key": _e2ee_public_key,
     "e2ee_key": _e2ee_key,
+    "video_preferences": _video_preferences,
 }
 SIGNALING_TYPES = frozenset({"offer", "answer", "ice_candidate", "subscribe", "unpublish"})
 # End-to-end encryption key exchange: opaque blobs relayed between participants of e2ee rooms.

@@ -22,7 +22,7 @@ from recordings.models import RecordingShare
 
 from . import selectors, services
 from .ids import ROOM_ID_RE
-from .models import MAX_PARTICIPANTS, MIN_PARTICIPANTS, Participant, Role, Room
+from .models import MAX_LAST_N, MAX_PARTICIPANTS, MIN_PARTICIPANTS, Participant, Role, Room
 from .permissions import is_room_moderator
 
 
@@ -97,6 +97,7 @@ class RoomSettingsForm(forms.Form):
     waiting_room = forms.BooleanField(required=False)
     locked = forms.BooleanField(required=False)
     allow_guests = forms.BooleanField(required=False)
+    last_n = forms.IntegerField(min_value=0, max_value=MAX_LAST_N, required=False)
 
 
 @login_required
@@ -114,12 +115,13 @@ def room_settings(request: HttpRequest, room_id: str) -> HttpResponse:
         "waiting_room": room.waiting_room,
         "locked": room.locked,
         "allow_guests": room.allow_guests,
+        "last_n": room.last_n,
     }
     form = RoomSettingsForm(request.POST or None, initial=initial)
     saved = False
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        changes = {k: data[k] for k in ("name", "max_participants", "waiting_room", "locked", "allow_guests")}
+        changes = {k: data[k] for k in ("name", "max_participants", "waiting_room", "locked", "allow_guests", "last_n")}
         if data["remove_password"]:
             changes["password"] = ""
         elif data["new_password"]:

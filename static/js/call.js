@@ -51,6 +51,14 @@ const state = {
   refs: new Map(), // ref -> {resolve, reject}
   nextRef: 1,
   activeSpeaker: null,
+  // Last-N (docs/protocol.md §1 video_preferences / forwarded_tracks): whose video the server sends us.
+  forwardedVideo: null, // Set of "participantId:source" the server forwards; null = not told yet (all)
+  lastN: null,
+  audioPooled: false, // our microphone m-lines are a pool the server re-maps to whoever talks (forwarded_tracks)
+  pooledAudio: new Map(), // mid -> hidden <audio> playing that pooled line (never moved between tiles)
+  pinned: [], // participantIds, at most 4, pinned first
+  prefsSent: null, // JSON of the last video_preferences sent (re-sent only when it changes)
+  prefsTimer: null,
   view: "grid",
   locked: false,
   handRaised: false,
@@ -392,6 +400,7 @@ function onFrame(frame) {
     case "chat_synced": if (typeof frame.up_to === "number") state.lastSeq = Math.max(state.lastSeq ?? 0, frame.up_to); break;
     case "offer": if (frame.pc === "subscribe") queueSubscribeOffer(frame); break;
     case "active_speaker": setActiveSpeaker(frame.participantId); break;
+    case "forwarded_tracks": onForwardedTracks(frame); break;
     case "publication": onPublication(frame); break;
     case "media_state": onPeerState(frame); break;
     case "media_reconnect": onMediaReconnect(frame); break;
@@ -407,6 +416,7 @@ function onFrame(frame) {
 
 function onErrorFrame(frame) {
   console.warn("server error frame", frame.code, frame.message);
+  if (frame.ref === "video_preferences") { state.prefsSent = null; return; } // e.g. someone just left: re-sent on the next render
   if (["session_replaced"].includes(frame.code)) return; // the close code explains it
   if (state.phase === "call") toast(frame.message || "Something went wrong.");
   else if (state.phase === "prejoin" || state.phase === "joining" || state.phase === "waiting") $("join-error").textContent = frame.message || "";
@@ -480,6 +490,7 @@ function upsertParticipant(p) {
 
 function removeParticipant(participantId) {
   if (config.e2ee) e2eeForget(participantId);
+  state.pinned = state.pinned.filter((id) => id !== participantId);
   const p = state.participants.get(participantId);
   state.participants.delete(participantId);
   for (const key of [participantId, `${participantId}:screen`]) {
@@ -543,6 +554,7 @@ function finish(message, reason) {
   for (const track of state.local.stream?.getTracks() || []) track.stop();
   for (const track of state.local.screenStream?.getTracks() || []) track.stop();
   for (const tile of state.tiles.values()) tile.querySelector("video").srcObject = null;
+  syncPooledAudio(new Map());
   if (state.ws) {
     const ws = state.ws;
     state.ws = null;
@@ -688,6 +700,10 @@ function subscribe() {
       if (config.e2ee) e2eeReceiver(event.receiver);
       refreshRemoteMedia();
     };
+    state.forwardedVideo = null; // a new subscribe connection: the server tells us again
+    state.audioPooled = false;
+    state.prefsSent = null; // ... and needs our pins and tiles again
+    schedulePreferences();
     // The reply to our own `subscribe` is the new baseline (the server's revisions restart after a rejoin).
     if (typeof offer.revision === "number") state.subRevision = offer.revision - 1;
     await applySubscribeOffer(offer);
@@ -730,15 +746,42 @@ async function applySubscribeOffer(frame) {
 function refreshRemoteMedia() {
   const pc = state.pcs.subscribe;
   const streams = new Map(); // key -> tracks
+  const pooled = new Map(); // mid -> track of a pooled microphone line
   for (const transceiver of pc ? pc.getTransceivers() : []) {
     const info = state.trackInfo.get(String(transceiver.mid));
     if (!info || transceiver.currentDirection === "inactive" || transceiver.stopped) continue;
+    if (state.audioPooled && info.kind === "audio" && info.source === "microphone") {
+      pooled.set(String(transceiver.mid), transceiver.receiver.track);
+      continue;
+    }
     const key = info.source === "screen" || info.source === "screen_audio" ? `${info.participant}:screen` : info.participant;
     if (!streams.has(key)) streams.set(key, []);
     streams.get(key).push(transceiver.receiver.track);
   }
   state.remoteStreams = streams;
+  syncPooledAudio(pooled);
   renderTiles();
+}
+
+// Pooled microphone lines (large rooms, docs/protocol.md forwarded_tracks): each plays from its own hidden
+// <audio>, which stays put when the server re-maps the line to another talker (moving the track into that
+// talker's tile would rebuild two tiles' streams mid-word). Who talks is shown from active_speaker.
+function syncPooledAudio(lines) {
+  for (const [mid, audio] of state.pooledAudio) {
+    if (lines.get(mid) === audio.srcObject?.getAudioTracks()[0]) continue;
+    audio.srcObject = null;
+    audio.remove();
+    state.pooledAudio.delete(mid);
+  }
+  for (const [mid, track] of lines) {
+    if (state.pooledAudio.has(mid)) continue;
+    const audio = el("audio", { class: "pooled-audio", hidden: true, autoplay: true });
+    audio.dataset.mid = mid;
+    audio.srcObject = new MediaStream([track]);
+    $("call").append(audio);
+    state.pooledAudio.set(mid, audio);
+    audio.play().catch(() => offerSoundButton());
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -851,8 +894,66 @@ function makeTile(key, participantId, screen) {
   if (screen) tile.classList.add("screen");
   const video = tile.querySelector("video");
   if (participantId === "me") { video.muted = true; tile.classList.add("me"); }
+  const pin = tile.querySelector(".pin");
+  if (pin && participantId !== "me" && !screen) {
+    pin.hidden = false;
+    pin.addEventListener("click", () => togglePin(participantId));
+  }
   state.tiles.set(key, tile);
   return tile;
+}
+
+// ---------------------------------------------------------------------------
+// last-N: pins, visible tiles, what the server forwards
+
+function isForwarded(participantId, source) {
+  return state.forwardedVideo === null || state.forwardedVideo.has(`${participantId}:${source}`);
+}
+
+// In large rooms the server re-maps a few video m-lines to whoever is selected: the mids listed here
+// may now carry someone else. Applied after any subscribe offer queued before it (same order as sent).
+function onForwardedTracks(frame) {
+  state.subChain = state.subChain.then(() => {
+    for (const t of [...(frame.video || []), ...(frame.audio || [])]) state.trackInfo.set(String(t.mid), t);
+    state.forwardedVideo = new Set((frame.video || []).map((t) => `${t.participant}:${t.source}`));
+    state.lastN = frame.last_n ?? null;
+    state.audioPooled = frame.audio_pooled === true;
+    refreshRemoteMedia();
+  }).catch((err) => console.error("forwarded tracks failed", err));
+}
+
+function togglePin(participantId) {
+  if (state.pinned.includes(participantId)) state.pinned = state.pinned.filter((id) => id !== participantId);
+  else state.pinned = [participantId, ...state.pinned].slice(0, 4); // the server takes at most 4
+  renderAll();
+  schedulePreferences(0);
+}
+
+// Tell the server (debounced, only when something changed) whom we pinned and which remote tiles we show how large.
+function schedulePreferences(delayMs = 300) {
+  clearTimeout(state.prefsTimer);
+  state.prefsTimer = setTimeout(sendPreferences, delayMs);
+}
+
+function sendPreferences() {
+  if (state.phase !== "call" || !state.wsOpen || !state.pcs.subscribe) return;
+  const pinned = state.pinned.filter((id) => state.participants.has(id));
+  const tiles = [];
+  for (const tile of state.tiles.values()) {
+    const id = tile.dataset.participant;
+    if (id === "me" || !state.participants.has(id) || !tile.isConnected) continue;
+    tiles.push({
+      participant: id,
+      source: tile.classList.contains("screen") ? "screen" : "camera",
+      width: Math.min(8192, Math.round(tile.clientWidth)),
+      height: Math.min(8192, Math.round(tile.clientHeight)),
+    });
+  }
+  const frame = { type: "video_preferences", pinned, tiles: tiles.slice(0, 100) };
+  const json = JSON.stringify(frame);
+  if (json === state.prefsSent) return;
+  state.prefsSent = json;
+  send({ ...frame, ref: "video_preferences" });
 }
 
 function setTileStream(tile, tracks) {
@@ -871,6 +972,7 @@ function offerSoundButton() {
   const button = el("button", { type: "button", id: "enable-sound", class: "enable-sound", text: "Click to enable sound" });
   button.addEventListener("click", () => {
     for (const tile of state.tiles.values()) tile.querySelector("video").play().catch(() => {});
+    for (const audio of state.pooledAudio.values()) audio.play().catch(() => {});
     button.remove();
   });
   $("call").append(button);
@@ -907,7 +1009,19 @@ function renderTiles() {
     const tile = state.tiles.get(id) || makeTile(id, id, false);
     const tracks = remote.get(id) || [];
     setTileStream(tile, tracks);
-    fillTile(tile, p, { videoOn: !p.video_muted && tracks.some((t) => t.kind === "video") });
+    // Not forwarded (last-N: not a recent speaker nor pinned): the avatar, as for a camera that is off.
+    const forwarded = isForwarded(id, "camera");
+    tile.dataset.forwarded = String(forwarded);
+    tile.classList.toggle("pinned", state.pinned.includes(id));
+    const pin = tile.querySelector(".pin");
+    if (pin) {
+      const pinnedNow = state.pinned.includes(id);
+      pin.setAttribute("aria-pressed", String(pinnedNow));
+      pin.textContent = pinnedNow ? "Unpin" : "Pin";
+      pin.setAttribute("aria-label", `${pinnedNow ? "Unpin" : "Pin"} ${p.display_name}`);
+    }
+    fillTile(tile, p, { videoOn: forwarded && !p.video_muted && tracks.some((t) => t.kind === "video") });
+    tile.title = forwarded ? "" : "Video paused: only the most recent speakers and pinned people are shown";
     if (tile.parentNode !== grid) grid.append(tile);
   }
   // screens: mine (local preview) and others'
@@ -942,9 +1056,12 @@ function renderTiles() {
     const pid = tile.dataset.participant === "me" ? state.me.participantId : tile.dataset.participant;
     tile.classList.toggle("featured", state.view === "speaker" && !screens && pid === featuredId());
   }
+  schedulePreferences(); // the layout may have changed: tile sizes for the server
 }
 
 function featuredId() {
+  const pinned = state.pinned.find((id) => state.participants.has(id));
+  if (pinned) return pinned;
   if (state.activeSpeaker && (state.participants.has(state.activeSpeaker) || state.activeSpeaker === state.me?.participantId)) return state.activeSpeaker;
   return state.participants.keys().next().value || state.me?.participantId;
 }
@@ -981,6 +1098,15 @@ function personRow(p, isMe) {
   if (p.video_muted) flags.append(el("span", { class: "muted-flag", text: "camera off" }));
   if (p.screen_sharing) flags.append(el("span", { class: "muted-flag", text: "sharing" }));
   li.append(who, flags);
+  if (!isMe) {
+    const pinnedNow = state.pinned.includes(p.participantId);
+    const pin = el("button", {
+      type: "button", class: "secondary small pin-person", text: pinnedNow ? "Unpin" : "Pin",
+      "aria-pressed": String(pinnedNow), "aria-label": `${pinnedNow ? "Unpin" : "Pin"} ${p.display_name}`,
+    });
+    pin.addEventListener("click", () => togglePin(p.participantId));
+    li.append(pin);
+  }
   if (!isMe && isModerator() && p.role !== "host") {
     const tools = el("div", { class: "person-tools" });
     const button = (label, action, cls = "secondary") => {
@@ -1511,6 +1637,7 @@ function wire() {
       $(`btn-${which}`).focus();
     }
   });
+  window.addEventListener("resize", () => schedulePreferences(500));
   window.addEventListener("pagehide", () => { state.leaving = true; state.ws?.close(1000); });
   navigator.mediaDevices?.addEventListener?.("devicechange", fillDevices);
 }

@@ -1,0 +1,265 @@
+"""Last-N in the SFU: only the selected video and the loudest microphones are forwarded, without renegotiation."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import pytest
+from ms_helpers import AUTH, PublisherClient, SubscriberClient, recv_frames
+
+
+async def packets(sub: SubscriberClient, participant: str, source: str) -> int:
+    """RTP packets the client received on that track's m-line."""
+    stats = await sub.receiver(participant, source).getStats()
+    return sum(s.packetsReceived for s in stats.values() if s.type == "inbound-rtp")
+
+
+def forwarded(event: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(t["participant"], t["source"]) for t in event["video"]}
+
+
+@pytest.mark.asyncio
+async def test_last_n_forwards_recent_speakers_pinned_and_screen_only_and_switches_without_renegotiation(
+    media, fake_django
+) -> None:
+    """N=2, five camera publishers (silent) + a screen share: the subscriber gets the first two (join order),
+    the screen, no silent microphone; a pin and a speaker change switch video on a keyframe, no new offer."""
+    pubs = [PublisherClient(media.http, "big", f"p{i}", amplitude=0) for i in range(1, 6)]
+    for pub in pubs:
+        await pub.start()
+    screen = PublisherClient(media.http, "big", "p3", "screen", audio=False)
+    await screen.start()
+    sub = SubscriberClient(media.http, "big", "s")
+    resp = await media.http.post(
+        "/v1/rooms/big/participants/s/subscribe", json={"protocol": 1, "last_n": 2}, headers=AUTH
+    )
+    body = await resp.json()
+    assert resp.status == 200, body
+    assert len(body["tracks"]) == 11  # every track stays negotiated: 5 cameras, 5 microphones, 1 screen
+    await sub.answer(body)
+    first = await fake_django.wait_for(lambda e: e["type"] == "forwarded_tracks" and e["participant"] == "s")
+    assert first["last_n"] == 2
+    assert forwarded(first) == {("p1", "camera"), ("p2", "camera"), ("p3", "screen")}
+    assert len(first["audio"]) == 5  # negotiated; only the loudest few carry packets
+    assert first["audio_pooled"] is False  # one m-line per microphone up to MEDIA_MAX_AUDIO_MLINES (6)
+    await recv_frames(sub.track("p1", "camera"), 3)
+    await recv_frames(sub.track("p3", "screen"), 3)
+    await asyncio.sleep(0.5)
+    for p in ("p3", "p4", "p5"):
+        assert await packets(sub, p, "camera") == 0, p
+    for i in range(1, 6):
+        assert await packets(sub, f"p{i}", "microphone") == 0  # silence is never forwarded
+
+    # pin p5: pinned first, then the most recent speaker (nobody spoke yet: join order) up to N=2
+    n = len(fake_django.events)
+    resp = await media.http.put(
+        "/v1/rooms/big/participants/s/preferences",
+        json={
+            "protocol": 1,
+            "pinned": ["p5"],
+            "tiles": [{"participant": "p5", "source": "camera", "width": 640, "height": 360}],
+        },
+        headers=AUTH,
+    )
+    assert resp.status == 204
+    pinned = await fake_django.wait_for(lambda e: e["type"] == "forwarded_tracks" and e["participant"] == "s", start=n)
+    assert forwarded(pinned) == {("p5", "camera"), ("p1", "camera"), ("p3", "screen")}
+    await recv_frames(sub.track("p5", "camera"), 3)  # decodable: it restarted on a keyframe
+
+    # p4 starts talking: heard at once, becomes the most recent speaker and replaces p1's video
+    n = len(fake_django.events)
+    assert pubs[3].audio is not None
+    pubs[3].audio.amplitude = 8000
+    spoke = await fake_django.wait_for(lambda e: e["type"] == "active_speaker", start=n)
+    assert spoke["participant"] == "p4"
+    switched = await fake_django.wait_for(
+        lambda e: e["type"] == "forwarded_tracks" and e["participant"] == "s", start=n
+    )
+    assert forwarded(switched) == {("p5", "camera"), ("p4", "camera"), ("p3", "screen")}
+    await recv_frames(sub.track("p4", "camera"), 3)
+    await asyncio.sleep(0.3)  # packets already in flight to p1's m-line arrive
+    p1_video = await packets(sub, "p1", "camera")
+    await asyncio.sleep(0.5)
+    assert await packets(sub, "p1", "camera") == p1_video  # paused
+    assert await packets(sub, "p4", "microphone") > 0
+    assert await packets(sub, "p1", "microphone") == 0
+    assert not [e for e in fake_django.events if e["type"] == "subscribe_offer" and e["participant"] == "s"]
+    slots = media.service.rooms["big"].participants["s"].subscriber.slots
+    assert len(slots) == 11  # no m-line added or removed
+    await asyncio.gather(*(p.close() for p in pubs), screen.close(), sub.close())
+
+
+@pytest.mark.asyncio
+async def test_room_settings_change_last_n_live(media, fake_django) -> None:
+    """PUT settings last_n applies at once; null goes back to the default by room size (all, in a small room)."""
+    pubs = [PublisherClient(media.http, "r", f"p{i}", audio=False) for i in range(1, 4)]
+    for pub in pubs:
+        await pub.start()
+    sub = SubscriberClient(media.http, "r", "s")
+    await sub.start()
+    first = await fake_django.wait_for(lambda e: e["type"] == "forwarded_tracks" and e["participant"] == "s")
+    assert first["last_n"] is None and len(first["video"]) == 3
+    n = len(fake_django.events)
+    resp = await media.http.put("/v1/rooms/r/settings", json={"protocol": 1, "last_n": 1}, headers=AUTH)
+    assert resp.status == 204
+    one = await fake_django.wait_for(lambda e: e["type"] == "forwarded_tracks", start=n)
+    assert one["last_n"] == 1 and forwarded(one) == {("p1", "camera")}
+    n = len(fake_django.events)
+    resp = await media.http.put("/v1/rooms/r/settings", json={"protocol": 1, "last_n": None}, headers=AUTH)
+    assert resp.status == 204
+    back = await fake_django.wait_for(lambda e: e["type"] == "forwarded_tracks", start=n)
+    assert len(back["video"]) == 3
+    await recv_frames(sub.track("p3", "camera"), 2)
+    await asyncio.gather(*(p.close() for p in pubs), sub.close())
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("path", "body", "code"),
+    [
+        ("/v1/rooms/r/participants/s/preferences", {"pinned": "p1"}, "bad_request"),
+        ("/v1/rooms/r/participants/s/preferences", {"pinned": ["p1", "p1"]}, "bad_request"),
+        ("/v1/rooms/r/participants/s/preferences", {"pinned": ["a", "b", "c", "d", "e"]}, "bad_request"),
+        ("/v1/rooms/r/participants/s/preferences", {"pinned": ["../x"]}, "bad_request"),
+        (
+            "/v1/rooms/r/participants/s/preferences",
+            {"tiles": [{"participant": "p1", "source": "camera"}]},
+            "bad_request",
+        ),
+        (
+            "/v1/rooms/r/participants/s/preferences",
+            {"tiles": [{"participant": "p1", "source": "mic", "width": 1, "height": 1}]},
+            "bad_request",
+        ),
+        (
+            "/v1/rooms/r/participants/s/preferences",
+            {"tiles": [{"participant": "p1", "source": "camera", "width": 99999, "height": 1}]},
+            "bad_request",
+        ),
+        ("/v1/rooms/r/participants/s/preferences", {"protocol": 2}, "protocol_mismatch"),
+        ("/v1/rooms/r/settings", {}, "bad_request"),
+        ("/v1/rooms/r/settings", {"last_n": -1}, "bad_request"),
+        ("/v1/rooms/r/settings", {"last_n": True}, "bad_request"),
+        ("/v1/rooms/nowhere/settings", {"last_n": 3}, "room_not_found"),
+    ],
+)
+async def test_bad_preferences_and_settings_are_refused(media, path, body, code) -> None:
+    if "nowhere" not in path:
+        resp = await media.http.put("/v1/rooms/r/participants/s/preferences", json={"protocol": 1}, headers=AUTH)
+        assert resp.status == 204  # creates the room (like subscribe)
+    resp = await media.http.put(path, json={"protocol": 1, **body}, headers=AUTH)
+    assert resp.status in (400, 404, 409)
+    assert (await resp.json())["error"]["code"] == code
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("media", [{"max_video_mlines": 2}], indirect=True)
+async def test_large_room_negotiates_only_the_selected_videos_and_remaps_them_on_speaker_change(
+    media, fake_django
+) -> None:
+    """Pooled m-lines (more videos than max_video_mlines): N=2 of 5 cameras get m-lines; when another participant
+    speaks, an existing m-line (same mid) is re-mapped to them and decodes, without renegotiation."""
+    pubs = [PublisherClient(media.http, "huge", f"p{i}", amplitude=0) for i in range(1, 6)]
+    for pub in pubs:
+        await pub.start()
+    sub = SubscriberClient(media.http, "huge", "s")
+    resp = await media.http.post(
+        "/v1/rooms/huge/participants/s/subscribe", json={"protocol": 1, "last_n": 2}, headers=AUTH
+    )
+    body = await resp.json()
+    video = [t for t in body["tracks"] if t["kind"] == "video"]
+    assert {t["participant"] for t in video} == {"p1", "p2"}  # only the selected cameras have m-lines
+    assert len([t for t in body["tracks"] if t["kind"] == "audio"]) == 5
+    await sub.answer(body)
+    first = await fake_django.wait_for(lambda e: e["type"] == "forwarded_tracks" and e["participant"] == "s")
+    assert forwarded(first) == {("p1", "camera"), ("p2", "camera")}
+    mids = {t["mid"] for t in first["video"]}
+
+    n = len(fake_django.events)
+    assert pubs[4].audio is not None
+    pubs[4].audio.amplitude = 8000  # p5 speaks
+    switched = await fake_django.wait_for(
+        lambda e: e["type"] == "forwarded_tracks" and e["participant"] == "s", start=n
+    )
+    assert ("p5", "camera") in forwarded(switched) and len(switched["video"]) == 2
+    assert {t["mid"] for t in switched["video"]} == mids  # the same m-lines, re-mapped
+    p5_mid = next(t["mid"] for t in switched["video"] if t["participant"] == "p5")
+    receiver_track = next(t for t in sub.pc.getTransceivers() if t.mid == p5_mid).receiver.track
+    await recv_frames(receiver_track, 3)  # p5's video decodes on the re-mapped m-line (a keyframe came)
+    assert not [e for e in fake_django.events if e["type"] == "subscribe_offer" and e["participant"] == "s"]
+    await asyncio.gather(*(p.close() for p in pubs), sub.close())
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("media", [{"max_audio_mlines": 2}], indirect=True)
+async def test_pooled_audio_lines_carry_the_loudest_talkers_and_remap_continuously(media, fake_django) -> None:
+    """Four microphones, two pooled audio m-lines: a talker is heard on a line re-mapped to it from its first
+    packets; when a talker stops and another starts, the freed line moves to the newcomer without renegotiation
+    and its outgoing sequence numbers stay contiguous (timestamps increasing) across the switch."""
+    pubs = [PublisherClient(media.http, "pool", f"p{i}", video=False, amplitude=0) for i in range(1, 5)]
+    for pub in pubs:
+        await pub.start()
+    sub = SubscriberClient(media.http, "pool", "s")
+    body = await sub.start()
+    audio = [t for t in body["tracks"] if t["kind"] == "audio"]
+    assert {t["participant"] for t in audio} == {"p1", "p2"}  # nobody speaks yet: speaker (join) order
+    mids = {t["mid"] for t in audio}
+    received: dict[str, list[tuple[int, int]]] = {mid: [] for mid in mids}
+    for transceiver in sub.pc.getTransceivers():
+        receiver, mid = transceiver.receiver, transceiver.mid
+        original = receiver._handle_rtp_packet
+
+        async def spy(packet: Any, arrival_time_ms: int, original: Any = original, mid: Any = mid) -> None:
+            received[mid].append((packet.sequence_number, packet.timestamp))
+            await original(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = spy  # type: ignore[method-assign]
+
+    def speak(index: int, loud: bool) -> None:
+        track = pubs[index].audio
+        assert track is not None
+        track.amplitude = 8000 if loud else 0
+
+    subscriber = media.service.rooms["pool"].participants["s"].subscriber
+
+    def mapping() -> dict[str, str]:
+        return {s.transceiver.mid: s.track.participant for s in subscriber.slots if s.kind == "audio" and s.track}
+
+    async def wait_mapping(talkers: set[str]) -> dict[str, str]:
+        for _ in range(200):
+            if talkers <= set(mapping().values()):
+                return mapping()
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"pooled lines never carried {talkers}: {mapping()}")
+
+    first = await fake_django.wait_for(lambda e: e["type"] == "forwarded_tracks" and e["participant"] == "s")
+    assert first["audio_pooled"] is True
+    n = len(fake_django.events)
+    speak(2, True)  # p3 and p4 talk: each takes one of the two lines
+    speak(3, True)
+    both = await wait_mapping({"p3", "p4"})
+    assert set(both) == mids  # the same two m-lines, re-mapped
+    p3_mid = next(mid for mid, who in both.items() if who == "p3")
+    await asyncio.sleep(0.5)
+    assert all(len(received[mid]) > 5 for mid in mids)  # both talkers are heard
+
+    speak(2, False)  # p3 stops, p1 starts: p1 gets p3's line (p4 keeps talking on its own)
+    speak(0, True)
+    switched = await wait_mapping({"p1", "p4"})
+    assert switched[p3_mid] == "p1"
+    before = len(received[p3_mid])
+    await asyncio.sleep(0.5)
+    assert len(received[p3_mid]) > before + 5  # p1 is heard on the re-mapped line
+    # re-mapping a pooled microphone line is not reported (no event per talker per subscriber)
+    assert not [e for e in fake_django.events[n:] if e["type"] == "forwarded_tracks" and e["participant"] == "s"]
+
+    stream = received[p3_mid]
+    gaps = [(b[0] - a[0]) & 0xFFFF for a, b in itertools.pairwise(stream)]
+    assert set(gaps) == {1}, gaps  # one continuous stream: p3, (gated silence), then p1
+    assert all(0 < (b[1] - a[1]) & 0xFFFFFFFF < 0x80000000 for a, b in itertools.pairwise(stream))
+    assert not [e for e in fake_django.events if e["type"] == "subscribe_offer" and e["participant"] == "s"]
+    slots = media.service.rooms["pool"].participants["s"].subscriber.slots
+    assert len([s for s in slots if s.kind == "audio"]) == 2  # no m-line added
+    await asyncio.gather(*(p.close() for p in pubs), sub.close())
