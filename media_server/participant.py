@@ -16,8 +16,10 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
+from aiortc.codecs import is_rtx
 from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from . import aiortc_hooks as hooks
 from . import turn
@@ -58,10 +60,13 @@ class PublishedTrack:
     kind: str
     source: str
     forwarder: Forwarder
-    receiver: hooks.ForwardingReceiver
+    receiver: hooks.ForwardingReceiver | None
+    """The publisher's hooked receiver; None for a publication relayed from another node (cascade.py)."""
     mid: str | None = None
     codec_keys: tuple[str, ...] = ()
     """Codecs negotiated with the publisher, preferred (the one it sends) first."""
+    codecs: tuple[RTCRtpCodecParameters, ...] = ()
+    """The negotiated codecs themselves (payload types of the publisher; no RTX): described to relay targets."""
 
 
 class Publisher:
@@ -95,7 +100,7 @@ class Publisher:
             self._hook(transceiver, on_audio_level)
         dtls = peer_dtls(self.pc)
         if dtls is not None and self.tracks:
-            hooks.install_fast_receive(dtls, [t.receiver for t in self.tracks])
+            hooks.install_fast_receive(dtls, [t.receiver for t in self.tracks if t.receiver is not None])
         answer = await self.pc.createAnswer()
         await asyncio.sleep(0)
         description = parse_sdp(answer.sdp)
@@ -103,9 +108,13 @@ class Publisher:
         if rejected or not self.tracks:
             raise NoCommonCodec("no common codec for offered media", {"mids": rejected})
         negotiated = negotiated_by_mid(description)
+        codecs: dict[str | None, tuple[RTCRtpCodecParameters, ...]] = {
+            m.rtp.muxId: tuple(c for c in m.rtp.codecs if not is_rtx(c)) for m in description.media
+        }
         for track in self.tracks:
             params = negotiated.get(track.mid or "")
             track.codec_keys = tuple(params.pt_by_codec) if params is not None else ()
+            track.codecs = codecs.get(track.mid, ()) if track.mid is not None else ()
         await self.pc.setLocalDescription(answer)
         if dtls is not None:
             hooks.install_fast_demux(dtls)  # sockets exist once gathering (setLocalDescription) is done
