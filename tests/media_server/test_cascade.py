@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from ms_helpers import AUTH, FakeDjango, PublisherClient, SubscriberClient, recv_frames
+from ms_helpers import AUTH, FakeDjango, PublisherClient, SubscriberClient, recv_frames, stop_process
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(90)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,13 +73,7 @@ class Node:
 
     async def stop(self) -> None:
         await self.http.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
 
 @pytest_asyncio.fixture
