@@ -118,7 +118,9 @@ async def run(mode: str, args: argparse.Namespace) -> dict[str, Any]:
             c1 = [common.cpu_seconds(s.proc.pid) for s in sfus]
             f1 = [int((await s.health(http))["forwarded_packets"]) for s in sfus]
             wall = time.monotonic() - t0
-            received = sum(int((await w.stats(http))["received"]) for w in subs)
+            received = 0
+            for w in subs:
+                received += int((await w.stats(http))["received"])
             return {
                 "mode": mode,
                 "cpu_per_process": [round((b - a) / wall, 3) for a, b in zip(c0, c1, strict=True)],
