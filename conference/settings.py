@@ -139,7 +139,12 @@ if REDIS_URL:
     CHANNEL_LAYERS: dict[str, Any] = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env("CHANNEL_PREFIX", "conference")},
+            # A read timeout above channels_redis's 5 s BZPOPMIN: with redis-py's default (also 5 s) a consumer
+            # that receives nothing for 5 s could die with "Timeout reading" (seen in the failover tests).
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                "prefix": env("CHANNEL_PREFIX", "conference"),
+            },
         }
     }
     CACHES: dict[str, Any] = {
