@@ -291,6 +291,11 @@ MEDIA_REDIS_URL = env("MEDIA_REDIS_URL")
 MEDIA_REDIS_PREFIX = env("MEDIA_REDIS_PREFIX", "conference")
 # A room's placement is forgotten after this long without media requests (and when the room ends).
 MEDIA_ROOM_PLACEMENT_TTL_SECONDS = float(env("MEDIA_ROOM_PLACEMENT_TTL_SECONDS", str(12 * 3600)))
+# Cascading (docs/scaling.md "Cascading"): with MEDIA_SPAN_ROOMS a room's participants are placed per participant,
+# on the room's home node until it is over its packet budget (or holds MEDIA_SPAN_PARTICIPANTS_PER_NODE, 0 = no
+# cap), then on other nodes, which relay their publications to each other. Needs MEDIA_REDIS_URL.
+MEDIA_SPAN_ROOMS = env_bool("MEDIA_SPAN_ROOMS", False)
+MEDIA_SPAN_PARTICIPANTS_PER_NODE = int(env("MEDIA_SPAN_PARTICIPANTS_PER_NODE", "0"))
 # How often each web process tries to take the failover monitor lock; its holder fails over dead nodes.
 MEDIA_FAILOVER_INTERVAL_SECONDS = float(env("MEDIA_FAILOVER_INTERVAL_SECONDS", "0.5"))
 # TURN with time-limited credentials (conference/turn.py, deploy/coturn/turnserver.conf): with both set, join

@@ -68,6 +68,10 @@ class Config:
     capacity_pps: float = DEFAULT_CAPACITY_PPS  # forwarded packets/s at which the node counts as full
     heartbeat_interval: float = 2.0  # seconds; the registration expires after 2.5 intervals
     draining: bool = False  # registered but takes no new rooms
+    # Cascading relay endpoint (media_server/cascade.py): UDP, internal network only; port 0 = any free port.
+    relay_host: str = "127.0.0.1"
+    relay_port: int = 0
+    relay_announce: str = ""  # host:port other media nodes send to (default: the bound address)
 
 
 _OPTIONS: list[tuple[str, str, str]] = [
@@ -99,6 +103,9 @@ _OPTIONS: list[tuple[str, str, str]] = [
         "--max-audio-mlines",
         "above this many other microphones a subscriber's audio m-lines are a re-mapped pool of this size (default 6)",
     ),
+    ("MEDIA_RELAY_HOST", "--relay-host", "UDP address of the cascading relay (internal network; 127.0.0.1)"),
+    ("MEDIA_RELAY_PORT", "--relay-port", "UDP port of the cascading relay (0 = any free port)"),
+    ("MEDIA_RELAY_ANNOUNCE", "--relay-announce", "host:port other media nodes send relayed media to"),
 ]
 
 
@@ -194,6 +201,15 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
     redis_url = values["MEDIA_REDIS_URL"] or ""
     if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("MEDIA_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+    try:
+        relay_port = int(values["MEDIA_RELAY_PORT"] or 0)
+    except ValueError as exc:
+        raise ConfigError("MEDIA_RELAY_PORT must be an integer") from exc
+    if not 0 <= relay_port < 65536:
+        raise ConfigError("MEDIA_RELAY_PORT must be 0..65535")
+    relay_announce = values["MEDIA_RELAY_ANNOUNCE"] or ""
+    if relay_announce and (not relay_announce.rpartition(":")[2].isdigit() or ":" not in relay_announce):
+        raise ConfigError("MEDIA_RELAY_ANNOUNCE must be host:port")
     node_host = host if host not in ("0.0.0.0", "::", "") else socket.gethostname()
     max_video_mlines = _positive_int(values, "MEDIA_MAX_VIDEO_MLINES", Config.max_video_mlines)
     max_audio_mlines = _positive_int(values, "MEDIA_MAX_AUDIO_MLINES", Config.max_audio_mlines)
@@ -220,6 +236,9 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         draining=bool(args.draining) or env.get("MEDIA_DRAINING", "") in ("1", "true", "yes"),
         max_video_mlines=max_video_mlines,
         max_audio_mlines=max_audio_mlines,
+        relay_host=values["MEDIA_RELAY_HOST"] or "127.0.0.1",
+        relay_port=relay_port,
+        relay_announce=relay_announce,
     )
 
 

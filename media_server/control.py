@@ -12,6 +12,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 from . import metrics, protocol
+from .cascade import parse_remote_tracks
 from .protocol import MediaError
 from .service import MediaService
 
@@ -138,6 +139,34 @@ def create_app(service: MediaService, secret: str, metrics_token: str = "") -> w
         await service.stop_recording(room=request.match_info["room"], recording=recording)
         return web.Response(status=204)
 
+    async def add_relay(request: web.Request) -> web.Response:
+        req = protocol.parse_relay(await body(request))
+        room = request.match_info["room"]
+        created = await service.add_relay(room=room, node=req.node, url=req.url)
+        return web.json_response(
+            {"protocol": protocol.PROTOCOL_VERSION, "room": room, "node": req.node, **service.relays(room=room)},
+            status=201 if created else 200,
+        )
+
+    async def list_relays(request: web.Request) -> web.Response:
+        room = request.match_info["room"]
+        return web.json_response({"protocol": protocol.PROTOCOL_VERSION, "room": room, **service.relays(room=room)})
+
+    async def remove_relay(request: web.Request) -> web.Response:
+        await service.remove_relay(room=request.match_info["room"], node=request.match_info["node"])
+        return web.Response(status=204)
+
+    async def put_remote(request: web.Request) -> web.Response:
+        feedback, tracks = parse_remote_tracks(await body(request))
+        relay = await service.update_origin(
+            room=request.match_info["room"], origin=request.match_info["node"], feedback=feedback, tracks=tracks
+        )
+        return web.json_response({"protocol": protocol.PROTOCOL_VERSION, "relay": relay})
+
+    async def remove_remote(request: web.Request) -> web.Response:
+        await service.remove_origin(room=request.match_info["room"], origin=request.match_info["node"])
+        return web.Response(status=204)
+
     async def metrics_handler(request: web.Request) -> web.Response:
         body = generate_latest(await metrics.snapshot(service))
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
@@ -157,4 +186,9 @@ def create_app(service: MediaService, secret: str, metrics_token: str = "") -> w
     app.router.add_delete("/v1/rooms/{room}", close_room)
     app.router.add_post("/v1/rooms/{room}/recordings", start_recording)
     app.router.add_delete("/v1/rooms/{room}/recordings/{recording}", stop_recording)
+    app.router.add_post("/v1/rooms/{room}/relays", add_relay)
+    app.router.add_get("/v1/rooms/{room}/relays", list_relays)
+    app.router.add_delete("/v1/rooms/{room}/relays/{node}", remove_relay)
+    app.router.add_put("/v1/rooms/{room}/remote/{node}", put_remote)
+    app.router.add_delete("/v1/rooms/{room}/remote/{node}", remove_remote)
     return app

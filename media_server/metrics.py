@@ -204,7 +204,8 @@ async def snapshot(service: MediaService) -> Snapshot:
                 snap.totals.add_publisher(publisher)
                 for track in publisher.tracks:
                     snap.tracks[track.kind] = snap.tracks.get(track.kind, 0) + 1
-                    snap.publisher_packets_lost += await _receiver_packets_lost(track.receiver.receiver)
+                    if track.receiver is not None:
+                        snap.publisher_packets_lost += await _receiver_packets_lost(track.receiver.receiver)
             subscriber = p.subscriber
             if subscriber is None:
                 continue

@@ -17,8 +17,10 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
+from aiortc.codecs import is_rtx
 from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from . import aiortc_hooks as hooks
 from . import turn
@@ -75,7 +77,8 @@ class PublishedTrack:
     kind: str
     source: str
     forwarder: Forwarder
-    receiver: hooks.ForwardingReceiver
+    receiver: hooks.ForwardingReceiver | None
+    """The publisher's hooked receiver; None for a publication relayed from another node (cascade.py)."""
     mid: str | None = None
     codec_keys: tuple[str, ...] = ()
     """Codecs negotiated with the publisher, preferred (the one it sends) first."""
@@ -95,6 +98,9 @@ class PublishedTrack:
             if forwarder.bitrate(now) >= MIN_ACTIVE_BITRATE:
                 return forwarder
         return self.forwarder
+
+    codecs: tuple[RTCRtpCodecParameters, ...] = ()
+    """The negotiated codecs themselves (payload types of the publisher; no RTX): described to relay targets."""
 
 
 class Publisher:
@@ -129,7 +135,7 @@ class Publisher:
             self._hook(transceiver, on_audio_level, simulcast.get(transceiver.mid or ""))
         dtls = peer_dtls(self.pc)
         if dtls is not None and self.tracks:
-            hooks.install_fast_receive(dtls, [t.receiver for t in self.tracks])
+            hooks.install_fast_receive(dtls, [t.receiver for t in self.tracks if t.receiver is not None])
         answer = await self.pc.createAnswer()
         await asyncio.sleep(0)
         description = parse_sdp(answer.sdp)
@@ -137,9 +143,13 @@ class Publisher:
         if rejected or not self.tracks:
             raise NoCommonCodec("no common codec for offered media", {"mids": rejected})
         negotiated = negotiated_by_mid(description)
+        codecs: dict[str | None, tuple[RTCRtpCodecParameters, ...]] = {
+            m.rtp.muxId: tuple(c for c in m.rtp.codecs if not is_rtx(c)) for m in description.media
+        }
         for track in self.tracks:
             params = negotiated.get(track.mid or "")
             track.codec_keys = tuple(params.pt_by_codec) if params is not None else ()
+            track.codecs = codecs.get(track.mid, ()) if track.mid is not None else ()
         await self.pc.setLocalDescription(answer)
         if dtls is not None:
             hooks.install_fast_demux(dtls)  # sockets exist once gathering (setLocalDescription) is done
@@ -668,7 +678,7 @@ class Subscriber:
                 f"mid {slot.transceiver.mid} ({track.participant} {track.source}): {source - mark[1]} source packets,"
                 f" none sent in {now - mark[0]:.1f} s; ready={d.ready} waiting_keyframe={d.waiting_keyframe}"
                 f" missing_codec={d.missing_codec} dropped={d.packets_dropped}"
-                f" keyframe_requests={layer.keyframe_requests} publisher_ssrc={track.receiver.media_ssrc}"
+                f" keyframe_requests={layer.keyframe_requests} publisher_ssrc={track.receiver.media_ssrc if track.receiver else 'relayed'}"
                 f" connection={self.pc.connectionState}"
             )
         return found

@@ -90,6 +90,14 @@ class SpoolUnwritable(MediaError):
     status, code = 409, "spool_unwritable"
 
 
+class RelayDisabled(MediaError):
+    status, code = 409, "relay_disabled"
+
+
+class RelayNotFound(MediaError):
+    status, code = 404, "relay_not_found"
+
+
 @dataclass(frozen=True)
 class TrackInfo:
     """One m-line of a subscribe connection and what it carries."""
@@ -280,6 +288,21 @@ def parse_drain(body: Any) -> bool:
     if not isinstance(draining, bool):
         raise BadRequest("draining must be true or false")
     return draining
+
+
+@dataclass(frozen=True)
+class RelayRequest:
+    node: str
+    url: str
+
+
+def parse_relay(body: Any) -> RelayRequest:
+    """``POST /v1/rooms/{room}/relays {"node": id, "url": control URL}``: relay the room to that node."""
+    body = check_body(body)
+    url = _string(body, "url")
+    if not url.startswith(("http://", "https://")):
+        raise BadRequest("'url' must be an http(s) URL", {"field": "url"})
+    return RelayRequest(node=_string(body, "node"), url=url)
 
 
 def recording_response(room: str, recording: str) -> dict[str, Any]:

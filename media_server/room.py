@@ -14,6 +14,7 @@ from aiortc import RTCPeerConnection
 
 from . import aiortc_hooks as hooks
 from . import lastn, protocol
+from .cascade import Address, RelayEndpoint, RelayTarget, RemoteOrigin
 from .config import Config
 from .metrics import Totals
 from .participant import PublishedTrack, Publisher, Subscriber, peer_dtls
@@ -51,7 +52,7 @@ class Room:
     background reactions (peer failure, silence) take the same lock.
     """
 
-    def __init__(self, room_id: str, *, config: Config, emit: Emit) -> None:
+    def __init__(self, room_id: str, *, config: Config, emit: Emit, relay: RelayEndpoint | None = None) -> None:
         self.id = room_id
         self.config = config
         self._emit = emit
@@ -69,6 +70,10 @@ class Room:
         self.forwarded_retired = 0
         self.retired = Totals()  # counters of closed connections (media_server/metrics.py)
         self.recorder: Recorder | None = None
+        # Cascading (media_server/cascade.py): nodes we relay our publications to, nodes that relay theirs to us.
+        self.relay = relay
+        self.targets: dict[str, RelayTarget] = {}
+        self.origins: dict[str, RemoteOrigin] = {}
         self._watchdog = asyncio.create_task(self._run_watchdog(), name=f"room-{room_id}-watchdog")
 
     # -- helpers -----------------------------------------------------------
@@ -82,15 +87,17 @@ class Room:
             self.order.add(participant_id)
         return p
 
+    def local_tracks(self) -> list[PublishedTrack]:
+        """Every publication of this node's participants (what relay targets get)."""
+        return [track for p in self.participants.values() for pub in p.publishers.values() for track in pub.tracks]
+
+    def remote_tracks(self) -> list[PublishedTrack]:
+        """Every publication relayed to us by other nodes of the room."""
+        return [r.track for origin in self.origins.values() for r in origin.tracks.values()]
+
     def tracks_for(self, participant_id: str) -> list[PublishedTrack]:
-        """Every publication of the other participants, in a stable order."""
-        return [
-            track
-            for p in self.participants.values()
-            if p.id != participant_id
-            for pub in p.publishers.values()
-            for track in pub.tracks
-        ]
+        """Every publication of the other participants (local, then relayed), in a stable order."""
+        return [t for t in self.local_tracks() + self.remote_tracks() if t.participant != participant_id]
 
     def peer_count(self) -> int:
         return sum(len(p.publishers) + (1 if p.subscriber else 0) for p in self.participants.values())
@@ -136,6 +143,7 @@ class Room:
                 track.forwarder.audible = participant_id in self.audio.audible
         if self.recorder is not None:
             self.recorder.add_tracks(publisher.tracks)
+        self._relays_changed()
         self._watch_state(participant_id, pc_name, publisher.pc)
         self._emit(protocol.publication_event(self.id, participant_id, pc_name, "started", publisher.sources))
         await self.renegotiate_all()
@@ -253,9 +261,7 @@ class Room:
             recorder = Recorder.start(recording_id=recording_id, room_id=self.id, spool_dir=spool, emit=self._emit)
         except OSError as exc:
             raise protocol.SpoolUnwritable(f"cannot create the recording directory: {exc}") from exc
-        recorder.add_tracks(
-            track for p in self.participants.values() for pub in p.publishers.values() for track in pub.tracks
-        )
+        recorder.add_tracks(self.local_tracks() + self.remote_tracks())
         self.recorder = recorder
         return True
 
@@ -426,6 +432,78 @@ class Room:
                 if track.source == "microphone":
                     track.forwarder.set_audible(audible)
 
+    # -- cascading (caller holds self.lock) ----------------------------------
+
+    def _relays_changed(self) -> None:
+        local = self.local_tracks()
+        for target in self.targets.values():
+            target.set_tracks(local)
+
+    def add_relay(self, node: str, url: str) -> bool:
+        """Relay every local publication (now and later) to ``node``; False if already relaying there.
+
+        Raises RelayDisabled when this process has no relay endpoint.
+        """
+        if self.relay is None:
+            raise protocol.RelayDisabled("this media node has no relay endpoint")
+        if node == self.config.node_id:
+            raise protocol.BadRequest("a node cannot relay to itself", {"field": "node"})
+        existing = self.targets.get(node)
+        if existing is not None and existing.url == url.rstrip("/"):
+            return False
+        if existing is not None:
+            self._spawn(existing.close(notify=False))
+        target = RelayTarget(
+            room=self.id, origin=self.config.node_id, node=node, url=url, secret=self.config.secret, endpoint=self.relay
+        )
+        self.targets[node] = target
+        target.set_tracks(self.local_tracks())
+        return True
+
+    async def remove_relay(self, node: str) -> None:
+        target = self.targets.pop(node, None)
+        if target is None:
+            raise protocol.RelayNotFound(f"room {self.id!r} is not relayed to {node!r}")
+        await target.close()
+
+    async def update_origin(self, origin: str, feedback: Address, described: list[dict[str, Any]]) -> None:
+        """Reconcile the publications ``origin`` relays to us; subscribers are renegotiated."""
+        if self.relay is None:
+            raise protocol.RelayDisabled("this media node has no relay endpoint")
+        remote = self.origins.get(origin)
+        if remote is None:
+            remote = self.origins[origin] = RemoteOrigin(origin, self.relay)
+
+        def feed(participant: str) -> Callable[[int], None]:
+            return lambda level: self.speaker.feed(participant, level, time.monotonic())
+
+        added, removed = remote.update(feedback, described, feed)
+        self._remote_changed(added, removed)
+        await self.renegotiate_all()
+
+    async def remove_origin(self, origin: str) -> bool:
+        """Drop every publication relayed by ``origin`` (it stopped, or died); False if none."""
+        remote = self.origins.pop(origin, None)
+        if remote is None:
+            return False
+        self._remote_changed([], remote.close())
+        await self.renegotiate_all()
+        return True
+
+    def _remote_changed(self, added: list[PublishedTrack], removed: list[PublishedTrack]) -> None:
+        if self.recorder is not None:
+            self.recorder.add_tracks(added)
+            self.recorder.remove_tracks(removed)
+        for track in removed:
+            if track.source == "microphone":
+                self.speaker.remove(track.participant)
+
+    def relay_status(self) -> dict[str, Any]:
+        return {
+            "targets": [t.status() for t in self.targets.values()],
+            "origins": [{"node": o.node, "tracks": len(o.tracks)} for o in self.origins.values()],
+        }
+
     async def renegotiate_all(self) -> None:
         """Offer every subscriber its new track set (serialized per subscriber)."""
         for p in list(self.participants.values()):
@@ -482,6 +560,7 @@ class Room:
             self.recorder.remove_tracks(publisher.tracks)
         self.retired.add_publisher(publisher)
         await publisher.close()
+        self._relays_changed()
         if any(t.source == "microphone" for t in publisher.tracks):
             self.speaker.remove(p.id)
             self.audio.remove(p.id)
@@ -561,6 +640,12 @@ class Room:
         self.closed = True
         if self.recorder is not None:  # the room ended: the recording stops (manifest, recording_stopped)
             await self.stop_recording(self.recorder.id)
+        for target in list(self.targets.values()):
+            await target.close()
+        self.targets.clear()
+        for remote in self.origins.values():
+            remote.close()
+        self.origins.clear()
         self._watchdog.cancel()
         tasks = [self._watchdog, *self._tasks]
         for task in tasks:

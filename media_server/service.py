@@ -6,10 +6,19 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from .cascade import Address, RelayEndpoint
 from .config import Config
 from .events import EventSink
 from .metrics import Totals
-from .protocol import Preferences, RecordingNotFound, RoomNotFound, RoomSettings, TrackInfo
+from .protocol import (
+    Preferences,
+    RecordingNotFound,
+    RelayDisabled,
+    RelayNotFound,
+    RoomNotFound,
+    RoomSettings,
+    TrackInfo,
+)
 from .recorder import MANIFEST_NAME
 from .room import Room
 
@@ -31,13 +40,23 @@ class MediaService:
         self.forwarded_retired = 0
         self.retired = Totals()  # counters of closed rooms (media_server/metrics.py)
         self.draining = config.draining  # registered, but Django places no new room here (POST /v1/drain)
+        self.relay: RelayEndpoint | None = None  # cascading (media_server/cascade.py); see start_relay()
+
+    async def start_relay(self) -> RelayEndpoint:
+        """Bind the relay endpoint (``config.relay_host``/``relay_port``) so rooms can span nodes."""
+        if self.relay is None:
+            self.relay = await RelayEndpoint.open(
+                self.config.relay_host, self.config.relay_port, self.config.relay_announce
+            )
+            logger.info("relay endpoint on %s (announced as %s)", self.relay.local_address, self.relay.announce)
+        return self.relay
 
     def _room(self, room_id: str, create: bool = False) -> Room:
         room = self.rooms.get(room_id)
         if room is None:
             if not create:
                 raise RoomNotFound(f"room {room_id!r} not found")
-            room = self.rooms[room_id] = Room(room_id, config=self.config, emit=self.events.emit)
+            room = self.rooms[room_id] = Room(room_id, config=self.config, emit=self.events.emit, relay=self.relay)
         return room
 
     async def publish(self, *, room: str, participant: str, pc: str, sdp: str) -> str:
@@ -104,6 +123,35 @@ class MediaService:
         if not (Path(self.config.recordings_spool_dir) / recording / MANIFEST_NAME).is_file():
             raise RecordingNotFound(f"no recording {recording!r} in room {room!r}")
 
+    async def add_relay(self, *, room: str, node: str, url: str) -> bool:
+        """Relay ``room``'s local publications to ``node`` (created empty if unknown); False if already."""
+        r = self._room(room, create=True)
+        async with r.lock:
+            return r.add_relay(node, url)
+
+    async def remove_relay(self, *, room: str, node: str) -> None:
+        r = self._room(room)
+        async with r.lock:
+            await r.remove_relay(node)
+
+    async def update_origin(self, *, room: str, origin: str, feedback: Address, tracks: list[dict[str, Any]]) -> str:
+        """Another node's publications in ``room`` (created if unknown); returns our relay address."""
+        if self.relay is None:
+            raise RelayDisabled("this media node has no relay endpoint")
+        r = self._room(room, create=True)
+        async with r.lock:
+            await r.update_origin(origin, feedback, tracks)
+        return self.relay.announce
+
+    async def remove_origin(self, *, room: str, origin: str) -> None:
+        r = self._room(room)
+        async with r.lock:
+            if not await r.remove_origin(origin):
+                raise RelayNotFound(f"room {room!r} has nothing relayed from {origin!r}")
+
+    def relays(self, *, room: str) -> dict[str, Any]:
+        return self._room(room).relay_status()
+
     async def close_room(self, *, room: str) -> None:
         r = self._room(room)
         del self.rooms[room]
@@ -120,9 +168,12 @@ class MediaService:
             "forwarded_packets": self.forwarded_retired + sum(r.forwarded_packets() for r in self.rooms.values()),
             "events_dropped": self.events.dropped,
             "draining": self.draining,
+            "relay": self.relay.announce if self.relay is not None else None,
         }
 
     async def close(self) -> None:
         """Close every room (and with it every connection and task)."""
         for room_id in list(self.rooms):
             await self.close_room(room=room_id)
+        if self.relay is not None:
+            self.relay.close()

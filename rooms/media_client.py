@@ -61,10 +61,12 @@ class MediaClient:
             await session.close()
         await self.nodes.close()
 
-    async def _node(self, room: str | None, place: bool) -> tuple[str, str | None]:
-        """(control URL, node ID) of the node hosting ``room``; placed first when ``place``."""
+    async def _node(self, room: str | None, place: bool, participant: str | None = None) -> tuple[str, str | None]:
+        """(control URL, node ID) of the node hosting ``room`` (or, spanning, ``participant``); placed when ``place``."""
         if room is None or not media_nodes.enabled():
             return settings.MEDIA_CONTROL_URL, None
+        if participant is not None and media_nodes.spanning():
+            return await self._member_node(room, participant, place)
         try:
             node = await (self.nodes.place(room) if place else self.nodes.lookup(room))
         except media_nodes.NoMediaNode as exc:
@@ -75,6 +77,32 @@ class MediaClient:
             raise MediaError("room_not_found", "No media server hosts this room.", 404)
         return node.control_url, node.node_id
 
+    async def _member_node(self, room: str, participant: str, place: bool) -> tuple[str, str | None]:
+        """Spanning rooms: the participant's node; after a placement, relays between it and the room's other nodes."""
+        try:
+            nodes = await self.nodes.place_member(room, participant, place=place)
+        except media_nodes.NoMediaNode as exc:
+            raise MediaError("media_unavailable", str(exc), 503) from exc
+        except (RedisError, OSError) as exc:
+            raise MediaError("media_unavailable", "The media node registry is unavailable.", 503) from exc
+        if not nodes:
+            raise MediaError("room_not_found", "No media server hosts this room.", 404)
+        mine = nodes[0]
+        if place:
+            for other in nodes[1:]:  # idempotent: 200 when the relay already runs
+                await self._relay(room, mine, other)
+                await self._relay(room, other, mine)
+        return mine.control_url, mine.node_id
+
+    async def _relay(self, room: str, origin: media_nodes.MediaNode, target: media_nodes.MediaNode) -> None:
+        await self._send(
+            "POST",
+            origin.control_url,
+            origin.node_id,
+            f"/v1/rooms/{room}/relays",
+            {"node": target.node_id, "url": target.control_url},
+        )
+
     async def _request(
         self,
         method: str,
@@ -83,8 +111,14 @@ class MediaClient:
         *,
         room: str | None = None,
         place: bool = False,
+        participant: str | None = None,
     ) -> dict[str, Any]:
-        base, node_id = await self._node(room, place)
+        base, node_id = await self._node(room, place, participant)
+        return await self._send(method, base, node_id, path, body)
+
+    async def _send(
+        self, method: str, base: str, node_id: str | None, path: str, body: dict[str, Any] | None
+    ) -> dict[str, Any]:
         url = f"{base}{path}"
         headers = {"Authorization": f"Bearer {settings.MEDIA_SECRET}"}
         json_body = {"protocol": PROTOCOL_VERSION, **body} if body is not None else None
@@ -120,14 +154,19 @@ class MediaClient:
     async def publish(self, *, room: str, participant: str, pc: str, sdp: str) -> str:
         """Send a publish offer (placing the room on a node first); returns the media server's SDP answer."""
         result = await self._request(
-            "POST", self._p(room, participant) + "/publish", {"pc": pc, "sdp": sdp}, room=room, place=True
+            "POST",
+            self._p(room, participant) + "/publish",
+            {"pc": pc, "sdp": sdp},
+            room=room,
+            place=True,
+            participant=participant,
         )
         if not isinstance(result.get("sdp"), str):
             raise MediaError("media_error", "The media server sent no answer.")
         return str(result["sdp"])
 
     async def unpublish(self, *, room: str, participant: str, pc: str) -> None:
-        await self._request("DELETE", self._p(room, participant) + f"/publish/{pc}", room=room)
+        await self._request("DELETE", self._p(room, participant) + f"/publish/{pc}", room=room, participant=participant)
 
     async def subscribe(self, *, room: str, participant: str, last_n: int | None = None) -> dict[str, Any]:
         """Ask for the subscribe offer: ``{"sdp", "revision", "tracks"}`` (``sdp`` None: nothing to receive yet).
@@ -135,7 +174,12 @@ class MediaClient:
         ``last_n`` is the room's setting (None: by room size), so a media server learns it with the first subscriber.
         """
         result = await self._request(
-            "POST", self._p(room, participant) + "/subscribe", {"last_n": last_n}, room=room, place=True
+            "POST",
+            self._p(room, participant) + "/subscribe",
+            {"last_n": last_n},
+            room=room,
+            place=True,
+            participant=participant,
         )
         if "sdp" not in result or not isinstance(result["sdp"], str | None):
             raise MediaError("media_error", "The media server sent no offer.")
@@ -143,34 +187,89 @@ class MediaClient:
 
     async def subscribe_answer(self, *, room: str, participant: str, sdp: str, revision: int) -> None:
         await self._request(
-            "POST", self._p(room, participant) + "/subscribe/answer", {"sdp": sdp, "revision": revision}, room=room
+            "POST",
+            self._p(room, participant) + "/subscribe/answer",
+            {"sdp": sdp, "revision": revision},
+            room=room,
+            participant=participant,
         )
 
     async def ice(self, *, room: str, participant: str, pc: str, candidate: dict[str, Any] | None) -> None:
-        await self._request("POST", self._p(room, participant) + "/ice", {"pc": pc, "candidate": candidate}, room=room)
+        await self._request(
+            "POST",
+            self._p(room, participant) + "/ice",
+            {"pc": pc, "candidate": candidate},
+            room=room,
+            participant=participant,
+        )
 
     async def preferences(self, *, room: str, participant: str, pinned: list[str], tiles: list[dict[str, Any]]) -> None:
         """Store what the participant wants to see (last-N pins, tile sizes)."""
         await self._request(
-            "PUT", self._p(room, participant) + "/preferences", {"pinned": pinned, "tiles": tiles}, room=room
+            "PUT",
+            self._p(room, participant) + "/preferences",
+            {"pinned": pinned, "tiles": tiles},
+            room=room,
+            participant=participant,
         )
 
     async def room_settings(self, *, room: str, last_n: int | None) -> None:
-        await self._request("PUT", f"/v1/rooms/{room}/settings", {"last_n": last_n}, room=room)
+        """The room's last-N setting, on every node that serves the room (one, unless it spans nodes)."""
+        if media_nodes.spanning():
+            await self._everywhere(room, "PUT", f"/v1/rooms/{room}/settings", {"last_n": last_n})
+        else:
+            await self._request("PUT", f"/v1/rooms/{room}/settings", {"last_n": last_n}, room=room)
 
     async def participant_leave(self, *, room: str, participant: str) -> None:
-        await self._request("DELETE", self._p(room, participant), room=room)
+        try:
+            await self._request("DELETE", self._p(room, participant), room=room, participant=participant)
+        finally:
+            if media_nodes.spanning():
+                try:
+                    await self.nodes.forget_member(room, participant)
+                except (RedisError, OSError) as exc:
+                    logger.warning("placement of %s in room %s not released: %s", participant, room, exc)
 
     async def room_close(self, *, room: str) -> None:
-        """Close the room on its node, then forget its placement (the room ended)."""
+        """Close the room on its node(s), then forget its placement (the room ended)."""
         try:
-            await self._request("DELETE", f"/v1/rooms/{room}", room=room)
+            if media_nodes.spanning():
+                await self._everywhere(room, "DELETE", f"/v1/rooms/{room}", None)
+            else:
+                await self._request("DELETE", f"/v1/rooms/{room}", room=room)
         finally:
             if media_nodes.enabled():
                 try:
                     await self.nodes.release(room)
                 except (RedisError, OSError) as exc:
                     logger.warning("placement of room %s not released: %s", room, exc)
+
+    async def _everywhere(self, room: str, method: str, path: str, body: dict[str, Any] | None) -> None:
+        """Spanning rooms: send the same request to every node of ``room`` (404s ignored, first other error raised)."""
+        try:
+            nodes = await self.nodes.room_nodes(room)
+        except (RedisError, OSError) as exc:
+            raise MediaError("media_unavailable", "The media node registry is unavailable.", 503) from exc
+        if not nodes:
+            raise MediaError("room_not_found", "No media server hosts this room.", 404)
+        errors: list[MediaError] = []
+        for node in nodes:
+            try:
+                await self._send(method, node.control_url, node.node_id, path, body)
+            except MediaError as exc:
+                if exc.status != 404:
+                    errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    async def forget_origin(self, *, room: str, node: media_nodes.MediaNode, origin: str) -> None:
+        """Spanning rooms: ``origin`` died; ``node`` drops its relayed publications and its relay to it."""
+        for path in (f"/v1/rooms/{room}/remote/{origin}", f"/v1/rooms/{room}/relays/{origin}"):
+            try:
+                await self._send("DELETE", node.control_url, node.node_id, path, None)
+            except MediaError as exc:
+                if exc.status != 404:
+                    logger.warning("media node %s not told that %s died: %s", node.node_id, origin, exc.message)
 
     async def health(self) -> dict[str, Any]:
         return await self._request("GET", "/v1/health")

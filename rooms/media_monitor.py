@@ -12,7 +12,10 @@ each dead node's rooms out once, so even two holders could never move a room twi
 
 For every dead node the holder sends ``media_reconnect`` to each of its rooms
 (the browsers publish and subscribe again, which places the room on a live
-node) and fails the recordings that were running there.
+node) and fails the recordings that were running there. In a room that spans
+nodes (``MEDIA_SPAN_ROOMS``) only the participants placed on the dead node get
+``media_reconnect``, and the room's surviving nodes drop what the dead node
+relayed to them; the rest of the call goes on.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import logging
 import os
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -30,7 +33,10 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from . import groups, media_nodes
-from .media_nodes import NodeDirectory
+from .media_nodes import LostNode, NodeDirectory
+
+if TYPE_CHECKING:
+    from .media_client import MediaClient
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +59,9 @@ def _fail_recordings(room_ids: list[str], node: str) -> int:
 class MediaNodeMonitor:
     """Owns the failover task of one web process (started by the first ASGI call; ``close()`` stops it)."""
 
-    def __init__(self, nodes: NodeDirectory) -> None:
+    def __init__(self, nodes: NodeDirectory, media: MediaClient | None = None) -> None:
         self.nodes = nodes
+        self.media = media
         self.holder = f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(4)}"
         self._task: asyncio.Task[None] | None = None
         self.failed_over: list[tuple[str, list[str]]] = []  # what this process handled (tests, logs)
@@ -82,18 +89,22 @@ class MediaNodeMonitor:
         interval = settings.MEDIA_FAILOVER_INTERVAL_SECONDS
         if not await self.nodes.hold_lock(self.holder, interval * LOCK_INTERVALS):
             return []
-        lost = await self.nodes.failover()
-        for node, rooms in lost:
-            await self._node_lost(node, rooms)
-        return lost
+        lost = await self.nodes.failover_nodes()
+        for dead in lost:
+            await self._node_lost(dead)
+        return [(dead.node, dead.rooms) for dead in lost]
 
-    async def _node_lost(self, node: str, rooms: list[str]) -> None:
+    async def _node_lost(self, dead: LostNode) -> None:
+        node, rooms = dead.node, dead.rooms
         logger.warning("media node %s is gone: moving its %d rooms", node, len(rooms))
         self.failed_over.append((node, rooms))
         layer = get_channel_layer()
         frame = media_reconnect_frame(node=node)
         for room in rooms:
-            if layer is not None:
+            members = dead.members.get(room)
+            if members is not None:
+                await self._members_lost(room, node, members)
+            elif layer is not None:
                 await layer.group_send(groups.room_group(room), {"type": "room.event", "event": frame})
         if rooms:
             try:
@@ -103,6 +114,25 @@ class MediaNodeMonitor:
             else:
                 if failed:
                     logger.warning("%d recordings on media node %s failed", failed, node)
+
+    async def _members_lost(self, room: str, node: str, participants: list[str]) -> None:
+        """A spanning room lost one node: reconnect its participants only; the other nodes forget it."""
+        layer = get_channel_layer()
+        frame = media_reconnect_frame(node=node)
+        if layer is not None:
+            for participant in participants:
+                await layer.group_send(
+                    groups.participant_group(room, participant), {"type": "room.event", "event": frame}
+                )
+        if self.media is None:
+            return
+        try:
+            survivors = await self.nodes.room_nodes(room)
+        except (RedisError, OSError) as exc:
+            logger.warning("room %s: surviving media nodes unknown: %s", room, exc)
+            return
+        for survivor in survivors:
+            await self.media.forget_origin(room=room, node=survivor, origin=node)
 
     async def _run(self) -> None:
         while True:

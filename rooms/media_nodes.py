@@ -61,18 +61,108 @@ end
 return false
 """
 
+# Spanning rooms (docs/scaling.md "Cascading"): each participant of a room is placed on a node of its own.
+# ARGV: prefix, room, participant, room ttl ms, "place"|"lookup", candidates, weight, participants-per-node cap
+# (0 = none). Returns {node, record, n1, record1, n2, record2, ...} (the participant's node, then every node of
+# the room) or false. A participant keeps its node while that node lives. A new one goes to the room's home node
+# (placed as by PLACE_SCRIPT) unless the home is over its packet budget (score >= 1) or holds the cap; then to a
+# node of the room with headroom, then to the least loaded node with headroom, else to the home anyway.
+PLACE_MEMBER_SCRIPT = """
+local p = ARGV[1]
+local room, who, ttl = ARGV[2], ARGV[3], ARGV[4]
+local room_key = p .. ':media:room:' .. room
+local members_key = p .. ':media:members:' .. room
+local cap = tonumber(ARGV[8])
+local function record_of(node) return redis.call('GET', p .. ':media:node:' .. node) end
+local function room_nodes(first)
+  local out, seen = {}, {}
+  local nodes = {first, redis.call('GET', room_key) or first}
+  for _, n in ipairs(redis.call('HVALS', members_key)) do table.insert(nodes, n) end
+  for _, n in ipairs(nodes) do
+    if not seen[n] then
+      seen[n] = true
+      local record = record_of(n)
+      if record then table.insert(out, n); table.insert(out, record) end
+    end
+  end
+  return out
+end
+local current = redis.call('HGET', members_key, who)
+if current and record_of(current) then
+  redis.call('PEXPIRE', members_key, ttl)
+  redis.call('PEXPIRE', room_key, ttl)
+  return room_nodes(current)
+end
+local home = redis.call('GET', room_key)
+if home and not record_of(home) then home = nil end
+if ARGV[5] ~= 'place' then
+  if home then return room_nodes(home) end
+  return false
+end
+local function usable(node)
+  local record = record_of(node)
+  return record and not cjson.decode(record)['draining']
+end
+local candidates = redis.call('ZRANGEBYSCORE', p .. ':media:load', '-inf', '(1', 'LIMIT', 0, tonumber(ARGV[6]))
+if not home then
+  for _, node in ipairs(candidates) do
+    if usable(node) then home = node; break end
+  end
+  if not home then return false end
+  redis.call('SET', room_key, home, 'PX', ttl)
+  redis.call('SADD', p .. ':media:rooms:' .. home, room)
+  redis.call('ZINCRBY', p .. ':media:load', ARGV[7], home)
+end
+local counts = {}
+for _, n in ipairs(redis.call('HVALS', members_key)) do counts[n] = (counts[n] or 0) + 1 end
+local function fits(node)
+  if not usable(node) or (cap > 0 and (counts[node] or 0) >= cap) then return false end
+  local score = redis.call('ZSCORE', p .. ':media:load', node)
+  return score and tonumber(score) < 1
+end
+local chosen = nil
+if fits(home) then chosen = home end
+if not chosen then
+  for node, _ in pairs(counts) do
+    if fits(node) then chosen = node; break end
+  end
+end
+if not chosen then
+  for _, node in ipairs(candidates) do
+    if fits(node) then chosen = node; break end
+  end
+end
+if not chosen then chosen = home end
+redis.call('HSET', members_key, who, chosen)
+redis.call('PEXPIRE', members_key, ttl)
+redis.call('SADD', p .. ':media:rooms:' .. chosen, room)
+return room_nodes(chosen)
+"""
+
+# ARGV: prefix, room, participant. The participant left: forget its node.
+FORGET_MEMBER_SCRIPT = """
+redis.call('HDEL', ARGV[1] .. ':media:members:' .. ARGV[2], ARGV[3])
+return 1
+"""
+
 # ARGV: prefix, room. The room ended: forget its placement. Returns the node it was on, or false.
 RELEASE_SCRIPT = """
 local room_key = ARGV[1] .. ':media:room:' .. ARGV[2]
+local members_key = ARGV[1] .. ':media:members:' .. ARGV[2]
 local node = redis.call('GET', room_key)
 if node then
   redis.call('DEL', room_key)
   redis.call('SREM', ARGV[1] .. ':media:rooms:' .. node, ARGV[2])
 end
+for _, member_node in ipairs(redis.call('HVALS', members_key)) do
+  redis.call('SREM', ARGV[1] .. ':media:rooms:' .. member_node, ARGV[2])
+end
+redis.call('DEL', members_key)
 return node
 """
 
-# ARGV: prefix, max nodes. Takes every node whose registration has expired: returns {node, {rooms}, ...}.
+# ARGV: prefix, max nodes. Takes every node whose registration has expired: returns {node, {rooms}, lost, ...};
+# lost = JSON {room: [participants placed on the node]} for spanning rooms (their member entries are deleted).
 FAILOVER_SCRIPT = """
 local p = ARGV[1]
 local t = redis.call('TIME')
@@ -82,15 +172,28 @@ local out = {}
 for _, node in ipairs(dead) do
   local rooms_key = p .. ':media:rooms:' .. node
   local rooms = redis.call('SMEMBERS', rooms_key)
+  local lost = {}
+  local spanning = false
   for _, room in ipairs(rooms) do
     local room_key = p .. ':media:room:' .. room
     if redis.call('GET', room_key) == node then redis.call('DEL', room_key) end
+    local members_key = p .. ':media:members:' .. room
+    local members = redis.call('HGETALL', members_key)
+    local gone = {}
+    for i = 1, #members, 2 do
+      if members[i + 1] == node then
+        table.insert(gone, members[i])
+        redis.call('HDEL', members_key, members[i])
+      end
+    end
+    if #members > 0 then lost[room] = gone; spanning = true end
   end
   redis.call('DEL', rooms_key, p .. ':media:node:' .. node)
   redis.call('ZREM', p .. ':media:expires', node)
   redis.call('ZREM', p .. ':media:load', node)
   table.insert(out, node)
   table.insert(out, rooms)
+  table.insert(out, spanning and cjson.encode(lost) or '{}')
 end
 return out
 """
@@ -117,6 +220,8 @@ return 0
 
 SCRIPTS = {
     "place": PLACE_SCRIPT,
+    "place_member": PLACE_MEMBER_SCRIPT,
+    "forget_member": FORGET_MEMBER_SCRIPT,
     "release": RELEASE_SCRIPT,
     "failover": FAILOVER_SCRIPT,
     "expire": EXPIRE_SCRIPT,
@@ -162,10 +267,42 @@ def _room_ttl_ms() -> int:
     return int(settings.MEDIA_ROOM_PLACEMENT_TTL_SECONDS * 1000)
 
 
-def parse_failover(raw: Any) -> list[tuple[str, list[str]]]:
-    """FAILOVER_SCRIPT's flat answer as (node, rooms) pairs."""
+def spanning() -> bool:
+    """Whether a room may span several nodes (``MEDIA_SPAN_ROOMS``; needs the node registry)."""
+    return enabled() and bool(settings.MEDIA_SPAN_ROOMS)
+
+
+@dataclass(frozen=True)
+class LostNode:
+    """A dead node from FAILOVER_SCRIPT: its rooms, and for spanning rooms the participants it carried."""
+
+    node: str
+    rooms: list[str]
+    members: dict[str, list[str]]
+    """room -> participants that were on the node, for rooms placed per participant (spanning)."""
+
+
+def parse_failover(raw: Any) -> list[LostNode]:
+    """FAILOVER_SCRIPT's flat answer."""
     items = list(raw or [])
-    return [(_text(items[i]), sorted(_text(r) for r in items[i + 1])) for i in range(0, len(items), 2)]
+    lost = []
+    for i in range(0, len(items), 3):
+        members = json.loads(_text(items[i + 2]) or "{}")
+        lost.append(
+            LostNode(
+                node=_text(items[i]),
+                rooms=sorted(_text(r) for r in items[i + 1]),
+                members={room: sorted(ps) for room, ps in (members if isinstance(members, dict) else {}).items()},
+            )
+        )
+    return lost
+
+
+def parse_member_nodes(raw: Any) -> list[MediaNode]:
+    """PLACE_MEMBER_SCRIPT's answer: the participant's node first, then the room's other nodes."""
+    items = list(raw or [])
+    nodes = [MediaNode.from_script(items[i : i + 2]) for i in range(0, len(items), 2)]
+    return [n for n in nodes if n is not None]
 
 
 class NodeDirectory:
@@ -233,7 +370,33 @@ class NodeDirectory:
 
     async def failover(self, max_nodes: int = 100) -> list[tuple[str, list[str]]]:
         """Take the nodes whose registration expired, with the rooms they hosted (each node only once)."""
+        return [(lost.node, lost.rooms) for lost in await self.failover_nodes(max_nodes)]
+
+    async def failover_nodes(self, max_nodes: int = 100) -> list[LostNode]:
+        """``failover`` with, for spanning rooms, the participants each dead node carried."""
         return parse_failover(await self._script("failover", max_nodes))
+
+    async def place_member(self, room: str, participant: str, *, place: bool) -> list[MediaNode]:
+        """Spanning rooms: [the participant's node (placed first when ``place``), the room's other nodes...].
+
+        Empty when not placed (lookup) or nothing is live; raises NoMediaNode when ``place`` finds no node.
+        """
+        cap = int(settings.MEDIA_SPAN_PARTICIPANTS_PER_NODE)
+        mode = "place" if place else "lookup"
+        raw = await self._script("place_member", room, participant, _room_ttl_ms(), mode, CANDIDATES, ROOM_WEIGHT, cap)
+        nodes = parse_member_nodes(raw)
+        if place and not nodes:
+            raise NoMediaNode("No media server has room for another meeting.")
+        return nodes
+
+    async def forget_member(self, room: str, participant: str) -> None:
+        await self._script("forget_member", room, participant)
+
+    async def room_nodes(self, room: str) -> list[MediaNode]:
+        """Every live node of ``room`` (its home first), spanning or not."""
+        return parse_member_nodes(
+            await self._script("place_member", room, "", _room_ttl_ms(), "lookup", CANDIDATES, ROOM_WEIGHT, 0)
+        )
 
     async def hold_lock(self, holder: str, ttl_seconds: float) -> bool:
         """Take or renew the monitor lock (``<prefix>:media:monitor``); True while ``holder`` has it."""

@@ -11,7 +11,7 @@ from .media_client import MediaClient
 from .media_monitor import MediaNodeMonitor
 
 media_client = MediaClient()
-media_monitor = MediaNodeMonitor(media_client.nodes)
+media_monitor = MediaNodeMonitor(media_client.nodes, media_client)
 
 websocket_urlpatterns = [
     re_path(r"^ws/rooms/(?P<room_id>[a-z0-9]{1,32})/$", RoomConsumer.as_asgi(media=media_client)),

@@ -6,6 +6,7 @@ import asyncio
 import fractions
 import math
 import struct
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -65,6 +66,17 @@ class ToneAudioTrack(AudioStreamTrack):
         frame.pts = self._timestamp
         frame.time_base = fractions.Fraction(1, 48000)
         return frame
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a media server process started by a test (kill it if it does not stop)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def new_pc() -> RTCPeerConnection:

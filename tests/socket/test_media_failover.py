@@ -26,7 +26,7 @@ from redis import asyncio as aioredis
 
 from media_server import aiortc_hooks
 from rooms.media_nodes import NodeDirectory
-from tests.media_server.ms_helpers import PatternVideoTrack, ToneAudioTrack, recv_frames
+from tests.media_server.ms_helpers import PatternVideoTrack, ToneAudioTrack, recv_frames, stop_process
 from tests.socket.conftest import free_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
@@ -58,13 +58,7 @@ class Node:
             )
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
 
 @pytest.fixture

@@ -274,3 +274,60 @@ async def test_a_refused_control_connection_fails_the_node_over_and_unplaced_roo
         await client.publish(room="r1", participant="p1", pc="camera", sdp="v=0")
     assert excinfo.value.code == "media_unavailable"  # no node left
     await client.close()
+
+
+# -- spanning rooms (MEDIA_SPAN_ROOMS): per-participant placement ------------------------------------------
+
+
+def ids(nodes: list[media_nodes.MediaNode]) -> list[str]:
+    return [n.node_id for n in nodes]
+
+
+async def test_spanning_participants_stay_on_the_home_node_until_the_cap(
+    registry: Registry, directory: NodeDirectory, settings: Any
+) -> None:
+    settings.MEDIA_SPAN_ROOMS = True
+    settings.MEDIA_SPAN_PARTICIPANTS_PER_NODE = 2
+    await registry.node("a", load=0.1)
+    await registry.node("b", load=0.2)
+    await registry.node("c", load=0.3)
+    assert ids(await directory.place_member("r1", "p1", place=True)) == ["a"]
+    assert ids(await directory.place_member("r1", "p2", place=True)) == ["a"]
+    assert ids(await directory.place_member("r1", "p3", place=True)) == ["b", "a"]  # over the cap: the next node
+    assert ids(await directory.place_member("r1", "p4", place=True)) == ["b", "a"]  # a node of the room first
+    assert ids(await directory.place_member("r1", "p1", place=False)) == ["a", "b"]  # sticky
+    assert ids(await directory.room_nodes("r1")) == ["a", "b"]
+    assert ids(await directory.place_member("r1", "nobody", place=False)) == ["a", "b"]  # falls back to the home
+
+
+async def test_spanning_goes_elsewhere_when_the_home_is_over_budget_and_home_when_nothing_fits(
+    registry: Registry, directory: NodeDirectory, settings: Any
+) -> None:
+    settings.MEDIA_SPAN_ROOMS = True
+    settings.MEDIA_SPAN_PARTICIPANTS_PER_NODE = 0
+    await registry.node("a", load=0.1)
+    await registry.node("b", load=0.5)
+    assert ids(await directory.place_member("r1", "p1", place=True)) == ["a"]
+    await registry.node("a", load=1.2)  # the home is over its packet budget
+    assert ids(await directory.place_member("r1", "p2", place=True)) == ["b", "a"]
+    await registry.node("b", load=1.1)  # nowhere has headroom: the home anyway
+    assert ids(await directory.place_member("r1", "p3", place=True)) == ["a", "b"]
+
+
+async def test_failover_of_a_spanning_room_names_only_the_dead_nodes_participants(
+    registry: Registry, directory: NodeDirectory, settings: Any
+) -> None:
+    settings.MEDIA_SPAN_ROOMS = True
+    settings.MEDIA_SPAN_PARTICIPANTS_PER_NODE = 1
+    await registry.node("a", load=0.1)
+    await registry.node("b", load=0.2)
+    await directory.place_member("r1", "p1", place=True)
+    await directory.place_member("r1", "p2", place=True)
+    await directory.place("r2")  # a room that does not span (no members): whole-room failover as before
+    await registry.kill("b")
+    lost = await directory.failover_nodes()
+    assert [(x.node, x.rooms, x.members) for x in lost] == [("b", ["r1"], {"r1": ["p2"]})]
+    assert ids(await directory.room_nodes("r1")) == ["a"]
+    assert ids(await directory.place_member("r1", "p2", place=True)) == ["a"]  # only a lives: over the cap
+    await directory.release("r1")
+    assert await directory.room_nodes("r1") == []
