@@ -87,10 +87,14 @@ def layer_costs(bitrates: Sequence[float], *, measured: bool) -> list[float | No
 
 
 def _fits_height(demand: VideoDemand, layer: int) -> bool:
+    """True unless a lower layer already fills the displayed height (no layer taller than needed)."""
     if demand.max_height is None or layer >= len(demand.heights):
         return True
     height = demand.heights[layer]
-    return height is None or height <= demand.max_height
+    if height is None or height <= demand.max_height:
+        return True
+    below = demand.heights[layer - 1] if layer > 0 else None
+    return below is not None and below < demand.max_height  # the layer below would be upscaled
 
 
 def _lowest(demand: VideoDemand) -> int | None:

@@ -945,8 +945,9 @@ function sendPreferences() {
     tiles.push({
       participant: id,
       source: tile.classList.contains("screen") ? "screen" : "camera",
-      width: Math.min(8192, Math.round(tile.clientWidth)),
-      height: Math.min(8192, Math.round(tile.clientHeight)),
+      // Device pixels: the server sends no simulcast layer taller than needed to fill this (docs/protocol.md).
+      width: Math.min(8192, Math.round(tile.clientWidth * (window.devicePixelRatio || 1))),
+      height: Math.min(8192, Math.round(tile.clientHeight * (window.devicePixelRatio || 1))),
     });
   }
   const frame = { type: "video_preferences", pinned, tiles: tiles.slice(0, 100) };

@@ -51,8 +51,12 @@ async () => {
 """
 
 
-def new_page(browser: Any, contexts: list[Any], stack: Any, *, width: int = 1280, height: int = 800) -> Any:
-    ctx = browser.new_context(base_url=stack.base_url, viewport={"width": width, "height": height})
+def new_page(
+    browser: Any, contexts: list[Any], stack: Any, *, width: int = 1280, height: int = 800, scale: float = 1
+) -> Any:
+    ctx = browser.new_context(
+        base_url=stack.base_url, viewport={"width": width, "height": height}, device_scale_factor=scale
+    )
     contexts.append(ctx)
     page = ctx.new_page()
     page.set_default_timeout(20_000)

@@ -73,6 +73,8 @@ def test_the_speaker_is_served_first_then_others_share_upgrades() -> None:
 def test_display_height_caps_the_layer() -> None:
     assert allocate(10_000_000, [demand(max_height=360)]) == [1]
     assert allocate(10_000_000, [demand(max_height=100)]) == [0]  # the lowest layer is always allowed
+    # A 500-pixel tile: 360p would be upscaled, so the 720p layer is the one that fills it.
+    assert allocate(10_000_000, [demand(max_height=500)]) == [2]
 
 
 def test_stopped_layers_are_skipped() -> None:
