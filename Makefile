@@ -14,6 +14,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt native/sfu_native/sfu_
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --disable-pip-version-check -q --upgrade pip
 	$(PIP) install --disable-pip-version-check -q -r requirements-dev.txt
+	$(PIP) install --disable-pip-version-check -q ./native/sfu_native || \
+	  echo "note: the media server's C fast path was not built (needs gcc and the Python headers); it runs on its pure-Python path"
 	touch $@
 
 venv: $(VENV)/.installed

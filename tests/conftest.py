@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from typing import Any
@@ -41,6 +42,7 @@ REQUIREMENTS = {
     "ffmpeg": lambda: None if shutil.which("ffmpeg") else "ffmpeg (apt-get install ffmpeg)",
     "nginx": lambda: None if shutil.which("nginx") or os.path.exists("/usr/sbin/nginx") else "Debian's nginx",
     "coturn": lambda: None if shutil.which("turnserver") else "Debian's coturn",
+    "native": lambda: None if importlib.util.find_spec("_sfu_native") else "the C fast path (gcc, then make venv)",
     "iptables": lambda: None if shutil.which("iptables") else "Debian's iptables (random loss in a namespace)",
 }
 

@@ -302,7 +302,7 @@ def stack(netns: Netns) -> Iterator[Stack]:
         "MEDIA_EVENTS_URL": f"{base_url}/internal/media/v1/events",
         "MEDIA_ICE_ADDRESSES": netns.host_ip,
         "MEDIA_DEV": "1",
-        # Last-N pools video m-lines above 2 other videos (default 16) so that tests/e2e/test_lastn.py covers
+        # Last-N pools video m-lines above 2 other videos (default 16) so that tests/e2e/test_browser_lastn.py covers
         # both modes with 3 and 4 browsers; it only matters in rooms with a last-N (a last_n setting or > 6 people).
         "MEDIA_MAX_VIDEO_MLINES": "2",
         # ... and pools audio m-lines above 2 other microphones (default 6): 4 browsers = pooled audio.
