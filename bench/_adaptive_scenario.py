@@ -58,7 +58,9 @@ def test_adaptive_table(
     for group in groups:
         guests: dict[str, Any] = {}
         for rate in group:
-            page = new_page(shaped_browser(rate), contexts, stack)
+            # HiDPI (2x): the host's tile is ~700 device pixels tall, so only bandwidth limits the layer,
+            # not the tile-size cap (media_server/layers.py).
+            page = new_page(shaped_browser(rate), contexts, stack, scale=2)
             page.goto(f"/join/{room_id}")
             page.get_by_label("Your name").fill(f"guest {rate}")
             page.locator("#pre-cam").click()
