@@ -17,7 +17,8 @@ What we hook and why:
   transport's ``_rtp_header_extensions_map`` is told the publisher's
   rtp-stream-id / repaired-rtp-stream-id IDs, and the forwarding receiver
   splits the one m-line's SSRCs into layers by RID (NACK per SSRC, PLI per
-  layer); unknown SSRCs reach the receiver because aiortc's router falls back
+  layer). An RTX packet is forwarded only if it fills a gap we NACKed (the
+  publisher also pads over RTX with old packets); unknown SSRCs reach the receiver because aiortc's router falls back
   to the payload type.
 * ``RTCRtpSender._handle_rtcp_packet`` (per instance): aiortc answers NACKs from
   its own history (empty, we never use its encoder) and turns PLI/FIR into
@@ -252,6 +253,13 @@ class SimulcastRoute:
     rrid_ext_id: int = 0
 
 
+def _repairs(nack: NackGenerator, seq: int) -> bool:
+    """True if a retransmitted ``seq`` is one this stream misses (or has not seen yet)."""
+    if seq in nack.missing or nack.max_seq is None:
+        return True
+    return 0 < (seq - nack.max_seq) & 0xFFFF < 0x8000
+
+
 class ForwardingReceiver:
     """Turns one publisher ``RTCRtpReceiver`` into a packet source.
 
@@ -283,6 +291,10 @@ class ForwardingReceiver:
         self.media_ssrc: int | None = None
         self.packets = 0
         self.rtx_packets = 0
+        self.rtx_duplicates = 0
+        """RTX packets dropped because they repair nothing: the publisher's padding probes (Chromium pads
+        by resending recent packets over RTX) or answers to a NACK already filled. Forwarding them cost every
+        subscriber bandwidth and could hand a layer switch a stale keyframe."""
         self.started = False
         self._nack = NackGenerator() if kind == "video" else None
         self._rtcp_send: Callable[[bytes], bool] | None = None
@@ -367,12 +379,18 @@ class ForwardingReceiver:
             packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
             codec = self.codecs[apt]
             self.rtx_packets += 1
+            recovered = True
+        else:
+            recovered = False
         if self.simulcast is not None:
-            self._handle_layer(packet, codec)
+            self._handle_layer(packet, codec, recovered)
+            return
+        nack = self._nack
+        if recovered and (nack is None or not _repairs(nack, packet.sequence_number)):
+            self.rtx_duplicates += 1
             return
         self.media_ssrc = packet.ssrc
         self.packets += 1
-        nack = self._nack
         if nack is not None and nack.add(packet):
             self._send_nack(packet.ssrc, nack)
         if packet.payload:
@@ -405,15 +423,18 @@ class ForwardingReceiver:
             self.rtx_ssrc[packet.ssrc] = media
         return media
 
-    def _handle_layer(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
+    def _handle_layer(self, packet: RtpPacket, codec: RTCRtpCodecParameters, recovered: bool = False) -> None:
         handler = self._layer_handlers.get(packet.ssrc)
         if handler is None:
-            if self._learn_layer(packet) is None:
+            if recovered or self._learn_layer(packet) is None:
                 return
             handler = self._layer_handlers[packet.ssrc]
+        nack = self._layer_nacks[packet.ssrc]
+        if recovered and not _repairs(nack, packet.sequence_number):
+            self.rtx_duplicates += 1
+            return
         self.media_ssrc = packet.ssrc
         self.packets += 1
-        nack = self._layer_nacks[packet.ssrc]
         if nack.add(packet):
             self._send_nack(packet.ssrc, nack)
         if packet.payload:

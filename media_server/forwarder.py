@@ -21,7 +21,16 @@ from dataclasses import dataclass
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from .rtputil import RTP_HEADER, U16, codec_key, is_keyframe_start, one_byte_extensions, vp8_keyframe_size
+from .rtputil import (
+    RTP_HEADER,
+    U16,
+    codec_key,
+    is_keyframe_start,
+    one_byte_extensions,
+    rewrite_vp8_picture_ids,
+    vp8_keyframe_size,
+    vp8_picture_ids,
+)
 
 HISTORY_SIZE = 1024  # packets kept per subscriber stream for NACK (~1 s of 720p)
 _HISTORY_MASK = HISTORY_SIZE - 1
@@ -89,6 +98,8 @@ class Downstream:
         self.ts_offset = 0
         self.needs_rebase = True
         self.waiting_keyframe = kind == "video"
+        self.vp8_deltas: tuple[int, int] | None = None
+        """(picture ID, TL0PICIDX) deltas that keep VP8 picture numbering continuous across source switches."""
         self.ready = False  # set once the subscriber's transport is connected
         self.request_keyframe: Callable[[], None] = lambda: None
         self.missing_codec: str | None = None
@@ -135,7 +146,10 @@ class Downstream:
             self.seq_offset = (self.last_seq + 1 - seq) & 0xFFFF
             ticks = max(1, int((now - self.last_time) * clock_rate))
             self.ts_offset = (self.last_ts + ticks - ts) & 0xFFFFFFFF
+            self.vp8_deltas = self._vp8_continuation(payload) if key == "video/vp8" else None
             self.needs_rebase = self.waiting_keyframe = False
+        if self.vp8_deltas is not None:
+            payload = rewrite_vp8_picture_ids(payload, *self.vp8_deltas)
         oseq = (seq + self.seq_offset) & 0xFFFF
         ots = (ts + self.ts_offset) & 0xFFFFFFFF
         data = _join((_pack(0x90 if ext else 0x80, (marker << 7) | pt, oseq, ots, self.ssrc), ext, payload))
@@ -157,6 +171,27 @@ class Downstream:
         if self._unreported_packets >= SR_BATCH and self.on_sent is not None:
             self.on_sent(ots, self._unreported_octets, self._unreported_packets)
             self._unreported_octets = self._unreported_packets = 0
+
+    def _vp8_continuation(self, payload: bytes) -> tuple[int, int] | None:
+        """Deltas that make this new source's first picture follow the last one this stream sent.
+
+        Every simulcast layer (and every publisher) numbers its VP8 pictures on
+        its own; without this a layer switch makes picture IDs and TL0PICIDX
+        jump, often backwards. None: nothing sent yet, or the numbers already follow.
+        """
+        last = self.last_seq
+        slot = last & _HISTORY_MASK
+        if self.history_seq[slot] != last:
+            return None
+        data = self.history[slot]
+        if data[1] & 0x7F != self.pt_by_codec.get("video/vp8"):
+            return None  # the previous source was another codec: a keyframe restarts the numbering anyway
+        header_len = 12 + (4 + 4 * U16.unpack_from(data, 14)[0] if data[0] & 0x10 else 0)
+        last_pid, _, last_tl0 = vp8_picture_ids(data[header_len:])
+        pid, modulus, tl0 = vp8_picture_ids(payload)
+        pid_delta = (last_pid + 1 - pid) % modulus if last_pid >= 0 and pid >= 0 else 0
+        tl0_delta = (last_tl0 + 1 - tl0) & 0xFF if last_tl0 >= 0 and tl0 >= 0 else 0
+        return (pid_delta, tl0_delta) if pid_delta or tl0_delta else None
 
     def release(self) -> None:
         """Drop the NACK history now (the stream is gone for good; nothing is resent after this).

@@ -74,6 +74,52 @@ def _vp8_descriptor_size(payload: bytes) -> int:
     return i
 
 
+def vp8_picture_ids(payload: bytes) -> tuple[int, int, int]:
+    """(picture ID, its modulus, TL0PICIDX) from a VP8 payload descriptor (RFC 7741 section 4.2).
+
+    The modulus is 0x8000 (15-bit M form) or 0x80 (7-bit); picture ID and
+    TL0PICIDX are -1 where the descriptor does not carry them.
+    """
+    if len(payload) < 3 or not payload[0] & 0x80:
+        return -1, 0, -1
+    x = payload[1]
+    i = 2
+    pid, modulus = -1, 0
+    if x & 0x80:
+        if payload[2] & 0x80:
+            if len(payload) < 4:
+                return -1, 0, -1
+            pid, modulus, i = ((payload[2] & 0x7F) << 8) | payload[3], 0x8000, 4
+        else:
+            pid, modulus, i = payload[2], 0x80, 3
+    tl0 = payload[i] if x & 0x40 and len(payload) > i else -1
+    return pid, modulus, tl0
+
+
+def rewrite_vp8_picture_ids(payload: bytes, pid_delta: int, tl0_delta: int) -> bytes:
+    """``payload`` with its picture ID and TL0PICIDX moved by the deltas (each wraps in its own width).
+
+    A media server that switches a subscriber between simulcast layers must do
+    this: each layer numbers its pictures on its own, and a receiver that sees
+    picture IDs jump back takes the new layer's pictures for ones it already
+    decoded and drops them (Chromium: "already received, dropping frame"),
+    then waits for a keyframe.
+    """
+    pid, modulus, tl0 = vp8_picture_ids(payload)
+    if pid < 0 and tl0 < 0:
+        return payload
+    if modulus == 0x8000:
+        new_pid = (pid + pid_delta) & 0x7FFF
+        head = bytes((payload[0], payload[1], 0x80 | (new_pid >> 8), new_pid & 0xFF))
+    elif modulus == 0x80:
+        head = bytes((payload[0], payload[1], (pid + pid_delta) & 0x7F))
+    else:
+        head = payload[:2]
+    if tl0 >= 0:
+        head += bytes(((tl0 + tl0_delta) & 0xFF,))
+    return head + payload[len(head) :]
+
+
 def vp8_keyframe_size(payload: bytes) -> tuple[int, int] | None:
     """(width, height) from the first packet of a VP8 keyframe, or None if it does not carry them.
 

@@ -59,7 +59,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if item.get_closest_marker("e2e"):
             # Known intermittent stall (a subscriber sometimes gets no packets from one publisher under
             # load; not yet root-caused, see docs/architecture.md): one rerun, reported as RERUN by pytest.
-            item.add_marker(pytest.mark.flaky(reruns=1))
+            # E2E_RERUNS=0 shows every first failure (when chasing one).
+            item.add_marker(pytest.mark.flaky(reruns=int(os.environ.get("E2E_RERUNS", "1"))))
     if IN_CI:
         return
     missing: dict[str, str | None] = {}

@@ -60,6 +60,8 @@ def test_receiver_internals() -> None:
         assert f"self.{name}" in src, name
     assert "self.__decoder_thread = threading.Thread(" in inspect.getsource(RTCRtpReceiver.receive)
     assert params(NackGenerator.add) == ["self", "packet"]
+    nack = NackGenerator()
+    assert nack.max_seq is None and nack.missing == set()  # read to tell an RTX repair from a padding probe
     assert params(StreamStatistics.add) == ["self", "packet"]
 
 

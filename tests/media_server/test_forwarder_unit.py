@@ -11,7 +11,12 @@ from aiortc.rtp import RtpPacket
 
 from media_server.config import ConfigError, parse_config
 from media_server.forwarder import Downstream, ExtensionIds, Forwarder
-from media_server.rtputil import is_h264_keyframe_start, is_vp8_keyframe_start
+from media_server.rtputil import (
+    is_h264_keyframe_start,
+    is_vp8_keyframe_start,
+    rewrite_vp8_picture_ids,
+    vp8_picture_ids,
+)
 from media_server.speaker import ActiveSpeakerDetector
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
@@ -245,3 +250,54 @@ def test_release_drops_the_nack_history_at_once() -> None:
     assert d.retransmit([102], now=1e9) == 0
     fwd.on_rtp(packet(5003, 909000, DELTA), VP8)
     assert len(sent) == 3  # nothing forwarded after detach + release
+
+
+def vp8(pid: int, tl0: int, tid: int, *, key: bool) -> bytes:
+    """A VP8 payload with the descriptor Chromium sends: X, 15-bit picture ID, TL0PICIDX, TID."""
+    descriptor = bytes([0x90, 0xE0, 0x80 | pid >> 8, pid & 0xFF, tl0, tid << 6])
+    return descriptor + (b"\x00" if key else b"\x01") + b"frame-data"
+
+
+def sent_ids(data: bytes) -> tuple[int, int, int]:
+    ext_len = 4 + 4 * struct.unpack("!H", data[14:16])[0] if data[0] & 0x10 else 0
+    return vp8_picture_ids(data[12 + ext_len :])
+
+
+def test_picture_ids_stay_continuous_across_a_layer_switch() -> None:
+    """Each simulcast layer numbers its pictures on its own: a switch must not make them jump (back)."""
+    sent: list[bytes] = []
+    d = make_downstream(sent)
+    low = Forwarder(kind="video", request_keyframe=lambda: None)
+    high = Forwarder(kind="video", request_keyframe=lambda: None)
+    low.attach(d)
+    for i in range(4):
+        low.on_rtp(packet(100 + i, i * 3000, vp8(7000 + i, 50 + i // 2, i % 2, key=i == 0)), VP8)
+    assert [sent_ids(x)[0] for x in sent] == [7000, 7001, 7002, 7003]  # the first source passes unchanged
+    high.switch_on_keyframe(d, low.detach)
+    high.on_rtp(packet(9000, 20000, vp8(6900, 200, 1, key=False)), VP8)  # not a keyframe: still on `low`
+    low.on_rtp(packet(104, 12000, vp8(7004, 52, 0, key=False)), VP8)
+    high.on_rtp(packet(9001, 23000, vp8(6901, 201, 0, key=True)), VP8)
+    high.on_rtp(packet(9002, 26000, vp8(6902, 201, 1, key=False)), VP8)
+    high.on_rtp(packet(9003, 29000, vp8(32767, 255, 0, key=False)), VP8)  # both numbers wrap on the wire
+    high.on_rtp(packet(9004, 32000, vp8(0, 0, 0, key=False)), VP8)
+    ids = [sent_ids(x) for x in sent[4:]]
+    assert ids[0] == (7004, 0x8000, 52)
+    assert ids[1:3] == [(7005, 0x8000, 53), (7006, 0x8000, 53)]  # the new layer continues where `low` stopped
+    assert (ids[3][0] - ids[2][0]) % 0x8000 == 32767 - 6902 and (ids[4][0] - ids[3][0]) % 0x8000 == 1
+    assert (ids[4][2] - ids[3][2]) % 256 == 1
+    assert all(x.endswith(b"frame-data") for x in sent)  # only the descriptor changes
+    lost = header(sent[5])[2]
+    sent.clear()
+    d.retransmit([lost], now=50.0)
+    assert sent[0].endswith(b"frame-data")
+    rtx_ext = 4 + 4 * struct.unpack("!H", sent[0][14:16])[0]
+    assert vp8_picture_ids(sent[0][12 + rtx_ext + 2 :]) == (7005, 0x8000, 53)  # NACKs get the rewritten packet
+
+
+def test_rewrite_keeps_the_descriptor_width() -> None:
+    short = bytes([0x90, 0xC0, 0x7E, 9, 0x00]) + b"x"  # 7-bit picture ID and TL0PICIDX, no TID
+    assert vp8_picture_ids(short) == (0x7E, 0x80, 9)
+    moved = rewrite_vp8_picture_ids(short, 3, 250)
+    assert vp8_picture_ids(moved) == (1, 0x80, 3) and moved[-2:] == b"\x00x" and len(moved) == len(short)
+    plain = b"\x10\x00abc"  # no extension: nothing to rewrite
+    assert rewrite_vp8_picture_ids(plain, 5, 5) is plain and vp8_picture_ids(plain) == (-1, 0, -1)

@@ -146,6 +146,8 @@ async def test_publisher_accepts_simulcast_and_routes_each_rid_to_its_layer(medi
         repair.extensions.repaired_rtp_stream_id = "f"
         hook.handle_rtp(repair, 0)  # RTX of layer f: unwrapped to its media SSRC
         assert [f.packets_in for f in video.layers] == [2, 0, 2] and hook.rtx_ssrc[444] == 333
+        hook.handle_rtp(repair, 0)  # the same again (a padding probe): repairs nothing, not forwarded
+        assert [f.packets_in for f in video.layers] == [2, 0, 2] and hook.rtx_duplicates == 1
 
         hook.handle_rtp(rtp(555, 9, "q"), 0)  # the publisher restarted layer q with a new SSRC
         assert hook.layer_ssrcs == {333: 2, 555: 0}
