@@ -37,6 +37,7 @@ _HISTORY_MASK = HISTORY_SIZE - 1
 SR_BATCH = 16  # forwarded packets per update of the sender's RTCP SR counters
 KEYFRAME_REQUEST_INTERVAL = 0.5  # at most one PLI per publisher track per this many seconds
 RETRANSMIT_INTERVAL = 0.1  # a NACKed packet is resent at most once per this many seconds
+PROBE_AGE = 32  # probes copy packets at least this many packets old (see Downstream.probe)
 RATE_WINDOW = 0.5  # seconds between two samples of a forwarder's incoming bitrate
 _NTP_EPOCH = 2208988800
 _pack = RTP_HEADER.pack
@@ -208,17 +209,22 @@ class Downstream:
         self.ready = False
 
     def probe(self, count: int) -> int:
-        """Send ``count`` RTX copies of the last forwarded packet (a bandwidth probe); returns the bytes sent.
+        """Send ``count`` RTX copies of an old forwarded packet (a bandwidth probe); returns the bytes sent.
 
         Each copy carries a fresh abs-send-time so the subscriber's receive-side
         estimator (REMB) can measure the burst; the browser then drops it as a
-        duplicate. Nothing is sent without a negotiated RTX payload type.
+        duplicate. The copied packet is at least :data:`PROBE_AGE` packets old:
+        its frame has been decoded and the browser's packet buffer cleared past
+        it, so the copy cannot take part in assembling a frame still in flight
+        (copies of the newest packets coincided with 3 s decoding stalls at 5 %
+        loss). Nothing is sent without a negotiated RTX payload type, or before
+        the stream has that much history.
         """
         if not self.ready:
             return 0
-        # The largest of the last few packets: fewer, bigger probe packets measure better.
+        # The largest of a few old packets: fewer, bigger probe packets measure better.
         seq, data = -1, b""
-        for back in range(8):
+        for back in range(PROBE_AGE, PROBE_AGE + 8):
             candidate = (self.last_seq - back) & 0xFFFF
             slot = candidate & _HISTORY_MASK
             if self.history_seq[slot] == candidate and len(self.history[slot]) > len(data):
@@ -246,12 +252,18 @@ class Downstream:
         self.probe_octets += sent
         return sent
 
-    def retransmit(self, lost: list[int], now: float | None = None) -> int:
-        """Resend NACKed packets still in history (RTX-wrapped if negotiated).
+    def retransmit(self, lost: list[int], now: float | None = None, *, copies: int = 1) -> int:
+        """Resend NACKed packets still in history (RTX-wrapped if negotiated); returns the packets sent.
 
         A packet is resent at most once per :data:`RETRANSMIT_INTERVAL`: a
         receiver repeats its whole missing list in every NACK, and answering
         each repetition turns one loss into a retransmission storm.
+
+        ``copies`` > 1 (a lossy subscriber, see Subscriber) sends each RTX
+        packet that many times under distinct RTX sequence numbers: a browser
+        that gets no RTT estimate (receive-only) NACKs again only after 100 ms,
+        so a lost retransmission costs a visible freeze; the extra copy is
+        dropped by the browser as a duplicate when the first one arrives.
         """
         now = time.monotonic() if now is None else now
         recent = self._retransmitted
@@ -265,21 +277,17 @@ class Downstream:
                 continue
             recent[seq] = now
             data = self.history[slot]
-            header_len = 12 + (4 + 4 * U16.unpack_from(data, 14)[0] if data[0] & 0x10 else 0)
             rtx_pt = self.rtx_pt_by_pt.get(data[1] & 0x7F)
-            if rtx_pt is not None:
-                ts = int.from_bytes(data[4:8], "big")
-                packet = (
-                    RTP_HEADER.pack(data[0], (data[1] & 0x80) | rtx_pt, self.rtx_seq, ts, self.rtx_ssrc)
-                    + data[12:header_len]
-                    + U16.pack(seq)
-                    + data[header_len:]
-                )
+            if rtx_pt is None:
+                sent += self.send(data)  # plain resend: one copy (a repeated SRTP index is refused)
+                continue
+            header_len = 12 + (4 + 4 * U16.unpack_from(data, 14)[0] if data[0] & 0x10 else 0)
+            ts = int.from_bytes(data[4:8], "big")
+            body = data[12:header_len] + U16.pack(seq) + data[header_len:]
+            for _ in range(copies):
+                packet = RTP_HEADER.pack(data[0], (data[1] & 0x80) | rtx_pt, self.rtx_seq, ts, self.rtx_ssrc) + body
                 self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
-            else:
-                packet = data
-            if self.send(packet):
-                sent += 1
+                sent += self.send(packet)
         self.packets_retransmitted += sent
         return sent
 

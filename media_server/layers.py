@@ -32,6 +32,7 @@ UPGRADE_HEADROOM = 0.85  # an upgrade must fit in this share of the estimate
 HEADER_OVERHEAD = 1.08  # RTP/SRTP/UDP/IP headers on top of the payload bitrate
 NOMINAL_LAYER_BITRATES = (100_000, 500_000, 1_500_000)  # until a layer's bitrate is measured
 MIN_ACTIVE_BITRATE = 8_000  # a layer sending less than this is treated as stopped by the publisher
+LOSSY_RETRANSMIT = 0.02  # smoothed loss above which each retransmission is sent twice (Downstream.retransmit)
 LOSS_HIGH = 0.10  # fraction lost above which the estimate is cut (like GCC's loss-based controller)
 PROBE_BACKOFF = 10.0  # seconds without padding probes after the estimate dropped
 

@@ -27,6 +27,7 @@ from . import turn
 from .config import Config
 from .forwarder import Downstream, Forwarder
 from .layers import (
+    LOSSY_RETRANSMIT,
     MIN_ACTIVE_BITRATE,
     UPGRADE_HEADROOM,
     BandwidthEstimate,
@@ -346,7 +347,8 @@ class Subscriber:
         async def on_feedback(kind_: str, values: list[int]) -> None:
             if kind_ == "nack":
                 slot.nacks_received += 1
-                downstream.retransmit(values)
+                lossy = self.estimate.loss > LOSSY_RETRANSMIT
+                downstream.retransmit(values, copies=2 if lossy else 1)
             elif kind_ == "pli":
                 slot.keyframe_requests_received += 1
                 if slot.forwarder is not None:

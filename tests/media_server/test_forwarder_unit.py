@@ -301,3 +301,18 @@ def test_rewrite_keeps_the_descriptor_width() -> None:
     assert vp8_picture_ids(moved) == (1, 0x80, 3) and moved[-2:] == b"\x00x" and len(moved) == len(short)
     plain = b"\x10\x00abc"  # no extension: nothing to rewrite
     assert rewrite_vp8_picture_ids(plain, 5, 5) is plain and vp8_picture_ids(plain) == (-1, 0, -1)
+
+
+def test_a_lossy_subscriber_gets_each_retransmission_twice() -> None:
+    sent: list[bytes] = []
+    d = make_downstream(sent)
+    fwd = Forwarder(kind="video", request_keyframe=lambda: None)
+    fwd.attach(d)
+    fwd.on_rtp(packet(200, 1000, KEY), VP8)
+    lost = header(sent[0])[2]
+    sent.clear()
+    assert d.retransmit([lost], now=10.0, copies=2) == 2
+    (_, pta, rtx_a, _, ssrca), (_, _, rtx_b, _, _) = header(sent[0]), header(sent[1])
+    assert (pta, ssrca) == (121, 0x11223344) and rtx_b == (rtx_a + 1) & 0xFFFF  # distinct RTX sequence numbers
+    assert sent[0][12:] == sent[1][12:]  # same OSN and payload
+    assert d.retransmit([lost], now=10.05, copies=2) == 0  # still one answer per NACK interval

@@ -12,7 +12,7 @@ from test_forwarder_unit import make_downstream
 
 from media_server import aiortc_hooks as hooks
 from media_server.config import Config
-from media_server.forwarder import Downstream, ExtensionIds, Forwarder
+from media_server.forwarder import PROBE_AGE, Downstream, ExtensionIds, Forwarder
 from media_server.layers import (
     AUDIO_RESERVE,
     LOW_BANDWIDTH,
@@ -173,6 +173,9 @@ def test_probe_sends_rtx_copies_with_fresh_abs_send_time() -> None:
     d = make_downstream(sent)
     fwd.attach(d)
     fwd.on_rtp(packet(10, 1000, vp8_keyframe(320, 180) + b"x" * 900, 1), VP8)
+    assert d.probe(3) == 0  # a young stream: nothing old enough to copy yet
+    for seq in range(11, 11 + PROBE_AGE):
+        fwd.on_rtp(packet(seq, 1000 + seq, b"\x00" * 100, 0), VP8)
     count = len(sent)
     octets = d.probe(3)
     probes = sent[count:]
