@@ -37,7 +37,8 @@ _HISTORY_MASK = HISTORY_SIZE - 1
 SR_BATCH = 16  # forwarded packets per update of the sender's RTCP SR counters
 KEYFRAME_REQUEST_INTERVAL = 0.5  # at most one PLI per publisher track per this many seconds
 RETRANSMIT_INTERVAL = 0.1  # a NACKed packet is resent at most once per this many seconds
-PROBE_AGE = 32  # probes copy packets at least this many packets old (see Downstream.probe)
+PROBE_PADDING = 255  # bytes of RTP padding per probe packet (the most one packet can carry)
+_PADDING = bytes(PROBE_PADDING - 1) + bytes([PROBE_PADDING])
 RATE_WINDOW = 0.5  # seconds between two samples of a forwarder's incoming bitrate
 _NTP_EPOCH = 2208988800
 _pack = RTP_HEADER.pack
@@ -209,42 +210,38 @@ class Downstream:
         self.ready = False
 
     def probe(self, count: int) -> int:
-        """Send ``count`` RTX copies of an old forwarded packet (a bandwidth probe); returns the bytes sent.
+        """Send ``count`` padding-only RTX packets (a bandwidth probe); returns the bytes sent.
 
-        Each copy carries a fresh abs-send-time so the subscriber's receive-side
-        estimator (REMB) can measure the burst; the browser then drops it as a
-        duplicate. The copied packet is at least :data:`PROBE_AGE` packets old:
-        its frame has been decoded and the browser's packet buffer cleared past
-        it, so the copy cannot take part in assembling a frame still in flight
-        (copies of the newest packets coincided with 3 s decoding stalls at 5 %
-        loss). Nothing is sent without a negotiated RTX payload type, or before
-        the stream has that much history.
+        Each carries a fresh abs-send-time so the subscriber's receive-side
+        estimator (REMB) can measure the burst, and :data:`PROBE_PADDING` bytes
+        of RTP padding and nothing else: the browser's RTX receiver drops a
+        packet too short to hold an original sequence number before it
+        reaches the video receiver. (Copies of forwarded packets, the other
+        way to pad, are seen by the packet buffer; old ones can be assembled
+        again as frames, and they coincided with decoding stalls.) Nothing is
+        sent without a negotiated RTX payload type or before a packet was
+        forwarded.
         """
         if not self.ready:
             return 0
-        # The largest of a few old packets: fewer, bigger probe packets measure better.
-        seq, data = -1, b""
-        for back in range(PROBE_AGE, PROBE_AGE + 8):
-            candidate = (self.last_seq - back) & 0xFFFF
-            slot = candidate & _HISTORY_MASK
-            if self.history_seq[slot] == candidate and len(self.history[slot]) > len(data):
-                seq, data = candidate, self.history[slot]
-        if seq < 0:
+        last = self.last_seq
+        slot = last & _HISTORY_MASK
+        if self.history_seq[slot] != last:
             return 0
+        data = self.history[slot]
         rtx_pt = self.rtx_pt_by_pt.get(data[1] & 0x7F)
         if rtx_pt is None:
             return 0
-        header_len = 12 + (4 + 4 * U16.unpack_from(data, 14)[0] if data[0] & 0x10 else 0)
-        body = U16.pack(seq) + data[header_len:]
         ts = int.from_bytes(data[4:8], "big")
         abs_send_time_id = self.ext_ids.abs_send_time
+        padding = _PADDING
         sent = 0
         for _ in range(count):
             ext = b""
             if abs_send_time_id:
                 ast = int((time.time() + _NTP_EPOCH) * 262144) & 0xFFFFFF
                 ext = one_byte_extensions([(abs_send_time_id, ast.to_bytes(3, "big"))])
-            packet = _pack(0x90 if ext else 0x80, rtx_pt, self.rtx_seq, ts, self.rtx_ssrc) + ext + body
+            packet = _pack(0xB0 if ext else 0xA0, rtx_pt, self.rtx_seq, ts, self.rtx_ssrc) + ext + padding
             self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
             if not self.send(packet):
                 break

@@ -609,7 +609,7 @@ class Subscriber:
             self._pad_credit -= sent
 
     async def _probe(self) -> None:
-        """Send the initial bandwidth probe: clusters of RTX copies at rising rates.
+        """Send the initial bandwidth probe: clusters of padding-only RTX packets at rising rates.
 
         Chromium's receive-side estimator only believes probes in the first
         seconds of a connection (before it has an estimate); a cluster that

@@ -12,7 +12,7 @@ from test_forwarder_unit import make_downstream
 
 from media_server import aiortc_hooks as hooks
 from media_server.config import Config
-from media_server.forwarder import PROBE_AGE, Downstream, ExtensionIds, Forwarder
+from media_server.forwarder import PROBE_PADDING, Downstream, ExtensionIds, Forwarder
 from media_server.layers import (
     AUDIO_RESERVE,
     LOW_BANDWIDTH,
@@ -167,15 +167,13 @@ def test_a_newer_choice_cancels_a_pending_switch() -> None:
     assert d in low.downstreams and d not in high.downstreams
 
 
-def test_probe_sends_rtx_copies_with_fresh_abs_send_time() -> None:
+def test_probe_sends_padding_only_rtx_with_fresh_abs_send_time() -> None:
     fwd = Forwarder(kind="video", request_keyframe=lambda: None)
     sent: list[bytes] = []
     d = make_downstream(sent)
+    assert d.probe(3) == 0  # nothing forwarded yet
     fwd.attach(d)
     fwd.on_rtp(packet(10, 1000, vp8_keyframe(320, 180) + b"x" * 900, 1), VP8)
-    assert d.probe(3) == 0  # a young stream: nothing old enough to copy yet
-    for seq in range(11, 11 + PROBE_AGE):
-        fwd.on_rtp(packet(seq, 1000 + seq, b"\x00" * 100, 0), VP8)
     count = len(sent)
     octets = d.probe(3)
     probes = sent[count:]
@@ -183,7 +181,9 @@ def test_probe_sends_rtx_copies_with_fresh_abs_send_time() -> None:
     for p in probes:
         b0, b1, _, _, ssrc = struct.unpack("!BBHII", p[:12])
         assert (b1 & 0x7F, ssrc) == (121, 0x11223344) and b0 & 0x10  # RTX, with the abs-send-time extension
-        assert p.endswith(vp8_keyframe(320, 180) + b"x" * 900)
+        assert b0 & 0x20 and p[-1] == PROBE_PADDING  # padding only: no payload for the browser to assemble
+        ext_len = 4 + 4 * struct.unpack("!H", p[14:16])[0]
+        assert len(p) == 12 + ext_len + PROBE_PADDING
     assert d.probe_octets == octets
 
 
