@@ -15,6 +15,7 @@ per subscriber.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from .rtputil import (
     rewrite_vp8_picture_ids,
     vp8_keyframe_size,
     vp8_picture_ids,
+    vp8_temporal_id,
 )
 
 HISTORY_SIZE = 1024  # packets kept per subscriber stream for NACK (~1 s of 720p)
@@ -39,6 +41,7 @@ KEYFRAME_REQUEST_INTERVAL = 0.5  # at most one PLI per publisher track per this 
 RETRANSMIT_INTERVAL = 0.1  # a NACKed packet is resent at most once per this many seconds
 PROBE_PADDING = 255  # bytes of RTP padding per probe packet (the most one packet can carry)
 _PADDING = bytes(PROBE_PADDING - 1) + bytes([PROBE_PADDING])
+TEMPORAL_DROP_MEMORY = 512  # dropped packets remembered to number a late (repaired) packet between them
 RATE_WINDOW = 0.5  # seconds between two samples of a forwarder's incoming bitrate
 _NTP_EPOCH = 2208988800
 _pack = RTP_HEADER.pack
@@ -102,6 +105,17 @@ class Downstream:
         self.waiting_keyframe = kind == "video"
         self.vp8_deltas: tuple[int, int] | None = None
         """(picture ID, TL0PICIDX) deltas that keep VP8 picture numbering continuous across source switches."""
+        # Temporal thinning (VP8 temporal layers): see set_temporal_limit.
+        self.temporal_limit: int | None = None
+        self.temporal_up = False  # raising the limit (to _temporal_target) at the next keyframe
+        self._temporal_target: int | None = None
+        self._thinning = False  # hot-path flag: a limit is set, or dropped packets still shift the numbering
+        self._last_in_seq = -1
+        self._seq_shift = 0  # packets dropped since the last rebase
+        self._pid_shift = 0  # pictures dropped since the last rebase
+        self._dropped_seqs: deque[int] = deque(maxlen=TEMPORAL_DROP_MEMORY)
+        self._dropped_pids: deque[int] = deque(maxlen=TEMPORAL_DROP_MEMORY)
+        self.packets_thinned = 0
         self.ready = False  # set once the subscriber's transport is connected
         self.request_keyframe: Callable[[], None] = lambda: None
         self.missing_codec: str | None = None
@@ -150,7 +164,21 @@ class Downstream:
             self.ts_offset = (self.last_ts + ticks - ts) & 0xFFFFFFFF
             self.vp8_deltas = self._vp8_continuation(payload) if key == "video/vp8" else None
             self.needs_rebase = self.waiting_keyframe = False
-        if self.vp8_deltas is not None:
+            self._seq_shift = self._pid_shift = 0
+            self._dropped_seqs.clear()
+            self._dropped_pids.clear()
+            self._last_in_seq = seq
+            self._thinning = self.temporal_limit is not None
+        if self._thinning and key == "video/vp8":  # (H.264 from browsers has no temporal layers)
+            shifts = self._thin(seq, payload, keyframe)
+            if shifts is None:
+                return
+            seq_shift, pid_shift = shifts
+            seq = (seq - seq_shift) & 0xFFFF
+            if pid_shift or self.vp8_deltas is not None:
+                pid_delta, tl0_delta = self.vp8_deltas or (0, 0)
+                payload = rewrite_vp8_picture_ids(payload, pid_delta - pid_shift, tl0_delta)
+        elif self.vp8_deltas is not None:
             payload = rewrite_vp8_picture_ids(payload, *self.vp8_deltas)
         oseq = (seq + self.seq_offset) & 0xFFFF
         ots = (ts + self.ts_offset) & 0xFFFFFFFF
@@ -173,6 +201,69 @@ class Downstream:
         if self._unreported_packets >= SR_BATCH and self.on_sent is not None:
             self.on_sent(ots, self._unreported_octets, self._unreported_packets)
             self._unreported_octets = self._unreported_packets = 0
+
+    def set_temporal_limit(self, limit: int | None) -> None:
+        """Forward only VP8 temporal layers up to ``limit`` (None: all of them).
+
+        Going down applies at once: no frame of a lower temporal layer refers
+        to a higher one. The dropped packets and pictures are taken out of the
+        outgoing sequence numbers and picture IDs, so the receiver sees no gap
+        to NACK. Going up waits for a keyframe (requested now): the frames the
+        restored layers refer to were never sent. Streams without temporal
+        layers (H.264, VP8 without TID) are not affected.
+        """
+        current = self.temporal_limit
+        if limit is not None and (current is None or limit <= current):
+            self.temporal_limit = limit
+            self.temporal_up = False
+            self._thinning = True
+        elif current is not None and (not self.temporal_up or limit != self._temporal_target):
+            self._temporal_target = limit
+            self.temporal_up = True
+            self.request_keyframe()
+
+    def _thin(self, seq: int, payload: bytes, keyframe: bool) -> tuple[int, int] | None:
+        """(sequence shift, picture ID shift) for this packet, or None to drop it (temporal thinning)."""
+        if self.temporal_up and keyframe and self._temporal_target is not None:
+            self.temporal_limit = self._temporal_target
+            self.temporal_up = False
+        elif self.temporal_up:
+            if keyframe:  # every layer again from here: fold the shifts into the offsets, back to the plain path
+                self.seq_offset = (self.seq_offset - self._seq_shift) & 0xFFFF
+                pid_delta, tl0_delta = self.vp8_deltas or (0, 0)
+                pid_delta = (pid_delta - self._pid_shift) % 0x8000
+                self.vp8_deltas = (pid_delta, tl0_delta) if pid_delta or tl0_delta else None
+                self._seq_shift = self._pid_shift = 0
+                self._dropped_seqs.clear()
+                self._dropped_pids.clear()
+                self._last_in_seq = seq
+                self.temporal_limit = None
+                self.temporal_up = self._thinning = False
+                return 0, 0
+            self.request_keyframe()
+        newest = 0 < (seq - self._last_in_seq) & 0xFFFF < 0x8000
+        limit = self.temporal_limit
+        if limit is not None and vp8_temporal_id(payload) > limit:
+            if newest:
+                self._last_in_seq = seq
+                self._dropped_seqs.append(seq)
+                self._seq_shift += 1
+                pid = vp8_picture_ids(payload)[0]
+                if pid >= 0 and (not self._dropped_pids or self._dropped_pids[-1] != pid):
+                    self._dropped_pids.append(pid)
+                    self._pid_shift += 1
+            self.packets_thinned += 1
+            return None
+        if newest:
+            self._last_in_seq = seq
+            return self._seq_shift, self._pid_shift
+        # A late packet (repaired upstream): only the drops after it are not yet in its numbering.
+        later = sum(1 for s in self._dropped_seqs if 0 < (s - seq) & 0xFFFF < 0x8000)
+        if later == len(self._dropped_seqs) == TEMPORAL_DROP_MEMORY:
+            return None  # older than what we remember: its number cannot be told
+        pid = vp8_picture_ids(payload)[0]
+        later_pids = sum(1 for p in self._dropped_pids if pid >= 0 and 0 < (p - pid) & 0x7FFF < 0x4000)
+        return self._seq_shift - later, self._pid_shift - later_pids
 
     def _vp8_continuation(self, payload: bytes) -> tuple[int, int] | None:
         """Deltas that make this new source's first picture follow the last one this stream sent.
@@ -316,6 +407,7 @@ class Forwarder:
         self.sinks: list[Sink] = []
         self.pending: list[tuple[Downstream, Callable[[Downstream], None]]] = []
         self.frame_size: tuple[int, int] | None = None  # (width, height) of the last VP8 keyframe
+        self.temporal_layers = False  # VP8 with temporal layer indices (sampled every 64 packets)
         self.created = time.monotonic()
         self._rate = 0.0
         self._rate_time = self.created
@@ -419,6 +511,8 @@ class Forwarder:
             sink(packet, codec)
         payload = packet.payload
         self.octets_in += len(payload)
+        if not self.packets_in & 63 and self.kind == "video":
+            self.temporal_layers = mime.lower() == "video/vp8" and vp8_temporal_id(payload) >= 0
         if self.pending:
             if is_keyframe_start(mime, payload):
                 if mime.lower() == "video/vp8":
@@ -432,7 +526,7 @@ class Forwarder:
         now = time.monotonic()
         keyframe = False
         for d in downstreams:
-            if d.waiting_keyframe:
+            if d.waiting_keyframe or d.temporal_up:
                 keyframe = is_keyframe_start(mime, payload)
                 if keyframe and mime.lower() == "video/vp8":
                     self.frame_size = vp8_keyframe_size(payload) or self.frame_size

@@ -11,7 +11,12 @@ Policy (see docs/protocol.md "Media behaviour"):
 
 * audio is always forwarded and its bitrate is reserved first;
 * under :data:`LOW_BANDWIDTH` only the active speaker's video is forwarded,
-  on its lowest layer;
+  on its lowest level;
+* a video whose lowest layer has temporal layers (VP8 from browsers has
+  three) gets an extra level below it, "thin": that layer's base temporal
+  layer only (a quarter of the frame rate, :data:`THIN_SHARE` of its
+  bitrate; :func:`with_thin_level`). Levels are what the allocator counts in;
+  the subscriber maps them back to (layer, temporal limit);
 * otherwise every video track gets its lowest layer while the budget lasts
   (the active speaker first), then tracks are upgraded one layer at a time,
   active speaker first, never above the height the subscriber displays
@@ -27,6 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 LOW_BANDWIDTH = 150_000  # bit/s: below, only audio and the active speaker's lowest video layer
+THIN_TEMPORAL_LAYER = 0  # the "thin" level keeps the lowest layer's temporal layers up to this one
+THIN_SHARE = 0.4  # bitrate share of VP8's base temporal layer out of three (libwebrtc's default split)
 AUDIO_RESERVE = 50_000  # bit/s reserved per forwarded audio track (Opus ~32 kbit/s + ~16 kbit/s of headers at 50 pps)
 UPGRADE_HEADROOM = 0.85  # an upgrade must fit in this share of the estimate
 HEADER_OVERHEAD = 1.08  # RTP/SRTP/UDP/IP headers on top of the payload bitrate
@@ -87,6 +94,21 @@ def layer_costs(bitrates: Sequence[float], *, measured: bool) -> list[float | No
     ]
 
 
+def with_thin_level(demand: VideoDemand) -> VideoDemand:
+    """``demand`` with the "thin" level (the lowest layer's base temporal layer) in front of its layers."""
+    low = _lowest(demand)
+    if low is None:
+        return demand
+    cost = demand.costs[low] or 0.0
+    heights = list(demand.heights) or [None] * len(demand.costs)
+    return VideoDemand(
+        costs=[cost * THIN_SHARE, *demand.costs],
+        heights=[heights[low], *heights],
+        max_height=demand.max_height,
+        speaker=demand.speaker,
+    )
+
+
 def _fits_height(demand: VideoDemand, layer: int) -> bool:
     """True unless a lower layer already fills the displayed height (no layer taller than needed)."""
     if demand.max_height is None or layer >= len(demand.heights):
@@ -95,6 +117,8 @@ def _fits_height(demand: VideoDemand, layer: int) -> bool:
     if height is None or height <= demand.max_height:
         return True
     below = demand.heights[layer - 1] if layer > 0 else None
+    if below == height:
+        return True  # the same picture at a higher frame rate (thin -> full)
     return below is not None and below < demand.max_height  # the layer below would be upscaled
 
 

@@ -29,6 +29,7 @@ from .forwarder import Downstream, Forwarder
 from .layers import (
     LOSSY_RETRANSMIT,
     MIN_ACTIVE_BITRATE,
+    THIN_TEMPORAL_LAYER,
     UPGRADE_HEADROOM,
     BandwidthEstimate,
     VideoDemand,
@@ -36,6 +37,7 @@ from .layers import (
     layer_costs,
     padding_rate,
     with_hysteresis,
+    with_thin_level,
 )
 from .protocol import SOURCES, InvalidSdp, NoCommonCodec, StaleRevision, TrackInfo
 from .rtputil import codec_key
@@ -561,15 +563,28 @@ class Subscriber:
         rates = [f.bitrate(now) for f in layers]
         # Nominal costs only while nothing could be measured yet; later a silent layer is a stopped one.
         measured = any(rates) or now - min(f.created for f in layers) > MEASURE_AFTER
-        return VideoDemand(
+        demand = VideoDemand(
             costs=layer_costs(rates, measured=measured),
             heights=[f.frame_size[1] if f.frame_size else None for f in layers],
             max_height=self.max_heights.get((track.participant, track.source)),
             speaker=track.participant == speaker,
         )
+        return with_thin_level(demand) if layers[0].temporal_layers else demand
+
+    @staticmethod
+    def _level(slot: Slot, layer: int | None, thin_level: bool) -> int | None:
+        """The allocator's level for ``layer`` of this slot (levels count the thin one first, if any)."""
+        if layer is None or not thin_level:
+            return layer
+        return 0 if layer == 0 and slot.downstream.temporal_limit is not None else layer + 1
 
     def adapt(self, now: float) -> None:
-        """Choose every video slot's layer from the bandwidth estimate (no-op until the first REMB)."""
+        """Choose every video slot's layer (and temporal limit) from the bandwidth estimate.
+
+        No-op until the first REMB. The allocator counts in levels: the layers,
+        preceded by a "thin" level (the lowest layer's base temporal layer)
+        when that layer has temporal layers (layers.with_thin_level).
+        """
         estimate = self.estimate.value(now)
         if estimate is None:
             return
@@ -579,17 +594,23 @@ class Subscriber:
         audio = sum(1 for s in self.slots if s.kind == "audio" and s.attached is not None)
         speaker = self.speaker()
         demands = [self._demand(s, now, speaker) for s in video]
+        thin = [s.attached is not None and s.attached.all_layers[0].temporal_layers for s in video]
+        targets = [self._level(s, s.target, t) for s, t in zip(video, thin, strict=True)]
         keep = allocate(estimate, demands, audio_tracks=audio)
         congested = self.estimate.congested(now)
         # While congested (REMB just dropped, or loss above 2 %) nothing goes up.
-        up = (
-            [s.target for s in video]
-            if congested
-            else allocate(estimate * UPGRADE_HEADROOM, demands, audio_tracks=audio)
-        )
-        for slot, layer in zip(video, with_hysteresis([s.target for s in video], keep, up), strict=True):
-            self._select_layer(slot, layer)
-        current = [s.attached.all_layers.index(s.forwarder) if s.attached and s.forwarder else None for s in video]
+        up = targets if congested else allocate(estimate * UPGRADE_HEADROOM, demands, audio_tracks=audio)
+        for slot, level, has_thin in zip(video, with_hysteresis(targets, keep, up), thin, strict=True):
+            if level is None or not has_thin:
+                self._select_layer(slot, level)
+                slot.downstream.set_temporal_limit(None)
+            else:
+                self._select_layer(slot, max(0, level - 1))
+                slot.downstream.set_temporal_limit(THIN_TEMPORAL_LAYER if level == 0 else None)
+        current = [
+            self._level(s, s.attached.all_layers.index(s.forwarder), t) if s.attached and s.forwarder else None
+            for s, t in zip(video, thin, strict=True)
+        ]
         self.padding = 0.0
         if not congested:
             self.padding = padding_rate(estimate, demands, current, audio_tracks=audio)

@@ -96,6 +96,21 @@ def vp8_picture_ids(payload: bytes) -> tuple[int, int, int]:
     return pid, modulus, tl0
 
 
+def vp8_temporal_id(payload: bytes) -> int:
+    """The VP8 payload descriptor's temporal layer index (TID), or -1 if it carries none (RFC 7741 4.2)."""
+    if len(payload) < 2 or not payload[0] & 0x80:
+        return -1
+    x = payload[1]
+    if not x & 0x20:  # T bit
+        return -1
+    i = 2
+    if x & 0x80:
+        i += 2 if len(payload) > 2 and payload[2] & 0x80 else 1
+    if x & 0x40:
+        i += 1
+    return payload[i] >> 6 if len(payload) > i else -1
+
+
 def rewrite_vp8_picture_ids(payload: bytes, pid_delta: int, tl0_delta: int) -> bytes:
     """``payload`` with its picture ID and TL0PICIDX moved by the deltas (each wraps in its own width).
 

@@ -316,3 +316,80 @@ def test_a_lossy_subscriber_gets_each_retransmission_twice() -> None:
     assert (pta, ssrca) == (121, 0x11223344) and rtx_b == (rtx_a + 1) & 0xFFFF  # distinct RTX sequence numbers
     assert sent[0][12:] == sent[1][12:]  # same OSN and payload
     assert d.retransmit([lost], now=10.05, copies=2) == 0  # still one answer per NACK interval
+
+
+TIDS = (0, 2, 1, 2)  # Chromium's three-layer VP8 pattern
+
+
+def test_temporal_thinning_keeps_the_base_layer_with_gapless_numbering() -> None:
+    """Under LOW_BANDWIDTH a subscriber gets the base temporal layer only; seq and picture IDs stay gapless."""
+    plis: list[int] = []
+    sent: list[bytes] = []
+    d = make_downstream(sent)
+    fwd = Forwarder(kind="video", request_keyframe=lambda: plis.append(1))
+    fwd.attach(d)
+    seq = 1000
+
+    def frame(pid: int, *, key: bool = False) -> None:
+        nonlocal seq
+        tid = 0 if key else TIDS[pid % 4]
+        for part in range(2):  # two packets per picture
+            body = vp8(pid, pid // 4, tid, key=key and part == 0)
+            if part:
+                body = bytes([body[0] & ~0x10]) + body[1:]  # not the start of the picture
+            fwd.on_rtp(packet(seq, pid * 3000, body), VP8)
+            seq += 1
+
+    frame(0, key=True)
+    for pid in range(1, 4):
+        frame(pid)
+    d.set_temporal_limit(0)
+    for pid in range(4, 13):
+        frame(pid)
+    thinned = [(header(x)[2], sent_ids(x)[0]) for x in sent[8:]]
+    assert [p for _, p in thinned] == [4, 4, 5, 5, 6, 6]  # pictures 4, 8, 12 renumbered 4, 5, 6
+    assert [s for s, _ in thinned] == list(range(109, 115))  # no sequence gap to NACK
+    assert d.packets_thinned == 12
+
+    d.set_temporal_limit(None)  # back up: only from a keyframe (requested), the dropped frames were references
+    assert plis and d.temporal_up
+    frame(13)  # tid 2, still thinned
+    assert len(sent) == 14
+    frame(14, key=True)
+    frame(15)
+    ids = [(header(x)[2], sent_ids(x)[0]) for x in sent[14:]]
+    assert ids == [(115, 7), (116, 7), (117, 8), (118, 8)]
+    assert not d.temporal_up and d.temporal_limit is None and not d._thinning  # back on the plain path
+
+
+def test_a_late_packet_between_thinned_ones_gets_its_own_number() -> None:
+    sent: list[bytes] = []
+    d = make_downstream(sent)
+    fwd = Forwarder(kind="video", request_keyframe=lambda: None)
+    fwd.attach(d)
+    fwd.on_rtp(packet(500, 0, vp8(40, 10, 0, key=True)), VP8)
+    d.set_temporal_limit(0)
+    # 501 (picture 41, tid 0) is lost upstream; 502-503 (tid 2) are thinned; 504 (tid 0) is forwarded.
+    fwd.on_rtp(packet(502, 6000, vp8(42, 10, 2, key=False)), VP8)
+    fwd.on_rtp(packet(503, 6000, vp8(42, 10, 2, key=False)), VP8)
+    fwd.on_rtp(packet(504, 9000, vp8(43, 11, 0, key=False)), VP8)
+    fwd.on_rtp(packet(501, 3000, vp8(41, 10, 0, key=False)), VP8)  # the repair arrives
+    assert [(header(x)[2], sent_ids(x)[0]) for x in sent] == [(101, 40), (103, 42), (102, 41)]
+
+
+def test_thinning_leaves_h264_alone() -> None:
+    sent: list[bytes] = []
+    d = make_downstream(sent)
+    d.pt_by_codec = {"video/h264;1;42e0": 99}
+    h264 = RTCRtpCodecParameters(
+        mimeType="video/H264",
+        clockRate=90000,
+        payloadType=102,
+        parameters={"packetization-mode": "1", "profile-level-id": "42e01f"},
+    )
+    fwd = Forwarder(kind="video", request_keyframe=lambda: None)
+    fwd.attach(d)
+    d.set_temporal_limit(0)
+    fwd.on_rtp(packet(1, 1, bytes([0x65, 0xFF, 0xFF]), pt=102), h264)  # IDR
+    fwd.on_rtp(packet(2, 2, bytes([0x81, 0xE0, 0xFF, 0xFF, 0x00, 0xC0]), pt=102), h264)  # would read as VP8 TID 3
+    assert len(sent) == 2

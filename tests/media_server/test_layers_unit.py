@@ -22,6 +22,7 @@ from media_server.layers import (
     layer_costs,
     padding_rate,
     with_hysteresis,
+    with_thin_level,
 )
 from media_server.participant import PublishedTrack, Subscriber
 from media_server.rtputil import vp8_keyframe_size
@@ -59,6 +60,17 @@ def test_audio_is_reserved_before_video() -> None:
 def test_under_150_kbit_only_the_active_speakers_lowest_layer_is_forwarded() -> None:
     got = allocate(LOW_BANDWIDTH - 1, [demand(), demand(speaker=True), demand()], audio_tracks=3)
     assert got == [None, 0, None]
+
+
+def test_the_thin_level_serves_weak_links_and_small_budgets() -> None:
+    """Levels: thin (base temporal layer of the lowest layer, 40 % of its bitrate), then the layers."""
+    thin = [with_thin_level(demand(speaker=True)), with_thin_level(demand())]
+    assert thin[0].costs[:2] == [40_000.0, 100_000.0] and list(thin[0].heights[:2]) == [180, 180]
+    assert allocate(LOW_BANDWIDTH - 1, thin, audio_tracks=2) == [0, None]  # audio + the speaker, thin
+    assert allocate(260_000, thin, audio_tracks=2) == [1, 0]  # the other video thin rather than paused
+    assert allocate(10_000_000, thin) == [3, 3]
+    small_tile = with_thin_level(demand(max_height=100))
+    assert allocate(1_000_000, [small_tile]) == [1]  # full frame rate: same picture height as thin
 
 
 def test_the_speaker_is_served_first_then_others_share_upgrades() -> None:
@@ -204,6 +216,7 @@ async def test_subscriber_follows_remb_and_loss_from_its_browser_across_layers(m
         layers = tuple(Forwarder(kind="video", request_keyframe=lambda: None) for _ in range(3))
         for f, rate in zip(layers, (90_000.0, 450_000.0, 1_400_000.0), strict=True):
             f.bitrate = lambda now, rate=rate: rate  # type: ignore[method-assign]
+        layers[0].temporal_layers = True  # VP8 with three temporal layers, as browsers send it
         track = PublishedTrack("p", "camera", "video", "camera", layers[-1], cast(Any, None), layers=layers)
         sent: list[bytes] = []
         slot.downstream.send = lambda b: sent.append(b) or True
@@ -245,7 +258,26 @@ async def test_subscriber_follows_remb_and_loss_from_its_browser_across_layers(m
             RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(100_000, [ssrc]))
         )
         sub.adapt(4.0)
-        assert slot.target == 0  # under 150 kbit/s the only (so the first) video keeps its lowest layer
+        assert slot.target == 0  # under 150 kbit/s the only (so the first) video keeps its lowest layer...
+        assert slot.downstream.temporal_limit == 0  # ...at its base temporal layer only ("thin")
+        await slot.transceiver.sender._handle_rtcp_packet(
+            RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(160_000, [ssrc]))
+        )
+        sub.adapt(5.0)
+        assert slot.downstream.temporal_limit == 0  # 160 kbit/s, still lossy: not enough to go back up
+        await slot.transceiver.sender._handle_rtcp_packet(
+            RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(400_000, [ssrc]))
+        )
+        sub.adapt(6.0)
+        assert slot.downstream.temporal_limit == 0 and not slot.downstream.temporal_up  # lossy: nothing goes up
+        clean = RtcpReceiverInfo(
+            ssrc=ssrc, fraction_lost=0, packets_lost=10, highest_sequence=1, jitter=0, lsr=0, dlsr=0
+        )
+        for _ in range(15):
+            await slot.transceiver.sender._handle_rtcp_packet(RtcpRrPacket(ssrc=1, reports=[clean]))
+        sub.estimate.decreased_at = -1e9  # (REMB drops are stamped with the real clock) long ago
+        sub.adapt(20.0)
+        assert slot.target == 0 and slot.downstream.temporal_up  # every temporal layer again from the next keyframe
     finally:
         await sub.close()
     assert all(slot.downstream not in f.downstreams for f in layers)
