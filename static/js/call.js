@@ -1301,6 +1301,10 @@ function checkSilentTracks(packetsByMid) {
   for (const [mid, info] of state.trackInfo) {
     const p = state.participants.get(info.participant);
     if (!p || (info.kind === "video" && info.source === "camera" && p.video_muted)) continue;
+    // Silence the server chose: a muted microphone (its silence is not forwarded), pooled microphone lines
+    // (they follow whoever talks), and videos last-N does not forward to us.
+    if (info.kind === "audio" && (p.audio_muted || state.audioPooled)) continue;
+    if (info.kind === "video" && !isForwarded(info.participant, info.source)) continue;
     if (!packetsByMid.get(mid)) {
       console.warn("no packets on subscribe mid", mid, "from", info.participant, info.source, "- resubscribing");
       state.lastResubscribe = Date.now();
