@@ -18,8 +18,8 @@ What we hook and why:
   rtp-stream-id / repaired-rtp-stream-id IDs, and the forwarding receiver
   splits the one m-line's SSRCs into layers by RID (NACK per SSRC, PLI per
   layer). An RTX packet is forwarded only if it fills a gap we NACKed (the
-  publisher also pads over RTX with old packets); unknown SSRCs reach the receiver because aiortc's router falls back
-  to the payload type.
+  publisher also pads over RTX with old packets); unknown SSRCs reach the
+  receiver because aiortc's router falls back to the payload type.
 * ``RTCRtpSender._handle_rtcp_packet`` (per instance): aiortc answers NACKs from
   its own history (empty, we never use its encoder) and turns PLI/FIR into
   "encode a keyframe" (we have no encoder). The SFU takes those over, and also

@@ -29,6 +29,8 @@ from .rtputil import (
     is_keyframe_start,
     one_byte_extensions,
     rewrite_vp8_picture_ids,
+    rtp_header_len,
+    vp8_descriptor_ids,
     vp8_keyframe_size,
     vp8_picture_ids,
     vp8_temporal_id,
@@ -164,10 +166,7 @@ class Downstream:
             self.ts_offset = (self.last_ts + ticks - ts) & 0xFFFFFFFF
             self.vp8_deltas = self._vp8_continuation(payload) if key == "video/vp8" else None
             self.needs_rebase = self.waiting_keyframe = False
-            self._seq_shift = self._pid_shift = 0
-            self._dropped_seqs.clear()
-            self._dropped_pids.clear()
-            self._last_in_seq = seq
+            self._restart_thinning(seq)
             self._thinning = self.temporal_limit is not None
         if self._thinning and key == "video/vp8":  # (H.264 from browsers has no temporal layers)
             shifts = self._thin(seq, payload, keyframe)
@@ -222,6 +221,13 @@ class Downstream:
             self.temporal_up = True
             self.request_keyframe()
 
+    def _restart_thinning(self, seq: int) -> None:
+        """Forget dropped packets: the numbering is continuous again from ``seq`` (a rebase, or folded back)."""
+        self._seq_shift = self._pid_shift = 0
+        self._dropped_seqs.clear()
+        self._dropped_pids.clear()
+        self._last_in_seq = seq
+
     def _thin(self, seq: int, payload: bytes, keyframe: bool) -> tuple[int, int] | None:
         """(sequence shift, picture ID shift) for this packet, or None to drop it (temporal thinning)."""
         if self.temporal_up and keyframe and self._temporal_target is not None:
@@ -233,22 +239,19 @@ class Downstream:
                 pid_delta, tl0_delta = self.vp8_deltas or (0, 0)
                 pid_delta = (pid_delta - self._pid_shift) % 0x8000
                 self.vp8_deltas = (pid_delta, tl0_delta) if pid_delta or tl0_delta else None
-                self._seq_shift = self._pid_shift = 0
-                self._dropped_seqs.clear()
-                self._dropped_pids.clear()
-                self._last_in_seq = seq
+                self._restart_thinning(seq)
                 self.temporal_limit = None
                 self.temporal_up = self._thinning = False
                 return 0, 0
             self.request_keyframe()
         newest = 0 < (seq - self._last_in_seq) & 0xFFFF < 0x8000
         limit = self.temporal_limit
-        if limit is not None and vp8_temporal_id(payload) > limit:
+        pid, _, _, tid = vp8_descriptor_ids(payload)
+        if limit is not None and tid > limit:
             if newest:
                 self._last_in_seq = seq
                 self._dropped_seqs.append(seq)
                 self._seq_shift += 1
-                pid = vp8_picture_ids(payload)[0]
                 if pid >= 0 and (not self._dropped_pids or self._dropped_pids[-1] != pid):
                     self._dropped_pids.append(pid)
                     self._pid_shift += 1
@@ -261,7 +264,6 @@ class Downstream:
         later = sum(1 for s in self._dropped_seqs if 0 < (s - seq) & 0xFFFF < 0x8000)
         if later == len(self._dropped_seqs) == TEMPORAL_DROP_MEMORY:
             return None  # older than what we remember: its number cannot be told
-        pid = vp8_picture_ids(payload)[0]
         later_pids = sum(1 for p in self._dropped_pids if pid >= 0 and 0 < (p - pid) & 0x7FFF < 0x4000)
         return self._seq_shift - later, self._pid_shift - later_pids
 
@@ -279,7 +281,7 @@ class Downstream:
         data = self.history[slot]
         if data[1] & 0x7F != self.pt_by_codec.get("video/vp8"):
             return None  # the previous source was another codec: a keyframe restarts the numbering anyway
-        header_len = 12 + (4 + 4 * U16.unpack_from(data, 14)[0] if data[0] & 0x10 else 0)
+        header_len = rtp_header_len(data)
         last_pid, _, last_tl0 = vp8_picture_ids(data[header_len:])
         pid, modulus, tl0 = vp8_picture_ids(payload)
         pid_delta = (last_pid + 1 - pid) % modulus if last_pid >= 0 and pid >= 0 else 0
@@ -369,7 +371,7 @@ class Downstream:
             if rtx_pt is None:
                 sent += self.send(data)  # plain resend: one copy (a repeated SRTP index is refused)
                 continue
-            header_len = 12 + (4 + 4 * U16.unpack_from(data, 14)[0] if data[0] & 0x10 else 0)
+            header_len = rtp_header_len(data)
             ts = int.from_bytes(data[4:8], "big")
             body = data[12:header_len] + U16.pack(seq) + data[header_len:]
             for _ in range(copies):

@@ -74,41 +74,45 @@ def _vp8_descriptor_size(payload: bytes) -> int:
     return i
 
 
-def vp8_picture_ids(payload: bytes) -> tuple[int, int, int]:
-    """(picture ID, its modulus, TL0PICIDX) from a VP8 payload descriptor (RFC 7741 section 4.2).
+def rtp_header_len(packet: bytes) -> int:
+    """Length of a serialized RTP packet's fixed header plus its header extension block (no CSRCs)."""
+    return 12 + (4 + 4 * U16.unpack_from(packet, 14)[0] if packet[0] & 0x10 else 0)
 
-    The modulus is 0x8000 (15-bit M form) or 0x80 (7-bit); picture ID and
-    TL0PICIDX are -1 where the descriptor does not carry them.
+
+def vp8_descriptor_ids(payload: bytes) -> tuple[int, int, int, int]:
+    """(picture ID, its modulus, TL0PICIDX, TID) from a VP8 payload descriptor (RFC 7741 section 4.2).
+
+    The modulus is 0x8000 (15-bit M form) or 0x80 (7-bit); the others are -1
+    (modulus 0) where the descriptor does not carry them.
     """
     if len(payload) < 3 or not payload[0] & 0x80:
-        return -1, 0, -1
+        return -1, 0, -1, -1
     x = payload[1]
     i = 2
     pid, modulus = -1, 0
     if x & 0x80:
         if payload[2] & 0x80:
             if len(payload) < 4:
-                return -1, 0, -1
+                return -1, 0, -1, -1
             pid, modulus, i = ((payload[2] & 0x7F) << 8) | payload[3], 0x8000, 4
         else:
             pid, modulus, i = payload[2], 0x80, 3
-    tl0 = payload[i] if x & 0x40 and len(payload) > i else -1
-    return pid, modulus, tl0
+    tl0 = -1
+    if x & 0x40:
+        tl0 = payload[i] if len(payload) > i else -1
+        i += 1
+    tid = payload[i] >> 6 if x & 0x20 and len(payload) > i else -1
+    return pid, modulus, tl0, tid
+
+
+def vp8_picture_ids(payload: bytes) -> tuple[int, int, int]:
+    """(picture ID, its modulus, TL0PICIDX) of a VP8 payload (see :func:`vp8_descriptor_ids`)."""
+    return vp8_descriptor_ids(payload)[:3]
 
 
 def vp8_temporal_id(payload: bytes) -> int:
-    """The VP8 payload descriptor's temporal layer index (TID), or -1 if it carries none (RFC 7741 4.2)."""
-    if len(payload) < 2 or not payload[0] & 0x80:
-        return -1
-    x = payload[1]
-    if not x & 0x20:  # T bit
-        return -1
-    i = 2
-    if x & 0x80:
-        i += 2 if len(payload) > 2 and payload[2] & 0x80 else 1
-    if x & 0x40:
-        i += 1
-    return payload[i] >> 6 if len(payload) > i else -1
+    """The VP8 payload descriptor's temporal layer index (TID), or -1 if it carries none."""
+    return vp8_descriptor_ids(payload)[3]
 
 
 def rewrite_vp8_picture_ids(payload: bytes, pid_delta: int, tl0_delta: int) -> bytes:
