@@ -654,6 +654,12 @@ def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
     return sender._ssrc, sender._rtx_ssrc
 
 
+def sender_rtt(sender: RTCRtpSender) -> float | None:
+    """The round-trip time (seconds, smoothed) aiortc measured from the receiver's reports, None before one."""
+    rtt = sender._RTCRtpSender__rtt  # type: ignore[attr-defined]
+    return None if rtt is None else float(rtt)
+
+
 def update_sender_report(sender: RTCRtpSender, rtp_timestamp: int, octets: int, packets: int = 1) -> None:
     """Keep the sender's RTCP SR true for forwarded packets.
 

@@ -40,7 +40,9 @@ HISTORY_SIZE = 1024  # packets kept per subscriber stream for NACK (~1 s of 720p
 _HISTORY_MASK = HISTORY_SIZE - 1
 SR_BATCH = 16  # forwarded packets per update of the sender's RTCP SR counters
 KEYFRAME_REQUEST_INTERVAL = 0.5  # at most one PLI per publisher track per this many seconds
-RETRANSMIT_INTERVAL = 0.1  # a NACKed packet is resent at most once per this many seconds
+RETRANSMIT_INTERVAL = 0.1  # a NACKed packet is resent at most once per this many seconds (or per RTT, if longer)
+MAX_RETRANSMITS = 4  # times one packet is resent at most (a browser NACKs it up to 10 times)
+RETRANSMIT_MEMORY = 3.0  # seconds a resent packet's count is remembered
 PROBE_PADDING = 255  # bytes of RTP padding per probe packet (the most one packet can carry)
 _PADDING = bytes(PROBE_PADDING - 1) + bytes([PROBE_PADDING])
 TEMPORAL_DROP_MEMORY = 512  # dropped packets remembered to number a late (repaired) packet between them
@@ -96,7 +98,7 @@ class Downstream:
         # lists so storing a packet allocates nothing.
         self.history_seq: list[int] = [-1] * HISTORY_SIZE
         self.history: list[bytes] = [b""] * HISTORY_SIZE
-        self._retransmitted: dict[int, float] = {}
+        self._retransmitted: dict[int, tuple[float, int]] = {}  # seq -> (last resent at, times resent)
         self.last_seq = initial_sequence & 0xFFFF
         self.last_ts = initial_timestamp & 0xFFFFFFFF
         self.last_time = time.monotonic()
@@ -342,12 +344,19 @@ class Downstream:
         self.probe_octets += sent
         return sent
 
-    def retransmit(self, lost: list[int], now: float | None = None, *, copies: int = 1) -> int:
+    def retransmit(
+        self, lost: list[int], now: float | None = None, *, copies: int = 1, interval: float = RETRANSMIT_INTERVAL
+    ) -> int:
         """Resend NACKed packets still in history (RTX-wrapped if negotiated); returns the packets sent.
 
-        A packet is resent at most once per :data:`RETRANSMIT_INTERVAL`: a
-        receiver repeats its whole missing list in every NACK, and answering
-        each repetition turns one loss into a retransmission storm.
+        A packet is resent at most once per ``interval`` (the caller passes the
+        subscriber's round-trip time when it is longer than
+        :data:`RETRANSMIT_INTERVAL`) and at most :data:`MAX_RETRANSMITS` times:
+        a receiver repeats its whole missing list in every NACK (Chromium every
+        100 ms, up to 10 times, when it has no RTT estimate), and answering each
+        repetition turns one loss into a retransmission storm. On a congested
+        link that storm is what keeps it congested: at 100 kbit/s the
+        retransmissions once outnumbered the media 40 to 1.
 
         ``copies`` > 1 (a lossy subscriber, see Subscriber) sends each RTX
         packet that many times under distinct RTX sequence numbers: a browser
@@ -358,14 +367,20 @@ class Downstream:
         now = time.monotonic() if now is None else now
         recent = self._retransmitted
         if len(recent) > HISTORY_SIZE:
-            for old in [s for s, t in recent.items() if now - t >= RETRANSMIT_INTERVAL]:
+            for old in [s for s, (t, _) in recent.items() if now - t >= RETRANSMIT_MEMORY]:
                 del recent[old]
         sent = 0
         for seq in lost:
             slot = seq & _HISTORY_MASK
-            if self.history_seq[slot] != seq or now - recent.get(seq, -1e9) < RETRANSMIT_INTERVAL:
+            if self.history_seq[slot] != seq:
                 continue
-            recent[seq] = now
+            previous = recent.get(seq)
+            if previous is None or now - previous[0] >= RETRANSMIT_MEMORY:
+                recent[seq] = (now, 1)
+            elif now - previous[0] < interval or previous[1] >= MAX_RETRANSMITS:
+                continue
+            else:
+                recent[seq] = (now, previous[1] + 1)
             data = self.history[slot]
             rtx_pt = self.rtx_pt_by_pt.get(data[1] & 0x7F)
             if rtx_pt is None:

@@ -37,9 +37,16 @@ THIN_SHARE = 0.4  # bitrate share of VP8's base temporal layer out of three (lib
 AUDIO_RESERVE = 50_000  # bit/s reserved per forwarded audio track (Opus ~32 kbit/s + ~16 kbit/s of headers at 50 pps)
 UPGRADE_HEADROOM = 0.85  # an upgrade must fit in this share of the estimate
 HEADER_OVERHEAD = 1.08  # RTP/SRTP/UDP/IP headers on top of the payload bitrate
-NOMINAL_LAYER_BITRATES = (100_000, 500_000, 1_500_000)  # until a layer's bitrate is measured
+NOMINAL_LAYER_BITRATES = (64_000, 500_000, 1_500_000)  # until a layer's bitrate is measured (call.js CAMERA_LAYERS)
 MIN_ACTIVE_BITRATE = 8_000  # a layer sending less than this is treated as stopped by the publisher
 LOSSY_RETRANSMIT = 0.02  # smoothed loss above which each retransmission is sent twice (Downstream.retransmit)
+DOUBLE_RETRANSMIT_MIN = 500_000  # bit/s: below this estimate a retransmission is never doubled
+RETRANSMIT_RTT_FACTOR = 1.2  # a packet is resent again only after this many round trips
+RETRANSMIT_MAX_INTERVAL = 1.0  # seconds: the longest wait before a packet may be resent again
+PACE_BELOW = 500_000  # bit/s: a subscriber's video is paced while its estimate is below this...
+PACE_UNTIL = 600_000  # ...until it is above this (hysteresis)
+PACE_FACTOR = 1.5  # video pacing rate / estimate: REMB covers the video only and grows only towards what arrives
+PACE_MIN = 40_000  # bit/s: the slowest pacing rate
 LOSS_HIGH = 0.10  # fraction lost above which the estimate is cut (like GCC's loss-based controller)
 PROBE_BACKOFF = 10.0  # seconds without padding probes after the estimate dropped
 
@@ -64,6 +71,38 @@ def padding_rate(
     if ideal_cost <= current_cost:
         return 0.0
     return max(0.0, min(ideal_cost, estimate - AUDIO_RESERVE * audio_tracks) - current_cost)
+
+
+def pacing_rate(estimate: float, *, pacing: bool) -> float | None:
+    """Bit/s to pace a subscriber's video at (None: do not pace), given its estimate.
+
+    Only slow links are paced (a keyframe burst is a large part of their
+    queue); the rate is above the estimate so that pacing spreads bursts
+    without holding back the steady stream (and REMB, which never exceeds
+    1.5x what arrives, can still grow).
+    """
+    if estimate >= (PACE_UNTIL if pacing else PACE_BELOW):
+        return None
+    return max(PACE_MIN, estimate * PACE_FACTOR)
+
+
+def retransmit_policy(
+    estimate: float | None, loss: float, rtt: float | None, *, min_interval: float
+) -> tuple[int, float]:
+    """(copies, interval) for answering a subscriber's NACK (Downstream.retransmit).
+
+    Doubling each retransmission helps on a link with random loss and spare
+    capacity (a lost repair costs a 100 ms re-NACK round); on a congested link
+    the loss *is* the queue overflowing, and every extra copy makes it worse,
+    so only when the estimate leaves room. A packet is resent again only after
+    a round trip: until then the previous copy may still be in the queue, and
+    the browser NACKs again every 100 ms regardless.
+    """
+    copies = 2 if loss > LOSSY_RETRANSMIT and (estimate or 0.0) >= DOUBLE_RETRANSMIT_MIN else 1
+    interval = min_interval
+    if rtt is not None and rtt > 0:
+        interval = max(min_interval, min(RETRANSMIT_MAX_INTERVAL, rtt * RETRANSMIT_RTT_FACTOR))
+    return copies, interval
 
 
 @dataclass(frozen=True)

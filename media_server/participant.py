@@ -25,9 +25,8 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from . import aiortc_hooks as hooks
 from . import turn
 from .config import Config
-from .forwarder import Downstream, Forwarder
+from .forwarder import RETRANSMIT_INTERVAL, Downstream, Forwarder
 from .layers import (
-    LOSSY_RETRANSMIT,
     MIN_ACTIVE_BITRATE,
     THIN_TEMPORAL_LAYER,
     UPGRADE_HEADROOM,
@@ -35,10 +34,13 @@ from .layers import (
     VideoDemand,
     allocate,
     layer_costs,
+    pacing_rate,
     padding_rate,
+    retransmit_policy,
     with_hysteresis,
     with_thin_level,
 )
+from .pacer import Pacer
 from .protocol import SOURCES, InvalidSdp, NoCommonCodec, StaleRevision, TrackInfo
 from .rtputil import codec_key
 from .sdp import SimulcastOffer, accept_simulcast, announce_addresses, negotiated_by_mid, parse_sdp, simulcast_offers
@@ -240,6 +242,8 @@ class Slot:
     layer_switches: int = 0
     stall_mark: tuple[float, int, int] | None = None  # (since, source packets, sent packets): see Subscriber.stalls
     stall_reported: bool = False
+    direct_send: Callable[[bytes], bool] | None = None
+    """The transport's send for this m-line; ``downstream.send`` is it, or it behind the pacer (video)."""
 
 
 class Subscriber:
@@ -272,6 +276,7 @@ class Subscriber:
         """(participant, source) -> the largest height this subscriber displays that video at (unset: any)."""
         self._probed = False
         self.padding = 0.0  # bit/s of probe padding wanted now (layers.padding_rate)
+        self.pacer = Pacer()  # video on a slow link (pacing_rate)
         self._pad_credit = 0.0
         self._adapter = asyncio.create_task(self._run_adaptation(), name=f"subscriber-{participant}-layers")
         # Last-N (media_server/lastn.py): the video tracks to forward (ids); None = every one.
@@ -349,8 +354,14 @@ class Subscriber:
         async def on_feedback(kind_: str, values: list[int]) -> None:
             if kind_ == "nack":
                 slot.nacks_received += 1
-                lossy = self.estimate.loss > LOSSY_RETRANSMIT
-                downstream.retransmit(values, copies=2 if lossy else 1)
+                now = time.monotonic()
+                copies, interval = retransmit_policy(
+                    self.estimate.value(now),
+                    self.estimate.loss,
+                    hooks.sender_rtt(sender),
+                    min_interval=RETRANSMIT_INTERVAL,
+                )
+                downstream.retransmit(values, now, copies=copies, interval=interval)
             elif kind_ == "pli":
                 slot.keyframe_requests_received += 1
                 if slot.forwarder is not None:
@@ -395,7 +406,8 @@ class Subscriber:
             slot.downstream.configure(
                 pt_by_codec=params.pt_by_codec, rtx_pt_by_pt=params.rtx_pt_by_pt, ext_ids=params.ext_ids
             )
-            slot.downstream.send = hooks.make_raw_sender(slot.transceiver.sender.transport)
+            slot.direct_send = hooks.make_raw_sender(slot.transceiver.sender.transport)
+            self._route(slot)
             codec = slot.track.forwarder.codec
             key = codec_key(codec) if codec is not None else next(iter(slot.track.codec_keys), None)
             if key is not None and key not in params.pt_by_codec and slot.info is not None:
@@ -588,6 +600,7 @@ class Subscriber:
         estimate = self.estimate.value(now)
         if estimate is None:
             return
+        self._set_pacing(estimate)
         video = [s for s in self.slots if s.kind == "video" and s.attached is not None and s.downstream.ready]
         if not video:
             return
@@ -615,8 +628,24 @@ class Subscriber:
         if not congested:
             self.padding = padding_rate(estimate, demands, current, audio_tracks=audio)
 
+    def _route(self, slot: Slot) -> None:
+        """Send the slot's packets directly, or (video, while pacing) through the pacer."""
+        if slot.direct_send is not None:
+            paced = self.pacer.active and slot.kind == "video"
+            slot.downstream.send = self.pacer.wrap(slot.direct_send) if paced else slot.direct_send
+
+    def _set_pacing(self, estimate: float) -> None:
+        was = self.pacer.active
+        self.pacer.set_rate(pacing_rate(estimate, pacing=was))
+        if self.pacer.active != was:
+            for slot in self.slots:
+                self._route(slot)
+
     def _pad(self, seconds: float) -> None:
         """Send ``padding`` bit/s worth of probe packets for ``seconds`` (on one forwarding video stream)."""
+        if self.pacer.queued_bytes:  # the link is full already: padding would only queue behind media
+            self._pad_credit = 0.0
+            return
         self._pad_credit += self.padding * seconds / 8
         slot = next((s for s in self.slots if s.kind == "video" and s.forwarder and s.downstream.packets_sent), None)
         if slot is None:
@@ -710,6 +739,7 @@ class Subscriber:
         """Stop forwarding to this subscriber and close the connection."""
         self._adapter.cancel()
         await asyncio.gather(self._adapter, return_exceptions=True)
+        self.pacer.close()
         for slot in self.slots:
             self._detach(slot)
             slot.downstream.release()  # its history would otherwise wait for a full GC cycle

@@ -121,6 +121,43 @@ def test_a_300_kbit_subscriber_gets_smooth_lower_video_while_an_unconstrained_on
     assert fast_s[-1]["framesDecoded"] > fast_s[0]["framesDecoded"], report
 
 
+AUDIO_BYTES_JS = """
+async (participant) => {
+  const call = window.conferenceCall;
+  const pc = call && call.pcs.subscribe;
+  if (!pc) return 0;
+  let total = 0;
+  for (const s of (await pc.getStats()).values()) {
+    if (s.type !== "inbound-rtp" || s.kind !== "audio") continue;
+    const info = call.trackInfo.get(String(s.mid));
+    if (info && info.participant === participant) total += s.bytesReceived || 0;
+  }
+  return total;
+}
+"""
+
+
+def test_a_100_kbit_subscriber_keeps_all_its_audio_and_the_speakers_video_at_a_low_rate(
+    browser: Any, contexts: list[Any], stack: Any, users: dict[str, str], shaped_browser: Any
+) -> None:
+    """Under 150 kbit/s: audio first, plus the active speaker's video on its thinnest level (issue 7)."""
+    host, room_id = host_room(browser, contexts, stack, users, "Very slow downlink")
+    host_id = participant_id(host)
+    slow = join_without_camera(shaped_browser("100kbit"), contexts, stack, room_id, "Very slow link")
+    wait_media(slow, host_id, audio=True, timeout=60)
+    time.sleep(SETTLE)
+    audio_before = slow.evaluate(AUDIO_BYTES_JS, host_id)
+    samples = measure({"slow": slow}, host_id)["slow"]
+    audio_kbps = (slow.evaluate(AUDIO_BYTES_JS, host_id) - audio_before) * 8 / 1000 / WINDOW
+    report = f"audio {audio_kbps:.1f} kbit/s; video {samples}"
+    for before, after in itertools.pairwise(samples):
+        assert after["framesDecoded"] > before["framesDecoded"], "the 100 kbit subscriber stopped decoding\n" + report
+    assert all(0 < s["frameHeight"] <= 180 for s in samples), report
+    frozen = samples[-1]["totalFreezesDuration"] - samples[0]["totalFreezesDuration"]
+    assert frozen < 3.0, f"the 100 kbit subscriber froze {frozen:.2f} s in {WINDOW:.0f} s\n" + report
+    assert audio_kbps > 15, "the 100 kbit subscriber lost audio (Opus sends ~24 kbit/s of payload)\n" + report
+
+
 @pytest.mark.iptables
 def test_video_stays_continuous_at_5_percent_loss(
     browser: Any, contexts: list[Any], stack: Any, users: dict[str, str], shaped_browser: Any

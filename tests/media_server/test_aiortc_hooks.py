@@ -68,7 +68,7 @@ def test_receiver_internals() -> None:
 def test_sender_internals() -> None:
     assert params(RTCRtpSender._handle_rtcp_packet) == ["self", "packet"]
     src = inspect.getsource(RTCRtpSender)
-    for name in ("__ntp_timestamp", "__rtp_timestamp", "__octet_count", "__packet_count"):
+    for name in ("__ntp_timestamp", "__rtp_timestamp", "__octet_count", "__packet_count", "__rtt"):
         assert f"self.{name}" in src, name
     assert "self.__ntp_timestamp" in inspect.getsource(RTCRtpSender._run_rtcp)
     assert "self._ssrc = random32()" in src and "self._rtx_ssrc = random32()" in src
@@ -116,6 +116,9 @@ async def test_forwarding_receiver_and_idle_track_install() -> None:
     assert isinstance(ssrc, int) and isinstance(rtx, int)
     aiortc_hooks.update_sender_report(transceiver.sender, 1234, 100)
     assert transceiver.sender._RTCRtpSender__packet_count == 1
+    assert aiortc_hooks.sender_rtt(transceiver.sender) is None  # no receiver report yet
+    transceiver.sender._RTCRtpSender__rtt = 0.25
+    assert aiortc_hooks.sender_rtt(transceiver.sender) == 0.25
     send = aiortc_hooks.make_raw_sender(transceiver.sender.transport)
     assert send(b"\x80" * 20) is False  # not connected
     assert aiortc_hooks.dtls_last_receive_counter(transceiver.sender.transport) == 0

@@ -10,7 +10,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from media_server.config import ConfigError, parse_config
-from media_server.forwarder import Downstream, ExtensionIds, Forwarder
+from media_server.forwarder import MAX_RETRANSMITS, RETRANSMIT_MEMORY, Downstream, ExtensionIds, Forwarder
 from media_server.rtputil import (
     is_h264_keyframe_start,
     is_vp8_keyframe_start,
@@ -303,7 +303,8 @@ def test_rewrite_keeps_the_descriptor_width() -> None:
     assert rewrite_vp8_picture_ids(plain, 5, 5) is plain and vp8_picture_ids(plain) == (-1, 0, -1)
 
 
-def test_a_lossy_subscriber_gets_each_retransmission_twice() -> None:
+def one_packet_lost() -> tuple[Downstream, list[bytes], int]:
+    """A downstream that forwarded one keyframe packet, the list it sends into (emptied) and that packet's seq."""
     sent: list[bytes] = []
     d = make_downstream(sent)
     fwd = Forwarder(kind="video", request_keyframe=lambda: None)
@@ -311,11 +312,25 @@ def test_a_lossy_subscriber_gets_each_retransmission_twice() -> None:
     fwd.on_rtp(packet(200, 1000, KEY), VP8)
     lost = header(sent[0])[2]
     sent.clear()
+    return d, sent, lost
+
+
+def test_a_lossy_subscriber_gets_each_retransmission_twice() -> None:
+    d, sent, lost = one_packet_lost()
     assert d.retransmit([lost], now=10.0, copies=2) == 2
     (_, pta, rtx_a, _, ssrca), (_, _, rtx_b, _, _) = header(sent[0]), header(sent[1])
     assert (pta, ssrca) == (121, 0x11223344) and rtx_b == (rtx_a + 1) & 0xFFFF  # distinct RTX sequence numbers
     assert sent[0][12:] == sent[1][12:]  # same OSN and payload
     assert d.retransmit([lost], now=10.05, copies=2) == 0  # still one answer per NACK interval
+
+
+def test_a_packet_is_resent_at_most_max_retransmits_times_and_once_per_interval() -> None:
+    """A browser re-NACKs every 100 ms; on a slow link each answer would join the queue (a storm)."""
+    d, sent, lost = one_packet_lost()
+    answers = [d.retransmit([lost], now=10.0 + 0.1 * i, interval=0.25) for i in range(20)]
+    assert answers[:4] == [1, 0, 0, 1]  # one answer per interval (the round trip), not per NACK
+    assert sum(answers) == MAX_RETRANSMITS and len(sent) == MAX_RETRANSMITS
+    assert d.retransmit([lost], now=10.0 + 0.1 * 19 + RETRANSMIT_MEMORY) == 1  # a much later loss is new
 
 
 TIDS = (0, 2, 1, 2)  # Chromium's three-layer VP8 pattern

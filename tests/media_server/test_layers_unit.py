@@ -15,12 +15,15 @@ from media_server.config import Config
 from media_server.forwarder import PROBE_PADDING, Downstream, ExtensionIds, Forwarder
 from media_server.layers import (
     AUDIO_RESERVE,
+    DOUBLE_RETRANSMIT_MIN,
     LOW_BANDWIDTH,
+    RETRANSMIT_MAX_INTERVAL,
     BandwidthEstimate,
     VideoDemand,
     allocate,
     layer_costs,
     padding_rate,
+    retransmit_policy,
     with_hysteresis,
     with_thin_level,
 )
@@ -94,7 +97,7 @@ def test_stopped_layers_are_skipped() -> None:
     assert allocate(10_000_000, [demand(costs=(None, None, None))]) == [None]
     assert layer_costs([0.0, 300_000.0, 1_000.0], measured=True)[0::2] == [None, None]
     assert layer_costs([90_000.0, 100_000.0, 200_000.0], measured=True) == [97_200.0, 250_000.0, 750_000.0]
-    assert layer_costs([0.0, 0.0], measured=False) == [100_000.0, 500_000.0]
+    assert layer_costs([0.0, 0.0], measured=False) == [64_000.0, 500_000.0]
 
 
 def test_hysteresis_goes_up_only_with_headroom_and_down_only_when_needed() -> None:
@@ -292,3 +295,13 @@ def test_a_recording_taps_the_highest_layer_the_publisher_sends() -> None:
     assert track.recording_layer() is layers[1]
     single = Forwarder(kind="video", request_keyframe=lambda: None)
     assert PublishedTrack("p", "camera", "video", "camera", single, cast(Any, None)).recording_layer() is single
+
+
+def test_retransmissions_are_doubled_only_with_room_and_spaced_by_the_round_trip() -> None:
+    assert retransmit_policy(2_000_000, 0.05, None, min_interval=0.1) == (2, 0.1)  # random loss, spare capacity
+    assert retransmit_policy(90_000, 0.05, None, min_interval=0.1)[0] == 1  # congestion loss on a slow link
+    assert retransmit_policy(DOUBLE_RETRANSMIT_MIN, 0.01, None, min_interval=0.1)[0] == 1  # little loss
+    assert retransmit_policy(None, 0.5, None, min_interval=0.1)[0] == 1  # no estimate yet
+    assert retransmit_policy(1e6, 0.0, 0.5, min_interval=0.1)[1] == pytest.approx(0.6)  # queueing: wait a round trip
+    assert retransmit_policy(1e6, 0.0, 0.02, min_interval=0.1)[1] == 0.1
+    assert retransmit_policy(1e6, 0.0, 5.0, min_interval=0.1)[1] == RETRANSMIT_MAX_INTERVAL
