@@ -277,6 +277,9 @@ class Subscriber:
         self._probed = False
         self.padding = 0.0  # bit/s of probe padding wanted now (layers.padding_rate)
         self.pacer = Pacer()  # video on a slow link (pacing_rate)
+        self.on_forwarding_changed: Callable[[], None] = lambda: None
+        """Called when the allocator pauses or resumes a video (what ``forwarded()`` returns changed)."""
+        self._bandwidth_paused: frozenset[int] = frozenset()
         self._pad_credit = 0.0
         self._adapter = asyncio.create_task(self._run_adaptation(), name=f"subscriber-{participant}-layers")
         # Last-N (media_server/lastn.py): the video tracks to forward (ids); None = every one.
@@ -498,8 +501,15 @@ class Subscriber:
                 self._make_ready(slot)
 
     def forwarded(self) -> list[TrackInfo]:
-        """The m-lines currently fed with packets (what the client receives)."""
-        return [s.info for s in self.slots if s.attached is not None and s.info is not None]
+        """The m-lines currently fed with packets (what the client receives).
+
+        A video the bandwidth allocator pauses (``target`` None) is not fed.
+        """
+        return [
+            s.info
+            for s in self.slots
+            if s.attached is not None and s.info is not None and not (s.kind == "video" and s.target is None)
+        ]
 
     def _make_ready(self, slot: Slot) -> None:
         # Forward only once packets can actually leave: a keyframe "sent" into
@@ -620,6 +630,10 @@ class Subscriber:
             else:
                 self._select_layer(slot, max(0, level - 1))
                 slot.downstream.set_temporal_limit(THIN_TEMPORAL_LAYER if level == 0 else None)
+        paused = frozenset(id(s) for s in video if s.target is None)
+        if paused != self._bandwidth_paused:
+            self._bandwidth_paused = paused
+            self.on_forwarding_changed()
         current = [
             self._level(s, s.attached.all_layers.index(s.forwarder), t) if s.attached and s.forwarder else None
             for s, t in zip(video, thin, strict=True)
@@ -710,8 +724,8 @@ class Subscriber:
         found = []
         for slot in self.slots:
             track = slot.attached
-            if track is None or slot.track is not track:
-                slot.stall_mark, slot.stall_reported = None, False
+            if track is None or slot.track is not track or (slot.kind == "video" and slot.target is None):
+                slot.stall_mark, slot.stall_reported = None, False  # (target None: paused for bandwidth)
                 continue
             d = slot.downstream
             layer = slot.forwarder or track.forwarder  # the simulcast layer being forwarded

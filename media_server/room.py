@@ -173,6 +173,7 @@ class Room:
             speaker=lambda: self.speaker.current,
         )
         p.subscriber = subscriber
+        subscriber.on_forwarding_changed = lambda: self._report(p)
         self._apply_tiles(p)
         self._watch_state(participant_id, "subscribe", subscriber.pc)
         self.select_all()  # the room may have grown past a last-N size step

@@ -28,6 +28,7 @@ from media_server.layers import (
     with_thin_level,
 )
 from media_server.participant import PublishedTrack, Subscriber
+from media_server.protocol import TrackInfo
 from media_server.rtputil import vp8_keyframe_size
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
@@ -209,24 +210,58 @@ def test_vp8_keyframe_size_reads_the_frame_header_only_when_present() -> None:
     assert vp8_keyframe_size(b"\x90") is None
 
 
+def simulcast_slot(sub: Subscriber, publisher: str) -> tuple[Any, tuple[Forwarder, ...]]:
+    """A ready video m-line of ``sub`` fed by ``publisher``'s three-layer VP8 camera, on its lowest layer."""
+    slot = sub._new_slot("video")
+    layers = tuple(Forwarder(kind="video", request_keyframe=lambda: None) for _ in range(3))
+    for f, rate in zip(layers, (90_000.0, 450_000.0, 1_400_000.0), strict=True):
+        f.bitrate = lambda now, rate=rate: rate  # type: ignore[method-assign]
+    layers[0].temporal_layers = True  # VP8 with three temporal layers, as browsers send it
+    track = PublishedTrack(publisher, "camera", "video", "camera", layers[-1], cast(Any, None), layers=layers)
+    slot.downstream.send = lambda b: True
+    slot.downstream.configure(pt_by_codec={"video/vp8": 120}, rtx_pt_by_pt={}, ext_ids=ExtensionIds())
+    slot.downstream.ready = True
+    slot.track = slot.attached = track
+    slot.info = TrackInfo(mid=str(len(sub.slots)), participant=publisher, pc="camera", source="camera", kind="video")
+    sub._select_layer(slot, 0)
+    return slot, layers
+
+
+@pytest.mark.asyncio
+async def test_a_video_paused_for_bandwidth_is_not_reported_as_forwarded(media_config: Config) -> None:
+    """The client must not take a video the allocator pauses for a stuck line (call.js checkSilentTracks)."""
+    speaker = "a"
+    sub = Subscriber(participant="s", config=media_config, speaker=lambda: speaker)
+    changes: list[int] = []
+    sub.on_forwarding_changed = lambda: changes.append(1)
+    try:
+        a, _ = simulcast_slot(sub, "a")
+        b, b_layers = simulcast_slot(sub, "b")
+        assert [t.participant for t in sub.forwarded()] == ["a", "b"]
+        sub.estimate.on_remb(100_000, 0.0)  # under 150 kbit/s: only the active speaker's video
+        sub.adapt(1.0)
+        assert b.target is None and [t.participant for t in sub.forwarded()] == ["a"] and changes == [1]
+        sub.adapt(1.5)
+        assert changes == [1]  # no change, no event
+        assert sub.stalls(100.0, 0.0) == []
+        for seq in range(5):  # b's camera keeps sending; nothing goes to this subscriber
+            b_layers[-1].on_rtp(packet(seq, seq, DELTA, seq), VP8)
+        assert sub.stalls(200.0, 0.0) == []  # a pause is not a stall
+        sub.estimate.on_remb(3_000_000, 2.0)
+        sub.estimate.decreased_at = -1e9
+        sub.adapt(20.0)
+        assert [t.participant for t in sub.forwarded()] == ["a", "b"] and changes == [1, 1]
+    finally:
+        await sub.close()
+
+
 @pytest.mark.asyncio
 async def test_subscriber_follows_remb_and_loss_from_its_browser_across_layers(media_config: Config) -> None:
     from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpReceiverInfo, RtcpRrPacket, pack_remb_fci
 
     sub = Subscriber(participant="s", config=media_config)
     try:
-        slot = sub._new_slot("video")
-        layers = tuple(Forwarder(kind="video", request_keyframe=lambda: None) for _ in range(3))
-        for f, rate in zip(layers, (90_000.0, 450_000.0, 1_400_000.0), strict=True):
-            f.bitrate = lambda now, rate=rate: rate  # type: ignore[method-assign]
-        layers[0].temporal_layers = True  # VP8 with three temporal layers, as browsers send it
-        track = PublishedTrack("p", "camera", "video", "camera", layers[-1], cast(Any, None), layers=layers)
-        sent: list[bytes] = []
-        slot.downstream.send = lambda b: sent.append(b) or True
-        slot.downstream.configure(pt_by_codec={"video/vp8": 120}, rtx_pt_by_pt={}, ext_ids=ExtensionIds())
-        slot.downstream.ready = True
-        slot.track = slot.attached = track
-        sub._select_layer(slot, 0)
+        slot, layers = simulcast_slot(sub, "p")
         assert slot.forwarder is layers[0] and slot.target == 0
 
         sub.adapt(0.0)  # no REMB yet: nothing changes
