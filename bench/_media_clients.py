@@ -155,7 +155,11 @@ class SubscriberClient:
             for t in self.pc.getTransceivers():
                 if id(t.receiver) not in self.hooked:
                     self.hooked.add(id(t.receiver))
-                    aiortc_hooks.ForwardingReceiver(t.receiver, t.kind, self._on_rtp)
+                    hook = aiortc_hooks.ForwardingReceiver(t.receiver, t.kind, self._on_rtp)
+                    # No REMB: aiortc's receive-side estimate stays near the rate it already gets (~1.1 Mbit/s,
+                    # one stream) and the SFU's adaptive quality would pause every video beyond the first for
+                    # good. This bench measures forwarding; bench/adaptive.py measures adaptation.
+                    hook._estimator = None
             await self.pc.setLocalDescription(await self.pc.createAnswer())
             async with w.http.post(
                 f"{w.base}/v1/rooms/{w.room}/participants/{self.name}/subscribe/answer",
