@@ -673,6 +673,8 @@ class Subscriber:
     def stalls(self, now: float, after: float) -> list[str]:
         """Describe each negotiated stream that sent nothing for ``after`` seconds while its source had packets.
 
+        A video that adaptive quality paused (no layer fits the estimate) sends nothing on purpose: not a stall.
+
         Called by the room's watchdog; each stall is described once (again only
         after the stream flowed meanwhile). The description says which gate
         holds the packets back (not ready, waiting for a keyframe, codec
@@ -681,7 +683,7 @@ class Subscriber:
         found = []
         for slot in self.slots:
             track = slot.attached
-            if track is None or slot.track is not track:
+            if track is None or slot.track is not track or slot.target is None:  # None: adaptive quality paused it
                 slot.stall_mark, slot.stall_reported = None, False
                 continue
             d = slot.downstream
