@@ -39,6 +39,18 @@ VIDEO_PPS, VIDEO_SIZE = 130, 1100
 AUDIO_PPS, AUDIO_SIZE = 50, 120
 STAMP = struct.Struct("!2sQ")
 MAGIC = b"\x10\x00"  # also a VP8 payload descriptor with S=1 (every packet looks like a keyframe start)
+VP8_PICTURES = struct.Struct("!BBHB")
+"""--vp8-pictures: a VP8 descriptor with X, S, a 15-bit picture ID and TL0PICIDX in front of the stamp (which
+then also starts the VP8 payload header: every packet still looks like a keyframe start)."""
+
+
+def send_time_ns(payload: bytes) -> int | None:
+    """The publisher's send time stamped in a bench payload (either layout), or None."""
+    if payload[:2] == MAGIC and len(payload) >= STAMP.size:
+        return int(STAMP.unpack_from(payload)[1])
+    if payload[:2] == b"\x90\xc0" and payload[5:7] == MAGIC and len(payload) >= VP8_PICTURES.size + STAMP.size:
+        return int(STAMP.unpack_from(payload, VP8_PICTURES.size)[1])
+    return None
 
 
 def new_pc() -> RTCPeerConnection:
@@ -61,8 +73,17 @@ class Histogram:
 
 
 class PublisherClient:
-    def __init__(self, http: aiohttp.ClientSession, base: str, room: str, name: str, auth: dict[str, str]) -> None:
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        base: str,
+        room: str,
+        name: str,
+        auth: dict[str, str],
+        vp8_pictures: bool = False,
+    ) -> None:
         self.http, self.base, self.room, self.name, self.auth = http, base, room, name, auth
+        self.vp8_pictures = vp8_pictures
         self.pc = new_pc()
         self.task: asyncio.Task[None] | None = None
 
@@ -97,9 +118,12 @@ class PublisherClient:
             elapsed = time.monotonic() - start
             for s in streams:
                 ssrc, pt, pps, size, clock, send, n = s
-                pad = b"\x00" * (size - STAMP.size)
+                pictures = self.vp8_pictures and clock == 90000
+                pad = b"\x00" * (size - STAMP.size - (VP8_PICTURES.size if pictures else 0))
                 while n < elapsed * pps:
                     rtp = header.pack(0x80, 0x80 | pt, n & 0xFFFF, int(n * clock / pps) & 0xFFFFFFFF, ssrc)
+                    if pictures:
+                        rtp += VP8_PICTURES.pack(0x90, 0xC0, 0x8000 | (n & 0x7FFF), n & 0xFF)
                     send(rtp + STAMP.pack(MAGIC, time.monotonic_ns()) + pad)
                     n += 1
                 s[6] = n
@@ -120,9 +144,9 @@ class SubscriberClient:
     def _on_rtp(self, packet: Any, codec: Any) -> None:
         w = self.worker
         w.received += 1
-        payload = packet.payload
-        if payload[:2] == MAGIC and len(payload) >= STAMP.size:
-            w.hist.add((time.monotonic_ns() - STAMP.unpack_from(payload)[1]) / 1e6)
+        sent = send_time_ns(packet.payload)
+        if sent is not None:
+            w.hist.add((time.monotonic_ns() - sent) / 1e6)
 
     async def answer(self, offer: dict[str, Any]) -> None:
         w = self.worker
@@ -131,7 +155,11 @@ class SubscriberClient:
             for t in self.pc.getTransceivers():
                 if id(t.receiver) not in self.hooked:
                     self.hooked.add(id(t.receiver))
-                    aiortc_hooks.ForwardingReceiver(t.receiver, t.kind, self._on_rtp)
+                    hook = aiortc_hooks.ForwardingReceiver(t.receiver, t.kind, self._on_rtp)
+                    # No REMB: aiortc's receive-side estimate stays near the rate it already gets (~1.1 Mbit/s,
+                    # one stream) and the SFU's adaptive quality would pause every video beyond the first for
+                    # good. This bench measures forwarding; bench/adaptive.py measures adaptation.
+                    hook._estimator = None
             await self.pc.setLocalDescription(await self.pc.createAnswer())
             async with w.http.post(
                 f"{w.base}/v1/rooms/{w.room}/participants/{self.name}/subscribe/answer",
@@ -157,8 +185,9 @@ class SubscriberClient:
 
 
 class Worker:
-    def __init__(self, role: str, base: str, room: str, secret: str) -> None:
+    def __init__(self, role: str, base: str, room: str, secret: str, vp8_pictures: bool = False) -> None:
         self.role, self.base, self.room = role, base, room
+        self.vp8_pictures = vp8_pictures
         self.auth = {"Authorization": f"Bearer {secret}"}
         self.http: aiohttp.ClientSession
         self.clients: dict[str, Any] = {}
@@ -171,7 +200,7 @@ class Worker:
     async def join(self, request: web.Request) -> web.Response:
         name = (await request.json())["name"]
         client: Any = (
-            PublisherClient(self.http, self.base, self.room, name, self.auth)
+            PublisherClient(self.http, self.base, self.room, name, self.auth, self.vp8_pictures)
             if self.role == "publisher"
             else SubscriberClient(self, name)
         )
@@ -219,7 +248,7 @@ class Worker:
 
 async def main(args: argparse.Namespace) -> None:
     aiortc_hooks.set_ice_host_addresses(["127.0.0.1"])
-    worker = Worker(args.role, args.base, args.room, args.secret)
+    worker = Worker(args.role, args.base, args.room, args.secret, args.vp8_pictures)
     async with aiohttp.ClientSession() as http:
         worker.http = http
         app = web.Application()
@@ -250,4 +279,5 @@ if __name__ == "__main__":
     parser.add_argument("--base", required=True)
     parser.add_argument("--room", default="bench")
     parser.add_argument("--secret", required=True)
+    parser.add_argument("--vp8-pictures", action="store_true", help="video payloads carry VP8 picture IDs")
     asyncio.run(main(parser.parse_args()))

@@ -30,6 +30,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ STREAM_PPS = 130 + 50  # video + audio packets per second of one A+V stream (ben
 class ClientProcess:
     """One bench/_media_clients.py worker (publishers or a group of subscribers)."""
 
-    def __init__(self, role: str, base: str) -> None:
+    def __init__(self, role: str, base: str, extra: Sequence[str] = ()) -> None:
         self.port = common.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
@@ -61,6 +62,7 @@ class ClientProcess:
                 base,
                 "--secret",
                 SECRET,
+                *extra,
             ],
             cwd=common.ROOT,
             stdin=subprocess.PIPE,
@@ -116,6 +118,7 @@ def start_sfu(
     probe: str,
     memtrace: str | None = None,
     extra_env: dict[str, str] | None = None,
+    vp8_deltas: bool = False,
 ) -> subprocess.Popen[bytes]:
     """The SFU under bench/_media_sfu_probe.py (hop-latency probe; optional CPU-heavy loop step log)."""
     env = {
@@ -133,6 +136,8 @@ def start_sfu(
         command += ["--slow-ms", "2"]
     if memtrace:
         command += ["--memtrace", memtrace]
+    if vp8_deltas:
+        command += ["--vp8-deltas"]
     return subprocess.Popen(command, cwd=root, env=env, stderr=stderr)
 
 
@@ -180,6 +185,7 @@ async def run_sfu(args: argparse.Namespace, root: Path, extra_env: dict[str, str
         probe,
         args.memtrace if own else None,
         extra_env,
+        args.vp8_deltas,
     )
     base = f"http://127.0.0.1:{control_port}"
     workers: list[ClientProcess] = []
@@ -199,7 +205,7 @@ async def run_sfu(args: argparse.Namespace, root: Path, extra_env: dict[str, str
                 async with http.get(base + "/v1/health", headers=AUTH) as r:
                     return int((await r.json())["forwarded_packets"])
 
-            pub_worker = ClientProcess("publisher", base)
+            pub_worker = ClientProcess("publisher", base, ["--vp8-pictures"] if args.vp8_deltas else [])
             stable = [ClientProcess("subscriber", base) for _ in range(args.sub_procs)]
             churn = ClientProcess("subscriber", base) if args.soak else None
             workers = [pub_worker, *stable, *([churn] if churn else [])]
@@ -363,6 +369,11 @@ def main() -> None:
         help="also run this tree's SFU with MEDIA_NATIVE=0 (no C fast path), concurrently",
     )
     parser.add_argument("--sfu-log", help="write the SFU's stderr (logs) to this file")
+    parser.add_argument(
+        "--vp8-deltas",
+        action="store_true",
+        help="video payloads carry VP8 picture IDs and every subscriber stream rewrites them (as after a layer switch)",
+    )
     parser.add_argument(
         "--memtrace",
         help="SFU: trace allocations (tracemalloc, slow) and append RSS/malloc/top-growth snapshots"

@@ -9,7 +9,8 @@ only: header, extensions, history, SR batching), ``protect`` (+ SRTP
 AES-256-GCM protect, as negotiated between aiortc peers), ``sendto``
 (+ a loopback UDP send), and the media server's own send path
 ``aiortc_hooks.make_raw_sender`` in pure Python (``raw-python``) and with
-the C fast path (``raw-native``, native/sfu_native). Hot caches and no event loop: this isolates the
+the C fast path (``raw-native``, native/sfu_native); ``*/py-fanout`` rows run the
+rewrite + fan-out in Python (``Downstream.forward``) instead of the C ``Fanout``. Hot caches and no event loop: this isolates the
 code we own; the end-to-end figure is bench/sfu_forward.py.
 """
 
@@ -73,8 +74,12 @@ for name, native in variants.items():
     sends[name] = raw_send
 payload = b"\x10\x00" + os.urandom(1098)
 packets = [RtpPacket(payload_type=96, sequence_number=i & 0xFFFF, timestamp=i * 700, ssrc=5, payload=payload) for i in range(20000)]
-for mode, send in sends.items():
-    fwd = F.Forwarder(kind="video", request_keyframe=lambda: None)
+runs = [(mode, send, {}) for mode, send in sends.items()]
+if "native" in inspect.signature(F.Forwarder).parameters and getattr(H, "NATIVE", None) is not None:
+    # The same with the rewrite + fan-out in Python (Downstream.forward) instead of the C Fanout.
+    runs += [(mode + "/py-fanout", sends[mode], {"native": None}) for mode in ("nosend", "raw-native") if mode in sends]
+for mode, send, fwd_kwargs in runs:
+    fwd = F.Forwarder(kind="video", request_keyframe=lambda: None, **fwd_kwargs)
     for i in range(8):
         d = F.Downstream(kind="video", ssrc=1000 + i, rtx_ssrc=2000 + i, send=send, initial_sequence=1, initial_timestamp=1)
         d.configure(pt_by_codec={"video/vp8": 96}, rtx_pt_by_pt={96: 97}, ext_ids=F.ExtensionIds(abs_send_time=3))
@@ -93,7 +98,7 @@ for mode, send in sends.items():
                 except BlockingIOError:
                     pass
         best = min(best, (time.process_time() - start) / (len(packets) * 8) * 1e6)
-    print(f"  {mode:8s} {best:5.2f} us CPU per forwarded packet")
+    print(f"  {mode:20s} {best:5.2f} us CPU per forwarded packet")
 """
 
 

@@ -32,6 +32,8 @@ What we hook and why:
   fast path ``_sfu_native`` (``native/sfu_native``, owned by this module)
   the libsrtp function pointers and ``srtp_t`` it calls. Without that module
   (or with ``MEDIA_NATIVE=0``) everything runs in Python, byte-identically.
+  :data:`NATIVE` is also where ``forwarder.py`` takes its C fan-out from
+  (``Fanout``, ``DownstreamCore``: no aiortc internals involved).
 """
 
 from __future__ import annotations

@@ -9,7 +9,13 @@ subscriber's negotiated IDs; ``mid`` is dropped because the subscriber
 demultiplexes by the SSRC we announced). Nothing is decoded.
 
 Everything here is synchronous and allocation-light: it runs once per packet
-per subscriber.
+per subscriber. With the C fast path (``native/sfu_native``, loaded by
+``aiortc_hooks.NATIVE``) :class:`Downstream`'s hot fields live in the C base
+class ``DownstreamCore`` and ``Fanout`` runs the steady state of
+:meth:`Downstream.forward` (header, VP8 picture-ID deltas, NACK history,
+send, counters, SR batching) for all downstreams of a packet in one call;
+every other state (rebase, keyframe gating, thinning, not ready, unknown
+codec) still goes through :meth:`Downstream.forward`, the reference.
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
+from .aiortc_hooks import NATIVE
 from .rtputil import (
     RTP_HEADER,
     U16,
@@ -64,7 +72,14 @@ class ExtensionIds:
     abs_send_time: int = 0
 
 
-class Downstream:
+if TYPE_CHECKING:
+    _DownstreamBase = object
+else:
+    # With the C fast path the hot fields live in a C struct (plain attributes for Python) that Fanout reads directly.
+    _DownstreamBase = getattr(NATIVE, "DownstreamCore", object)
+
+
+class Downstream(_DownstreamBase):
     """One subscriber stream: the rewriting state for one outgoing SSRC.
 
     The same Downstream survives publisher switches (a reused transceiver):
@@ -410,7 +425,11 @@ class Forwarder:
         kind: str,
         request_keyframe: Callable[[], None],
         on_audio_level: Callable[[int], None] | None = None,
+        native: Any = NATIVE,
     ) -> None:
+        """``native``: the ``_sfu_native`` module (default: the one aiortc_hooks loaded, or None), whose
+        ``Fanout`` then does the steady-state part of :meth:`Downstream.forward` for all downstreams of a
+        packet in one C call (same bytes, same state; tests/media_server/test_forwarder_unit.py compares)."""
         self.kind = kind
         self.downstreams: list[Downstream] = []
         self._send_pli = request_keyframe
@@ -432,6 +451,12 @@ class Forwarder:
         self._rate_sampled = False
         self.audible = True
         """False: packets carrying an audio level are not forwarded (last-N audio, media_server/lastn.py)."""
+        fanout_type = getattr(native, "Fanout", None)
+        self._fanout: Any = (
+            fanout_type(downstream_type=Downstream, history_mask=_HISTORY_MASK, sr_batch=SR_BATCH)
+            if fanout_type is not None and issubclass(Downstream, native.DownstreamCore)
+            else None
+        )
 
     def set_audible(self, audible: bool) -> None:
         """Gate this (microphone) track; when it opens, every downstream continues seamlessly."""
@@ -548,10 +573,16 @@ class Forwarder:
                 if keyframe and mime.lower() == "video/vp8":
                     self.frame_size = vp8_keyframe_size(payload) or self.frame_size
                 break
+        marker, seq, ts = packet.marker, packet.sequence_number, packet.timestamp
+        if self._fanout is not None:
+            # The loop below and Downstream.forward's steady state in one C call (rare states call forward).
+            self._fanout(
+                downstreams, key, marker, seq, ts, payload, keyframe, clock_rate, now, self._extensions, audio_level
+            )
+            return
         # The extension block depends only on the subscriber's negotiated IDs:
         # built once per packet per distinct ID pair (usually one for the room).
         ext_cache: dict[tuple[int, int], bytes] = {}
-        marker, seq, ts = packet.marker, packet.sequence_number, packet.timestamp
         for d in downstreams:
             ids = d.ext_key
             ext = ext_cache.get(ids)

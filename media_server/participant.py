@@ -716,6 +716,8 @@ class Subscriber:
     def stalls(self, now: float, after: float) -> list[str]:
         """Describe each negotiated stream that sent nothing for ``after`` seconds while its source had packets.
 
+        A video that adaptive quality paused (no layer fits the estimate) sends nothing on purpose: not a stall.
+
         Called by the room's watchdog; each stall is described once (again only
         after the stream flowed meanwhile). The description says which gate
         holds the packets back (not ready, waiting for a keyframe, codec
@@ -725,7 +727,7 @@ class Subscriber:
         for slot in self.slots:
             track = slot.attached
             if track is None or slot.track is not track or (slot.kind == "video" and slot.target is None):
-                slot.stall_mark, slot.stall_reported = None, False  # (target None: paused for bandwidth)
+                slot.stall_mark, slot.stall_reported = None, False  # (target None: adaptive quality paused it)
                 continue
             d = slot.downstream
             layer = slot.forwarder or track.forwarder  # the simulcast layer being forwarded

@@ -5,7 +5,8 @@
  * it has to SRTP-protect the rewritten RTP packet and hand it to the kernel.
  * Done in Python that is three frames, a cffi call with argument conversion, a
  * buffer slice and socket.sendto's argument and address parsing per copy.
- * This module does protect + sendto in one C call.
+ * This module does protect + sendto in one C call, and the header rewrite +
+ * fan-out that precedes it in one C call per publisher packet.
  *
  * It knows nothing about aiortc or pylibsrtp: media_server/aiortc_hooks.py
  * (which owns every private access) hands it the libsrtp function pointer and
@@ -25,6 +26,9 @@
  *       buffer, sendto(2) on the socket's descriptor; if the kernel refuses
  *       the datagram, queue(packet, address) (asyncio's transport.sendto,
  *       which queues and retries) and return True.
+ *   DownstreamCore, Fanout(downstream_type, history_mask, sr_batch)
+ *       the steady state of media_server.forwarder.Downstream.forward for all
+ *       downstreams of one publisher packet in one call (see below).
  *   recv_nowait(sock) -> (data, address) | None
  *       one non-blocking recvfrom without an exception when nothing is queued
  *       (the receive drain asks once more per wake-up; BlockingIOError per
@@ -35,10 +39,12 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <errno.h>
 #include <netdb.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -573,6 +579,523 @@ static PyTypeObject SenderType = {
 };
 
 /* ------------------------------------------------------------------------ */
+/* DownstreamCore + Fanout                                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * DownstreamCore: base class of media_server.forwarder.Downstream when this
+ * module is loaded. It only stores the fields the forwarding hot path
+ * touches (Python code reads and writes them as ordinary attributes); the
+ * Python subclass keeps all the behaviour.
+ *
+ * Fanout(downstream_type, history_mask, sr_batch): the steady-state part of
+ * Downstream.forward for every downstream of one publisher packet, in one
+ * call:
+ *
+ *   fanout(downstreams, key, marker, seq, ts, payload, keyframe, clock_rate, now, make_ext, audio_level)
+ *
+ * For each downstream, in order: its header-extension block is taken from a
+ * per-call cache keyed by `d.ext_key` (built by make_ext(ext_key,
+ * audio_level) on a miss, as Forwarder.on_rtp does). A downstream in the
+ * steady state (exact type `downstream_type`, ready, payload type known for
+ * `key`, no rebase pending, not thinning; VP8 picture-ID deltas are applied
+ * here) gets the rewritten packet built, stored in its NACK history, sent
+ * with d.send, and its counters / last_* / SR batching updated exactly as
+ * Downstream.forward does. Any other downstream gets
+ * d.forward(key, marker, seq, ts, ext, payload, keyframe, clock_rate, now):
+ * the Python method stays the reference, and every rare state (rebase,
+ * keyframe gating, thinning, unknown codec, not ready) is handled there.
+ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *ready;        /* bool */
+    PyObject *needs_rebase; /* bool */
+    PyObject *thinning;     /* bool (_thinning) */
+    PyObject *vp8_deltas;   /* (picture ID delta, TL0PICIDX delta) | None */
+    PyObject *pt_by_codec;  /* dict[str, int] */
+    PyObject *ext_key;      /* tuple */
+    PyObject *history_seq;  /* list[int] */
+    PyObject *history;      /* list[bytes] */
+    PyObject *send;         /* callable(bytes) -> bool */
+    PyObject *on_sent;      /* callable(ts, octets, packets) | None */
+    PyObject *last_time;    /* float */
+    /* ints (objects, not C integers: the Python path then reads and writes them at slot speed) */
+    PyObject *seq_offset, *ts_offset, *ssrc, *last_seq, *last_ts;
+    PyObject *packets_sent, *packets_dropped, *unreported_octets, *unreported_packets;
+} Core;
+
+#define CORE_OBJECTS(X)                                                                                                \
+    X(ready) X(needs_rebase) X(thinning) X(vp8_deltas) X(pt_by_codec) X(ext_key) X(history_seq) X(history) X(send)      \
+        X(on_sent) X(last_time) X(seq_offset) X(ts_offset) X(ssrc) X(last_seq) X(last_ts) X(packets_sent)             \
+            X(packets_dropped) X(unreported_octets) X(unreported_packets)
+
+static int
+Core_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    Core *self = (Core *)op;
+#define VISIT(f) Py_VISIT(self->f);
+    CORE_OBJECTS(VISIT)
+#undef VISIT
+    return 0;
+}
+
+static int
+Core_clear(PyObject *op)
+{
+    Core *self = (Core *)op;
+#define CLEAR(f) Py_CLEAR(self->f);
+    CORE_OBJECTS(CLEAR)
+#undef CLEAR
+    return 0;
+}
+
+static void
+Core_dealloc(PyObject *op)
+{
+    PyTypeObject *type = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    Core_clear(op);
+    type->tp_free(op);
+}
+
+#define OBJ_MEMBER(name, field) {name, T_OBJECT_EX, offsetof(Core, field), 0, NULL}
+#define INT_MEMBER(name, field) OBJ_MEMBER(name, field)
+static PyMemberDef Core_members[] = {
+    OBJ_MEMBER("ready", ready),
+    OBJ_MEMBER("needs_rebase", needs_rebase),
+    OBJ_MEMBER("_thinning", thinning),
+    OBJ_MEMBER("vp8_deltas", vp8_deltas),
+    OBJ_MEMBER("pt_by_codec", pt_by_codec),
+    OBJ_MEMBER("ext_key", ext_key),
+    OBJ_MEMBER("history_seq", history_seq),
+    OBJ_MEMBER("history", history),
+    OBJ_MEMBER("send", send),
+    OBJ_MEMBER("on_sent", on_sent),
+    OBJ_MEMBER("last_time", last_time),
+    INT_MEMBER("seq_offset", seq_offset),
+    INT_MEMBER("ts_offset", ts_offset),
+    INT_MEMBER("ssrc", ssrc),
+    INT_MEMBER("last_seq", last_seq),
+    INT_MEMBER("last_ts", last_ts),
+    INT_MEMBER("packets_sent", packets_sent),
+    INT_MEMBER("packets_dropped", packets_dropped),
+    INT_MEMBER("_unreported_octets", unreported_octets),
+    INT_MEMBER("_unreported_packets", unreported_packets),
+    {NULL, 0, 0, 0, NULL},
+};
+#undef OBJ_MEMBER
+#undef INT_MEMBER
+
+static PyTypeObject CoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "_sfu_native.DownstreamCore",
+    .tp_basicsize = sizeof(Core),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Storage of the forwarding hot path's Downstream fields (base class of forwarder.Downstream)",
+    .tp_new = PyType_GenericNew,
+    .tp_traverse = Core_traverse,
+    .tp_clear = Core_clear,
+    .tp_dealloc = Core_dealloc,
+    .tp_members = Core_members,
+};
+
+static PyObject *str_forward;
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *downstream_type;
+    unsigned long history_mask;
+    long long sr_batch;
+    unsigned long long native_packets;
+} Fanout;
+
+/* An exact int in [0, limit], or -1 (missing, another type, out of range: the caller falls back). */
+static long long
+int_field(PyObject *value, long long limit)
+{
+    if (value == NULL || !PyLong_CheckExact(value))
+        return -1;
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (overflow || v < 0 || v > limit)
+        return -1;
+    return v;
+}
+
+/* *field += delta for an int field; -1 with an exception set. */
+static int
+add_to_field(PyObject **field, long long delta)
+{
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(*field, &overflow);
+    PyObject *sum;
+    if (!overflow && v != -1 && v < LLONG_MAX - delta) {
+        sum = PyLong_FromLongLong(v + delta);
+    } else {
+        if (PyErr_Occurred())
+            return -1;
+        PyObject *d = PyLong_FromLongLong(delta);
+        if (d == NULL)
+            return -1;
+        sum = PyNumber_Add(*field, d);
+        Py_DECREF(d);
+    }
+    if (sum == NULL)
+        return -1;
+    Py_XSETREF(*field, sum);
+    return 0;
+}
+
+/* Where the VP8 picture ID / TL0PICIDX bytes are (as rtputil.vp8_descriptor_ids reads them). */
+static void
+vp8_rewrite(unsigned char *p, Py_ssize_t n, long long pid_delta, long long tl0_delta)
+{
+    if (n < 3 || !(p[0] & 0x80))
+        return;
+    unsigned char x = p[1];
+    Py_ssize_t i = 2;
+    if (x & 0x80) {
+        if (p[2] & 0x80) {
+            if (n < 4)
+                return;
+            long long moved = ((((long long)(p[2] & 0x7F) << 8) | p[3]) + pid_delta) & 0x7FFF;
+            p[2] = (unsigned char)(0x80 | (moved >> 8));
+            p[3] = (unsigned char)(moved & 0xFF);
+            i = 4;
+        } else {
+            p[2] = (unsigned char)((p[2] + pid_delta) & 0x7F);
+            i = 3;
+        }
+    }
+    if ((x & 0x40) && n > i)
+        p[i] = (unsigned char)((p[i] + tl0_delta) & 0xFF);
+}
+
+/* 1: sent through the steady-state path; 0: not steady (the caller runs d.forward); -1: exception. */
+static int
+Fanout_steady(Fanout *self, Core *d, PyObject *key, unsigned marker, unsigned long seq, unsigned long ts,
+              PyObject *ext, PyObject *payload, PyObject *now)
+{
+    if (d->ready != Py_True || d->needs_rebase != Py_False || d->thinning != Py_False || d->vp8_deltas == NULL ||
+        d->pt_by_codec == NULL || !PyDict_CheckExact(d->pt_by_codec) || d->history_seq == NULL ||
+        d->history == NULL || !PyList_CheckExact(d->history_seq) || !PyList_CheckExact(d->history) ||
+        PyList_GET_SIZE(d->history_seq) <= (Py_ssize_t)self->history_mask ||
+        PyList_GET_SIZE(d->history) <= (Py_ssize_t)self->history_mask || d->send == NULL || d->on_sent == NULL ||
+        d->packets_sent == NULL || d->packets_dropped == NULL || d->unreported_octets == NULL ||
+        d->unreported_packets == NULL)
+        return 0;
+    long long seq_offset = int_field(d->seq_offset, 0xFFFF), ts_offset = int_field(d->ts_offset, 0xFFFFFFFFLL);
+    long long ssrc_value = int_field(d->ssrc, 0xFFFFFFFFLL), last_seq = int_field(d->last_seq, 0xFFFF);
+    long long unreported_octets = int_field(d->unreported_octets, LLONG_MAX / 2);
+    long long unreported_packets = int_field(d->unreported_packets, LLONG_MAX / 2);
+    if (seq_offset < 0 || ts_offset < 0 || ssrc_value < 0 || last_seq < 0 || unreported_octets < 0 ||
+        unreported_packets < 0 || !PyLong_CheckExact(d->packets_sent) || !PyLong_CheckExact(d->packets_dropped))
+        return 0;
+    long long pid_delta = 0, tl0_delta = 0;
+    int rewrite = d->vp8_deltas != Py_None;
+    if (rewrite) {
+        PyObject *deltas = d->vp8_deltas;
+        if (!PyTuple_CheckExact(deltas) || PyTuple_GET_SIZE(deltas) != 2 ||
+            !PyLong_CheckExact(PyTuple_GET_ITEM(deltas, 0)) || !PyLong_CheckExact(PyTuple_GET_ITEM(deltas, 1)))
+            return 0;
+        int o1, o2;
+        pid_delta = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(deltas, 0), &o1);
+        tl0_delta = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(deltas, 1), &o2);
+        if (o1 || o2)
+            return 0;
+    }
+    PyObject *pt_obj = PyDict_GetItemWithError(d->pt_by_codec, key);
+    if (pt_obj == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (!PyLong_CheckExact(pt_obj))
+        return 0;
+    long pt = PyLong_AsLong(pt_obj);
+    if (pt < 0 || pt > 127)
+        return PyErr_Occurred() ? -1 : 0;
+
+    /* Header + extensions + (rewritten) payload: Downstream.forward's `data`. */
+    Py_ssize_t ext_len = PyBytes_GET_SIZE(ext), payload_len = PyBytes_GET_SIZE(payload);
+    unsigned long oseq = (seq + (unsigned long)seq_offset) & 0xFFFF;
+    unsigned long ots = (unsigned long)((ts + (unsigned long long)ts_offset) & 0xFFFFFFFFULL);
+    unsigned long long ssrc = (unsigned long long)ssrc_value;
+    PyObject *data = PyBytes_FromStringAndSize(NULL, 12 + ext_len + payload_len);
+    if (data == NULL)
+        return -1;
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(data);
+    out[0] = ext_len ? 0x90 : 0x80;
+    out[1] = (unsigned char)((marker << 7) | (unsigned)pt);
+    out[2] = (unsigned char)(oseq >> 8);
+    out[3] = (unsigned char)oseq;
+    out[4] = (unsigned char)(ots >> 24);
+    out[5] = (unsigned char)(ots >> 16);
+    out[6] = (unsigned char)(ots >> 8);
+    out[7] = (unsigned char)ots;
+    out[8] = (unsigned char)(ssrc >> 24);
+    out[9] = (unsigned char)(ssrc >> 16);
+    out[10] = (unsigned char)(ssrc >> 8);
+    out[11] = (unsigned char)ssrc;
+    memcpy(out + 12, PyBytes_AS_STRING(ext), (size_t)ext_len);
+    unsigned char *body = out + 12 + ext_len;
+    memcpy(body, PyBytes_AS_STRING(payload), (size_t)payload_len);
+    if (rewrite)
+        vp8_rewrite(body, payload_len, pid_delta, tl0_delta);
+
+    /* NACK history slot, then send (the history keeps the packet whatever send says, as in Python). */
+    PyObject *oseq_obj = PyLong_FromUnsignedLong(oseq);
+    if (oseq_obj == NULL) {
+        Py_DECREF(data);
+        return -1;
+    }
+    Py_ssize_t slot = (Py_ssize_t)(oseq & self->history_mask);
+    PyList_SetItem(d->history_seq, slot, Py_NewRef(oseq_obj));
+    PyList_SetItem(d->history, slot, Py_NewRef(data));
+    PyObject *send = Py_NewRef(d->send); /* the call may replace d.send */
+    PyObject *sent = PyObject_CallOneArg(send, data);
+    Py_DECREF(send);
+    Py_DECREF(data);
+    int ok = sent == NULL ? -1 : PyObject_IsTrue(sent);
+    Py_XDECREF(sent);
+    /* self.packets_sent += 1 (or packets_dropped: not connected yet, or the subscriber is not draining) */
+    if (ok < 0 || add_to_field(ok ? &d->packets_sent : &d->packets_dropped, 1) < 0) {
+        Py_DECREF(oseq_obj);
+        return -1;
+    }
+    PyObject *ots_obj = PyLong_FromUnsignedLong(ots);
+    if (ots_obj == NULL) {
+        Py_DECREF(oseq_obj);
+        return -1;
+    }
+    if (((oseq - (unsigned long)last_seq) & 0xFFFF) < 0x8000) {
+        Py_XSETREF(d->last_seq, Py_NewRef(oseq_obj));
+        Py_XSETREF(d->last_ts, Py_NewRef(ots_obj));
+        Py_XSETREF(d->last_time, Py_NewRef(now));
+    }
+    Py_DECREF(oseq_obj);
+    /* SR bookkeeping is batched (see Downstream.forward). */
+    unreported_octets += payload_len;
+    unreported_packets += 1;
+    PyObject *octets = PyLong_FromLongLong(unreported_octets), *packets = PyLong_FromLongLong(unreported_packets);
+    if (octets == NULL || packets == NULL) {
+        Py_XDECREF(octets);
+        Py_XDECREF(packets);
+        Py_DECREF(ots_obj);
+        return -1;
+    }
+    Py_XSETREF(d->unreported_octets, octets);
+    Py_XSETREF(d->unreported_packets, packets);
+    if (unreported_packets >= self->sr_batch && d->on_sent != Py_None) {
+        PyObject *on_sent = Py_NewRef(d->on_sent);
+        PyObject *call[3] = {ots_obj, octets, packets};
+        Py_INCREF(octets);
+        Py_INCREF(packets);
+        PyObject *r = PyObject_Vectorcall(on_sent, call, 3, NULL);
+        Py_DECREF(octets);
+        Py_DECREF(packets);
+        Py_DECREF(on_sent);
+        if (r == NULL) {
+            Py_DECREF(ots_obj);
+            return -1;
+        }
+        Py_DECREF(r);
+        PyObject *zero = PyLong_FromLong(0);
+        Py_XSETREF(d->unreported_octets, Py_NewRef(zero));
+        Py_XSETREF(d->unreported_packets, zero);
+    }
+    Py_DECREF(ots_obj);
+    self->native_packets++;
+    return 1;
+}
+
+#define EXT_CACHE 4
+
+static PyObject *
+Fanout_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Fanout *self = (Fanout *)op;
+    if (PyVectorcall_NARGS(nargsf) != 11 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "Fanout takes 11 positional arguments: downstreams, key, marker, seq, ts, payload, keyframe, "
+                        "clock_rate, now, make_ext, audio_level");
+        return NULL;
+    }
+    PyObject *downstreams = args[0], *key = args[1], *payload = args[5], *make_ext = args[9];
+    if (!PyList_CheckExact(downstreams) || !PyBytes_CheckExact(payload)) {
+        PyErr_SetString(PyExc_TypeError, "downstreams must be a list and payload bytes");
+        return NULL;
+    }
+    unsigned long marker = PyLong_AsUnsignedLong(args[2]);
+    unsigned long seq = PyLong_AsUnsignedLong(args[3]);
+    unsigned long ts = PyLong_AsUnsignedLong(args[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (marker > 1 || seq > 0xFFFF || ts > 0xFFFFFFFFUL) {
+        PyErr_SetString(PyExc_ValueError, "marker, seq or ts out of range");
+        return NULL;
+    }
+    /* ext_key -> extension block, built at most once per distinct key per packet (as in Forwarder.on_rtp). */
+    PyObject *cache_keys[EXT_CACHE], *cache_exts[EXT_CACHE];
+    int cached = 0;
+    PyObject *overflow = NULL; /* a dict when more than EXT_CACHE distinct keys show up */
+    Py_INCREF(downstreams); /* a send may replace the forwarder's list; we iterate this one, like Python */
+    PyObject *result = NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(downstreams); i++) {
+        PyObject *d = Py_NewRef(PyList_GET_ITEM(downstreams, i));
+        int exact = (PyObject *)Py_TYPE(d) == self->downstream_type;
+        PyObject *ids = exact && ((Core *)d)->ext_key != NULL ? Py_NewRef(((Core *)d)->ext_key)
+                                                              : PyObject_GetAttrString(d, "ext_key");
+        PyObject *ext = NULL;
+        int rc = -1;
+        if (ids == NULL)
+            goto next;
+        for (int k = 0; k < cached && ext == NULL; k++) {
+            int same = cache_keys[k] == ids ? 1 : PyObject_RichCompareBool(cache_keys[k], ids, Py_EQ);
+            if (same < 0)
+                goto next;
+            if (same)
+                ext = Py_NewRef(cache_exts[k]);
+        }
+        if (ext == NULL && overflow != NULL) {
+            ext = PyDict_GetItemWithError(overflow, ids);
+            if (ext == NULL && PyErr_Occurred())
+                goto next;
+            Py_XINCREF(ext);
+        }
+        if (ext == NULL) {
+            ext = PyObject_CallFunctionObjArgs(make_ext, ids, args[10], NULL);
+            if (ext == NULL)
+                goto next;
+            if (cached < EXT_CACHE) {
+                cache_keys[cached] = Py_NewRef(ids);
+                cache_exts[cached] = Py_NewRef(ext);
+                cached++;
+            } else {
+                if (overflow == NULL && (overflow = PyDict_New()) == NULL)
+                    goto next;
+                if (PyDict_SetItem(overflow, ids, ext) < 0)
+                    goto next;
+            }
+        }
+        rc = exact && PyBytes_CheckExact(ext)
+                 ? Fanout_steady(self, (Core *)d, key, (unsigned)marker, seq, ts, ext, payload, args[8])
+                 : 0;
+        if (rc == 0) {
+            PyObject *call[10] = {d, key, args[2], args[3], args[4], ext, payload, args[6], args[7], args[8]};
+            PyObject *r = PyObject_VectorcallMethod(str_forward, call, 10 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+            rc = r == NULL ? -1 : 1;
+            Py_XDECREF(r);
+        }
+    next:
+        Py_XDECREF(ext);
+        Py_XDECREF(ids);
+        Py_DECREF(d);
+        if (rc < 0)
+            goto out;
+    }
+    result = Py_NewRef(Py_None);
+out:
+    for (int k = 0; k < cached; k++) {
+        Py_DECREF(cache_keys[k]);
+        Py_DECREF(cache_exts[k]);
+    }
+    Py_XDECREF(overflow);
+    Py_DECREF(downstreams);
+    return result;
+}
+
+static int
+Fanout_init(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    Fanout *self = (Fanout *)op;
+    static char *kwlist[] = {"downstream_type", "history_mask", "sr_batch", NULL};
+    PyObject *type;
+    unsigned long mask;
+    long long sr_batch;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!kL", kwlist, &PyType_Type, &type, &mask, &sr_batch))
+        return -1;
+    if (!PyType_IsSubtype((PyTypeObject *)type, &CoreType)) {
+        PyErr_SetString(PyExc_TypeError, "downstream_type must be a subclass of DownstreamCore");
+        return -1;
+    }
+    Py_INCREF(type);
+    Py_XSETREF(self->downstream_type, type);
+    self->history_mask = mask;
+    self->sr_batch = sr_batch;
+    self->vectorcall = Fanout_vectorcall;
+    return 0;
+}
+
+static PyObject *
+Fanout_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwargs))
+{
+    Fanout *self = (Fanout *)type->tp_alloc(type, 0);
+    if (self != NULL)
+        self->vectorcall = Fanout_vectorcall;
+    return (PyObject *)self;
+}
+
+static PyObject *
+Fanout_call(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    if (((Fanout *)op)->downstream_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Fanout is not initialised");
+        return NULL;
+    }
+    return PyVectorcall_Call(op, args, kwargs);
+}
+
+static int
+Fanout_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    Py_VISIT(((Fanout *)op)->downstream_type);
+    return 0;
+}
+
+static int
+Fanout_clear(PyObject *op)
+{
+    Py_CLEAR(((Fanout *)op)->downstream_type);
+    return 0;
+}
+
+static void
+Fanout_dealloc(PyObject *op)
+{
+    PyObject_GC_UnTrack(op);
+    Fanout_clear(op);
+    Py_TYPE(op)->tp_free(op);
+}
+
+static PyObject *
+Fanout_get_native_packets(PyObject *op, void *Py_UNUSED(closure))
+{
+    return PyLong_FromUnsignedLongLong(((Fanout *)op)->native_packets);
+}
+
+static PyGetSetDef Fanout_getset[] = {
+    {"native_packets", Fanout_get_native_packets, NULL, "copies built and sent by the C steady-state path", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject FanoutType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "_sfu_native.Fanout",
+    .tp_basicsize = sizeof(Fanout),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "Fanout(downstream_type, history_mask, sr_batch): callable(downstreams, key, marker, seq, ts, payload, "
+              "keyframe, clock_rate, now, make_ext, audio_level) -> None",
+    .tp_vectorcall_offset = offsetof(Fanout, vectorcall),
+    .tp_call = Fanout_call,
+    .tp_new = Fanout_new,
+    .tp_init = Fanout_init,
+    .tp_traverse = Fanout_traverse,
+    .tp_clear = Fanout_clear,
+    .tp_dealloc = Fanout_dealloc,
+    .tp_getset = Fanout_getset,
+};
+
+/* ------------------------------------------------------------------------ */
 /* recv_nowait                                                               */
 /* ------------------------------------------------------------------------ */
 
@@ -660,15 +1183,20 @@ PyInit__sfu_native(void)
 {
     if (PyType_Ready(&ProcessorType) < 0 || PyType_Ready(&SenderType) < 0)
         return NULL;
+    if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&FanoutType) < 0)
+        return NULL;
     str_fileno = PyUnicode_InternFromString("fileno");
-    if (str_fileno == NULL)
+    str_forward = PyUnicode_InternFromString("forward");
+    if (str_fileno == NULL || str_forward == NULL)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
     if (PyModule_AddIntConstant(m, "BUFFER_SIZE", BUFFER_SIZE) < 0 ||
         PyModule_AddObjectRef(m, "SrtpProcessor", (PyObject *)&ProcessorType) < 0 ||
-        PyModule_AddObjectRef(m, "SrtpSender", (PyObject *)&SenderType) < 0) {
+        PyModule_AddObjectRef(m, "SrtpSender", (PyObject *)&SenderType) < 0 ||
+        PyModule_AddObjectRef(m, "DownstreamCore", (PyObject *)&CoreType) < 0 ||
+        PyModule_AddObjectRef(m, "Fanout", (PyObject *)&FanoutType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

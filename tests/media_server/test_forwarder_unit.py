@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import struct
+from collections.abc import Callable
 
 import pytest
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -408,3 +409,174 @@ def test_thinning_leaves_h264_alone() -> None:
     fwd.on_rtp(packet(1, 1, bytes([0x65, 0xFF, 0xFF]), pt=102), h264)  # IDR
     fwd.on_rtp(packet(2, 2, bytes([0x81, 0xE0, 0xFF, 0xFF, 0x00, 0xC0]), pt=102), h264)  # would read as VP8 TID 3
     assert len(sent) == 2
+
+
+# --------------------------------------------------------------------------
+# Native fan-out (native/sfu_native Fanout) vs the Python path
+# --------------------------------------------------------------------------
+
+OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
+
+
+class _Clock:
+    """Deterministic time for forwarder.py: both paths must see the same clock to compare state."""
+
+    now = 1000.0
+
+    @classmethod
+    def monotonic(cls) -> float:
+        return cls.now
+
+    @classmethod
+    def time(cls) -> float:
+        return cls.now + 1.7e9
+
+
+def _forwarder_state(d: Downstream) -> tuple[object, ...]:
+    return (
+        d.history_seq,
+        d.history,
+        d.last_seq,
+        d.last_ts,
+        d.last_time,
+        d.seq_offset,
+        d.ts_offset,
+        d.vp8_deltas,
+        d.packets_sent,
+        d.packets_dropped,
+        d.packets_thinned,
+        d._unreported_octets,
+        d._unreported_packets,
+        d.missing_codec,
+        d.needs_rebase,
+        d.waiting_keyframe,
+    )
+
+
+def _run_fanout_scenario(native: object, monkeypatch: pytest.MonkeyPatch) -> tuple[list[object], list[object]]:
+    """Every Downstream state the fan-out meets, one packet sequence: (wire log, per-downstream state)."""
+    from media_server import forwarder
+
+    monkeypatch.setattr(forwarder, "time", _Clock)
+    _Clock.now = 1000.0
+
+    class Subclassed(Downstream):
+        pass  # not the exact type: the native fan-out hands it to the Python method
+
+    log: list[object] = []
+    sr: list[object] = []
+    refuse = {"flag": False}
+
+    def sender(name: str) -> Callable[[bytes], bool]:
+        def send(data: bytes) -> bool:
+            log.append((name, data))
+            return not (refuse["flag"] and name == "d1")
+
+        return send
+
+    def make(name: str, cls: type[Downstream] = Downstream, **ext: int) -> Downstream:
+        d = cls(kind="video", ssrc=0xAABB0000 + len(name), rtx_ssrc=0x1000, send=sender(name), initial_sequence=65530)
+        d.on_sent = lambda ts, octets, packets, name=name: sr.append((name, ts, octets, packets))
+        d.configure(pt_by_codec={"video/vp8": 120}, rtx_pt_by_pt={120: 121}, ext_ids=ExtensionIds(**ext))
+        d.ready = True
+        return d
+
+    steady = make("d1", abs_send_time=3)
+    other_ext = make("d2", abs_send_time=5, audio_level=1)
+    no_ext = make("d3")
+    thinned = make("d4", abs_send_time=3)
+    late = make("d5", abs_send_time=3)
+    late.ready = False
+    no_codec = make("d6", abs_send_time=3)
+    no_codec.pt_by_codec = {"video/h264;1;42e0": 99}
+    sub = make("d7", Subclassed, abs_send_time=3)
+    switching = make("d8", abs_send_time=3)
+    low = Forwarder(kind="video", request_keyframe=lambda: None, native=native)
+    fwd = Forwarder(kind="video", request_keyframe=lambda: None, native=native)
+    low.attach(switching)
+    for i in range(3):  # a first source, so the switch below needs picture-ID deltas
+        low.on_rtp(packet(40000 + i, i * 3000, vp8(20000 + i, 9, 0, key=i == 0)), VP8)
+    for d in (steady, other_ext, no_ext, thinned, late, no_codec, sub):
+        fwd.attach(d)
+    low.detach(switching)
+    fwd.attach(switching)
+    seq, ts = 65500, 0xFFFFF000  # both wrap during the run
+    for pid in range(40):
+        if pid == 10:
+            thinned.set_temporal_limit(0)
+            late.ready = True
+            refuse["flag"] = True
+        if pid == 20:
+            refuse["flag"] = False
+            steady.rebase()  # e.g. unmuted: waits for the next keyframe
+        if pid == 30:
+            thinned.set_temporal_limit(None)
+        key = pid % 16 == 0
+        for part in range(3):
+            body = vp8(pid, pid // 4, 0 if key else TIDS[pid % 4], key=key and part == 0)
+            if part:
+                body = bytes([body[0] & ~0x10]) + body[1:]
+            p = packet(seq & 0xFFFF, ts & 0xFFFFFFFF, body)
+            p.marker = int(part == 2)
+            fwd.on_rtp(p, VP8)
+            seq += 1
+            _Clock.now += 0.001
+        ts += 3000
+    # 7-bit picture IDs, no picture ID at all, a too-short descriptor: the rewrite must agree on all of them.
+    for body in (bytes([0x90, 0xC0, 0x15, 7, 0]) + b"x", b"\x10\x00rest", bytes([0x90, 0x80, 0x81])):
+        fwd.on_rtp(packet(seq & 0xFFFF, ts & 0xFFFFFFFF, body), VP8)
+        seq += 1
+    audio = Forwarder(kind="audio", request_keyframe=lambda: None, native=native)
+    mic = make("a1", audio_level=1)
+    mic.kind = "audio"
+    mic.configure(pt_by_codec={"audio/opus": 109}, rtx_pt_by_pt={}, ext_ids=ExtensionIds(audio_level=1))
+    audio.attach(mic)
+    for i in range(20):
+        p = packet(i, i * 960, b"\xfc" + bytes(40), pt=111)
+        p.extensions.audio_level = (True, i)
+        audio.on_rtp(p, OPUS)
+    downstreams = [steady, other_ext, no_ext, thinned, late, no_codec, sub, switching, mic]
+    return [*log, *sr], [_forwarder_state(d) for d in downstreams]
+
+
+@pytest.mark.native
+def test_native_fanout_sends_the_same_bytes_and_keeps_the_same_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C fan-out (native/sfu_native Fanout) is Downstream.forward's steady state, byte for byte.
+
+    One run covers the states it must hand to Python (rebase/keyframe gating, thinning and its fold back,
+    not ready, unknown codec, a subclass) and the ones it handles itself (VP8 picture-ID deltas after a
+    switch, several extension-ID sets, a refused send, sequence/timestamp wrap, SR batching, audio levels).
+    """
+    from media_server.aiortc_hooks import NATIVE
+
+    if NATIVE is None:
+        pytest.skip("MEDIA_NATIVE=0: the pure-Python path is tested by the rest of this file")
+    python_log, python_state = _run_fanout_scenario(None, monkeypatch)
+    native_log, native_state = _run_fanout_scenario(NATIVE, monkeypatch)
+    assert native_log == python_log
+    assert native_state == python_state
+    assert len(python_log) > 700  # 9 streams, most of ~140 packets each, plus SR batches
+
+
+@pytest.mark.native
+def test_native_fanout_takes_the_steady_state_and_propagates_errors() -> None:
+    """Most copies go through C; an exception from send reaches the caller as on the Python path."""
+    from media_server.aiortc_hooks import NATIVE
+
+    if NATIVE is None:
+        pytest.skip("MEDIA_NATIVE=0")
+    sent: list[bytes] = []
+    d = make_downstream(sent)
+    fwd = Forwarder(kind="video", request_keyframe=lambda: None, native=NATIVE)
+    fwd.attach(d)
+    for i in range(10):
+        fwd.on_rtp(packet(7000 + i, i * 3000, KEY if i == 0 else DELTA), VP8)
+    assert len(sent) == 10 and fwd._fanout.native_packets == 9  # the first one rebased in Python
+
+    def broken(data: bytes) -> bool:
+        raise OSError("boom")
+
+    d.send = broken
+    with pytest.raises(OSError, match="boom"):
+        fwd.on_rtp(packet(7010, 30000, DELTA), VP8)
+    assert d.history_seq[d.last_seq + 1 & 1023] == d.last_seq + 1  # stored before the send, as in Python

@@ -82,3 +82,22 @@ async def test_a_silent_source_is_no_stall_and_the_watchdog_logs_real_ones(media
     [record] = [r for r in caplog.records if "receives nothing" in r.getMessage()]
     assert "bob receives nothing on mid" in record.getMessage() and "alice camera" in record.getMessage()
     await asyncio.gather(pub.close(), sub.close())
+
+
+@pytest.mark.asyncio
+async def test_a_video_paused_by_adaptive_quality_is_no_stall(media) -> None:
+    """The estimate fits no layer: the subscriber gets nothing on purpose, so nothing is logged as stuck."""
+    pub = PublisherClient(media.http, "r1", "alice", audio=False)
+    await pub.start()
+    sub = SubscriberClient(media.http, "r1", "bob")
+    await sub.start()
+    await recv_frames(sub.track("alice", "camera"), 3)
+    subscriber = media.service.rooms["r1"].participants["bob"].subscriber
+    assert subscriber is not None
+    slot = _video_slot(subscriber)
+    subscriber._select_layer(slot, None)  # what adapt() does when no layer fits
+    assert slot.attached is not None and slot.target is None
+    assert subscriber.stalls(100.0, after=5.0) == []
+    await _source_moves(slot)
+    assert subscriber.stalls(110.0, after=5.0) == []
+    await asyncio.gather(pub.close(), sub.close())
