@@ -120,6 +120,12 @@ class Room:
                 self._emit(protocol.peer_state_event(self.id, participant_id, pc_name, "connected"))
             elif state == "failed" and not self.closed:
                 self._spawn(self._fail(participant_id, pc_name, pc, "ice_or_dtls_failed"))
+            elif state == "closed" and not self.closed:
+                # Not by our close() (that makes the connection not current first, so _fail ignores it):
+                # aiortc closes a connection by itself when ICE consent expires (no answer to consent
+                # checks for ~30 s) or the peer closed DTLS. Left alone, its m-lines would be fed into a
+                # dead transport (dropped packets) and its client never told to connect again.
+                self._spawn(self._fail(participant_id, pc_name, pc, "connection_closed"))
 
     # -- operations (caller holds self.lock) -------------------------------
 
@@ -512,8 +518,8 @@ class Room:
 
     async def _renegotiate(self, p: Participant, *, reoffer: bool = False) -> None:
         subscriber = p.subscriber
-        if subscriber is None:
-            return
+        if subscriber is None or subscriber.pc.connectionState == "closed":
+            return  # a connection aiortc closed by itself is failed by _fail (queued on the lock), not offered
         self._select(p)
         desired = self.desired_for(p)
         if not reoffer and not subscriber.wanted(desired):
@@ -584,18 +590,22 @@ class Room:
         self._emit(protocol.peer_state_event(self.id, p.id, "subscribe", "closed", reason))
 
     async def _fail(self, participant_id: str, pc_name: str, pc: RTCPeerConnection, reason: str) -> None:
+        """Report ``pc`` failed and close it, if it is still the participant's current ``pc_name`` connection."""
         async with self.lock:
             p = self.participants.get(participant_id)
             if p is None or self.closed:
                 return
-            self._emit(protocol.peer_state_event(self.id, participant_id, pc_name, "failed", reason))
             if pc_name == "subscribe":
-                if p.subscriber is not None and p.subscriber.pc is pc:
-                    await self._close_subscriber(p, reason)
+                if p.subscriber is None or p.subscriber.pc is not pc:
+                    return  # replaced or closed meanwhile (or by us): nothing to report
+                self._emit(protocol.peer_state_event(self.id, participant_id, pc_name, "failed", reason))
+                await self._close_subscriber(p, reason)
             else:
                 publisher = p.publishers.get(pc_name)
-                if publisher is not None and publisher.pc is pc:
-                    await self._close_publisher(p, publisher, reason)
+                if publisher is None or publisher.pc is not pc:
+                    return
+                self._emit(protocol.peer_state_event(self.id, participant_id, pc_name, "failed", reason))
+                await self._close_publisher(p, publisher, reason)
 
     # -- watchdog -----------------------------------------------------------
 
