@@ -5,7 +5,16 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from ms_helpers import AUTH, PublisherClient, SubscriberClient, recv_frames
+from aiortc import RTCPeerConnection
+from ms_helpers import (
+    AUTH,
+    PatternVideoTrack,
+    PublisherClient,
+    SubscriberClient,
+    ToneAudioTrack,
+    new_pc,
+    recv_frames,
+)
 
 from media_server.participant import peer_dtls
 
@@ -135,3 +144,41 @@ async def test_publisher_closing_dtls_fails_its_publication_at_once(media, fake_
     await fake_django.wait_for(lambda e: e["type"] == "publication" and e["state"] == "stopped", timeout=5)
     assert media.service.rooms["r1"].participants["alice"].publishers == {}
     await sub.close()
+
+
+async def camera_offer() -> tuple[RTCPeerConnection, str]:
+    """A client connection offering a camera and a microphone (sendonly), and its offer SDP."""
+    pc = new_pc()
+    for track in (ToneAudioTrack(), PatternVideoTrack()):
+        pc.addTransceiver(track, direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc, pc.localDescription.sdp
+
+
+@pytest.mark.asyncio
+async def test_a_publisher_is_answered_before_the_others_are_reoffered_and_a_burst_reoffers_once(media) -> None:
+    """Joining must not wait for everyone else's renegotiation: the publish answer comes first, then one
+    renegotiation (after the lock is free) covers every publication that arrived meanwhile."""
+    pub, sub = await alice_to_bob(media)
+    room = media.service.rooms["r1"]
+    emitted: list[dict] = []
+    emit = room._emit
+    room._emit = lambda event: (emitted.append(event), emit(event))[1]
+    carol_pc, carol_sdp = await camera_offer()
+    dave_pc, dave_sdp = await camera_offer()
+    offers = [e for e in emitted if e["type"] == "subscribe_offer"]
+
+    assert await media.service.publish(room="r1", participant="carol", pc="camera", sdp=carol_sdp)
+    assert [e for e in emitted if e["type"] == "subscribe_offer"] == offers  # answered; nobody re-offered yet
+    assert await media.service.publish(room="r1", participant="dave", pc="camera", sdp=dave_sdp)
+    for _ in range(100):
+        offers = [e for e in emitted if e["type"] == "subscribe_offer" and e["participant"] == "bob"]
+        if offers:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)
+    offers = [e for e in emitted if e["type"] == "subscribe_offer" and e["participant"] == "bob"]
+    assert len(offers) == 1, offers  # one re-offer for both newcomers
+    assert {t["participant"] for t in offers[0]["tracks"]} == {"alice", "carol", "dave"}
+    for pc in (carol_pc, dave_pc, pub.pc, sub.pc):
+        await pc.close()
