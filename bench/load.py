@@ -577,6 +577,7 @@ def summarize(
             "goal_p99_ms": JOIN_GOAL_MS,
             "goal_met": bool(join_ms) and not failed and pct(join_ms, 0.99) < JOIN_GOAL_MS,
             "steps": steps,
+            "times": {n: joins.get(n, {}).get("times") for n in measured},  # per participant, in join order
         },
         "steady": {
             "seconds": round(window, 1),
