@@ -4,7 +4,10 @@ Each participant does what static/js/call.js does, over the real web stack:
 REST ``POST /api/v1/rooms/{id}/join`` → room socket (``join`` →
 ``room_snapshot``) → publish (``offer {pc: "camera"}`` → ``answer``) and
 subscribe (``subscribe`` → ``offer``; later pushed ``offer``s are answered in
-revision order). Nothing is encoded or decoded here:
+revision order; ``forwarded_tracks`` is followed: last-N and pooled m-lines,
+whose ``mid`` may carry another participant than the offer said; a
+``media_state failed`` connection is replaced, as call.js does). Nothing is
+encoded or decoded here:
 
 * **Publishing** sends a pre-encoded clip (VP8 frames + Opus packets made
   once by bench/load.py) straight through SRTP with
@@ -19,7 +22,10 @@ revision order). Nothing is encoded or decoded here:
   until a video stream's first complete keyframe is seen are its packets
   decrypted, to read the VP8 payload descriptor. RTCP and DTLS keep aiortc's
   path. The receivers are hooked like the SFU's (no decoder threads); RTCP
-  receiver reports are built from these counters, once a second.
+  receiver reports are built from these counters, once a second. Packets are
+  counted per m-line (SSRC → ``mid`` from the offers; RTX/padding apart), so
+  the report can compare what ``forwarded_tracks`` says is fed with what
+  arrives.
 
 The orchestrator drives a worker with one command per stdin line and reads
 one JSON line per command on stdout:
@@ -151,12 +157,13 @@ class InStream:
         "kind",
         "last_seq",
         "lost",
+        "mid",
         "packets",
         "reported",
     )
 
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
+    def __init__(self, kind: str, mid: str | None) -> None:
+        self.kind, self.mid = kind, mid  # kind: audio, video or rtx (repairs and padding probes)
         self.packets = self.bytes = self.lost = self.frames = self.kf_seq = self.kf_count = self.cycles = 0
         self.reported = (0, 0)  # (packets, lost) at the last receiver report
         self.last_seq: int | None = None
@@ -214,8 +221,18 @@ class Participant:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.out: list[OutStream] = []
         self.rx: dict[int, InStream] = {}
-        self.video_ssrcs: set[int] = set()
+        self.ssrc_lines: dict[int, tuple[str, str]] = {}  # SSRC -> (kind, mid) from the subscribe offers
+        # forwarded_tracks: the m-lines fed now (mid -> participant); None until the first event
+        self.forwarded_video: dict[str, str] | None = None
+        self.forwarded_audio: dict[str, str] = {}
+        self.audio_pooled = False
+        self.last_n: int | None = None
+        self.forwarded_events = self.remaps = 0
+        self.resubscribes = self.republishes = 0
+        self.replacing: set[str] = set()
+        self.camera_off: set[str] = set()  # participantIds with video_muted (snapshot, participant_* events)
         self.unprotect: Any = None
+        self.unprotect_session: Any = None
         self.tapped = False
         self.error: str | None = None
         self.done = False  # joined (first remote video frame, or publish + subscribe done when none expected)
@@ -259,11 +276,16 @@ class Participant:
         while True:
             frame = json.loads((await self.ws.receive()).data)
             if frame["type"] == "room_snapshot":
+                for participant in frame.get("participants") or []:
+                    self.on_participant(participant)
                 break
             if frame["type"] == "error":
                 raise RuntimeError(f"socket join: {frame}")
         self.mark("socket")
         self.spawn(self.read())
+        # as call.js does right after the snapshot: who sees us knows our camera is off (and shows an avatar)
+        media_state = {"audio_muted": not spec["sends_audio"], "video_muted": not spec["sends_video"]}
+        await self.ws.send_str(json.dumps({"type": "media_state", **media_state, "screen_sharing": False}))
         await asyncio.gather(self.publish(), self.subscribe())
         if spec["expect_video"]:
             while "first_frame" not in self.times:
@@ -282,6 +304,12 @@ class Participant:
                 self.replies.pop(ref).set_result(frame)
             elif kind == "offer" and frame.get("pc") == "subscribe":
                 self.spawn(self.apply_offer(frame))
+            elif kind in ("participant_joined", "participant_updated"):
+                self.on_participant(frame["participant"])
+            elif kind == "forwarded_tracks":
+                self.on_forwarded_tracks(frame)
+            elif kind == "media_state" and frame.get("state") == "failed":
+                self.spawn(self.replace_connection(str(frame.get("pc"))))
             elif kind == "ping":
                 await self.ws.send_str('{"type":"pong"}')
             elif kind == "error":
@@ -354,19 +382,61 @@ class Participant:
             w.pacer.streams.append(stream)
 
     async def subscribe(self) -> None:
-        self.sub_pc = pc = new_pc()
-        self.pcs.append(pc)
-
-        @pc.on("connectionstatechange")
-        def on_state() -> None:
-            if pc.connectionState == "connected":
-                self.mark("sub_connected")
-
         async with self.sub_lock:
+            self.sub_pc = pc = new_pc()
+            self.pcs.append(pc)
+            self.tapped = False
+            self.forwarded_video, self.forwarded_audio = None, {}  # the server tells a new connection again
+
+            @pc.on("connectionstatechange")
+            def on_state() -> None:
+                if pc.connectionState == "connected":
+                    self.mark("sub_connected")
+
             offer = await self.request({"type": "subscribe"})
             self.mark("sub_reply")
             self.sub_revision = offer["revision"] - 1
             await self._apply(offer)
+
+    async def replace_connection(self, pc_name: str) -> None:
+        """``media_state failed``: connect again, as call.js does (subscribe, or publish the camera again)."""
+        if pc_name in self.replacing or pc_name not in ("subscribe", "camera"):
+            return
+        self.replacing.add(pc_name)
+        try:
+            if pc_name == "subscribe":
+                self.resubscribes += 1
+                if self.sub_pc is not None:
+                    with contextlib.suppress(Exception):
+                        await self.sub_pc.close()
+                await self.subscribe()
+            else:
+                self.republishes += 1
+                for s in self.out:
+                    s.closed = True
+                self.out = []
+                await self.publish()
+        except Exception as exc:  # reported, the participant goes on
+            self.worker.socket_errors.append(f"{self.name}: reconnect {pc_name} {type(exc).__name__}: {exc}"[:200])
+        finally:
+            self.replacing.discard(pc_name)
+
+    def on_participant(self, participant: dict[str, Any]) -> None:
+        if participant.get("video_muted"):
+            self.camera_off.add(participant["participantId"])
+        else:
+            self.camera_off.discard(participant["participantId"])
+
+    def on_forwarded_tracks(self, frame: dict[str, Any]) -> None:
+        """What the subscribe connection is fed with now (docs/protocol.md): overrides the last offer's ``tracks``."""
+        video = {str(t["mid"]): str(t["participant"]) for t in frame.get("video") or []}
+        if self.forwarded_video is not None:
+            self.remaps += sum(1 for mid, who in video.items() if self.forwarded_video.get(mid, who) != who)
+        self.forwarded_video = video
+        self.forwarded_audio = {str(t["mid"]): str(t["participant"]) for t in frame.get("audio") or []}
+        self.audio_pooled = frame.get("audio_pooled") is True
+        self.last_n = frame.get("last_n")
+        self.forwarded_events += 1
 
     async def apply_offer(self, frame: dict[str, Any]) -> None:
         async with self.sub_lock:
@@ -388,10 +458,10 @@ class Participant:
             if id(t.receiver) not in self.hooked:  # no decoder threads (as the SFU does)
                 self.hooked.add(id(t.receiver))
                 aiortc_hooks.ForwardingReceiver(t.receiver, t.kind, lambda packet, codec: None)
-        description = parse_sdp(sdp)
-        for media in description.media:
-            if media.kind == "video":
-                self.video_ssrcs.update(s.ssrc for s in media.ssrc)
+        for media in parse_sdp(sdp).media:
+            rtx = {int(g.items[1]) for g in media.ssrc_group if g.semantic == "FID" and len(g.items) > 1}
+            for s in media.ssrc:
+                self.ssrc_lines[s.ssrc] = ("rtx" if s.ssrc in rtx else media.kind, media.rtp.muxId or "")
         await pc.setLocalDescription(await pc.createAnswer())
         if not self.tapped:
             self.tapped = True
@@ -411,7 +481,8 @@ class Participant:
         seq, ts, ssrc = SEQ_TS_SSRC.unpack_from(data, 2)
         s = self.rx.get(ssrc)
         if s is None:
-            s = self.rx[ssrc] = InStream("video" if ssrc in self.video_ssrcs else "audio")
+            kind, mid = self.ssrc_lines.get(ssrc, ("unknown", None))
+            s = self.rx[ssrc] = InStream(kind, mid)
             self.mark(f"first_{s.kind}_packet")
         s.packets += 1
         s.bytes += len(data)
@@ -430,7 +501,9 @@ class Participant:
             s.frames += 1
         if s.complete:
             return
-        if self.unprotect is None or self.unprotect.session is not dtls._rx_srtp:
+        if self.unprotect is None or self.unprotect_session is not dtls._rx_srtp:
+            # (the native SrtpProcessor has no .session: keep the session it was made for ourselves)
+            self.unprotect_session = dtls._rx_srtp
             self.unprotect = aiortc_hooks.srtp_processor(dtls._rx_srtp, "unprotect")
         try:
             payload = rtp_payload(self.unprotect(data))
@@ -459,6 +532,8 @@ class Participant:
             return
         reports = []
         for ssrc, s in self.rx.items():
+            if s.kind == "rtx":
+                continue  # browsers report the media SSRCs only
             packets, lost = s.packets - s.reported[0], s.lost - s.reported[1]
             s.reported = (s.packets, s.lost)
             fraction = min(255, lost * 256 // max(1, packets + lost)) if lost > 0 else 0
@@ -478,11 +553,28 @@ class Participant:
 
     def counters(self) -> dict[str, Any]:
         rx = list(self.rx.values())
+        by_mid: dict[str, int] = {}
+        for s in rx:
+            if s.mid is not None and s.kind in ("audio", "video"):
+                by_mid[f"{s.kind}:{s.mid}"] = by_mid.get(f"{s.kind}:{s.mid}", 0) + s.packets
         return {
+            "rx_by_line": by_mid,
+            "forwarded_video": sorted(self.forwarded_video or {}),
+            # forwarded camera lines whose participant's camera is on: those should carry packets
+            "forwarded_video_on": sorted(
+                m for m, who in (self.forwarded_video or {}).items() if who not in self.camera_off
+            ),
+            "forwarded_audio": sorted(self.forwarded_audio),
+            "audio_pooled": self.audio_pooled,
+            "last_n": self.last_n,
+            "forwarded_events": self.forwarded_events,
+            "remaps": self.remaps,
+            "reconnects": self.resubscribes + self.republishes,
+            "rx_rtx_packets": sum(s.packets for s in rx if s.kind == "rtx"),
             "rx_packets": sum(s.packets for s in rx),
             "rx_bytes": sum(s.bytes for s in rx),
             "rx_video_packets": sum(s.packets for s in rx if s.kind == "video"),
-            "rx_lost": sum(s.lost for s in rx),
+            "rx_lost": sum(s.lost for s in rx if s.kind != "rtx"),
             "rx_frames": sum(s.frames for s in rx),
             "rx_streams": len(rx),
             "tx_packets": sum(s.sent for s in self.out),
@@ -548,6 +640,11 @@ class Worker:
             out["participants"] = {p.name: p.counters() for p in ps}
         if command == "stop":
             out["joins"] = {p.name: {"times": p.times, "error": p.error, "done": p.done} for p in ps}
+            for p in ps:
+                if p.error:  # what arrived, per m-line (kind:mid packets, * = complete keyframe seen)
+                    out["joins"][p.name]["streams"] = sorted(
+                        f"{s.kind}:{s.mid} {s.packets}{'*' if s.complete else ''}" for s in p.rx.values()
+                    )
             out["socket_errors"] = self.socket_errors[:50]
         return out
 

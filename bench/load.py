@@ -71,6 +71,17 @@ STEPS = (
     ("first_video_packet", "first video packet"),
     ("first_frame", "first complete keyframe"),
 )
+COUNTED = (  # cumulative per-participant counters of the client workers (deltas over the steady window)
+    "rx_packets",
+    "rx_bytes",
+    "rx_video_packets",
+    "rx_lost",
+    "rx_frames",
+    "rx_rtx_packets",
+    "tx_packets",
+    "tx_dropped",
+    "keyframe_requests",
+)
 MEDIA_COUNTERS = (
     "received_packets_total",
     "forwarded_packets_total",
@@ -490,7 +501,12 @@ def summarize(
     joins = {name: j for f in final for name, j in f["joins"].items()}
     measured = [n for n, s in by_name.items() if s["phase"] == "measure" and s["expect_video"]]
     ok = [n for n in measured if "first_frame" in joins.get(n, {}).get("times", {})]
-    failed = {n: joins.get(n, {}).get("error") or "no frame" for n in measured if n not in ok}
+    failed = {
+        n: f"{joins.get(n, {}).get('error') or 'no frame'} (steps reached: {joins.get(n, {}).get('times')};"
+        f" received: {joins.get(n, {}).get('streams')})"
+        for n in measured
+        if n not in ok
+    }
     join_ms = [joins[n]["times"]["first_frame"] for n in ok]
     steps = {}
     for key, label in STEPS:
@@ -499,8 +515,18 @@ def summarize(
     c0 = {n: c for b in before for n, c in b["participants"].items()}
     c1 = {n: c for a in after for n, c in a["participants"].items()}
     per: dict[str, dict[str, float]] = {}
+    lines = {"video_forwarded": 0, "video_on": 0, "video_flowing": 0, "audio_flowing": 0, "complete": 0}
     for name, c in c1.items():
-        d = {k: c[k] - c0.get(name, {}).get(k, 0) for k in c if k != "rx_streams"}
+        d = {k: c[k] - c0.get(name, {}).get(k, 0) for k in COUNTED}
+        flowing = {
+            line for line, n in c["rx_by_line"].items() if n > c0.get(name, {}).get("rx_by_line", {}).get(line, 0)
+        }
+        video = [mid for mid in c["forwarded_video_on"] if f"video:{mid}" in flowing]
+        lines["video_forwarded"] += len(c["forwarded_video"])
+        lines["video_on"] += len(c["forwarded_video_on"])
+        lines["video_flowing"] += len(video)
+        lines["audio_flowing"] += sum(1 for line in flowing if line.startswith("audio:"))
+        lines["complete"] += int(len(video) == len(c["forwarded_video_on"]))
         per[name] = {
             "kbps": d["rx_bytes"] * 8 / window / 1000,
             "fps": d["rx_frames"] / window,
@@ -510,6 +536,19 @@ def summarize(
             "tx_dropped": d["tx_dropped"],
             "streams": c["rx_streams"],
         }
+    everyone = list(c1.values())
+    forwarded_tracks = {
+        "video_mlines_forwarded": lines["video_forwarded"],
+        "video_mlines_camera_on": lines["video_on"],
+        "video_mlines_flowing": lines["video_flowing"],
+        "participants_all_forwarded_video_flowing": lines["complete"],
+        "audio_mlines_flowing_mean": round(lines["audio_flowing"] / max(1, len(everyone)), 2),
+        "last_n": sorted({c["last_n"] for c in everyone}, key=str),
+        "audio_pooled": sum(1 for c in everyone if c["audio_pooled"]),
+        "events": sum(c["forwarded_events"] for c in everyone),
+        "remaps": sum(c["remaps"] for c in everyone),
+        "reconnects": sum(c["reconnects"] for c in everyone),
+    }
     rx_packets = sum(p["packets"] for p in per.values())
     rx_lost = sum(p["lost"] for p in per.values())
     kbps = [p["kbps"] for p in per.values()]
@@ -538,6 +577,7 @@ def summarize(
             "goal_p99_ms": JOIN_GOAL_MS,
             "goal_met": bool(join_ms) and not failed and pct(join_ms, 0.99) < JOIN_GOAL_MS,
             "steps": steps,
+            "times": {n: joins.get(n, {}).get("times") for n in measured},  # per participant, in join order
         },
         "steady": {
             "seconds": round(window, 1),
@@ -549,6 +589,7 @@ def summarize(
             "rx_lost": rx_lost,
             "rx_loss_percent": round(100 * rx_lost / max(1, rx_packets + rx_lost), 3),
             "participants_receiving": sum(1 for p in per.values() if p["packets"] > 0),
+            "forwarded_tracks": forwarded_tracks,
             "tx_packets": sum(p["tx_packets"] for p in per.values()),
             "tx_dropped": sum(p["tx_dropped"] for p in per.values()),
             "keyframe_restarts_total": sum(c["keyframe_requests"] for c in c1.values()),
@@ -604,6 +645,15 @@ def report(result: dict[str, Any]) -> None:
         f"\nsteady window {s['seconds']} s: received per participant {s['rx_kbps_mean']} kbit/s mean"
         f" (min {s['rx_kbps_min']}, max {s['rx_kbps_max']}), {s['rx_fps_mean']} video frames/s;"
         f" {s['participants_receiving']}/{result['participants']} receiving"
+    )
+    f = s["forwarded_tracks"]
+    print(
+        f"forwarded_tracks (last_n {f['last_n']}, {f['audio_pooled']} with pooled audio): video m-lines fed"
+        f" {f['video_mlines_forwarded']}, {f['video_mlines_camera_on']} of cameras that are on, of which"
+        f" {f['video_mlines_flowing']} received packets;"
+        f" {f['participants_all_forwarded_video_flowing']}/{result['participants']} participants received every"
+        f" video they were told about; audio m-lines with packets {f['audio_mlines_flowing_mean']} per participant;"
+        f" {f['events']} events, {f['remaps']} video re-maps, {f['reconnects']} reconnects (media_state failed)"
     )
     print(
         f"loss at receivers (sequence gaps): {s['rx_lost']} of {s['rx_packets'] + s['rx_lost']} packets"

@@ -65,6 +65,7 @@ class Room:
         # Never more audible microphones than a pooled subscriber has audio m-lines.
         self.audio = lastn.AudioSelector(limit=min(lastn.AUDIO_LIMIT, config.max_audio_mlines))
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._renegotiation_queued = False  # a renegotiate_all waits for the lock (renegotiate_later)
         self._watch: dict[int, _Watch] = {}
         self.closed = False
         self.forwarded_retired = 0
@@ -120,6 +121,12 @@ class Room:
                 self._emit(protocol.peer_state_event(self.id, participant_id, pc_name, "connected"))
             elif state == "failed" and not self.closed:
                 self._spawn(self._fail(participant_id, pc_name, pc, "ice_or_dtls_failed"))
+            elif state == "closed" and not self.closed:
+                # Not by our close() (that makes the connection not current first, so _fail ignores it):
+                # aiortc closes a connection by itself when ICE consent expires (no answer to consent
+                # checks for ~30 s) or the peer closed DTLS. Left alone, its m-lines would be fed into a
+                # dead transport (dropped packets) and its client never told to connect again.
+                self._spawn(self._fail(participant_id, pc_name, pc, "connection_closed"))
 
     # -- operations (caller holds self.lock) -------------------------------
 
@@ -146,7 +153,7 @@ class Room:
         self._relays_changed()
         self._watch_state(participant_id, pc_name, publisher.pc)
         self._emit(protocol.publication_event(self.id, participant_id, pc_name, "started", publisher.sources))
-        await self.renegotiate_all()
+        self.renegotiate_later()  # the publisher's answer does not wait for everyone else's offers
         return answer
 
     async def unpublish(self, participant_id: str, pc_name: str) -> None:
@@ -322,7 +329,15 @@ class Room:
     def desired_for(self, p: Participant) -> list[PublishedTrack]:
         """The tracks ``p``'s subscribe connection negotiates m-lines for."""
         tracks, selected, pooled = self._selection(p)
-        microphones = self._audio_pool(p, self._by_speaker(tracks))
+        return self._desired(tracks, selected, pooled, self._audio_pool(p, self._by_speaker(tracks)))
+
+    @staticmethod
+    def _desired(
+        tracks: list[PublishedTrack],
+        selected: list[PublishedTrack] | None,
+        pooled: bool,
+        microphones: list[PublishedTrack] | None,
+    ) -> list[PublishedTrack]:
         if microphones is not None:
             pool = {id(t) for t in microphones}
             tracks = [t for t in tracks if t.source != "microphone" or id(t) in pool]
@@ -350,13 +365,15 @@ class Room:
         microphones.sort(key=lambda t: rank.get(t.participant, len(rank)))
         return microphones
 
-    def _select(self, p: Participant) -> None:
+    def _select(self, p: Participant) -> list[PublishedTrack] | None:
         """Apply last-N to ``p``'s subscribe connection: re-map pooled m-lines, attach/detach video.
 
         Never renegotiates (``_renegotiate`` does when the selection needs more m-lines).
+        Returns what ``desired_for(p)`` would after it (None without a subscribe connection),
+        computed once: at 100 participants a pass over everyone is O(N²).
         """
         if p.subscriber is None:
-            return
+            return None
         tracks, selected, pooled = self._selection(p)
         if pooled and selected is not None:
             p.subscriber.rebind(selected)
@@ -366,6 +383,7 @@ class Room:
         if microphones is not None:
             p.subscriber.rebind_audio(microphones)
         self._report(p)
+        return self._desired(tracks, selected, pooled, microphones)
 
     def _report(self, p: Participant) -> None:
         """Tell ``p`` (``forwarded_tracks``) when what its connection is fed with changed."""
@@ -505,6 +523,29 @@ class Room:
             "origins": [{"node": o.node, "tracks": len(o.tracks)} for o in self.origins.values()],
         }
 
+    def renegotiate_later(self) -> None:
+        """Queue one ``renegotiate_all`` for when the current operation has released the lock.
+
+        Coalesced: however many publications arrive before it gets the lock (a
+        burst of joins), it runs once. The lock is FIFO, so operations already
+        waiting (other newcomers' publish/subscribe) are answered first.
+        """
+        if self._renegotiation_queued or self.closed:
+            return
+        self._renegotiation_queued = True
+
+        async def run() -> None:
+            async with self.lock:
+                self._renegotiation_queued = False
+                if self.closed:
+                    return
+                try:
+                    await self.renegotiate_all()
+                except Exception:  # no request to report it to: the next change renegotiates again
+                    logger.exception("room %s: renegotiation failed", self.id)
+
+        self._spawn(run())
+
     async def renegotiate_all(self) -> None:
         """Offer every subscriber its new track set (serialized per subscriber)."""
         for p in list(self.participants.values()):
@@ -513,10 +554,9 @@ class Room:
 
     async def _renegotiate(self, p: Participant, *, reoffer: bool = False) -> None:
         subscriber = p.subscriber
-        if subscriber is None:
-            return
-        self._select(p)
-        desired = self.desired_for(p)
+        if subscriber is None or subscriber.pc.connectionState == "closed":
+            return  # a connection aiortc closed by itself is failed by _fail (queued on the lock), not offered
+        desired = self._select(p) or []
         if not reoffer and not subscriber.wanted(desired):
             return
         if subscriber.outstanding is not None and not reoffer:
@@ -585,18 +625,22 @@ class Room:
         self._emit(protocol.peer_state_event(self.id, p.id, "subscribe", "closed", reason))
 
     async def _fail(self, participant_id: str, pc_name: str, pc: RTCPeerConnection, reason: str) -> None:
+        """Report ``pc`` failed and close it, if it is still the participant's current ``pc_name`` connection."""
         async with self.lock:
             p = self.participants.get(participant_id)
             if p is None or self.closed:
                 return
-            self._emit(protocol.peer_state_event(self.id, participant_id, pc_name, "failed", reason))
             if pc_name == "subscribe":
-                if p.subscriber is not None and p.subscriber.pc is pc:
-                    await self._close_subscriber(p, reason)
+                if p.subscriber is None or p.subscriber.pc is not pc:
+                    return  # replaced or closed meanwhile (or by us): nothing to report
+                self._emit(protocol.peer_state_event(self.id, participant_id, pc_name, "failed", reason))
+                await self._close_subscriber(p, reason)
             else:
                 publisher = p.publishers.get(pc_name)
-                if publisher is not None and publisher.pc is pc:
-                    await self._close_publisher(p, publisher, reason)
+                if publisher is None or publisher.pc is not pc:
+                    return
+                self._emit(protocol.peer_state_event(self.id, participant_id, pc_name, "failed", reason))
+                await self._close_publisher(p, publisher, reason)
 
     # -- watchdog -----------------------------------------------------------
 
