@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 MAX_REOFFERS = 2  # unanswered re-offers before the subscribe connection is failed
 STALL_REPORT_AFTER = 5.0  # seconds a subscriber stream forwards nothing (its source sending) before it is logged
+CAMERA_CHECK_INTERVAL = 0.5  # seconds between two looks at which cameras send (last-N skips silent ones)
+CAMERA_IDLE = 2.0  # a camera with no packet for this long is off (browsers keep the m-line and send nothing)
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -76,6 +78,10 @@ class Room:
         self.targets: dict[str, RelayTarget] = {}
         self.origins: dict[str, RemoteOrigin] = {}
         self._watchdog = asyncio.create_task(self._run_watchdog(), name=f"room-{room_id}-watchdog")
+        # Cameras sending now (last-N skips the others): id(track) -> (packets seen, when that count last grew).
+        self._camera_activity: dict[int, tuple[int, float]] = {}
+        self._sending_cameras: frozenset[int] = frozenset()
+        self._camera_check = asyncio.create_task(self._run_camera_check(), name=f"room-{room_id}-cameras")
 
     # -- helpers -----------------------------------------------------------
 
@@ -321,8 +327,19 @@ class Room:
         if last_n is None:
             return tracks, None, False
         video = [t for t in tracks if t.kind == "video"]
+        # A camera that sends nothing (turned off: the browser keeps its m-line and sends no packets) takes no
+        # place among the N; pinned ones stay (their tile shows the avatar either way).
+        pinned = p.preferences.pinned
+        candidates = [
+            t
+            for t in video
+            if t.source != "camera"
+            or id(t) in self._sending_cameras
+            or id(t) not in self._camera_activity  # not looked at yet: published just now
+            or t.participant in pinned
+        ]
         selected = lastn.select_video(
-            video, subscriber=p.id, speakers=self.order.order(), pinned=p.preferences.pinned, last_n=last_n
+            candidates, subscriber=p.id, speakers=self.order.order(), pinned=pinned, last_n=last_n
         )
         return tracks, selected, len(video) > self.config.max_video_mlines
 
@@ -674,6 +691,37 @@ class Room:
                 for stall in p.subscriber.stalls(now, STALL_REPORT_AFTER):
                     logger.warning("room %s: %s receives nothing on %s", self.id, p.id, stall)
 
+    def check_cameras(self, now: float) -> None:
+        """Re-select every subscriber's last-N video when a camera starts or stops sending.
+
+        A camera is sending while any of its layers received a packet within
+        :data:`CAMERA_IDLE` seconds, or for that long after it was published
+        (its first packets may still be on their way). Only rooms with a
+        last-N care.
+        """
+        activity: dict[int, tuple[int, float]] = {}
+        sending: set[int] = set()
+        for track in [*self.local_tracks(), *self.remote_tracks()]:
+            if track.source != "camera":
+                continue
+            count = sum(f.packets_in for f in track.all_layers)
+            seen, since = self._camera_activity.get(id(track), (0, min(f.created for f in track.all_layers)))
+            if count != seen:
+                since = now
+            activity[id(track)] = (count, since)
+            if now - since < CAMERA_IDLE:
+                sending.add(id(track))
+        self._camera_activity = activity
+        if sending != self._sending_cameras:
+            self._sending_cameras = frozenset(sending)
+            if self.effective_last_n() is not None and not self.closed:
+                self.select_all()
+
+    async def _run_camera_check(self) -> None:
+        while True:
+            await asyncio.sleep(CAMERA_CHECK_INTERVAL)
+            self.check_cameras(time.monotonic())
+
     async def _run_watchdog(self) -> None:
         interval = max(0.05, min(5.0, self.config.peer_silence_timeout / 4))
         while True:
@@ -692,7 +740,8 @@ class Room:
             remote.close()
         self.origins.clear()
         self._watchdog.cancel()
-        tasks = [self._watchdog, *self._tasks]
+        self._camera_check.cancel()
+        tasks = [self._watchdog, self._camera_check, *self._tasks]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -27,8 +27,11 @@ class PatternVideoTrack(VideoStreamTrack):
     def __init__(self) -> None:
         super().__init__()
         self.frames = 0
+        self.sending = asyncio.Event()  # cleared: no frames, as a browser whose camera is off sends no packets
+        self.sending.set()
 
     async def recv(self) -> av.VideoFrame:
+        await self.sending.wait()
         pts, time_base = await self.next_timestamp()
         frame = av.VideoFrame(160, 120, "yuv420p")
         shift = self.frames % 160

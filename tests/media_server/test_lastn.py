@@ -16,6 +16,23 @@ async def packets(sub: SubscriberClient, participant: str, source: str) -> int:
     return sum(s.packetsReceived for s in stats.values() if s.type == "inbound-rtp")
 
 
+async def silent_cameras_and_a_subscriber(
+    media: Any, room: str, count: int, *, last_n: int
+) -> tuple[list[PublisherClient], SubscriberClient, dict[str, Any]]:
+    """``count`` publishers p1.. (camera + silent microphone) in ``room``, then subscriber "s" with ``last_n``:
+    the publishers, the subscriber (not answered yet) and the server's subscribe reply."""
+    pubs = [PublisherClient(media.http, room, f"p{i}", amplitude=0) for i in range(1, count + 1)]
+    for pub in pubs:
+        await pub.start()
+    sub = SubscriberClient(media.http, room, "s")
+    resp = await media.http.post(
+        f"/v1/rooms/{room}/participants/s/subscribe", json={"protocol": 1, "last_n": last_n}, headers=AUTH
+    )
+    body = await resp.json()
+    assert resp.status == 200, body
+    return pubs, sub, dict(body)
+
+
 def forwarded(event: dict[str, Any]) -> set[tuple[str, str]]:
     return {(t["participant"], t["source"]) for t in event["video"]}
 
@@ -161,14 +178,7 @@ async def test_large_room_negotiates_only_the_selected_videos_and_remaps_them_on
 ) -> None:
     """Pooled m-lines (more videos than max_video_mlines): N=2 of 5 cameras get m-lines; when another participant
     speaks, an existing m-line (same mid) is re-mapped to them and decodes, without renegotiation."""
-    pubs = [PublisherClient(media.http, "huge", f"p{i}", amplitude=0) for i in range(1, 6)]
-    for pub in pubs:
-        await pub.start()
-    sub = SubscriberClient(media.http, "huge", "s")
-    resp = await media.http.post(
-        "/v1/rooms/huge/participants/s/subscribe", json={"protocol": 1, "last_n": 2}, headers=AUTH
-    )
-    body = await resp.json()
+    pubs, sub, body = await silent_cameras_and_a_subscriber(media, "huge", 5, last_n=2)
     video = [t for t in body["tracks"] if t["kind"] == "video"]
     assert {t["participant"] for t in video} == {"p1", "p2"}  # only the selected cameras have m-lines
     assert len([t for t in body["tracks"] if t["kind"] == "audio"]) == 5
@@ -263,3 +273,24 @@ async def test_pooled_audio_lines_carry_the_loudest_talkers_and_remap_continuous
     slots = media.service.rooms["pool"].participants["s"].subscriber.slots
     assert len([s for s in slots if s.kind == "audio"]) == 2  # no m-line added
     await asyncio.gather(*(p.close() for p in pubs), sub.close())
+
+
+@pytest.mark.asyncio
+async def test_a_camera_that_sends_nothing_takes_no_last_n_place(media, fake_django) -> None:
+    """Browsers keep the video m-line of a camera that is off and send nothing on it: last-N skips it
+    (after CAMERA_IDLE) so the N places go to cameras people can see, and takes it back when it sends again."""
+    pubs, sub, body = await silent_cameras_and_a_subscriber(media, "off", 3, last_n=2)
+    await sub.answer(body)
+    first = await fake_django.wait_for(lambda e: e["type"] == "forwarded_tracks" and e["participant"] == "s")
+    assert forwarded(first) == {("p1", "camera"), ("p2", "camera")}  # join order: nobody spoke
+    n = len(fake_django.events)
+    assert pubs[0].video is not None
+    pubs[0].video.sending.clear()  # p1 turns the camera off
+    moved = await fake_django.wait_for(lambda e: e["type"] == "forwarded_tracks", start=n)
+    assert forwarded(moved) == {("p2", "camera"), ("p3", "camera")}
+    await recv_frames(sub.track("p3", "camera"), 3)
+    n = len(fake_django.events)
+    pubs[0].video.sending.set()  # and on again: first in join order again
+    back = await fake_django.wait_for(lambda e: e["type"] == "forwarded_tracks", start=n)
+    assert forwarded(back) == {("p1", "camera"), ("p2", "camera")}
+    await asyncio.gather(*(pub.close() for pub in pubs), sub.close())
