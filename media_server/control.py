@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -68,6 +69,19 @@ def create_app(service: MediaService, secret: str, metrics_token: str = "") -> w
     def ids(request: web.Request) -> tuple[str, str]:
         return request.match_info["room"], request.match_info["participant"]
 
+    def deadline(request: web.Request) -> float | None:
+        """When the caller gives up (``X-Conference-Timeout``: seconds, from now), on time.monotonic()."""
+        raw = request.headers.get(protocol.TIMEOUT_HEADER)
+        if raw is None:
+            return None
+        try:
+            seconds = float(raw)
+        except ValueError:
+            raise protocol.BadRequest(f"{protocol.TIMEOUT_HEADER} must be a number of seconds") from None
+        if not 0 < seconds <= protocol.MAX_TIMEOUT:
+            raise protocol.BadRequest(f"{protocol.TIMEOUT_HEADER} must be in (0, {protocol.MAX_TIMEOUT:g}]")
+        return time.monotonic() + seconds
+
     async def health(request: web.Request) -> web.Response:
         return web.json_response(protocol.health_response(**service.health()))
 
@@ -78,7 +92,9 @@ def create_app(service: MediaService, secret: str, metrics_token: str = "") -> w
     async def publish(request: web.Request) -> web.Response:
         req = protocol.parse_publish(await body(request))
         room, participant = ids(request)
-        answer = await service.publish(room=room, participant=participant, pc=req.pc, sdp=req.sdp)
+        answer = await service.publish(
+            room=room, participant=participant, pc=req.pc, sdp=req.sdp, deadline=deadline(request)
+        )
         return web.json_response(protocol.publish_response(req.pc, answer))
 
     async def unpublish(request: web.Request) -> web.Response:
@@ -92,13 +108,17 @@ def create_app(service: MediaService, secret: str, metrics_token: str = "") -> w
     async def subscribe(request: web.Request) -> web.Response:
         settings = protocol.parse_subscribe(await body(request))
         room, participant = ids(request)
-        sdp, revision, tracks = await service.subscribe(room=room, participant=participant, settings=settings)
+        sdp, revision, tracks = await service.subscribe(
+            room=room, participant=participant, settings=settings, deadline=deadline(request)
+        )
         return web.json_response(protocol.subscribe_response(sdp, revision, tracks))
 
     async def answer(request: web.Request) -> web.Response:
         req = protocol.parse_answer(await body(request))
         room, participant = ids(request)
-        await service.subscribe_answer(room=room, participant=participant, sdp=req.sdp, revision=req.revision)
+        await service.subscribe_answer(
+            room=room, participant=participant, sdp=req.sdp, revision=req.revision, deadline=deadline(request)
+        )
         return web.Response(status=204)
 
     async def ice(request: web.Request) -> web.Response:

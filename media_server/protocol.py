@@ -19,6 +19,12 @@ SOURCES = {
 RECORDING_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")  # docs/protocol.md §3 (Django issues rec + 10)
 
 
+TIMEOUT_HEADER = "X-Conference-Timeout"
+"""Optional request header: seconds after which the caller gives up (publish, subscribe, answer are then
+refused with ``request_expired`` if they have not started; see docs/protocol.md)."""
+MAX_TIMEOUT = 300.0
+
+
 class MediaError(Exception):
     """A domain error with a protocol error code and HTTP status."""
 
@@ -40,6 +46,12 @@ class BadRequest(MediaError):
 
 class InvalidSdp(MediaError):
     status, code = 400, "invalid_sdp"
+
+
+class RequestExpired(MediaError):
+    """The caller's ``X-Conference-Timeout`` passed while the request waited for its room: not done."""
+
+    status, code = 503, "request_expired"
 
 
 class Unauthorized(MediaError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from .protocol import (
     RecordingNotFound,
     RelayDisabled,
     RelayNotFound,
+    RequestExpired,
     RoomNotFound,
     RoomSettings,
     TrackInfo,
@@ -23,6 +25,17 @@ from .recorder import MANIFEST_NAME
 from .room import Room
 
 logger = logging.getLogger(__name__)
+
+
+def _check_deadline(deadline: float | None, what: str) -> None:
+    """Refuse work whose caller has given up (its timeout passed while the request waited for the room lock).
+
+    Django answers its client ``media_unavailable`` when a control call times out, and the client starts
+    over; doing the work anyway would only lengthen the queue of a busy room for connections nobody uses.
+    """
+    if deadline is not None and time.monotonic() > deadline:
+        logger.warning("%s expired before its room was free; not done", what)
+        raise RequestExpired(f"the caller's timeout passed before the {what} could start")
 
 
 class MediaService:
@@ -59,9 +72,10 @@ class MediaService:
             room = self.rooms[room_id] = Room(room_id, config=self.config, emit=self.events.emit, relay=self.relay)
         return room
 
-    async def publish(self, *, room: str, participant: str, pc: str, sdp: str) -> str:
+    async def publish(self, *, room: str, participant: str, pc: str, sdp: str, deadline: float | None = None) -> str:
         r = self._room(room, create=True)
         async with r.lock:
+            _check_deadline(deadline, "publish")
             return await r.publish(participant, pc, sdp)
 
     async def unpublish(self, *, room: str, participant: str, pc: str) -> None:
@@ -70,10 +84,11 @@ class MediaService:
             await r.unpublish(participant, pc)
 
     async def subscribe(
-        self, *, room: str, participant: str, settings: RoomSettings | None = None
+        self, *, room: str, participant: str, settings: RoomSettings | None = None, deadline: float | None = None
     ) -> tuple[str | None, int, list[TrackInfo]]:
         r = self._room(room, create=True)
         async with r.lock:
+            _check_deadline(deadline, "subscribe")
             if settings is not None:
                 await r.set_last_n(settings.last_n)
             return await r.subscribe(participant)
@@ -89,9 +104,12 @@ class MediaService:
         async with r.lock:
             await r.set_last_n(settings.last_n)
 
-    async def subscribe_answer(self, *, room: str, participant: str, sdp: str, revision: int) -> None:
+    async def subscribe_answer(
+        self, *, room: str, participant: str, sdp: str, revision: int, deadline: float | None = None
+    ) -> None:
         r = self._room(room)
         async with r.lock:
+            _check_deadline(deadline, "subscribe answer")
             await r.subscribe_answer(participant, sdp, revision)
 
     async def add_ice(self, *, room: str, participant: str, pc: str, candidate: dict[str, Any] | None) -> None:

@@ -120,7 +120,11 @@ class MediaClient:
         self, method: str, base: str, node_id: str | None, path: str, body: dict[str, Any] | None
     ) -> dict[str, Any]:
         url = f"{base}{path}"
-        headers = {"Authorization": f"Bearer {settings.MEDIA_SECRET}"}
+        headers = {
+            "Authorization": f"Bearer {settings.MEDIA_SECRET}",
+            # The media server skips publish/subscribe/answer still waiting for their room when we have given up.
+            "X-Conference-Timeout": str(settings.MEDIA_CONTROL_TIMEOUT_SECONDS),
+        }
         json_body = {"protocol": PROTOCOL_VERSION, **body} if body is not None else None
         try:
             async with self._get_session().request(method, url, json=json_body, headers=headers) as response:

@@ -197,3 +197,31 @@ async def test_event_sink_retries_then_delivers(fake_django) -> None:
         full.emit({"type": "x", "room": "r", "n": i})
     assert full.dropped == 2 and full.pending == 3
     await full.close()
+
+
+@pytest.mark.asyncio
+async def test_work_the_caller_gave_up_on_is_not_done(media) -> None:
+    """A publish still waiting for its busy room when the caller's X-Conference-Timeout passes is refused
+    (request_expired) instead of adding a connection nobody will use; in time, it is done as usual."""
+    from aiortc import RTCPeerConnection
+
+    pc = RTCPeerConnection()
+    pc.addTransceiver("audio", direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    body = {"protocol": 1, "pc": "camera", "sdp": pc.localDescription.sdp}
+    room = media.service._room("r1", create=True)
+    async with room.lock:  # the room is busy (another join, a re-offer pass)
+        late = asyncio.ensure_future(
+            media.http.post(BASE + "/publish", json=body, headers={**AUTH, "X-Conference-Timeout": "0.05"})
+        )
+        await asyncio.sleep(0.2)
+    resp = await late
+    payload = await resp.json()
+    assert resp.status == 503 and payload["error"]["code"] == "request_expired", payload
+    assert "alice" not in room.participants or not room.participants["alice"].publishers
+    resp = await media.http.post(BASE + "/publish", json=body, headers={**AUTH, "X-Conference-Timeout": "10"})
+    assert resp.status == 200, await resp.text()
+    for bad in ("soon", "0", "-1", "1e9"):
+        resp = await media.http.post(BASE + "/publish", json=body, headers={**AUTH, "X-Conference-Timeout": bad})
+        assert resp.status == 400 and (await resp.json())["error"]["code"] == "bad_request", bad
+    await pc.close()

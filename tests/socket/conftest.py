@@ -234,6 +234,8 @@ async def fake_media(settings: Any) -> AsyncIterator[FakeMedia]:
     async def handler(request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {live.MEDIA_SECRET}":
             return web.json_response({"error": {"code": "unauthorized", "message": "", "details": {}}}, status=401)
+        # Django tells the media server when it gives up, so a busy room skips work nobody waits for.
+        assert request.headers.get("X-Conference-Timeout") == str(live.MEDIA_CONTROL_TIMEOUT_SECONDS)
         body = await request.json() if request.can_read_body else None
         fake.requests.append((request.method, request.path, body))
         fake.seen.set()
