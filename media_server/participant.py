@@ -245,6 +245,11 @@ class Slot:
     direct_send: Callable[[bytes], bool] | None = None
     """The transport's send for this m-line; ``downstream.send`` is it, or it behind the pacer (video)."""
 
+    @property
+    def paused_for_bandwidth(self) -> bool:
+        """An attached video the allocator gives no layer (Subscriber.adapt): it sends nothing on purpose."""
+        return self.kind == "video" and self.attached is not None and self.target is None
+
 
 class Subscriber:
     """The server-offered connection that carries everyone else's tracks.
@@ -503,12 +508,10 @@ class Subscriber:
     def forwarded(self) -> list[TrackInfo]:
         """The m-lines currently fed with packets (what the client receives).
 
-        A video the bandwidth allocator pauses (``target`` None) is not fed.
+        A video the bandwidth allocator pauses (``Slot.paused_for_bandwidth``) is not fed.
         """
         return [
-            s.info
-            for s in self.slots
-            if s.attached is not None and s.info is not None and not (s.kind == "video" and s.target is None)
+            s.info for s in self.slots if s.attached is not None and s.info is not None and not s.paused_for_bandwidth
         ]
 
     def _make_ready(self, slot: Slot) -> None:
@@ -630,7 +633,7 @@ class Subscriber:
             else:
                 self._select_layer(slot, max(0, level - 1))
                 slot.downstream.set_temporal_limit(THIN_TEMPORAL_LAYER if level == 0 else None)
-        paused = frozenset(id(s) for s in video if s.target is None)
+        paused = frozenset(id(s) for s in video if s.paused_for_bandwidth)
         if paused != self._bandwidth_paused:
             self._bandwidth_paused = paused
             self.on_forwarding_changed()
@@ -726,8 +729,8 @@ class Subscriber:
         found = []
         for slot in self.slots:
             track = slot.attached
-            if track is None or slot.track is not track or (slot.kind == "video" and slot.target is None):
-                slot.stall_mark, slot.stall_reported = None, False  # (target None: adaptive quality paused it)
+            if track is None or slot.track is not track or slot.paused_for_bandwidth:
+                slot.stall_mark, slot.stall_reported = None, False
                 continue
             d = slot.downstream
             layer = slot.forwarder or track.forwarder  # the simulcast layer being forwarded

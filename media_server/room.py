@@ -697,8 +697,11 @@ class Room:
         A camera is sending while any of its layers received a packet within
         :data:`CAMERA_IDLE` seconds, or for that long after it was published
         (its first packets may still be on their way). Only rooms with a
-        last-N care.
+        last-N care: without one nothing is tracked (an unknown camera counts as sending).
         """
+        if self.effective_last_n() is None:
+            self._camera_activity, self._sending_cameras = {}, frozenset()
+            return
         activity: dict[int, tuple[int, float]] = {}
         sending: set[int] = set()
         for track in [*self.local_tracks(), *self.remote_tracks()]:
@@ -714,7 +717,7 @@ class Room:
         self._camera_activity = activity
         if sending != self._sending_cameras:
             self._sending_cameras = frozenset(sending)
-            if self.effective_last_n() is not None and not self.closed:
+            if not self.closed:
                 self.select_all()
 
     async def _run_camera_check(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 import pytest
 from ms_helpers import PublisherClient, SubscriberClient, recv_frames
@@ -23,8 +24,8 @@ async def _source_moves(slot: Slot) -> None:
         await asyncio.sleep(0.02)
 
 
-@pytest.mark.asyncio
-async def test_a_stream_that_forwards_nothing_is_described_once_with_its_gate(media) -> None:
+async def _alice_camera_to_bob(media: Any) -> tuple[PublisherClient, SubscriberClient, Subscriber, Slot]:
+    """Room r1: alice publishes her camera, bob receives it (3 frames decoded); bob's server-side video slot."""
     pub = PublisherClient(media.http, "r1", "alice", audio=False)
     await pub.start()
     sub = SubscriberClient(media.http, "r1", "bob")
@@ -32,7 +33,12 @@ async def test_a_stream_that_forwards_nothing_is_described_once_with_its_gate(me
     await recv_frames(sub.track("alice", "camera"), 3)
     subscriber = media.service.rooms["r1"].participants["bob"].subscriber
     assert subscriber is not None
-    slot = _video_slot(subscriber)
+    return pub, sub, subscriber, _video_slot(subscriber)
+
+
+@pytest.mark.asyncio
+async def test_a_stream_that_forwards_nothing_is_described_once_with_its_gate(media) -> None:
+    pub, sub, subscriber, slot = await _alice_camera_to_bob(media)
 
     assert subscriber.stalls(100.0, after=5.0) == []  # first look: the window starts
     await _source_moves(slot)  # flowing: packets sent move too, so the window restarts
@@ -58,15 +64,8 @@ async def test_a_stream_that_forwards_nothing_is_described_once_with_its_gate(me
 
 @pytest.mark.asyncio
 async def test_a_silent_source_is_no_stall_and_the_watchdog_logs_real_ones(media, caplog) -> None:
-    pub = PublisherClient(media.http, "r1", "alice", audio=False)
-    await pub.start()
-    sub = SubscriberClient(media.http, "r1", "bob")
-    await sub.start()
-    await recv_frames(sub.track("alice", "camera"), 3)
+    pub, sub, subscriber, slot = await _alice_camera_to_bob(media)
     room = media.service.rooms["r1"]
-    subscriber = room.participants["bob"].subscriber
-    assert subscriber is not None
-    slot = _video_slot(subscriber)
     assert slot.attached is not None
     slot.downstream.ready = False
     # No await in between: the source has sent nothing since the mark, so this is no stall (the window restarts).
@@ -87,14 +86,7 @@ async def test_a_silent_source_is_no_stall_and_the_watchdog_logs_real_ones(media
 @pytest.mark.asyncio
 async def test_a_video_paused_by_adaptive_quality_is_no_stall(media) -> None:
     """The estimate fits no layer: the subscriber gets nothing on purpose, so nothing is logged as stuck."""
-    pub = PublisherClient(media.http, "r1", "alice", audio=False)
-    await pub.start()
-    sub = SubscriberClient(media.http, "r1", "bob")
-    await sub.start()
-    await recv_frames(sub.track("alice", "camera"), 3)
-    subscriber = media.service.rooms["r1"].participants["bob"].subscriber
-    assert subscriber is not None
-    slot = _video_slot(subscriber)
+    pub, sub, subscriber, slot = await _alice_camera_to_bob(media)
     subscriber._select_layer(slot, None)  # what adapt() does when no layer fits
     assert slot.attached is not None and slot.target is None
     assert subscriber.stalls(100.0, after=5.0) == []
