@@ -1,6 +1,7 @@
 """Run the media server with bench-only instrumentation (bench/sfu_forward.py starts it).
 
-* SFU hop latency (``--probe FILE``): wraps ``Forwarder.on_rtp``; after a
+* SFU hop latency (``--probe FILE``): sets ``Forwarder.probe`` (wraps
+  ``Forwarder.on_rtp`` in trees without it); after a
   publisher packet has been handed to the kernel for every subscriber, the
   send time the bench publisher embedded in the payload (CLOCK_MONOTONIC,
   shared by all processes on one machine) is subtracted from now. That is
@@ -65,7 +66,17 @@ def install_probe(path: str) -> asyncio.Task[None] | None:
             if sent is not None:
                 hops.append(clock() - sent)
 
-    forwarder.Forwarder.on_rtp = on_rtp  # type: ignore[method-assign]
+    def probe(self: forwarder.Forwarder, payload: bytes) -> None:
+        sent = send_time_ns(payload)
+        if sent is not None:
+            hops.append(clock() - sent)
+
+    if "probe" in vars(forwarder.Forwarder):
+        # Called after every fan-out on the Python and the C receive path (wrapping on_rtp would turn the C
+        # receive path off: it only runs an unmodified Forwarder.on_rtp).
+        forwarder.Forwarder.probe = probe
+    else:  # an older media_server tree (bench/sfu_forward.py --compare)
+        forwarder.Forwarder.on_rtp = on_rtp  # type: ignore[method-assign]
 
     async def dump() -> None:
         while True:

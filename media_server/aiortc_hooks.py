@@ -39,6 +39,7 @@ What we hook and why:
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import os
 import time
@@ -300,6 +301,9 @@ class ForwardingReceiver:
         self.started = False
         self._nack = NackGenerator() if kind == "video" else None
         self._rtcp_send: Callable[[bytes], bool] | None = None
+        self.native_receive: Any = None
+        """The transport's ``_sfu_native.RtpReceive`` (set by :func:`install_fast_receive`): streams in the steady
+        state are registered there (:meth:`_offer_native`) and then handled in C."""
         self._streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
         self._estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator  # type: ignore[attr-defined]
         receiver.receive = self._receive  # type: ignore[method-assign]
@@ -349,21 +353,10 @@ class ForwardingReceiver:
         publisher's sake (stats for RTCP RR, REMB, NACK), then ``on_rtp``.
         RTCP feedback is sent synchronously through SRTCP.
         """
-        estimator = self._estimator
-        if estimator is not None:
+        if self._estimator is not None:
             abs_send_time = packet.extensions.abs_send_time
             if abs_send_time is not None:
-                remb = estimator.add(
-                    abs_send_time=abs_send_time,
-                    arrival_time_ms=arrival_time_ms,
-                    payload_size=len(packet.payload) + packet.padding_size,
-                    ssrc=packet.ssrc,
-                )
-                rtcp_ssrc = self.receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
-                if rtcp_ssrc is not None and remb is not None:
-                    self._send_rtcp(
-                        bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb)))
-                    )
+                self._estimate(abs_send_time, arrival_time_ms, len(packet.payload) + packet.padding_size, packet.ssrc)
         codec = self.codecs.get(packet.payload_type)
         if codec is None:
             return
@@ -397,6 +390,56 @@ class ForwardingReceiver:
             self._send_nack(packet.ssrc, nack)
         if packet.payload:
             self.on_rtp(packet, codec)
+        if self.native_receive is not None and not recovered and packet.ssrc not in self.native_receive.streams:
+            self._offer_native(packet, nack, self.on_rtp, vars(self), "on_rtp")
+
+    def _estimate(self, abs_send_time: int, arrival_time_ms: int, payload_size: int, ssrc: int) -> None:
+        """Feed aiortc's receive-side bandwidth estimator; send the REMB it asks for."""
+        remb = self._estimator.add(
+            abs_send_time=abs_send_time, arrival_time_ms=arrival_time_ms, payload_size=payload_size, ssrc=ssrc
+        )
+        rtcp_ssrc = self.receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+        if rtcp_ssrc is not None and remb is not None:
+            self._send_rtcp(
+                bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb)))
+            )
+
+    def _offer_native(
+        self, packet: RtpPacket, nack: NackGenerator | None, handler: RtpHandler, guard: dict[Any, Any], key: Any
+    ) -> None:
+        """Let the C receive path (``_sfu_native.RtpReceive``) take this media SSRC's next packets.
+
+        Only for a handler that is an unmodified ``Forwarder.on_rtp`` with the C fan-out (it says so with
+        ``accepts_native_receive()``), after a packet of the SSRC went through this Python path (so its
+        statistics and NACK state exist). The C path re-checks per packet that ``guard[key]`` is still
+        ``handler`` and that aiortc's router still routes the SSRC and payload type to this receiver; every
+        packet outside the steady state comes back to :meth:`handle_rtp`.
+        """
+        if type(self).handle_rtp is not _HANDLE_RTP:
+            return  # handle_rtp is wrapped (a test's loss simulation): every packet must reach it
+        target = getattr(handler, "__self__", None)
+        accepts = getattr(target, "accepts_native_receive", None)
+        if accepts is None or getattr(handler, "__func__", None) is not getattr(type(target), "on_rtp", None):
+            return
+        if not accepts():
+            return
+        stats = self._streams.get(packet.ssrc)
+        if stats is None:
+            return
+        self.native_receive.streams[packet.ssrc] = (
+            self.receiver,
+            packet.payload_type,
+            vars(self),
+            vars(stats),
+            vars(nack) if nack is not None else None,
+            vars(target),
+            target,
+            self._estimate if self._estimator is not None else None,
+            functools.partial(self._send_nack, packet.ssrc, nack) if nack is not None else None,
+            guard,
+            key,
+            handler,
+        )
 
     def _learn_layer(self, packet: RtpPacket) -> int | None:
         route = self.simulcast
@@ -409,6 +452,8 @@ class ForwardingReceiver:
                 del self.layer_ssrcs[ssrc]
                 self._layer_handlers.pop(ssrc, None)
                 self._layer_nacks.pop(ssrc, None)
+                if self.native_receive is not None:
+                    self.native_receive.streams.pop(ssrc, None)
         self.layer_ssrcs[packet.ssrc] = layer
         self._layer_handlers[packet.ssrc] = route.handlers[layer]
         self._layer_nacks[packet.ssrc] = NackGenerator()
@@ -441,6 +486,8 @@ class ForwardingReceiver:
             self._send_nack(packet.ssrc, nack)
         if packet.payload:
             handler(packet, codec)
+        if self.native_receive is not None and not recovered and packet.ssrc not in self.native_receive.streams:
+            self._offer_native(packet, nack, handler, self._layer_handlers, packet.ssrc)
 
     def _send_nack(self, media_ssrc: int, nack: NackGenerator) -> None:
         rtcp_ssrc = self.receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
@@ -473,7 +520,24 @@ class ForwardingReceiver:
         return self._send_rtcp(bytes(packet))
 
 
-def install_fast_receive(dtls: RTCDtlsTransport, receivers: Sequence[ForwardingReceiver]) -> None:
+_HANDLE_RTP = ForwardingReceiver.handle_rtp
+
+
+def _extension_ids(extensions_map: Any) -> tuple[int | None, ...]:
+    """The header extension IDs aiortc's ``HeaderExtensionsMap`` parses, in its ``get`` order."""
+    ids = extensions_map._HeaderExtensionsMap__ids
+    return (
+        ids.mid,
+        ids.repaired_rtp_stream_id,
+        ids.rtp_stream_id,
+        ids.abs_send_time,
+        ids.transmission_offset,
+        ids.audio_level,
+        ids.transport_sequence_number,
+    )
+
+
+def install_fast_receive(dtls: RTCDtlsTransport, receivers: Sequence[ForwardingReceiver], native: Any = NATIVE) -> None:
     """Handle SRTP media of ``dtls`` synchronously as datagrams arrive.
 
     aiortc queues every datagram (``aioice.Connection.data_received`` ->
@@ -484,6 +548,14 @@ def install_fast_receive(dtls: RTCDtlsTransport, receivers: Sequence[ForwardingR
     straight from the ICE connection's ``data_received`` callback: unprotect,
     parse, route, and call :meth:`ForwardingReceiver.handle_rtp`. Counters
     used for silence detection are kept.
+
+    With ``native`` (``_sfu_native``) a ``RtpReceive`` does all of that, and
+    ``Forwarder.on_rtp``'s fan-out, in one C call for streams in the steady
+    state (the receivers register them, :meth:`ForwardingReceiver._offer_native`);
+    it hands every other packet back to this Python path, unprotected or not.
+    The C object is ``data_received.native_receive`` (``install_fast_demux``
+    calls it straight from the socket callback), the Python path for a packet
+    it unprotected ``data_received.handle_plain``.
     """
     connection = dtls.transport._connection
     queue_datagram = connection.data_received
@@ -494,8 +566,31 @@ def install_fast_receive(dtls: RTCDtlsTransport, receivers: Sequence[ForwardingR
     parse = RtpPacket.parse
     srtp_error = pylibsrtp.Error
     unprotect: list[Any] = [None, None]  # (session, its srtp_processor)
+    fast: Any = native.RtpReceive() if native is not None else None
+    if fast is not None:
+        for hook in receivers:
+            hook.native_receive = fast
+        configure_extensions = extensions_map.configure
 
-    def data_received(data: bytes, component: int) -> None:
+        def configure(parameters: RTCRtpParameters) -> None:
+            configure_extensions(parameters)
+            fast.set_extension_ids(_extension_ids(extensions_map))
+
+        extensions_map.configure = configure  # type: ignore[method-assign]
+        fast.set_extension_ids(_extension_ids(extensions_map))
+
+    def handle_plain(data: bytes) -> None:
+        try:
+            packet = parse(data, extensions_map)
+        except ValueError:
+            return
+        receiver = router.route_rtp(packet)
+        hook = by_receiver.get(receiver) if receiver is not None else None
+        if hook is not None:
+            # Same base as aiortc's clock.current_ms() (ms since the NTP epoch), without datetime.
+            hook.handle_rtp(packet, int((time.time() + _NTP_EPOCH) * 1000))
+
+    def python_path(data: bytes, component: int) -> None:
         rx = dtls._rx_srtp
         if (
             rx is None
@@ -509,17 +604,37 @@ def install_fast_receive(dtls: RTCDtlsTransport, receivers: Sequence[ForwardingR
         dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
         dtls._RTCDtlsTransport__rx_bytes += len(data)  # type: ignore[attr-defined]
         if rx is not unprotect[0]:
-            unprotect[:] = [rx, srtp_processor(rx, "unprotect")]
+            unprotect[:] = [rx, srtp_processor(rx, "unprotect", native)]
+            if fast is not None:
+                fast.configure(
+                    **_native_srtp_args(rx, "unprotect"),
+                    items=((vars(dtls), "_state", connected), (vars(dtls), "_rx_srtp", rx)),
+                    counters=vars(dtls),
+                    packets_key="_RTCDtlsTransport__rx_packets",
+                    bytes_key="_RTCDtlsTransport__rx_bytes",
+                    ssrc_table=router.ssrc_table,
+                    payload_type_table=router.payload_type_table,
+                )
         try:
-            packet = parse(unprotect[1](data), extensions_map)
+            data = unprotect[1](data)
         except (srtp_error, ValueError):
             return
-        receiver = router.route_rtp(packet)
-        hook = by_receiver.get(receiver) if receiver is not None else None
-        if hook is not None:
-            # Same base as aiortc's clock.current_ms() (ms since the NTP epoch), without datetime.
-            hook.handle_rtp(packet, int((time.time() + _NTP_EPOCH) * 1000))
+        handle_plain(data)
 
+    if fast is None:
+        connection.data_received = python_path  # type: ignore[method-assign]
+        return
+
+    def data_received(data: bytes, component: int) -> None:
+        got = fast(data)
+        if got is False:
+            python_path(data, component)
+        elif got is not True:
+            handle_plain(got)
+
+    data_received.native_receive = fast  # type: ignore[attr-defined]
+    data_received.handle_plain = handle_plain  # type: ignore[attr-defined]
+    data_received.python_path = python_path  # type: ignore[attr-defined]
     connection.data_received = data_received  # type: ignore[method-assign]
 
 
@@ -535,8 +650,15 @@ def install_fast_demux(dtls: RTCDtlsTransport, native: Any = NATIVE) -> None:
     After each datagram asyncio read, up to :data:`MAX_DRAIN` more queued
     datagrams are read in the same callback; with ``native`` (``_sfu_native``)
     the "nothing queued" answer is ``None`` instead of a ``BlockingIOError``.
+    A publisher's RTP goes straight to :func:`install_fast_receive`'s C
+    ``RtpReceive`` when there is one.
     """
     connection = dtls.transport._connection
+    receive: Any = connection.data_received
+    native_receive: Any = getattr(receive, "native_receive", None)
+    handle_plain: Any = getattr(receive, "handle_plain", None)
+    if native_receive is not None:
+        receive = receive.python_path
     for protocol in connection._protocols:
         if "datagram_received" in vars(protocol):
             continue
@@ -544,6 +666,15 @@ def install_fast_demux(dtls: RTCDtlsTransport, native: Any = NATIVE) -> None:
         component = protocol.local_candidate.component
         transport = protocol.transport
         sock = getattr(transport, "_sock", None)  # asyncio's _SelectorDatagramTransport
+
+        def media(data: bytes, component: int = component) -> None:
+            got = native_receive(data)
+            if got is False:
+                receive(data, component)
+            elif got is not True:
+                handle_plain(got)
+
+        deliver = media if native_receive is not None else None
 
         def datagram_received(
             data: bytes,
@@ -553,9 +684,13 @@ def install_fast_demux(dtls: RTCDtlsTransport, native: Any = NATIVE) -> None:
             recvfrom: Any = sock.recvfrom if sock is not None else None,
             sock: Any = sock,
             recv_nowait: Any = native.recv_nowait if native is not None and sock is not None else None,
+            deliver: Any = deliver,
         ) -> None:
             if data and 127 < data[0] < 192:
-                connection.data_received(data, component)
+                if deliver is not None:
+                    deliver(data)
+                else:
+                    connection.data_received(data, component)
             else:
                 stun_path(data, addr)
             if recv_nowait is not None:
@@ -565,7 +700,10 @@ def install_fast_demux(dtls: RTCDtlsTransport, native: Any = NATIVE) -> None:
                         return
                     data, addr = got
                     if addr is None:  # RTP/RTCP
-                        connection.data_received(data, component)
+                        if deliver is not None:
+                            deliver(data)
+                        else:
+                            connection.data_received(data, component)
                     else:
                         stun_path(data, addr)
                 return
@@ -708,9 +846,9 @@ def make_raw_sender(dtls: RTCDtlsTransport, rtcp: bool = False, native: Any = NA
         if dtls._state is not connected:
             return False
         pair = nominated.get(1)
-        if pair is not route[0]:
+        if pair is not route[0] or pair is None:
             if pair is None:
-                return False
+                return False  # (also before the first pair: route[0] is None too)
             transport = pair.protocol.transport
             sock = getattr(transport, "_sock", None)
             direct = sock.sendto if sock is not None and not transport.get_extra_info("peername") else None
@@ -755,15 +893,24 @@ def _arm_native_sender(
     cannot parse), the Python path stays in use.
     """
     transport = pair.protocol.transport
+    state = vars(dtls)
     try:
         fast.configure(
             **_native_srtp_args(session, "protect"),
             sock=transport._sock,
             address=pair.remote_addr,
             queue=transport.sendto,
-            buffered=transport.get_write_buffer_size,
-            guards=((dtls, "_state", connected), (dtls, "_tx_srtp", session)),
-            items=((dtls.transport._connection._nominated, 1, pair),),
+            # Dict lookups by identity, no attribute lookup or Python call per copy. _buffer_size is what
+            # get_write_buffer_size() returns; 0 is CPython's cached small int, so "is 0" is "nothing queued"
+            # (any other object, even an equal one, only sends that packet through the Python path).
+            buffered=None,
+            guards=(),
+            items=(
+                (state, "_state", connected),
+                (state, "_tx_srtp", session),
+                (dtls.transport._connection._nominated, 1, pair),
+                (vars(transport), "_buffer_size", 0),
+            ),
         )
     except (TypeError, ValueError, OSError):
         fast.reset()

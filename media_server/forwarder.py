@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
@@ -417,7 +417,18 @@ class Forwarder:
 
     ``request_keyframe`` sends a PLI to the publisher; it is throttled here to
     one per :data:`KEYFRAME_REQUEST_INTERVAL`.
+
+    With the C fast path, :meth:`on_rtp`'s steady state also runs in C, called
+    by the publisher's receive path (``_sfu_native.RtpReceive``, see
+    ``aiortc_hooks.install_fast_receive``) without a packet object: it reads
+    and writes this object's attributes (``packets_in``, ``octets_in``,
+    ``downstreams``, ...) and hands every packet outside the steady state
+    (sinks, a pending switch, a downstream waiting for a keyframe, the
+    temporal-layer sample) to :meth:`on_rtp`.
     """
+
+    probe: ClassVar[Callable[[Forwarder, bytes], None] | None] = None
+    """Bench instrumentation (bench/_media_sfu_probe.py): called with the payload after every fan-out, on both paths."""
 
     def __init__(
         self,
@@ -579,6 +590,8 @@ class Forwarder:
             self._fanout(
                 downstreams, key, marker, seq, ts, payload, keyframe, clock_rate, now, self._extensions, audio_level
             )
+            if self.probe is not None:
+                self.probe(payload)
             return
         # The extension block depends only on the subscriber's negotiated IDs:
         # built once per packet per distinct ID pair (usually one for the room).
@@ -589,6 +602,15 @@ class Forwarder:
             if ext is None:
                 ext = ext_cache[ids] = self._extensions(ids, audio_level)
             d.forward(key, marker, seq, ts, ext, payload, keyframe, clock_rate, now)
+        if self.probe is not None:
+            self.probe(payload)
+
+    def accepts_native_receive(self) -> bool:
+        """True if the C receive path may run :meth:`on_rtp`'s steady state for this forwarder.
+
+        It needs the C fan-out and this very method (a subclass or a wrapper of ``on_rtp`` would be bypassed).
+        """
+        return self._fanout is not None and type(self).on_rtp is _FORWARDER_ON_RTP and "on_rtp" not in vars(self)
 
     def _extensions(self, ids: tuple[int, int], audio_level: tuple[bool, int] | None) -> bytes:
         audio_level_id, abs_send_time_id = ids
@@ -599,3 +621,6 @@ class Forwarder:
             ast = int((time.time() + _NTP_EPOCH) * 262144) & 0xFFFFFF
             elements.append((abs_send_time_id, ast.to_bytes(3, "big")))
         return one_byte_extensions(elements)
+
+
+_FORWARDER_ON_RTP = Forwarder.on_rtp

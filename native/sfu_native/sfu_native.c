@@ -25,7 +25,11 @@
  *       fails it returns fallback(data). Otherwise: protect into its own
  *       buffer, sendto(2) on the socket's descriptor; if the kernel refuses
  *       the datagram, queue(packet, address) (asyncio's transport.sendto,
- *       which queues and retries) and return True.
+ *       which queues and retries) and return True. Guards: `guards`
+ *       (object, attribute, expected) and `items` (dict, key, expected) must
+ *       hold by identity (items are the cheaper check: no attribute lookup),
+ *       the socket's descriptor must be unchanged and `buffered()` (if not
+ *       None) must be 0.
  *   DownstreamCore, Fanout(downstream_type, history_mask, sr_batch)
  *       the steady state of media_server.forwarder.Downstream.forward for all
  *       downstreams of one publisher packet in one call (see below).
@@ -46,7 +50,9 @@
 #include <stdint.h>
 #include <limits.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 
 /* pylibsrtp's work buffer is 1500 bytes; packets are limited to 1500 - trailer. */
 #define BUFFER_SIZE 1500
@@ -296,7 +302,10 @@ Sender_guards_hold(Sender *self)
         return -1;
     if (current != self->fd)
         return 0;
-    /* Anything already queued in asyncio for this peer: the fallback keeps the order and the bound. */
+    /* Anything already queued in asyncio for this peer: the fallback keeps the order and the bound.
+       (buffered None: an `items` guard on the transport's _buffer_size does that, without a Python call.) */
+    if (self->buffered == Py_None)
+        return 1;
     PyObject *size = PyObject_CallNoArgs(self->buffered);
     if (size == NULL)
         return -1;
@@ -364,8 +373,8 @@ Sender_configure(PyObject *op, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_ValueError, "limit out of range");
         return NULL;
     }
-    if (!PyCallable_Check(check) || !PyCallable_Check(queue) || !PyCallable_Check(buffered)) {
-        PyErr_SetString(PyExc_TypeError, "check, queue and buffered must be callable");
+    if (!PyCallable_Check(check) || !PyCallable_Check(queue) || (buffered != Py_None && !PyCallable_Check(buffered))) {
+        PyErr_SetString(PyExc_TypeError, "check and queue must be callable, buffered callable or None");
         return NULL;
     }
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(guards); i++) {
@@ -620,6 +629,7 @@ typedef struct {
     PyObject *send;         /* callable(bytes) -> bool */
     PyObject *on_sent;      /* callable(ts, octets, packets) | None */
     PyObject *last_time;    /* float */
+    PyObject *waiting_keyframe, *temporal_up; /* bool: the forwarder looks for a keyframe for this downstream */
     /* ints (objects, not C integers: the Python path then reads and writes them at slot speed) */
     PyObject *seq_offset, *ts_offset, *ssrc, *last_seq, *last_ts;
     PyObject *packets_sent, *packets_dropped, *unreported_octets, *unreported_packets;
@@ -627,7 +637,7 @@ typedef struct {
 
 #define CORE_OBJECTS(X)                                                                                                \
     X(ready) X(needs_rebase) X(thinning) X(vp8_deltas) X(pt_by_codec) X(ext_key) X(history_seq) X(history) X(send)      \
-        X(on_sent) X(last_time) X(seq_offset) X(ts_offset) X(ssrc) X(last_seq) X(last_ts) X(packets_sent)             \
+        X(on_sent) X(last_time) X(waiting_keyframe) X(temporal_up) X(seq_offset) X(ts_offset) X(ssrc) X(last_seq) X(last_ts) X(packets_sent)             \
             X(packets_dropped) X(unreported_octets) X(unreported_packets)
 
 static int
@@ -673,6 +683,8 @@ static PyMemberDef Core_members[] = {
     OBJ_MEMBER("send", send),
     OBJ_MEMBER("on_sent", on_sent),
     OBJ_MEMBER("last_time", last_time),
+    OBJ_MEMBER("waiting_keyframe", waiting_keyframe),
+    OBJ_MEMBER("temporal_up", temporal_up),
     INT_MEMBER("seq_offset", seq_offset),
     INT_MEMBER("ts_offset", ts_offset),
     INT_MEMBER("ssrc", ssrc),
@@ -909,17 +921,69 @@ Fanout_steady(Fanout *self, Core *d, PyObject *key, unsigned marker, unsigned lo
 }
 
 #define EXT_CACHE 4
+#define NTP_EPOCH 2208988800.0
 
+/* What the C extension-block builder needs (Forwarder._extensions' inputs), for the receive path. */
+typedef struct {
+    int level; /* RFC 6464 level 0..127, or -1: the packet carries none */
+    int vad;
+    int is_video;
+    double wall;     /* time.time() for abs-send-time */
+    PyObject *owner; /* the Forwarder: owner._extensions(ids, audio_level) for IDs the C builder does not take */
+} ExtSpec;
+
+static PyObject *str_extensions;
+
+/* Forwarder._extensions(ids, audio_level) in C: RFC 8285 one-byte elements, padded (rtputil.one_byte_extensions). */
 static PyObject *
-Fanout_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+build_ext(PyObject *ids, const ExtSpec *spec)
 {
-    Fanout *self = (Fanout *)op;
-    if (PyVectorcall_NARGS(nargsf) != 11 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
-        PyErr_SetString(PyExc_TypeError,
-                        "Fanout takes 11 positional arguments: downstreams, key, marker, seq, ts, payload, keyframe, "
-                        "clock_rate, now, make_ext, audio_level");
-        return NULL;
+    long a = -1, b = -1;
+    if (PyTuple_CheckExact(ids) && PyTuple_GET_SIZE(ids) == 2 && PyLong_CheckExact(PyTuple_GET_ITEM(ids, 0)) &&
+        PyLong_CheckExact(PyTuple_GET_ITEM(ids, 1))) {
+        a = PyLong_AsLong(PyTuple_GET_ITEM(ids, 0));
+        b = PyLong_AsLong(PyTuple_GET_ITEM(ids, 1));
+        if (PyErr_Occurred())
+            PyErr_Clear(), a = b = -1;
     }
+    if (a < 0 || a > 15 || b < 0 || b > 15) {
+        PyObject *level = spec->level < 0 ? Py_NewRef(Py_None)
+                                          : Py_BuildValue("(Oi)", spec->vad ? Py_True : Py_False, spec->level);
+        if (level == NULL)
+            return NULL;
+        PyObject *r = PyObject_CallMethodObjArgs(spec->owner, str_extensions, ids, level, NULL);
+        Py_DECREF(level);
+        return r;
+    }
+    unsigned char out[16];
+    int n = 4;
+    if (a && spec->level >= 0) {
+        out[n++] = (unsigned char)(a << 4);
+        out[n++] = (unsigned char)((spec->vad ? 0x80 : 0) | (spec->level & 0x7F));
+    }
+    if (b && spec->is_video) {
+        long long ast = (long long)((spec->wall + NTP_EPOCH) * 262144.0) & 0xFFFFFF;
+        out[n++] = (unsigned char)((b << 4) | 2);
+        out[n++] = (unsigned char)(ast >> 16);
+        out[n++] = (unsigned char)(ast >> 8);
+        out[n++] = (unsigned char)ast;
+    }
+    if (n == 4)
+        return PyBytes_FromStringAndSize(NULL, 0);
+    while (n % 4)
+        out[n++] = 0;
+    out[0] = 0xBE;
+    out[1] = 0xDE;
+    out[2] = (unsigned char)(((n - 4) / 4) >> 8);
+    out[3] = (unsigned char)((n - 4) / 4);
+    return PyBytes_FromStringAndSize((const char *)out, n);
+}
+
+/* The fan-out of one packet. `args` as Fanout's call (args[9] = make_ext, args[10] = audio_level); with
+   make_ext NULL the blocks come from build_ext(spec). */
+static PyObject *
+fanout_run(Fanout *self, PyObject *const *args, const ExtSpec *spec)
+{
     PyObject *downstreams = args[0], *key = args[1], *payload = args[5], *make_ext = args[9];
     if (!PyList_CheckExact(downstreams) || !PyBytes_CheckExact(payload)) {
         PyErr_SetString(PyExc_TypeError, "downstreams must be a list and payload bytes");
@@ -963,7 +1027,7 @@ Fanout_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *
             Py_XINCREF(ext);
         }
         if (ext == NULL) {
-            ext = PyObject_CallFunctionObjArgs(make_ext, ids, args[10], NULL);
+            ext = make_ext != NULL ? PyObject_CallFunctionObjArgs(make_ext, ids, args[10], NULL) : build_ext(ids, spec);
             if (ext == NULL)
                 goto next;
             if (cached < EXT_CACHE) {
@@ -1002,6 +1066,18 @@ out:
     Py_XDECREF(overflow);
     Py_DECREF(downstreams);
     return result;
+}
+
+static PyObject *
+Fanout_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) != 11 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "Fanout takes 11 positional arguments: downstreams, key, marker, seq, ts, payload, keyframe, "
+                        "clock_rate, now, make_ext, audio_level");
+        return NULL;
+    }
+    return fanout_run((Fanout *)op, args, NULL);
 }
 
 static int
@@ -1096,6 +1172,788 @@ static PyTypeObject FanoutType = {
 };
 
 /* ------------------------------------------------------------------------ */
+/* RtpReceive                                                                */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * RtpReceive(): the steady state of a publisher's SRTP RTP datagram, from the
+ * datagram callback to the kernel, in one call (aiortc_hooks.install_fast_receive
+ * and ForwardingReceiver.handle_rtp + Forwarder.on_rtp are the reference):
+ *
+ *   rx(data) -> True | False | bytes
+ *
+ * False: nothing done (not configured, a guard fails, not SRTP RTP): the
+ * caller's Python path handles the datagram. Otherwise the transport's
+ * receive counters are incremented and the datagram unprotected; True: done
+ * (forwarded, or dropped because unprotect failed, as the Python path drops
+ * it); bytes: the plaintext RTP packet, which the caller's Python path
+ * parses, routes and handles (a packet outside the steady state: new or
+ * unregistered SSRC, RTX, CSRCs, padding, an unusual extension, a forwarder
+ * with sinks or a pending switch, a downstream waiting for a keyframe, a
+ * video forwarder's every 64th packet, ...). The decision is taken before any
+ * state is changed, so each packet is handled entirely by one path.
+ *
+ * rx.streams (dict, filled by ForwardingReceiver) maps a media SSRC to
+ *   (receiver, payload_type, vars(hook), vars(stats), vars(nack) | None, vars(forwarder), forwarder,
+ *    estimate | None, send_nack, guard_dict, guard_key, guard_value)
+ * and rx.configure(...) gives the SRTP session, the guards ((dict, key,
+ * expected) items that must hold by identity), the transport's
+ * counter dict and the RTP router's tables; rx.set_extension_ids(ids) the
+ * header extension IDs of the transport (aiortc's HeaderExtensionsMap order:
+ * mid, repaired RID, RID, abs-send-time, toffset, audio level, transport-cc).
+ * The state that Python reads stays in the Python objects (stats, NACK
+ * generator, ForwardingReceiver, Forwarder: their instance dicts are written
+ * here), so aiortc's RTCP reports and the media server see the same values.
+ */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    int configured;
+    srtp_function function;
+    void *context;
+    Py_ssize_t limit;
+    PyObject *keepalive, *check, *guards;
+    PyObject *counters, *packets_key, *bytes_key;
+    PyObject *ssrc_table, *pt_table;
+    PyObject *streams;
+    PyObject *wall_clock, *monotonic_clock;
+    int ext_ids[7];
+    unsigned long long native_packets;
+    unsigned char buffer[BUFFER_SIZE];
+} Receive;
+
+enum { EXT_MID, EXT_RRID, EXT_RID, EXT_ABS, EXT_TOFFSET, EXT_LEVEL, EXT_TCC };
+
+static PyObject *s_packets, *s_media_ssrc, *s_base_seq, *s_max_seq, *s_cycles, *s_packets_received, *s_clockrate,
+    *s_jitter_q4, *s_last_arrival, *s_last_timestamp, *s_missing, *s_packets_in, *s_octets_in, *s_keys, *s_sinks,
+    *s_pending, *s_downstreams, *s_audible, *s_on_audio_level, *s_kind, *s_fanout, *s_probe, *s_take_pending,
+    *s_video;
+
+static int
+uint16_gt(long a, long b)
+{
+    return (a < b && b - a > 0x8000) || (a > b && a - b < 0x8000);
+}
+
+static int
+clock_now(PyObject *clock, clockid_t id, double *out)
+{
+    if (clock != NULL && clock != Py_None) {
+        PyObject *r = PyObject_CallNoArgs(clock);
+        if (r == NULL)
+            return -1;
+        double v = PyFloat_AsDouble(r);
+        Py_DECREF(r);
+        if (v == -1.0 && PyErr_Occurred())
+            return -1;
+        *out = v;
+        return 0;
+    }
+    struct timespec t;
+    clock_gettime(id, &t);
+    /* as CPython's time.time() / time.monotonic(): nanoseconds as a double, / 1e9 */
+    long long ns = (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+    *out = ns % 1000000000LL == 0 ? (double)(ns / 1000000000LL) : (double)ns / 1e9;
+    return 0;
+}
+
+/* An exact int value of d[key] (1) or 0 when missing / not an int / out of long long. -1: exception. */
+static int
+dict_ll(PyObject *d, PyObject *key, long long *out)
+{
+    PyObject *v = PyDict_GetItemWithError(d, key);
+    if (v == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (!PyLong_CheckExact(v))
+        return 0;
+    int overflow;
+    *out = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (*out == -1 && PyErr_Occurred())
+        return -1;
+    return !overflow;
+}
+
+static int
+dict_set_ll(PyObject *d, PyObject *key, long long value)
+{
+    PyObject *v = PyLong_FromLongLong(value);
+    if (v == NULL)
+        return -1;
+    int rc = PyDict_SetItem(d, key, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+/* d[key] += delta for an int that may have grown past long long (counters). */
+static int
+dict_add(PyObject *d, PyObject *key, long long delta)
+{
+    PyObject *v = PyDict_GetItemWithError(d, key);
+    if (v == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetObject(PyExc_KeyError, key);
+        return -1;
+    }
+    Py_INCREF(v);
+    PyObject *field = v;
+    int rc = add_to_field(&field, delta);
+    if (rc == 0)
+        rc = PyDict_SetItem(d, key, field);
+    Py_DECREF(field);
+    return rc;
+}
+
+/* Every (dict, key, expected): dict[key] is expected. 1 / 0 / -1 (exception). */
+static int
+items_hold(PyObject *items)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(items);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *guard = PyTuple_GET_ITEM(items, i);
+        PyObject *value = PyDict_GetItemWithError(PyTuple_GET_ITEM(guard, 0), PyTuple_GET_ITEM(guard, 1));
+        if (value == NULL && PyErr_Occurred())
+            return -1;
+        if (value != PyTuple_GET_ITEM(guard, 2))
+            return 0;
+    }
+    return 1;
+}
+
+/* 1 if the forwarder looks for a keyframe for d (waiting_keyframe or temporal_up), 0 if not, -1 exception. */
+static int
+wants_keyframe(PyObject *d)
+{
+    if (PyObject_TypeCheck(d, &CoreType)) {
+        Core *c = (Core *)d;
+        if (c->waiting_keyframe != NULL && c->temporal_up != NULL)
+            return (PyObject_IsTrue(c->waiting_keyframe) || PyObject_IsTrue(c->temporal_up)) ? 1 : 0;
+    }
+    PyObject *v = PyObject_GetAttrString(d, "waiting_keyframe");
+    if (v == NULL)
+        return -1;
+    int t = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    if (t)
+        return t;
+    v = PyObject_GetAttrString(d, "temporal_up");
+    if (v == NULL)
+        return -1;
+    t = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return t;
+}
+
+#define ENTRY_SIZE 12
+#define FALLBACK 0
+
+/* The packet in self->buffer[0:n]: 1 handled, 0 not in the steady state (nothing changed), -1 exception. */
+static int
+Receive_process(Receive *self, Py_ssize_t n)
+{
+    const unsigned char *p = self->buffer;
+    if (n < 12 || (p[0] >> 6) != 2 || (p[0] & 0x20) || (p[0] & 0x0F))
+        return FALLBACK; /* version, padding, CSRCs: aiortc's parser */
+    unsigned marker = p[1] >> 7, pt = p[1] & 0x7F;
+    unsigned long seq = ((unsigned long)p[2] << 8) | p[3];
+    unsigned long ts = ((unsigned long)p[4] << 24) | ((unsigned long)p[5] << 16) | ((unsigned long)p[6] << 8) | p[7];
+    unsigned long ssrc = ((unsigned long)p[8] << 24) | ((unsigned long)p[9] << 16) | ((unsigned long)p[10] << 8) | p[11];
+    Py_ssize_t pos = 12;
+    int level = -1, vad = 0;
+    long long abs_send_time = -1;
+    if (p[0] & 0x10) {
+        if (n < pos + 4)
+            return FALLBACK;
+        unsigned profile = ((unsigned)p[pos] << 8) | p[pos + 1];
+        Py_ssize_t end = pos + 4 + 4 * (((Py_ssize_t)p[pos + 2] << 8) | p[pos + 3]);
+        if (profile != 0xBEDE || end > n)
+            return FALLBACK;
+        pos += 4;
+        while (pos < end) {
+            if (p[pos] == 0) {
+                pos++;
+                continue;
+            }
+            int id = p[pos] >> 4, len = (p[pos] & 0x0F) + 1;
+            pos++;
+            if (pos + len > end)
+                return FALLBACK;
+            const unsigned char *v = p + pos;
+            pos += len;
+            /* aiortc's HeaderExtensionsMap.get: first matching ID wins; a value it cannot decode is its business */
+            if (id == self->ext_ids[EXT_MID] || id == self->ext_ids[EXT_RRID] || id == self->ext_ids[EXT_RID]) {
+                for (int k = 0; k < len; k++)
+                    if (v[k] > 0x7F)
+                        return FALLBACK;
+            } else if (id == self->ext_ids[EXT_ABS]) {
+                if (len != 3)
+                    return FALLBACK;
+                abs_send_time = ((long long)v[0] << 16) | (v[1] << 8) | v[2];
+            } else if (id == self->ext_ids[EXT_TOFFSET]) {
+                if (len != 3)
+                    return FALLBACK;
+            } else if (id == self->ext_ids[EXT_LEVEL]) {
+                if (len != 1)
+                    return FALLBACK;
+                vad = (v[0] & 0x80) != 0;
+                level = v[0] & 0x7F;
+            } else if (id == self->ext_ids[EXT_TCC]) {
+                if (len != 2)
+                    return FALLBACK;
+            }
+        }
+        pos = end;
+    }
+    Py_ssize_t payload_len = n - pos;
+
+    /* The registered stream and every condition of the steady state, before anything changes. */
+    int rc = -1;
+    PyObject *ssrc_obj = PyLong_FromUnsignedLong(ssrc), *pt_obj = NULL, *payload = NULL, *downstreams = NULL;
+    PyObject *seq_obj = NULL, *ts_obj = NULL, *now_obj = NULL, *level_obj = NULL; /* level_obj: the marker */
+    if (ssrc_obj == NULL)
+        return -1;
+    PyObject *entry = PyDict_GetItemWithError(self->streams, ssrc_obj);
+    if (entry == NULL || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != ENTRY_SIZE) {
+        rc = PyErr_Occurred() ? -1 : FALLBACK;
+        goto done;
+    }
+    Py_INCREF(entry);
+    PyObject *receiver = PyTuple_GET_ITEM(entry, 0), *hook = PyTuple_GET_ITEM(entry, 2),
+             *stats = PyTuple_GET_ITEM(entry, 3), *nack = PyTuple_GET_ITEM(entry, 4), *fwd = PyTuple_GET_ITEM(entry, 5),
+             *forwarder = PyTuple_GET_ITEM(entry, 6), *estimate = PyTuple_GET_ITEM(entry, 7),
+             *send_nack = PyTuple_GET_ITEM(entry, 8);
+    rc = FALLBACK;
+    if (!PyLong_CheckExact(PyTuple_GET_ITEM(entry, 1)) || PyLong_AsLong(PyTuple_GET_ITEM(entry, 1)) != (long)pt ||
+        !PyDict_CheckExact(hook) || !PyDict_CheckExact(stats) || !PyDict_CheckExact(fwd) ||
+        (nack != Py_None && !PyDict_CheckExact(nack)) || !PyDict_CheckExact(PyTuple_GET_ITEM(entry, 9)))
+        goto release;
+    /* aiortc's RtpRouter.route_rtp: the SSRC's receiver, which must also be registered for the payload type */
+    pt_obj = PyLong_FromUnsignedLong(pt);
+    if (pt_obj == NULL)
+        goto error;
+    PyObject *routed = PyDict_GetItemWithError(self->ssrc_table, ssrc_obj);
+    if (routed != receiver)
+        goto check_error;
+    PyObject *pt_receivers = PyDict_GetItemWithError(self->pt_table, pt_obj);
+    if (pt_receivers == NULL || !PyAnySet_Check(pt_receivers))
+        goto check_error;
+    int in = PySet_Contains(pt_receivers, receiver);
+    if (in <= 0) {
+        rc = in < 0 ? -1 : FALLBACK;
+        goto release;
+    }
+    PyObject *handler = PyDict_GetItemWithError(PyTuple_GET_ITEM(entry, 9), PyTuple_GET_ITEM(entry, 10));
+    if (handler != PyTuple_GET_ITEM(entry, 11))
+        goto check_error;
+    /* StreamStatistics.add's inputs */
+    long long max_seq, cycles, received, clockrate, jitter_q4, last_arrival, last_timestamp, nack_max = 0;
+    int ok;
+#define NEED(d, k, out)                                                                                                \
+    if ((ok = dict_ll(d, k, out)) <= 0) {                                                                              \
+        rc = ok < 0 ? -1 : FALLBACK;                                                                                   \
+        goto release;                                                                                                  \
+    }
+    NEED(stats, s_max_seq, &max_seq)
+    NEED(stats, s_cycles, &cycles)
+    NEED(stats, s_packets_received, &received)
+    NEED(stats, s_clockrate, &clockrate)
+    NEED(stats, s_jitter_q4, &jitter_q4)
+    NEED(stats, s_last_arrival, &last_arrival)
+    NEED(stats, s_last_timestamp, &last_timestamp)
+    long long dummy;
+    NEED(stats, s_base_seq, &dummy)
+    NEED(hook, s_packets, &dummy)
+    PyObject *missing = NULL;
+    if (nack != Py_None) {
+        NEED(nack, s_max_seq, &nack_max)
+        missing = PyDict_GetItemWithError(nack, s_missing);
+        if (missing == NULL || !PySet_CheckExact(missing))
+            goto check_error;
+    }
+    /* Forwarder.on_rtp's steady state */
+    PyObject *info = NULL, *fanout = NULL, *on_audio_level = NULL;
+    int is_video = 0;
+    long long packets_in = 0;
+    if (payload_len > 0) {
+        PyObject *sinks = PyDict_GetItemWithError(fwd, s_sinks), *pending = PyDict_GetItemWithError(fwd, s_pending);
+        PyObject *keys = PyDict_GetItemWithError(fwd, s_keys), *kind = PyDict_GetItemWithError(fwd, s_kind);
+        fanout = PyDict_GetItemWithError(fwd, s_fanout);
+        on_audio_level = PyDict_GetItemWithError(fwd, s_on_audio_level);
+        PyObject *ds = PyDict_GetItemWithError(fwd, s_downstreams);
+        if (sinks == NULL || pending == NULL || keys == NULL || kind == NULL || fanout == NULL ||
+            on_audio_level == NULL || ds == NULL || !PyList_CheckExact(sinks) || PyList_GET_SIZE(sinks) ||
+            !PyList_CheckExact(pending) || PyList_GET_SIZE(pending) || !PyDict_CheckExact(keys) ||
+            Py_TYPE(fanout) != &FanoutType || !PyList_CheckExact(ds) || !PyUnicode_Check(kind))
+            goto check_error;
+        NEED(fwd, s_packets_in, &packets_in)
+        NEED(fwd, s_octets_in, &dummy)
+        info = PyDict_GetItemWithError(keys, pt_obj);
+        if (info == NULL || !PyTuple_CheckExact(info) || PyTuple_GET_SIZE(info) != 3 ||
+            !PyUnicode_Check(PyTuple_GET_ITEM(info, 1)) || !PyLong_CheckExact(PyTuple_GET_ITEM(info, 2)))
+            goto check_error;
+        is_video = PyUnicode_Compare(kind, s_video) == 0;
+        if (is_video) {
+            /* the temporal-layer sample, an audio-level callback or a keyframe search: Python */
+            if (!((packets_in + 1) & 63) || on_audio_level != Py_None)
+                goto release;
+            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(ds); i++) {
+                int w = wants_keyframe(PyList_GET_ITEM(ds, i));
+                if (w) {
+                    rc = w < 0 ? -1 : FALLBACK;
+                    goto release;
+                }
+            }
+        }
+    }
+#undef NEED
+
+    /* From here on the packet is ours: ForwardingReceiver.handle_rtp, then Forwarder.on_rtp. */
+    double wall;
+    if (clock_now(self->wall_clock, CLOCK_REALTIME, &wall) < 0)
+        goto error;
+    if (estimate != Py_None && abs_send_time >= 0) {
+        PyObject *r = PyObject_CallFunction(estimate, "LLnO", abs_send_time, (long long)((wall + NTP_EPOCH) * 1000),
+                                            payload_len, ssrc_obj);
+        if (r == NULL)
+            goto error;
+        Py_DECREF(r);
+    }
+    /* StreamStatistics.add */
+    int in_order = uint16_gt((long)seq, (long)max_seq);
+    received += 1;
+    if (dict_set_ll(stats, s_packets_received, received) < 0)
+        goto error;
+    if (in_order) {
+        long long arrival = (long long)(wall * (double)clockrate);
+        if ((long long)seq < max_seq && dict_set_ll(stats, s_cycles, cycles + (1 << 16)) < 0)
+            goto error;
+        if (dict_set_ll(stats, s_max_seq, (long long)seq) < 0)
+            goto error;
+        if ((long long)ts != last_timestamp && received > 1) {
+            long long diff = (arrival - last_arrival) - ((long long)ts - last_timestamp);
+            if (diff < 0)
+                diff = -diff;
+            jitter_q4 += diff - ((jitter_q4 + 8) >> 4);
+            if (dict_set_ll(stats, s_jitter_q4, jitter_q4) < 0)
+                goto error;
+        }
+        if (dict_set_ll(stats, s_last_arrival, arrival) < 0 || dict_set_ll(stats, s_last_timestamp, (long long)ts) < 0)
+            goto error;
+    }
+    /* media_ssrc, packets, NackGenerator.add */
+    if (PyDict_SetItem(hook, s_media_ssrc, ssrc_obj) < 0 || dict_add(hook, s_packets, 1) < 0)
+        goto error;
+    int missed = 0;
+    if (missing != NULL) {
+        if (uint16_gt((long)seq, (long)nack_max)) {
+            for (long s = (nack_max + 1) & 0xFFFF; uint16_gt((long)seq, s); s = (s + 1) & 0xFFFF) {
+                PyObject *o = PyLong_FromLong(s);
+                if (o == NULL || PySet_Add(missing, o) < 0) {
+                    Py_XDECREF(o);
+                    goto error;
+                }
+                Py_DECREF(o);
+                missed = 1;
+            }
+            nack_max = (long long)seq;
+            if (dict_set_ll(nack, s_max_seq, nack_max) < 0)
+                goto error;
+        } else {
+            seq_obj = PyLong_FromUnsignedLong(seq);
+            if (seq_obj == NULL || PySet_Discard(missing, seq_obj) < 0)
+                goto error;
+            Py_CLEAR(seq_obj);
+        }
+        if (PySet_GET_SIZE(missing)) { /* NackGenerator.truncate */
+            long min_seq = (long)((nack_max - 128) & 0xFFFF);
+            PyObject *copy = PySequence_List(missing);
+            if (copy == NULL)
+                goto error;
+            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(copy); i++) {
+                PyObject *o = PyList_GET_ITEM(copy, i);
+                long s = PyLong_AsLong(o);
+                if (s == -1 && PyErr_Occurred()) {
+                    Py_DECREF(copy);
+                    goto error;
+                }
+                if (uint16_gt(min_seq, s) && PySet_Discard(missing, o) < 0) {
+                    Py_DECREF(copy);
+                    goto error;
+                }
+            }
+            Py_DECREF(copy);
+        }
+    }
+    if (missed) {
+        PyObject *r = PyObject_CallNoArgs(send_nack);
+        if (r == NULL)
+            goto error;
+        Py_DECREF(r);
+    }
+    self->native_packets++;
+    rc = 1;
+    if (payload_len == 0)
+        goto release;
+
+    /* Forwarder.on_rtp */
+    Py_INCREF(info);
+    Py_INCREF(fanout);
+    if (dict_set_ll(fwd, s_packets_in, packets_in + 1) < 0)
+        goto error_info;
+    if (level >= 0 && on_audio_level != Py_None) {
+        PyObject *cb = Py_NewRef(on_audio_level), *r = PyObject_CallFunction(cb, "i", level);
+        Py_DECREF(cb);
+        if (r == NULL)
+            goto error_info;
+        Py_DECREF(r);
+    }
+    /* (sinks were empty; the callback above does not add any) */
+    if (dict_add(fwd, s_octets_in, payload_len) < 0)
+        goto error_info;
+    PyObject *pending = PyDict_GetItemWithError(fwd, s_pending);
+    if (pending == NULL)
+        goto error_info_key;
+    int pending_true = PyObject_IsTrue(pending);
+    if (pending_true < 0)
+        goto error_info;
+    if (pending_true) { /* only after the audio-level callback (audio): every audio packet is a valid start */
+        PyObject *r = PyObject_CallMethodNoArgs(forwarder, s_take_pending);
+        if (r == NULL)
+            goto error_info;
+        Py_DECREF(r);
+    }
+    downstreams = PyDict_GetItemWithError(fwd, s_downstreams);
+    if (downstreams == NULL)
+        goto error_info_key;
+    Py_INCREF(downstreams);
+    int any = PyObject_IsTrue(downstreams);
+    if (any < 0)
+        goto error_info;
+    if (any && level >= 0) {
+        PyObject *audible = PyDict_GetItemWithError(fwd, s_audible);
+        if (audible == NULL)
+            goto error_info_key;
+        any = PyObject_IsTrue(audible);
+        if (any < 0)
+            goto error_info;
+    }
+    if (!any)
+        goto done_info;
+    int keyframe = 0;
+    if (!is_video) { /* is_keyframe_start of a non-video codec is True: only asked when a downstream waits */
+        for (Py_ssize_t i = 0; PyList_Check(downstreams) && i < PyList_GET_SIZE(downstreams); i++) {
+            int w = wants_keyframe(PyList_GET_ITEM(downstreams, i));
+            if (w < 0)
+                goto error_info;
+            if (w) {
+                const char *mime = PyUnicode_AsUTF8(PyTuple_GET_ITEM(info, 1));
+                if (mime == NULL)
+                    goto error_info;
+                keyframe = strncasecmp(mime, "video/", 6) != 0;
+                break;
+            }
+        }
+    }
+    double now;
+    if (clock_now(self->monotonic_clock, CLOCK_MONOTONIC, &now) < 0)
+        goto error_info;
+    payload = PyBytes_FromStringAndSize((const char *)self->buffer + pos, payload_len);
+    seq_obj = PyLong_FromUnsignedLong(seq);
+    ts_obj = PyLong_FromUnsignedLong(ts);
+    now_obj = PyFloat_FromDouble(now);
+    if (payload == NULL || seq_obj == NULL || ts_obj == NULL || now_obj == NULL)
+        goto error_info;
+    level_obj = PyLong_FromLong(marker); /* (packet.marker) */
+    if (level_obj == NULL)
+        goto error_info;
+    PyObject *args[11] = {downstreams, PyTuple_GET_ITEM(info, 0), level_obj,
+                          seq_obj,     ts_obj,                    payload,
+                          keyframe ? Py_True : Py_False,          PyTuple_GET_ITEM(info, 2),
+                          now_obj,     NULL,                      NULL};
+    ExtSpec spec = {level, vad, is_video, wall, forwarder};
+    PyObject *r = fanout_run((Fanout *)fanout, args, &spec);
+    if (r == NULL)
+        goto error_info;
+    Py_DECREF(r);
+    PyObject *probe = PyObject_GetAttr(forwarder, s_probe); /* bench instrumentation (Forwarder.probe) */
+    if (probe == NULL)
+        goto error_info;
+    if (probe != Py_None) {
+        r = PyObject_CallOneArg(probe, payload);
+        if (r == NULL) {
+            Py_DECREF(probe);
+            goto error_info;
+        }
+        Py_DECREF(r);
+    }
+    Py_DECREF(probe);
+done_info:
+    Py_DECREF(info);
+    Py_DECREF(fanout);
+    goto release;
+error_info_key:
+    if (!PyErr_Occurred())
+        PyErr_SetString(PyExc_KeyError, "forwarder state");
+error_info:
+    Py_DECREF(info);
+    Py_DECREF(fanout);
+    goto error;
+check_error:
+    rc = PyErr_Occurred() ? -1 : FALLBACK;
+    goto release;
+error:
+    rc = -1;
+release:
+    Py_DECREF(entry);
+done:
+    Py_DECREF(ssrc_obj);
+    Py_XDECREF(pt_obj);
+    Py_XDECREF(payload);
+    Py_XDECREF(downstreams);
+    Py_XDECREF(seq_obj);
+    Py_XDECREF(ts_obj);
+    Py_XDECREF(now_obj);
+    Py_XDECREF(level_obj);
+    return rc;
+}
+
+static PyObject *
+Receive_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Receive *self = (Receive *)op;
+    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "RtpReceive takes exactly one positional argument");
+        return NULL;
+    }
+    PyObject *data = args[0];
+    if (!self->configured || !PyBytes_CheckExact(data))
+        Py_RETURN_FALSE;
+    Py_ssize_t n = PyBytes_GET_SIZE(data);
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
+    if (n < 12 || p[0] < 128 || p[0] > 191 || (p[1] > 191 && p[1] < 209))
+        Py_RETURN_FALSE; /* not SRTP RTP (DTLS, SRTCP, ...) */
+    int ok = items_hold(self->guards);
+    if (ok < 0)
+        return NULL;
+    if (!ok)
+        Py_RETURN_FALSE;
+    if (dict_add(self->counters, self->packets_key, 1) < 0 || dict_add(self->counters, self->bytes_key, n) < 0)
+        return NULL;
+    if (n > self->limit)
+        Py_RETURN_TRUE; /* pylibsrtp: "packet is too long" (ValueError), which the Python path drops */
+    memcpy(self->buffer, p, (size_t)n);
+    int length = (int)n;
+    if (self->function(self->context, self->buffer, &length))
+        Py_RETURN_TRUE; /* replayed, not authentic, ...: dropped, as the Python path drops pylibsrtp.Error */
+    int rc = Receive_process(self, length);
+    if (rc < 0)
+        return NULL;
+    if (rc)
+        Py_RETURN_TRUE;
+    return PyBytes_FromStringAndSize((const char *)self->buffer, length);
+}
+
+static void
+Receive_drop(Receive *self)
+{
+    self->configured = 0;
+    Py_CLEAR(self->keepalive);
+    Py_CLEAR(self->check);
+    Py_CLEAR(self->guards);
+    Py_CLEAR(self->counters);
+    Py_CLEAR(self->packets_key);
+    Py_CLEAR(self->bytes_key);
+    Py_CLEAR(self->ssrc_table);
+    Py_CLEAR(self->pt_table);
+}
+
+static PyObject *
+Receive_configure(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    Receive *self = (Receive *)op;
+    static char *kwlist[] = {"function",   "context",  "keepalive", "limit",      "check",
+                             "items",      "counters", "packets_key", "bytes_key", "ssrc_table",
+                             "payload_type_table", NULL};
+    PyObject *function, *context, *keepalive, *check, *guards, *counters, *packets_key, *bytes_key, *ssrc_table,
+        *pt_table;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOnOO!O!UUO!O!", kwlist, &function, &context, &keepalive,
+                                     &limit, &check, &PyTuple_Type, &guards, &PyDict_Type, &counters, &packets_key,
+                                     &bytes_key, &PyDict_Type, &ssrc_table, &PyDict_Type, &pt_table))
+        return NULL;
+    Receive_drop(self);
+    void *f, *c;
+    if (parse_pointer(function, &f, "function") < 0 || parse_pointer(context, &c, "context") < 0)
+        return NULL;
+    if (limit < 0 || limit > BUFFER_SIZE) {
+        PyErr_SetString(PyExc_ValueError, "limit out of range");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(guards); i++) {
+        PyObject *g = PyTuple_GET_ITEM(guards, i);
+        if (!PyTuple_Check(g) || PyTuple_GET_SIZE(g) != 3 || !PyDict_Check(PyTuple_GET_ITEM(g, 0))) {
+            PyErr_SetString(PyExc_TypeError, "items must be (dict, key, expected) tuples");
+            return NULL;
+        }
+    }
+    self->function = (srtp_function)f;
+    self->context = c;
+    self->limit = limit;
+#define KEEP(field, value) (Py_INCREF(value), self->field = (value))
+    KEEP(keepalive, keepalive);
+    KEEP(check, check);
+    KEEP(guards, guards);
+    KEEP(counters, counters);
+    KEEP(packets_key, packets_key);
+    KEEP(bytes_key, bytes_key);
+    KEEP(ssrc_table, ssrc_table);
+    KEEP(pt_table, pt_table);
+#undef KEEP
+    self->configured = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Receive_reset(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    Receive_drop((Receive *)op);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Receive_set_extension_ids(PyObject *op, PyObject *ids)
+{
+    Receive *self = (Receive *)op;
+    if (!PyTuple_Check(ids) || PyTuple_GET_SIZE(ids) != 7) {
+        PyErr_SetString(PyExc_TypeError, "ids must be a tuple of 7 (int | None)");
+        return NULL;
+    }
+    int values[7];
+    for (int i = 0; i < 7; i++) {
+        PyObject *v = PyTuple_GET_ITEM(ids, i);
+        long id = v == Py_None ? -1 : PyLong_AsLong(v);
+        if (id == -1 && PyErr_Occurred())
+            return NULL;
+        values[i] = id >= 1 && id <= 15 ? (int)id : -1; /* -1 never matches a one-byte element's ID (1..15) */
+    }
+    memcpy(self->ext_ids, values, sizeof(values));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Receive_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwargs))
+{
+    Receive *self = (Receive *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->vectorcall = Receive_vectorcall;
+    for (int i = 0; i < 7; i++)
+        self->ext_ids[i] = -1;
+    self->streams = PyDict_New();
+    self->wall_clock = Py_NewRef(Py_None);
+    self->monotonic_clock = Py_NewRef(Py_None);
+    if (self->streams == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static int
+Receive_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    Receive *self = (Receive *)op;
+    Py_VISIT(self->keepalive);
+    Py_VISIT(self->check);
+    Py_VISIT(self->guards);
+    Py_VISIT(self->counters);
+    Py_VISIT(self->ssrc_table);
+    Py_VISIT(self->pt_table);
+    Py_VISIT(self->streams);
+    Py_VISIT(self->wall_clock);
+    Py_VISIT(self->monotonic_clock);
+    return 0;
+}
+
+static int
+Receive_clear(PyObject *op)
+{
+    Receive *self = (Receive *)op;
+    Receive_drop(self);
+    Py_CLEAR(self->streams);
+    Py_CLEAR(self->wall_clock);
+    Py_CLEAR(self->monotonic_clock);
+    return 0;
+}
+
+static void
+Receive_dealloc(PyObject *op)
+{
+    PyObject_GC_UnTrack(op);
+    Receive_clear(op);
+    Py_TYPE(op)->tp_free(op);
+}
+
+static PyObject *
+Receive_get_configured(PyObject *op, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(((Receive *)op)->configured);
+}
+
+static PyObject *
+Receive_get_native_packets(PyObject *op, void *Py_UNUSED(closure))
+{
+    return PyLong_FromUnsignedLongLong(((Receive *)op)->native_packets);
+}
+
+static PyMethodDef Receive_methods[] = {
+    {"configure", (PyCFunction)(void (*)(void))Receive_configure, METH_VARARGS | METH_KEYWORDS,
+     "configure(*, function, context, keepalive, limit, check, items, counters, packets_key, bytes_key, "
+     "ssrc_table, payload_type_table)"},
+    {"reset", Receive_reset, METH_NOARGS, "Forget the session: every call returns False."},
+    {"set_extension_ids", Receive_set_extension_ids, METH_O,
+     "set_extension_ids((mid, rrid, rid, abs_send_time, toffset, audio_level, transport_cc))"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef Receive_members[] = {
+    {"streams", T_OBJECT_EX, offsetof(Receive, streams), READONLY, "media SSRC -> steady-state entry"},
+    {"wall_clock", T_OBJECT_EX, offsetof(Receive, wall_clock), 0, "None (time.time) or a callable (tests)"},
+    {"monotonic_clock", T_OBJECT_EX, offsetof(Receive, monotonic_clock), 0,
+     "None (time.monotonic) or a callable (tests)"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef Receive_getset[] = {
+    {"configured", Receive_get_configured, NULL, "True once configure() succeeded (until reset())", NULL},
+    {"native_packets", Receive_get_native_packets, NULL, "packets handled in C (forwarded or not)", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyObject *
+Receive_call(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    return PyVectorcall_Call(op, args, kwargs);
+}
+
+static PyTypeObject ReceiveType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "_sfu_native.RtpReceive",
+    .tp_basicsize = sizeof(Receive),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "RtpReceive(): callable(datagram: bytes) -> True | False | bytes (see sfu_native.c)",
+    .tp_vectorcall_offset = offsetof(Receive, vectorcall),
+    .tp_call = Receive_call,
+    .tp_new = Receive_new,
+    .tp_traverse = Receive_traverse,
+    .tp_clear = Receive_clear,
+    .tp_dealloc = Receive_dealloc,
+    .tp_methods = Receive_methods,
+    .tp_members = Receive_members,
+    .tp_getset = Receive_getset,
+};
+
+/* ------------------------------------------------------------------------ */
 /* recv_nowait                                                               */
 /* ------------------------------------------------------------------------ */
 
@@ -1183,8 +2041,37 @@ PyInit__sfu_native(void)
 {
     if (PyType_Ready(&ProcessorType) < 0 || PyType_Ready(&SenderType) < 0)
         return NULL;
-    if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&FanoutType) < 0)
+    if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&FanoutType) < 0 || PyType_Ready(&ReceiveType) < 0)
         return NULL;
+#define INTERN(var, text)                                                                                              \
+    if ((var = PyUnicode_InternFromString(text)) == NULL)                                                              \
+        return NULL;
+    INTERN(str_extensions, "_extensions")
+    INTERN(s_packets, "packets")
+    INTERN(s_media_ssrc, "media_ssrc")
+    INTERN(s_base_seq, "base_seq")
+    INTERN(s_max_seq, "max_seq")
+    INTERN(s_cycles, "cycles")
+    INTERN(s_packets_received, "packets_received")
+    INTERN(s_clockrate, "_clockrate")
+    INTERN(s_jitter_q4, "_jitter_q4")
+    INTERN(s_last_arrival, "_last_arrival")
+    INTERN(s_last_timestamp, "_last_timestamp")
+    INTERN(s_missing, "missing")
+    INTERN(s_packets_in, "packets_in")
+    INTERN(s_octets_in, "octets_in")
+    INTERN(s_keys, "_keys")
+    INTERN(s_sinks, "sinks")
+    INTERN(s_pending, "pending")
+    INTERN(s_downstreams, "downstreams")
+    INTERN(s_audible, "audible")
+    INTERN(s_on_audio_level, "on_audio_level")
+    INTERN(s_kind, "kind")
+    INTERN(s_fanout, "_fanout")
+    INTERN(s_probe, "probe")
+    INTERN(s_take_pending, "_take_pending")
+    INTERN(s_video, "video")
+#undef INTERN
     str_fileno = PyUnicode_InternFromString("fileno");
     str_forward = PyUnicode_InternFromString("forward");
     if (str_fileno == NULL || str_forward == NULL)
@@ -1196,7 +2083,8 @@ PyInit__sfu_native(void)
         PyModule_AddObjectRef(m, "SrtpProcessor", (PyObject *)&ProcessorType) < 0 ||
         PyModule_AddObjectRef(m, "SrtpSender", (PyObject *)&SenderType) < 0 ||
         PyModule_AddObjectRef(m, "DownstreamCore", (PyObject *)&CoreType) < 0 ||
-        PyModule_AddObjectRef(m, "Fanout", (PyObject *)&FanoutType) < 0) {
+        PyModule_AddObjectRef(m, "Fanout", (PyObject *)&FanoutType) < 0 ||
+        PyModule_AddObjectRef(m, "RtpReceive", (PyObject *)&ReceiveType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

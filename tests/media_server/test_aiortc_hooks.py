@@ -555,3 +555,86 @@ def test_simulcast_and_feedback_internals() -> None:
     assert "fraction_lost" in {f.name for f in dataclasses.fields(RtcpReceiverInfo)}
     # Unknown SSRCs are routed by payload type: every simulcast layer reaches the one video receiver.
     assert "len(pt_receivers) == 1" in inspect.getsource(RtpRouter.route_rtp)
+
+
+def test_native_receive_internals() -> None:
+    """What install_fast_receive's C path (_sfu_native.RtpReceive) reads and writes besides the Python path's hooks.
+
+    It writes the instance dicts of aiortc's StreamStatistics and NackGenerator and of the DTLS transport's
+    receive counters, reads the RTP router's tables and the header extension map's IDs, and re-reads those IDs
+    whenever ``HeaderExtensionsMap.configure`` runs on the transport's map.
+    """
+    stats = StreamStatistics(90000)
+    assert set(vars(stats)) == {
+        "base_seq",
+        "max_seq",
+        "cycles",
+        "packets_received",
+        "_clockrate",
+        "_jitter_q4",
+        "_last_arrival",
+        "_last_timestamp",
+        "_expected_prior",
+        "_received_prior",
+    }
+    add = inspect.getsource(StreamStatistics.add)
+    for line in (
+        "arrival = int(time.time() * self._clockrate)",
+        "self.cycles += 1 << 16",
+        "if packet.timestamp != self._last_timestamp and self.packets_received > 1:",
+        "self._jitter_q4 += diff - ((self._jitter_q4 + 8) >> 4)",
+    ):
+        assert line in add, line
+    assert set(vars(NackGenerator())) == {"max_seq", "missing"}
+    assert "min_seq = uint16_add(self.max_seq, -RTP_HISTORY_SIZE)" in inspect.getsource(NackGenerator.truncate)
+    import aiortc.rtp
+
+    assert aiortc.rtp.RTP_HISTORY_SIZE == 128  # sfu_native.c: NackGenerator.truncate's window
+    ids = HeaderExtensionsMap()._HeaderExtensionsMap__ids  # type: ignore[attr-defined]
+    assert {f.name for f in dataclasses.fields(ids)} >= {
+        "mid",
+        "repaired_rtp_stream_id",
+        "rtp_stream_id",
+        "abs_send_time",
+        "transmission_offset",
+        "audio_level",
+        "transport_sequence_number",
+    }
+    get = inspect.getsource(HeaderExtensionsMap.get)
+    order = [get.index(f"self.__ids.{name}") for name in ("mid", "repaired_rtp_stream_id", "rtp_stream_id")]
+    order += [get.index(f"self.__ids.{name}") for name in ("abs_send_time", "transmission_offset", "audio_level")]
+    assert order == sorted(order)  # sfu_native.c dispatches in this order
+    assert 'values.abs_send_time = unpack("!L", b"\\00" + x_value)[0]' in get
+    router = RtpRouter()
+    assert vars(router).keys() >= {"ssrc_table", "payload_type_table"}
+    register = inspect.getsource(RtpRouter.register_receiver)
+    assert "self.ssrc_table[ssrc] = receiver" in register and "self.payload_type_table[payload_type].add(" in register
+    route = inspect.getsource(RtpRouter.route_rtp)
+    assert "if ssrc_receiver is not None and ssrc_receiver in pt_receivers:" in route
+    assert "self._rtp_header_extensions_map.configure(parameters)" in inspect.getsource(
+        RTCDtlsTransport._register_rtp_receiver
+    )
+
+
+@pytest.mark.asyncio
+async def test_native_guards_read_instance_dicts() -> None:
+    """The C paths' guards are dict lookups by identity: these attributes must be plain instance attributes."""
+    import asyncio.selector_events
+
+    pc = RTCPeerConnection()
+    dtls = pc.addTransceiver("video", direction="sendonly").sender.transport
+    assert {"_state", "_tx_srtp", "_rx_srtp", "_RTCDtlsTransport__rx_packets", "_RTCDtlsTransport__rx_bytes"} <= set(
+        vars(dtls)
+    )
+    await pc.close()
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+    try:
+        assert isinstance(transport, asyncio.selector_events._SelectorDatagramTransport)
+        assert vars(transport)["_buffer_size"] is 0  # noqa: F632  (identity with the cached small int is the guard)
+        assert "return self._buffer_size" in inspect.getsource(type(transport).get_write_buffer_size)
+        for method in (type(transport).sendto, type(transport)._sendto_ready):
+            src = inspect.getsource(method)
+            assert "self._buffer_size += " in src or "self._buffer_size -= " in src
+    finally:
+        transport.close()

@@ -1,0 +1,285 @@
+"""The C receive path (_sfu_native.RtpReceive) against the Python path it replaces."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from ms_helpers import PublisherClient, SubscriberClient, recv_frames
+
+from media_server import aiortc_hooks
+
+
+def _published(media):
+    return [
+        t
+        for r in media.service.rooms.values()
+        for p in r.participants.values()
+        for pub in p.publishers.values()
+        for t in pub.tracks
+    ]
+
+
+@pytest.mark.asyncio
+@pytest.mark.native
+async def test_a_publisher_stream_is_received_in_c_end_to_end(media) -> None:
+    """Real aiortc publisher and subscriber: once a stream is in the steady state its packets take the C path."""
+    if aiortc_hooks.NATIVE is None:
+        pytest.skip("MEDIA_NATIVE=0")
+    pub = PublisherClient(media.http, "r1", "alice")
+    await pub.start()
+    sub = SubscriberClient(media.http, "r1", "bob")
+    await sub.start()
+    await recv_frames(sub.track("alice", "camera"), 20)
+    await recv_frames(sub.track("alice", "microphone"), 20)
+    tracks = _published(media)
+    rx = tracks[0].receiver.native_receive
+    assert rx is not None and all(t.receiver.native_receive is rx for t in tracks)
+    print(rx.native_packets, {t.kind: (t.forwarder.packets_in, t.receiver.packets) for t in tracks})
+    assert rx.native_packets > 0
+    await asyncio.gather(pub.close(), sub.close())
+
+
+# --------------------------------------------------------------------------
+# Byte-for-byte: one packet sequence through the Python path and through the C path
+# --------------------------------------------------------------------------
+
+_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+_KEY = bytes(range(30))
+
+
+class _Clock:
+    """time.time / time.monotonic for both runs: the same value for every call while one packet is handled."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.123
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now - 1_699_000_000.0
+
+
+def _ext(elements: list[tuple[int, bytes]]) -> bytes:
+    body = b"".join(bytes([(i << 4) | (len(v) - 1)]) + v for i, v in elements)
+    body += bytes(-len(body) % 4)
+    return b"\xbe\xde" + (len(body) // 4).to_bytes(2, "big") + body
+
+
+def _packet(
+    pt: int,
+    seq: int,
+    ts: int,
+    ssrc: int,
+    payload: bytes,
+    *,
+    ext: bytes = b"",
+    marker: int = 0,
+    padding: int = 0,
+    csrc: bool = False,
+) -> bytes:
+    b0 = 0x80 | (0x20 if padding else 0) | (0x10 if ext else 0) | (1 if csrc else 0)
+    head = bytes([b0, (marker << 7) | pt]) + seq.to_bytes(2, "big") + ts.to_bytes(4, "big") + ssrc.to_bytes(4, "big")
+    tail = bytes(padding - 1) + bytes([padding]) if padding else b""
+    return head + (b"\x00\x00\x00\x07" if csrc else b"") + ext + payload + tail
+
+
+def _video_packets() -> list[tuple[str, bytes]]:
+    """(action, plaintext RTP) for a VP8 publisher: keyframe, deltas, loss + RTX repair, odd packets, a late join."""
+    out: list[tuple[str, bytes]] = []
+    key, delta = b"\x10\x00\x9d\x01\x2a", b"\x10\x01"
+
+    def add(seq: int, payload: bytes, **kw: object) -> None:
+        out.append(("rtp", _packet(96, seq & 0xFFFF, seq * 3000 & 0xFFFFFFFF, 1111, payload, **kw)))  # type: ignore[arg-type]
+
+    add(65530, key + bytes(300), marker=1)
+    for seq in range(65531, 65536 + 70):  # wraps; passes the 64th-packet temporal sample
+        if seq in (65536 + 20, 65536 + 21):
+            continue  # lost: NACKed
+        add(seq, delta + bytes([seq & 0xFF]) * (seq % 700 + 1), marker=seq % 3 == 0)
+    out.append(("rtp", _packet(97, 500, 20 * 3000, 2222, (20).to_bytes(2, "big") + delta + b"repaired")))
+    add(65536 + 21 - 30, delta + b"late")  # an old packet (out of order): no stats advance, NACK discard
+    add(65536 + 71, delta + b"ext", ext=_ext([(3, b"\x12\x34\x56"), (1, b"\x85")]))
+    add(65536 + 72, delta + b"pad", padding=4)
+    add(65536 + 73, delta + b"csrc", csrc=True)
+    add(65536 + 74, b"")  # no payload: statistics only
+    add(65536 + 75, delta + b"two-byte", ext=b"\x10\x00\x00\x01\x01\x01\x99\x00")
+    out.append(("attach", b""))  # a second subscriber: waits for a keyframe (the C path hands those to Python)
+    for seq in range(65536 + 76, 65536 + 80):
+        add(seq, delta + b"wait")
+    add(65536 + 80, key + b"k2", marker=1)
+    for seq in range(65536 + 81, 65536 + 140):
+        add(seq, delta + bytes(seq % 50), marker=1)
+    out.append(("detach", b""))
+    for seq in range(65536 + 140, 65536 + 150):
+        add(seq, delta + b"one")
+    return out
+
+
+def _audio_packets() -> list[tuple[str, bytes]]:
+    out: list[tuple[str, bytes]] = []
+    for seq in range(1, 120):
+        if seq == 40:
+            out.append(("mute", b""))
+        if seq == 60:
+            out.append(("unmute", b""))
+        ext = _ext([(1, bytes([(0x80 if seq % 2 else 0) | (seq % 100)]))]) if seq % 5 else b""
+        out.append(("rtp", _packet(111, seq, seq * 960, 3333, bytes([seq]) * 40, ext=ext, marker=seq == 1)))
+    return out
+
+
+async def _run(kind: str, script: list[tuple[str, bytes]], native: object, monkeypatch) -> dict[str, object]:
+    import pylibsrtp
+    from aiortc import RTCPeerConnection
+    from aiortc.rtcdtlstransport import State
+    from aiortc.rtcrtpparameters import (
+        RTCRtpCodecParameters,
+        RTCRtpDecodingParameters,
+        RTCRtpHeaderExtensionParameters,
+        RTCRtpReceiveParameters,
+        RTCRtpRtxParameters,
+    )
+
+    from media_server import forwarder as forwarder_module
+    from media_server.forwarder import Downstream, ExtensionIds, Forwarder
+
+    clock = _Clock()
+    for module in (aiortc_hooks, forwarder_module, __import__("aiortc.rtcrtpreceiver", fromlist=["x"])):
+        monkeypatch.setattr(module, "time", clock)
+    pc = RTCPeerConnection()
+    receiver = pc.addTransceiver(kind, direction="recvonly").receiver
+    dtls = receiver.transport
+    levels: list[int] = []
+    plis: list[int] = []
+    fwd = Forwarder(
+        kind=kind,
+        request_keyframe=lambda: plis.append(1),
+        on_audio_level=levels.append if kind == "audio" else None,
+        native=native,
+    )
+    hook = aiortc_hooks.ForwardingReceiver(receiver, kind, fwd.on_rtp)
+    aiortc_hooks.install_fast_receive(dtls, [hook], native=native)
+    if hook.native_receive is not None:  # the C path reads the clocks itself: give it the same ones
+        hook.native_receive.wall_clock = clock.time
+        hook.native_receive.monotonic_clock = clock.monotonic
+    if kind == "video":
+        codecs = [
+            RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96),
+            RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90000, payloadType=97, parameters={"apt": 96}),
+        ]
+        encodings = [RTCRtpDecodingParameters(ssrc=1111, payloadType=96, rtx=RTCRtpRtxParameters(ssrc=2222))]
+        pt_by_codec, ext_ids = {"video/vp8": 100}, ExtensionIds(audio_level=0, abs_send_time=4)
+    else:
+        codecs = [RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)]
+        encodings = [RTCRtpDecodingParameters(ssrc=3333, payloadType=111)]
+        pt_by_codec, ext_ids = {"audio/opus": 109}, ExtensionIds(audio_level=2, abs_send_time=0)
+    await hook._receive(
+        RTCRtpReceiveParameters(
+            codecs=codecs,
+            encodings=encodings,
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(id=3, uri=_ABS_SEND_TIME),
+                RTCRtpHeaderExtensionParameters(id=1, uri=_AUDIO_LEVEL),
+            ],
+            muxId="0",
+        )
+    )
+    dtls._rx_srtp = pylibsrtp.Session(pylibsrtp.Policy(key=_KEY, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
+    dtls._state = State.CONNECTED
+    tx = pylibsrtp.Session(pylibsrtp.Policy(key=_KEY, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    wire: dict[int, list[bytes]] = {}
+    reports: list[tuple[int, ...]] = []
+
+    def downstream(ssrc: int) -> Downstream:
+        sent = wire.setdefault(ssrc, [])
+        d = Downstream(
+            kind=kind,
+            ssrc=ssrc,
+            rtx_ssrc=ssrc + 1,
+            send=lambda data: sent.append(data) or True,
+            on_sent=lambda *a: reports.append(a),
+            initial_sequence=ssrc,
+            initial_timestamp=ssrc * 7,
+        )
+        d.configure(pt_by_codec=pt_by_codec, rtx_pt_by_pt={}, ext_ids=ext_ids)
+        d.ready = True
+        return d
+
+    downstreams = [downstream(10), downstream(20)]
+    for d in downstreams:
+        fwd.attach(d)
+    late = downstream(30)
+    receive = dtls.transport._connection.data_received
+    for action, data in script:
+        clock.now += 0.0123
+        if action == "rtp":
+            receive(tx.protect(data), 1)
+        elif action == "attach":
+            fwd.attach(late)
+        elif action == "detach":
+            fwd.detach(downstreams[0])
+        elif action == "mute":
+            fwd.set_audible(False)
+        elif action == "unmute":
+            fwd.set_audible(True)
+    receive(b"\x80\x60\x00\x01" + b"\x00" * 40, 1)  # not authentic: dropped by both
+    stats = {ssrc: dict(vars(s)) for ssrc, s in receiver._RTCRtpReceiver__remote_streams.items()}
+    state = {
+        "wire": wire,
+        "reports": reports,
+        "stats": stats,
+        "nack": (hook._nack.max_seq, sorted(hook._nack.missing)) if hook._nack is not None else None,
+        "hook": (hook.packets, hook.media_ssrc, hook.rtx_packets, hook.rtx_duplicates),
+        "forwarder": (fwd.packets_in, fwd.octets_in, fwd.keyframe_requests, fwd.frame_size, fwd.temporal_layers),
+        "levels": levels,
+        "plis": len(plis),
+        "counters": (dtls._RTCDtlsTransport__rx_packets, dtls._RTCDtlsTransport__rx_bytes),
+        "downstreams": [
+            (
+                d.packets_sent,
+                d.packets_dropped,
+                d.last_seq,
+                d.last_ts,
+                d.last_time,
+                d.seq_offset,
+                d.ts_offset,
+                d.needs_rebase,
+                d.waiting_keyframe,
+                d._unreported_octets,
+                d._unreported_packets,
+                [s for s in d.history_seq if s >= 0],
+            )
+            for d in [*downstreams, late]
+        ],
+    }
+    native_packets = hook.native_receive.native_packets if hook.native_receive is not None else 0
+    await pc.close()
+    return {"state": state, "native_packets": native_packets}
+
+
+@pytest.mark.asyncio
+@pytest.mark.native
+@pytest.mark.parametrize("kind", ["video", "audio"])
+async def test_native_receive_matches_the_python_path(kind: str, monkeypatch) -> None:
+    """Same datagrams in: the C receive path and the Python path send the same bytes and leave the same state.
+
+    The sequence covers the steady state (taken by C) and what C hands back to Python: the first packet of an
+    SSRC, RTX repairs, CSRCs, padding, a two-byte extension header, a subscriber waiting for a keyframe, the
+    video forwarder's 64th-packet sample; plus statistics across a sequence wrap, a loss (NACK), a late
+    packet, a packet without payload, audio levels with a muted (gated) microphone, a failed unprotect.
+    """
+    import importlib
+
+    native = importlib.import_module("_sfu_native")
+    script = _video_packets() if kind == "video" else _audio_packets()
+    python = await _run(kind, script, None, monkeypatch)
+    c = await _run(kind, script, native, monkeypatch)
+    assert python["native_packets"] == 0
+    assert c["native_packets"] > len(script) // 2  # the steady state did take the C path
+    py_state, c_state = python["state"], c["state"]
+    assert isinstance(py_state, dict) and isinstance(c_state, dict)
+    for name in py_state:
+        assert c_state[name] == py_state[name], name
+    assert sum(len(v) for v in py_state["wire"].values()) > 100  # type: ignore[union-attr]
