@@ -67,6 +67,7 @@ from aiortc.rtp import (
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
     AnyRtcpPacket,
+    RtcpPacket,
     RtcpPsfbPacket,
     RtcpRrPacket,
     RtcpRtpfbPacket,
@@ -111,6 +112,7 @@ _SRTP_OPERATIONS = {  # operation -> (libsrtp function name, trailer room the bu
     "protect": ("srtp_protect", _SRTP_MAX_TRAILER_LEN),
     "protect_rtcp": ("srtp_protect_rtcp", _SRTP_MAX_SRTCP_TRAILER_LEN),
     "unprotect": ("srtp_unprotect", 0),
+    "unprotect_rtcp": ("srtp_unprotect_rtcp", 0),
 }
 
 
@@ -134,7 +136,7 @@ def _native_srtp_args(session: pylibsrtp.Session, operation: str) -> dict[str, A
 
 
 def srtp_processor(session: pylibsrtp.Session, operation: str, native: Any = NATIVE) -> Callable[[bytes], bytes]:
-    """A cheaper ``session.<operation>(data)`` ("protect", "protect_rtcp", "unprotect").
+    """A cheaper ``session.<operation>(data)`` ("protect", "protect_rtcp", "unprotect", "unprotect_rtcp").
 
     pylibsrtp's ``Session.__process`` allocates a cffi ``int *`` and re-checks
     the argument type on every call; this binds the session's C handle, its
@@ -638,6 +640,86 @@ def install_fast_receive(dtls: RTCDtlsTransport, receivers: Sequence[ForwardingR
     connection.data_received = data_received  # type: ignore[method-assign]
 
 
+def _run_now(coroutine: Any, tasks: set[asyncio.Future[Any]]) -> None:
+    """Run ``coroutine`` synchronously up to its first suspension; a task finishes it if it suspends.
+
+    aiortc's RTCP handlers are coroutines that (for what the SFU receives) never suspend, so a task per
+    packet is pure overhead; should one suspend, it continues as a task (kept in ``tasks`` until done).
+    """
+    try:
+        yielded = coroutine.send(None)
+    except StopIteration:
+        return
+    task = asyncio.ensure_future(_finish(_Resumed(coroutine, yielded)))
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+class _Resumed:
+    """Awaitable that continues a coroutine already started by :func:`_run_now` (first yielded ``first``)."""
+
+    def __init__(self, coroutine: Any, first: Any) -> None:
+        self.coroutine = coroutine
+        self.first = first
+
+    def __await__(self) -> Any:
+        value = self.first
+        while True:
+            try:
+                sent = yield value
+            except BaseException as exc:  # thrown in by the task (cancellation): pass it on
+                try:
+                    value = self.coroutine.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = self.coroutine.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _finish(resumed: _Resumed) -> Any:
+    return await resumed
+
+
+def _fast_rtcp(
+    dtls: RTCDtlsTransport, previous: Callable[[bytes, int], None], native: Any
+) -> Callable[[bytes, int], None]:
+    """``data_received`` that handles SRTCP of a connected ``dtls`` synchronously, everything else via ``previous``.
+
+    aiortc's path for an SRTCP datagram is the one of RTP before :func:`install_fast_receive`: queue,
+    task wake-up, ``_recv_next``, unprotect, ``_handle_rtcp_data`` with an await per recipient. Here:
+    the same counters, unprotect, ``RtcpPacket.parse``, ``RtpRouter.route_rtcp`` and each recipient's
+    ``_handle_rtcp_packet`` (hooked senders: :func:`hook_sender_feedback`) run from the datagram callback.
+    """
+    router = dtls._rtp_router
+    connected = State.CONNECTED
+    parse = RtcpPacket.parse
+    srtp_error = pylibsrtp.Error
+    unprotect: list[Any] = [None, None]  # (session, its srtp_processor)
+    suspended: set[asyncio.Future[Any]] = set()  # handlers that did suspend (none of aiortc 1.16's do)
+
+    def data_received(data: bytes, component: int) -> None:
+        rx = dtls._rx_srtp
+        if rx is None or dtls._state is not connected or len(data) < 2 or not 191 < data[1] < 209:
+            previous(data, component)
+            return
+        dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
+        dtls._RTCDtlsTransport__rx_bytes += len(data)  # type: ignore[attr-defined]
+        if rx is not unprotect[0]:
+            unprotect[:] = [rx, srtp_processor(rx, "unprotect_rtcp", native)]
+        try:
+            packets = parse(unprotect[1](data))
+        except (srtp_error, ValueError):
+            return
+        for packet in packets:
+            for recipient in router.route_rtcp(packet):
+                _run_now(recipient._handle_rtcp_packet(packet), suspended)
+
+    return data_received
+
+
 def install_fast_demux(dtls: RTCDtlsTransport, native: Any = NATIVE) -> None:
     """Skip aioice's STUN parse attempt for RTP/RTCP datagrams of ``dtls``'s ICE sockets.
 
@@ -650,7 +732,8 @@ def install_fast_demux(dtls: RTCDtlsTransport, native: Any = NATIVE) -> None:
     After each datagram asyncio read, up to :data:`MAX_DRAIN` more queued
     datagrams are read in the same callback; with ``native`` (``_sfu_native``)
     the "nothing queued" answer is ``None`` instead of a ``BlockingIOError``.
-    A publisher's RTP goes straight to :func:`install_fast_receive`'s C
+    SRTCP of the connected transport is handled synchronously (:func:`_fast_rtcp`),
+    and a publisher's RTP goes straight to :func:`install_fast_receive`'s C
     ``RtpReceive`` when there is one.
     """
     connection = dtls.transport._connection
@@ -659,6 +742,14 @@ def install_fast_demux(dtls: RTCDtlsTransport, native: Any = NATIVE) -> None:
     handle_plain: Any = getattr(receive, "handle_plain", None)
     if native_receive is not None:
         receive = receive.python_path
+    if not getattr(connection.data_received, "fast_rtcp", False):
+        receive = _fast_rtcp(dtls, receive, native)
+        receive.fast_rtcp = True
+        if native_receive is not None:
+            receive.native_receive = native_receive
+            receive.handle_plain = handle_plain
+            receive.python_path = receive
+        connection.data_received = receive  # type: ignore[method-assign]
     for protocol in connection._protocols:
         if "datagram_received" in vars(protocol):
             continue

@@ -616,6 +616,26 @@ def test_native_receive_internals() -> None:
     )
 
 
+def test_fast_rtcp_internals() -> None:
+    """install_fast_demux's SRTCP path: aiortc's unprotect_rtcp + parse + route_rtcp + awaited handlers."""
+    import pylibsrtp._binding as binding
+    from aiortc.rtp import RtcpPacket
+
+    recv_next = inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "if is_rtcp(data):" in recv_next and "data = self._rx_srtp.unprotect_rtcp(data)" in recv_next
+    handle = inspect.getsource(RTCDtlsTransport._handle_rtcp_data)
+    assert "packets = RtcpPacket.parse(data)" in handle
+    assert "for recipient in self._rtp_router.route_rtcp(packet):" in handle
+    assert params(RtcpPacket.parse) == ["data"]
+    assert params(RtpRouter.route_rtcp) == ["self", "packet"]
+    assert inspect.iscoroutinefunction(RTCRtpSender._handle_rtcp_packet)
+    assert inspect.iscoroutinefunction(RTCRtpReceiver._handle_rtcp_packet)
+    ffi, lib = binding.ffi, binding.lib
+    assert ffi.typeof(ffi.addressof(lib, "srtp_unprotect_rtcp")).cname == (
+        "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
+    )
+
+
 @pytest.mark.asyncio
 async def test_native_guards_read_instance_dicts() -> None:
     """The C paths' guards are dict lookups by identity: these attributes must be plain instance attributes."""

@@ -283,3 +283,104 @@ async def test_native_receive_matches_the_python_path(kind: str, monkeypatch) ->
     for name in py_state:
         assert c_state[name] == py_state[name], name
     assert sum(len(v) for v in py_state["wire"].values()) > 100  # type: ignore[union-attr]
+
+
+# --------------------------------------------------------------------------
+# SRTCP from the datagram callback (subscribe connections' feedback)
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("use_native", [False, pytest.param(True, marks=pytest.mark.native)], ids=["python", "native"])
+async def test_srtcp_feedback_is_handled_synchronously(use_native: bool) -> None:
+    """NACK, PLI, REMB and receiver reports reach the hooked sender inside the datagram callback (no task)."""
+    import importlib
+
+    import pylibsrtp
+    from aiortc import RTCPeerConnection
+    from aiortc.rtcdtlstransport import State
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
+    from aiortc.rtp import (
+        RTCP_PSFB_APP,
+        RTCP_PSFB_PLI,
+        RTCP_RTPFB_NACK,
+        RtcpPsfbPacket,
+        RtcpReceiverInfo,
+        RtcpRrPacket,
+        RtcpRtpfbPacket,
+        pack_remb_fci,
+    )
+
+    native = importlib.import_module("_sfu_native") if use_native else None
+    pc = RTCPeerConnection()
+    sender = pc.addTransceiver("video", direction="sendonly").sender
+    dtls = sender.transport
+    ssrc, _ = aiortc_hooks.sender_ssrcs(sender)
+    dtls._register_rtp_sender(
+        sender,
+        RTCRtpSendParameters(codecs=[RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)]),
+    )
+    got: list[tuple[str, list[int]]] = []
+
+    async def on_feedback(kind: str, values: list[int]) -> None:
+        got.append((kind, values))
+
+    aiortc_hooks.hook_sender_feedback(sender, on_feedback)
+    aiortc_hooks.install_fast_demux(dtls, native=native)
+    aiortc_hooks.install_fast_demux(dtls, native=native)  # a re-offer installs again: still one wrapper
+    receive = dtls.transport._connection.data_received
+    tx = pylibsrtp.Session(pylibsrtp.Policy(key=_KEY, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+    nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=7, media_ssrc=ssrc)
+    nack.lost = [5, 6, 9]
+    packets = [
+        nack,
+        RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=7, media_ssrc=ssrc),
+        RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=7, media_ssrc=0, fci=pack_remb_fci(300_000, [ssrc])),
+        RtcpRrPacket(
+            ssrc=7,
+            reports=[
+                RtcpReceiverInfo(
+                    ssrc=ssrc, fraction_lost=12, packets_lost=3, highest_sequence=100, jitter=1, lsr=0, dlsr=0
+                )
+            ],
+        ),
+    ]
+    receive(tx.protect_rtcp(bytes(packets[0])), 1)  # not connected yet: aiortc's queue
+    assert got == [] and dtls.transport._connection._queue.qsize() == 1
+    dtls._rx_srtp = pylibsrtp.Session(pylibsrtp.Policy(key=_KEY, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND))
+    dtls._state = State.CONNECTED
+    for packet in packets:
+        receive(tx.protect_rtcp(bytes(packet)), 1)
+    receive(b"\x80\xc9\x00\x01" + bytes(20), 1)  # not authentic: dropped
+    assert got == [("nack", [5, 6, 9]), ("pli", []), ("remb", [300_000]), ("loss", [12])]
+    assert aiortc_hooks.dtls_last_receive_counter(dtls) == 5
+    assert dtls.transport._connection._queue.qsize() == 1
+    dtls._state = State.CLOSED
+    await pc.close()
+
+
+@pytest.mark.asyncio
+async def test_run_now_finishes_a_handler_that_suspends_as_a_task() -> None:
+    """_run_now runs a coroutine synchronously; one that awaits something continues in a task, in order."""
+    loop = asyncio.get_running_loop()
+    gate: asyncio.Future[int] = loop.create_future()
+    trace: list[object] = []
+
+    async def quick() -> None:
+        trace.append("quick")
+
+    async def slow() -> None:
+        trace.append("slow started")
+        trace.append(await gate)
+        await asyncio.sleep(0)
+        trace.append("slow done")
+
+    tasks: set[asyncio.Future[object]] = set()
+    aiortc_hooks._run_now(quick(), tasks)
+    assert trace == ["quick"] and not tasks
+    aiortc_hooks._run_now(slow(), tasks)
+    assert trace == ["quick", "slow started"] and len(tasks) == 1
+    gate.set_result(42)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert trace == ["quick", "slow started", 42, "slow done"] and not tasks
