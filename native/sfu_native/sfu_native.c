@@ -1410,6 +1410,7 @@ Receive_process(Receive *self, Py_ssize_t n)
     int rc = -1;
     PyObject *ssrc_obj = PyLong_FromUnsignedLong(ssrc), *pt_obj = NULL, *payload = NULL, *downstreams = NULL;
     PyObject *seq_obj = NULL, *ts_obj = NULL, *now_obj = NULL, *level_obj = NULL; /* level_obj: the marker */
+    PyObject *info = NULL, *fanout = NULL; /* strong references once the packet is ours */
     if (ssrc_obj == NULL)
         return -1;
     PyObject *entry = PyDict_GetItemWithError(self->streams, ssrc_obj);
@@ -1471,25 +1472,25 @@ Receive_process(Receive *self, Py_ssize_t n)
             goto check_error;
     }
     /* Forwarder.on_rtp's steady state */
-    PyObject *info = NULL, *fanout = NULL, *on_audio_level = NULL;
+    PyObject *info_b = NULL, *fanout_b = NULL, *on_audio_level = NULL; /* borrowed */
     int is_video = 0;
     long long packets_in = 0;
     if (payload_len > 0) {
         PyObject *sinks = PyDict_GetItemWithError(fwd, s_sinks), *pending = PyDict_GetItemWithError(fwd, s_pending);
         PyObject *keys = PyDict_GetItemWithError(fwd, s_keys), *kind = PyDict_GetItemWithError(fwd, s_kind);
-        fanout = PyDict_GetItemWithError(fwd, s_fanout);
+        fanout_b = PyDict_GetItemWithError(fwd, s_fanout);
         on_audio_level = PyDict_GetItemWithError(fwd, s_on_audio_level);
         PyObject *ds = PyDict_GetItemWithError(fwd, s_downstreams);
-        if (sinks == NULL || pending == NULL || keys == NULL || kind == NULL || fanout == NULL ||
+        if (sinks == NULL || pending == NULL || keys == NULL || kind == NULL || fanout_b == NULL ||
             on_audio_level == NULL || ds == NULL || !PyList_CheckExact(sinks) || PyList_GET_SIZE(sinks) ||
             !PyList_CheckExact(pending) || PyList_GET_SIZE(pending) || !PyDict_CheckExact(keys) ||
-            Py_TYPE(fanout) != &FanoutType || !PyList_CheckExact(ds) || !PyUnicode_Check(kind))
+            Py_TYPE(fanout_b) != &FanoutType || !PyList_CheckExact(ds) || !PyUnicode_Check(kind))
             goto check_error;
         NEED(fwd, s_packets_in, &packets_in)
         NEED(fwd, s_octets_in, &dummy)
-        info = PyDict_GetItemWithError(keys, pt_obj);
-        if (info == NULL || !PyTuple_CheckExact(info) || PyTuple_GET_SIZE(info) != 3 ||
-            !PyUnicode_Check(PyTuple_GET_ITEM(info, 1)) || !PyLong_CheckExact(PyTuple_GET_ITEM(info, 2)))
+        info_b = PyDict_GetItemWithError(keys, pt_obj);
+        if (info_b == NULL || !PyTuple_CheckExact(info_b) || PyTuple_GET_SIZE(info_b) != 3 ||
+            !PyUnicode_Check(PyTuple_GET_ITEM(info_b, 1)) || !PyLong_CheckExact(PyTuple_GET_ITEM(info_b, 2)))
             goto check_error;
         is_video = PyUnicode_Compare(kind, s_video) == 0;
         if (is_video) {
@@ -1506,6 +1507,8 @@ Receive_process(Receive *self, Py_ssize_t n)
         }
     }
 #undef NEED
+    info = Py_XNewRef(info_b); /* the callbacks below run Python code */
+    fanout = Py_XNewRef(fanout_b);
 
     /* From here on the packet is ours: ForwardingReceiver.handle_rtp, then Forwarder.on_rtp. */
     double wall;
@@ -1596,8 +1599,6 @@ Receive_process(Receive *self, Py_ssize_t n)
         goto release;
 
     /* Forwarder.on_rtp */
-    Py_INCREF(info);
-    Py_INCREF(fanout);
     if (dict_set_ll(fwd, s_packets_in, packets_in + 1) < 0)
         goto error_info;
     if (level >= 0 && on_audio_level != Py_None) {
@@ -1688,15 +1689,11 @@ Receive_process(Receive *self, Py_ssize_t n)
     }
     Py_DECREF(probe);
 done_info:
-    Py_DECREF(info);
-    Py_DECREF(fanout);
     goto release;
 error_info_key:
     if (!PyErr_Occurred())
         PyErr_SetString(PyExc_KeyError, "forwarder state");
 error_info:
-    Py_DECREF(info);
-    Py_DECREF(fanout);
     goto error;
 check_error:
     rc = PyErr_Occurred() ? -1 : FALLBACK;
@@ -1706,6 +1703,8 @@ error:
 release:
     Py_DECREF(entry);
 done:
+    Py_XDECREF(info);
+    Py_XDECREF(fanout);
     Py_DECREF(ssrc_obj);
     Py_XDECREF(pt_obj);
     Py_XDECREF(payload);
