@@ -42,6 +42,38 @@ def test_aioice_host_address_hook() -> None:
     assert "_nominated" in inspect.getsource(aioice.ice.Connection.sendto)
 
 
+def test_lazy_bitrate_estimator_is_built_on_first_packet_and_estimates_the_same() -> None:
+    """A video receiver that never receives (a subscriber's sendonly m-line) never builds aiortc's estimator."""
+    import aiortc.rate
+
+    assert "RemoteBitrateEstimator()" in inspect.getsource(RTCRtpReceiver.__init__)  # looked up at construction
+    assert params(aiortc.rate.RemoteBitrateEstimator.add) == [
+        "self",
+        "arrival_time_ms",
+        "abs_send_time",
+        "payload_size",
+        "ssrc",
+    ]
+    dtls = object.__new__(RTCDtlsTransport)
+    dtls._state = State.NEW  # type: ignore[attr-defined]
+    aiortc_hooks.set_lazy_bitrate_estimators()
+    try:
+        video = RTCRtpReceiver("video", dtls)
+        lazy = video._RTCRtpReceiver__remote_bitrate_estimator  # type: ignore[attr-defined]
+        assert isinstance(lazy, aiortc_hooks.LazyRemoteBitrateEstimator) and not lazy.built
+        assert RTCRtpReceiver("audio", dtls)._RTCRtpReceiver__remote_bitrate_estimator is None  # type: ignore[attr-defined]
+    finally:
+        aiortc_hooks.set_lazy_bitrate_estimators(False)
+    assert aiortc.rtcrtpreceiver.RemoteBitrateEstimator is aiortc.rate.RemoteBitrateEstimator
+    real = aiortc.rate.RemoteBitrateEstimator()
+    # 1200-byte packets every 5 ms for 3 s, abs-send-time in 6.18 fixed point (1/262144 s per unit)
+    for i in range(600):
+        ms = 1000 + 5 * i
+        packet = {"arrival_time_ms": ms, "abs_send_time": (ms * 262144 // 1000) & 0xFFFFFF, "payload_size": 1200}
+        assert lazy.add(**packet, ssrc=1234) == real.add(**packet, ssrc=1234)
+    assert lazy.built
+
+
 def test_receiver_internals() -> None:
     assert params(RTCRtpReceiver._handle_rtp_packet) == ["self", "packet", "arrival_time_ms"]
     assert params(RTCRtpReceiver.receive) == ["self", "parameters"]
