@@ -47,7 +47,8 @@ from .rtputil import (
 HISTORY_SIZE = 1024  # packets kept per subscriber stream for NACK (~1 s of 720p)
 _HISTORY_MASK = HISTORY_SIZE - 1
 SR_BATCH = 16  # forwarded packets per update of the sender's RTCP SR counters
-KEYFRAME_REQUEST_INTERVAL = 0.5  # at most one PLI per publisher track per this many seconds
+KEYFRAME_REQUEST_INTERVAL = 0.5  # an unanswered PLI (no keyframe since) is repeated after this many seconds
+KEYFRAME_ANSWERED_INTERVAL = 0.1  # once answered, a waiting stream may ask again after this many seconds
 RETRANSMIT_INTERVAL = 0.1  # a NACKed packet is resent at most once per this many seconds (or per RTT, if longer)
 MAX_RETRANSMITS = 4  # times one packet is resent at most (a browser NACKs it up to 10 times)
 RETRANSMIT_MEMORY = 3.0  # seconds a resent packet's count is remembered
@@ -415,8 +416,11 @@ class Downstream(_DownstreamBase):
 class Forwarder:
     """Fans out one publisher track to its downstreams.
 
-    ``request_keyframe`` sends a PLI to the publisher; it is throttled here to
-    one per :data:`KEYFRAME_REQUEST_INTERVAL`.
+    ``request_keyframe`` sends a PLI to the publisher; it is throttled here:
+    while a PLI is unanswered (no keyframe has arrived since) it is repeated at
+    most every :data:`KEYFRAME_REQUEST_INTERVAL`, since the keyframe on its way
+    serves every stream waiting now; once answered, a stream that still waits
+    (it started just after that keyframe went by) asks again at once.
     """
 
     def __init__(
@@ -434,6 +438,7 @@ class Forwarder:
         self.downstreams: list[Downstream] = []
         self._send_pli = request_keyframe
         self._last_pli = -1e9
+        self._pli_unanswered = False  # a PLI was sent and no keyframe has arrived since
         self.on_audio_level = on_audio_level
         self.codec: RTCRtpCodecParameters | None = None
         self._keys: dict[int, tuple[str, str, int]] = {}
@@ -476,13 +481,13 @@ class Forwarder:
         self.sinks = [s for s in self.sinks if s is not sink]
 
     def attach(self, downstream: Downstream) -> None:
-        """Start forwarding to ``downstream`` (from the next keyframe for video)."""
+        """Start forwarding to ``downstream`` (from the next keyframe for video, requested now if it can send)."""
         if downstream in self.downstreams:
             return
         downstream.rebase()
         downstream.request_keyframe = self.request_keyframe
         self.downstreams = [*self.downstreams, downstream]
-        if self.kind == "video":
+        if self.kind == "video" and downstream.ready:  # else asked when it is (Subscriber._make_ready)
             self.request_keyframe(force=True)
 
     def detach(self, downstream: Downstream) -> None:
@@ -527,13 +532,22 @@ class Forwarder:
         return self._rate
 
     def request_keyframe(self, force: bool = False) -> None:
-        """Ask the publisher for a keyframe, at most once per interval."""
+        """Ask the publisher for a keyframe unless the one asked for last is still on its way.
+
+        An unanswered request is repeated after :data:`KEYFRAME_REQUEST_INTERVAL` (the PLI or the
+        keyframe may be lost). ``force`` (a stream starts now) sends at once otherwise; without it (a
+        waiting stream asks on every packet) at most every :data:`KEYFRAME_ANSWERED_INTERVAL`. Before,
+        a request within 0.5 s of an answered one was dropped: a subscriber whose stream became ready
+        just after another one's keyframe went by waited up to 0.5 s for its first frame.
+        """
         now = time.monotonic()
-        if now - self._last_pli < KEYFRAME_REQUEST_INTERVAL and not force:
+        since = now - self._last_pli
+        if self._pli_unanswered and since < KEYFRAME_REQUEST_INTERVAL:
             return
-        if force and now - self._last_pli < 0.05:
+        if not force and since < KEYFRAME_ANSWERED_INTERVAL:
             return
         self._last_pli = now
+        self._pli_unanswered = True
         self.keyframe_requests += 1
         self._send_pli()
 
@@ -562,6 +576,8 @@ class Forwarder:
                 self._take_pending()
             else:
                 self.request_keyframe()
+        if self._pli_unanswered and is_keyframe_start(mime, payload):
+            self._pli_unanswered = False  # answered (or a keyframe anyway): a stream still waiting may ask again
         downstreams = self.downstreams
         if not downstreams or (audio_level is not None and not self.audible):
             return
