@@ -74,6 +74,33 @@ def test_lazy_bitrate_estimator_is_built_on_first_packet_and_estimates_the_same(
     assert lazy.built
 
 
+def test_fast_codec_copy_is_a_deep_copy() -> None:
+    import copy
+
+    from aiortc.codecs import CODECS
+    from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
+
+    fields = {f.name for f in dataclasses.fields(RTCRtpCodecParameters)}
+    assert fields == {"mimeType", "clockRate", "channels", "payloadType", "rtcpFeedback", "parameters"}
+    assert {f.name for f in dataclasses.fields(RTCRtcpFeedback)} == {"type", "parameter"}
+    codecs = [*CODECS["audio"], *CODECS["video"]]
+    generic = [copy.deepcopy(c) for c in codecs]
+    aiortc_hooks.set_fast_codec_copies()
+    try:
+        fast = [copy.deepcopy(c) for c in codecs]
+    finally:
+        aiortc_hooks.set_fast_codec_copies(False)
+    assert "__deepcopy__" not in vars(RTCRtpCodecParameters)
+    assert fast == generic == codecs
+    for original, new in zip(codecs, fast, strict=True):
+        assert new is not original and new.parameters is not original.parameters
+        assert new.rtcpFeedback is not original.rtcpFeedback
+        assert all(a is not b for a, b in zip(new.rtcpFeedback, original.rtcpFeedback, strict=True))
+        new.parameters["x-test"] = 1
+        new.rtcpFeedback.append(RTCRtcpFeedback(type="nack"))
+        assert "x-test" not in original.parameters and len(original.rtcpFeedback) == len(new.rtcpFeedback) - 1
+
+
 def test_receiver_internals() -> None:
     assert params(RTCRtpReceiver._handle_rtp_packet) == ["self", "packet", "arrival_time_ms"]
     assert params(RTCRtpReceiver.receive) == ["self", "parameters"]
