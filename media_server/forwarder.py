@@ -47,8 +47,7 @@ from .rtputil import (
 HISTORY_SIZE = 1024  # packets kept per subscriber stream for NACK (~1 s of 720p)
 _HISTORY_MASK = HISTORY_SIZE - 1
 SR_BATCH = 16  # forwarded packets per update of the sender's RTCP SR counters
-KEYFRAME_REQUEST_INTERVAL = 0.5  # an unanswered PLI (no keyframe since) is repeated after this many seconds
-KEYFRAME_ANSWERED_INTERVAL = 0.1  # once answered, a waiting stream may ask again after this many seconds
+KEYFRAME_REQUEST_INTERVAL = 0.5  # at most one PLI per publisher track per this many seconds, but for a stream starting
 RETRANSMIT_INTERVAL = 0.1  # a NACKed packet is resent at most once per this many seconds (or per RTT, if longer)
 MAX_RETRANSMITS = 4  # times one packet is resent at most (a browser NACKs it up to 10 times)
 RETRANSMIT_MEMORY = 3.0  # seconds a resent packet's count is remembered
@@ -416,11 +415,10 @@ class Downstream(_DownstreamBase):
 class Forwarder:
     """Fans out one publisher track to its downstreams.
 
-    ``request_keyframe`` sends a PLI to the publisher; it is throttled here:
-    while a PLI is unanswered (no keyframe has arrived since) it is repeated at
-    most every :data:`KEYFRAME_REQUEST_INTERVAL`, since the keyframe on its way
-    serves every stream waiting now; once answered, a stream that still waits
-    (it started just after that keyframe went by) asks again at once.
+    ``request_keyframe`` sends a PLI to the publisher; it is throttled here to
+    one per :data:`KEYFRAME_REQUEST_INTERVAL`, except that a stream starting
+    (``force``) asks at once unless the keyframe asked for last is still on its
+    way (that one serves it too).
     """
 
     def __init__(
@@ -532,19 +530,18 @@ class Forwarder:
         return self._rate
 
     def request_keyframe(self, force: bool = False) -> None:
-        """Ask the publisher for a keyframe unless the one asked for last is still on its way.
+        """Ask the publisher for a keyframe, at most once per :data:`KEYFRAME_REQUEST_INTERVAL`.
 
-        An unanswered request is repeated after :data:`KEYFRAME_REQUEST_INTERVAL` (the PLI or the
-        keyframe may be lost). ``force`` (a stream starts now) sends at once otherwise; without it (a
-        waiting stream asks on every packet) at most every :data:`KEYFRAME_ANSWERED_INTERVAL`. Before,
-        a request within 0.5 s of an answered one was dropped: a subscriber whose stream became ready
-        just after another one's keyframe went by waited up to 0.5 s for its first frame.
+        ``force`` (a stream starts now) sends at once unless a keyframe asked for is still on its way
+        (no keyframe has arrived since the last PLI, sent less than the interval ago; the PLI or the
+        keyframe may be lost). Before, a forced request within 50 ms of another was dropped even when
+        that one's keyframe had already gone by: the new stream then waited up to 0.5 s for its first
+        frame. Requests without ``force`` (a waiting stream on every packet, a subscriber's own PLI)
+        keep the plain interval, so a subscriber cannot make a camera send keyframes more often.
         """
         now = time.monotonic()
         since = now - self._last_pli
-        if self._pli_unanswered and since < KEYFRAME_REQUEST_INTERVAL:
-            return
-        if not force and since < KEYFRAME_ANSWERED_INTERVAL:
+        if since < KEYFRAME_REQUEST_INTERVAL and (self._pli_unanswered or not force):
             return
         self._last_pli = now
         self._pli_unanswered = True
@@ -577,7 +574,7 @@ class Forwarder:
             else:
                 self.request_keyframe()
         if self._pli_unanswered and is_keyframe_start(mime, payload):
-            self._pli_unanswered = False  # answered (or a keyframe anyway): a stream still waiting may ask again
+            self._pli_unanswered = False  # answered (or a keyframe anyway): a stream starting now asks again
         downstreams = self.downstreams
         if not downstreams or (audio_level is not None and not self.audible):
             return

@@ -173,6 +173,21 @@ def test_a_stream_starting_just_after_a_keyframe_went_by_gets_its_own_at_once(mo
     assert len(sent_b) == 1
 
 
+def test_answered_requests_without_force_still_wait_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A subscriber that keeps sending PLIs cannot make the camera send keyframes more than twice a second."""
+    now = [100.0]
+    monkeypatch.setattr("media_server.forwarder.time.monotonic", lambda: now[0])
+    plis: list[float] = []
+    fwd = Forwarder(kind="video", request_keyframe=lambda: plis.append(now[0]))
+    fwd.attach(make_downstream([]))
+    for seq in range(5000, 5020):  # every request answered by a keyframe 50 ms later; a PLI every 100 ms
+        fwd.request_keyframe()
+        now[0] += 0.05
+        fwd.on_rtp(packet(seq, seq * 3000, KEY), VP8)
+        now[0] += 0.05
+    assert 3 <= len(plis) <= 4 and all(b - a >= 0.5 - 1e-9 for a, b in itertools.pairwise(plis))  # in 2 s
+
+
 def test_one_unanswered_keyframe_request_serves_every_stream_starting_meanwhile(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
