@@ -651,6 +651,8 @@ class Worker:
 
 async def main(path: str) -> None:
     aiortc_hooks.set_ice_host_addresses(["127.0.0.1"])
+    aiortc_hooks.set_lazy_bitrate_estimators()  # as the media server does (the clients share its cores)
+    aiortc_hooks.set_fast_codec_copies()
     with open(path) as f:
         worker = Worker(json.load(f))
     loop = asyncio.get_running_loop()

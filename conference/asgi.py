@@ -18,13 +18,15 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from conference import gc_tuning  # noqa: E402
 from rooms.media_monitor import with_media_monitor  # noqa: E402
-from rooms.routing import media_monitor, websocket_urlpatterns  # noqa: E402
+from rooms.routing import media_monitor, sync_threads, websocket_urlpatterns  # noqa: E402
 
 # The media node failover monitor (rooms/media_monitor.py) starts with the first request or socket.
+# HTTP requests run their synchronous code on the process's fixed threads (conference/sync_threads.py),
+# not on a new thread (and database connection) per request.
 application = with_media_monitor(
     ProtocolTypeRouter(
         {
-            "http": django_asgi_app,
+            "http": sync_threads.http(django_asgi_app),
             "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         }
     ),

@@ -132,6 +132,9 @@ else:
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Threads for the web process's synchronous code (HTTP views, room socket database hops), each keeping its
+# database connection (conference/sync_threads.py): at most this many + 1 connections per daphne process.
+WEB_SYNC_THREADS = int(env("WEB_SYNC_THREADS", "4"))
 
 # --- Redis: channel layer, cache, Celery ------------------------------------
 REDIS_URL = env("REDIS_URL")

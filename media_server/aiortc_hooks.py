@@ -39,6 +39,7 @@ What we hook and why:
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import importlib
 import os
@@ -48,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aioice.ice
+import aiortc.rtcrtpreceiver
 import pylibsrtp
 import pylibsrtp._binding
 from aiortc import RTCRtpReceiver, RTCRtpSender
@@ -83,6 +85,7 @@ from aiortc.rtp import (
 # --------------------------------------------------------------------------
 
 _ORIGINAL_GET_HOST_ADDRESSES = aioice.ice.get_host_addresses
+_ORIGINAL_BITRATE_ESTIMATOR = aiortc.rtcrtpreceiver.RemoteBitrateEstimator
 _NTP_EPOCH = 2208988800  # seconds from 1900-01-01 to 1970-01-01
 MAX_SEND_BUFFER = 64 * 1024  # bytes queued in asyncio for one peer before media packets are dropped
 MAX_DRAIN = 32  # extra datagrams read from one ICE socket per event-loop wake-up
@@ -1010,3 +1013,60 @@ def _arm_native_sender(
 def dtls_last_receive_counter(dtls: RTCDtlsTransport) -> int:
     """Number of datagrams received so far (any kind) — used for silence detection."""
     return int(dtls._RTCDtlsTransport__rx_packets)  # type: ignore[attr-defined]
+
+
+class LazyRemoteBitrateEstimator:
+    """aiortc's ``RemoteBitrateEstimator``, built when its first packet arrives.
+
+    Every video ``RTCRtpReceiver`` builds one in its constructor, ~1 ms of CPU
+    (a 1000-slot ``RateCounter`` and the overuse detector), also for the receiver
+    of every *sendonly* transceiver, which never receives a packet: each video
+    m-line of a subscribe offer paid it on the media event loop when it was
+    created (docs/benchmarks.md §2 *Joins*). Built on first use, the estimate is
+    the same; only receivers that get packets with abs-send-time pay for it.
+    """
+
+    __slots__ = ("_real",)
+
+    def __init__(self) -> None:
+        self._real: Any = None
+
+    @property
+    def built(self) -> bool:
+        return self._real is not None
+
+    def add(self, arrival_time_ms: int, abs_send_time: int, payload_size: int, ssrc: int) -> Any:
+        if self._real is None:
+            self._real = _ORIGINAL_BITRATE_ESTIMATOR()
+        return self._real.add(
+            arrival_time_ms=arrival_time_ms, abs_send_time=abs_send_time, payload_size=payload_size, ssrc=ssrc
+        )
+
+
+def set_lazy_bitrate_estimators(enabled: bool = True) -> None:
+    """Make every video ``RTCRtpReceiver`` created from now on build its bitrate estimator lazily (process global:
+    aiortc looks the class up as a module global of ``aiortc.rtcrtpreceiver``); ``False`` restores aiortc's own."""
+    estimator: Any = LazyRemoteBitrateEstimator if enabled else _ORIGINAL_BITRATE_ESTIMATOR
+    aiortc.rtcrtpreceiver.RemoteBitrateEstimator = estimator  # type: ignore[misc]
+
+
+def _copy_codec(codec: RTCRtpCodecParameters, memo: dict[int, Any]) -> RTCRtpCodecParameters:
+    """``copy.deepcopy`` of a codec, 2.5x faster: its fields are immutable values or a list of feedback
+    entries (immutable fields) and a dict of int/str/None, so copying those containers is a deep copy."""
+    new = copy.copy(codec)
+    new.rtcpFeedback = [copy.copy(feedback) for feedback in codec.rtcpFeedback]
+    new.parameters = dict(codec.parameters)
+    return new
+
+
+def set_fast_codec_copies(enabled: bool = True) -> None:
+    """Give aiortc's ``RTCRtpCodecParameters`` a ``__deepcopy__`` (process global; ``False`` removes it).
+
+    aiortc deep-copies every negotiated codec of every m-line on each offer and answer
+    (``find_common_codecs``, transceiver creation): ~24 us each with the generic deepcopy, 4 % of the
+    media server's CPU while a 100-person room was joining (docs/benchmarks.md §4).
+    """
+    if enabled:
+        RTCRtpCodecParameters.__deepcopy__ = _copy_codec  # type: ignore[attr-defined]
+    elif "__deepcopy__" in vars(RTCRtpCodecParameters):
+        del RTCRtpCodecParameters.__deepcopy__  # type: ignore[attr-defined]

@@ -47,7 +47,7 @@ from .rtputil import (
 HISTORY_SIZE = 1024  # packets kept per subscriber stream for NACK (~1 s of 720p)
 _HISTORY_MASK = HISTORY_SIZE - 1
 SR_BATCH = 16  # forwarded packets per update of the sender's RTCP SR counters
-KEYFRAME_REQUEST_INTERVAL = 0.5  # at most one PLI per publisher track per this many seconds
+KEYFRAME_REQUEST_INTERVAL = 0.5  # at most one PLI per publisher track per this many seconds, but for a stream starting
 RETRANSMIT_INTERVAL = 0.1  # a NACKed packet is resent at most once per this many seconds (or per RTT, if longer)
 MAX_RETRANSMITS = 4  # times one packet is resent at most (a browser NACKs it up to 10 times)
 RETRANSMIT_MEMORY = 3.0  # seconds a resent packet's count is remembered
@@ -416,7 +416,9 @@ class Forwarder:
     """Fans out one publisher track to its downstreams.
 
     ``request_keyframe`` sends a PLI to the publisher; it is throttled here to
-    one per :data:`KEYFRAME_REQUEST_INTERVAL`.
+    one per :data:`KEYFRAME_REQUEST_INTERVAL`, except that a stream starting
+    (``force``) asks at once unless the keyframe asked for last is still on its
+    way (that one serves it too).
 
     With the C fast path, :meth:`on_rtp`'s steady state also runs in C, called
     by the publisher's receive path (``_sfu_native.RtpReceive``, see
@@ -424,7 +426,7 @@ class Forwarder:
     and writes this object's attributes (``packets_in``, ``octets_in``,
     ``downstreams``, ...) and hands every packet outside the steady state
     (sinks, a pending switch, a downstream waiting for a keyframe, the
-    temporal-layer sample) to :meth:`on_rtp`.
+    temporal-layer sample, a keyframe request not yet answered) to :meth:`on_rtp`.
     """
 
     probe: ClassVar[Callable[[Forwarder, bytes], None] | None] = None
@@ -445,6 +447,7 @@ class Forwarder:
         self.downstreams: list[Downstream] = []
         self._send_pli = request_keyframe
         self._last_pli = -1e9
+        self._pli_unanswered = False  # a PLI was sent and no keyframe has arrived since
         self.on_audio_level = on_audio_level
         self.codec: RTCRtpCodecParameters | None = None
         self._keys: dict[int, tuple[str, str, int]] = {}
@@ -487,13 +490,13 @@ class Forwarder:
         self.sinks = [s for s in self.sinks if s is not sink]
 
     def attach(self, downstream: Downstream) -> None:
-        """Start forwarding to ``downstream`` (from the next keyframe for video)."""
+        """Start forwarding to ``downstream`` (from the next keyframe for video, requested now if it can send)."""
         if downstream in self.downstreams:
             return
         downstream.rebase()
         downstream.request_keyframe = self.request_keyframe
         self.downstreams = [*self.downstreams, downstream]
-        if self.kind == "video":
+        if self.kind == "video" and downstream.ready:  # else asked when it is (Subscriber._make_ready)
             self.request_keyframe(force=True)
 
     def detach(self, downstream: Downstream) -> None:
@@ -538,13 +541,21 @@ class Forwarder:
         return self._rate
 
     def request_keyframe(self, force: bool = False) -> None:
-        """Ask the publisher for a keyframe, at most once per interval."""
+        """Ask the publisher for a keyframe, at most once per :data:`KEYFRAME_REQUEST_INTERVAL`.
+
+        ``force`` (a stream starts now) sends at once unless a keyframe asked for is still on its way
+        (no keyframe has arrived since the last PLI, sent less than the interval ago; the PLI or the
+        keyframe may be lost). Before, a forced request within 50 ms of another was dropped even when
+        that one's keyframe had already gone by: the new stream then waited up to 0.5 s for its first
+        frame. Requests without ``force`` (a waiting stream on every packet, a subscriber's own PLI)
+        keep the plain interval, so a subscriber cannot make a camera send keyframes more often.
+        """
         now = time.monotonic()
-        if now - self._last_pli < KEYFRAME_REQUEST_INTERVAL and not force:
-            return
-        if force and now - self._last_pli < 0.05:
+        since = now - self._last_pli
+        if since < KEYFRAME_REQUEST_INTERVAL and (self._pli_unanswered or not force):
             return
         self._last_pli = now
+        self._pli_unanswered = True
         self.keyframe_requests += 1
         self._send_pli()
 
@@ -573,6 +584,8 @@ class Forwarder:
                 self._take_pending()
             else:
                 self.request_keyframe()
+        if self._pli_unanswered and is_keyframe_start(mime, payload):
+            self._pli_unanswered = False  # answered (or a keyframe anyway): a stream starting now asks again
         downstreams = self.downstreams
         if not downstreams or (audio_level is not None and not self.audible):
             return

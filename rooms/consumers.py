@@ -23,6 +23,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from conference.metrics import SOCKETS_OPEN
+from conference.sync_threads import SyncThreads
 
 from . import events, groups, presence, selectors, socket_actions
 from .e2ee import e2ee_relay
@@ -53,9 +54,10 @@ R = TypeVar("R")
 
 
 class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
-    def __init__(self, *, media: MediaClient) -> None:
+    def __init__(self, *, media: MediaClient, threads: SyncThreads | None = None) -> None:
         super().__init__()
         self.media = media
+        self.threads = threads  # None: Channels' one thread-sensitive thread for every hop
         self.session: SocketSession | None = None
         self.subscribed: set[str] = set()
         self.close_code: int | None = None
@@ -196,8 +198,8 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     async def _join(self, frame: ClientFrame) -> None:
         user = self.scope.get("user")
         try:
-            session = await database_sync_to_async(presence.socket_authenticate)(
-                token=frame.data["token"], room_id=self.room_id, user=user
+            session = await self._db(
+                presence.socket_authenticate, token=frame.data["token"], room_id=self.room_id, user=user
             )
             # Subscribe before the state change, so this socket sees every event after it.
             self.session = session
@@ -251,8 +253,8 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if session.participant_id in named:
             await self._send(error_frame("invalid_frame", "Pins and tiles name other participants.", frame.ref))
             return
-        unknown = await database_sync_to_async(selectors.participants_not_admitted)(
-            room_pk=session.room_pk, participant_ids=list(dict.fromkeys(named))
+        unknown = await self._db(
+            selectors.participants_not_admitted, room_pk=session.room_pk, participant_ids=list(dict.fromkeys(named))
         )
         if unknown:
             await self._send(
@@ -341,9 +343,15 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def _hop(self, fn: Callable[..., R], **kwargs: Any) -> R:
         """One database hop; the room events it committed are sent from here once it has returned."""
-        result, outgoing = await database_sync_to_async(events.collecting(fn))(**kwargs)
+        result, outgoing = await self._db(events.collecting(fn), **kwargs)
         await events.publish(self.channel_layer, outgoing)
         return result
+
+    async def _db(self, fn: Callable[..., R], **kwargs: Any) -> R:
+        """``fn(**kwargs)`` on a database thread: one of the process's ``threads`` (so sockets' hops overlap)."""
+        if self.threads is None:
+            return await database_sync_to_async(fn)(**kwargs)  # type: ignore[no-any-return]
+        return await self.threads.run(fn, **kwargs)
 
     async def _follow_groups(self) -> None:
         """Be in exactly the groups the session's scope allows: its own, and the room's (and moderators') once admitted."""

@@ -42,6 +42,65 @@ def test_aioice_host_address_hook() -> None:
     assert "_nominated" in inspect.getsource(aioice.ice.Connection.sendto)
 
 
+def test_lazy_bitrate_estimator_is_built_on_first_packet_and_estimates_the_same() -> None:
+    """A video receiver that never receives (a subscriber's sendonly m-line) never builds aiortc's estimator."""
+    import aiortc.rate
+
+    assert "RemoteBitrateEstimator()" in inspect.getsource(RTCRtpReceiver.__init__)  # looked up at construction
+    assert params(aiortc.rate.RemoteBitrateEstimator.add) == [
+        "self",
+        "arrival_time_ms",
+        "abs_send_time",
+        "payload_size",
+        "ssrc",
+    ]
+    dtls = object.__new__(RTCDtlsTransport)
+    dtls._state = State.NEW  # type: ignore[attr-defined]
+    aiortc_hooks.set_lazy_bitrate_estimators()
+    try:
+        video = RTCRtpReceiver("video", dtls)
+        lazy = video._RTCRtpReceiver__remote_bitrate_estimator  # type: ignore[attr-defined]
+        assert isinstance(lazy, aiortc_hooks.LazyRemoteBitrateEstimator) and not lazy.built
+        assert RTCRtpReceiver("audio", dtls)._RTCRtpReceiver__remote_bitrate_estimator is None  # type: ignore[attr-defined]
+    finally:
+        aiortc_hooks.set_lazy_bitrate_estimators(False)
+    assert aiortc.rtcrtpreceiver.RemoteBitrateEstimator is aiortc.rate.RemoteBitrateEstimator
+    real = aiortc.rate.RemoteBitrateEstimator()
+    # 1200-byte packets every 5 ms for 3 s, abs-send-time in 6.18 fixed point (1/262144 s per unit)
+    for i in range(600):
+        ms = 1000 + 5 * i
+        packet = {"arrival_time_ms": ms, "abs_send_time": (ms * 262144 // 1000) & 0xFFFFFF, "payload_size": 1200}
+        assert lazy.add(**packet, ssrc=1234) == real.add(**packet, ssrc=1234)
+    assert lazy.built
+
+
+def test_fast_codec_copy_is_a_deep_copy() -> None:
+    import copy
+
+    from aiortc.codecs import CODECS
+    from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters
+
+    fields = {f.name for f in dataclasses.fields(RTCRtpCodecParameters)}
+    assert fields == {"mimeType", "clockRate", "channels", "payloadType", "rtcpFeedback", "parameters"}
+    assert {f.name for f in dataclasses.fields(RTCRtcpFeedback)} == {"type", "parameter"}
+    codecs = [*CODECS["audio"], *CODECS["video"]]
+    generic = [copy.deepcopy(c) for c in codecs]
+    aiortc_hooks.set_fast_codec_copies()
+    try:
+        fast = [copy.deepcopy(c) for c in codecs]
+    finally:
+        aiortc_hooks.set_fast_codec_copies(False)
+    assert "__deepcopy__" not in vars(RTCRtpCodecParameters)
+    assert fast == generic == codecs
+    for original, new in zip(codecs, fast, strict=True):
+        assert new is not original and new.parameters is not original.parameters
+        assert new.rtcpFeedback is not original.rtcpFeedback
+        assert all(a is not b for a, b in zip(new.rtcpFeedback, original.rtcpFeedback, strict=True))
+        new.parameters["x-test"] = 1
+        new.rtcpFeedback.append(RTCRtcpFeedback(type="nack"))
+        assert "x-test" not in original.parameters and len(original.rtcpFeedback) == len(new.rtcpFeedback) - 1
+
+
 def test_receiver_internals() -> None:
     assert params(RTCRtpReceiver._handle_rtp_packet) == ["self", "packet", "arrival_time_ms"]
     assert params(RTCRtpReceiver.receive) == ["self", "parameters"]

@@ -134,7 +134,8 @@ def test_keyframe_request_is_repeated_while_a_stream_waits(monkeypatch: pytest.M
         fwd.on_rtp(packet(seq, seq * 3000, DELTA), VP8)
         now[0] += 0.1
     assert sent == []
-    assert plis[0] == 100.0 and len(plis) >= 6  # attach, then about one per 500 ms while waiting
+    # first once it can send, then about one per 500 ms while waiting
+    assert plis[0] == pytest.approx(101.0) and len(plis) >= 5
     assert all(b - a >= 0.5 - 1e-9 for a, b in itertools.pairwise(plis))
     fwd.on_rtp(packet(5040, 5040 * 3000, KEY), VP8)
     count = len(plis)
@@ -142,6 +143,70 @@ def test_keyframe_request_is_repeated_while_a_stream_waits(monkeypatch: pytest.M
         fwd.on_rtp(packet(seq, seq * 3000, DELTA), VP8)
         now[0] += 0.1
     assert len(sent) == 20 and len(plis) == count  # flowing: no more requests
+
+
+def test_a_stream_starting_just_after_a_keyframe_went_by_gets_its_own_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Joins close together: B becomes ready 30 ms after A's keyframe arrived; B's PLI is sent then, not 0.5 s later."""
+    now = [100.0]
+    monkeypatch.setattr("media_server.forwarder.time.monotonic", lambda: now[0])
+    plis: list[float] = []
+    fwd = Forwarder(kind="video", request_keyframe=lambda: plis.append(now[0]))
+    sent_a: list[bytes] = []
+    sent_b: list[bytes] = []
+    a, b = make_downstream(sent_a), make_downstream(sent_b)
+    fwd.attach(a)
+    assert plis == [100.0]
+    now[0] += 0.02
+    fwd.on_rtp(packet(5000, 900000, KEY), VP8)  # A's keyframe
+    assert len(sent_a) == 1
+    now[0] += 0.03
+    b.ready = False
+    fwd.attach(b)  # before B's transport is connected: nothing could be sent, so nothing is asked yet
+    now[0] += 0.01
+    fwd.on_rtp(packet(5001, 903000, KEY), VP8)  # another subscriber's keyframe goes by while B cannot send
+    now[0] += 0.01
+    b.ready = True  # connected (Subscriber._make_ready)
+    fwd.request_keyframe(force=True)
+    assert plis == pytest.approx([100.0, 100.07])
+    now[0] += 0.02
+    fwd.on_rtp(packet(5002, 906000, KEY), VP8)
+    assert len(sent_b) == 1
+
+
+def test_answered_requests_without_force_still_wait_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A subscriber that keeps sending PLIs cannot make the camera send keyframes more than twice a second."""
+    now = [100.0]
+    monkeypatch.setattr("media_server.forwarder.time.monotonic", lambda: now[0])
+    plis: list[float] = []
+    fwd = Forwarder(kind="video", request_keyframe=lambda: plis.append(now[0]))
+    fwd.attach(make_downstream([]))
+    for seq in range(5000, 5020):  # every request answered by a keyframe 50 ms later; a PLI every 100 ms
+        fwd.request_keyframe()
+        now[0] += 0.05
+        fwd.on_rtp(packet(seq, seq * 3000, KEY), VP8)
+        now[0] += 0.05
+    assert 3 <= len(plis) <= 4 and all(b - a >= 0.5 - 1e-9 for a, b in itertools.pairwise(plis))  # in 2 s
+
+
+def test_one_unanswered_keyframe_request_serves_every_stream_starting_meanwhile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr("media_server.forwarder.time.monotonic", lambda: now[0])
+    plis: list[float] = []
+    fwd = Forwarder(kind="video", request_keyframe=lambda: plis.append(now[0]))
+    streams = [make_downstream([]) for _ in range(5)]
+    for d in streams:  # five subscribers become ready within 40 ms
+        fwd.attach(d)
+        now[0] += 0.01
+    for seq in range(5000, 5005):  # the keyframe is not there yet: the waiting streams ask on each packet
+        fwd.on_rtp(packet(seq, seq * 3000, DELTA), VP8)
+    assert plis == [100.0]
+    fwd.on_rtp(packet(5005, 5005 * 3000, KEY), VP8)
+    assert all(not d.waiting_keyframe for d in streams)
+    now[0] += 0.01
+    fwd.on_rtp(packet(5006, 5006 * 3000, DELTA), VP8)
+    assert plis == [100.0]  # flowing: nobody asks again
 
 
 def test_no_common_codec_is_not_forwarded() -> None:

@@ -177,6 +177,16 @@ class RoomWorld:
                 pass
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_sync_thread_connections(django_db_setup: Any) -> Any:
+    """The process's sync threads keep their database connections (conference/sync_threads.py): close them before
+    the test database is dropped (this fixture is torn down before ``django_db_setup``)."""
+    yield
+    from rooms.routing import sync_threads
+
+    sync_threads.close_connections()
+
+
 @pytest.fixture(autouse=True)
 def _socket_settings(settings: Any) -> None:
     # No media server unless a test starts the fake one: a closed local port fails fast.

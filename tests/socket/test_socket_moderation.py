@@ -266,6 +266,8 @@ async def test_a_promoted_moderator_gets_the_current_lobby_list_and_a_participan
     plain_grant = await world.grant(room, name="Plain")
     for grant in (mod_grant, plain_grant):
         await host.send({"type": "lobby_admit", "participantId": grant.participant.public_id})
+        # admitted before they join (sockets' database hops run on several threads: no order across sockets)
+        await host.expect("lobby_resolved", participantId=grant.participant.public_id)
     mod, plain = world.socket(room, mod_grant.token), world.socket(room, plain_grant.token)
     await mod.join()
     await plain.join()
