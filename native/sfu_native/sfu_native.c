@@ -1228,7 +1228,7 @@ enum { EXT_MID, EXT_RRID, EXT_RID, EXT_ABS, EXT_TOFFSET, EXT_LEVEL, EXT_TCC };
 static PyObject *s_packets, *s_media_ssrc, *s_base_seq, *s_max_seq, *s_cycles, *s_packets_received, *s_clockrate,
     *s_jitter_q4, *s_last_arrival, *s_last_timestamp, *s_missing, *s_packets_in, *s_octets_in, *s_keys, *s_sinks,
     *s_pending, *s_downstreams, *s_audible, *s_on_audio_level, *s_kind, *s_fanout, *s_probe, *s_take_pending,
-    *s_video;
+    *s_video, *s_pli_unanswered;
 
 static int
 uint16_gt(long a, long b)
@@ -1496,6 +1496,12 @@ Receive_process(Receive *self, Py_ssize_t n)
         if (is_video) {
             /* the temporal-layer sample, an audio-level callback or a keyframe search: Python */
             if (!((packets_in + 1) & 63) || on_audio_level != Py_None)
+                goto release;
+            /* a PLI is waiting for its keyframe: Python notices the keyframe (Forwarder.request_keyframe) */
+            PyObject *unanswered = PyDict_GetItemWithError(fwd, s_pli_unanswered);
+            if (unanswered == NULL && PyErr_Occurred())
+                goto check_error;
+            if (unanswered != NULL && unanswered != Py_False)
                 goto release;
             for (Py_ssize_t i = 0; i < PyList_GET_SIZE(ds); i++) {
                 int w = wants_keyframe(PyList_GET_ITEM(ds, i));
@@ -2070,6 +2076,7 @@ PyInit__sfu_native(void)
     INTERN(s_probe, "probe")
     INTERN(s_take_pending, "_take_pending")
     INTERN(s_video, "video")
+    INTERN(s_pli_unanswered, "_pli_unanswered")
 #undef INTERN
     str_fileno = PyUnicode_InternFromString("fileno");
     str_forward = PyUnicode_InternFromString("forward");

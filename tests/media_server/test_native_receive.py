@@ -98,6 +98,11 @@ def _video_packets() -> list[tuple[str, bytes]]:
     for seq in range(65531, 65536 + 70):  # wraps; passes the 64th-packet temporal sample
         if seq in (65536 + 20, 65536 + 21):
             continue  # lost: NACKed
+        if seq == 65536 + 45:
+            out.append(("pli", b""))  # a subscriber's PLI: until a keyframe answers it, Python looks for one
+        if seq == 65536 + 55:
+            add(seq, key + b"answer", marker=1)  # the answer, while nobody waits for a keyframe
+            continue
         add(seq, delta + bytes([seq & 0xFF]) * (seq % 700 + 1), marker=seq % 3 == 0)
     out.append(("rtp", _packet(97, 500, 20 * 3000, 2222, (20).to_bytes(2, "big") + delta + b"repaired")))
     add(65536 + 21 - 30, delta + b"late")  # an old packet (out of order): no stats advance, NACK discard
@@ -220,6 +225,9 @@ async def _run(kind: str, script: list[tuple[str, bytes]], native: object, monke
             fwd.attach(late)
         elif action == "detach":
             fwd.detach(downstreams[0])
+        elif action == "pli":
+            fwd.request_keyframe()
+            assert fwd._pli_unanswered
         elif action == "mute":
             fwd.set_audible(False)
         elif action == "unmute":
@@ -232,7 +240,14 @@ async def _run(kind: str, script: list[tuple[str, bytes]], native: object, monke
         "stats": stats,
         "nack": (hook._nack.max_seq, sorted(hook._nack.missing)) if hook._nack is not None else None,
         "hook": (hook.packets, hook.media_ssrc, hook.rtx_packets, hook.rtx_duplicates),
-        "forwarder": (fwd.packets_in, fwd.octets_in, fwd.keyframe_requests, fwd.frame_size, fwd.temporal_layers),
+        "forwarder": (
+            fwd.packets_in,
+            fwd.octets_in,
+            fwd.keyframe_requests,
+            fwd.frame_size,
+            fwd.temporal_layers,
+            fwd._pli_unanswered,
+        ),
         "levels": levels,
         "plis": len(plis),
         "counters": (dtls._RTCDtlsTransport__rx_packets, dtls._RTCDtlsTransport__rx_bytes),
@@ -266,8 +281,8 @@ async def test_native_receive_matches_the_python_path(kind: str, monkeypatch) ->
     """Same datagrams in: the C receive path and the Python path send the same bytes and leave the same state.
 
     The sequence covers the steady state (taken by C) and what C hands back to Python: the first packet of an
-    SSRC, RTX repairs, CSRCs, padding, a two-byte extension header, a subscriber waiting for a keyframe, the
-    video forwarder's 64th-packet sample; plus statistics across a sequence wrap, a loss (NACK), a late
+    SSRC, RTX repairs, CSRCs, padding, a two-byte extension header, a subscriber waiting for a keyframe, a
+    keyframe request not answered yet (Forwarder._pli_unanswered), the video forwarder's 64th-packet sample; plus statistics across a sequence wrap, a loss (NACK), a late
     packet, a packet without payload, audio levels with a muted (gated) microphone, a failed unprotect.
     """
     import importlib
