@@ -71,6 +71,17 @@ class ToneAudioTrack(AudioStreamTrack):
         return frame
 
 
+def published_tracks(media: Any) -> list[Any]:
+    """Every published track (``participant.PublishedTrack``) in every room of the ``media`` fixture's service."""
+    return [
+        t
+        for r in media.service.rooms.values()
+        for p in r.participants.values()
+        for pub in p.publishers.values()
+        for t in pub.tracks
+    ]
+
+
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
     """Terminate a media server process started by a test (kill it if it does not stop)."""
     if proc.poll() is None:

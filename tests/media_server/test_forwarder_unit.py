@@ -105,11 +105,16 @@ def test_nack_is_answered_from_history_with_rtx() -> None:
     assert sent == [original]  # plain retransmission without RTX
 
 
-def test_keyframe_requests_are_throttled(monkeypatch: pytest.MonkeyPatch) -> None:
+def _clocked_video_forwarder(monkeypatch: pytest.MonkeyPatch) -> tuple[list[float], list[float], Forwarder]:
+    """A video Forwarder on a fake monotonic clock (``now[0]``, seconds) and the clock time of each PLI it sends."""
     now = [100.0]
     monkeypatch.setattr("media_server.forwarder.time.monotonic", lambda: now[0])
     plis: list[float] = []
-    fwd = Forwarder(kind="video", request_keyframe=lambda: plis.append(now[0]))
+    return now, plis, Forwarder(kind="video", request_keyframe=lambda: plis.append(now[0]))
+
+
+def test_keyframe_requests_are_throttled(monkeypatch: pytest.MonkeyPatch) -> None:
+    now, plis, fwd = _clocked_video_forwarder(monkeypatch)
     for _ in range(10):
         fwd.request_keyframe()
         now[0] += 0.125
@@ -118,10 +123,7 @@ def test_keyframe_requests_are_throttled(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_keyframe_request_is_repeated_while_a_stream_waits(monkeypatch: pytest.MonkeyPatch) -> None:
     """A lost or throttled PLI must not leave a new video stream silent: re-requested every interval."""
-    now = [100.0]
-    monkeypatch.setattr("media_server.forwarder.time.monotonic", lambda: now[0])
-    plis: list[float] = []
-    fwd = Forwarder(kind="video", request_keyframe=lambda: plis.append(now[0]))
+    now, plis, fwd = _clocked_video_forwarder(monkeypatch)
     sent: list[bytes] = []
     d = make_downstream(sent)
     d.ready = False  # attached before the subscriber's transport is connected
@@ -147,10 +149,7 @@ def test_keyframe_request_is_repeated_while_a_stream_waits(monkeypatch: pytest.M
 
 def test_a_stream_starting_just_after_a_keyframe_went_by_gets_its_own_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Joins close together: B becomes ready 30 ms after A's keyframe arrived; B's PLI is sent then, not 0.5 s later."""
-    now = [100.0]
-    monkeypatch.setattr("media_server.forwarder.time.monotonic", lambda: now[0])
-    plis: list[float] = []
-    fwd = Forwarder(kind="video", request_keyframe=lambda: plis.append(now[0]))
+    now, plis, fwd = _clocked_video_forwarder(monkeypatch)
     sent_a: list[bytes] = []
     sent_b: list[bytes] = []
     a, b = make_downstream(sent_a), make_downstream(sent_b)
@@ -175,10 +174,7 @@ def test_a_stream_starting_just_after_a_keyframe_went_by_gets_its_own_at_once(mo
 
 def test_answered_requests_without_force_still_wait_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     """A subscriber that keeps sending PLIs cannot make the camera send keyframes more than twice a second."""
-    now = [100.0]
-    monkeypatch.setattr("media_server.forwarder.time.monotonic", lambda: now[0])
-    plis: list[float] = []
-    fwd = Forwarder(kind="video", request_keyframe=lambda: plis.append(now[0]))
+    now, plis, fwd = _clocked_video_forwarder(monkeypatch)
     fwd.attach(make_downstream([]))
     for seq in range(5000, 5020):  # every request answered by a keyframe 50 ms later; a PLI every 100 ms
         fwd.request_keyframe()
@@ -191,10 +187,7 @@ def test_answered_requests_without_force_still_wait_the_interval(monkeypatch: py
 def test_one_unanswered_keyframe_request_serves_every_stream_starting_meanwhile(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    now = [100.0]
-    monkeypatch.setattr("media_server.forwarder.time.monotonic", lambda: now[0])
-    plis: list[float] = []
-    fwd = Forwarder(kind="video", request_keyframe=lambda: plis.append(now[0]))
+    now, plis, fwd = _clocked_video_forwarder(monkeypatch)
     streams = [make_downstream([]) for _ in range(5)]
     for d in streams:  # five subscribers become ready within 40 ms
         fwd.attach(d)

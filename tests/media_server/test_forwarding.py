@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from ms_helpers import PublisherClient, SubscriberClient, recv_frames
+from ms_helpers import PublisherClient, SubscriberClient, published_tracks, recv_frames
 
 
 @pytest.mark.asyncio
@@ -29,13 +29,7 @@ async def test_subscriber_receives_decodable_video_and_audio(media, fake_django)
 
 
 def _video_receivers(media):
-    return [
-        t.receiver
-        for r in media.service.rooms.values()
-        for p in r.participants.values()
-        for pub in p.publishers.values()
-        for t in pub.tracks
-    ]
+    return [t.receiver for t in published_tracks(media)]
 
 
 @pytest.mark.asyncio

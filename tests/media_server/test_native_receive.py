@@ -5,19 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from ms_helpers import PublisherClient, SubscriberClient, recv_frames
+from ms_helpers import PublisherClient, SubscriberClient, published_tracks, recv_frames
 
 from media_server import aiortc_hooks
-
-
-def _published(media):
-    return [
-        t
-        for r in media.service.rooms.values()
-        for p in r.participants.values()
-        for pub in p.publishers.values()
-        for t in pub.tracks
-    ]
 
 
 @pytest.mark.asyncio
@@ -32,7 +22,7 @@ async def test_a_publisher_stream_is_received_in_c_end_to_end(media) -> None:
     await sub.start()
     await recv_frames(sub.track("alice", "camera"), 20)
     await recv_frames(sub.track("alice", "microphone"), 20)
-    tracks = _published(media)
+    tracks = published_tracks(media)
     rx = tracks[0].receiver.native_receive
     assert rx is not None and all(t.receiver.native_receive is rx for t in tracks)
     print(rx.native_packets, {t.kind: (t.forwarder.packets_in, t.receiver.packets) for t in tracks})

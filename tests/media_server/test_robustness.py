@@ -5,19 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from ms_helpers import PublisherClient, SubscriberClient, recv_frames
+from ms_helpers import PublisherClient, SubscriberClient, published_tracks, recv_frames
 
 AUTH = {"Authorization": "Bearer test-secret"}
-
-
-def _published(media):
-    return [
-        t
-        for r in media.service.rooms.values()
-        for p in r.participants.values()
-        for pub in p.publishers.values()
-        for t in pub.tracks
-    ]
 
 
 @pytest.mark.asyncio
@@ -30,7 +20,7 @@ async def test_h264_is_forwarded_and_decodes(media) -> None:
     await sub.start()
     frames = await recv_frames(sub.track("alice", "camera"), 5)
     assert frames[0].width == 160 and frames[0].height == 120
-    (track,) = _published(media)
+    (track,) = published_tracks(media)
     assert track.forwarder.codec is not None and track.forwarder.codec.mimeType == "video/H264"
     assert track.codec_keys[0].startswith("video/h264;1;")
     await asyncio.gather(pub.close(), sub.close())
