@@ -630,13 +630,7 @@ def install_fast_receive(dtls: RTCDtlsTransport, receivers: Sequence[ForwardingR
         connection.data_received = python_path  # type: ignore[method-assign]
         return
 
-    def data_received(data: bytes, component: int) -> None:
-        got = fast(data)
-        if got is False:
-            python_path(data, component)
-        elif got is not True:
-            handle_plain(got)
-
+    data_received: Any = _native_first(fast, python_path, handle_plain)
     data_received.native_receive = fast  # type: ignore[attr-defined]
     data_received.handle_plain = handle_plain  # type: ignore[attr-defined]
     data_received.python_path = python_path  # type: ignore[attr-defined]
@@ -723,6 +717,25 @@ def _fast_rtcp(
     return data_received
 
 
+def _native_first(
+    native_receive: Any, python_path: Callable[[bytes, int], None], handle_plain: Callable[[bytes], None]
+) -> Callable[[bytes, int], None]:
+    """``data_received`` that offers each datagram to the C ``RtpReceive`` first.
+
+    It answers ``True`` (handled), ``False`` (not taken, nothing changed: ``python_path`` gets the datagram as it
+    came) or the plaintext it unprotected for a packet outside the steady state (``handle_plain``).
+    """
+
+    def data_received(data: bytes, component: int) -> None:
+        got = native_receive(data)
+        if got is False:
+            python_path(data, component)
+        elif got is not True:
+            handle_plain(got)
+
+    return data_received
+
+
 def install_fast_demux(dtls: RTCDtlsTransport, native: Any = NATIVE) -> None:
     """Skip aioice's STUN parse attempt for RTP/RTCP datagrams of ``dtls``'s ICE sockets.
 
@@ -761,14 +774,7 @@ def install_fast_demux(dtls: RTCDtlsTransport, native: Any = NATIVE) -> None:
         transport = protocol.transport
         sock = getattr(transport, "_sock", None)  # asyncio's _SelectorDatagramTransport
 
-        def media(data: bytes, component: int = component) -> None:
-            got = native_receive(data)
-            if got is False:
-                receive(data, component)
-            elif got is not True:
-                handle_plain(got)
-
-        deliver = media if native_receive is not None else None
+        deliver = _native_first(native_receive, receive, handle_plain) if native_receive is not None else None
 
         def datagram_received(
             data: bytes,
@@ -782,7 +788,7 @@ def install_fast_demux(dtls: RTCDtlsTransport, native: Any = NATIVE) -> None:
         ) -> None:
             if data and 127 < data[0] < 192:
                 if deliver is not None:
-                    deliver(data)
+                    deliver(data, component)
                 else:
                     connection.data_received(data, component)
             else:
@@ -795,7 +801,7 @@ def install_fast_demux(dtls: RTCDtlsTransport, native: Any = NATIVE) -> None:
                     data, addr = got
                     if addr is None:  # RTP/RTCP
                         if deliver is not None:
-                            deliver(data)
+                            deliver(data, component)
                         else:
                             connection.data_received(data, component)
                     else:
