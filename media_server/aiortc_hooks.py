@@ -27,6 +27,10 @@ What we hook and why:
 * Sender SR statistics and the DTLS/ICE transport's send path: forwarded
   packets bypass ``RTCRtpSender._run_rtp``; we send through SRTP + the
   nominated ICE pair synchronously and keep the sender's SR counters right.
+* ``RTCRtpSender._run_rtcp`` (per instance, :class:`SenderReports`): aiortc
+  wakes a task per sender about once a second to send that SSRC's SR; a
+  subscribe connection has a sender per m-line, so one timer per connection
+  sends all of them in compound packets instead.
 * pylibsrtp's cffi internals (``Session._srtp``/``_cdata``, ``_srtp_assert``,
   ``_binding``): SRTP without its per-call wrapper; and for the optional C
   fast path ``_sfu_native`` (``native/sfu_native``, owned by this module)
@@ -42,7 +46,9 @@ import asyncio
 import copy
 import functools
 import importlib
+import logging
 import os
+import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -69,10 +75,14 @@ from aiortc.rtp import (
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
     AnyRtcpPacket,
+    RtcpByePacket,
     RtcpPacket,
     RtcpPsfbPacket,
     RtcpRrPacket,
     RtcpRtpfbPacket,
+    RtcpSdesPacket,
+    RtcpSenderInfo,
+    RtcpSourceInfo,
     RtcpSrPacket,
     RtpPacket,
     pack_remb_fci,
@@ -91,6 +101,9 @@ MAX_SEND_BUFFER = 64 * 1024  # bytes queued in asyncio for one peer before media
 MAX_DRAIN = 32  # extra datagrams read from one ICE socket per event-loop wake-up
 _SRTP_MAX_TRAILER_LEN = pylibsrtp.SRTP_MAX_TRAILER_LEN  # type: ignore[attr-defined]
 _SRTP_MAX_SRTCP_TRAILER_LEN = pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN  # type: ignore[attr-defined]
+SR_PER_PACKET = 15  # sender reports (each with its SDES CNAME chunk) per compound RTCP packet: ~1.1 kB
+
+logger = logging.getLogger(__name__)
 
 
 def _load_native() -> Any:
@@ -911,6 +924,108 @@ def update_sender_report(sender: RTCRtpSender, rtp_timestamp: int, octets: int, 
     sender._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
     sender._RTCRtpSender__octet_count += octets  # type: ignore[attr-defined]
     sender._RTCRtpSender__packet_count += packets  # type: ignore[attr-defined]
+
+
+class SenderReports:
+    """RTCP sender reports of every sender of one peer connection, on one timer.
+
+    aiortc runs a task per ``RTCRtpSender`` that wakes every 0.5-1.5 s and sends
+    an SR and an SDES CNAME for its SSRC through three awaits. A subscribe
+    connection has a sender per m-line (dozens in a large room), so that is a
+    wake-up, a packet build and an SRTCP send per m-line per second. Here an
+    adopted sender's RTCP task only waits (and, when the sender stops, sends
+    the BYE as aiortc's does); one task per connection sends, at aiortc's
+    randomized interval, every sender's SR followed by one SDES packet with
+    their CNAME chunks, in compound packets of up to :data:`SR_PER_PACKET`
+    senders (RFC 3550 6.1 and RFC 8108 5.3 allow several SSRCs' reports in one
+    compound packet). Each SR carries the same values aiortc's would, and the
+    sender's last-SR time is recorded as aiortc does, so its RTT estimate from
+    the receiver's reports is unchanged.
+
+    The timer runs while at least one adopted sender is started and stops with
+    the last one (``RTCPeerConnection.close`` stops them all).
+    """
+
+    def __init__(self) -> None:
+        self._senders: list[RTCRtpSender] = []
+        self._task: asyncio.Task[None] | None = None
+        self._send: dict[RTCDtlsTransport, Callable[[bytes], bool]] = {}
+
+    def adopt(self, sender: RTCRtpSender) -> None:
+        """Send ``sender``'s reports on this timer. Call before the sender starts (``RTCRtpSender.send``)."""
+        sender._run_rtcp = functools.partial(self._run_sender, sender)  # type: ignore[method-assign]
+
+    @property
+    def senders(self) -> int:
+        """How many started senders this timer reports for."""
+        return len(self._senders)
+
+    async def _run_sender(self, sender: RTCRtpSender) -> None:
+        # What aiortc's RTCRtpSender._run_rtcp does around its loop (RTCRtpSender.stop waits for both events).
+        sender._RTCRtpSender__rtcp_started.set()  # type: ignore[attr-defined]
+        self._senders.append(sender)
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+        try:
+            await asyncio.get_running_loop().create_future()  # until RTCRtpSender.stop cancels this task
+        except asyncio.CancelledError:
+            pass
+        self._senders.remove(sender)
+        if not self._senders and self._task is not None:
+            self._task.cancel()
+            self._task = None
+            self._send.clear()
+        await sender._send_rtcp([RtcpByePacket(sources=[sender._ssrc])])
+        sender._RTCRtpSender__rtcp_exited.set()  # type: ignore[attr-defined]
+
+    async def _run(self) -> None:
+        while True:
+            # RFC 3550 6.3.1: the interval is varied randomly over [0.5, 1.5] times the calculated interval.
+            await asyncio.sleep(0.5 + random.random())
+            try:
+                self.send_now()
+            except Exception:  # a bug here must not end every sender's reports
+                logger.exception("sending RTCP sender reports failed")
+
+    def send_now(self) -> int:
+        """Send every started sender's SR + SDES now; returns the number of compound packets sent."""
+        by_transport: dict[RTCDtlsTransport, list[RTCRtpSender]] = {}
+        for sender in self._senders:
+            by_transport.setdefault(sender.transport, []).append(sender)
+        sent = 0
+        for dtls, senders in by_transport.items():
+            if dtls._state is not State.CONNECTED:
+                continue  # aiortc's send would raise ConnectionError, which its loop ignores
+            send = self._send.get(dtls)
+            if send is None:
+                send = self._send[dtls] = make_raw_sender(dtls, rtcp=True)
+            for start in range(0, len(senders), SR_PER_PACKET):
+                sent += send(_compound_sender_reports(senders[start : start + SR_PER_PACKET]))
+        return sent
+
+
+def _compound_sender_reports(senders: Sequence[RTCRtpSender]) -> bytes:
+    """SRs of ``senders`` + one SDES with their CNAMEs, recording each SR as sent (as ``RTCRtpSender._run_rtcp``)."""
+    reports: list[bytes] = []
+    chunks: list[RtcpSourceInfo] = []
+    now = time.time()
+    for sender in senders:
+        ntp_timestamp = sender._RTCRtpSender__ntp_timestamp  # type: ignore[attr-defined]
+        info = RtcpSenderInfo(
+            ntp_timestamp=ntp_timestamp,
+            rtp_timestamp=sender._RTCRtpSender__rtp_timestamp,  # type: ignore[attr-defined]
+            packet_count=sender._RTCRtpSender__packet_count & 0xFFFFFFFF,  # type: ignore[attr-defined]
+            octet_count=sender._RTCRtpSender__octet_count & 0xFFFFFFFF,  # type: ignore[attr-defined]
+        )
+        reports.append(bytes(RtcpSrPacket(ssrc=sender._ssrc, sender_info=info)))
+        sender._RTCRtpSender__lsr = (ntp_timestamp >> 16) & 0xFFFFFFFF  # type: ignore[attr-defined]
+        sender._RTCRtpSender__lsr_time = now  # type: ignore[attr-defined]
+        cname = sender._RTCRtpSender__cname  # type: ignore[attr-defined]
+        if cname is not None:
+            chunks.append(RtcpSourceInfo(ssrc=sender._ssrc, items=[(1, cname.encode("utf8"))]))
+    if chunks:
+        reports.append(bytes(RtcpSdesPacket(chunks=chunks)))
+    return b"".join(reports)
 
 
 def make_raw_sender(dtls: RTCDtlsTransport, rtcp: bool = False, native: Any = NATIVE) -> Callable[[bytes], bool]:

@@ -277,6 +277,7 @@ class Subscriber:
         self.forwarded_retired = 0
         self.speaker = speaker
         self.estimate = BandwidthEstimate()
+        self.sender_reports = hooks.SenderReports()  # one RTCP SR timer for all m-lines
         self.max_heights: dict[tuple[str, str], int] = {}
         """(participant, source) -> the largest height this subscriber displays that video at (unset: any)."""
         self._probed = False
@@ -348,6 +349,7 @@ class Subscriber:
         transceiver = self.pc.addTransceiver(hooks.IdleTrack(kind), direction="sendonly")
         ssrc, rtx_ssrc = hooks.sender_ssrcs(transceiver.sender)
         sender = transceiver.sender
+        self.sender_reports.adopt(sender)
         downstream = Downstream(
             kind=kind,
             ssrc=ssrc,

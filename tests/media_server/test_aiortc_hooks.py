@@ -133,6 +133,31 @@ def test_sender_internals() -> None:
     assert "self._ssrc = random32()" in src and "self._rtx_ssrc = random32()" in src
 
 
+def test_sender_rtcp_loop_internals() -> None:
+    """SenderReports replaces the per-instance _run_rtcp and does around its loop what aiortc's does."""
+    assert "self.__rtcp_task = asyncio.ensure_future(self._run_rtcp())" in inspect.getsource(RTCRtpSender.send)
+    assert "self.__cname = parameters.rtcp.cname" in inspect.getsource(RTCRtpSender.send)
+    loop = inspect.getsource(RTCRtpSender._run_rtcp)
+    for line in (
+        "self.__rtcp_started.set()",
+        "await asyncio.sleep(0.5 + random.random())",
+        "self.__lsr = ((self.__ntp_timestamp) >> 16) & 0xFFFFFFFF",
+        "self.__lsr_time = time.time()",
+        "packet_count=self.__packet_count & 0xFFFFFFFF",
+        "octet_count=self.__octet_count & 0xFFFFFFFF",
+        'items=[(1, self.__cname.encode("utf8"))]',
+        "packet = RtcpByePacket(sources=[self._ssrc])",
+        "await self._send_rtcp([packet])",
+        "self.__rtcp_exited.set()",
+    ):
+        assert line in loop, line
+    stop = inspect.getsource(RTCRtpSender.stop)
+    assert "self.__rtcp_started.wait()" in stop and "self.__rtcp_task.cancel()" in stop
+    assert "self.__rtcp_exited.wait()" in stop
+    assert "if self.__lsr == report.lsr and report.dlsr:" in inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    assert params(RTCRtpSender._send_rtcp) == ["self", "packets"]
+
+
 def test_dtls_internals() -> None:
     src = inspect.getsource(RTCDtlsTransport)
     for name in ("self._tx_srtp", "self._state", "self.__rx_packets", "self._rtp_router"):
