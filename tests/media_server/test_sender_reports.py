@@ -118,10 +118,17 @@ async def test_stopping_the_connection_sends_bye_and_ends_the_timer(media) -> No
 
 def test_sender_reports_split_into_packets_that_fit_a_datagram() -> None:
     """A connection with many m-lines sends several compound packets, each SR+SDES, each well under an MTU."""
+    from aiortc.rtcdtlstransport import State
+
+    class FakeTransport:
+        _state = State.CONNECTED
+
+    transport = FakeTransport()
 
     class FakeSender:
         def __init__(self, ssrc: int) -> None:
             self._ssrc = ssrc
+            self.transport = transport
             self._RTCRtpSender__ntp_timestamp = (3_900_000_000 << 32) | 0x12345678
             self._RTCRtpSender__rtp_timestamp = 1000 + ssrc
             self._RTCRtpSender__packet_count = 10 + ssrc
@@ -130,13 +137,21 @@ def test_sender_reports_split_into_packets_that_fit_a_datagram() -> None:
             self._RTCRtpSender__lsr = None
             self._RTCRtpSender__lsr_time = None
 
-    senders = [FakeSender(i + 1) for i in range(aiortc_hooks.SR_PER_PACKET)]
-    data = aiortc_hooks._compound_sender_reports(senders)  # type: ignore[arg-type]
-    assert len(data) + 14 + 10 < 1200  # + SRTCP index and authentication tag
-    packets = RtcpPacket.parse(data)
-    assert [p.ssrc for p in packets[:-1]] == [s._ssrc for s in senders]
-    assert packets[0].sender_info.octet_count == 0 and packets[0].sender_info.packet_count == 11
-    assert packets[0].sender_info.rtp_timestamp == 1001
-    assert [c.ssrc for c in packets[-1].chunks] == [s._ssrc for s in senders]
+    senders = [FakeSender(i + 1) for i in range(2 * aiortc_hooks.SR_PER_PACKET + 1)]
+    sent: list[bytes] = []
+    reports = aiortc_hooks.SenderReports()
+    reports._senders = senders  # type: ignore[assignment]  # as if each had started
+    reports._send[transport] = lambda data: sent.append(data) is None  # type: ignore[index]  # the raw SRTCP sender
+    assert reports.send_now() == 3
+    assert [len(RtcpPacket.parse(data)) - 1 for data in sent] == [aiortc_hooks.SR_PER_PACKET] * 2 + [1]
+    for data in sent:
+        assert len(data) + 14 + 10 < 1200  # + SRTCP index and authentication tag
+    packets = [p for data in sent for p in RtcpPacket.parse(data)]
+    reported = [p for p in packets if isinstance(p, RtcpSrPacket)]
+    assert [p.ssrc for p in reported] == [s._ssrc for s in senders]
+    assert reported[0].sender_info.octet_count == 0 and reported[0].sender_info.packet_count == 11
+    assert reported[0].sender_info.rtp_timestamp == 1001
+    chunks = [c.ssrc for p in packets if isinstance(p, RtcpSdesPacket) for c in p.chunks]
+    assert chunks == [s._ssrc for s in senders]
     assert all(s._RTCRtpSender__lsr == (s._RTCRtpSender__ntp_timestamp >> 16) & 0xFFFFFFFF for s in senders)
     assert all(s._RTCRtpSender__lsr_time is not None for s in senders)
