@@ -59,6 +59,16 @@
 
 typedef int (*srtp_function)(void *context, void *packet, int *length);
 
+/* tp_dealloc of the module's GC types that cannot be subclassed (all but DownstreamCore): untrack, then
+   the type's own tp_clear drops every reference, then free. */
+static void
+final_gc_dealloc(PyObject *op)
+{
+    PyObject_GC_UnTrack(op);
+    (void)Py_TYPE(op)->tp_clear(op);
+    Py_TYPE(op)->tp_free(op);
+}
+
 static PyObject *str_fileno;
 
 static int
@@ -183,14 +193,6 @@ Processor_clear(PyObject *op)
     return 0;
 }
 
-static void
-Processor_dealloc(PyObject *op)
-{
-    PyObject_GC_UnTrack(op);
-    Processor_clear(op);
-    Py_TYPE(op)->tp_free(op);
-}
-
 static PyObject *
 Processor_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwargs))
 {
@@ -223,7 +225,7 @@ static PyTypeObject ProcessorType = {
     .tp_init = Processor_init,
     .tp_traverse = Processor_traverse,
     .tp_clear = Processor_clear,
-    .tp_dealloc = Processor_dealloc,
+    .tp_dealloc = final_gc_dealloc,
 };
 
 /* ------------------------------------------------------------------------ */
@@ -549,14 +551,6 @@ Sender_clear(PyObject *op)
     return 0;
 }
 
-static void
-Sender_dealloc(PyObject *op)
-{
-    PyObject_GC_UnTrack(op);
-    Sender_clear(op);
-    Py_TYPE(op)->tp_free(op);
-}
-
 static PyMethodDef Sender_methods[] = {
     {"configure", (PyCFunction)(void (*)(void))Sender_configure, METH_VARARGS | METH_KEYWORDS,
      "configure(*, function, context, keepalive, limit, check, sock, address, queue, buffered, guards, items)"},
@@ -582,7 +576,7 @@ static PyTypeObject SenderType = {
     .tp_init = Sender_init,
     .tp_traverse = Sender_traverse,
     .tp_clear = Sender_clear,
-    .tp_dealloc = Sender_dealloc,
+    .tp_dealloc = final_gc_dealloc,
     .tp_methods = Sender_methods,
     .tp_getset = Sender_getset,
 };
@@ -1135,14 +1129,6 @@ Fanout_clear(PyObject *op)
     return 0;
 }
 
-static void
-Fanout_dealloc(PyObject *op)
-{
-    PyObject_GC_UnTrack(op);
-    Fanout_clear(op);
-    Py_TYPE(op)->tp_free(op);
-}
-
 static PyObject *
 Fanout_get_native_packets(PyObject *op, void *Py_UNUSED(closure))
 {
@@ -1167,7 +1153,7 @@ static PyTypeObject FanoutType = {
     .tp_init = Fanout_init,
     .tp_traverse = Fanout_traverse,
     .tp_clear = Fanout_clear,
-    .tp_dealloc = Fanout_dealloc,
+    .tp_dealloc = final_gc_dealloc,
     .tp_getset = Fanout_getset,
 };
 
@@ -1891,14 +1877,6 @@ Receive_clear(PyObject *op)
     return 0;
 }
 
-static void
-Receive_dealloc(PyObject *op)
-{
-    PyObject_GC_UnTrack(op);
-    Receive_clear(op);
-    Py_TYPE(op)->tp_free(op);
-}
-
 static PyObject *
 Receive_get_configured(PyObject *op, void *Py_UNUSED(closure))
 {
@@ -1952,7 +1930,7 @@ static PyTypeObject ReceiveType = {
     .tp_new = Receive_new,
     .tp_traverse = Receive_traverse,
     .tp_clear = Receive_clear,
-    .tp_dealloc = Receive_dealloc,
+    .tp_dealloc = final_gc_dealloc,
     .tp_methods = Receive_methods,
     .tp_members = Receive_members,
     .tp_getset = Receive_getset,
