@@ -28,8 +28,10 @@ migrate: venv
 run: migrate
 	$(PY) -m conference.devserver --host $(HOST) --port $(PORT) --media-port $(MEDIA_PORT) --media-nodes $(MEDIA_NODES)
 
-## The whole test suite (services and browsers are used when available; CI sets CI=true and requires them).
+## The whole test suite: the call page's JavaScript logic (node --test, tests/js/), then pytest (services and
+## browsers are used when available; CI sets CI=true and requires them).
 test: venv
+	node --test tests/js/
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv

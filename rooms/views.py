@@ -1,7 +1,7 @@
 """Server-rendered pages for rooms: home, my rooms, the pre-join/call page, settings, recordings.
 
 Views are thin: reads go through selectors (or a single ORM lookup), writes
-through ``rooms.services``. The call itself runs in ``static/js/call.js``
+through ``rooms.services``. The call itself runs in ``static/js/call/``
 against the REST join API and the room socket (docs/protocol.md §1).
 """
 

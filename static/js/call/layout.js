@@ -1,0 +1,62 @@
+// Tile and people-list decisions (pure: no DOM, unit-tested with `node --test`).
+
+/** Whether the server forwards `participantId`'s `source` video to us (null: not told yet, so all). */
+export function isForwarded(forwardedVideo, participantId, source) {
+  return forwardedVideo === null || forwardedVideo.has(`${participantId}:${source}`);
+}
+
+/** The tile key a subscribe track belongs to: the participant, or `<participant>:screen` for a share. */
+export function tileKey(info) {
+  return info.source === "screen" || info.source === "screen_audio" ? `${info.participant}:screen` : info.participant;
+}
+
+/**
+ * Group the subscribe connection's live transceivers into tile streams and pooled microphone lines.
+ * `transceivers`: [{mid, currentDirection, stopped, track}]. Returns {streams: key -> tracks, pooled: mid -> track}.
+ */
+export function groupRemoteTracks(transceivers, trackInfo, audioPooled) {
+  const streams = new Map();
+  const pooled = new Map();
+  for (const t of transceivers) {
+    const info = trackInfo.get(String(t.mid));
+    if (!info || t.currentDirection === "inactive" || t.stopped) continue;
+    if (audioPooled && info.kind === "audio" && info.source === "microphone") {
+      pooled.set(String(t.mid), t.track);
+      continue;
+    }
+    const key = tileKey(info);
+    if (!streams.has(key)) streams.set(key, []);
+    streams.get(key).push(t.track);
+  }
+  return { streams, pooled };
+}
+
+/** Who fills the large tile in speaker view: the first pinned person present, else the active speaker, else the first other. */
+export function featuredId({ pinned, participants, activeSpeaker, meId }) {
+  const pin = pinned.find((id) => participants.has(id));
+  if (pin) return pin;
+  if (activeSpeaker && (participants.has(activeSpeaker) || activeSpeaker === meId)) return activeSpeaker;
+  return participants.keys().next().value || meId;
+}
+
+/** Pin or unpin: newest pin first, at most 4 (the server takes at most 4). */
+export function togglePinned(pinned, participantId) {
+  if (pinned.includes(participantId)) return pinned.filter((id) => id !== participantId);
+  return [participantId, ...pinned].slice(0, 4);
+}
+
+/** The people list order: raised hands first, in the order they were raised; otherwise as given. */
+export function sortPeople(people) {
+  return [...people].sort((a, b) => (a.hand_raised === b.hand_raised ? 0 : a.hand_raised ? -1 : 1)
+    || String(a.hand_raised_at || "").localeCompare(String(b.hand_raised_at || "")));
+}
+
+/** Initials for an avatar ("Ada Lovelace" → "AL"). */
+export function initials(name) {
+  return (name || "?").trim().split(/\s+/).slice(0, 2).map((w) => w[0] || "").join("").toUpperCase() || "?";
+}
+
+/** Whether a rejected `play()` is an autoplay refusal (the user must click), not a routine AbortError of a swapped source. */
+export function isAutoplayRefusal(err) {
+  return err?.name === "NotAllowedError";
+}

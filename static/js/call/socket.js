@@ -1,0 +1,154 @@
+// The room socket (docs/protocol.md §1): connect, join, requests with refs, and reconnect with
+// jittered backoff after anything but a terminal close. No DOM: the page registers its hooks
+// (configureSocket), so this module runs under `node --test` with a fake WebSocket.
+
+import { Backoff } from "./backoff.js";
+import { dispatchFrame } from "./dispatch.js";
+import { PROTOCOL, state } from "./state.js";
+
+/** Close codes after which the client must not come back (docs/protocol.md "Close codes"), with what the user is told. */
+export const TERMINAL_CLOSES = {
+  4003: "You are not allowed in this room.",
+  4004: "This room does not exist.",
+  4005: "You joined this meeting from another tab or window.",
+  4009: "You were removed from the meeting.",
+  4010: "The meeting has ended.",
+  4011: "The host did not let you in.",
+  4013: "The meeting is full.",
+};
+
+export const REQUEST_TIMEOUT_MS = 15000;
+
+// Socket rejoins: 0.5 s, 1 s, 2 s … capped at 10 s, ±25 %.
+export const reconnectBackoff = new Backoff({ baseMs: 500, capMs: 10000 });
+
+const hooks = {
+  handlers: {}, // frame type -> handler (frames.js)
+  joinFrame: () => ({}), // extra fields of the `join` frame
+  rejoin: async () => state.grant, // a fresh grant for a reconnect (REST join)
+  onReconnecting: () => {}, // (attempt) the socket is down, a retry is scheduled
+  onTerminal: () => {}, // (message, reason) a close or rejoin refusal after which we stop
+};
+
+/** Register the page's handlers (see main.js). */
+export function configureSocket(overrides) {
+  Object.assign(hooks, overrides);
+}
+
+/** What a close means: "ignore" (we are leaving), "terminal" (stop), or "retry" (reconnect with backoff). */
+export function closeAction(code, { leaving = false, phase = "call" } = {}) {
+  if (leaving || phase === "ended") return "ignore";
+  if (TERMINAL_CLOSES[code]) return "terminal";
+  return "retry"; // network, server restart, heartbeat, bad/expired token: rejoin with backoff
+}
+
+/** Whether a failed REST rejoin is final (a 4xx other than 429), not an outage to wait out. */
+export function rejoinRefused(err) {
+  return !!err.status && err.status < 500 && err.status !== 429;
+}
+
+export function openSocket() {
+  clearTimeout(state.reconnectTimer);
+  const ws = new WebSocket(state.grant.ws_url);
+  state.ws = ws;
+  ws.onopen = () => {
+    if (state.ws !== ws) return;
+    state.wsOpen = true;
+    const frame = { type: "join", token: state.grant.token, protocol: PROTOCOL, ...hooks.joinFrame() };
+    if (state.lastSeq !== null) frame.last_seq = state.lastSeq;
+    ws.send(JSON.stringify(frame));
+  };
+  ws.onmessage = (event) => {
+    if (state.ws !== ws) return;
+    let frame;
+    try { frame = JSON.parse(event.data); } catch { return; }
+    try { dispatchFrame(frame, { refs: state.refs, handlers: hooks.handlers }); } catch (err) { console.error("frame handling failed", frame.type, err); }
+  };
+  ws.onclose = (event) => {
+    if (state.ws !== ws) return;
+    state.wsOpen = false;
+    state.ws = null;
+    for (const { reject } of state.refs.values()) reject(new Error("socket closed"));
+    state.refs.clear();
+    onSocketClosed(event.code);
+  };
+  return ws;
+}
+
+/** Send a frame if the socket is open. Returns whether it was sent. */
+export function send(frame) {
+  if (!state.ws || !state.wsOpen) return false;
+  state.ws.send(JSON.stringify(frame));
+  return true;
+}
+
+/** Send a frame with a fresh `ref`; resolves with the reply, rejects with an error frame (code, retryAfter), a timeout or a close. */
+export function request(frame, timeoutMs = REQUEST_TIMEOUT_MS) {
+  const ref = `r${state.nextRef++}`;
+  return new Promise((resolve, reject) => {
+    if (!state.ws || !state.wsOpen) {
+      const error = new Error("socket closed");
+      error.code = "socket_closed";
+      reject(error);
+      return;
+    }
+    const timer = setTimeout(() => {
+      if (state.refs.delete(ref)) {
+        const error = new Error(`${frame.type} timed out`);
+        error.code = "timeout";
+        reject(error);
+      }
+    }, timeoutMs);
+    state.refs.set(ref, {
+      resolve: (value) => { clearTimeout(timer); resolve(value); },
+      reject: (error) => { clearTimeout(timer); reject(error); },
+    });
+    send({ ...frame, ref });
+  });
+}
+
+/** The join succeeded (room_snapshot): the next outage starts the backoff from its first step. */
+export function socketJoined() {
+  reconnectBackoff.reset();
+  state.reconnectAttempt = 0;
+}
+
+export function onSocketClosed(code) {
+  const action = closeAction(code, state);
+  if (action === "ignore") return;
+  if (action === "terminal") {
+    hooks.onTerminal(TERMINAL_CLOSES[code], code === 4009 ? "removed" : code === 4010 ? "ended" : "closed");
+    return;
+  }
+  const delay = reconnectBackoff.next();
+  state.reconnectAttempt = reconnectBackoff.attempt;
+  hooks.onReconnecting(state.reconnectAttempt, delay);
+  state.reconnectTimer = setTimeout(reconnect, delay);
+}
+
+async function reconnect() {
+  if (state.leaving || state.phase === "ended") return;
+  try {
+    state.grant = await hooks.rejoin();
+  } catch (err) {
+    if (rejoinRefused(err)) {
+      const removed = err.code === "removed_from_room";
+      hooks.onTerminal(removed ? "You were removed from the meeting." : err.message, removed ? "removed" : "closed");
+      return;
+    }
+    onSocketClosed(1006);
+    return;
+  }
+  if (state.leaving || state.phase === "ended") return;
+  openSocket();
+}
+
+/** Close the socket on purpose (leave, end): no reconnect follows. */
+export function closeSocket(code = 1000) {
+  clearTimeout(state.reconnectTimer);
+  if (!state.ws) return;
+  const ws = state.ws;
+  state.ws = null;
+  state.wsOpen = false;
+  ws.close(code);
+}

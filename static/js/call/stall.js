@@ -1,0 +1,34 @@
+// The subscribe stall check's decision (pure: no DOM, unit-tested with `node --test`).
+//
+// A negotiated track that never delivers a packet while the server says it forwards it means the
+// subscribe connection is stuck: the caller asks for a fresh one, at most every RESUBSCRIBE_MIN_MS.
+//
+// Only video counts. Audio silence is normally the server's choice: it forwards only the 3 loudest
+// microphones and none below −60 dBov (docs/protocol.md "Large rooms: last-N"), and `forwarded_tracks`
+// lists audio m-lines that are attached, not whether packets flow, so a quiet or digitally silent
+// microphone must never look like a broken connection (issue 16: 3–4 resubscribes a minute). A video
+// counts only once the server listed it in `forwarded_tracks` (not paused by last-N or for bandwidth) and
+// its camera is not off; the connection itself is watched by its state (media.js).
+
+export const SETTLE_MS = 8000; // after an answer, m-lines get a while to start
+export const RESUBSCRIBE_MIN_MS = 20000;
+
+/**
+ * The first mid that should carry packets and has none, or null.
+ * `packetsByMid`: mid -> packetsReceived of the subscribe connection's inbound-rtp stats.
+ */
+export function findStalledTrack({
+  now, connectionState, answeredAt, lastResubscribe = 0, trackInfo, participants, forwardedVideo, packetsByMid,
+}) {
+  if (connectionState !== "connected" || !answeredAt || now - answeredAt < SETTLE_MS) return null;
+  if (now - lastResubscribe < RESUBSCRIBE_MIN_MS) return null;
+  if (forwardedVideo === null) return null; // the server has not said what it forwards yet
+  for (const [mid, info] of trackInfo) {
+    if (info.kind !== "video") continue;
+    const p = participants.get(info.participant);
+    if (!p || (info.source === "camera" && p.video_muted)) continue;
+    if (!forwardedVideo.has(`${info.participant}:${info.source}`)) continue;
+    if (!packetsByMid.get(mid)) return mid;
+  }
+  return null;
+}

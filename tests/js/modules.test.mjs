@@ -1,0 +1,53 @@
+// The call's ES modules load in a browser only if every named import exists: check them without one.
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+const JS = resolve(dirname(fileURLToPath(import.meta.url)), "../../static/js");
+const CALL = join(JS, "call");
+const modules = readdirSync(CALL).filter((f) => f.endsWith(".js"));
+// Pure logic: unit-tested here, so it may not touch the DOM or import a module that does.
+const PURE = ["backoff.js", "dispatch.js", "layout.js", "stall.js", "outbox.js", "recovery.js", "state.js", "socket.js"];
+
+function exportsOf(source) {
+  const names = new Set();
+  for (const m of source.matchAll(/^export\s+(?:async\s+)?(?:function\*?|const|let|class)\s+([A-Za-z_$][\w$]*)/gm)) names.add(m[1]);
+  return names;
+}
+
+function importsOf(source) {
+  const found = [];
+  for (const m of source.matchAll(/^import\s+(?:\{([^}]*)\}|\*\s+as\s+\w+)\s+from\s+"([^"]+)";/gm)) {
+    const names = (m[1] || "").split(",").map((n) => n.trim().split(/\s+as\s+/)[0]).filter(Boolean);
+    found.push({ names, from: m[2] });
+  }
+  return found;
+}
+
+test("every named import of the call modules is exported by its module", () => {
+  for (const file of modules) {
+    const source = readFileSync(join(CALL, file), "utf8");
+    for (const { names, from } of importsOf(source)) {
+      const target = readFileSync(resolve(CALL, from), "utf8");
+      const exported = exportsOf(target);
+      for (const name of names) assert.ok(exported.has(name), `${file} imports ${name} from ${from}, which does not export it`);
+    }
+  }
+});
+
+test("pure modules touch no DOM and import only pure modules", () => {
+  for (const file of PURE.filter((f) => modules.includes(f))) {
+    const source = readFileSync(join(CALL, file), "utf8").replace(/\/\/.*$/gm, "").replace(/"(?:[^"\\\n]|\\.)*"/g, '""');
+    assert.doesNotMatch(source, /\b(document|window|navigator|sessionStorage|localStorage)\s*[.?[]|\bnew RTCPeerConnection\b/, file);
+    for (const { from } of importsOf(readFileSync(join(CALL, file), "utf8"))) assert.ok(PURE.includes(from.replace("./", "")), `${file} imports ${from}`);
+  }
+});
+
+test("user text is never rendered as HTML", () => {
+  for (const file of modules) {
+    const source = readFileSync(join(CALL, file), "utf8");
+    for (const sink of ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"]) assert.ok(!source.includes(sink), `${file}: ${sink}`);
+  }
+});

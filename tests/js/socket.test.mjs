@@ -1,0 +1,141 @@
+// socket.js with a fake WebSocket and Node's mock timers: join frame, requests, close handling, rejoin backoff.
+import assert from "node:assert/strict";
+import { mock, test } from "node:test";
+
+class FakeSocket {
+  static all = [];
+  constructor(url) {
+    this.url = url;
+    this.sent = [];
+    this.closed = null;
+    FakeSocket.all.push(this);
+  }
+  send(data) { this.sent.push(JSON.parse(data)); }
+  close(code) { this.closed = code; }
+  // test side
+  open() { this.onopen(); }
+  receive(frame) { this.onmessage({ data: JSON.stringify(frame) }); }
+  drop(code = 1006) { this.onclose({ code }); }
+}
+globalThis.WebSocket = FakeSocket;
+mock.timers.enable({ apis: ["setTimeout"] }); // for the whole file: Node 20's mock clock does not survive reset()
+
+const { state } = await import("../../static/js/call/state.js");
+const socket = await import("../../static/js/call/socket.js");
+
+async function settle() {
+  for (let j = 0; j < 10; j += 1) await Promise.resolve();
+}
+
+function reset() {
+  state.phase = "ended"; // whatever an earlier test left scheduled runs now, and does nothing
+  mock.timers.tick(3_600_000);
+  FakeSocket.all = [];
+  Object.assign(state, { phase: "call", leaving: false, ws: null, wsOpen: false, lastSeq: null, refs: new Map(), grant: { ws_url: "ws://x/", token: "t1" } });
+  socket.reconnectBackoff.reset();
+}
+
+test("the join frame carries the token, the protocol, the chat position and the hook's extra fields", () => {
+  reset();
+  state.lastSeq = 7;
+  socket.configureSocket({ joinFrame: () => ({ rejoin_token: "rt" }) });
+  const ws = socket.openSocket();
+  ws.open();
+  assert.deepEqual(ws.sent[0], { type: "join", token: "t1", protocol: 1, rejoin_token: "rt", last_seq: 7 });
+  socket.configureSocket({ joinFrame: () => ({}) });
+});
+
+test("frames go through the handler table; a reply resolves its request", async () => {
+  reset();
+  const seen = [];
+  socket.configureSocket({ handlers: { ping: () => seen.push("ping") } });
+  const ws = socket.openSocket();
+  ws.open();
+  const reply = socket.request({ type: "subscribe" });
+  const ref = ws.sent.at(-1).ref;
+  ws.receive({ type: "ping" });
+  ws.receive({ type: "offer", ref, sdp: null });
+  assert.equal((await reply).sdp, null);
+  assert.deepEqual(seen, ["ping"]);
+});
+
+test("a request fails at once without a socket, and on close", async () => {
+  reset();
+  await assert.rejects(socket.request({ type: "subscribe" }), (e) => e.code === "socket_closed");
+  {
+    socket.configureSocket({ onReconnecting: () => {}, rejoin: () => new Promise(() => {}) });
+    const ws = socket.openSocket();
+    ws.open();
+    const pending = socket.request({ type: "subscribe" });
+    ws.drop(1006);
+    await assert.rejects(pending, /socket closed/);
+    assert.equal(state.wsOpen, false);
+  }
+});
+
+test("a request times out", async () => {
+  reset();
+  {
+    const ws = socket.openSocket();
+    ws.open();
+    const pending = socket.request({ type: "subscribe" }, 1000);
+    mock.timers.tick(1001);
+    await assert.rejects(pending, (e) => e.code === "timeout");
+  }
+});
+
+test("close codes: terminal ones stop, others reconnect, leaving ignores", () => {
+  assert.equal(socket.closeAction(4009), "terminal");
+  assert.equal(socket.closeAction(4005), "terminal");
+  assert.equal(socket.closeAction(1006), "retry");
+  assert.equal(socket.closeAction(4001), "retry");
+  assert.equal(socket.closeAction(1006, { leaving: true }), "ignore");
+  assert.equal(socket.closeAction(1006, { phase: "ended" }), "ignore");
+  assert.equal(socket.rejoinRefused({ status: 403 }), true);
+  assert.equal(socket.rejoinRefused({ status: 429 }), false);
+  assert.equal(socket.rejoinRefused({ status: 503 }), false);
+  assert.equal(socket.rejoinRefused(new TypeError("fetch failed")), false);
+});
+
+test("an outage is retried with growing delays until a rejoin works, then the backoff starts over", async () => {
+  reset();
+  const attempts = [];
+  let down = 2;
+  socket.configureSocket({
+    onReconnecting: (attempt, delay) => attempts.push([attempt, delay]),
+    rejoin: async () => {
+      if (down-- > 0) { const e = new TypeError("fetch failed"); throw e; }
+      return { ws_url: "ws://y/", token: "t2" };
+    },
+  });
+  {
+    socket.openSocket().drop(1006);
+    for (let i = 0; i < 3; i += 1) {
+      mock.timers.tick(20000);
+      await settle();
+    }
+    assert.deepEqual(attempts.map(([a]) => a), [1, 2, 3]);
+    assert.ok(attempts[0][1] >= 375 && attempts[0][1] <= 625);
+    assert.ok(attempts[2][1] >= 1500 && attempts[2][1] <= 2500);
+    const ws = FakeSocket.all.at(-1);
+    assert.equal(ws.url, "ws://y/");
+    socket.socketJoined();
+    assert.equal(socket.reconnectBackoff.attempt, 0);
+  }
+});
+
+test("a refused rejoin (removed) ends the call instead of retrying", async () => {
+  reset();
+  const ended = [];
+  socket.configureSocket({
+    onReconnecting: () => {},
+    onTerminal: (message, reason) => ended.push(reason),
+    rejoin: async () => { const e = new Error("no"); e.status = 403; e.code = "removed_from_room"; throw e; },
+  });
+  {
+    socket.openSocket().drop(1006);
+    mock.timers.tick(1000);
+    await settle();
+    assert.deepEqual(ended, ["removed"]);
+  }
+});

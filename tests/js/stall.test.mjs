@@ -1,0 +1,52 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { findStalledTrack } from "../../static/js/call/stall.js";
+
+const base = (over = {}) => ({
+  now: 100_000,
+  connectionState: "connected",
+  answeredAt: 50_000,
+  lastResubscribe: 0,
+  trackInfo: new Map([["0", { participant: "a", source: "camera", kind: "video" }]]),
+  participants: new Map([["a", { video_muted: false, audio_muted: false }]]),
+  forwardedVideo: new Set(["a:camera"]),
+  packetsByMid: new Map(),
+  ...over,
+});
+
+test("a forwarded camera without packets is a stall", () => {
+  assert.equal(findStalledTrack(base()), "0");
+  assert.equal(findStalledTrack(base({ packetsByMid: new Map([["0", 5]]) })), null);
+});
+
+test("no verdict while not connected, just after an answer, or soon after the last resubscribe", () => {
+  assert.equal(findStalledTrack(base({ connectionState: "connecting" })), null);
+  assert.equal(findStalledTrack(base({ answeredAt: 0 })), null);
+  assert.equal(findStalledTrack(base({ answeredAt: 95_000 })), null);
+  assert.equal(findStalledTrack(base({ lastResubscribe: 90_000 })), null);
+});
+
+test("a camera that is off or not forwarded (last-N) is not a stall", () => {
+  assert.equal(findStalledTrack(base({ participants: new Map([["a", { video_muted: true }]]) })), null);
+  assert.equal(findStalledTrack(base({ forwardedVideo: new Set() })), null);
+});
+
+test("an unmuted microphone without packets is never a stall: the server drops quiet ones (−60 dBov, 3 loudest)", () => {
+  const trackInfo = new Map([
+    ["0", { participant: "a", source: "camera", kind: "video" }],
+    ["1", { participant: "a", source: "microphone", kind: "audio" }],
+    ["2", { participant: "b", source: "microphone", kind: "audio" }],
+  ]);
+  const participants = new Map([["a", { audio_muted: false }], ["b", { audio_muted: false, video_muted: true }]]);
+  assert.equal(findStalledTrack(base({ trackInfo, participants, packetsByMid: new Map([["0", 10]]) })), null);
+});
+
+test("before the server's first forwarded_tracks nothing is judged", () => {
+  assert.equal(findStalledTrack(base({ forwardedVideo: null })), null);
+});
+
+test("a forwarded screen share without packets is a stall; one of someone who left is not", () => {
+  const trackInfo = new Map([["4", { participant: "a", source: "screen", kind: "video" }], ["5", { participant: "gone", source: "camera", kind: "video" }]]);
+  assert.equal(findStalledTrack(base({ trackInfo, forwardedVideo: new Set(["a:screen", "gone:camera"]) })), "4");
+  assert.equal(findStalledTrack(base({ trackInfo: new Map([["5", trackInfo.get("5")]]), forwardedVideo: new Set(["gone:camera"]) })), null);
+});
