@@ -18,6 +18,8 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from conference.redis_retry import redis_retry
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -138,6 +140,7 @@ WEB_SYNC_THREADS = int(env("WEB_SYNC_THREADS", "4"))
 
 # --- Redis: channel layer, cache, Celery ------------------------------------
 REDIS_URL = env("REDIS_URL")
+# Every Redis client retries on a replaced connection (conference/redis_retry.py).
 if REDIS_URL:
     CHANNEL_LAYERS: dict[str, Any] = {
         "default": {
@@ -145,7 +148,7 @@ if REDIS_URL:
             # redis-py 8 reads with a 5 s socket timeout by default, exactly channels_redis' 5 s BZPOPMIN:
             # an idle consumer's receive then raised TimeoutError and closed its socket. Read for longer.
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "retry": redis_retry(asynchronous=True)}],
                 "prefix": env("CHANNEL_PREFIX", "conference"),
             },
         }
@@ -155,6 +158,7 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env("CACHE_PREFIX", "conference"),
+            "OPTIONS": {"retry": redis_retry(asynchronous=False)},
         }
     }
 else:

@@ -32,6 +32,8 @@ from django.conf import settings
 from redis import asyncio as aioredis
 from redis.commands.core import AsyncScript, Script
 
+from conference.redis_retry import redis_retry
+
 ROOM_WEIGHT = 0.001  # placement score added per room placed (as media_server/registry.py counts rooms)
 CANDIDATES = 16  # least loaded nodes looked at per placement (dead ones are skipped until failed over)
 
@@ -323,7 +325,9 @@ class NodeDirectory:
         if self._client is None or self._loop is not loop or self._url != settings.MEDIA_REDIS_URL:
             # A client of another (finished) loop cannot be closed from here; it is dropped.
             self._url = settings.MEDIA_REDIS_URL
-            self._client = aioredis.Redis.from_url(self._url, socket_timeout=settings.MEDIA_CONTROL_TIMEOUT_SECONDS)
+            self._client = aioredis.Redis.from_url(
+                self._url, socket_timeout=settings.MEDIA_CONTROL_TIMEOUT_SECONDS, retry=redis_retry(asynchronous=True)
+            )
             self._scripts = {name: self._client.register_script(text) for name, text in SCRIPTS.items()}
             self._loop = loop
         return self._client
@@ -416,7 +420,9 @@ class NodeDirectory:
 @functools.lru_cache(maxsize=4)
 def _sync_place_script(url: str) -> Script:
     """One client (connection pool) per process and URL, as Django's cache keeps one."""
-    client = redis.Redis.from_url(url, socket_timeout=settings.MEDIA_CONTROL_TIMEOUT_SECONDS)
+    client = redis.Redis.from_url(
+        url, socket_timeout=settings.MEDIA_CONTROL_TIMEOUT_SECONDS, retry=redis_retry(asynchronous=False)
+    )
     return client.register_script(PLACE_SCRIPT)
 
 
