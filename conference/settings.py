@@ -303,8 +303,13 @@ MEDIA_ROOM_PLACEMENT_TTL_SECONDS = float(env("MEDIA_ROOM_PLACEMENT_TTL_SECONDS",
 # cap), then on other nodes, which relay their publications to each other. Needs MEDIA_REDIS_URL.
 MEDIA_SPAN_ROOMS = env_bool("MEDIA_SPAN_ROOMS", False)
 MEDIA_SPAN_PARTICIPANTS_PER_NODE = int(env("MEDIA_SPAN_PARTICIPANTS_PER_NODE", "0"))
-# How often each web process tries to take the failover monitor lock; its holder fails over dead nodes.
+# How often each web process tries to take the failover monitor lock; its holder fails over dead nodes
+# (and probes each node's control port: a refused connection fails it over at once).
 MEDIA_FAILOVER_INTERVAL_SECONDS = float(env("MEDIA_FAILOVER_INTERVAL_SECONDS", "0.5"))
+# retry_after (seconds; REST: Retry-After) of media_unavailable (no media server live or reachable) and of
+# media_full (every live media server is full).
+MEDIA_RETRY_AFTER_SECONDS = float(env("MEDIA_RETRY_AFTER_SECONDS", "1"))
+MEDIA_FULL_RETRY_AFTER_SECONDS = float(env("MEDIA_FULL_RETRY_AFTER_SECONDS", "10"))
 # TURN with time-limited credentials (conference/turn.py, deploy/coturn/turnserver.conf): with both set, join
 # grants and room snapshots add {"urls": TURN_URLS, "username": "<expiry>:<participantId>", "credential": HMAC}.
 # TURN_SECRET is coturn's static-auth-secret; TURN_URLS a comma list (turn:host:3478?transport=udp,...,turns:host:5349).

@@ -290,7 +290,7 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 self.media, room=session.room_id, participant=session.participant_id, frame=frame, last_n=session.last_n
             )
         except MediaError as exc:
-            await self._send(error_frame(exc.code, exc.message, frame.ref))
+            await self._send(error_frame(exc.code, exc.message, frame.ref, retry_after=exc.retry_after))
             return
         if answer is not None:
             await self._send(answer)

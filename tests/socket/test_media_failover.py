@@ -10,6 +10,7 @@ the same sockets lands on the surviving node, where video flows again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -68,20 +69,16 @@ def loopback_ice() -> Iterator[None]:
     aiortc_hooks.set_ice_host_addresses(["127.0.0.1"])
 
 
-@pytest.fixture
-async def nodes(settings: Any, tmp_path: Path, loopback_ice: None) -> AsyncIterator[dict[str, Node]]:
+@contextlib.asynccontextmanager
+async def running_nodes(names: tuple[str, ...], settings: Any, tmp_path: Path) -> AsyncIterator[dict[str, Node]]:
+    """Media server processes registered under a fresh prefix (Django's settings point at it); stopped after."""
     prefix = f"test-failover-{uuid.uuid4().hex[:10]}"
     settings.MEDIA_REDIS_URL = REDIS_URL
     settings.MEDIA_REDIS_PREFIX = prefix
-    started = {name: Node(name, prefix, settings.MEDIA_SECRET, tmp_path / f"{name}.log") for name in ("n1", "n2")}
+    started = {name: Node(name, prefix, settings.MEDIA_SECRET, tmp_path / f"{name}.log") for name in names}
     directory = NodeDirectory()
     try:
-        deadline = time.monotonic() + 30
-        while {r["node"] for r in await directory.nodes()} != set(started):
-            for node in started.values():
-                assert node.proc.poll() is None, node.log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "media nodes did not register"
-            await asyncio.sleep(0.1)
+        await registered(directory, started)
         yield started
     finally:
         for node in started.values():
@@ -92,6 +89,21 @@ async def nodes(settings: Any, tmp_path: Path, loopback_ice: None) -> AsyncItera
             await client.delete(*keys)
         await client.aclose()
         await directory.close()
+
+
+async def registered(directory: NodeDirectory, started: dict[str, Node], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not set(started) <= {r["node"] for r in await directory.nodes()}:
+        for node in started.values():
+            assert node.proc.poll() is None, node.log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "media nodes did not register"
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+async def nodes(settings: Any, tmp_path: Path, loopback_ice: None) -> AsyncIterator[dict[str, Node]]:
+    async with running_nodes(("n1", "n2"), settings, tmp_path) as started:
+        yield started
 
 
 def new_pc() -> RTCPeerConnection:
@@ -186,3 +198,41 @@ async def test_participants_of_a_killed_node_are_told_and_moved_to_the_other_nod
     finally:
         await host.drop_media()
         await guest.drop_media()
+
+
+async def test_the_only_node_restarted_takes_the_room_back_and_clients_are_told_when_it_registers(
+    world: Any, settings: Any, tmp_path: Path, loopback_ice: None
+) -> None:
+    """kill -9 of the only media server: media_unavailable (retryable, never the capacity message) while it is
+    down; when it registers again both sockets get media_reconnect (media_node_available), and media flows."""
+    async with running_nodes(("solo",), settings, tmp_path) as started:
+        room = await world.room()
+        host_sock, _ = await world.host(room)
+        guest_sock, _ = await world.member(room, name="Guest")
+        host, guest = Peer(host_sock), Peer(guest_sock)
+        try:
+            await host.publish()
+            video = await guest.subscribe_video(host_sock.participant_id)
+            await recv_frames(video, 5, timeout=20)
+
+            os.kill(started["solo"].proc.pid, signal.SIGKILL)
+            for sock in (host_sock, guest_sock):
+                assert (await sock.expect("media_reconnect", timeout=20))["reason"] == "media_node_lost"
+            await host.drop_media()
+            await guest.drop_media()
+            await host_sock.send({"type": "subscribe", "ref": "down"})
+            error = await host_sock.expect("error", timeout=15)
+            assert (error["code"], error["ref"], error["retry_after"]) == ("media_unavailable", "down", 1)
+            assert error["message"] == "The media server is restarting; retrying…"
+
+            restarted = Node("solo", settings.MEDIA_REDIS_PREFIX, settings.MEDIA_SECRET, tmp_path / "solo-2.log")
+            started["solo-2"] = restarted  # stopped by running_nodes
+            for sock in (host_sock, guest_sock):
+                told = await sock.expect("media_reconnect", timeout=30)
+                assert told == {"type": "media_reconnect", "reason": "media_node_available", "node": "solo"}
+            await host.publish()
+            video = await guest.subscribe_video(host_sock.participant_id)
+            await recv_frames(video, 5, timeout=20)
+        finally:
+            await host.drop_media()
+            await guest.drop_media()
