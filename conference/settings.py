@@ -270,6 +270,9 @@ USE_TZ = True
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL").rstrip("/")
 # Seconds a join grant token stays valid for opening the room socket.
 JOIN_GRANT_TTL_SECONDS = int(env("JOIN_GRANT_TTL_SECONDS", "120"))
+# Seconds a rejoin token (a reload keeps the seat, docs/protocol.md §1) stays valid after the join that issued it;
+# every join issues a fresh one. It must outlast the longest call; removal, denial or the room's end void it sooner.
+REJOIN_TOKEN_TTL_SECONDS = int(env("REJOIN_TOKEN_TTL_SECONDS", str(12 * 3600)))
 # A participant whose socket has not been seen for this long loses its seat.
 PRESENCE_TIMEOUT_SECONDS = int(env("PRESENCE_TIMEOUT_SECONDS", "45"))
 # ICE servers handed to browsers in the join grant (RTCIceServer dicts).
