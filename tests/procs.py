@@ -226,3 +226,100 @@ async def post_json(http: aiohttp.ClientSession, url: str, body: dict[str, Any],
     async with http.post(url, json=body, headers=headers) as response:
         assert response.status in (200, 201), await response.text()
         return await response.json()
+
+
+class MediaServer:
+    """One ``python -m media_server`` registered in the node registry at ``redis_url`` under ``prefix``.
+
+    ICE on 127.0.0.1 only (for in-process aiortc peers, see ``aiortc_hooks.set_ice_host_addresses``);
+    events go to ``events_url`` (default: a closed port, so they are dropped).
+    """
+
+    def __init__(self, name: str, *, redis_url: str, prefix: str, secret: str, log: Path, events_url: str = "") -> None:
+        self.name = name
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "MEDIA_SECRET": secret,
+            "MEDIA_CONTROL_PORT": str(self.port),
+            "MEDIA_NODE_ID": name,
+            "MEDIA_ICE_ADDRESSES": "127.0.0.1",
+            "MEDIA_EVENTS_URL": events_url or f"http://127.0.0.1:{free_port()}/internal/media/v1/events",
+            "MEDIA_REDIS_URL": redis_url,
+            "MEDIA_REDIS_PREFIX": prefix,
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.log = log
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "media_server"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        stop(self.proc, sig)
+
+
+def new_pc() -> Any:
+    from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
+
+    return RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+
+
+class Peer:
+    """One participant's media (aiortc), signaled over its room socket like the browser client does.
+
+    ``sock`` is anything with ``send(frame)`` and ``expect(kind, timeout=, ref=)``: the in-process
+    ``SocketClient`` of tests/socket, or ``WsClient`` above.
+    """
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self.pcs: list[Any] = []
+        self.ref = 0
+
+    def _ref(self) -> int:
+        self.ref += 1
+        return self.ref
+
+    async def publish(self) -> None:
+        from aiortc import RTCSessionDescription
+
+        from tests.media_server.ms_helpers import PatternVideoTrack, ToneAudioTrack
+
+        pc = new_pc()
+        self.pcs.append(pc)
+        pc.addTransceiver(ToneAudioTrack(), direction="sendonly")
+        pc.addTransceiver(PatternVideoTrack(), direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        ref = self._ref()
+        await self.sock.send({"type": "offer", "pc": "camera", "sdp": pc.localDescription.sdp, "ref": ref})
+        answer = await self.sock.expect("answer", timeout=15, ref=ref)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+
+    async def subscribe_video(self, publisher: str) -> Any:
+        """Subscribe (again, until the publisher's tracks are there); returns the publisher's video track."""
+        from aiortc import RTCSessionDescription
+
+        for _ in range(50):
+            ref = self._ref()
+            await self.sock.send({"type": "subscribe", "ref": ref})
+            offer = await self.sock.expect("offer", timeout=15, ref=ref)
+            if offer["sdp"] is not None:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the publisher's tracks never appeared")
+        pc = new_pc()
+        self.pcs.append(pc)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        await self.sock.send(
+            {"type": "answer", "pc": "subscribe", "sdp": pc.localDescription.sdp, "revision": offer["revision"]}
+        )
+        mid = next(t["mid"] for t in offer["tracks"] if t["participant"] == publisher and t["kind"] == "video")
+        return next(t for t in pc.getTransceivers() if t.mid == mid).receiver.track
+
+    async def drop_media(self) -> None:
+        for pc in self.pcs:
+            await pc.close()
+        self.pcs.clear()

@@ -13,8 +13,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,44 +20,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from redis import asyncio as aioredis
 
 from media_server import aiortc_hooks
 from rooms.media_nodes import NodeDirectory
-from tests.media_server.ms_helpers import PatternVideoTrack, ToneAudioTrack, recv_frames, stop_process
-from tests.socket.conftest import free_port
+from tests.media_server.ms_helpers import recv_frames
+from tests.procs import MediaServer, Peer
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 
-class Node:
-    """One media server process registered in the test's registry prefix."""
+class Node(MediaServer):
+    """One media server process registered in the test's registry prefix (the shared test Redis)."""
 
     def __init__(self, name: str, prefix: str, secret: str, log: Path) -> None:
-        self.name = name
-        self.port = free_port()
-        env = {
-            **os.environ,
-            "MEDIA_SECRET": secret,
-            "MEDIA_CONTROL_PORT": str(self.port),
-            "MEDIA_NODE_ID": name,
-            "MEDIA_ICE_ADDRESSES": "127.0.0.1",
-            "MEDIA_EVENTS_URL": f"http://127.0.0.1:{free_port()}/internal/media/v1/events",  # nobody: dropped
-            "MEDIA_REDIS_URL": REDIS_URL,
-            "MEDIA_REDIS_PREFIX": prefix,
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.log = log
-        with log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "media_server"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-
-    def stop(self) -> None:
-        stop_process(self.proc)
+        super().__init__(name, redis_url=REDIS_URL, prefix=prefix, secret=secret, log=log)
 
 
 @pytest.fixture
@@ -104,60 +81,6 @@ async def registered(directory: NodeDirectory, started: dict[str, Node], timeout
 async def nodes(settings: Any, tmp_path: Path, loopback_ice: None) -> AsyncIterator[dict[str, Node]]:
     async with running_nodes(("n1", "n2"), settings, tmp_path) as started:
         yield started
-
-
-def new_pc() -> RTCPeerConnection:
-    return RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
-
-
-class Peer:
-    """One participant's media, signaled over its room socket like static/js/call.js does."""
-
-    def __init__(self, sock: Any) -> None:
-        self.sock = sock
-        self.pcs: list[RTCPeerConnection] = []
-        self.ref = 0
-
-    def _ref(self) -> int:
-        self.ref += 1
-        return self.ref
-
-    async def publish(self) -> None:
-        pc = new_pc()
-        self.pcs.append(pc)
-        pc.addTransceiver(ToneAudioTrack(), direction="sendonly")
-        pc.addTransceiver(PatternVideoTrack(), direction="sendonly")
-        await pc.setLocalDescription(await pc.createOffer())
-        ref = self._ref()
-        await self.sock.send({"type": "offer", "pc": "camera", "sdp": pc.localDescription.sdp, "ref": ref})
-        answer = await self.sock.expect("answer", timeout=15, ref=ref)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
-
-    async def subscribe_video(self, publisher: str) -> Any:
-        """Subscribe (again, until the publisher's tracks are there); returns the publisher's video track."""
-        for _ in range(50):
-            ref = self._ref()
-            await self.sock.send({"type": "subscribe", "ref": ref})
-            offer = await self.sock.expect("offer", timeout=15, ref=ref)
-            if offer["sdp"] is not None:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError("the publisher's tracks never appeared")
-        pc = new_pc()
-        self.pcs.append(pc)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
-        await self.sock.send(
-            {"type": "answer", "pc": "subscribe", "sdp": pc.localDescription.sdp, "revision": offer["revision"]}
-        )
-        mid = next(t["mid"] for t in offer["tracks"] if t["participant"] == publisher and t["kind"] == "video")
-        return next(t for t in pc.getTransceivers() if t.mid == mid).receiver.track
-
-    async def drop_media(self) -> None:
-        for pc in self.pcs:
-            await pc.close()
-        self.pcs.clear()
 
 
 async def test_participants_of_a_killed_node_are_told_and_moved_to_the_other_node(
