@@ -32,7 +32,11 @@ _DRF_CODES = {
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF exception handler: maps every error to the documented JSON shape."""
     if isinstance(exc, DomainError):
-        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+        domain = Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+        retry_after = exc.details.get("retry_after_seconds")
+        if isinstance(retry_after, int):  # a retryable error (503, 429): the standard header says when too
+            domain["Retry-After"] = str(retry_after)
+        return domain
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     if isinstance(exc, Http404):

@@ -18,6 +18,8 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from conference.redis_retry import redis_retry
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -138,6 +140,7 @@ WEB_SYNC_THREADS = int(env("WEB_SYNC_THREADS", "4"))
 
 # --- Redis: channel layer, cache, Celery ------------------------------------
 REDIS_URL = env("REDIS_URL")
+# Every Redis client retries on a replaced connection (conference/redis_retry.py).
 if REDIS_URL:
     CHANNEL_LAYERS: dict[str, Any] = {
         "default": {
@@ -145,7 +148,7 @@ if REDIS_URL:
             # redis-py 8 reads with a 5 s socket timeout by default, exactly channels_redis' 5 s BZPOPMIN:
             # an idle consumer's receive then raised TimeoutError and closed its socket. Read for longer.
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "retry": redis_retry(asynchronous=True)}],
                 "prefix": env("CHANNEL_PREFIX", "conference"),
             },
         }
@@ -155,6 +158,7 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env("CACHE_PREFIX", "conference"),
+            "OPTIONS": {"retry": redis_retry(asynchronous=False)},
         }
     }
 else:
@@ -266,6 +270,9 @@ USE_TZ = True
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL").rstrip("/")
 # Seconds a join grant token stays valid for opening the room socket.
 JOIN_GRANT_TTL_SECONDS = int(env("JOIN_GRANT_TTL_SECONDS", "120"))
+# Seconds a rejoin token (a reload keeps the seat, docs/protocol.md §1) stays valid after the join that issued it;
+# every join issues a fresh one. It must outlast the longest call; removal, denial or the room's end void it sooner.
+REJOIN_TOKEN_TTL_SECONDS = int(env("REJOIN_TOKEN_TTL_SECONDS", str(12 * 3600)))
 # A participant whose socket has not been seen for this long loses its seat.
 PRESENCE_TIMEOUT_SECONDS = int(env("PRESENCE_TIMEOUT_SECONDS", "45"))
 # ICE servers handed to browsers in the join grant (RTCIceServer dicts).
@@ -299,8 +306,13 @@ MEDIA_ROOM_PLACEMENT_TTL_SECONDS = float(env("MEDIA_ROOM_PLACEMENT_TTL_SECONDS",
 # cap), then on other nodes, which relay their publications to each other. Needs MEDIA_REDIS_URL.
 MEDIA_SPAN_ROOMS = env_bool("MEDIA_SPAN_ROOMS", False)
 MEDIA_SPAN_PARTICIPANTS_PER_NODE = int(env("MEDIA_SPAN_PARTICIPANTS_PER_NODE", "0"))
-# How often each web process tries to take the failover monitor lock; its holder fails over dead nodes.
+# How often each web process tries to take the failover monitor lock; its holder fails over dead nodes
+# (and probes each node's control port: a refused connection fails it over at once).
 MEDIA_FAILOVER_INTERVAL_SECONDS = float(env("MEDIA_FAILOVER_INTERVAL_SECONDS", "0.5"))
+# retry_after (seconds; REST: Retry-After) of media_unavailable (no media server live or reachable) and of
+# media_full (every live media server is full).
+MEDIA_RETRY_AFTER_SECONDS = float(env("MEDIA_RETRY_AFTER_SECONDS", "1"))
+MEDIA_FULL_RETRY_AFTER_SECONDS = float(env("MEDIA_FULL_RETRY_AFTER_SECONDS", "10"))
 # TURN with time-limited credentials (conference/turn.py, deploy/coturn/turnserver.conf): with both set, join
 # grants and room snapshots add {"urls": TURN_URLS, "username": "<expiry>:<participantId>", "credential": HMAC}.
 # TURN_SECRET is coturn's static-auth-secret; TURN_URLS a comma list (turn:host:3478?transport=udp,...,turns:host:5349).

@@ -25,7 +25,13 @@ from .downloads import download_url, url_lifetime
 from .models import Recording, RecordingShare
 
 RECORDING_ID_RE = re.compile(r"^rec[a-z0-9]{10}$")
-UNAVAILABLE = {503: OpenApiResponse(ErrorSerializer, description="The media server cannot be reached")}
+UNAVAILABLE = {
+    503: OpenApiResponse(
+        ErrorSerializer,
+        description="`media_unavailable`: the media server is restarting or failing over. Retryable: the "
+        "`Retry-After` header and `details.retry_after_seconds` say when to try again",
+    )
+}
 
 
 def _recording_id_or_404(recording_id: str) -> str:

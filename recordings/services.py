@@ -15,6 +15,7 @@ overdue ones and fails those the media server lost.
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,8 +41,13 @@ STOP_REASONS = frozenset({"user", "duration_limit", "room_ended"})
 
 
 class MediaUnavailable(DomainError):
+    """503 with ``Retry-After`` and ``details.retry_after_seconds``: the media server is restarting or failing over."""
+
     status_code = 503
     code = "media_unavailable"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message, retry_after_seconds=math.ceil(settings.MEDIA_RETRY_AFTER_SECONDS), **details)
 
 
 class LeaseLost(Exception):

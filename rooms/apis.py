@@ -18,6 +18,7 @@ from conference.schema import ERROR_RESPONSES
 from conference.turn import ice_servers_for
 
 from . import selectors, services
+from .grants import browser_binding
 from .ids import ROOM_ID_RE
 from .models import MAX_LAST_N, MAX_PARTICIPANTS, MIN_PARTICIPANTS, Participant, Room
 from .permissions import require_host
@@ -170,6 +171,15 @@ class RoomJoinApi(APIView):
         display_name = serializers.CharField(max_length=80, required=False, default="", allow_blank=True)
         password = serializers.CharField(max_length=128, required=False, default="", allow_blank=True)
         stream_capabilities = StreamCapabilities(required=False)
+        rejoin_token = serializers.CharField(
+            max_length=1024,
+            required=False,
+            default="",
+            allow_blank=True,
+            help_text="The `rejoin_token` of an earlier grant (kept per tab, e.g. in sessionStorage): the same "
+            "participant again, without password or waiting room. `display_name` and `password` are then ignored; "
+            "if it is refused (`rejoin_token_invalid`), join without it.",
+        )
 
     @extend_schema_serializer(component_name="JoinGrant")
     class OutputSerializer(serializers.Serializer[Any]):
@@ -180,6 +190,12 @@ class RoomJoinApi(APIView):
         status = serializers.ChoiceField(choices=["admitted", "waiting"])
         token = serializers.CharField()
         token_expires_in = serializers.IntegerField()
+        rejoin_token = serializers.CharField(
+            help_text="Opaque; send it back as `rejoin_token` to take this seat again after a reload. Bound to this "
+            "room, participant, user (none for guests) and browser session; void once removed, denied or the room "
+            "ends."
+        )
+        rejoin_expires_in = serializers.IntegerField(help_text="Seconds the rejoin token stays valid.")
         ws_url = serializers.CharField()
         ice_servers = serializers.ListField(child=serializers.DictField())
         stream_capabilities = serializers.DictField(child=serializers.BooleanField())
@@ -197,13 +213,25 @@ class RoomJoinApi(APIView):
         user_id = data.validated_data.get("userId")
         if user_id is not None and (not request.user.is_authenticated or request.user.pk != user_id):
             raise Forbidden("userId must be your own user id.", code="user_mismatch")
-        result = services.participant_join(
-            room_id=room.public_id,
-            user=request.user,
-            display_name=data.validated_data["display_name"],
-            password=data.validated_data["password"],
-            stream_capabilities=data.validated_data.get("stream_capabilities"),
-        )
+        session = getattr(request, "session", None)
+        browser = browser_binding(session.session_key if session is not None else None)
+        if data.validated_data["rejoin_token"]:
+            result = services.participant_rejoin(
+                room_id=room.public_id,
+                user=request.user,
+                rejoin_token=data.validated_data["rejoin_token"],
+                browser=browser,
+                stream_capabilities=data.validated_data.get("stream_capabilities"),
+            )
+        else:
+            result = services.participant_join(
+                room_id=room.public_id,
+                user=request.user,
+                display_name=data.validated_data["display_name"],
+                password=data.validated_data["password"],
+                stream_capabilities=data.validated_data.get("stream_capabilities"),
+                browser=browser,
+            )
         p = result.participant
         body = {
             "roomId": room.public_id,
@@ -213,6 +241,8 @@ class RoomJoinApi(APIView):
             "status": "waiting" if p.state == Participant.State.WAITING else "admitted",
             "token": result.token,
             "token_expires_in": settings.JOIN_GRANT_TTL_SECONDS,
+            "rejoin_token": result.rejoin_token,
+            "rejoin_expires_in": settings.REJOIN_TOKEN_TTL_SECONDS,
             "ws_url": ws_url(request, room),
             "ice_servers": ice_servers_for(user=p.public_id),
             "stream_capabilities": p.stream_capabilities,

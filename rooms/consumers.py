@@ -21,6 +21,7 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from conference.metrics import SOCKETS_OPEN
 from conference.sync_threads import SyncThreads
@@ -28,6 +29,7 @@ from conference.sync_threads import SyncThreads
 from . import events, groups, presence, selectors, socket_actions
 from .e2ee import e2ee_relay
 from .media_client import MediaClient, MediaError
+from .open_sockets import OpenSockets
 from .presence import SocketRefused, SocketSession
 from .signaling import relay_client_frame
 from .socket_protocol import (
@@ -47,6 +49,10 @@ logger = logging.getLogger(__name__)
 
 # Forwarded events after which this socket closes, and with which code.
 CLOSING_EVENTS = {"removed": Close.REMOVED, "room_ended": Close.ROOM_ENDED, "lobby_denied": Close.DENIED}
+# Closes after which the participant keeps its seat: another socket took over, or it will reconnect.
+KEEP_SEAT = frozenset({Close.REPLACED, Close.SERVICE_UNAVAILABLE, *CLOSING_EVENTS.values()})
+# Sent before closing 4503 when the channel layer (Redis) failed; clients reconnect after about this long.
+RECONNECT_AFTER_SECONDS = 1
 # Frames a socket may send before it is admitted (in the lobby).
 LOBBY_FRAMES = frozenset({"ping", "pong"})
 RATE_LIMITED_FRAMES = frozenset({"chat_send", "reaction"})
@@ -54,10 +60,13 @@ R = TypeVar("R")
 
 
 class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
-    def __init__(self, *, media: MediaClient, threads: SyncThreads | None = None) -> None:
+    def __init__(
+        self, *, media: MediaClient, threads: SyncThreads | None = None, sockets: OpenSockets | None = None
+    ) -> None:
         super().__init__()
         self.media = media
         self.threads = threads  # None: Channels' one thread-sensitive thread for every hop
+        self.sockets = sockets if sockets is not None else OpenSockets()
         self.session: SocketSession | None = None
         self.subscribed: set[str] = set()
         self.close_code: int | None = None
@@ -81,6 +90,20 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Channels' consumer loop; a channel-layer failure under it closes this process's sockets with 4503.
+
+        channels-redis raises a Redis failure out of ``channel_layer.receive`` (or a handler's group call)
+        into this loop, which would end the socket with 1011 and leave its disconnect unhandled.
+        """
+        try:
+            await super().__call__(scope, receive, send)
+        except RedisError as exc:
+            logger.warning("channel layer failed under a room socket: %r", exc)
+            await self.sockets.layer_lost()
+            await self.layer_lost()
+            await self.disconnect(Close.SERVICE_UNAVAILABLE)
+
     # --- connection lifecycle -------------------------------------------------
 
     async def connect(self) -> None:
@@ -99,19 +122,24 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await self.accept()
         SOCKETS_OPEN.inc()
         self.counted_open = True
+        self.sockets.add(self)
         self.ticker = asyncio.create_task(self._tick_forever())
 
     async def disconnect(self, code: int) -> None:
+        self.sockets.discard(self)
         if self.counted_open:
             SOCKETS_OPEN.dec()
             self.counted_open = False
         if self.ticker is not None and self.ticker is not asyncio.current_task():
             self.ticker.cancel()
-        for group in list(self.subscribed):
-            await self.channel_layer.group_discard(group, self.channel_name)
+        try:
+            for group in list(self.subscribed):
+                await self.channel_layer.group_discard(group, self.channel_name)
+        except RedisError as exc:  # Redis is gone (4503): its groups went with it or expire
+            logger.info("groups of a closed socket not left: %r", exc)
         self.subscribed.clear()
         session = self.session
-        if session is None or self.close_code in (Close.REPLACED, *CLOSING_EVENTS.values()):
+        if session is None or self.close_code in KEEP_SEAT:
             return
         try:
             left = await self._hop(presence.socket_leave, session=session)
@@ -125,6 +153,22 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if self.close_code is None:
             self.close_code = code
             await self.close(code=int(code))  # daphne rejects IntEnum close codes
+
+    async def layer_lost(self) -> None:
+        """The channel layer failed: tell the client to reconnect, close 4503 keeping the seat (never raises)."""
+        if self.close_code is not None:
+            return
+        try:
+            await self._send(
+                error_frame(
+                    "server_unavailable",
+                    "The server lost its connection to Redis; reconnecting…",
+                    retry_after=RECONNECT_AFTER_SECONDS,
+                )
+            )
+            await self._close(Close.SERVICE_UNAVAILABLE)
+        except Exception:  # the client may be gone already
+            logger.debug("socket already closed", exc_info=True)
 
     # --- client frames ------------------------------------------------------------
 
@@ -146,6 +190,10 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             return
         try:
             await self._dispatch(frame, now)
+        except RedisError as exc:  # the channel layer is gone: every socket of this process reconnects
+            logger.warning("channel layer failed during %s: %r", frame.type, exc)
+            await self.sockets.layer_lost()
+            await self.layer_lost()
         except Exception:  # one bad frame must never take the socket (or the room) down
             logger.exception("frame %s failed", frame.type)
             await self._send(error_frame("internal_error", "The server could not handle this frame.", frame.ref))
@@ -242,7 +290,7 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 self.media, room=session.room_id, participant=session.participant_id, frame=frame, last_n=session.last_n
             )
         except MediaError as exc:
-            await self._send(error_frame(exc.code, exc.message, frame.ref))
+            await self._send(error_frame(exc.code, exc.message, frame.ref, retry_after=exc.retry_after))
             return
         if answer is not None:
             await self._send(answer)
@@ -398,6 +446,10 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                     await self._touch(self.session)
             except asyncio.CancelledError:
                 raise
+            except RedisError as exc:  # its events could not be sent: the channel layer is gone
+                logger.warning("channel layer failed during a heartbeat: %r", exc)
+                await self.sockets.layer_lost()
+                await self.layer_lost()
             except Exception:  # a failed heartbeat (e.g. the DB blipped) is retried on the next tick
                 logger.exception("room socket heartbeat failed")
                 await asyncio.sleep(1.0)

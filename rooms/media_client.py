@@ -29,14 +29,34 @@ logger = logging.getLogger(__name__)
 PROTOCOL_VERSION = 1
 
 
-class MediaError(Exception):
-    """The media server refused a request (its error ``code``) or could not be reached (``media_unavailable``)."""
+RESTARTING = "The media server is restarting; retrying…"
 
-    def __init__(self, code: str, message: str, status: int = 502) -> None:
+
+class MediaError(Exception):
+    """The media server refused a request (its error ``code``) or could not be reached (``media_unavailable``).
+
+    ``retry_after`` (seconds) is set when trying again later is the remedy: ``media_unavailable`` (no media
+    server is live or reachable: it is restarting or being failed over) and ``media_full`` (all are full).
+    """
+
+    def __init__(self, code: str, message: str, status: int = 502, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
+        self.retry_after = retry_after
+
+
+def unavailable(message: str = RESTARTING) -> MediaError:
+    """The retryable ``media_unavailable`` (503): no media server can be reached now; one will be soon."""
+    return MediaError("media_unavailable", message, 503, retry_after=settings.MEDIA_RETRY_AFTER_SECONDS)
+
+
+def no_node(exc: media_nodes.NoMediaNode) -> MediaError:
+    """``media_unavailable`` when no node is live (restarting), ``media_full`` when live nodes are all full."""
+    if exc.full:
+        return MediaError("media_full", str(exc), 503, retry_after=settings.MEDIA_FULL_RETRY_AFTER_SECONDS)
+    return unavailable()
 
 
 class MediaClient:
@@ -70,9 +90,9 @@ class MediaClient:
         try:
             node = await (self.nodes.place(room) if place else self.nodes.lookup(room))
         except media_nodes.NoMediaNode as exc:
-            raise MediaError("media_unavailable", str(exc), 503) from exc
+            raise no_node(exc) from exc
         except (RedisError, OSError) as exc:
-            raise MediaError("media_unavailable", "The media node registry is unavailable.", 503) from exc
+            raise unavailable("The media node registry is unavailable; retrying…") from exc
         if node is None:
             raise MediaError("room_not_found", "No media server hosts this room.", 404)
         return node.control_url, node.node_id
@@ -82,9 +102,9 @@ class MediaClient:
         try:
             nodes = await self.nodes.place_member(room, participant, place=place)
         except media_nodes.NoMediaNode as exc:
-            raise MediaError("media_unavailable", str(exc), 503) from exc
+            raise no_node(exc) from exc
         except (RedisError, OSError) as exc:
-            raise MediaError("media_unavailable", "The media node registry is unavailable.", 503) from exc
+            raise unavailable("The media node registry is unavailable; retrying…") from exc
         if not nodes:
             raise MediaError("room_not_found", "No media server hosts this room.", 404)
         mine = nodes[0]
@@ -142,7 +162,7 @@ class MediaClient:
             if node_id is not None and _refused(exc):
                 # Nothing listens there any more: fail the node over now rather than after its heartbeat expires.
                 await self._expire_quietly(node_id)
-            raise MediaError("media_unavailable", "The media server is unavailable.", 503) from exc
+            raise unavailable() from exc
 
     async def _expire_quietly(self, node_id: str) -> None:
         try:
@@ -253,7 +273,7 @@ class MediaClient:
         try:
             nodes = await self.nodes.room_nodes(room)
         except (RedisError, OSError) as exc:
-            raise MediaError("media_unavailable", "The media node registry is unavailable.", 503) from exc
+            raise unavailable("The media node registry is unavailable; retrying…") from exc
         if not nodes:
             raise MediaError("room_not_found", "No media server hosts this room.", 404)
         errors: list[MediaError] = []

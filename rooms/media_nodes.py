@@ -32,11 +32,29 @@ from django.conf import settings
 from redis import asyncio as aioredis
 from redis.commands.core import AsyncScript, Script
 
+from conference.redis_retry import redis_retry
+
 ROOM_WEIGHT = 0.001  # placement score added per room placed (as media_server/registry.py counts rooms)
 CANDIDATES = 16  # least loaded nodes looked at per placement (dead ones are skipped until failed over)
 
-# ARGV: prefix, room, room ttl ms, "place"|"lookup", candidates, weight. Returns {node, record JSON} or false.
-PLACE_SCRIPT = """
+# Why a placement found no node: 'full' when a live, non-draining node exists (all are over budget), else
+# 'none' (no node is live: the media servers are restarting). Appended to the placement scripts.
+NO_NODE_LUA = """
+local function no_node(p)
+  for _, node in ipairs(redis.call('ZRANGE', p .. ':media:load', 0, -1)) do
+    local record = redis.call('GET', p .. ':media:node:' .. node)
+    if record and not cjson.decode(record)['draining'] then return 'full' end
+  end
+  return 'none'
+end
+"""
+
+# ARGV: prefix, room, room ttl ms, "place"|"lookup", candidates, weight. Returns {node, record JSON}, false
+# (lookup: not placed) or 'full'/'none' (place: no node, see NO_NODE_LUA). Placing takes the room off the
+# orphans (rooms failed over and not placed again, see FAILOVER_SCRIPT).
+PLACE_SCRIPT = (
+    NO_NODE_LUA
+    + """
 local p = ARGV[1]
 local room_key = p .. ':media:room:' .. ARGV[2]
 local current = redis.call('GET', room_key)
@@ -55,11 +73,13 @@ for _, node in ipairs(candidates) do
     redis.call('SET', room_key, node, 'PX', ARGV[3])
     redis.call('SADD', p .. ':media:rooms:' .. node, ARGV[2])
     redis.call('ZINCRBY', p .. ':media:load', ARGV[6], node)
+    redis.call('ZREM', p .. ':media:orphans', ARGV[2])
     return {node, record}
   end
 end
-return false
+return no_node(p)
 """
+)
 
 # Spanning rooms (docs/scaling.md "Cascading"): each participant of a room is placed on a node of its own.
 # ARGV: prefix, room, participant, room ttl ms, "place"|"lookup", candidates, weight, participants-per-node cap
@@ -67,7 +87,9 @@ return false
 # the room) or false. A participant keeps its node while that node lives. A new one goes to the room's home node
 # (placed as by PLACE_SCRIPT) unless the home is over its packet budget (score >= 1) or holds the cap; then to a
 # node of the room with headroom, then to the least loaded node with headroom, else to the home anyway.
-PLACE_MEMBER_SCRIPT = """
+PLACE_MEMBER_SCRIPT = (
+    NO_NODE_LUA
+    + """
 local p = ARGV[1]
 local room, who, ttl = ARGV[2], ARGV[3], ARGV[4]
 local room_key = p .. ':media:room:' .. room
@@ -108,7 +130,8 @@ if not home then
   for _, node in ipairs(candidates) do
     if usable(node) then home = node; break end
   end
-  if not home then return false end
+  if not home then return no_node(p) end
+  redis.call('ZREM', p .. ':media:orphans', room)
   redis.call('SET', room_key, home, 'PX', ttl)
   redis.call('SADD', p .. ':media:rooms:' .. home, room)
   redis.call('ZINCRBY', p .. ':media:load', ARGV[7], home)
@@ -138,6 +161,7 @@ redis.call('PEXPIRE', members_key, ttl)
 redis.call('SADD', p .. ':media:rooms:' .. chosen, room)
 return room_nodes(chosen)
 """
+)
 
 # ARGV: prefix, room, participant. The participant left: forget its node.
 FORGET_MEMBER_SCRIPT = """
@@ -158,11 +182,13 @@ for _, member_node in ipairs(redis.call('HVALS', members_key)) do
   redis.call('SREM', ARGV[1] .. ':media:rooms:' .. member_node, ARGV[2])
 end
 redis.call('DEL', members_key)
+redis.call('ZREM', ARGV[1] .. ':media:orphans', ARGV[2])
 return node
 """
 
 # ARGV: prefix, max nodes. Takes every node whose registration has expired: returns {node, {rooms}, lost, ...};
 # lost = JSON {room: [participants placed on the node]} for spanning rooms (their member entries are deleted).
+# The rooms whose placement went become orphans (<p>:media:orphans, room -> when) until placed again or released.
 FAILOVER_SCRIPT = """
 local p = ARGV[1]
 local t = redis.call('TIME')
@@ -176,7 +202,10 @@ for _, node in ipairs(dead) do
   local spanning = false
   for _, room in ipairs(rooms) do
     local room_key = p .. ':media:room:' .. room
-    if redis.call('GET', room_key) == node then redis.call('DEL', room_key) end
+    if redis.call('GET', room_key) == node then
+      redis.call('DEL', room_key)
+      redis.call('ZADD', p .. ':media:orphans', now, room)
+    end
     local members_key = p .. ':media:members:' .. room
     local members = redis.call('HGETALL', members_key)
     local gone = {}
@@ -218,6 +247,15 @@ return 0
 """
 
 
+# ARGV: prefix, max age ms. Drops orphans older than that; returns the others (rooms failed over, not placed since).
+ORPHANS_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', ARGV[1] .. ':media:orphans', '-inf', now - tonumber(ARGV[2]))
+return redis.call('ZRANGE', ARGV[1] .. ':media:orphans', 0, -1)
+"""
+
+
 SCRIPTS = {
     "place": PLACE_SCRIPT,
     "place_member": PLACE_MEMBER_SCRIPT,
@@ -226,11 +264,23 @@ SCRIPTS = {
     "failover": FAILOVER_SCRIPT,
     "expire": EXPIRE_SCRIPT,
     "lock": LOCK_SCRIPT,
+    "orphans": ORPHANS_SCRIPT,
 }
 
 
 class NoMediaNode(Exception):
-    """No live media node has room for another room (or none is registered)."""
+    """No live media node can take the room: ``full`` when live nodes exist but none has headroom, else none is
+    live (the media servers are restarting: retry soon)."""
+
+    def __init__(self, *, full: bool) -> None:
+        super().__init__(
+            "No media server has room for another meeting." if full else "No media server is running right now."
+        )
+        self.full = full
+
+    @classmethod
+    def from_script(cls, raw: Any) -> NoMediaNode:
+        return cls(full=_text(raw) == "full")
 
 
 @dataclass(frozen=True)
@@ -243,7 +293,7 @@ class MediaNode:
 
     @classmethod
     def from_script(cls, raw: Any) -> MediaNode | None:
-        if not raw:
+        if not raw or isinstance(raw, bytes | str):  # false, or why nothing was placed ('full'/'none')
             return None
         node, record_raw = (_text(part) for part in raw)
         record = json.loads(record_raw)
@@ -300,7 +350,7 @@ def parse_failover(raw: Any) -> list[LostNode]:
 
 def parse_member_nodes(raw: Any) -> list[MediaNode]:
     """PLACE_MEMBER_SCRIPT's answer: the participant's node first, then the room's other nodes."""
-    items = list(raw or [])
+    items = list(raw) if isinstance(raw, list | tuple) else []
     nodes = [MediaNode.from_script(items[i : i + 2]) for i in range(0, len(items), 2)]
     return [n for n in nodes if n is not None]
 
@@ -323,7 +373,9 @@ class NodeDirectory:
         if self._client is None or self._loop is not loop or self._url != settings.MEDIA_REDIS_URL:
             # A client of another (finished) loop cannot be closed from here; it is dropped.
             self._url = settings.MEDIA_REDIS_URL
-            self._client = aioredis.Redis.from_url(self._url, socket_timeout=settings.MEDIA_CONTROL_TIMEOUT_SECONDS)
+            self._client = aioredis.Redis.from_url(
+                self._url, socket_timeout=settings.MEDIA_CONTROL_TIMEOUT_SECONDS, retry=redis_retry(asynchronous=True)
+            )
             self._scripts = {name: self._client.register_script(text) for name, text in SCRIPTS.items()}
             self._loop = loop
         return self._client
@@ -339,11 +391,10 @@ class NodeDirectory:
 
     async def place(self, room: str) -> MediaNode:
         """The node hosting ``room``, placing the room first if it has none (or its node died)."""
-        node = MediaNode.from_script(
-            await self._script("place", room, _room_ttl_ms(), "place", CANDIDATES, ROOM_WEIGHT)
-        )
+        raw = await self._script("place", room, _room_ttl_ms(), "place", CANDIDATES, ROOM_WEIGHT)
+        node = MediaNode.from_script(raw)
         if node is None:
-            raise NoMediaNode("No media server has room for another meeting.")
+            raise NoMediaNode.from_script(raw)
         return node
 
     async def lookup(self, room: str) -> MediaNode | None:
@@ -384,10 +435,9 @@ class NodeDirectory:
         cap = int(settings.MEDIA_SPAN_PARTICIPANTS_PER_NODE)
         mode = "place" if place else "lookup"
         raw = await self._script("place_member", room, participant, _room_ttl_ms(), mode, CANDIDATES, ROOM_WEIGHT, cap)
-        nodes = parse_member_nodes(raw)
-        if place and not nodes:
-            raise NoMediaNode("No media server has room for another meeting.")
-        return nodes
+        if place and isinstance(raw, bytes | str):
+            raise NoMediaNode.from_script(raw)
+        return parse_member_nodes(raw)
 
     async def forget_member(self, room: str, participant: str) -> None:
         await self._script("forget_member", room, participant)
@@ -397,6 +447,10 @@ class NodeDirectory:
         return parse_member_nodes(
             await self._script("place_member", room, "", _room_ttl_ms(), "lookup", CANDIDATES, ROOM_WEIGHT, 0)
         )
+
+    async def orphans(self, max_age_seconds: float) -> list[str]:
+        """Rooms failed over less than ``max_age_seconds`` ago and not placed again since (older ones are dropped)."""
+        return [_text(room) for room in await self._script("orphans", int(max_age_seconds * 1000))]
 
     async def hold_lock(self, holder: str, ttl_seconds: float) -> bool:
         """Take or renew the monitor lock (``<prefix>:media:monitor``); True while ``holder`` has it."""
@@ -416,7 +470,9 @@ class NodeDirectory:
 @functools.lru_cache(maxsize=4)
 def _sync_place_script(url: str) -> Script:
     """One client (connection pool) per process and URL, as Django's cache keeps one."""
-    client = redis.Redis.from_url(url, socket_timeout=settings.MEDIA_CONTROL_TIMEOUT_SECONDS)
+    client = redis.Redis.from_url(
+        url, socket_timeout=settings.MEDIA_CONTROL_TIMEOUT_SECONDS, retry=redis_retry(asynchronous=False)
+    )
     return client.register_script(PLACE_SCRIPT)
 
 
@@ -427,7 +483,7 @@ def place_sync(room: str) -> MediaNode:
     )
     node = MediaNode.from_script(raw)
     if node is None:
-        raise NoMediaNode("No media server has room for another meeting.")
+        raise NoMediaNode.from_script(raw)
     return node
 
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 from conference.errors import Conflict, DomainError, Forbidden, Gone, NotFound
 
 from . import events
-from .grants import grant_issue
+from .grants import grant_issue, rejoin_issue, rejoin_read
 from .models import MAX_LAST_N, MAX_PARTICIPANTS, MIN_PARTICIPANTS, Participant, Role, Room
 from .selectors import presence_cutoff, seated_participants
 
@@ -31,6 +31,7 @@ GUEST_NAME_MAX = 80
 class JoinResult:
     participant: Participant
     token: str
+    rejoin_token: str
 
 
 def participant_public(participant: Participant) -> dict[str, Any]:
@@ -191,8 +192,9 @@ def participant_join(
     display_name: str = "",
     password: str = "",
     stream_capabilities: dict[str, bool] | None = None,
+    browser: str = "",
 ) -> JoinResult:
-    """Admit (or queue in the lobby) a person and issue their join grant.
+    """Admit (or queue in the lobby) a person and issue their join grant (and rejoin token, bound to ``browser``).
 
     Rules, in order: the room exists and has not ended; guests only where the
     room allows them; the room password unless host/moderator or already
@@ -256,6 +258,11 @@ def participant_join(
         participant.state = Participant.State.ADMITTED
         participant.admitted_at = participant.admitted_at or now
     participant.save()
+    return _granted(room, participant, browser=browser)
+
+
+def _granted(room: Room, participant: Participant, *, browser: str) -> JoinResult:
+    """After a join: tell moderators about a new waiter; the join grant and a fresh rejoin token."""
     if participant.state == Participant.State.WAITING:
         events.to_moderators(room.public_id, {"type": "lobby_request", "participant": participant_public(participant)})
     token = grant_issue(
@@ -264,7 +271,63 @@ def participant_join(
         user_id=participant.user_id,
         version=participant.grant_version,
     )
-    return JoinResult(participant=participant, token=token)
+    rejoin = rejoin_issue(
+        room_id=room.public_id, participant_id=participant.public_id, user_id=participant.user_id, browser=browser
+    )
+    return JoinResult(participant=participant, token=token, rejoin_token=rejoin)
+
+
+def _rejoin_invalid() -> Forbidden:
+    return Forbidden("This rejoin token is invalid or has expired; join the room again.", code="rejoin_token_invalid")
+
+
+@transaction.atomic
+def participant_rejoin(
+    *,
+    room_id: str,
+    user: User | AnonymousUser,
+    rejoin_token: str,
+    browser: str = "",
+    stream_capabilities: dict[str, bool] | None = None,
+) -> JoinResult:
+    """Give the participant named by ``rejoin_token`` its seat again (a reload): no password, lobby or lock.
+
+    Rules, in order: the token is genuine, younger than ``REJOIN_TOKEN_TTL_SECONDS``, for this room, for
+    this user (none for a guest) and this browser session (``browser``), else ``rejoin_token_invalid``;
+    the room has not ended; the participant still exists and was neither removed nor denied
+    (``removed_from_room``); one who was admitted is admitted again, taking a seat only if one is free
+    unless still seated (``room_full``); one who was waiting waits again. Older grants are revoked and a
+    fresh rejoin token is issued.
+    """
+    claim = rejoin_read(rejoin_token)
+    user_id = user.pk if user.is_authenticated else None
+    if claim is None or claim.room_id != room_id or claim.user_id != user_id or claim.browser != browser:
+        raise _rejoin_invalid()
+    room = _lock_room(room_id)
+    _require_active(room)
+    participant = room.participants.select_for_update().filter(public_id=claim.participant_id).first()
+    if participant is None:
+        raise _rejoin_invalid()
+    if participant.state in (Participant.State.REMOVED, Participant.State.DENIED):
+        raise Forbidden("You were removed from this room.", code="removed_from_room")
+    now = timezone.now()
+    if participant.admitted_at is None:
+        participant.state = Participant.State.WAITING
+    else:
+        seated_now = (
+            participant.state == Participant.State.ADMITTED
+            and seated_participants(room=room, now=now).filter(pk=participant.pk).exists()
+        )
+        if not seated_now and seated_participants(room=room, now=now).count() >= room.max_participants:
+            raise Conflict("The room is full.", code="room_full", max_participants=room.max_participants)
+        participant.state = Participant.State.ADMITTED
+    if stream_capabilities is not None:
+        participant.stream_capabilities = stream_capabilities
+    participant.grant_version += 1
+    participant.last_seen_at = now
+    participant.left_at = None
+    participant.save()
+    return _granted(room, participant, browser=browser)
 
 
 def _lock_participant(room: Room, participant_id: str) -> Participant:

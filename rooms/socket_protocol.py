@@ -55,6 +55,7 @@ class Close(IntEnum):
     DENIED = 4011
     ROOM_FULL = 4013
     PROTOCOL_VIOLATION = 4400
+    SERVICE_UNAVAILABLE = 4503  # the web process lost Redis (the channel layer): reconnect with backoff
 
 
 class FrameError(Exception):
@@ -76,10 +77,15 @@ class ClientFrame:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def error_frame(code: str, message: str, ref: str | int | None = None, **details: Any) -> dict[str, Any]:
+def error_frame(
+    code: str, message: str, ref: str | int | None = None, *, retry_after: float | None = None, **details: Any
+) -> dict[str, Any]:
+    """An ``error`` frame; ``retry_after`` (seconds) marks a retryable error and says when to try again."""
     frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if ref is not None:
         frame["ref"] = ref
+    if retry_after is not None:
+        frame["retry_after"] = retry_after
     if details:
         frame["details"] = details
     return frame

@@ -71,6 +71,7 @@ def test_media_server_down_answers_503_and_fails_the_recording(room_with_host, m
     assert r.status_code == 503
     error = r.json()["error"]
     assert error["code"] == "media_unavailable"
+    assert error["details"]["retry_after_seconds"] == 1 and r["Retry-After"] == "1"  # retryable, and when
     recording = Recording.objects.get(public_id=error["details"]["recordingId"])
     assert recording.status == "failed" and recording.failure_reason == "media_unavailable"
     # Not stuck: a new attempt is allowed.

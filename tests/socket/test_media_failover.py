@@ -10,10 +10,9 @@ the same sockets lands on the surviving node, where video flows again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -21,44 +20,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from redis import asyncio as aioredis
 
 from media_server import aiortc_hooks
 from rooms.media_nodes import NodeDirectory
-from tests.media_server.ms_helpers import PatternVideoTrack, ToneAudioTrack, recv_frames, stop_process
-from tests.socket.conftest import free_port
+from tests.media_server.ms_helpers import recv_frames
+from tests.procs import MediaServer, Peer
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 
-class Node:
-    """One media server process registered in the test's registry prefix."""
+class Node(MediaServer):
+    """One media server process registered in the test's registry prefix (the shared test Redis)."""
 
     def __init__(self, name: str, prefix: str, secret: str, log: Path) -> None:
-        self.name = name
-        self.port = free_port()
-        env = {
-            **os.environ,
-            "MEDIA_SECRET": secret,
-            "MEDIA_CONTROL_PORT": str(self.port),
-            "MEDIA_NODE_ID": name,
-            "MEDIA_ICE_ADDRESSES": "127.0.0.1",
-            "MEDIA_EVENTS_URL": f"http://127.0.0.1:{free_port()}/internal/media/v1/events",  # nobody: dropped
-            "MEDIA_REDIS_URL": REDIS_URL,
-            "MEDIA_REDIS_PREFIX": prefix,
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.log = log
-        with log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "media_server"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-
-    def stop(self) -> None:
-        stop_process(self.proc)
+        super().__init__(name, redis_url=REDIS_URL, prefix=prefix, secret=secret, log=log)
 
 
 @pytest.fixture
@@ -68,20 +46,16 @@ def loopback_ice() -> Iterator[None]:
     aiortc_hooks.set_ice_host_addresses(["127.0.0.1"])
 
 
-@pytest.fixture
-async def nodes(settings: Any, tmp_path: Path, loopback_ice: None) -> AsyncIterator[dict[str, Node]]:
+@contextlib.asynccontextmanager
+async def running_nodes(names: tuple[str, ...], settings: Any, tmp_path: Path) -> AsyncIterator[dict[str, Node]]:
+    """Media server processes registered under a fresh prefix (Django's settings point at it); stopped after."""
     prefix = f"test-failover-{uuid.uuid4().hex[:10]}"
     settings.MEDIA_REDIS_URL = REDIS_URL
     settings.MEDIA_REDIS_PREFIX = prefix
-    started = {name: Node(name, prefix, settings.MEDIA_SECRET, tmp_path / f"{name}.log") for name in ("n1", "n2")}
+    started = {name: Node(name, prefix, settings.MEDIA_SECRET, tmp_path / f"{name}.log") for name in names}
     directory = NodeDirectory()
     try:
-        deadline = time.monotonic() + 30
-        while {r["node"] for r in await directory.nodes()} != set(started):
-            for node in started.values():
-                assert node.proc.poll() is None, node.log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "media nodes did not register"
-            await asyncio.sleep(0.1)
+        await registered(directory, started)
         yield started
     finally:
         for node in started.values():
@@ -94,58 +68,19 @@ async def nodes(settings: Any, tmp_path: Path, loopback_ice: None) -> AsyncItera
         await directory.close()
 
 
-def new_pc() -> RTCPeerConnection:
-    return RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+async def registered(directory: NodeDirectory, started: dict[str, Node], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not set(started) <= {r["node"] for r in await directory.nodes()}:
+        for node in started.values():
+            assert node.proc.poll() is None, node.log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "media nodes did not register"
+        await asyncio.sleep(0.1)
 
 
-class Peer:
-    """One participant's media, signaled over its room socket like static/js/call.js does."""
-
-    def __init__(self, sock: Any) -> None:
-        self.sock = sock
-        self.pcs: list[RTCPeerConnection] = []
-        self.ref = 0
-
-    def _ref(self) -> int:
-        self.ref += 1
-        return self.ref
-
-    async def publish(self) -> None:
-        pc = new_pc()
-        self.pcs.append(pc)
-        pc.addTransceiver(ToneAudioTrack(), direction="sendonly")
-        pc.addTransceiver(PatternVideoTrack(), direction="sendonly")
-        await pc.setLocalDescription(await pc.createOffer())
-        ref = self._ref()
-        await self.sock.send({"type": "offer", "pc": "camera", "sdp": pc.localDescription.sdp, "ref": ref})
-        answer = await self.sock.expect("answer", timeout=15, ref=ref)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
-
-    async def subscribe_video(self, publisher: str) -> Any:
-        """Subscribe (again, until the publisher's tracks are there); returns the publisher's video track."""
-        for _ in range(50):
-            ref = self._ref()
-            await self.sock.send({"type": "subscribe", "ref": ref})
-            offer = await self.sock.expect("offer", timeout=15, ref=ref)
-            if offer["sdp"] is not None:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError("the publisher's tracks never appeared")
-        pc = new_pc()
-        self.pcs.append(pc)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
-        await self.sock.send(
-            {"type": "answer", "pc": "subscribe", "sdp": pc.localDescription.sdp, "revision": offer["revision"]}
-        )
-        mid = next(t["mid"] for t in offer["tracks"] if t["participant"] == publisher and t["kind"] == "video")
-        return next(t for t in pc.getTransceivers() if t.mid == mid).receiver.track
-
-    async def drop_media(self) -> None:
-        for pc in self.pcs:
-            await pc.close()
-        self.pcs.clear()
+@pytest.fixture
+async def nodes(settings: Any, tmp_path: Path, loopback_ice: None) -> AsyncIterator[dict[str, Node]]:
+    async with running_nodes(("n1", "n2"), settings, tmp_path) as started:
+        yield started
 
 
 async def test_participants_of_a_killed_node_are_told_and_moved_to_the_other_node(
@@ -186,3 +121,41 @@ async def test_participants_of_a_killed_node_are_told_and_moved_to_the_other_nod
     finally:
         await host.drop_media()
         await guest.drop_media()
+
+
+async def test_the_only_node_restarted_takes_the_room_back_and_clients_are_told_when_it_registers(
+    world: Any, settings: Any, tmp_path: Path, loopback_ice: None
+) -> None:
+    """kill -9 of the only media server: media_unavailable (retryable, never the capacity message) while it is
+    down; when it registers again both sockets get media_reconnect (media_node_available), and media flows."""
+    async with running_nodes(("solo",), settings, tmp_path) as started:
+        room = await world.room()
+        host_sock, _ = await world.host(room)
+        guest_sock, _ = await world.member(room, name="Guest")
+        host, guest = Peer(host_sock), Peer(guest_sock)
+        try:
+            await host.publish()
+            video = await guest.subscribe_video(host_sock.participant_id)
+            await recv_frames(video, 5, timeout=20)
+
+            os.kill(started["solo"].proc.pid, signal.SIGKILL)
+            for sock in (host_sock, guest_sock):
+                assert (await sock.expect("media_reconnect", timeout=20))["reason"] == "media_node_lost"
+            await host.drop_media()
+            await guest.drop_media()
+            await host_sock.send({"type": "subscribe", "ref": "down"})
+            error = await host_sock.expect("error", timeout=15)
+            assert (error["code"], error["ref"], error["retry_after"]) == ("media_unavailable", "down", 1)
+            assert error["message"] == "The media server is restarting; retrying…"
+
+            restarted = Node("solo", settings.MEDIA_REDIS_PREFIX, settings.MEDIA_SECRET, tmp_path / "solo-2.log")
+            started["solo-2"] = restarted  # stopped by running_nodes
+            for sock in (host_sock, guest_sock):
+                told = await sock.expect("media_reconnect", timeout=30)
+                assert told == {"type": "media_reconnect", "reason": "media_node_available", "node": "solo"}
+            await host.publish()
+            video = await guest.subscribe_video(host_sock.participant_id)
+            await recv_frames(video, 5, timeout=20)
+        finally:
+            await host.drop_media()
+            await guest.drop_media()

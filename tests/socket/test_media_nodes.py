@@ -131,12 +131,42 @@ async def test_idle_nodes_take_turns_and_lookup_never_places(registry: Registry,
 
 
 async def test_no_node_with_headroom_means_no_placement(registry: Registry, directory: NodeDirectory) -> None:
-    with pytest.raises(NoMediaNode):
+    """Nothing live (or only draining nodes: a rolling restart) is not "full": the caller retries soon."""
+    with pytest.raises(NoMediaNode) as nothing:
         await directory.place("room1")
-    await registry.node("full", load=1.0)
+    assert not nothing.value.full
     await registry.node("drain", draining=True)
-    with pytest.raises(NoMediaNode):
+    with pytest.raises(NoMediaNode) as draining:
+        await directory.place_member("room1", "p1", place=True)
+    assert not draining.value.full
+    await registry.node("full", load=1.0)
+    with pytest.raises(NoMediaNode) as full:
         await directory.place("room1")
+    assert full.value.full and str(full.value) == "No media server has room for another meeting."
+    with pytest.raises(NoMediaNode) as full_sync:
+        await sync_to_async(media_nodes.place_sync)("room1")
+    assert full_sync.value.full
+
+
+async def test_no_live_node_is_a_retryable_media_unavailable_and_full_nodes_are_media_full(
+    registry: Registry, settings: Any
+) -> None:
+    client = MediaClient()
+    with pytest.raises(MediaError) as restarting:
+        await client.publish(room="r1", participant="p1", pc="camera", sdp="v=0")
+    error = restarting.value
+    assert (error.code, error.status, error.retry_after) == (
+        "media_unavailable",
+        503,
+        settings.MEDIA_RETRY_AFTER_SECONDS,
+    )
+    assert error.message == "The media server is restarting; retrying…"
+    await registry.node("full", load=1.0)
+    with pytest.raises(MediaError) as full:
+        await client.subscribe(room="r1", participant="p1")
+    assert (full.value.code, full.value.retry_after) == ("media_full", settings.MEDIA_FULL_RETRY_AFTER_SECONDS)
+    assert full.value.message == "No media server has room for another meeting."
+    await client.close()
 
 
 async def test_concurrent_placements_from_many_web_processes_agree(registry: Registry) -> None:
@@ -331,3 +361,43 @@ async def test_failover_of_a_spanning_room_names_only_the_dead_nodes_participant
     assert ids(await directory.place_member("r1", "p2", place=True)) == ["a"]  # only a lives: over the cap
     await directory.release("r1")
     assert await directory.room_nodes("r1") == []
+
+
+async def test_the_monitor_fails_over_a_node_whose_control_port_refuses_without_waiting_for_its_ttl(
+    registry: Registry, directory: NodeDirectory
+) -> None:
+    """kill -9 leaves the port closed: the next monitor pass (not the 5 s TTL) takes the node's rooms."""
+    from tests.socket.conftest import free_port
+
+    await registry.node("alive")  # unresolvable host (.invalid): not a refusal, left alone
+    await registry.node("gone", url=f"http://127.0.0.1:{free_port()}", ttl_ms=60_000)
+    await registry.client.sadd(f"{registry.prefix}:media:rooms:gone", "r1")
+    await registry.client.set(f"{registry.prefix}:media:room:r1", "gone")
+    monitor = MediaNodeMonitor(directory)
+    assert await monitor.run_once() == [("gone", ["r1"])]
+    assert [r["node"] for r in await directory.nodes()] == ["alive"]
+    assert await directory.orphans(60) == ["r1"]
+
+
+async def test_a_node_registering_while_rooms_have_none_tells_those_rooms_to_reconnect(
+    registry: Registry, directory: NodeDirectory, world: Any
+) -> None:
+    """The room's only node died; the room stays an orphan until a node registers, then its sockets are told.
+
+    The process's own monitor (started by the socket's first ASGI call) handles it.
+    """
+    await registry.node("a")
+    room = await world.room()
+    host, _ = await world.host(room)
+    assert (await directory.place(room.public_id)).node_id == "a"
+    await registry.kill("a")
+    lost = await host.expect("media_reconnect")
+    assert lost == {"type": "media_reconnect", "reason": "media_node_lost", "node": "a"}
+    assert await directory.orphans(60) == [room.public_id]
+    await host.nothing(1.2)  # no node: nothing more to say
+    await registry.node("a", boot="b2")  # the restarted server registers again
+    again = await host.expect("media_reconnect")
+    assert again == {"type": "media_reconnect", "reason": "media_node_available", "node": "a"}
+    assert (await directory.place(room.public_id)).node_id == "a"  # placed: no longer an orphan
+    assert await directory.orphans(60) == []
+    await host.nothing(1.2)  # told once

@@ -8,13 +8,8 @@ Needs a real Redis (marked ``redis``: deselected outside CI when none is reachab
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
-import socket
-import subprocess
-import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,110 +17,19 @@ from typing import Any
 import aiohttp
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.procs import Daphne, WsClient, drop_database, post_json, web_env
+
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
 def cluster_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-    tag = uuid.uuid4().hex[:10]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "conference.settings",
-        "CONFERENCE_ENV": "test",
-        "REDIS_URL": redis_url,
-        "CHANNEL_PREFIX": f"mp{tag}",
-        "CACHE_PREFIX": f"mp{tag}",
-        "PRESENCE_TIMEOUT_SECONDS": "2",
-        "PRESENCE_TOUCH_INTERVAL_SECONDS": "0.3",
-        "MEDIA_CONTROL_URL": f"http://127.0.0.1:{_free_port()}",
-        "MEDIA_CONTROL_TIMEOUT_SECONDS": "1",
-        "LOG_LEVEL": "WARNING",
-    }
-    database_url = os.environ.get("DATABASE_URL")
-    dbname = f"conference_mp_{tag}"
-    if database_url:
-        import psycopg
-
-        admin = database_url.rsplit("/", 1)[0] + "/postgres"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{dbname}"')
-        env["DATABASE_URL"] = database_url.rsplit("/", 1)[0] + "/" + dbname
-    else:
-        env.pop("DATABASE_URL", None)
-        env["SQLITE_PATH"] = str(tmp_path / "mp.sqlite3")
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    env = web_env(
+        redis_url=redis_url, tmp_path=tmp_path, PRESENCE_TIMEOUT_SECONDS="2", PRESENCE_TOUCH_INTERVAL_SECONDS="0.3"
+    )
     yield env
-    if database_url:
-        import psycopg
-
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-
-
-class Daphne:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        daphne = str(Path(sys.executable).parent / "daphne")
-        self.proc = subprocess.Popen(
-            [daphne, "-b", "127.0.0.1", "-p", str(self.port), "conference.asgi:application"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-
-    async def ready(self, http: aiohttp.ClientSession) -> None:
-        for _ in range(200):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daphne exited: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
-            try:
-                async with http.get(self.base + "/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-        raise RuntimeError("daphne did not start")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-class WsClient:
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-
-    async def send(self, frame: dict[str, Any]) -> None:
-        await self.ws.send_str(json.dumps(frame))
-
-    async def expect(self, kind: str, timeout: float = 10.0) -> dict[str, Any]:
-        async def read() -> dict[str, Any]:
-            while True:
-                message = await self.ws.receive()
-                if message.type != aiohttp.WSMsgType.TEXT:
-                    raise AssertionError(f"socket ended ({message.type}, {message.data}) waiting for {kind}")
-                frame: dict[str, Any] = json.loads(message.data)
-                if frame["type"] == "ping":
-                    await self.send({"type": "pong"})
-                elif frame["type"] == kind:
-                    return frame
-
-        return await asyncio.wait_for(read(), timeout)
+    drop_database(env)
 
 
 @pytest.fixture
@@ -141,18 +45,12 @@ async def cluster(cluster_env: dict[str, str]) -> AsyncIterator[tuple[Daphne, Da
         b.stop()
 
 
-async def _post(http: aiohttp.ClientSession, url: str, body: dict[str, Any], token: str | None = None) -> Any:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with http.post(url, json=body, headers=headers) as response:
-        assert response.status in (200, 201), await response.text()
-        return await response.json()
+_post = post_json
 
 
 async def _open(http: aiohttp.ClientSession, node: Daphne, room_id: str, token: str) -> tuple[WsClient, dict[str, Any]]:
-    ws = await http.ws_connect(f"ws://127.0.0.1:{node.port}/ws/rooms/{room_id}/", origin=node.base)
-    client = WsClient(ws)
-    await client.send({"type": "join", "token": token, "protocol": 1})
-    return client, await client.expect("room_snapshot")
+    client = await WsClient.open(http, node, room_id)
+    return client, await client.join(token)
 
 
 async def test_presence_and_chat_cross_processes_and_a_killed_process_is_swept(cluster: Any) -> None:

@@ -74,12 +74,22 @@ async def test_media_server_error_is_mapped_to_error_frame(world: Any, fake_medi
     }
 
 
-async def test_media_server_down_gives_media_unavailable_and_socket_stays_open(world: Any, sdp: str) -> None:
+async def test_media_server_down_gives_a_retryable_media_unavailable_and_socket_stays_open(
+    world: Any, sdp: str
+) -> None:
     room = await world.room()
     host, _ = await world.host(room)
     await host.send({"type": "offer", "pc": "camera", "sdp": sdp, "ref": 1})
     error = await host.expect("error")
-    assert (error["code"], error["ref"]) == ("media_unavailable", 1)
+    assert error == {
+        "type": "error",
+        "code": "media_unavailable",
+        "message": "The media server is restarting; retrying…",
+        "retry_after": 1,
+        "ref": 1,
+    }
+    await host.send({"type": "subscribe", "ref": 2})
+    assert (await host.expect("error"))["retry_after"] == 1
     await host.send({"type": "chat_send", "text": "still here"})
     await host.expect("chat_ack")
 
