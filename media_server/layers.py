@@ -57,10 +57,19 @@ def padding_rate(
     """Bit/s of probe padding that lets the estimate grow towards what the subscriber could use.
 
     A browser's REMB only grows while it receives close to it (at most 1.5x what
-    arrives), so a subscriber held on a low layer would never be offered a
-    higher one. Like Jitsi's bandwidth probing, the server fills the gap
-    between what it sends and min(estimate, ideal) with padding; 0 when the
-    current layers already are the ideal ones.
+    arrives + 10 kbit/s, libwebrtc's AimdRateControl), so a subscriber held on a
+    low layer would never be offered a higher one. Like Jitsi's bandwidth
+    probing, the server fills the gap between what it sends and min(estimate,
+    ideal) with padding; 0 when the current layers already are the ideal ones.
+
+    No audio reserve is taken off the estimate here: Chromium's REMB measures
+    only the streams that carry abs-send-time, i.e. the forwarded video and
+    this padding (it feeds no audio to its receive-side estimator). Taking
+    the reserve off made the padding 0 whenever the estimate was below the
+    audio reserve plus the current video, which is exactly where padding is
+    the only way out: the estimate stayed at 1.5x the one video still sent
+    and a video the low estimate had paused never came back (the
+    intermittent browser-test stall, docs/architecture.md).
     """
     ideal = allocate(float("inf"), demands, audio_tracks=audio_tracks)
 
@@ -70,7 +79,7 @@ def padding_rate(
     ideal_cost, current_cost = cost(ideal), cost(current)
     if ideal_cost <= current_cost:
         return 0.0
-    return max(0.0, min(ideal_cost, estimate - AUDIO_RESERVE * audio_tracks) - current_cost)
+    return max(0.0, min(ideal_cost, estimate) - current_cost)
 
 
 def pacing_rate(estimate: float, *, pacing: bool) -> float | None:
