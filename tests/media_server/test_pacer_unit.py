@@ -9,6 +9,7 @@ import time
 import pytest
 
 from media_server.config import Config
+from media_server.forwarder import ExtensionIds
 from media_server.layers import PACE_BELOW, PACE_FACTOR, PACE_MIN, PACE_UNTIL, pacing_rate
 from media_server.pacer import MAX_QUEUE_DELAY, MIN_QUEUE_BYTES, Pacer
 from media_server.participant import Subscriber
@@ -118,7 +119,9 @@ async def test_a_slow_subscriber_paces_its_video_and_not_its_audio(media_config:
     sub = Subscriber(participant="s", config=media_config)
     try:
         video, audio = sub._new_slot("video"), sub._new_slot("audio")
-        direct = {slot.kind: (lambda data: True) for slot in (video, audio)}
+        video.downstream.configure(pt_by_codec={}, rtx_pt_by_pt={}, ext_ids=ExtensionIds(abs_send_time=3))
+        sent: list[tuple[float, bytes]] = []
+        direct = {slot.kind: (lambda data: sent.append((time.time(), data)) or True) for slot in (video, audio)}
         for slot in (video, audio):
             slot.direct_send = direct[slot.kind]
             sub._route(slot)
@@ -127,6 +130,10 @@ async def test_a_slow_subscriber_paces_its_video_and_not_its_audio(media_config:
         assert sub.pacer.active and sub.pacer.rate == pytest.approx(100_000 * PACE_FACTOR / 8)
         assert video.downstream.send is not direct["video"]  # behind the pacer...
         assert audio.downstream.send is direct["audio"]  # ...audio never waits behind video
+        for seq in range(3):  # a burst: the last ones wait ~0.1 s each, and leave stamped with the stream's ID
+            video.downstream.send(_stamped(seq, 3, time.time()))
+        await asyncio.sleep(0.35)
+        assert len(sent) == 3 and max(_stamp_age(packet, left) for left, packet in sent) < 0.05
         sub._set_pacing(3_000_000)
         assert not sub.pacer.active and video.downstream.send is direct["video"]
     finally:
