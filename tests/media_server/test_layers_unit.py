@@ -16,6 +16,7 @@ from media_server.forwarder import PROBE_PADDING, Downstream, ExtensionIds, Forw
 from media_server.layers import (
     AUDIO_RESERVE,
     DOUBLE_RETRANSMIT_MIN,
+    GROWTH_SHARE,
     LOW_BANDWIDTH,
     RETRANSMIT_MAX_INTERVAL,
     THIN_SHARE,
@@ -115,14 +116,15 @@ def test_padding_fills_the_gap_to_the_ideal_layers_up_to_the_estimate() -> None:
     assert padding_rate(10_000_000, [demand()], [1]) == 1_000_000  # never more than the ideal needs
     assert padding_rate(10_000_000, [demand()], [2]) == 0.0  # already ideal
     assert padding_rate(10_000_000, [demand(max_height=360)], [1]) == 0.0  # the tile needs no more
-    # Chromium's REMB counts no audio (only streams with abs-send-time): no audio reserve comes off it here.
-    assert padding_rate(400_000, [demand()], [0], audio_tracks=2) == 300_000
+    assert padding_rate(400_000, [demand()], [0], audio_tracks=2) == 200_000
 
 
 def test_padding_flows_below_the_audio_reserve_where_it_is_the_only_way_up() -> None:
-    """A subscriber at 60 kbit/s receiving one thin video (40 kbit/s) of two, with two microphones."""
+    """A subscriber at 60 kbit/s receiving one thin video (40 kbit/s) of two, with two microphones: padding
+    brings what arrives to 75 % of the estimate (REMB, which counts no audio, grows at most to 1.5x that)."""
     thin = [with_thin_level(demand(speaker=True)), with_thin_level(demand())]
-    assert padding_rate(60_000, thin, [0, None], audio_tracks=2) == pytest.approx(20_000)
+    assert padding_rate(60_000, thin, [0, None], audio_tracks=2) == pytest.approx(60_000 * GROWTH_SHARE - 40_000)
+    assert padding_rate(1_000_000, thin, [0, None], audio_tracks=2) == pytest.approx(900_000 - 40_000)
 
 
 def test_remb_drops_and_loss_pause_probing() -> None:
