@@ -48,6 +48,9 @@ PACE_UNTIL = 600_000  # ...until it is above this (hysteresis)
 PACE_FACTOR = 1.5  # video pacing rate / estimate: REMB covers the video only and grows only towards what arrives
 PACE_MIN = 40_000  # bit/s: the slowest pacing rate
 LOSS_HIGH = 0.10  # fraction lost above which the estimate is cut (like GCC's loss-based controller)
+# Share of the estimate that must arrive (video + padding) for REMB to keep growing at its full +8 %/s:
+# it never exceeds 1.5x what arrives + 10 kbit/s (libwebrtc AimdRateControl), and 1.5 x 0.75 > 1.08.
+GROWTH_SHARE = 0.75
 PROBE_BACKOFF = 10.0  # seconds without padding probes after the estimate dropped
 
 
@@ -57,10 +60,20 @@ def padding_rate(
     """Bit/s of probe padding that lets the estimate grow towards what the subscriber could use.
 
     A browser's REMB only grows while it receives close to it (at most 1.5x what
-    arrives), so a subscriber held on a low layer would never be offered a
-    higher one. Like Jitsi's bandwidth probing, the server fills the gap
-    between what it sends and min(estimate, ideal) with padding; 0 when the
-    current layers already are the ideal ones.
+    arrives + 10 kbit/s, libwebrtc's AimdRateControl), so a subscriber held on a
+    low layer would never be offered a higher one. Like Jitsi's bandwidth
+    probing, the server fills the gap between what it sends and min(estimate,
+    ideal) with padding; 0 when the current layers already are the ideal ones.
+
+    The audio reserve comes off the estimate, but the target never falls below
+    :data:`GROWTH_SHARE` of it: Chromium's REMB measures only the streams that
+    carry abs-send-time (the forwarded video and this padding, no audio), and
+    with less than that arriving its cap stops it from growing. Without that
+    floor the padding was 0 whenever the estimate was below the audio reserve
+    plus the video still sent, which is exactly where padding is the only way
+    out: REMB stayed at 1.5x the one thin video still sent, and a video the
+    low estimate had paused never came back (the intermittent browser-test
+    stall, docs/architecture.md).
     """
     ideal = allocate(float("inf"), demands, audio_tracks=audio_tracks)
 
@@ -70,7 +83,8 @@ def padding_rate(
     ideal_cost, current_cost = cost(ideal), cost(current)
     if ideal_cost <= current_cost:
         return 0.0
-    return max(0.0, min(ideal_cost, estimate - AUDIO_RESERVE * audio_tracks) - current_cost)
+    target = max(estimate - AUDIO_RESERVE * audio_tracks, GROWTH_SHARE * estimate)
+    return max(0.0, min(ideal_cost, target) - current_cost)
 
 
 def pacing_rate(estimate: float, *, pacing: bool) -> float | None:

@@ -35,6 +35,39 @@ def one_byte_extensions(elements: list[tuple[int, bytes]]) -> bytes:
     return b"\xbe\xde" + U16.pack(len(body) // 4) + body
 
 
+_NTP_EPOCH = 2208988800
+
+
+def abs_send_time(wall: float) -> int:
+    """The 24-bit abs-send-time value (6.18 fixed-point seconds) of wall-clock time ``wall`` (``time.time()``)."""
+    return int((wall + _NTP_EPOCH) * 262144) & 0xFFFFFF
+
+
+def set_abs_send_time(packet: bytes, ext_id: int, value: int) -> bytes:
+    """``packet`` (serialized RTP, no CSRCs) with its one-byte abs-send-time element ``ext_id`` set to ``value``.
+
+    Unchanged when it carries no such element (``ext_id`` 0, no extension block, two-byte profile).
+    """
+    if not ext_id or not packet[0] & 0x10 or packet[0] & 0x0F or packet[12:14] != b"\xbe\xde":
+        return packet
+    end = min(len(packet), 16 + 4 * U16.unpack_from(packet, 14)[0])
+    pos = 16
+    while pos < end:
+        element = packet[pos]
+        if element == 0:  # padding
+            pos += 1
+            continue
+        element_id, size = element >> 4, (element & 0x0F) + 1
+        if element_id == 15:
+            break
+        if element_id == ext_id:
+            if size != 3 or pos + 4 > end:
+                break
+            return packet[: pos + 1] + value.to_bytes(3, "big") + packet[pos + 4 :]
+        pos += 1 + size
+    return packet
+
+
 def is_vp8_keyframe_start(payload: bytes) -> bool:
     """True if this VP8 RTP payload starts a keyframe (RFC 7741)."""
     if len(payload) < 1:

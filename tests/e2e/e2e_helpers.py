@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -24,6 +25,7 @@ def chromium_args(origin: str) -> list[str]:
         "--disable-gpu",
         "--no-first-run",
         "--disable-features=WebRtcHideLocalIpsWithMdns",
+        *os.environ.get("E2E_CHROMIUM_ARGS", "").split(),  # e.g. --enable-logging=stderr --vmodule=*/webrtc/*=1
     ]
 
 

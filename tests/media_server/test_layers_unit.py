@@ -16,8 +16,10 @@ from media_server.forwarder import PROBE_PADDING, Downstream, ExtensionIds, Forw
 from media_server.layers import (
     AUDIO_RESERVE,
     DOUBLE_RETRANSMIT_MIN,
+    GROWTH_SHARE,
     LOW_BANDWIDTH,
     RETRANSMIT_MAX_INTERVAL,
+    THIN_SHARE,
     BandwidthEstimate,
     VideoDemand,
     allocate,
@@ -115,6 +117,14 @@ def test_padding_fills_the_gap_to_the_ideal_layers_up_to_the_estimate() -> None:
     assert padding_rate(10_000_000, [demand()], [2]) == 0.0  # already ideal
     assert padding_rate(10_000_000, [demand(max_height=360)], [1]) == 0.0  # the tile needs no more
     assert padding_rate(400_000, [demand()], [0], audio_tracks=2) == 200_000
+
+
+def test_padding_flows_below_the_audio_reserve_where_it_is_the_only_way_up() -> None:
+    """A subscriber at 60 kbit/s receiving one thin video (40 kbit/s) of two, with two microphones: padding
+    brings what arrives to 75 % of the estimate (REMB, which counts no audio, grows at most to 1.5x that)."""
+    thin = [with_thin_level(demand(speaker=True)), with_thin_level(demand())]
+    assert padding_rate(60_000, thin, [0, None], audio_tracks=2) == pytest.approx(60_000 * GROWTH_SHARE - 40_000)
+    assert padding_rate(1_000_000, thin, [0, None], audio_tracks=2) == pytest.approx(900_000 - 40_000)
 
 
 def test_remb_drops_and_loss_pause_probing() -> None:
@@ -251,6 +261,57 @@ async def test_a_video_paused_for_bandwidth_is_not_reported_as_forwarded(media_c
         sub.estimate.decreased_at = -1e9
         sub.adapt(20.0)
         assert [t.participant for t in sub.forwarded()] == ["a", "b"] and changes == [1, 1]
+    finally:
+        await sub.close()
+
+
+def _chromium_remb(remb: float, incoming: float, seconds: float) -> float:
+    """Chromium's next REMB while it sees no overuse (libwebrtc AimdRateControl, multiplicative increase):
+    +8 % per second, never above 1.5x the bitrate arriving on the streams it measures + 10 kbit/s."""
+    return min(remb * 1.08**seconds, 1.5 * incoming + 10_000)
+
+
+def _video_arriving(sub: Subscriber) -> float:
+    """Bit/s of forwarded video (a thin stream is its layer's base temporal layer) plus probe padding."""
+    total = sub.padding
+    for slot in sub.slots:
+        if slot.kind == "video" and slot.forwarder is not None:
+            rate = slot.forwarder.bitrate(0.0)
+            total += rate * THIN_SHARE if slot.downstream.temporal_limit is not None else rate
+    return total
+
+
+@pytest.mark.asyncio
+async def test_a_video_paused_by_a_low_first_estimate_comes_back_as_the_estimate_grows(
+    media_config: Config,
+) -> None:
+    """The intermittent browser-test stall (docs/architecture.md): under CPU load Chromium's first REMB was
+    its start-up throughput (25-60 kbit/s), the allocator paused one of two cameras, and no padding was
+    sent below the audio reserve, so REMB stayed at 1.5x the one thin video and the camera never came back.
+
+    Chromium's REMB is modelled (its documented increase and cap); two microphones are forwarded too.
+    """
+    sub = Subscriber(participant="s", config=media_config, speaker=lambda: "a")
+    try:
+        a, _ = simulcast_slot(sub, "a")
+        b, _ = simulcast_slot(sub, "b")
+        for publisher in ("a", "b"):
+            mic = sub._new_slot("audio")
+            mic.attached = PublishedTrack(
+                publisher, "camera", "audio", "microphone", Forwarder(kind="audio", request_keyframe=lambda: None), None
+            )
+        remb, now, resumed_at = 40_000.0, 0.0, None
+        while now < 60.0 and resumed_at is None:
+            sub.estimate.on_remb(remb, now)
+            sub.adapt(now)
+            if now == 0.0:
+                assert b.target is None  # paused: under 150 kbit/s only the speaker's video
+            elif b.target is not None:
+                resumed_at = now
+            remb = _chromium_remb(remb, _video_arriving(sub), 0.5)
+            now += 0.5
+        assert resumed_at is not None, f"b stayed paused; REMB {remb:.0f}, padding {sub.padding:.0f}"
+        assert a.target is not None
     finally:
         await sub.close()
 
