@@ -2,6 +2,7 @@
 // (leave, removed, ended). The socket module calls back into here through configureSocket (main.js).
 
 import { restJoin } from "./api.js";
+import { joinRequestBody, recordWithGrant, retryWithoutToken } from "./grant.js";
 import { forgetChat, onChatError, resumeChat } from "./chat.js";
 import { $, config, setPhase, setStatus, store, stored, toast } from "./dom.js";
 import { e2ee, e2eeAnnounce, e2eeForget, e2eeSeated } from "./e2ee.js";
@@ -16,28 +17,17 @@ import { clearTiles, removeTiles } from "./tiles.js";
 
 let joinArgs = { displayName: "", password: "" };
 
-// Reload keeps the seat (issue 16): the grant's `rejoin_token` (when the server gives one) is kept in this tab's
-// session record and sent with every automatic join (after a reload, on socket reconnects); a valid one
-// seats the same participant again without password or waiting room. Cleared with the record on
-// leave/removed/ended (finish). A server without it ignores the field: behaviour is as before.
 function rememberGrant(grant) {
   const saved = stored();
-  if (!saved) return;
-  const next = { ...saved };
-  if (typeof grant.rejoin_token === "string" && grant.rejoin_token) next.rejoinToken = grant.rejoin_token;
-  else delete next.rejoinToken;
-  store(next);
+  if (saved) store(recordWithGrant(saved, grant)); // the latest rejoin_token (grant.js)
 }
 
-function joinBody({ displayName, password }, { rejoin = true } = {}) {
-  const body = {
-    display_name: displayName || "",
-    password: password || "",
-    stream_capabilities: { audio: !!state.local.audioTrack, video: true, screen: !!navigator.mediaDevices?.getDisplayMedia },
-  };
-  const token = rejoin ? stored()?.rejoinToken : null;
-  if (typeof token === "string" && token) body.rejoin_token = token;
-  return body;
+function joinBody(args, { rejoin = true } = {}) {
+  return joinRequestBody(args, {
+    audio: !!state.local.audioTrack,
+    screen: !!navigator.mediaDevices?.getDisplayMedia,
+    rejoinToken: rejoin ? stored()?.rejoinToken : null,
+  });
 }
 
 // A refused rejoin_token (expired, revoked, another room) must not cost the join: try once without it.
@@ -46,9 +36,8 @@ async function joinWithToken(args) {
   try {
     return await restJoin(body);
   } catch (err) {
-    if (!body.rejoin_token || !err.status || err.status >= 500 || err.status === 429) throw err;
-    const saved = stored();
-    if (saved) { delete saved.rejoinToken; store(saved); }
+    if (!retryWithoutToken(err, body)) throw err;
+    rememberGrant({});
     return restJoin(joinBody(args, { rejoin: false }));
   }
 }
@@ -78,8 +67,7 @@ export async function join(args) {
     return;
   }
   state.role = state.grant.role;
-  const rejoinToken = typeof state.grant.rejoin_token === "string" && state.grant.rejoin_token ? state.grant.rejoin_token : undefined;
-  store({ displayName: args.displayName, audioMuted: state.audioMuted, videoMuted: state.videoMuted, devices: state.devices, rejoinToken });
+  store(recordWithGrant({ displayName: args.displayName, audioMuted: state.audioMuted, videoMuted: state.videoMuted, devices: state.devices }, state.grant));
   if (state.grant.status === "waiting") showWaiting();
   openSocket();
 }
