@@ -87,7 +87,7 @@ class Stack:
         self.media[name] = server
         return server
 
-    async def registered(self, names: set[str], timeout: float = 30) -> None:
+    async def registered(self, names: set[str], timeout: float = 120) -> None:
         client = aioredis.Redis.from_url(self.redis.url)
         try:
             deadline = time.monotonic() + timeout

@@ -76,11 +76,14 @@ async def _rooms_elsewhere(batch: dict[str, Any]) -> set[str]:
         return set()
     rooms = {e["room"] for e in batch["events"] if isinstance(e, dict) and isinstance(e.get("room"), str)}
     try:
-        hosts = await media_client.nodes.hosts(sorted(rooms))
+        if media_nodes.spanning():
+            hosts = await media_client.nodes.hosts(sorted(rooms))
+            return {room for room, host in hosts.items() if host != node}
+        # Rooms without any placement (Redis restarted empty) are placed back on the node that hosts them.
+        return await media_client.nodes.elsewhere(node, sorted(rooms))
     except Exception as exc:  # the registry is down: deliver rather than drop
         logger.warning("media events not checked against placements: %r", exc)
         return set()
-    return {room for room, host in hosts.items() if host != node}
 
 
 def _database_ping() -> None:

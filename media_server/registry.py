@@ -25,6 +25,8 @@ import time
 from typing import Any
 
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import EqualJitterBackoff
 from redis.exceptions import RedisError
 
 from .protocol import PROTOCOL_VERSION
@@ -107,7 +109,12 @@ class NodeRegistrar:
         self.interval = config.heartbeat_interval
         self.ttl_ms = int(config.heartbeat_interval * TTL_INTERVALS * 1000)
         self.started_at = time.time()
-        self._redis = client or aioredis.Redis.from_url(config.redis_url, socket_timeout=config.heartbeat_interval)
+        # A pooled connection that died (Redis restarted) is replaced and the heartbeat retried at once (≤ 0.7 s),
+        # so a Redis restart does not cost this node a heartbeat; Django's clients use the same policy.
+        retry = Retry(EqualJitterBackoff(cap=0.4, base=0.05), 3)
+        self._redis = client or aioredis.Redis.from_url(
+            config.redis_url, socket_timeout=config.heartbeat_interval, retry=retry
+        )
         self._keys = registry_keys(config.redis_prefix, config.node_id)
         self._heartbeat = self._redis.register_script(HEARTBEAT_SCRIPT)
         self._deregister = self._redis.register_script(DEREGISTER_SCRIPT)

@@ -247,6 +247,27 @@ return 0
 """
 
 
+# ARGV: prefix, node, room ttl ms, room... The rooms this live node reports media for but that have no placement (Redis lost
+# its keys: restarted empty) are placed back on it, unless failover took them from a node (orphans). Returns
+# the rooms now placed elsewhere (their events are stale).
+ADOPT_SCRIPT = """
+local p, node = ARGV[1], ARGV[2]
+local live = redis.call('EXISTS', p .. ':media:node:' .. node) == 1
+local elsewhere = {}
+for i = 4, #ARGV do
+  local room = ARGV[i]
+  local room_key = p .. ':media:room:' .. room
+  local host = redis.call('GET', room_key)
+  if not host and live and not redis.call('ZSCORE', p .. ':media:orphans', room) then
+    redis.call('SET', room_key, node, 'PX', ARGV[3])
+    redis.call('SADD', p .. ':media:rooms:' .. node, room)
+    host = node
+  end
+  if host ~= node then table.insert(elsewhere, room) end
+end
+return elsewhere
+"""
+
 # ARGV: prefix, max age ms. Drops orphans older than that; returns the others (rooms failed over, not placed since).
 ORPHANS_SCRIPT = """
 local t = redis.call('TIME')
@@ -265,6 +286,7 @@ SCRIPTS = {
     "expire": EXPIRE_SCRIPT,
     "lock": LOCK_SCRIPT,
     "orphans": ORPHANS_SCRIPT,
+    "adopt": ADOPT_SCRIPT,
 }
 
 
@@ -414,6 +436,17 @@ class NodeDirectory:
             return {}
         values = await self._redis().mget([f"{_prefix()}:media:room:{room}" for room in rooms])
         return {room: _text(v) if v else None for room, v in zip(rooms, values, strict=True)}
+
+    async def elsewhere(self, node: str, rooms: list[str]) -> set[str]:
+        """Of ``rooms`` (a live ``node`` sent media events for them), those placed on another node.
+
+        A room with no placement at all (Redis restarted empty) is placed back on ``node``, which still
+        hosts it, unless failover took it from a node (an orphan); so a Redis restart neither drops the
+        room's media events nor lets the next subscribe place the room on a second node.
+        """
+        if not rooms:
+            return set()
+        return {_text(r) for r in await self._script("adopt", node, _room_ttl_ms(), *rooms)}
 
     async def expire(self, node_id: str) -> bool:
         """Declare a node dead now (its control listener refused a connection)."""

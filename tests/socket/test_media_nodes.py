@@ -401,3 +401,33 @@ async def test_a_node_registering_while_rooms_have_none_tells_those_rooms_to_rec
     assert (await directory.place(room.public_id)).node_id == "a"  # placed: no longer an orphan
     assert await directory.orphans(60) == []
     await host.nothing(1.2)  # told once
+
+
+async def test_a_room_whose_placement_redis_lost_is_placed_back_on_the_node_that_reports_it(
+    registry: Registry, world: Any, settings: Any
+) -> None:
+    """Redis restarted empty: the node's next events for the room are delivered and put the room back on that node
+    (so the next subscribe does not place it on a second node); an orphan (failed over) is never adopted."""
+    await registry.node("a", load=0.5)
+    room = await world.room()
+    host, _ = await world.host(room)
+    directory = NodeDirectory()
+    assert (await directory.place(room.public_id)).node_id == "a"
+    await registry.client.delete(f"{registry.prefix}:media:room:{room.public_id}", f"{registry.prefix}:media:rooms:a")
+    await registry.node("b")  # idle: a fresh placement would go here
+    client = AsyncClient()
+    headers = {"Authorization": f"Bearer {settings.MEDIA_SECRET}"}
+    event = {"type": "active_speaker", "room": room.public_id, "participant": host.participant_id}
+    body = {"protocol": 1, "node": "a", "events": [event]}
+    response = await client.post(
+        "/internal/media/v1/events", json.dumps(body), content_type="application/json", headers=headers
+    )
+    assert response.status_code == 204
+    assert (await host.expect("active_speaker"))["participantId"] == host.participant_id
+    assert (await directory.place(room.public_id)).node_id == "a"
+    assert await registry.client.sismember(f"{registry.prefix}:media:rooms:a", room.public_id)
+    assert await directory.elsewhere("b", ["orphan-room"]) == set()  # b is live and the room unplaced: adopted
+    await registry.client.delete(f"{registry.prefix}:media:room:orphan-room")
+    await registry.client.zadd(f"{registry.prefix}:media:orphans", {"orphan-room": 1})
+    assert await directory.elsewhere("b", ["orphan-room"]) == {"orphan-room"}  # failed over: not taken back
+    await directory.close()
