@@ -285,9 +285,9 @@ def _video_arriving(sub: Subscriber) -> float:
 async def test_a_video_paused_by_a_low_first_estimate_comes_back_as_the_estimate_grows(
     media_config: Config,
 ) -> None:
-    """The intermittent browser-test stall (docs/architecture.md): under CPU load Chromium's first REMB was
-    its start-up throughput (25-60 kbit/s), the allocator paused one of two cameras, and no padding was
-    sent below the audio reserve, so REMB stayed at 1.5x the one thin video and the camera never came back.
+    """The intermittent browser-test stall (docs/architecture.md): under CPU load a subscriber's REMB fell
+    to 20-60 kbit/s, the allocator paused one of two cameras, and no padding was sent below the audio
+    reserve, so REMB stayed at 1.5x the one thin video and the camera never came back.
 
     Chromium's REMB is modelled (its documented increase and cap); two microphones are forwarded too.
     """
@@ -310,7 +310,7 @@ async def test_a_video_paused_by_a_low_first_estimate_comes_back_as_the_estimate
                 resumed_at = now
             remb = _chromium_remb(remb, _video_arriving(sub), 0.5)
             now += 0.5
-        assert resumed_at is not None, f"b stayed paused; REMB {remb:.0f}, padding {sub.padding:.0f}"
+        assert resumed_at is not None, f"b stayed paused; REMB {remb:.0f}, padding {sub.padding:.0f}"  # 19.5 s
         assert a.target is not None
     finally:
         await sub.close()
