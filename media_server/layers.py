@@ -73,6 +73,13 @@ def padding_rate(
     return max(0.0, min(ideal_cost, estimate - AUDIO_RESERVE * audio_tracks) - current_cost)
 
 
+def wanted_bitrate(demands: Sequence[VideoDemand], *, audio_tracks: int = 0) -> float:
+    """Bit/s the subscriber would use with every video on its ideal layer, audio included (what probing aims at)."""
+    ideal = allocate(float("inf"), demands, audio_tracks=audio_tracks)
+    video = sum((d.costs[i] or 0.0) for d, i in zip(demands, ideal, strict=True) if i is not None)
+    return video + AUDIO_RESERVE * audio_tracks
+
+
 def pacing_rate(estimate: float, *, pacing: bool) -> float | None:
     """Bit/s to pace a subscriber's video at (None: do not pace), given its estimate.
 
@@ -233,6 +240,8 @@ def with_hysteresis(
 class BandwidthEstimate:
     """What one subscriber can receive, from its browser's RTCP.
 
+    With transport-cc negotiated, the send-side estimator's target (:meth:`on_send_side`) is the
+    estimate while its feedback flows; otherwise (and when it stops) REMB is the fallback.
     REMB (the browser's delay-based estimate) is the base; receiver reports
     with more than :data:`LOSS_HIGH` loss cut it (``1 - loss/2``, as GCC's
     loss-based controller does). ``None`` until the first REMB.
@@ -241,6 +250,8 @@ class BandwidthEstimate:
     def __init__(self) -> None:
         self.remb: float | None = None
         self.remb_time = 0.0
+        self.send_side: float | None = None  # the transport-cc estimator's target (send_side.SendSideBwe)
+        self.send_side_time = 0.0
         self.decreased_at = -1e9  # when REMB last dropped by more than 10 % (congestion)
         self.loss = 0.0  # smoothed fraction lost (0..1)
 
@@ -249,6 +260,18 @@ class BandwidthEstimate:
             self.decreased_at = now
         self.remb = float(bitrate)
         self.remb_time = now
+
+    def on_send_side(self, bitrate: float | None, now: float) -> None:
+        """The send-side estimate (transport-cc); None: no recent feedback, use REMB again."""
+        if bitrate is not None and self.send_side is not None and bitrate < 0.9 * self.send_side:
+            self.decreased_at = now
+        self.send_side = None if bitrate is None else float(bitrate)
+        self.send_side_time = now
+
+    @property
+    def source(self) -> str:
+        """What the estimate comes from now: "transport-cc", "remb" or "none"."""
+        return "transport-cc" if self.send_side is not None else "remb" if self.remb is not None else "none"
 
     def congested(self, now: float) -> bool:
         """True shortly after a REMB drop or while loss is above 2 %: no probing then."""
@@ -259,6 +282,8 @@ class BandwidthEstimate:
         self.loss = 0.7 * self.loss + 0.3 * fraction
 
     def value(self, now: float) -> float | None:
+        if self.send_side is not None:
+            return self.send_side  # its own loss-based controller already accounts for loss
         if self.remb is None:
             return None
         estimate = self.remb

@@ -7,7 +7,8 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from aiortc import (
     RTCBundlePolicy,
@@ -37,13 +38,23 @@ from .layers import (
     pacing_rate,
     padding_rate,
     retransmit_policy,
+    wanted_bitrate,
     with_hysteresis,
     with_thin_level,
 )
 from .pacer import Pacer
 from .protocol import SOURCES, InvalidSdp, NoCommonCodec, StaleRevision, TrackInfo
 from .rtputil import codec_key
-from .sdp import SimulcastOffer, accept_simulcast, announce_addresses, negotiated_by_mid, parse_sdp, simulcast_offers
+from .sdp import (
+    SimulcastOffer,
+    accept_simulcast,
+    announce_addresses,
+    negotiated_by_mid,
+    offer_transport_cc,
+    parse_sdp,
+    simulcast_offers,
+)
+from .send_side import MAX_BPS, MIN_BPS, START_BPS, SendSideBwe, estimator_factory
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +62,7 @@ ADAPT_INTERVAL = 0.5  # seconds between two layer allocations of a subscriber
 PAD_INTERVAL = 0.05  # seconds between two bursts of probe padding
 PROBE_RATES = (500_000, 1_000_000, 2_000_000, 3_000_000)  # bit/s of the initial probe clusters
 PROBE_CLUSTER = 10  # packets per probe cluster
+PROBE_TICK = 0.005  # seconds between two bursts of a transport-cc probe cluster
 MEASURE_AFTER = 2.0  # seconds after which a publisher track's layer bitrates are trusted
 
 
@@ -277,6 +289,19 @@ class Subscriber:
         self.forwarded_retired = 0
         self.speaker = speaker
         self.estimate = BandwidthEstimate()
+        # Transport-wide congestion control (send-side estimation): one sequence for every m-line's sends;
+        # offered only with an estimator (media_server/bwe.py) to feed, else REMB as before.
+        self.transport_sequence: Any = hooks.transport_sequence()
+        factory = estimator_factory() if config.transport_cc else None
+        self.send_side: SendSideBwe | None = (
+            SendSideBwe(
+                estimator=factory(start_bps=START_BPS, min_bps=MIN_BPS, max_bps=MAX_BPS),
+                sequence=self.transport_sequence,
+            )
+            if factory is not None
+            else None
+        )
+        self._probing: asyncio.Task[None] | None = None
         self.sender_reports = hooks.SenderReports()  # one RTCP SR timer for all m-lines
         self.max_heights: dict[tuple[str, str], int] = {}
         """(participant, source) -> the largest height this subscriber displays that video at (unset: any)."""
@@ -330,7 +355,9 @@ class Subscriber:
         await self.pc.setLocalDescription(offer)
         dtls = peer_dtls(self.pc)
         if dtls is not None:
-            hooks.install_fast_demux(dtls)  # subscribers' RTCP skips aioice's STUN parse attempt too
+            # Subscribers' RTCP skips aioice's STUN parse attempt too; transport-cc feedback goes to the estimator.
+            feedback = self._on_transport_feedback if self.send_side is not None else None
+            hooks.install_fast_demux(dtls, on_transport_feedback=feedback)
         self.revision += 1
         self.outstanding = self.revision
         tracks = []
@@ -343,6 +370,8 @@ class Subscriber:
                 )
                 tracks.append(slot.info)
         sdp = announce_addresses(self.pc.localDescription.sdp, self.config.ice_announce)
+        if self.send_side is not None:
+            sdp = offer_transport_cc(sdp)  # REMB (goog-remb) stays offered: the fallback if the answer drops these
         return sdp, self.revision, tracks
 
     def _new_slot(self, kind: str) -> Slot:
@@ -377,7 +406,10 @@ class Subscriber:
                 if slot.forwarder is not None:
                     slot.forwarder.request_keyframe()
             elif kind_ == "remb":
-                self.estimate.on_remb(values[0], time.monotonic())
+                now = time.monotonic()
+                self.estimate.on_remb(values[0], now)
+                if self.send_side is not None and self.send_side.active:
+                    self.send_side.on_remb(values[0], now)
             elif kind_ == "loss" and kind == "video":
                 self.estimate.on_loss(values[0], time.monotonic())
 
@@ -413,10 +445,15 @@ class Subscriber:
             params = negotiated.get(mid or "")
             if params is None:
                 continue
-            slot.downstream.configure(
-                pt_by_codec=params.pt_by_codec, rtx_pt_by_pt=params.rtx_pt_by_pt, ext_ids=params.ext_ids
+            ext_ids = params.ext_ids
+            if self.send_side is None:
+                ext_ids = replace(ext_ids, transport_cc=0)  # not offered (an answer cannot add it)
+            elif ext_ids.transport_cc:
+                self.transport_sequence.id = ext_ids.transport_cc  # one ID for the bundle
+            slot.downstream.configure(pt_by_codec=params.pt_by_codec, rtx_pt_by_pt=params.rtx_pt_by_pt, ext_ids=ext_ids)
+            slot.direct_send = hooks.make_raw_sender(
+                slot.transceiver.sender.transport, sequence=self.transport_sequence
             )
-            slot.direct_send = hooks.make_raw_sender(slot.transceiver.sender.transport)
             self._route(slot)
             codec = slot.track.forwarder.codec
             key = codec_key(codec) if codec is not None else next(iter(slot.track.codec_keys), None)
@@ -556,7 +593,7 @@ class Subscriber:
                 track.source,
                 slot.target,
                 layer,
-                self.estimate.remb,
+                self.estimate.value(time.monotonic()),
             )
         slot.target = layer
         downstream = slot.downstream
@@ -608,10 +645,19 @@ class Subscriber:
     def adapt(self, now: float) -> None:
         """Choose every video slot's layer (and temporal limit) from the bandwidth estimate.
 
-        No-op until the first REMB. The allocator counts in levels: the layers,
-        preceded by a "thin" level (the lowest layer's base temporal layer)
-        when that layer has temporal layers (layers.with_thin_level).
+        No-op until the first estimate (transport-cc feedback, else REMB). The
+        allocator counts in levels: the layers, preceded by a "thin" level (the
+        lowest layer's base temporal layer) when that layer has temporal layers
+        (layers.with_thin_level). With transport-cc the estimator's probe
+        clusters replace REMB's padding (:meth:`_request_probes`).
         """
+        send_side = self.send_side
+        if send_side is not None and send_side.active:
+            send_side.sent()  # between feedback packets too: the record ring stays short
+            rtt = next((r for r in (hooks.sender_rtt(s.transceiver.sender) for s in self.slots) if r), None)
+            if rtt is not None:
+                send_side.on_rtt(rtt)
+            self.estimate.on_send_side(send_side.target(now), now)
         estimate = self.estimate.value(now)
         if estimate is None:
             return
@@ -644,8 +690,57 @@ class Subscriber:
             for s, t in zip(video, thin, strict=True)
         ]
         self.padding = 0.0
-        if not congested:
+        if send_side is not None and self.estimate.send_side is not None:
+            self._request_probes(now, wanted_bitrate(demands, audio_tracks=audio))
+        elif not congested:
             self.padding = padding_rate(estimate, demands, current, audio_tracks=audio)
+
+    def _on_transport_feedback(self, packets: list[bytes]) -> None:
+        """Transport-cc feedback from the subscriber's browser (aiortc_hooks, in the datagram callback)."""
+        send_side = self.send_side
+        if send_side is None:
+            return
+        send_side.on_feedback(packets)
+        now = time.monotonic()
+        self.estimate.on_send_side(send_side.target(now), now)
+
+    def _request_probes(self, now: float, wanted: float) -> None:
+        """Ask the estimator whether to probe towards ``wanted`` bit/s; send its clusters (one burst at a time)."""
+        if self.send_side is None or (self._probing is not None and not self._probing.done()):
+            return
+        clusters = self.send_side.probe_clusters(now, wanted)
+        if clusters:
+            self._probing = asyncio.create_task(self._send_probe_clusters(clusters), name=f"probe-{self.participant}")
+
+    async def _send_probe_clusters(self, clusters: list[tuple[int, int, int]]) -> None:
+        """Send each (cluster id, bit/s, bytes) as padding-only RTX packets paced at that rate.
+
+        Every probe packet is stamped (and recorded) with its cluster id, so the estimator can tell the
+        rate the cluster arrived at. Paced in ticks of :data:`PROBE_TICK`: each tick sends what the rate
+        allows since the cluster started.
+        """
+        sequence = self.transport_sequence
+        for cluster, bitrate, size in clusters:
+            slot = next(
+                (s for s in self.slots if s.kind == "video" and s.forwarder and s.downstream.packets_sent), None
+            )
+            if slot is None or bitrate <= 0:
+                return
+            start = time.monotonic()
+            sent = 0
+            while sent < size:
+                allowed = min(size, (time.monotonic() - start) * bitrate / 8 + 1)
+                while sent < allowed:
+                    sequence.cluster = cluster
+                    try:
+                        n = slot.downstream.probe(1)
+                    finally:
+                        sequence.cluster = -1
+                    if not n:
+                        return
+                    sent += n
+                if sent < size:
+                    await asyncio.sleep(PROBE_TICK)
 
     def _route(self, slot: Slot) -> None:
         """Send the slot's packets directly, or (video, while pacing) through the pacer."""
@@ -710,7 +805,12 @@ class Subscriber:
             if now - last_adapt < ADAPT_INTERVAL:
                 continue
             last_adapt = now
-            if not self._probed and any(s.kind == "video" and s.downstream.packets_sent > 20 for s in self.slots):
+            tcc = self.send_side is not None and self.send_side.active  # its estimator probes itself
+            if (
+                not self._probed
+                and not tcc
+                and any(s.kind == "video" and s.downstream.packets_sent > 20 for s in self.slots)
+            ):
                 self._probed = True
                 await self._probe()
             self.adapt(now)
@@ -759,7 +859,9 @@ class Subscriber:
     async def close(self) -> None:
         """Stop forwarding to this subscriber and close the connection."""
         self._adapter.cancel()
-        await asyncio.gather(self._adapter, return_exceptions=True)
+        if self._probing is not None:
+            self._probing.cancel()
+        await asyncio.gather(self._adapter, *([self._probing] if self._probing else []), return_exceptions=True)
         self.pacer.close()
         for slot in self.slots:
             self._detach(slot)

@@ -27,7 +27,9 @@ relative to the previous received packet.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 RTPFB = 205
@@ -208,3 +210,69 @@ def build_feedback(
         first |= 0x20
     length = (8 + len(body)) // 4
     return struct.pack("!BBHII", first, RTPFB, length, sender_ssrc, media_ssrc) + bytes(body)
+
+
+RING = 2048  # send records kept until the estimator drains them (~2 s of a busy subscriber)
+
+
+class TransportSequence:
+    """The transport-wide sequence numbers of one subscribe connection (``_sfu_native.TransportSequence`` is
+    the C twin: same bytes, same records).
+
+    The forwarder reserves the slot (element ``id``, two bytes, first in the extension block) when the
+    subscriber negotiated transport-cc; the connection's send path calls :meth:`stamp` on every packet it
+    actually sends (after the pacer: numbers follow the wire order, as libwebrtc numbers at pacer egress).
+    Each stamped packet is recorded as (seq, size, send time, probe cluster or -1) for :meth:`drain`.
+    """
+
+    def __init__(self, *, id: int = 0, next_seq: int = 1, clock: Callable[[], float] | None = None) -> None:
+        self._id = 0
+        self.id = id
+        self.next_seq = next_seq & 0xFFFF
+        self.cluster = -1
+        self.clock = clock
+        self.dropped = 0
+        self._records: deque[tuple[int, int, float, int]] = deque()
+
+    @property
+    def id(self) -> int:
+        """The transport-wide-cc extension ID (1..14; 0: stamp nothing)."""
+        return self._id
+
+    @id.setter
+    def id(self, value: int) -> None:
+        if not 0 <= value <= 14:
+            raise ValueError("id must be 0..14")
+        self._id = value
+
+    @property
+    def pending(self) -> int:
+        return len(self._records)
+
+    def stamp(self, data: bytes) -> bytes:
+        """``data`` with the next sequence number in its slot (recorded), or unchanged if it has no slot."""
+        ident = self._id
+        if (
+            not ident
+            or len(data) < 20
+            or data[0] & 0x1F != 0x10
+            or data[12] != 0xBE
+            or data[13] != 0xDE
+            or data[16] != (ident << 4) | 1
+        ):
+            return data
+        seq = self.next_seq
+        self.next_seq = (seq + 1) & 0xFFFF
+        records = self._records
+        if len(records) == RING:
+            records.popleft()
+            self.dropped += 1
+        now = time.monotonic() if self.clock is None else self.clock()
+        records.append((seq, len(data), now, self.cluster))
+        return data[:17] + seq.to_bytes(2, "big") + data[19:]
+
+    def drain(self) -> list[tuple[int, int, float, int]]:
+        """The (seq, size, send time, probe cluster or -1) of every packet stamped since the last drain."""
+        records = list(self._records)
+        self._records.clear()
+        return records
