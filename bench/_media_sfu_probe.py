@@ -19,6 +19,9 @@
   and task step) with ``time.thread_time()`` and logs steps that used more
   than N ms of *CPU* to stderr. asyncio's own debug mode measures wall time,
   which on a loaded machine mostly measures the scheduler.
+* Transport-cc (``--transport-cc``): subscribers that accept it get transport-wide
+  sequence numbers and their feedback is parsed and fed to the estimator (the
+  tree's media_server/bwe.py, or :class:`NullEstimator` without one).
 * Memory (``--memtrace FILE``, ``--memtrace-interval S``): starts
   ``tracemalloc`` (5 frames) and every S seconds appends to FILE the RSS,
   glibc ``mallinfo2`` (bytes in use / free inside malloc's heap / mmapped),
@@ -181,6 +184,40 @@ def install_vp8_deltas() -> None:
     forwarder.Downstream._vp8_continuation = continuation  # type: ignore[method-assign]
 
 
+class NullEstimator:
+    """bwe.SendSideEstimator's interface doing no estimation (a fixed, ample target): ``--transport-cc`` in a
+    tree without media_server/bwe.py measures the transport-cc wiring alone (stamping, records, feedback)."""
+
+    def __init__(self, *, start_bps: int, min_bps: int, max_bps: int) -> None:
+        self.target_bps = 50_000_000
+
+    def on_packet_sent(self, *, seq: int, size: int, send_time: float, probe_cluster: int | None = None) -> None:
+        pass
+
+    def on_feedback(self, *, now: float, results: list[tuple[int, float | None]]) -> None:
+        pass
+
+    def on_remb(self, *, now: float, bps: int) -> None:
+        pass
+
+    def on_rtt(self, *, rtt: float) -> None:
+        pass
+
+    def probe_request(self, *, now: float, wanted_bps: int) -> None:
+        return None
+
+
+def install_transport_cc() -> None:
+    """Offer transport-cc: with the tree's own estimator (media_server/bwe.py) if it has one, else NullEstimator.
+    A tree from before transport-cc (``--compare``) is left as it is."""
+    try:
+        from media_server import participant, send_side
+    except ImportError:
+        return
+    if send_side.estimator_factory() is None:
+        participant.estimator_factory = lambda: NullEstimator  # type: ignore[assignment,return-value]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--probe", help="write the SFU hop latency histogram here")
@@ -188,6 +225,7 @@ def main() -> None:
     parser.add_argument("--memtrace", help="append tracemalloc/malloc statistics to this file")
     parser.add_argument("--memtrace-interval", type=float, default=20)
     parser.add_argument("--vp8-deltas", action="store_true", help="make every video downstream rewrite picture IDs")
+    parser.add_argument("--transport-cc", action="store_true", help="offer transport-cc (NullEstimator without bwe.py)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = parse_config([])
@@ -195,6 +233,8 @@ def main() -> None:
         install_slow_step_log(args.slow_ms)
     if args.vp8_deltas:
         install_vp8_deltas()
+    if args.transport_cc:
+        install_transport_cc()
 
     async def run() -> None:
         loop = asyncio.get_running_loop()

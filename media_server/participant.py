@@ -700,7 +700,10 @@ class Subscriber:
         send_side = self.send_side
         if send_side is None:
             return
+        first = send_side.feedback_packets == 0
         send_side.on_feedback(packets)
+        if first and send_side.feedback_packets:
+            logger.info("%s: transport-cc feedback flowing: send-side estimation replaces REMB", self.participant)
         now = time.monotonic()
         self.estimate.on_send_side(send_side.target(now), now)
 

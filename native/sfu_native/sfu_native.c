@@ -1229,12 +1229,14 @@ static PyObject *str_extensions;
 static PyObject *
 build_ext(PyObject *ids, const ExtSpec *spec)
 {
-    long a = -1, b = -1, c = -1; /* audio level, abs-send-time, transport-wide-cc IDs */
-    if (PyTuple_CheckExact(ids) && PyTuple_GET_SIZE(ids) == 3 && PyLong_CheckExact(PyTuple_GET_ITEM(ids, 0)) &&
-        PyLong_CheckExact(PyTuple_GET_ITEM(ids, 1)) && PyLong_CheckExact(PyTuple_GET_ITEM(ids, 2))) {
+    /* (audio level, abs-send-time[, transport-wide-cc]) IDs; the 2-tuple is an older forwarder.py's key */
+    long a = -1, b = -1, c = -1;
+    Py_ssize_t size = PyTuple_CheckExact(ids) ? PyTuple_GET_SIZE(ids) : 0;
+    if ((size == 2 || size == 3) && PyLong_CheckExact(PyTuple_GET_ITEM(ids, 0)) &&
+        PyLong_CheckExact(PyTuple_GET_ITEM(ids, 1)) && (size == 2 || PyLong_CheckExact(PyTuple_GET_ITEM(ids, 2)))) {
         a = PyLong_AsLong(PyTuple_GET_ITEM(ids, 0));
         b = PyLong_AsLong(PyTuple_GET_ITEM(ids, 1));
-        c = PyLong_AsLong(PyTuple_GET_ITEM(ids, 2));
+        c = size == 3 ? PyLong_AsLong(PyTuple_GET_ITEM(ids, 2)) : 0;
         if (PyErr_Occurred())
             PyErr_Clear(), a = b = c = -1;
     }

@@ -162,12 +162,21 @@ class PublisherClient:
 class SubscriberClient:
     """A client subscribe connection (recvonly), answering server offers."""
 
-    def __init__(self, http: TestClient, room: str, participant: str, *, without_codec: str | None = None) -> None:
+    def __init__(
+        self,
+        http: TestClient,
+        room: str,
+        participant: str,
+        *,
+        without_codec: str | None = None,
+        answer_filter: Callable[[str], str] | None = None,
+    ) -> None:
         self.http, self.room, self.participant = http, room, participant
         self.pc = new_pc()
         self.tracks: list[dict[str, Any]] = []
         self.revision = 0
         self.without_codec = without_codec  # e.g. "H264": answer as a client that cannot decode it
+        self.answer_filter = answer_filter  # rewrites the answer SDP (e.g. accept_transport_cc)
 
     async def start(self) -> dict[str, Any]:
         resp = await self.http.post(
@@ -189,6 +198,8 @@ class SubscriberClient:
         sdp = self.pc.localDescription.sdp
         if self.without_codec:
             sdp = strip_codec(sdp, self.without_codec)
+        if self.answer_filter is not None:
+            sdp = self.answer_filter(sdp)
         resp = await self.http.post(
             f"/v1/rooms/{self.room}/participants/{self.participant}/subscribe/answer",
             json={"protocol": 1, "sdp": sdp, "revision": offer["revision"]},
@@ -207,6 +218,50 @@ class SubscriberClient:
 
     async def close(self) -> None:
         await self.pc.close()
+
+
+def accept_transport_cc(sdp: str, ext_id: int = 5) -> str:
+    """An answer as a browser that accepts transport-cc writes it (aiortc's own answer drops both lines)."""
+    uri = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+    out = []
+    for line in sdp.split("\r\n"):
+        out.append(line)
+        if line.startswith("a=mid:"):
+            out.append(f"a=extmap:{ext_id} {uri}")
+        elif line.startswith("a=rtpmap:") and "rtx/" not in line:
+            out.append(f"a=rtcp-fb:{line[9:].split()[0]} transport-cc")
+    return "\r\n".join(out)
+
+
+class StandInEstimator:
+    """media_server/bwe.py's SendSideEstimator interface (agreed with its author), recording every call."""
+
+    def __init__(self, *, start_bps: int, min_bps: int, max_bps: int) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self._target = start_bps
+        self.probes: list[tuple[int, int]] | None = None
+
+    def on_packet_sent(self, *, seq: int, size: int, send_time: float, probe_cluster: int | None = None) -> None:
+        self.calls.append(("sent", {"seq": seq, "size": size, "send_time": send_time, "probe_cluster": probe_cluster}))
+
+    def on_feedback(self, *, now: float, results: list[tuple[int, float | None]]) -> None:
+        self.calls.append(("feedback", {"now": now, "results": results}))
+        self._target = 1_000_000 if all(t is not None for _, t in results) else 200_000
+
+    def on_remb(self, *, now: float, bps: int) -> None:
+        self.calls.append(("remb", {"now": now, "bps": bps}))
+
+    def on_rtt(self, *, rtt: float) -> None:
+        self.calls.append(("rtt", {"rtt": rtt}))
+
+    @property
+    def target_bps(self) -> int:
+        return self._target
+
+    def probe_request(self, *, now: float, wanted_bps: int) -> list[tuple[int, int]] | None:
+        self.calls.append(("probe", {"now": now, "wanted_bps": wanted_bps}))
+        probes, self.probes = self.probes, None
+        return probes
 
 
 def strip_codec(sdp: str, name: str) -> str:

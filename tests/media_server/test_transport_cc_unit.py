@@ -7,6 +7,7 @@ import struct
 from typing import Any
 
 import pytest
+from ms_helpers import StandInEstimator
 
 from media_server import aiortc_hooks
 from media_server.forwarder import Downstream, ExtensionIds, Forwarder
@@ -240,36 +241,6 @@ def test_sequence_forgets_the_oldest_records_when_nobody_drains(native: bool) ->
 # --------------------------------------------------------------------------
 # Feedback to the estimator (a stand-in with bwe.SendSideEstimator's signature)
 # --------------------------------------------------------------------------
-
-
-class StandInEstimator:
-    """media_server/bwe.py's SendSideEstimator interface, recording calls."""
-
-    def __init__(self, *, start_bps: int, min_bps: int, max_bps: int) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self._target = start_bps
-        self.probes: list[tuple[int, int]] | None = None
-
-    def on_packet_sent(self, *, seq: int, size: int, send_time: float, probe_cluster: int | None = None) -> None:
-        self.calls.append(("sent", {"seq": seq, "size": size, "send_time": send_time, "probe_cluster": probe_cluster}))
-
-    def on_feedback(self, *, now: float, results: list[tuple[int, float | None]]) -> None:
-        self.calls.append(("feedback", {"now": now, "results": results}))
-        self._target = 1_000_000 if all(t is not None for _, t in results) else 200_000
-
-    def on_remb(self, *, now: float, bps: int) -> None:
-        self.calls.append(("remb", {"now": now, "bps": bps}))
-
-    def on_rtt(self, *, rtt: float) -> None:
-        self.calls.append(("rtt", {"rtt": rtt}))
-
-    @property
-    def target_bps(self) -> int:
-        return self._target
-
-    def probe_request(self, *, now: float, wanted_bps: int) -> list[tuple[int, int]] | None:
-        self.calls.append(("probe", {"now": now, "wanted_bps": wanted_bps}))
-        return self.probes
 
 
 def test_feedback_reaches_the_estimator_after_the_packets_it_reports() -> None:
