@@ -24,6 +24,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from . import aiortc_hooks as hooks
 from . import turn
+from .bwe import SendSideEstimator
 from .config import Config
 from .forwarder import RETRANSMIT_INTERVAL, Downstream, Forwarder
 from .layers import (
@@ -31,13 +32,15 @@ from .layers import (
     THIN_TEMPORAL_LAYER,
     UPGRADE_HEADROOM,
     BandwidthEstimate,
+    LayerGate,
     VideoDemand,
     allocate,
+    audio_reserve,
     layer_costs,
     pacing_rate,
     padding_rate,
     retransmit_policy,
-    with_hysteresis,
+    wanted_bitrate,
     with_thin_level,
 )
 from .pacer import Pacer
@@ -51,6 +54,7 @@ ADAPT_INTERVAL = 0.5  # seconds between two layer allocations of a subscriber
 PAD_INTERVAL = 0.05  # seconds between two bursts of probe padding
 PROBE_RATES = (500_000, 1_000_000, 2_000_000, 3_000_000)  # bit/s of the initial probe clusters
 PROBE_CLUSTER = 10  # packets per probe cluster
+PROBE_TICK = 0.005  # seconds between two bursts of a paced probe cluster (send-side probing)
 MEASURE_AFTER = 2.0  # seconds after which a publisher track's layer bitrates are trusted
 
 
@@ -283,6 +287,14 @@ class Subscriber:
         self._probed = False
         self.padding = 0.0  # bit/s of probe padding wanted now (layers.padding_rate)
         self.pacer = Pacer()  # video on a slow link (pacing_rate)
+        self._gate = LayerGate()  # time hysteresis of layer switches
+        self.send_side: SendSideEstimator | None = None
+        """Send-side estimate from transport-cc feedback (media_server/bwe.py), when the browser sends it."""
+        self.probing_cluster: int | None = None
+        """The probe cluster being sent now: every packet sent meanwhile belongs to it (SendSideEstimator.on_packet_sent)."""
+        self._clusters = 0
+        self._probing: asyncio.Task[None] | None = None
+        self.wanted_bps = 0.0  # what the ideal layers (and the audio the estimate covers) need: probing aims at it
         self.on_forwarding_changed: Callable[[], None] = lambda: None
         """Called when the allocator pauses or resumes a video (what ``forwarded()`` returns changed)."""
         self._bandwidth_paused: frozenset[int] = frozenset()
@@ -378,6 +390,8 @@ class Subscriber:
                     slot.forwarder.request_keyframe()
             elif kind_ == "remb":
                 self.estimate.on_remb(values[0], time.monotonic())
+                if self.send_side is not None:
+                    self.send_side.on_remb(now=time.monotonic(), bps=values[0])
             elif kind_ == "loss" and kind == "video":
                 self.estimate.on_loss(values[0], time.monotonic())
 
@@ -612,23 +626,30 @@ class Subscriber:
         preceded by a "thin" level (the lowest layer's base temporal layer)
         when that layer has temporal layers (layers.with_thin_level).
         """
-        estimate = self.estimate.value(now)
+        estimate, covers_audio, congested = self._estimate(now)
         if estimate is None:
             return
         self._set_pacing(estimate)
         video = [s for s in self.slots if s.kind == "video" and s.attached is not None and s.downstream.ready]
         if not video:
+            self.wanted_bps = 0.0
             return
-        audio = sum(1 for s in self.slots if s.kind == "audio" and s.attached is not None)
+        # A transport-wide estimate covers the audio: it is set aside once. REMB measures the video alone (only
+        # video carries abs-send-time): the audio is not in it, and is not taken out of it.
+        audio_bps = audio_reserve(
+            sum(1 for s in self.slots if s.kind == "audio" and s.attached is not None), covers_audio=covers_audio
+        )
         speaker = self.speaker()
         demands = [self._demand(s, now, speaker) for s in video]
+        self.wanted_bps = wanted_bitrate(demands, audio_bps=audio_bps)
         thin = [s.attached is not None and s.attached.all_layers[0].temporal_layers for s in video]
         targets = [self._level(s, s.target, t) for s, t in zip(video, thin, strict=True)]
-        keep = allocate(estimate, demands, audio_tracks=audio)
-        congested = self.estimate.congested(now)
-        # While congested (REMB just dropped, or loss above 2 %) nothing goes up.
-        up = targets if congested else allocate(estimate * UPGRADE_HEADROOM, demands, audio_tracks=audio)
-        for slot, level, has_thin in zip(video, with_hysteresis(targets, keep, up), thin, strict=True):
+        keep = allocate(estimate, demands, audio_bps=audio_bps)
+        # While congested nothing goes up.
+        up = targets if congested else allocate(estimate * UPGRADE_HEADROOM, demands, audio_bps=audio_bps)
+        keys = [(id(s), id(s.attached)) for s in video]
+        levels = self._gate.choose(now, keys, targets, keep, up)
+        for slot, level, has_thin in zip(video, levels, thin, strict=True):
             if level is None or not has_thin:
                 self._select_layer(slot, level)
                 slot.downstream.set_temporal_limit(None)
@@ -644,8 +665,64 @@ class Subscriber:
             for s, t in zip(video, thin, strict=True)
         ]
         self.padding = 0.0
-        if not congested:
-            self.padding = padding_rate(estimate, demands, current, audio_tracks=audio)
+        if not congested and not covers_audio:  # REMB: padding lets it grow (transport-cc: probe clusters do)
+            self.padding = padding_rate(estimate, demands, current, audio_bps=audio_bps)
+
+    def _estimate(self, now: float) -> tuple[float | None, bool, bool]:
+        """(bit/s or None, whether it covers the audio, whether the link is congested now).
+
+        The send-side estimate while transport-cc feedback flows (congested:
+        its loss-based limit binds); otherwise the browser's REMB (congested:
+        it just dropped, or loss is above 2 %).
+        """
+        side = self.send_side
+        if side is not None and side.covers_audio:
+            return float(side.target_bps), True, side.loss.limit is not None
+        return self.estimate.value(now), False, self.estimate.congested(now)
+
+    def _request_probes(self, now: float) -> None:
+        """Start the probe clusters the send-side estimator asks for (when the wanted layers need more)."""
+        side = self.send_side
+        if side is None or (self._probing is not None and not self._probing.done()) or not self.wanted_bps:
+            return
+        clusters = side.probe_request(now=now, wanted_bps=int(self.wanted_bps))
+        if clusters:
+            self._probing = asyncio.create_task(
+                self._send_clusters(clusters), name=f"subscriber-{self.participant}-probe"
+            )
+
+    async def _send_clusters(self, clusters: list[tuple[int, int]]) -> None:
+        """Send each cluster's bytes of padding-only RTX packets paced at its bitrate, tagged with a fresh cluster id.
+
+        Probe packets bypass the pacer (they are the pacer's measuring stick,
+        not media that could queue); anything else sent while a cluster is
+        under way belongs to it too, as in libwebrtc (it shares the link).
+        """
+        loop = asyncio.get_running_loop()
+        for rate, size in clusters:
+            slot = next(
+                (s for s in self.slots if s.kind == "video" and s.forwarder and s.downstream.packets_sent), None
+            )
+            if slot is None or slot.direct_send is None:
+                return
+            self._clusters += 1
+            self.probing_cluster = self._clusters
+            try:
+                start, sent = loop.time(), 0
+                while sent < size:
+                    due = min(size, (loop.time() - start) * rate / 8) or 1
+                    paced, slot.downstream.send = slot.downstream.send, slot.direct_send
+                    try:
+                        while sent < due:
+                            n = slot.downstream.probe(1)
+                            if not n:
+                                return
+                            sent += n
+                    finally:
+                        slot.downstream.send = paced
+                    await asyncio.sleep(PROBE_TICK)
+            finally:
+                self.probing_cluster = None
 
     def _route(self, slot: Slot) -> None:
         """Send the slot's packets directly, or (video, while pacing) through the pacer."""
@@ -710,10 +787,15 @@ class Subscriber:
             if now - last_adapt < ADAPT_INTERVAL:
                 continue
             last_adapt = now
-            if not self._probed and any(s.kind == "video" and s.downstream.packets_sent > 20 for s in self.slots):
+            if (
+                self.send_side is None
+                and not self._probed
+                and any(s.kind == "video" and s.downstream.packets_sent > 20 for s in self.slots)
+            ):
                 self._probed = True
                 await self._probe()
             self.adapt(now)
+            self._request_probes(now)
 
     def forwarded_packets(self) -> int:
         return sum(s.downstream.packets_sent for s in self.slots)
@@ -759,7 +841,9 @@ class Subscriber:
     async def close(self) -> None:
         """Stop forwarding to this subscriber and close the connection."""
         self._adapter.cancel()
-        await asyncio.gather(self._adapter, return_exceptions=True)
+        if self._probing is not None:
+            self._probing.cancel()
+        await asyncio.gather(self._adapter, *([self._probing] if self._probing else []), return_exceptions=True)
         self.pacer.close()
         for slot in self.slots:
             self._detach(slot)
