@@ -457,7 +457,8 @@ class _Sent:
     size: int
     send_time: float
     cluster: int | None
-    reported: bool = False
+    reported: bool = False  # its arrival was reported
+    lost: bool = False  # it was reported lost (it may still be reported as arrived, late)
 
 
 class SendSideEstimator:
@@ -511,19 +512,20 @@ class SendSideEstimator:
         lost = received = 0
         for seq, arrival in results:
             packet = self._sent.get(unwrap(seq, self._last_seq))
-            if packet is None or packet.reported:
-                continue
-            if packet.cluster is not None:
+            if packet is None or packet.reported or (arrival is None and packet.lost):
+                continue  # unknown, or told already (a late arrival after a loss report still counts)
+            if packet.cluster is not None and not packet.lost:
                 self.probe_results.on_result(
                     packet.cluster, send_time=packet.send_time, arrival=arrival, size=packet.size
                 )
             # Loss of packets sent before the last loss-based cut was answered by that cut already.
             counts = packet.send_time >= self.loss.decreased_at
             if arrival is None:
+                packet.lost = True
                 lost += counts
                 continue
             packet.reported = True
-            received += counts
+            received += counts and not packet.lost  # a late arrival was counted (as lost) already
             self.acked.add(arrival=arrival, size=packet.size)
             deltas = self._inter_arrival.add(send_time=packet.send_time, arrival=arrival, size=packet.size)
             if deltas is not None:
@@ -566,9 +568,13 @@ class SendSideEstimator:
     def probe_request(self, *, now: float, wanted_bps: int) -> list[tuple[int, int]] | None:
         """Probe clusters ``(bitrate_bps, bytes)`` to send now (paced at that rate), or None.
 
-        Only with transport-cc feedback (a probe's result is measured from it).
+        Only while transport-cc feedback flows (a probe's result is measured
+        from it). ``now`` also moves the estimator's clock: without feedback
+        for :data:`FEEDBACK_FRESH` seconds the target falls back to REMB.
         """
-        if self._feedback_at is None:
+        self._now = max(self._now, now)
+        self._update_target()
+        if not self._transport_cc_fresh():
             return None
         return self.probes.request(now=now, target=self._target, wanted=wanted_bps, max_bps=self.max_bps)
 

@@ -211,6 +211,30 @@ def test_a_fresh_remb_caps_the_transport_cc_estimate_and_its_absence_falls_back_
     assert est.target_bps == 400_000  # capped by the browser's own estimate
     est.on_remb(now=10.0, bps=700_000)  # transport-cc feedback stopped long ago
     assert not est.covers_audio and est.target_bps == 700_000
+    assert est.probe_request(now=10.0, wanted_bps=5_000_000) is None  # a probe's result could not be measured
+
+
+def test_without_feedback_for_a_while_the_estimator_falls_back_to_the_last_remb_as_time_passes() -> None:
+    est = SendSideEstimator(start_bps=1_000_000, min_bps=30_000, max_bps=5_000_000)
+    est.on_remb(now=0.0, bps=300_000)
+    for i in range(10):
+        est.on_packet_sent(seq=i, size=1000, send_time=4.0 + i * 0.01)
+    est.on_feedback(now=4.2, results=[(i, 5.0 + i * 0.01) for i in range(10)])
+    assert est.covers_audio and est.target_bps == 1_000_000  # the REMB is old: no cap
+    assert est.probe_request(now=4.3, wanted_bps=2_000_000) is not None
+    assert est.probe_request(now=9.0, wanted_bps=2_000_000) is None
+    assert not est.covers_audio and est.target_bps == 300_000
+
+
+def test_a_packet_reported_lost_twice_counts_once_and_a_late_arrival_still_counts() -> None:
+    est = SendSideEstimator(start_bps=1_000_000, min_bps=30_000, max_bps=5_000_000)
+    for i in range(3):
+        est.on_packet_sent(seq=i, size=1000, send_time=i * 0.01, probe_cluster=7)
+    est.on_feedback(now=0.1, results=[(0, 5.0), (1, None)])
+    est.on_feedback(now=0.2, results=[(1, None)])
+    assert est.loss._lost == 1
+    est.on_feedback(now=0.3, results=[(1, 5.02), (2, 5.03)])
+    assert est.loss._total == 3 and est.acked._bytes == 3000
 
 
 # -- the parts ----------------------------------------------------------------
