@@ -9,7 +9,9 @@ Parts (each per packet; bench/sfu_forward.py --transport-cc measures them togeth
 * records: ``SendSideBwe.sent`` handing the records to an estimator that does nothing
   (``on_packet_sent`` per packet: the wiring's share; the real estimator adds its own work);
 * feedback: ``twcc.parse_feedback`` of 100-packet feedback (one per ~35 ms at 2880 packets/s), per packet;
-* forward extension: ``Forwarder._extensions`` with the slot vs without (the per-packet extension block).
+* forward extension: ``Forwarder._extensions`` with the slot vs without (the per-packet extension block);
+* with the estimator: ``SendSideBwe.on_feedback`` with media_server/bwe.py's ``SendSideEstimator`` (records,
+  parse, trendline, AIMD, loss, acknowledged rate) for a 2880 packets/s stream reported every 100 ms.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import _media_common  # noqa: F401 (puts the repository root on sys.path)
 from _media_sfu_probe import NullEstimator
 
 from media_server import aiortc_hooks
+from media_server.bwe import SendSideEstimator
 from media_server.forwarder import Forwarder
 from media_server.rtputil import one_byte_extensions
 from media_server.send_side import SendSideBwe
@@ -84,6 +87,38 @@ def main() -> None:
     print(
         f"extension block (Python path, once per packet per ID set): {with_slot:.3f} vs {without:.3f} us without the slot"
     )
+    print(
+        f"with the estimator (bwe.SendSideEstimator; records + feedback + estimation): {with_estimator(n):.3f} us/packet"
+    )
+
+
+def with_estimator(n: int) -> float:
+    """CPU µs per packet of records + feedback + the real estimator, for a steady 2880 packets/s stream."""
+    now = [1000.0]
+    sequence = aiortc_hooks.transport_sequence()
+    sequence.id = 5
+    sequence.clock = lambda: now[0]
+    estimator = SendSideEstimator(start_bps=300_000, min_bps=30_000, max_bps=20_000_000)
+    bwe = SendSideBwe(estimator=estimator, sequence=sequence, clock=lambda: now[0])
+    ext = one_byte_extensions([(5, b"\x00\x00"), (3, b"\x01\x02\x03")])
+    packet = bytes([0x90, 100, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3]) + ext + bytes(1100)
+    per_feedback = 288  # packets per 100 ms
+    spent = 0.0
+    base = 1
+    for _ in range(n // per_feedback):
+        for _ in range(per_feedback):
+            now[0] += 1 / 2880
+            sequence.stamp(packet)
+        # Arrivals 1.4 ticks (~347 µs) apart: as sent, no queue builds.
+        deltas: list[int | None] = [1 if i % 5 < 3 else 2 for i in range(per_feedback)]
+        feedback = build_feedback(
+            sender_ssrc=1, media_ssrc=2, base_seq=base, feedback_count=0, reference=int(now[0] / 0.064), deltas=deltas
+        )
+        base = (base + per_feedback) & 0xFFFF
+        t0 = time.thread_time()
+        bwe.on_feedback([feedback])
+        spent += time.thread_time() - t0
+    return spent / (n // per_feedback * per_feedback) * 1e6
 
 
 if __name__ == "__main__":

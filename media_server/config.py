@@ -68,8 +68,8 @@ class Config:
     capacity_pps: float = DEFAULT_CAPACITY_PPS  # forwarded packets/s at which the node counts as full
     heartbeat_interval: float = 2.0  # seconds; the registration expires after 2.5 intervals
     draining: bool = False  # registered but takes no new rooms
-    # Offer transport-wide congestion control to subscribers (send-side estimation, media_server/send_side.py);
-    # only takes effect when the estimator module (media_server/bwe.py) is installed. MEDIA_TRANSPORT_CC=0: REMB only.
+    # Offer transport-wide congestion control to subscribers (send-side estimation: media_server/send_side.py
+    # feeds media_server/bwe.py). MEDIA_TRANSPORT_CC=0: REMB only.
     transport_cc: bool = True
     # Cascading relay endpoint (media_server/cascade.py): UDP, internal network only; port 0 = any free port.
     relay_host: str = "127.0.0.1"

@@ -9,9 +9,13 @@ layers only on keyframes of the target layer.
 
 Policy (see docs/protocol.md "Media behaviour"):
 
-* audio is always forwarded and its bitrate is reserved first;
-* under :data:`LOW_BANDWIDTH` only the active speaker's video is forwarded,
-  on its lowest level;
+* audio is always forwarded and, when the estimate covers it, its bitrate
+  is reserved first, exactly once (:func:`audio_reserve`): a transport-wide
+  (transport-cc) estimate measures all media, Chromium's REMB only the video
+  (only video carries abs-send-time, which its receive-side estimator reads),
+  so from a REMB nothing is subtracted;
+* when the video budget is under :data:`LOW_VIDEO_BUDGET` only the active
+  speaker's video is forwarded, on its lowest level;
 * a video whose lowest layer has temporal layers (VP8 from browsers has
   three) gets an extra level below it, "thin": that layer's base temporal
   layer only (a quarter of the frame rate, :data:`THIN_SHARE` of its
@@ -21,21 +25,28 @@ Policy (see docs/protocol.md "Media behaviour"):
   (the active speaker first), then tracks are upgraded one layer at a time,
   active speaker first, never above the height the subscriber displays
   (``max_height``, when known);
-* upgrades need :data:`UPGRADE_HEADROOM` of spare budget and no congestion
-  (no recent REMB drop, loss under 2 %); downgrades happen as soon as the
-  current choice no longer fits (hysteresis against flapping).
+* upgrades need :data:`UPGRADE_HEADROOM` of spare budget for
+  :data:`UPGRADE_HOLD` seconds and no congestion (no recent REMB drop, loss
+  under 2 %), and not sooner than :data:`UPGRADE_AFTER_DOWN` seconds after
+  that video went down; downgrades happen as soon as the current choice no
+  longer fits (:class:`LayerGate`: hysteresis against flapping);
+* while the ideal layers need more than the estimate, the subscriber probes
+  (:func:`wanted_bitrate`, :func:`padding_rate`) so the estimate can climb.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
-LOW_BANDWIDTH = 150_000  # bit/s: below, only audio and the active speaker's lowest video layer
+LOW_BANDWIDTH = 150_000  # bit/s of a link (audio and video): below, only audio and the active speaker's lowest video
+AUDIO_RESERVE = 50_000  # bit/s reserved per forwarded audio track (Opus ~32 kbit/s + ~16 kbit/s of headers at 50 pps)
+LOW_VIDEO_BUDGET = LOW_BANDWIDTH - AUDIO_RESERVE  # bit/s for video: below, only the active speaker's lowest level
 THIN_TEMPORAL_LAYER = 0  # the "thin" level keeps the lowest layer's temporal layers up to this one
 THIN_SHARE = 0.4  # bitrate share of VP8's base temporal layer out of three (libwebrtc's default split)
-AUDIO_RESERVE = 50_000  # bit/s reserved per forwarded audio track (Opus ~32 kbit/s + ~16 kbit/s of headers at 50 pps)
-UPGRADE_HEADROOM = 0.85  # an upgrade must fit in this share of the estimate
+UPGRADE_HEADROOM = 0.85  # an upgrade must fit in this share of the estimate...
+UPGRADE_HOLD = 1.0  # ...for this many seconds in a row
+UPGRADE_AFTER_DOWN = 4.0  # seconds after a video went down before it may go up again
 HEADER_OVERHEAD = 1.08  # RTP/SRTP/UDP/IP headers on top of the payload bitrate
 NOMINAL_LAYER_BITRATES = (64_000, 500_000, 1_500_000)  # until a layer's bitrate is measured (call.js CAMERA_LAYERS)
 MIN_ACTIVE_BITRATE = 8_000  # a layer sending less than this is treated as stopped by the publisher
@@ -51,8 +62,27 @@ LOSS_HIGH = 0.10  # fraction lost above which the estimate is cut (like GCC's lo
 PROBE_BACKOFF = 10.0  # seconds without padding probes after the estimate dropped
 
 
+def audio_reserve(audio_tracks: int, *, covers_audio: bool) -> float:
+    """Bit/s to set aside for ``audio_tracks`` forwarded audio tracks out of an estimate.
+
+    ``covers_audio``: the estimate measures all media (transport-cc); False
+    for Chromium's REMB, which measures only the video (the audio it does not
+    see is already missing from it: subtracting it again starves the video).
+    """
+    return AUDIO_RESERVE * audio_tracks if covers_audio else 0.0
+
+
+def _cost(demands: Sequence[VideoDemand], layers: Sequence[int | None]) -> float:
+    return sum((d.costs[i] or 0.0) for d, i in zip(demands, layers, strict=True) if i is not None)
+
+
+def wanted_bitrate(demands: Sequence[VideoDemand], *, audio_bps: float = 0.0) -> float:
+    """Bit/s the ideal layers need (unlimited estimate) plus ``audio_bps``: what probing may aim at."""
+    return _cost(demands, allocate(float("inf"), demands)) + audio_bps
+
+
 def padding_rate(
-    estimate: float, demands: Sequence[VideoDemand], current: Sequence[int | None], *, audio_tracks: int = 0
+    estimate: float, demands: Sequence[VideoDemand], current: Sequence[int | None], *, audio_bps: float = 0.0
 ) -> float:
     """Bit/s of probe padding that lets the estimate grow towards what the subscriber could use.
 
@@ -60,24 +90,14 @@ def padding_rate(
     arrives), so a subscriber held on a low layer would never be offered a
     higher one. Like Jitsi's bandwidth probing, the server fills the gap
     between what it sends and min(estimate, ideal) with padding; 0 when the
-    current layers already are the ideal ones.
+    current layers already are the ideal ones. ``audio_bps``: the audio share
+    of ``estimate`` (:func:`audio_reserve`; 0 for a REMB).
     """
-    ideal = allocate(float("inf"), demands, audio_tracks=audio_tracks)
-
-    def cost(layers: Sequence[int | None]) -> float:
-        return sum((d.costs[i] or 0.0) for d, i in zip(demands, layers, strict=True) if i is not None)
-
-    ideal_cost, current_cost = cost(ideal), cost(current)
+    ideal_cost = _cost(demands, allocate(float("inf"), demands))
+    current_cost = _cost(demands, current)
     if ideal_cost <= current_cost:
         return 0.0
-    return max(0.0, min(ideal_cost, estimate - AUDIO_RESERVE * audio_tracks) - current_cost)
-
-
-def wanted_bitrate(demands: Sequence[VideoDemand], *, audio_tracks: int = 0) -> float:
-    """Bit/s the subscriber would use with every video on its ideal layer, audio included (what probing aims at)."""
-    ideal = allocate(float("inf"), demands, audio_tracks=audio_tracks)
-    video = sum((d.costs[i] or 0.0) for d, i in zip(demands, ideal, strict=True) if i is not None)
-    return video + AUDIO_RESERVE * audio_tracks
+    return max(0.0, min(ideal_cost, estimate - audio_bps) - current_cost)
 
 
 def pacing_rate(estimate: float, *, pacing: bool) -> float | None:
@@ -179,14 +199,17 @@ def _next_up(demand: VideoDemand, layer: int) -> int | None:
     return None
 
 
-def allocate(estimate: float, demands: Sequence[VideoDemand], *, audio_tracks: int = 0) -> list[int | None]:
-    """The layer to forward for each demand (None = pause that video) within ``estimate`` bit/s."""
+def allocate(estimate: float, demands: Sequence[VideoDemand], *, audio_bps: float = 0.0) -> list[int | None]:
+    """The layer to forward for each demand (None = pause that video) within ``estimate`` bit/s.
+
+    ``audio_bps``: the share of ``estimate`` the audio takes (:func:`audio_reserve`).
+    """
     result: list[int | None] = [None] * len(demands)
     order = sorted(range(len(demands)), key=lambda i: not demands[i].speaker)  # stable: speaker first
     if not order:
         return result
-    budget = estimate - AUDIO_RESERVE * audio_tracks
-    if estimate < LOW_BANDWIDTH:
+    budget = estimate - audio_bps
+    if budget < LOW_VIDEO_BUDGET:
         first = order[0]
         result[first] = _lowest(demands[first])
         return result
@@ -237,11 +260,69 @@ def with_hysteresis(
     return out
 
 
+def _lower(level: int | None, than: int | None) -> bool:
+    return than is not None and (level is None or level < than)
+
+
+def _higher(level: int | None, than: int | None) -> bool:
+    return level is not None and (than is None or level > than)
+
+
+class LayerGate:
+    """Time hysteresis for one subscriber's video levels, on top of :func:`with_hysteresis`.
+
+    Videos are identified by a stable key. Down (or pause) at once. Up
+    (resuming a paused video included) only once the headroom allocation has
+    allowed at least that level for :data:`UPGRADE_HOLD` seconds in a row,
+    and no sooner than :data:`UPGRADE_AFTER_DOWN` seconds after that video last
+    went down: an estimate that wobbles around a layer's need does not make
+    the picture flap. A video seen for the first time starts at once.
+    """
+
+    def __init__(self) -> None:
+        self._rising: dict[Hashable, tuple[int, float]] = {}  # key -> (lowest level allowed since, since)
+        self._down_at: dict[Hashable, float] = {}
+        self._known: set[Hashable] = set()
+
+    def choose(
+        self,
+        now: float,
+        keys: Sequence[Hashable],
+        current: Sequence[int | None],
+        keep: Sequence[int | None],
+        up: Sequence[int | None],
+    ) -> list[int | None]:
+        """The levels to use now (arguments as for :func:`with_hysteresis`, plus each video's key)."""
+        out: list[int | None] = []
+        for key, cur, want in zip(keys, current, with_hysteresis(current, keep, up), strict=True):
+            if _lower(want, cur):
+                self._rising.pop(key, None)
+                self._down_at[key] = now
+                out.append(want)
+            elif want is not None and _higher(want, cur) and key in self._known:
+                level, since = self._rising.get(key, (want, now))
+                level = min(level, want)
+                if now - since >= UPGRADE_HOLD and now - self._down_at.get(key, -1e18) >= UPGRADE_AFTER_DOWN:
+                    self._rising.pop(key, None)
+                    out.append(level)
+                else:
+                    self._rising[key] = (level, since)
+                    out.append(cur)
+            else:
+                self._rising.pop(key, None)
+                out.append(want)
+            self._known.add(key)
+        present = set(keys)
+        for table in (self._rising, self._down_at):
+            for gone in [k for k in table if k not in present]:
+                del table[gone]
+        self._known &= present
+        return out
+
+
 class BandwidthEstimate:
     """What one subscriber can receive, from its browser's RTCP.
 
-    With transport-cc negotiated, the send-side estimator's target (:meth:`on_send_side`) is the
-    estimate while its feedback flows; otherwise (and when it stops) REMB is the fallback.
     REMB (the browser's delay-based estimate) is the base; receiver reports
     with more than :data:`LOSS_HIGH` loss cut it (``1 - loss/2``, as GCC's
     loss-based controller does). ``None`` until the first REMB.
@@ -250,8 +331,6 @@ class BandwidthEstimate:
     def __init__(self) -> None:
         self.remb: float | None = None
         self.remb_time = 0.0
-        self.send_side: float | None = None  # the transport-cc estimator's target (send_side.SendSideBwe)
-        self.send_side_time = 0.0
         self.decreased_at = -1e9  # when REMB last dropped by more than 10 % (congestion)
         self.loss = 0.0  # smoothed fraction lost (0..1)
 
@@ -260,18 +339,6 @@ class BandwidthEstimate:
             self.decreased_at = now
         self.remb = float(bitrate)
         self.remb_time = now
-
-    def on_send_side(self, bitrate: float | None, now: float) -> None:
-        """The send-side estimate (transport-cc); None: no recent feedback, use REMB again."""
-        if bitrate is not None and self.send_side is not None and bitrate < 0.9 * self.send_side:
-            self.decreased_at = now
-        self.send_side = None if bitrate is None else float(bitrate)
-        self.send_side_time = now
-
-    @property
-    def source(self) -> str:
-        """What the estimate comes from now: "transport-cc", "remb" or "none"."""
-        return "transport-cc" if self.send_side is not None else "remb" if self.remb is not None else "none"
 
     def congested(self, now: float) -> bool:
         """True shortly after a REMB drop or while loss is above 2 %: no probing then."""
@@ -282,8 +349,6 @@ class BandwidthEstimate:
         self.loss = 0.7 * self.loss + 0.3 * fraction
 
     def value(self, now: float) -> float | None:
-        if self.send_side is not None:
-            return self.send_side  # its own loss-based controller already accounts for loss
         if self.remb is None:
             return None
         estimate = self.remb

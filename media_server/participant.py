@@ -25,6 +25,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from . import aiortc_hooks as hooks
 from . import turn
+from .bwe import SendSideEstimator
 from .config import Config
 from .forwarder import RETRANSMIT_INTERVAL, Downstream, Forwarder
 from .layers import (
@@ -32,14 +33,15 @@ from .layers import (
     THIN_TEMPORAL_LAYER,
     UPGRADE_HEADROOM,
     BandwidthEstimate,
+    LayerGate,
     VideoDemand,
     allocate,
+    audio_reserve,
     layer_costs,
     pacing_rate,
     padding_rate,
     retransmit_policy,
     wanted_bitrate,
-    with_hysteresis,
     with_thin_level,
 )
 from .pacer import Pacer
@@ -62,7 +64,7 @@ ADAPT_INTERVAL = 0.5  # seconds between two layer allocations of a subscriber
 PAD_INTERVAL = 0.05  # seconds between two bursts of probe padding
 PROBE_RATES = (500_000, 1_000_000, 2_000_000, 3_000_000)  # bit/s of the initial probe clusters
 PROBE_CLUSTER = 10  # packets per probe cluster
-PROBE_TICK = 0.005  # seconds between two bursts of a transport-cc probe cluster
+PROBE_TICK = 0.005  # seconds between two bursts of a paced probe cluster (send-side probing)
 MEASURE_AFTER = 2.0  # seconds after which a publisher track's layer bitrates are trusted
 
 
@@ -293,7 +295,7 @@ class Subscriber:
         # offered only with an estimator (media_server/bwe.py) to feed, else REMB as before.
         self.transport_sequence: Any = hooks.transport_sequence()
         factory = estimator_factory() if config.transport_cc else None
-        self.send_side: SendSideBwe | None = (
+        self.tcc: SendSideBwe | None = (
             SendSideBwe(
                 estimator=factory(start_bps=START_BPS, min_bps=MIN_BPS, max_bps=MAX_BPS),
                 sequence=self.transport_sequence,
@@ -301,13 +303,20 @@ class Subscriber:
             if factory is not None
             else None
         )
-        self._probing: asyncio.Task[None] | None = None
+        """The transport-cc wiring (stamped-packet records and feedback into the estimator); None: not offered."""
         self.sender_reports = hooks.SenderReports()  # one RTCP SR timer for all m-lines
         self.max_heights: dict[tuple[str, str], int] = {}
         """(participant, source) -> the largest height this subscriber displays that video at (unset: any)."""
         self._probed = False
         self.padding = 0.0  # bit/s of probe padding wanted now (layers.padding_rate)
         self.pacer = Pacer()  # video on a slow link (pacing_rate)
+        self._gate = LayerGate()  # time hysteresis of layer switches
+        self.send_side: SendSideEstimator | None = None
+        """Send-side estimate from transport-cc feedback (media_server/bwe.py), once the answer accepted
+        transport-cc (``tcc.estimator``)."""
+        self._clusters = 0
+        self._probing: asyncio.Task[None] | None = None
+        self.wanted_bps = 0.0  # what the ideal layers (and the audio the estimate covers) need: probing aims at it
         self.on_forwarding_changed: Callable[[], None] = lambda: None
         """Called when the allocator pauses or resumes a video (what ``forwarded()`` returns changed)."""
         self._bandwidth_paused: frozenset[int] = frozenset()
@@ -356,7 +365,7 @@ class Subscriber:
         dtls = peer_dtls(self.pc)
         if dtls is not None:
             # Subscribers' RTCP skips aioice's STUN parse attempt too; transport-cc feedback goes to the estimator.
-            feedback = self._on_transport_feedback if self.send_side is not None else None
+            feedback = self._on_transport_feedback if self.tcc is not None else None
             hooks.install_fast_demux(dtls, on_transport_feedback=feedback)
         self.revision += 1
         self.outstanding = self.revision
@@ -370,7 +379,7 @@ class Subscriber:
                 )
                 tracks.append(slot.info)
         sdp = announce_addresses(self.pc.localDescription.sdp, self.config.ice_announce)
-        if self.send_side is not None:
+        if self.tcc is not None:
             sdp = offer_transport_cc(sdp)  # REMB (goog-remb) stays offered: the fallback if the answer drops these
         return sdp, self.revision, tracks
 
@@ -406,10 +415,9 @@ class Subscriber:
                 if slot.forwarder is not None:
                     slot.forwarder.request_keyframe()
             elif kind_ == "remb":
-                now = time.monotonic()
-                self.estimate.on_remb(values[0], now)
-                if self.send_side is not None and self.send_side.active:
-                    self.send_side.on_remb(values[0], now)
+                self.estimate.on_remb(values[0], time.monotonic())
+                if self.send_side is not None:
+                    self.send_side.on_remb(now=time.monotonic(), bps=values[0])
             elif kind_ == "loss" and kind == "video":
                 self.estimate.on_loss(values[0], time.monotonic())
 
@@ -446,10 +454,11 @@ class Subscriber:
             if params is None:
                 continue
             ext_ids = params.ext_ids
-            if self.send_side is None:
+            if self.tcc is None:
                 ext_ids = replace(ext_ids, transport_cc=0)  # not offered (an answer cannot add it)
             elif ext_ids.transport_cc:
                 self.transport_sequence.id = ext_ids.transport_cc  # one ID for the bundle
+                self.send_side = self.tcc.estimator
             slot.downstream.configure(pt_by_codec=params.pt_by_codec, rtx_pt_by_pt=params.rtx_pt_by_pt, ext_ids=ext_ids)
             slot.direct_send = hooks.make_raw_sender(
                 slot.transceiver.sender.transport, sequence=self.transport_sequence
@@ -651,30 +660,35 @@ class Subscriber:
         (layers.with_thin_level). With transport-cc the estimator's probe
         clusters replace REMB's padding (:meth:`_request_probes`).
         """
-        send_side = self.send_side
-        if send_side is not None and send_side.active:
-            send_side.sent()  # between feedback packets too: the record ring stays short
+        if self.tcc is not None and self.send_side is not None:
+            self.tcc.sent()  # between feedback packets too: the record ring stays short
             rtt = next((r for r in (hooks.sender_rtt(s.transceiver.sender) for s in self.slots) if r), None)
             if rtt is not None:
-                send_side.on_rtt(rtt)
-            self.estimate.on_send_side(send_side.target(now), now)
-        estimate = self.estimate.value(now)
+                self.send_side.on_rtt(rtt=rtt)
+        estimate, covers_audio, congested = self._estimate(now)
         if estimate is None:
             return
         self._set_pacing(estimate)
         video = [s for s in self.slots if s.kind == "video" and s.attached is not None and s.downstream.ready]
         if not video:
+            self.wanted_bps = 0.0
             return
-        audio = sum(1 for s in self.slots if s.kind == "audio" and s.attached is not None)
+        # A transport-wide estimate covers the audio: it is set aside once. REMB measures the video alone (only
+        # video carries abs-send-time): the audio is not in it, and is not taken out of it.
+        audio_bps = audio_reserve(
+            sum(1 for s in self.slots if s.kind == "audio" and s.attached is not None), covers_audio=covers_audio
+        )
         speaker = self.speaker()
         demands = [self._demand(s, now, speaker) for s in video]
+        self.wanted_bps = wanted_bitrate(demands, audio_bps=audio_bps)
         thin = [s.attached is not None and s.attached.all_layers[0].temporal_layers for s in video]
         targets = [self._level(s, s.target, t) for s, t in zip(video, thin, strict=True)]
-        keep = allocate(estimate, demands, audio_tracks=audio)
-        congested = self.estimate.congested(now)
-        # While congested (REMB just dropped, or loss above 2 %) nothing goes up.
-        up = targets if congested else allocate(estimate * UPGRADE_HEADROOM, demands, audio_tracks=audio)
-        for slot, level, has_thin in zip(video, with_hysteresis(targets, keep, up), thin, strict=True):
+        keep = allocate(estimate, demands, audio_bps=audio_bps)
+        # While congested nothing goes up.
+        up = targets if congested else allocate(estimate * UPGRADE_HEADROOM, demands, audio_bps=audio_bps)
+        keys = [(id(s), id(s.attached)) for s in video]
+        levels = self._gate.choose(now, keys, targets, keep, up)
+        for slot, level, has_thin in zip(video, levels, thin, strict=True):
             if level is None or not has_thin:
                 self._select_layer(slot, level)
                 slot.downstream.set_temporal_limit(None)
@@ -690,60 +704,86 @@ class Subscriber:
             for s, t in zip(video, thin, strict=True)
         ]
         self.padding = 0.0
-        if send_side is not None and self.estimate.send_side is not None:
-            self._request_probes(now, wanted_bitrate(demands, audio_tracks=audio))
-        elif not congested:
-            self.padding = padding_rate(estimate, demands, current, audio_tracks=audio)
+        if not congested and not covers_audio:  # REMB: padding lets it grow (transport-cc: probe clusters do)
+            self.padding = padding_rate(estimate, demands, current, audio_bps=audio_bps)
 
-    def _on_transport_feedback(self, packets: list[bytes]) -> None:
-        """Transport-cc feedback from the subscriber's browser (aiortc_hooks, in the datagram callback)."""
-        send_side = self.send_side
-        if send_side is None:
-            return
-        first = send_side.feedback_packets == 0
-        send_side.on_feedback(packets)
-        if first and send_side.feedback_packets:
-            logger.info("%s: transport-cc feedback flowing: send-side estimation replaces REMB", self.participant)
-        now = time.monotonic()
-        self.estimate.on_send_side(send_side.target(now), now)
+    def _estimate(self, now: float) -> tuple[float | None, bool, bool]:
+        """(bit/s or None, whether it covers the audio, whether the link is congested now).
 
-    def _request_probes(self, now: float, wanted: float) -> None:
-        """Ask the estimator whether to probe towards ``wanted`` bit/s; send its clusters (one burst at a time)."""
-        if self.send_side is None or (self._probing is not None and not self._probing.done()):
-            return
-        clusters = self.send_side.probe_clusters(now, wanted)
-        if clusters:
-            self._probing = asyncio.create_task(self._send_probe_clusters(clusters), name=f"probe-{self.participant}")
-
-    async def _send_probe_clusters(self, clusters: list[tuple[int, int, int]]) -> None:
-        """Send each (cluster id, bit/s, bytes) as padding-only RTX packets paced at that rate.
-
-        Every probe packet is stamped (and recorded) with its cluster id, so the estimator can tell the
-        rate the cluster arrived at. Paced in ticks of :data:`PROBE_TICK`: each tick sends what the rate
-        allows since the cluster started.
+        The send-side estimate while transport-cc feedback flows (congested:
+        its loss-based limit binds); otherwise the browser's REMB (congested:
+        it just dropped, or loss is above 2 %).
         """
-        sequence = self.transport_sequence
-        for cluster, bitrate, size in clusters:
+        side = self.send_side
+        if side is not None and side.covers_audio:
+            return float(side.target_bps), True, side.loss.limit is not None
+        return self.estimate.value(now), False, self.estimate.congested(now)
+
+    def _request_probes(self, now: float) -> None:
+        """Start the probe clusters the send-side estimator asks for (when the wanted layers need more)."""
+        side = self.send_side
+        if side is None or (self._probing is not None and not self._probing.done()) or not self.wanted_bps:
+            return
+        clusters = side.probe_request(now=now, wanted_bps=int(self.wanted_bps))
+        if clusters:
+            self._probing = asyncio.create_task(
+                self._send_clusters(clusters), name=f"subscriber-{self.participant}-probe"
+            )
+
+    async def _send_clusters(self, clusters: list[tuple[int, int]]) -> None:
+        """Send each cluster's bytes of padding-only RTX packets paced at its bitrate, tagged with a fresh cluster id.
+
+        Probe packets bypass the pacer (they are the pacer's measuring stick,
+        not media that could queue); anything else sent while a cluster is
+        under way belongs to it too, as in libwebrtc (it shares the link).
+        """
+        loop = asyncio.get_running_loop()
+        for rate, size in clusters:
             slot = next(
                 (s for s in self.slots if s.kind == "video" and s.forwarder and s.downstream.packets_sent), None
             )
-            if slot is None or bitrate <= 0:
+            if slot is None or slot.direct_send is None:
                 return
-            start = time.monotonic()
-            sent = 0
-            while sent < size:
-                allowed = min(size, (time.monotonic() - start) * bitrate / 8 + 1)
-                while sent < allowed:
-                    sequence.cluster = cluster
+            self._clusters += 1
+            self.probing_cluster = self._clusters
+            try:
+                start, sent = loop.time(), 0
+                while sent < size:
+                    due = min(size, (loop.time() - start) * rate / 8) or 1
+                    paced, slot.downstream.send = slot.downstream.send, slot.direct_send
                     try:
-                        n = slot.downstream.probe(1)
+                        while sent < due:
+                            n = slot.downstream.probe(1)
+                            if not n:
+                                return
+                            sent += n
                     finally:
-                        sequence.cluster = -1
-                    if not n:
-                        return
-                    sent += n
-                if sent < size:
+                        slot.downstream.send = paced
                     await asyncio.sleep(PROBE_TICK)
+            finally:
+                self.probing_cluster = None
+
+    def _on_transport_feedback(self, packets: list[bytes]) -> None:
+        """Transport-cc feedback from the subscriber's browser (aiortc_hooks, in the datagram callback)."""
+        tcc = self.tcc
+        if tcc is None:
+            return
+        first = tcc.feedback_packets == 0
+        tcc.on_feedback(packets)
+        if first and tcc.feedback_packets:
+            logger.info("%s: transport-cc feedback flowing: send-side estimation replaces REMB", self.participant)
+
+    @property
+    def probing_cluster(self) -> int | None:
+        """The probe cluster being sent now: every packet sent meanwhile belongs to it
+        (SendSideEstimator.on_packet_sent); it is recorded with each packet the connection's
+        TransportSequence stamps."""
+        cluster: int = self.transport_sequence.cluster
+        return None if cluster < 0 else cluster
+
+    @probing_cluster.setter
+    def probing_cluster(self, cluster: int | None) -> None:
+        self.transport_sequence.cluster = -1 if cluster is None else cluster
 
     def _route(self, slot: Slot) -> None:
         """Send the slot's packets directly, or (video, while pacing) through the pacer."""
@@ -808,15 +848,15 @@ class Subscriber:
             if now - last_adapt < ADAPT_INTERVAL:
                 continue
             last_adapt = now
-            tcc = self.send_side is not None and self.send_side.active  # its estimator probes itself
             if (
-                not self._probed
-                and not tcc
+                self.send_side is None  # with transport-cc its estimator probes (_request_probes)
+                and not self._probed
                 and any(s.kind == "video" and s.downstream.packets_sent > 20 for s in self.slots)
             ):
                 self._probed = True
                 await self._probe()
             self.adapt(now)
+            self._request_probes(now)
 
     def forwarded_packets(self) -> int:
         return sum(s.downstream.packets_sent for s in self.slots)

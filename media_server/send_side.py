@@ -14,20 +14,21 @@ controller and probe controller, pure Python) knows nothing of packets or RTCP.
   ``on_feedback(results=[(seq, arrival or None), ...])``;
 * REMB and the RTT still reach it (``on_remb``, ``on_rtt``).
 
-The subscriber (participant.py) reads :meth:`SendSideBwe.target` into its
-``layers.BandwidthEstimate`` (``on_send_side``), which the allocator reads as
-it reads REMB; without transport-cc feedback for :data:`FEEDBACK_TIMEOUT`
-seconds the REMB-based estimate is used again.
+Once the subscriber's answer accepts transport-cc, the subscriber
+(participant.py) uses the estimator as its ``send_side``: the allocator reads
+its target while its feedback is fresh (``SendSideEstimator.covers_audio``),
+else the REMB-based ``layers.BandwidthEstimate``; probe clusters are tagged
+through ``TransportSequence.cluster`` (``Subscriber.probing_cluster``).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
+from .bwe import SendSideEstimator
 from .twcc import parse_feedback
 
 logger = logging.getLogger(__name__)
@@ -35,21 +36,15 @@ logger = logging.getLogger(__name__)
 START_BPS = 300_000  # bit/s before the first feedback (libwebrtc's default start bitrate)
 MIN_BPS = 30_000  # the estimate never goes below: audio and the thinnest video level must still fit
 MAX_BPS = 20_000_000  # more than three 1080p layers: the estimate never caps what a subscriber can get
-FEEDBACK_TIMEOUT = 3.0  # seconds without transport-cc feedback after which the estimate is not trusted
 
 
 def estimator_factory() -> Callable[..., Any] | None:
-    """``media_server.bwe.SendSideEstimator`` if that module is installed, else None.
+    """The estimator class for new subscribe connections (None: do not offer transport-cc).
 
-    Without an estimator the server does not offer transport-cc at all: a browser that gets
-    transport-wide sequence numbers stops sending REMB, and nothing would estimate the link.
+    A seam for tests and benchmarks (a stand-in or a no-op estimator); the media server uses
+    :class:`media_server.bwe.SendSideEstimator`.
     """
-    try:
-        module = importlib.import_module(f"{__package__}.bwe")
-    except ImportError:
-        return None
-    factory: Callable[..., Any] | None = getattr(module, "SendSideEstimator", None)
-    return factory
+    return SendSideEstimator
 
 
 class SendSideBwe:
@@ -70,7 +65,6 @@ class SendSideBwe:
         self.malformed = 0
         self.reported = 0  # packets the feedback said arrived or were lost
         self.lost = 0
-        self._clusters = 0
 
     @property
     def active(self) -> bool:
@@ -99,30 +93,3 @@ class SendSideBwe:
             self.lost += sum(1 for _, arrival in feedback.results if arrival is None)
             self.estimator.on_feedback(now=now, results=feedback.results)
             self.feedback_at = now
-
-    def on_remb(self, bps: float, now: float) -> None:
-        self.estimator.on_remb(now=now, bps=int(bps))
-
-    def on_rtt(self, rtt: float) -> None:
-        self.estimator.on_rtt(rtt=rtt)
-
-    def target(self, now: float) -> int | None:
-        """The estimate in bit/s, or None without recent feedback (the caller falls back to REMB)."""
-        if self.feedback_at is None or now - self.feedback_at > FEEDBACK_TIMEOUT:
-            return None
-        return int(self.estimator.target_bps)
-
-    def probe_clusters(self, now: float, wanted_bps: float) -> list[tuple[int, int, int]]:
-        """The probe clusters the estimator wants sent now, as (cluster id, bitrate bit/s, bytes).
-
-        The caller sends each cluster's padding with ``sequence.cluster`` set to its id (so the records
-        carry it) and resets it to -1 afterwards.
-        """
-        if not self.active:
-            return []
-        requested = self.estimator.probe_request(now=now, wanted_bps=int(wanted_bps))
-        clusters = []
-        for bitrate, size in requested or ():
-            self._clusters += 1
-            clusters.append((self._clusters, int(bitrate), int(size)))
-        return clusters

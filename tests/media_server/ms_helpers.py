@@ -17,6 +17,8 @@ from aiohttp.test_utils import TestClient
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack, VideoStreamTrack
 
+from media_server.bwe import SendSideEstimator
+
 AUTH = {"Authorization": "Bearer test-secret"}
 VIDEO_CLOCK = 90000
 
@@ -233,35 +235,28 @@ def accept_transport_cc(sdp: str, ext_id: int = 5) -> str:
     return "\r\n".join(out)
 
 
-class StandInEstimator:
-    """media_server/bwe.py's SendSideEstimator interface (agreed with its author), recording every call."""
+class RecordingEstimator(SendSideEstimator):
+    """media_server/bwe.py's estimator, recording every call made through the agreed interface."""
 
     def __init__(self, *, start_bps: int, min_bps: int, max_bps: int) -> None:
+        super().__init__(start_bps=start_bps, min_bps=min_bps, max_bps=max_bps)
         self.calls: list[tuple[str, dict[str, Any]]] = []
-        self._target = start_bps
-        self.probes: list[tuple[int, int]] | None = None
 
     def on_packet_sent(self, *, seq: int, size: int, send_time: float, probe_cluster: int | None = None) -> None:
         self.calls.append(("sent", {"seq": seq, "size": size, "send_time": send_time, "probe_cluster": probe_cluster}))
+        super().on_packet_sent(seq=seq, size=size, send_time=send_time, probe_cluster=probe_cluster)
 
     def on_feedback(self, *, now: float, results: list[tuple[int, float | None]]) -> None:
         self.calls.append(("feedback", {"now": now, "results": results}))
-        self._target = 1_000_000 if all(t is not None for _, t in results) else 200_000
+        super().on_feedback(now=now, results=results)
 
     def on_remb(self, *, now: float, bps: int) -> None:
         self.calls.append(("remb", {"now": now, "bps": bps}))
+        super().on_remb(now=now, bps=bps)
 
     def on_rtt(self, *, rtt: float) -> None:
         self.calls.append(("rtt", {"rtt": rtt}))
-
-    @property
-    def target_bps(self) -> int:
-        return self._target
-
-    def probe_request(self, *, now: float, wanted_bps: int) -> list[tuple[int, int]] | None:
-        self.calls.append(("probe", {"now": now, "wanted_bps": wanted_bps}))
-        probes, self.probes = self.probes, None
-        return probes
+        super().on_rtt(rtt=rtt)
 
 
 def strip_codec(sdp: str, name: str) -> str:

@@ -1,4 +1,4 @@
-"""Transport-cc end to end: real aiortc publisher and subscriber, the server's estimator a stand-in (bwe.py's API)."""
+"""Transport-cc end to end: real aiortc publisher and subscriber (answering as a browser that accepts transport-cc)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import itertools
 from typing import Any
 
 import pytest
-from ms_helpers import PublisherClient, StandInEstimator, SubscriberClient, accept_transport_cc, recv_frames
+from ms_helpers import PublisherClient, RecordingEstimator, SubscriberClient, accept_transport_cc, recv_frames
 
 from media_server import participant as participant_module
 from media_server.twcc import build_feedback
@@ -42,8 +42,9 @@ async def test_a_subscriber_accepting_transport_cc_gets_numbered_packets_and_its
     media: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every packet (audio and video) carries the next transport-wide number; feedback reaches the estimator
-    after the packets it reports, and its target becomes the subscriber's estimate (REMB no longer decides)."""
-    monkeypatch.setattr(participant_module, "estimator_factory", lambda: StandInEstimator)
+    (media_server/bwe.py, recording its calls) after the packets it reports, and its target becomes the
+    subscriber's estimate (REMB no longer decides)."""
+    monkeypatch.setattr(participant_module, "estimator_factory", lambda: RecordingEstimator)
     pub = PublisherClient(media.http, "tcc", "alice")
     await pub.start()
     sub = SubscriberClient(media.http, "tcc", "bob", answer_filter=accept_transport_cc)
@@ -62,7 +63,8 @@ async def test_a_subscriber_accepting_transport_cc_gets_numbered_packets_and_its
     await dtls._send_rtp(
         build_feedback(sender_ssrc=1, media_ssrc=0, base_seq=first, feedback_count=0, reference=100, deltas=deltas)
     )
-    estimator = subscriber.send_side.estimator
+    estimator = subscriber.tcc.estimator
+    assert subscriber.send_side is estimator  # the answer accepted transport-cc
     await _until(lambda: any(kind == "feedback" for kind, _ in estimator.calls))
     feedback = next(c for kind, c in estimator.calls if kind == "feedback")
     assert [s for s, _ in feedback["results"]] == [(first + i) & 0xFFFF for i in range(60)]
@@ -73,15 +75,15 @@ async def test_a_subscriber_accepting_transport_cc_gets_numbered_packets_and_its
         if kind == "sent"
     }
     assert all(sent_before.get(n) == size for n, size in seen[:60])  # what went out, as the client received it
-    assert subscriber.estimate.source == "transport-cc"
-    assert subscriber.estimate.value(asyncio.get_running_loop().time()) == 200_000  # the stand-in's answer
+    estimate, covers_audio, _ = subscriber._estimate(asyncio.get_running_loop().time())
+    assert covers_audio and estimate == estimator.target_bps  # the send-side estimate, not REMB, decides
     await asyncio.gather(pub.close(), sub.close())
 
 
 @pytest.mark.asyncio
 async def test_a_subscriber_without_transport_cc_keeps_remb(media: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The offer carries transport-cc, the answer does not: no numbers on the wire, REMB stays the estimate."""
-    monkeypatch.setattr(participant_module, "estimator_factory", lambda: StandInEstimator)
+    monkeypatch.setattr(participant_module, "estimator_factory", lambda: RecordingEstimator)
     pub = PublisherClient(media.http, "remb", "alice")
     await pub.start()
     sub = SubscriberClient(media.http, "remb", "bob")
@@ -92,10 +94,11 @@ async def test_a_subscriber_without_transport_cc_keeps_remb(media: Any, monkeypa
     await _until(lambda: len(seen) >= 20)
     assert all(n == -1 for n, _ in seen)
     subscriber = media.service.rooms["remb"].participants["bob"].subscriber
-    assert subscriber.transport_sequence.id == 0 and subscriber.send_side is not None
-    assert not subscriber.send_side.active
+    assert subscriber.transport_sequence.id == 0 and subscriber.tcc is not None
+    assert not subscriber.tcc.active and subscriber.send_side is None
     await _until(lambda: subscriber.estimate.remb is not None)  # aiortc's receiver sends REMB (abs-send-time)
-    assert subscriber.estimate.source == "remb"
+    estimate, covers_audio, _ = subscriber._estimate(asyncio.get_running_loop().time())
+    assert not covers_audio and estimate == subscriber.estimate.value(asyncio.get_running_loop().time())
     await asyncio.gather(pub.close(), sub.close())
 
 
