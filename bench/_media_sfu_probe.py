@@ -19,9 +19,9 @@
   and task step) with ``time.thread_time()`` and logs steps that used more
   than N ms of *CPU* to stderr. asyncio's own debug mode measures wall time,
   which on a loaded machine mostly measures the scheduler.
-* Transport-cc (``--transport-cc``): subscribers that accept it get transport-wide
-  sequence numbers and their feedback is parsed and fed to the estimator (the
-  tree's media_server/bwe.py, or :class:`NullEstimator` without one).
+* Transport-cc wiring alone (``--null-estimator``): subscribers that accept
+  transport-cc get transport-wide sequence numbers and their feedback is parsed
+  and fed to :class:`NullEstimator` instead of media_server/bwe.py.
 * Memory (``--memtrace FILE``, ``--memtrace-interval S``): starts
   ``tracemalloc`` (5 frames) and every S seconds appends to FILE the RSS,
   glibc ``mallinfo2`` (bytes in use / free inside malloc's heap / mmapped),
@@ -185,8 +185,11 @@ def install_vp8_deltas() -> None:
 
 
 class NullEstimator:
-    """bwe.SendSideEstimator's interface doing no estimation (a fixed, ample target): ``--transport-cc`` in a
-    tree without media_server/bwe.py measures the transport-cc wiring alone (stamping, records, feedback)."""
+    """bwe.SendSideEstimator's interface doing no estimation (``--null-estimator``): the transport-cc wiring
+    alone (stamping, records, feedback parsing) is measured, and what is forwarded stays what it was without
+    transport-cc (``covers_audio`` False: the subscriber keeps its REMB estimate, which these clients never send)."""
+
+    covers_audio = False
 
     def __init__(self, *, start_bps: int, min_bps: int, max_bps: int) -> None:
         self.target_bps = 50_000_000
@@ -207,14 +210,14 @@ class NullEstimator:
         return None
 
 
-def install_transport_cc() -> None:
-    """Offer transport-cc: with the tree's own estimator (media_server/bwe.py) if it has one, else NullEstimator.
+def install_null_estimator() -> None:
+    """Feed transport-cc to :class:`NullEstimator` instead of media_server/bwe.py's estimator.
     A tree from before transport-cc (``--compare``) is left as it is."""
     try:
-        from media_server import participant, send_side
+        from media_server import participant
     except ImportError:
         return
-    if send_side.estimator_factory() is None:
+    if hasattr(participant, "estimator_factory"):
         participant.estimator_factory = lambda: NullEstimator  # type: ignore[assignment,return-value]
 
 
@@ -225,7 +228,7 @@ def main() -> None:
     parser.add_argument("--memtrace", help="append tracemalloc/malloc statistics to this file")
     parser.add_argument("--memtrace-interval", type=float, default=20)
     parser.add_argument("--vp8-deltas", action="store_true", help="make every video downstream rewrite picture IDs")
-    parser.add_argument("--transport-cc", action="store_true", help="offer transport-cc (NullEstimator without bwe.py)")
+    parser.add_argument("--null-estimator", action="store_true", help="transport-cc feeds NullEstimator, not bwe.py")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = parse_config([])
@@ -233,8 +236,8 @@ def main() -> None:
         install_slow_step_log(args.slow_ms)
     if args.vp8_deltas:
         install_vp8_deltas()
-    if args.transport_cc:
-        install_transport_cc()
+    if args.null_estimator:
+        install_null_estimator()
 
     async def run() -> None:
         loop = asyncio.get_running_loop()

@@ -119,7 +119,7 @@ def start_sfu(
     memtrace: str | None = None,
     extra_env: dict[str, str] | None = None,
     vp8_deltas: bool = False,
-    transport_cc: bool = False,
+    null_estimator: bool = False,
 ) -> subprocess.Popen[bytes]:
     """The SFU under bench/_media_sfu_probe.py (hop-latency probe; optional CPU-heavy loop step log)."""
     env = {
@@ -139,8 +139,8 @@ def start_sfu(
         command += ["--memtrace", memtrace]
     if vp8_deltas:
         command += ["--vp8-deltas"]
-    if transport_cc:
-        command += ["--transport-cc"]
+    if null_estimator:
+        command += ["--null-estimator"]
     return subprocess.Popen(command, cwd=root, env=env, stderr=stderr)
 
 
@@ -189,7 +189,7 @@ async def run_sfu(args: argparse.Namespace, root: Path, extra_env: dict[str, str
         args.memtrace if own else None,
         extra_env,
         args.vp8_deltas,
-        args.transport_cc,
+        args.null_estimator,
     )
     base = f"http://127.0.0.1:{control_port}"
     workers: list[ClientProcess] = []
@@ -376,9 +376,15 @@ def main() -> None:
     parser.add_argument(
         "--transport-cc",
         action="store_true",
-        help="subscribers accept transport-cc and send feedback every 100 ms; the SFU offers it (with its"
-        " media_server/bwe.py, or a no-op estimator without one). With --compare DIR (a tree from before"
-        " transport-cc) both SFUs get the same clients: the difference is what transport-cc costs",
+        help="subscribers accept transport-cc and send feedback every 100 ms (the SFU offers it; its estimator"
+        " then also adapts what is forwarded: see --null-estimator). With --compare DIR (a tree from before"
+        " transport-cc) both SFUs get the same clients",
+    )
+    parser.add_argument(
+        "--null-estimator",
+        action="store_true",
+        help="with --transport-cc: the SFU feeds a no-op estimator, so the forwarding stays as without"
+        " transport-cc and the difference to --compare DIR is what the transport-cc wiring costs",
     )
     parser.add_argument("--sfu-log", help="write the SFU's stderr (logs) to this file")
     parser.add_argument(
