@@ -602,7 +602,7 @@ class Subscriber:
                 track.source,
                 slot.target,
                 layer,
-                self.estimate.value(time.monotonic()),
+                self._estimate(time.monotonic())[0],
             )
         slot.target = layer
         downstream = slot.downstream
