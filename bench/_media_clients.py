@@ -31,9 +31,11 @@ import _media_common as common
 import aiohttp
 from aiohttp import web
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 
 from media_server import aiortc_hooks
-from media_server.sdp import negotiated_by_mid, parse_sdp
+from media_server.sdp import TRANSPORT_CC_URI, negotiated_by_mid, parse_sdp
+from media_server.twcc import build_feedback
 
 VIDEO_PPS, VIDEO_SIZE = 130, 1100
 AUDIO_PPS, AUDIO_SIZE = 50, 120
@@ -134,16 +136,69 @@ class PublisherClient:
         await self.pc.close()
 
 
+def accept_transport_cc(sdp: str, ext_id: int = 5) -> str:
+    """The answer as a browser that accepts transport-cc writes it (aiortc's own drops both lines)."""
+    out = []
+    for line in sdp.split("\r\n"):
+        out.append(line)
+        if line.startswith("a=mid:"):
+            out.append(f"a=extmap:{ext_id} {TRANSPORT_CC_URI}")
+        elif line.startswith("a=rtpmap:") and "rtx/" not in line:
+            out.append(f"a=rtcp-fb:{line[9:].split()[0]} transport-cc")
+    return "\r\n".join(out)
+
+
+FEEDBACK_INTERVAL = 0.1  # seconds between two transport-cc feedback packets (Chrome: 50-250 ms)
+
+
 class SubscriberClient:
     def __init__(self, worker: Worker, name: str) -> None:
         self.worker, self.name = worker, name
         self.pc = new_pc()
         self.hooked: set[int] = set()
         self.lock = asyncio.Lock()
+        self.arrivals: list[tuple[int, float]] = []  # (transport-wide seq, arrival) since the last feedback
+        self.feedback_task: asyncio.Task[None] | None = None
+
+    async def _send_feedback(self) -> None:
+        """Report what arrived every FEEDBACK_INTERVAL, as a browser's transport-cc feedback would."""
+        dtls = self.pc.getTransceivers()[0].receiver.transport
+        count = 0
+        while True:
+            await asyncio.sleep(FEEDBACK_INTERVAL)
+            arrivals, self.arrivals = self.arrivals, []
+            if not arrivals:
+                continue
+            first_seq, first_time = arrivals[0]
+            by_offset = {(seq - first_seq) & 0xFFFF: t for seq, t in arrivals if (seq - first_seq) & 0xFFFF < 0x8000}
+            reference = int(first_time / 0.064)
+            previous = reference * 0.064
+            deltas: list[int | None] = []
+            for offset in range(max(by_offset) + 1):
+                t = by_offset.get(offset)
+                if t is None:
+                    deltas.append(None)
+                    continue
+                deltas.append(max(-0x8000, min(0x7FFF, round((t - previous) / 0.00025))))
+                previous = t
+            packet = build_feedback(
+                sender_ssrc=1,
+                media_ssrc=0,
+                base_seq=first_seq,
+                feedback_count=count,
+                reference=reference,
+                deltas=deltas,
+            )
+            count += 1
+            with contextlib.suppress(ConnectionError):
+                await dtls._send_rtp(packet)
 
     def _on_rtp(self, packet: Any, codec: Any) -> None:
         w = self.worker
         w.received += 1
+        tsn = packet.extensions.transport_sequence_number
+        if tsn is not None:
+            self.arrivals.append((tsn, time.monotonic()))
         sent = send_time_ns(packet.payload)
         if sent is not None:
             w.hist.add((time.monotonic_ns() - sent) / 1e6)
@@ -161,9 +216,19 @@ class SubscriberClient:
                     # good. This bench measures forwarding; bench/adaptive.py measures adaptation.
                     hook._estimator = None
             await self.pc.setLocalDescription(await self.pc.createAnswer())
+            sdp = self.pc.localDescription.sdp
+            if w.transport_cc:
+                sdp = accept_transport_cc(sdp)
+                # aiortc parses the extension only with its ID configured (it negotiated it away)
+                dtls = self.pc.getTransceivers()[0].receiver.transport
+                dtls._rtp_header_extensions_map.configure(
+                    RTCRtpParameters(headerExtensions=[RTCRtpHeaderExtensionParameters(id=5, uri=TRANSPORT_CC_URI)])
+                )
+                if self.feedback_task is None:
+                    self.feedback_task = asyncio.create_task(self._send_feedback())
             async with w.http.post(
                 f"{w.base}/v1/rooms/{w.room}/participants/{self.name}/subscribe/answer",
-                json={"protocol": 1, "sdp": self.pc.localDescription.sdp, "revision": offer["revision"]},
+                json={"protocol": 1, "sdp": sdp, "revision": offer["revision"]},
                 headers=w.auth,
             ) as resp:
                 if resp.status != 204:
@@ -181,12 +246,17 @@ class SubscriberClient:
         w = self.worker
         async with w.http.delete(f"{w.base}/v1/rooms/{w.room}/participants/{self.name}", headers=w.auth):
             pass
+        if self.feedback_task is not None:
+            self.feedback_task.cancel()
         await self.pc.close()
 
 
 class Worker:
-    def __init__(self, role: str, base: str, room: str, secret: str, vp8_pictures: bool = False) -> None:
+    def __init__(
+        self, role: str, base: str, room: str, secret: str, vp8_pictures: bool = False, transport_cc: bool = False
+    ) -> None:
         self.role, self.base, self.room = role, base, room
+        self.transport_cc = transport_cc
         self.vp8_pictures = vp8_pictures
         self.auth = {"Authorization": f"Bearer {secret}"}
         self.http: aiohttp.ClientSession
@@ -248,7 +318,7 @@ class Worker:
 
 async def main(args: argparse.Namespace) -> None:
     aiortc_hooks.set_ice_host_addresses(["127.0.0.1"])
-    worker = Worker(args.role, args.base, args.room, args.secret, args.vp8_pictures)
+    worker = Worker(args.role, args.base, args.room, args.secret, args.vp8_pictures, args.transport_cc)
     async with aiohttp.ClientSession() as http:
         worker.http = http
         app = web.Application()
@@ -280,4 +350,5 @@ if __name__ == "__main__":
     parser.add_argument("--room", default="bench")
     parser.add_argument("--secret", required=True)
     parser.add_argument("--vp8-pictures", action="store_true", help="video payloads carry VP8 picture IDs")
+    parser.add_argument("--transport-cc", action="store_true", help="subscribers accept transport-cc, send feedback")
     asyncio.run(main(parser.parse_args()))

@@ -19,6 +19,9 @@
   and task step) with ``time.thread_time()`` and logs steps that used more
   than N ms of *CPU* to stderr. asyncio's own debug mode measures wall time,
   which on a loaded machine mostly measures the scheduler.
+* Transport-cc wiring alone (``--null-estimator``): subscribers that accept
+  transport-cc get transport-wide sequence numbers and their feedback is parsed
+  and fed to :class:`NullEstimator` instead of media_server/bwe.py.
 * Memory (``--memtrace FILE``, ``--memtrace-interval S``): starts
   ``tracemalloc`` (5 frames) and every S seconds appends to FILE the RSS,
   glibc ``mallinfo2`` (bytes in use / free inside malloc's heap / mmapped),
@@ -181,6 +184,43 @@ def install_vp8_deltas() -> None:
     forwarder.Downstream._vp8_continuation = continuation  # type: ignore[method-assign]
 
 
+class NullEstimator:
+    """bwe.SendSideEstimator's interface doing no estimation (``--null-estimator``): the transport-cc wiring
+    alone (stamping, records, feedback parsing) is measured, and what is forwarded stays what it was without
+    transport-cc (``covers_audio`` False: the subscriber keeps its REMB estimate, which these clients never send)."""
+
+    covers_audio = False
+
+    def __init__(self, *, start_bps: int, min_bps: int, max_bps: int) -> None:
+        self.target_bps = 50_000_000
+
+    def on_packet_sent(self, *, seq: int, size: int, send_time: float, probe_cluster: int | None = None) -> None:
+        pass
+
+    def on_feedback(self, *, now: float, results: list[tuple[int, float | None]]) -> None:
+        pass
+
+    def on_remb(self, *, now: float, bps: int) -> None:
+        pass
+
+    def on_rtt(self, *, rtt: float) -> None:
+        pass
+
+    def probe_request(self, *, now: float, wanted_bps: int) -> None:
+        return None
+
+
+def install_null_estimator() -> None:
+    """Feed transport-cc to :class:`NullEstimator` instead of media_server/bwe.py's estimator.
+    A tree from before transport-cc (``--compare``) is left as it is."""
+    try:
+        from media_server import participant
+    except ImportError:
+        return
+    if hasattr(participant, "estimator_factory"):
+        participant.estimator_factory = lambda: NullEstimator  # type: ignore[assignment,return-value]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--probe", help="write the SFU hop latency histogram here")
@@ -188,6 +228,7 @@ def main() -> None:
     parser.add_argument("--memtrace", help="append tracemalloc/malloc statistics to this file")
     parser.add_argument("--memtrace-interval", type=float, default=20)
     parser.add_argument("--vp8-deltas", action="store_true", help="make every video downstream rewrite picture IDs")
+    parser.add_argument("--null-estimator", action="store_true", help="transport-cc feeds NullEstimator, not bwe.py")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = parse_config([])
@@ -195,6 +236,8 @@ def main() -> None:
         install_slow_step_log(args.slow_ms)
     if args.vp8_deltas:
         install_vp8_deltas()
+    if args.null_estimator:
+        install_null_estimator()
 
     async def run() -> None:
         loop = asyncio.get_running_loop()

@@ -119,6 +119,7 @@ def start_sfu(
     memtrace: str | None = None,
     extra_env: dict[str, str] | None = None,
     vp8_deltas: bool = False,
+    null_estimator: bool = False,
 ) -> subprocess.Popen[bytes]:
     """The SFU under bench/_media_sfu_probe.py (hop-latency probe; optional CPU-heavy loop step log)."""
     env = {
@@ -138,6 +139,8 @@ def start_sfu(
         command += ["--memtrace", memtrace]
     if vp8_deltas:
         command += ["--vp8-deltas"]
+    if null_estimator:
+        command += ["--null-estimator"]
     return subprocess.Popen(command, cwd=root, env=env, stderr=stderr)
 
 
@@ -186,6 +189,7 @@ async def run_sfu(args: argparse.Namespace, root: Path, extra_env: dict[str, str
         args.memtrace if own else None,
         extra_env,
         args.vp8_deltas,
+        args.null_estimator,
     )
     base = f"http://127.0.0.1:{control_port}"
     workers: list[ClientProcess] = []
@@ -206,8 +210,9 @@ async def run_sfu(args: argparse.Namespace, root: Path, extra_env: dict[str, str
                     return int((await r.json())["forwarded_packets"])
 
             pub_worker = ClientProcess("publisher", base, ["--vp8-pictures"] if args.vp8_deltas else [])
-            stable = [ClientProcess("subscriber", base) for _ in range(args.sub_procs)]
-            churn = ClientProcess("subscriber", base) if args.soak else None
+            sub_flags = ["--transport-cc"] if args.transport_cc else []
+            stable = [ClientProcess("subscriber", base, sub_flags) for _ in range(args.sub_procs)]
+            churn = ClientProcess("subscriber", base, sub_flags) if args.soak else None
             workers = [pub_worker, *stable, *([churn] if churn else [])]
             for i in range(args.publishers):
                 await pub_worker.call(http, "/join", {"name": f"pub{i}"})
@@ -367,6 +372,19 @@ def main() -> None:
         "--compare-python",
         action="store_true",
         help="also run this tree's SFU with MEDIA_NATIVE=0 (no C fast path), concurrently",
+    )
+    parser.add_argument(
+        "--transport-cc",
+        action="store_true",
+        help="subscribers accept transport-cc and send feedback every 100 ms (the SFU offers it; its estimator"
+        " then also adapts what is forwarded: see --null-estimator). With --compare DIR (a tree from before"
+        " transport-cc) both SFUs get the same clients",
+    )
+    parser.add_argument(
+        "--null-estimator",
+        action="store_true",
+        help="with --transport-cc: the SFU feeds a no-op estimator, so the forwarding stays as without"
+        " transport-cc and the difference to --compare DIR is what the transport-cc wiring costs",
     )
     parser.add_argument("--sfu-log", help="write the SFU's stderr (logs) to this file")
     parser.add_argument(

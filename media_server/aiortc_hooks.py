@@ -90,6 +90,8 @@ from aiortc.rtp import (
     unwrap_rtx,
 )
 
+from . import twcc
+
 # --------------------------------------------------------------------------
 # aioice host address hook (documented module-level state)
 # --------------------------------------------------------------------------
@@ -702,6 +704,9 @@ def _fast_rtcp(
     task wake-up, ``_recv_next``, unprotect, ``_handle_rtcp_data`` with an await per recipient. Here:
     the same counters, unprotect, ``RtcpPacket.parse``, ``RtpRouter.route_rtcp`` and each recipient's
     ``_handle_rtcp_packet`` (hooked senders: :func:`hook_sender_feedback`) run from the datagram callback.
+    Transport-cc feedback (RTPFB FMT 15, which aiortc would parse as a NACK) is taken out of the compound
+    packet first and handed, raw, to the connection's handler (``data_received.feedback[0]``, set by
+    :func:`install_fast_demux`) if it has one.
     """
     router = dtls._rtp_router
     connected = State.CONNECTED
@@ -709,6 +714,8 @@ def _fast_rtcp(
     srtp_error = pylibsrtp.Error
     unprotect: list[Any] = [None, None]  # (session, its srtp_processor)
     suspended: set[asyncio.Future[Any]] = set()  # handlers that did suspend (none of aiortc 1.16's do)
+    feedback: list[Callable[[list[bytes]], None] | None] = [None]
+    split = twcc.split_feedback
 
     def data_received(data: bytes, component: int) -> None:
         rx = dtls._rx_srtp
@@ -720,13 +727,28 @@ def _fast_rtcp(
         if rx is not unprotect[0]:
             unprotect[:] = [rx, srtp_processor(rx, "unprotect_rtcp", native)]
         try:
-            packets = parse(unprotect[1](data))
-        except (srtp_error, ValueError):
+            plain = unprotect[1](data)
+        except srtp_error:
+            return
+        handler = feedback[0]
+        if handler is not None:
+            found, plain = split(plain)
+            if found:
+                try:
+                    handler(found)
+                except Exception:  # the estimator's bug must not cost the connection its other feedback
+                    logger.exception("transport-cc feedback handler failed")
+                if not plain:
+                    return
+        try:
+            packets = parse(plain)
+        except ValueError:
             return
         for packet in packets:
             for recipient in router.route_rtcp(packet):
                 _run_now(recipient._handle_rtcp_packet(packet), suspended)
 
+    data_received.feedback = feedback  # type: ignore[attr-defined]
     return data_received
 
 
@@ -749,7 +771,11 @@ def _native_first(
     return data_received
 
 
-def install_fast_demux(dtls: RTCDtlsTransport, native: Any = NATIVE) -> None:
+def install_fast_demux(
+    dtls: RTCDtlsTransport,
+    native: Any = NATIVE,
+    on_transport_feedback: Callable[[list[bytes]], None] | None = None,
+) -> None:
     """Skip aioice's STUN parse attempt for RTP/RTCP datagrams of ``dtls``'s ICE sockets.
 
     ``aioice.StunProtocol.datagram_received`` tries ``stun.parse_message`` on
@@ -763,7 +789,8 @@ def install_fast_demux(dtls: RTCDtlsTransport, native: Any = NATIVE) -> None:
     the "nothing queued" answer is ``None`` instead of a ``BlockingIOError``.
     SRTCP of the connected transport is handled synchronously (:func:`_fast_rtcp`),
     and a publisher's RTP goes straight to :func:`install_fast_receive`'s C
-    ``RtpReceive`` when there is one.
+    ``RtpReceive`` when there is one. ``on_transport_feedback`` (a subscribe connection's estimator) gets
+    the plaintext transport-cc feedback packets of each SRTCP datagram, synchronously.
     """
     connection = dtls.transport._connection
     receive: Any = connection.data_received
@@ -779,6 +806,8 @@ def install_fast_demux(dtls: RTCDtlsTransport, native: Any = NATIVE) -> None:
             receive.handle_plain = handle_plain
             receive.python_path = receive
         connection.data_received = receive  # type: ignore[method-assign]
+    if on_transport_feedback is not None:
+        connection.data_received.feedback[0] = on_transport_feedback  # type: ignore[attr-defined]
     for protocol in connection._protocols:
         if "datagram_received" in vars(protocol):
             continue
@@ -1028,8 +1057,19 @@ def _compound_sender_reports(senders: Sequence[RTCRtpSender]) -> bytes:
     return b"".join(reports)
 
 
-def make_raw_sender(dtls: RTCDtlsTransport, rtcp: bool = False, native: Any = NATIVE) -> Callable[[bytes], bool]:
+def transport_sequence(native: Any = NATIVE) -> Any:
+    """A new transport-wide sequence (``twcc.TransportSequence`` or its C twin, which the C sender stamps from)."""
+    return native.TransportSequence() if native is not None else twcc.TransportSequence()
+
+
+def make_raw_sender(
+    dtls: RTCDtlsTransport, rtcp: bool = False, native: Any = NATIVE, sequence: Any = None
+) -> Callable[[bytes], bool]:
     """Return ``send(plaintext_rtp_or_rtcp) -> sent`` for a DTLS transport.
+
+    ``sequence`` (from :func:`transport_sequence` with the same ``native``; shared by every sender of one
+    connection) stamps each RTP packet that is sent with the connection's next transport-wide sequence
+    number (``TransportSequence.stamp``); a packet dropped here gets none.
 
     Protects with the transport's SRTP session and writes to the nominated
     ICE pair's datagram transport synchronously: no coroutine per packet
@@ -1055,6 +1095,7 @@ def make_raw_sender(dtls: RTCDtlsTransport, rtcp: bool = False, native: Any = NA
     route: list[Any] = [None, None, None, None, None]
     srtp: list[Any] = [None, None]  # (session, its srtp_processor)
     fast: Any = None  # the C SrtpSender wrapping this function (native RTP only)
+    stamp = None if rtcp or sequence is None else sequence.stamp
     armed: list[Any] = [None]  # (pair, session) the C path was last configured for
 
     def send(data: bytes) -> bool:
@@ -1074,8 +1115,12 @@ def make_raw_sender(dtls: RTCDtlsTransport, rtcp: bool = False, native: Any = NA
         if route[3]():  # asyncio already queues for this peer: keep the order, bound the queue
             if route[3]() > MAX_SEND_BUFFER:
                 return False  # the peer is not draining: drop rather than queue (stale media is useless)
+            if stamp is not None:
+                data = stamp(data)
             route[1](srtp[1](data), route[2])
             return True
+        if stamp is not None:
+            data = stamp(data)
         packet = srtp[1](data)
         if route[4] is None:
             route[1](packet, route[2])
@@ -1092,7 +1137,7 @@ def make_raw_sender(dtls: RTCDtlsTransport, rtcp: bool = False, native: Any = NA
 
     if native is None or rtcp:
         return send
-    fast = native.SrtpSender(send)
+    fast = native.SrtpSender(send, sequence=sequence)
     return fast  # type: ignore[no-any-return]
 
 

@@ -68,6 +68,9 @@ class Config:
     capacity_pps: float = DEFAULT_CAPACITY_PPS  # forwarded packets/s at which the node counts as full
     heartbeat_interval: float = 2.0  # seconds; the registration expires after 2.5 intervals
     draining: bool = False  # registered but takes no new rooms
+    # Offer transport-wide congestion control to subscribers (send-side estimation: media_server/send_side.py
+    # feeds media_server/bwe.py). MEDIA_TRANSPORT_CC=0: REMB only.
+    transport_cc: bool = True
     # Cascading relay endpoint (media_server/cascade.py): UDP, internal network only; port 0 = any free port.
     relay_host: str = "127.0.0.1"
     relay_port: int = 0
@@ -234,6 +237,7 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         capacity_pps=capacity,
         heartbeat_interval=heartbeat,
         draining=bool(args.draining) or env.get("MEDIA_DRAINING", "") in ("1", "true", "yes"),
+        transport_cc=env.get("MEDIA_TRANSPORT_CC", "1") not in ("0", "false", "no"),
         max_video_mlines=max_video_mlines,
         max_audio_mlines=max_audio_mlines,
         relay_host=values["MEDIA_RELAY_HOST"] or "127.0.0.1",

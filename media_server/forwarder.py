@@ -56,6 +56,7 @@ _PADDING = bytes(PROBE_PADDING - 1) + bytes([PROBE_PADDING])
 TEMPORAL_DROP_MEMORY = 512  # dropped packets remembered to number a late (repaired) packet between them
 RATE_WINDOW = 0.5  # seconds between two samples of a forwarder's incoming bitrate
 _NTP_EPOCH = 2208988800
+_TRANSPORT_SEQ_SLOT = b"\x00\x00"  # transport-wide sequence number, filled in when the packet is sent
 _pack = RTP_HEADER.pack
 _join = b"".join  # one allocation per copy (header + ext + payload), not two
 
@@ -70,6 +71,9 @@ class ExtensionIds:
 
     audio_level: int = 0
     abs_send_time: int = 0
+    transport_cc: int = 0
+    """transport-wide-cc: every packet gets a reserved element first in its extension block (two zero bytes)
+    that the connection's send path fills with the transport-wide sequence number (aiortc_hooks.TransportSequence)."""
 
 
 if TYPE_CHECKING:
@@ -108,7 +112,7 @@ class Downstream(_DownstreamBase):
         self.pt_by_codec: dict[str, int] = {}
         self.rtx_pt_by_pt: dict[int, int] = {}
         self.ext_ids = ExtensionIds()
-        self.ext_key = (0, 0)
+        self.ext_key = (0, 0, 0)
         # NACK history: a ring indexed by sequence number & mask; two parallel
         # lists so storing a packet allocates nothing.
         self.history_seq: list[int] = [-1] * HISTORY_SIZE
@@ -148,7 +152,7 @@ class Downstream(_DownstreamBase):
         self.pt_by_codec = pt_by_codec
         self.rtx_pt_by_pt = rtx_pt_by_pt
         self.ext_ids = ext_ids
-        self.ext_key = (ext_ids.audio_level, ext_ids.abs_send_time)
+        self.ext_key = (ext_ids.audio_level, ext_ids.abs_send_time, ext_ids.transport_cc)
 
     def rebase(self) -> None:
         """Start a new source on this stream (keyframe-gated for video)."""
@@ -344,13 +348,15 @@ class Downstream(_DownstreamBase):
             return 0
         ts = int.from_bytes(data[4:8], "big")
         abs_send_time_id = self.ext_ids.abs_send_time
+        transport_cc_id = self.ext_ids.transport_cc
         padding = _PADDING
         sent = 0
         for _ in range(count):
-            ext = b""
+            elements = [(transport_cc_id, _TRANSPORT_SEQ_SLOT)] if transport_cc_id else []
             if abs_send_time_id:
                 ast = int((time.time() + _NTP_EPOCH) * 262144) & 0xFFFFFF
-                ext = one_byte_extensions([(abs_send_time_id, ast.to_bytes(3, "big"))])
+                elements.append((abs_send_time_id, ast.to_bytes(3, "big")))
+            ext = one_byte_extensions(elements)
             packet = _pack(0xB0 if ext else 0xA0, rtx_pt, self.rtx_seq, ts, self.rtx_ssrc) + ext + padding
             self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
             if not self.send(packet):
@@ -608,7 +614,7 @@ class Forwarder:
             return
         # The extension block depends only on the subscriber's negotiated IDs:
         # built once per packet per distinct ID pair (usually one for the room).
-        ext_cache: dict[tuple[int, int], bytes] = {}
+        ext_cache: dict[tuple[int, int, int], bytes] = {}
         for d in downstreams:
             ids = d.ext_key
             ext = ext_cache.get(ids)
@@ -625,9 +631,10 @@ class Forwarder:
         """
         return self._fanout is not None and type(self).on_rtp is _FORWARDER_ON_RTP and "on_rtp" not in vars(self)
 
-    def _extensions(self, ids: tuple[int, int], audio_level: tuple[bool, int] | None) -> bytes:
-        audio_level_id, abs_send_time_id = ids
-        elements: list[tuple[int, bytes]] = []
+    def _extensions(self, ids: tuple[int, int, int], audio_level: tuple[bool, int] | None) -> bytes:
+        audio_level_id, abs_send_time_id, transport_cc_id = ids
+        # The transport-wide sequence number's slot comes first: the send path finds it at a fixed offset.
+        elements: list[tuple[int, bytes]] = [(transport_cc_id, _TRANSPORT_SEQ_SLOT)] if transport_cc_id else []
         if audio_level_id and audio_level is not None:
             elements.append((audio_level_id, bytes([(0x80 if audio_level[0] else 0) | (audio_level[1] & 0x7F)])))
         if abs_send_time_id and self.kind == "video":

@@ -9,9 +9,13 @@ layers only on keyframes of the target layer.
 
 Policy (see docs/protocol.md "Media behaviour"):
 
-* audio is always forwarded and its bitrate is reserved first;
-* under :data:`LOW_BANDWIDTH` only the active speaker's video is forwarded,
-  on its lowest level;
+* audio is always forwarded and, when the estimate covers it, its bitrate
+  is reserved first, exactly once (:func:`audio_reserve`): a transport-wide
+  (transport-cc) estimate measures all media, Chromium's REMB only the video
+  (only video carries abs-send-time, which its receive-side estimator reads),
+  so from a REMB nothing is subtracted;
+* when the video budget is under :data:`LOW_VIDEO_BUDGET` only the active
+  speaker's video is forwarded, on its lowest level;
 * a video whose lowest layer has temporal layers (VP8 from browsers has
   three) gets an extra level below it, "thin": that layer's base temporal
   layer only (a quarter of the frame rate, :data:`THIN_SHARE` of its
@@ -21,21 +25,28 @@ Policy (see docs/protocol.md "Media behaviour"):
   (the active speaker first), then tracks are upgraded one layer at a time,
   active speaker first, never above the height the subscriber displays
   (``max_height``, when known);
-* upgrades need :data:`UPGRADE_HEADROOM` of spare budget and no congestion
-  (no recent REMB drop, loss under 2 %); downgrades happen as soon as the
-  current choice no longer fits (hysteresis against flapping).
+* upgrades need :data:`UPGRADE_HEADROOM` of spare budget for
+  :data:`UPGRADE_HOLD` seconds and no congestion (no recent REMB drop, loss
+  under 2 %), and not sooner than :data:`UPGRADE_AFTER_DOWN` seconds after
+  that video went down; downgrades happen as soon as the current choice no
+  longer fits (:class:`LayerGate`: hysteresis against flapping);
+* while the ideal layers need more than the estimate, the subscriber probes
+  (:func:`wanted_bitrate`, :func:`padding_rate`) so the estimate can climb.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
-LOW_BANDWIDTH = 150_000  # bit/s: below, only audio and the active speaker's lowest video layer
+LOW_BANDWIDTH = 150_000  # bit/s of a link (audio and video): below, only audio and the active speaker's lowest video
+AUDIO_RESERVE = 50_000  # bit/s reserved per forwarded audio track (Opus ~32 kbit/s + ~16 kbit/s of headers at 50 pps)
+LOW_VIDEO_BUDGET = LOW_BANDWIDTH - AUDIO_RESERVE  # bit/s for video: below, only the active speaker's lowest level
 THIN_TEMPORAL_LAYER = 0  # the "thin" level keeps the lowest layer's temporal layers up to this one
 THIN_SHARE = 0.4  # bitrate share of VP8's base temporal layer out of three (libwebrtc's default split)
-AUDIO_RESERVE = 50_000  # bit/s reserved per forwarded audio track (Opus ~32 kbit/s + ~16 kbit/s of headers at 50 pps)
-UPGRADE_HEADROOM = 0.85  # an upgrade must fit in this share of the estimate
+UPGRADE_HEADROOM = 0.85  # an upgrade must fit in this share of the estimate...
+UPGRADE_HOLD = 1.0  # ...for this many seconds in a row
+UPGRADE_AFTER_DOWN = 4.0  # seconds after a video went down before it may go up again
 HEADER_OVERHEAD = 1.08  # RTP/SRTP/UDP/IP headers on top of the payload bitrate
 NOMINAL_LAYER_BITRATES = (64_000, 500_000, 1_500_000)  # until a layer's bitrate is measured (call.js CAMERA_LAYERS)
 MIN_ACTIVE_BITRATE = 8_000  # a layer sending less than this is treated as stopped by the publisher
@@ -54,8 +65,27 @@ GROWTH_SHARE = 0.75
 PROBE_BACKOFF = 10.0  # seconds without padding probes after the estimate dropped
 
 
+def audio_reserve(audio_tracks: int, *, covers_audio: bool) -> float:
+    """Bit/s to set aside for ``audio_tracks`` forwarded audio tracks out of an estimate.
+
+    ``covers_audio``: the estimate measures all media (transport-cc); False
+    for Chromium's REMB, which measures only the video (the audio it does not
+    see is already missing from it: subtracting it again starves the video).
+    """
+    return AUDIO_RESERVE * audio_tracks if covers_audio else 0.0
+
+
+def _cost(demands: Sequence[VideoDemand], layers: Sequence[int | None]) -> float:
+    return sum((d.costs[i] or 0.0) for d, i in zip(demands, layers, strict=True) if i is not None)
+
+
+def wanted_bitrate(demands: Sequence[VideoDemand], *, audio_bps: float = 0.0) -> float:
+    """Bit/s the ideal layers need (unlimited estimate) plus ``audio_bps``: what probing may aim at."""
+    return _cost(demands, allocate(float("inf"), demands)) + audio_bps
+
+
 def padding_rate(
-    estimate: float, demands: Sequence[VideoDemand], current: Sequence[int | None], *, audio_tracks: int = 0
+    estimate: float, demands: Sequence[VideoDemand], current: Sequence[int | None], *, audio_bps: float = 0.0
 ) -> float:
     """Bit/s of probe padding that lets the estimate grow towards what the subscriber could use.
 
@@ -65,25 +95,23 @@ def padding_rate(
     probing, the server fills the gap between what it sends and min(estimate,
     ideal) with padding; 0 when the current layers already are the ideal ones.
 
-    The audio reserve comes off the estimate, but the target never falls below
-    :data:`GROWTH_SHARE` of it: Chromium's REMB measures only the streams that
-    carry abs-send-time (the forwarded video and this padding, no audio), and
-    with less than that arriving its cap stops it from growing. Without that
-    floor the padding was 0 whenever the estimate was below the audio reserve
-    plus the video still sent, which is exactly where padding is the only way
-    out: REMB stayed at 1.5x the one thin video still sent, and a video the
-    low estimate had paused never came back (the intermittent browser-test
-    stall, docs/architecture.md).
+    ``audio_bps`` is the audio that shares the link (the caller passes the
+    reserve of the forwarded microphones: REMB does not measure it, but it
+    still takes room on the link). It comes off the target, but the target
+    never falls below :data:`GROWTH_SHARE` of the estimate: Chromium's REMB
+    measures only the streams that carry abs-send-time (the forwarded video and
+    this padding, no audio), and with less than that arriving its cap stops it
+    from growing. Without that floor the padding was 0 whenever the estimate was
+    below the audio plus the video still sent, which is exactly where padding is
+    the only way out: REMB stayed at 1.5x the one thin video still sent, and a
+    video the low estimate had paused never came back (the intermittent
+    browser-test stall, docs/architecture.md).
     """
-    ideal = allocate(float("inf"), demands, audio_tracks=audio_tracks)
-
-    def cost(layers: Sequence[int | None]) -> float:
-        return sum((d.costs[i] or 0.0) for d, i in zip(demands, layers, strict=True) if i is not None)
-
-    ideal_cost, current_cost = cost(ideal), cost(current)
+    ideal_cost = _cost(demands, allocate(float("inf"), demands))
+    current_cost = _cost(demands, current)
     if ideal_cost <= current_cost:
         return 0.0
-    target = max(estimate - AUDIO_RESERVE * audio_tracks, GROWTH_SHARE * estimate)
+    target = max(estimate - audio_bps, GROWTH_SHARE * estimate)
     return max(0.0, min(ideal_cost, target) - current_cost)
 
 
@@ -186,14 +214,17 @@ def _next_up(demand: VideoDemand, layer: int) -> int | None:
     return None
 
 
-def allocate(estimate: float, demands: Sequence[VideoDemand], *, audio_tracks: int = 0) -> list[int | None]:
-    """The layer to forward for each demand (None = pause that video) within ``estimate`` bit/s."""
+def allocate(estimate: float, demands: Sequence[VideoDemand], *, audio_bps: float = 0.0) -> list[int | None]:
+    """The layer to forward for each demand (None = pause that video) within ``estimate`` bit/s.
+
+    ``audio_bps``: the share of ``estimate`` the audio takes (:func:`audio_reserve`).
+    """
     result: list[int | None] = [None] * len(demands)
     order = sorted(range(len(demands)), key=lambda i: not demands[i].speaker)  # stable: speaker first
     if not order:
         return result
-    budget = estimate - AUDIO_RESERVE * audio_tracks
-    if estimate < LOW_BANDWIDTH:
+    budget = estimate - audio_bps
+    if budget < LOW_VIDEO_BUDGET:
         first = order[0]
         result[first] = _lowest(demands[first])
         return result
@@ -242,6 +273,66 @@ def with_hysteresis(
         else:
             out.append(cur)
     return out
+
+
+def _lower(level: int | None, than: int | None) -> bool:
+    return than is not None and (level is None or level < than)
+
+
+def _higher(level: int | None, than: int | None) -> bool:
+    return level is not None and (than is None or level > than)
+
+
+class LayerGate:
+    """Time hysteresis for one subscriber's video levels, on top of :func:`with_hysteresis`.
+
+    Videos are identified by a stable key. Down (or pause) at once. Up
+    (resuming a paused video included) only once the headroom allocation has
+    allowed at least that level for :data:`UPGRADE_HOLD` seconds in a row,
+    and no sooner than :data:`UPGRADE_AFTER_DOWN` seconds after that video last
+    went down: an estimate that wobbles around a layer's need does not make
+    the picture flap. A video seen for the first time starts at once.
+    """
+
+    def __init__(self) -> None:
+        self._rising: dict[Hashable, tuple[int, float]] = {}  # key -> (lowest level allowed since, since)
+        self._down_at: dict[Hashable, float] = {}
+        self._known: set[Hashable] = set()
+
+    def choose(
+        self,
+        now: float,
+        keys: Sequence[Hashable],
+        current: Sequence[int | None],
+        keep: Sequence[int | None],
+        up: Sequence[int | None],
+    ) -> list[int | None]:
+        """The levels to use now (arguments as for :func:`with_hysteresis`, plus each video's key)."""
+        out: list[int | None] = []
+        for key, cur, want in zip(keys, current, with_hysteresis(current, keep, up), strict=True):
+            if _lower(want, cur):
+                self._rising.pop(key, None)
+                self._down_at[key] = now
+                out.append(want)
+            elif want is not None and _higher(want, cur) and key in self._known:
+                level, since = self._rising.get(key, (want, now))
+                level = min(level, want)
+                if now - since >= UPGRADE_HOLD and now - self._down_at.get(key, -1e18) >= UPGRADE_AFTER_DOWN:
+                    self._rising.pop(key, None)
+                    out.append(level)
+                else:
+                    self._rising[key] = (level, since)
+                    out.append(cur)
+            else:
+                self._rising.pop(key, None)
+                out.append(want)
+            self._known.add(key)
+        present = set(keys)
+        for table in (self._rising, self._down_at):
+            for gone in [k for k in table if k not in present]:
+                del table[gone]
+        self._known &= present
+        return out
 
 
 class BandwidthEstimate:

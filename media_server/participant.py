@@ -7,7 +7,8 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from aiortc import (
     RTCBundlePolicy,
@@ -24,6 +25,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from . import aiortc_hooks as hooks
 from . import turn
+from .bwe import SendSideEstimator
 from .config import Config
 from .forwarder import RETRANSMIT_INTERVAL, Downstream, Forwarder
 from .layers import (
@@ -31,19 +33,30 @@ from .layers import (
     THIN_TEMPORAL_LAYER,
     UPGRADE_HEADROOM,
     BandwidthEstimate,
+    LayerGate,
     VideoDemand,
     allocate,
+    audio_reserve,
     layer_costs,
     pacing_rate,
     padding_rate,
     retransmit_policy,
-    with_hysteresis,
+    wanted_bitrate,
     with_thin_level,
 )
 from .pacer import Pacer
 from .protocol import SOURCES, InvalidSdp, NoCommonCodec, StaleRevision, TrackInfo
 from .rtputil import codec_key
-from .sdp import SimulcastOffer, accept_simulcast, announce_addresses, negotiated_by_mid, parse_sdp, simulcast_offers
+from .sdp import (
+    SimulcastOffer,
+    accept_simulcast,
+    announce_addresses,
+    negotiated_by_mid,
+    offer_transport_cc,
+    parse_sdp,
+    simulcast_offers,
+)
+from .send_side import MAX_BPS, MIN_BPS, START_BPS, SendSideBwe, estimator_factory
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +64,7 @@ ADAPT_INTERVAL = 0.5  # seconds between two layer allocations of a subscriber
 PAD_INTERVAL = 0.05  # seconds between two bursts of probe padding
 PROBE_RATES = (500_000, 1_000_000, 2_000_000, 3_000_000)  # bit/s of the initial probe clusters
 PROBE_CLUSTER = 10  # packets per probe cluster
+PROBE_TICK = 0.005  # seconds between two bursts of a paced probe cluster (send-side probing)
 MEASURE_AFTER = 2.0  # seconds after which a publisher track's layer bitrates are trusted
 
 
@@ -277,12 +291,32 @@ class Subscriber:
         self.forwarded_retired = 0
         self.speaker = speaker
         self.estimate = BandwidthEstimate()
+        # Transport-wide congestion control (send-side estimation): one sequence for every m-line's sends;
+        # offered only with an estimator (media_server/bwe.py) to feed, else REMB as before.
+        self.transport_sequence: Any = hooks.transport_sequence()
+        factory = estimator_factory() if config.transport_cc else None
+        self.tcc: SendSideBwe | None = (
+            SendSideBwe(
+                estimator=factory(start_bps=START_BPS, min_bps=MIN_BPS, max_bps=MAX_BPS),
+                sequence=self.transport_sequence,
+            )
+            if factory is not None
+            else None
+        )
+        """The transport-cc wiring (stamped-packet records and feedback into the estimator); None: not offered."""
         self.sender_reports = hooks.SenderReports()  # one RTCP SR timer for all m-lines
         self.max_heights: dict[tuple[str, str], int] = {}
         """(participant, source) -> the largest height this subscriber displays that video at (unset: any)."""
         self._probed = False
         self.padding = 0.0  # bit/s of probe padding wanted now (layers.padding_rate)
         self.pacer = Pacer()  # video on a slow link (pacing_rate)
+        self._gate = LayerGate()  # time hysteresis of layer switches
+        self.send_side: SendSideEstimator | None = None
+        """Send-side estimate from transport-cc feedback (media_server/bwe.py), once the answer accepted
+        transport-cc (``tcc.estimator``)."""
+        self._clusters = 0
+        self._probing: asyncio.Task[None] | None = None
+        self.wanted_bps = 0.0  # what the ideal layers (and the audio the estimate covers) need: probing aims at it
         self.on_forwarding_changed: Callable[[], None] = lambda: None
         """Called when the allocator pauses or resumes a video (what ``forwarded()`` returns changed)."""
         self._bandwidth_paused: frozenset[int] = frozenset()
@@ -330,7 +364,9 @@ class Subscriber:
         await self.pc.setLocalDescription(offer)
         dtls = peer_dtls(self.pc)
         if dtls is not None:
-            hooks.install_fast_demux(dtls)  # subscribers' RTCP skips aioice's STUN parse attempt too
+            # Subscribers' RTCP skips aioice's STUN parse attempt too; transport-cc feedback goes to the estimator.
+            feedback = self._on_transport_feedback if self.tcc is not None else None
+            hooks.install_fast_demux(dtls, on_transport_feedback=feedback)
         self.revision += 1
         self.outstanding = self.revision
         tracks = []
@@ -343,6 +379,8 @@ class Subscriber:
                 )
                 tracks.append(slot.info)
         sdp = announce_addresses(self.pc.localDescription.sdp, self.config.ice_announce)
+        if self.tcc is not None:
+            sdp = offer_transport_cc(sdp)  # REMB (goog-remb) stays offered: the fallback if the answer drops these
         return sdp, self.revision, tracks
 
     def _new_slot(self, kind: str) -> Slot:
@@ -378,6 +416,8 @@ class Subscriber:
                     slot.forwarder.request_keyframe()
             elif kind_ == "remb":
                 self.estimate.on_remb(values[0], time.monotonic())
+                if self.send_side is not None:
+                    self.send_side.on_remb(now=time.monotonic(), bps=values[0])
             elif kind_ == "loss" and kind == "video":
                 self.estimate.on_loss(values[0], time.monotonic())
 
@@ -413,10 +453,16 @@ class Subscriber:
             params = negotiated.get(mid or "")
             if params is None:
                 continue
-            slot.downstream.configure(
-                pt_by_codec=params.pt_by_codec, rtx_pt_by_pt=params.rtx_pt_by_pt, ext_ids=params.ext_ids
+            ext_ids = params.ext_ids
+            if self.tcc is None:
+                ext_ids = replace(ext_ids, transport_cc=0)  # not offered (an answer cannot add it)
+            elif ext_ids.transport_cc:
+                self.transport_sequence.id = ext_ids.transport_cc  # one ID for the bundle
+                self.send_side = self.tcc.estimator
+            slot.downstream.configure(pt_by_codec=params.pt_by_codec, rtx_pt_by_pt=params.rtx_pt_by_pt, ext_ids=ext_ids)
+            slot.direct_send = hooks.make_raw_sender(
+                slot.transceiver.sender.transport, sequence=self.transport_sequence
             )
-            slot.direct_send = hooks.make_raw_sender(slot.transceiver.sender.transport)
             self._route(slot)
             codec = slot.track.forwarder.codec
             key = codec_key(codec) if codec is not None else next(iter(slot.track.codec_keys), None)
@@ -556,7 +602,7 @@ class Subscriber:
                 track.source,
                 slot.target,
                 layer,
-                self.estimate.remb,
+                self._estimate(time.monotonic())[0],
             )
         slot.target = layer
         downstream = slot.downstream
@@ -608,27 +654,40 @@ class Subscriber:
     def adapt(self, now: float) -> None:
         """Choose every video slot's layer (and temporal limit) from the bandwidth estimate.
 
-        No-op until the first REMB. The allocator counts in levels: the layers,
-        preceded by a "thin" level (the lowest layer's base temporal layer)
-        when that layer has temporal layers (layers.with_thin_level).
+        No-op until the first estimate (transport-cc feedback, else REMB). The
+        allocator counts in levels: the layers, preceded by a "thin" level (the
+        lowest layer's base temporal layer) when that layer has temporal layers
+        (layers.with_thin_level). With transport-cc the estimator's probe
+        clusters replace REMB's padding (:meth:`_request_probes`).
         """
-        estimate = self.estimate.value(now)
+        if self.tcc is not None and self.send_side is not None:
+            self.tcc.sent()  # between feedback packets too: the record ring stays short
+            rtt = next((r for r in (hooks.sender_rtt(s.transceiver.sender) for s in self.slots) if r), None)
+            if rtt is not None:
+                self.send_side.on_rtt(rtt=rtt)
+        estimate, covers_audio, congested = self._estimate(now)
         if estimate is None:
             return
         self._set_pacing(estimate)
         video = [s for s in self.slots if s.kind == "video" and s.attached is not None and s.downstream.ready]
         if not video:
+            self.wanted_bps = 0.0
             return
-        audio = sum(1 for s in self.slots if s.kind == "audio" and s.attached is not None)
+        # A transport-wide estimate covers the audio: it is set aside once. REMB measures the video alone (only
+        # video carries abs-send-time): the audio is not in it, and is not taken out of it.
+        audio_tracks = sum(1 for s in self.slots if s.kind == "audio" and s.attached is not None)
+        audio_bps = audio_reserve(audio_tracks, covers_audio=covers_audio)
         speaker = self.speaker()
         demands = [self._demand(s, now, speaker) for s in video]
+        self.wanted_bps = wanted_bitrate(demands, audio_bps=audio_bps)
         thin = [s.attached is not None and s.attached.all_layers[0].temporal_layers for s in video]
         targets = [self._level(s, s.target, t) for s, t in zip(video, thin, strict=True)]
-        keep = allocate(estimate, demands, audio_tracks=audio)
-        congested = self.estimate.congested(now)
-        # While congested (REMB just dropped, or loss above 2 %) nothing goes up.
-        up = targets if congested else allocate(estimate * UPGRADE_HEADROOM, demands, audio_tracks=audio)
-        for slot, level, has_thin in zip(video, with_hysteresis(targets, keep, up), thin, strict=True):
+        keep = allocate(estimate, demands, audio_bps=audio_bps)
+        # While congested nothing goes up.
+        up = targets if congested else allocate(estimate * UPGRADE_HEADROOM, demands, audio_bps=audio_bps)
+        keys = [(id(s), id(s.attached)) for s in video]
+        levels = self._gate.choose(now, keys, targets, keep, up)
+        for slot, level, has_thin in zip(video, levels, thin, strict=True):
             if level is None or not has_thin:
                 self._select_layer(slot, level)
                 slot.downstream.set_temporal_limit(None)
@@ -644,8 +703,88 @@ class Subscriber:
             for s, t in zip(video, thin, strict=True)
         ]
         self.padding = 0.0
-        if not congested:
-            self.padding = padding_rate(estimate, demands, current, audio_tracks=audio)
+        if not congested and not covers_audio:  # REMB: padding lets it grow (transport-cc: probe clusters do)
+            # The audio REMB does not measure still shares the link (padding_rate keeps GROWTH_SHARE at least).
+            link_audio = audio_reserve(audio_tracks, covers_audio=True)
+            self.padding = padding_rate(estimate, demands, current, audio_bps=link_audio)
+
+    def _estimate(self, now: float) -> tuple[float | None, bool, bool]:
+        """(bit/s or None, whether it covers the audio, whether the link is congested now).
+
+        The send-side estimate while transport-cc feedback flows (congested:
+        its loss-based limit binds); otherwise the browser's REMB (congested:
+        it just dropped, or loss is above 2 %).
+        """
+        side = self.send_side
+        if side is not None and side.covers_audio:
+            return float(side.target_bps), True, side.loss.limit is not None
+        return self.estimate.value(now), False, self.estimate.congested(now)
+
+    def _request_probes(self, now: float) -> None:
+        """Start the probe clusters the send-side estimator asks for (when the wanted layers need more)."""
+        side = self.send_side
+        if side is None or (self._probing is not None and not self._probing.done()) or not self.wanted_bps:
+            return
+        clusters = side.probe_request(now=now, wanted_bps=int(self.wanted_bps))
+        if clusters:
+            self._probing = asyncio.create_task(
+                self._send_clusters(clusters), name=f"subscriber-{self.participant}-probe"
+            )
+
+    async def _send_clusters(self, clusters: list[tuple[int, int]]) -> None:
+        """Send each cluster's bytes of padding-only RTX packets paced at its bitrate, tagged with a fresh cluster id.
+
+        Probe packets bypass the pacer (they are the pacer's measuring stick,
+        not media that could queue); anything else sent while a cluster is
+        under way belongs to it too, as in libwebrtc (it shares the link).
+        """
+        loop = asyncio.get_running_loop()
+        for rate, size in clusters:
+            slot = next(
+                (s for s in self.slots if s.kind == "video" and s.forwarder and s.downstream.packets_sent), None
+            )
+            if slot is None or slot.direct_send is None:
+                return
+            self._clusters += 1
+            self.probing_cluster = self._clusters
+            try:
+                start, sent = loop.time(), 0
+                while sent < size:
+                    due = min(size, (loop.time() - start) * rate / 8) or 1
+                    paced, slot.downstream.send = slot.downstream.send, slot.direct_send
+                    try:
+                        while sent < due:
+                            n = slot.downstream.probe(1)
+                            if not n:
+                                return
+                            sent += n
+                    finally:
+                        slot.downstream.send = paced
+                    await asyncio.sleep(PROBE_TICK)
+            finally:
+                self.probing_cluster = None
+
+    def _on_transport_feedback(self, packets: list[bytes]) -> None:
+        """Transport-cc feedback from the subscriber's browser (aiortc_hooks, in the datagram callback)."""
+        tcc = self.tcc
+        if tcc is None:
+            return
+        first = tcc.feedback_packets == 0
+        tcc.on_feedback(packets)
+        if first and tcc.feedback_packets:
+            logger.info("%s: transport-cc feedback flowing: send-side estimation replaces REMB", self.participant)
+
+    @property
+    def probing_cluster(self) -> int | None:
+        """The probe cluster being sent now: every packet sent meanwhile belongs to it
+        (SendSideEstimator.on_packet_sent); it is recorded with each packet the connection's
+        TransportSequence stamps."""
+        cluster: int = self.transport_sequence.cluster
+        return None if cluster < 0 else cluster
+
+    @probing_cluster.setter
+    def probing_cluster(self, cluster: int | None) -> None:
+        self.transport_sequence.cluster = -1 if cluster is None else cluster
 
     def _route(self, slot: Slot) -> None:
         """Send the slot's packets directly, or (video, while pacing) through the pacer."""
@@ -711,10 +850,15 @@ class Subscriber:
             if now - last_adapt < ADAPT_INTERVAL:
                 continue
             last_adapt = now
-            if not self._probed and any(s.kind == "video" and s.downstream.packets_sent > 20 for s in self.slots):
+            if (
+                self.send_side is None  # with transport-cc its estimator probes (_request_probes)
+                and not self._probed
+                and any(s.kind == "video" and s.downstream.packets_sent > 20 for s in self.slots)
+            ):
                 self._probed = True
                 await self._probe()
             self.adapt(now)
+            self._request_probes(now)
 
     def forwarded_packets(self) -> int:
         return sum(s.downstream.packets_sent for s in self.slots)
@@ -760,7 +904,9 @@ class Subscriber:
     async def close(self) -> None:
         """Stop forwarding to this subscriber and close the connection."""
         self._adapter.cancel()
-        await asyncio.gather(self._adapter, return_exceptions=True)
+        if self._probing is not None:
+            self._probing.cancel()
+        await asyncio.gather(self._adapter, *([self._probing] if self._probing else []), return_exceptions=True)
         self.pacer.close()
         for slot in self.slots:
             self._detach(slot)

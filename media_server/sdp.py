@@ -15,6 +15,10 @@ from .rtputil import codec_key
 
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+TRANSPORT_CC_ID = 5
+"""The extension ID we offer transport-wide-cc with, on every m-line (BUNDLE shares one ID space: aiortc uses
+1 mid, 2 audio level, 3 abs-send-time on subscribe connections)."""
 
 
 def parse_sdp(sdp: str) -> SessionDescription:
@@ -61,12 +65,59 @@ def negotiated_by_mid(description: SessionDescription) -> dict[str, Negotiated]:
             else:
                 pts.setdefault(codec_key(codec), codec.payloadType)
         ext = {e.uri: e.id for e in media.rtp.headerExtensions}
+        # transport-cc needs both the extension and the feedback accepted; without them the browser keeps
+        # sending REMB (its receive-side estimate), which stays the fallback.
+        feedback = any(fb.type == "transport-cc" for codec in media.rtp.codecs for fb in codec.rtcpFeedback)
         result[mid] = Negotiated(
             pt_by_codec=pts,
             rtx_pt_by_pt=rtx,
-            ext_ids=ExtensionIds(audio_level=ext.get(AUDIO_LEVEL_URI, 0), abs_send_time=ext.get(ABS_SEND_TIME_URI, 0)),
+            ext_ids=ExtensionIds(
+                audio_level=ext.get(AUDIO_LEVEL_URI, 0),
+                abs_send_time=ext.get(ABS_SEND_TIME_URI, 0),
+                transport_cc=ext.get(TRANSPORT_CC_URI, 0) if feedback else 0,
+            ),
         )
     return result
+
+
+def offer_transport_cc(sdp: str, ext_id: int = TRANSPORT_CC_ID) -> str:
+    """Add transport-wide congestion control to a subscribe offer: the header extension and, for every
+    codec but RTX, ``a=rtcp-fb:<pt> transport-cc`` (next to its ``a=rtpmap``), on each active audio/video m-line.
+
+    aiortc offers neither (and keeps offering ``goog-remb``: a browser that does not accept transport-cc
+    answers without them and goes on sending REMB). An m-line that already has the extension is left alone.
+    """
+    eol, sections = _sections(sdp)
+    out = list(sections[0])
+    for section in sections[1:]:
+        words = section[0].split()
+        if not section[0].startswith(("m=audio", "m=video")) or len(words) < 4 or words[1] == "0":
+            out.extend(section)
+            continue
+        if any(line.startswith("a=extmap:") and line.split(" ", 1)[-1].strip() == TRANSPORT_CC_URI for line in section):
+            out.extend(section)
+            continue
+        rtx = {
+            line[9:].split()[0]
+            for line in section
+            if line.startswith("a=rtpmap:") and line[9:].split()[-1].lower().startswith("rtx/")
+        }
+        lines: list[str] = []
+        extmap_at = -1
+        for line in section:
+            lines.append(line)
+            if line.startswith("a=extmap:"):
+                extmap_at = len(lines)
+            elif line.startswith("a=rtpmap:"):
+                pt = line[9:].split()[0]
+                if pt not in rtx:
+                    lines.append(f"a=rtcp-fb:{pt} transport-cc")
+        ext_line = f"a=extmap:{ext_id} {TRANSPORT_CC_URI}"
+        if extmap_at < 0:  # no extension yet: before the first rtpmap (after the m-line's own lines)
+            extmap_at = next((i for i, line in enumerate(lines) if line.startswith("a=rtpmap:")), len(lines))
+        lines.insert(extmap_at, ext_line)
+        out.extend(lines)
+    return eol.join(out)
 
 
 _CANDIDATE_RE = re.compile(r"^(a=candidate:\S+ \d+ \S+ \d+ )(\S+)( .*)$", re.MULTILINE)

@@ -30,6 +30,10 @@
  *       hold by identity (items are the cheaper check: no attribute lookup),
  *       the socket's descriptor must be unchanged and `buffered()` (if not
  *       None) must be 0.
+ *       With `sequence` (a TransportSequence) the C path stamps the
+ *       transport-wide sequence number into its copy before protecting.
+ *   TransportSequence(*, id, next_seq, clock)
+ *       one subscribe connection's transport-wide sequence numbers (see below).
  *   DownstreamCore, Fanout(downstream_type, history_mask, sr_batch)
  *       the steady state of media_server.forwarder.Downstream.forward for all
  *       downstreams of one publisher packet in one call (see below).
@@ -85,10 +89,291 @@ parse_pointer(PyObject *value, void **out, const char *what)
     return 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* TransportSequence                                                         */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The transport-wide sequence number of one subscribe connection
+ * (media_server.twcc.TransportSequence is the Python reference). A packet
+ * whose extension block starts with the element `id` of two bytes (the
+ * forwarder reserves it, first, when transport-cc was negotiated) gets the
+ * next number written there when it is sent, and (seq, size, send time,
+ * probe cluster) is recorded in a ring for the estimator (drain()).
+ */
+#define TSEQ_RING 2048
+
+typedef struct {
+    PyObject_HEAD
+    int id;          /* extension ID 1..14, 0: stamp nothing */
+    unsigned next;   /* next sequence number (16 bits) */
+    long cluster;    /* probe cluster of the packets sent now, -1: none */
+    PyObject *clock; /* None (CLOCK_MONOTONIC) or a callable (tests) */
+    unsigned long long dropped;
+    unsigned head, count;
+    uint16_t seqs[TSEQ_RING];
+    uint32_t sizes[TSEQ_RING];
+    int32_t clusters[TSEQ_RING];
+    double times[TSEQ_RING];
+} TSeq;
+
+static PyTypeObject TSeqType;
+
+/* The send time: CLOCK_MONOTONIC (= time.monotonic()) or the test clock; -1 with an exception set. */
+static int
+tseq_now(TSeq *t, double *out)
+{
+    if (t->clock == NULL || t->clock == Py_None) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        *out = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+        return 0;
+    }
+    PyObject *v = PyObject_CallNoArgs(t->clock);
+    if (v == NULL)
+        return -1;
+    *out = PyFloat_AsDouble(v);
+    Py_DECREF(v);
+    return *out == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* Stamp `p` (n bytes of plaintext RTP) in place if it carries the slot; 1 stamped, 0 not, -1 exception. */
+static int
+tseq_stamp(TSeq *t, unsigned char *p, Py_ssize_t n)
+{
+    if (!t->id || n < 20 || (p[0] & 0x1F) != 0x10 || p[12] != 0xBE || p[13] != 0xDE || p[16] != ((t->id << 4) | 1))
+        return 0;
+    double now;
+    if (tseq_now(t, &now) < 0)
+        return -1;
+    unsigned seq = t->next & 0xFFFF;
+    p[17] = (unsigned char)(seq >> 8);
+    p[18] = (unsigned char)seq;
+    t->next = (seq + 1) & 0xFFFF;
+    unsigned slot = (t->head + t->count) % TSEQ_RING;
+    if (t->count == TSEQ_RING) { /* nobody drained for a long time: forget the oldest */
+        t->head = (t->head + 1) % TSEQ_RING;
+        t->dropped++;
+    } else {
+        t->count++;
+    }
+    t->seqs[slot] = (uint16_t)seq;
+    t->sizes[slot] = (uint32_t)n;
+    t->clusters[slot] = (int32_t)t->cluster;
+    t->times[slot] = now;
+    return 1;
+}
+
+static PyObject *
+TSeq_stamp(PyObject *op, PyObject *data)
+{
+    TSeq *t = (TSeq *)op;
+    if (!PyBytes_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "packet must be bytes");
+        return NULL;
+    }
+    Py_ssize_t n = PyBytes_GET_SIZE(data);
+    const unsigned char *in = (const unsigned char *)PyBytes_AS_STRING(data);
+    if (!t->id || n < 20 || (in[0] & 0x1F) != 0x10 || in[12] != 0xBE || in[13] != 0xDE || in[16] != ((t->id << 4) | 1))
+        return Py_NewRef(data);
+    PyObject *out = PyBytes_FromStringAndSize((const char *)in, n);
+    if (out == NULL)
+        return NULL;
+    if (tseq_stamp(t, (unsigned char *)PyBytes_AS_STRING(out), n) < 0) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
+static PyObject *
+TSeq_drain(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    TSeq *t = (TSeq *)op;
+    PyObject *list = PyList_New(t->count);
+    if (list == NULL)
+        return NULL;
+    for (unsigned i = 0; i < t->count; i++) {
+        unsigned slot = (t->head + i) % TSEQ_RING;
+        PyObject *item = Py_BuildValue("(IIdi)", (unsigned)t->seqs[slot], (unsigned)t->sizes[slot], t->times[slot],
+                                       (int)t->clusters[slot]);
+        if (item == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, item);
+    }
+    t->head = t->count = 0;
+    return list;
+}
+
+static PyObject *
+TSeq_get_id(PyObject *op, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLong(((TSeq *)op)->id);
+}
+
+static int
+TSeq_set_id(PyObject *op, PyObject *value, void *Py_UNUSED(closure))
+{
+    long v = value == NULL ? -1 : PyLong_AsLong(value);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (v < 0 || v > 14) {
+        PyErr_SetString(PyExc_ValueError, "id must be 0..14");
+        return -1;
+    }
+    ((TSeq *)op)->id = (int)v;
+    return 0;
+}
+
+static PyObject *
+TSeq_get_next(PyObject *op, void *Py_UNUSED(closure))
+{
+    return PyLong_FromUnsignedLong(((TSeq *)op)->next);
+}
+
+static int
+TSeq_set_next(PyObject *op, PyObject *value, void *Py_UNUSED(closure))
+{
+    long v = value == NULL ? -1 : PyLong_AsLong(value);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    ((TSeq *)op)->next = (unsigned)(v & 0xFFFF);
+    return 0;
+}
+
+static PyObject *
+TSeq_get_cluster(PyObject *op, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLong(((TSeq *)op)->cluster);
+}
+
+static int
+TSeq_set_cluster(PyObject *op, PyObject *value, void *Py_UNUSED(closure))
+{
+    long v = value == NULL ? -1 : PyLong_AsLong(value);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (v < -1 || v > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "cluster must be -1 or a non-negative int32");
+        return -1;
+    }
+    ((TSeq *)op)->cluster = v;
+    return 0;
+}
+
+static PyObject *
+TSeq_get_dropped(PyObject *op, void *Py_UNUSED(closure))
+{
+    return PyLong_FromUnsignedLongLong(((TSeq *)op)->dropped);
+}
+
+static PyObject *
+TSeq_get_pending(PyObject *op, void *Py_UNUSED(closure))
+{
+    return PyLong_FromUnsignedLong(((TSeq *)op)->count);
+}
+
+static PyObject *
+TSeq_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwargs))
+{
+    TSeq *t = (TSeq *)type->tp_alloc(type, 0);
+    if (t != NULL) {
+        t->cluster = -1;
+        t->clock = Py_NewRef(Py_None);
+    }
+    return (PyObject *)t;
+}
+
+static int
+TSeq_init(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"id", "next_seq", "clock", NULL};
+    int id = 0;
+    unsigned long next = 1;
+    PyObject *clock = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$ikO", kwlist, &id, &next, &clock))
+        return -1;
+    if (id < 0 || id > 14) {
+        PyErr_SetString(PyExc_ValueError, "id must be 0..14");
+        return -1;
+    }
+    TSeq *t = (TSeq *)op;
+    t->id = id;
+    t->next = (unsigned)(next & 0xFFFF);
+    Py_XSETREF(t->clock, Py_NewRef(clock));
+    return 0;
+}
+
+static int
+TSeq_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    Py_VISIT(((TSeq *)op)->clock);
+    return 0;
+}
+
+static int
+TSeq_clear(PyObject *op)
+{
+    Py_CLEAR(((TSeq *)op)->clock);
+    return 0;
+}
+
+static PyMethodDef TSeq_methods[] = {
+    {"stamp", TSeq_stamp, METH_O, "stamp(packet) -> packet with the next sequence number in its slot (or as it was)"},
+    {"drain", TSeq_drain, METH_NOARGS, "drain() -> [(seq, size, send_time, cluster)] recorded since the last drain"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef TSeq_members[] = {
+    {"clock", T_OBJECT_EX, offsetof(TSeq, clock), 0, "None (CLOCK_MONOTONIC) or a callable (tests)"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef TSeq_getset[] = {
+    {"id", TSeq_get_id, TSeq_set_id, "transport-wide-cc extension ID (0: stamp nothing)", NULL},
+    {"next_seq", TSeq_get_next, TSeq_set_next, "the next sequence number", NULL},
+    {"cluster", TSeq_get_cluster, TSeq_set_cluster, "probe cluster recorded with the packets sent now (-1: none)",
+     NULL},
+    {"dropped", TSeq_get_dropped, NULL, "records lost because nobody drained the ring", NULL},
+    {"pending", TSeq_get_pending, NULL, "records waiting for drain()", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject TSeqType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "_sfu_native.TransportSequence",
+    .tp_basicsize = sizeof(TSeq),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "TransportSequence(*, id=0, next_seq=1, clock=None): transport-wide sequence numbers of one connection",
+    .tp_new = TSeq_new,
+    .tp_init = TSeq_init,
+    .tp_traverse = TSeq_traverse,
+    .tp_clear = TSeq_clear,
+    .tp_dealloc = final_gc_dealloc,
+    .tp_methods = TSeq_methods,
+    .tp_members = TSeq_members,
+    .tp_getset = TSeq_getset,
+};
+
 /* Run libsrtp on `buffer` (holding `data`); 0 on success, -1 with an exception set. */
+static int
+run_srtp_stamped(srtp_function function, void *context, unsigned char *buffer, Py_ssize_t limit, PyObject *check,
+                 PyObject *data, int *length, PyObject *sequence);
+
 static int
 run_srtp(srtp_function function, void *context, unsigned char *buffer, Py_ssize_t limit, PyObject *check,
          PyObject *data, int *length)
+{
+    return run_srtp_stamped(function, context, buffer, limit, check, data, length, NULL);
+}
+
+/* run_srtp, with the transport-wide sequence number of `sequence` (a TransportSequence, or NULL) stamped into
+   the buffer's copy before protecting it. */
+static int
+run_srtp_stamped(srtp_function function, void *context, unsigned char *buffer, Py_ssize_t limit, PyObject *check,
+                 PyObject *data, int *length, PyObject *sequence)
 {
     if (!PyBytes_Check(data)) {
         PyErr_SetString(PyExc_TypeError, "packet must be bytes");
@@ -100,6 +385,8 @@ run_srtp(srtp_function function, void *context, unsigned char *buffer, Py_ssize_
         return -1;
     }
     memcpy(buffer, PyBytes_AS_STRING(data), (size_t)n);
+    if (sequence != NULL && tseq_stamp((TSeq *)sequence, buffer, n) < 0)
+        return -1;
     *length = (int)n;
     int rc = function(context, buffer, length);
     if (rc) {
@@ -236,6 +523,7 @@ typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
     PyObject *fallback;
+    PyObject *sequence; /* TransportSequence | NULL: stamps what the C path sends */
     int configured;
     srtp_function function;
     void *context;
@@ -335,7 +623,8 @@ Sender_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *
     if (!ok)
         return PyObject_CallOneArg(self->fallback, data);
     int length;
-    if (run_srtp(self->function, self->context, self->buffer, self->limit, self->check, data, &length) < 0)
+    if (run_srtp_stamped(self->function, self->context, self->buffer, self->limit, self->check, data, &length,
+                         self->sequence) < 0)
         return NULL;
     ssize_t sent = sendto(self->fd, self->buffer, (size_t)length, MSG_DONTWAIT, (struct sockaddr *)&self->sa,
                           self->salen);
@@ -491,16 +780,21 @@ static int
 Sender_init(PyObject *op, PyObject *args, PyObject *kwargs)
 {
     Sender *self = (Sender *)op;
-    static char *kwlist[] = {"fallback", NULL};
-    PyObject *fallback;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O", kwlist, &fallback))
+    static char *kwlist[] = {"fallback", "sequence", NULL};
+    PyObject *fallback, *sequence = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$O", kwlist, &fallback, &sequence))
         return -1;
     if (!PyCallable_Check(fallback)) {
         PyErr_SetString(PyExc_TypeError, "fallback must be callable");
         return -1;
     }
+    if (sequence != Py_None && !PyObject_TypeCheck(sequence, &TSeqType)) {
+        PyErr_SetString(PyExc_TypeError, "sequence must be a TransportSequence or None");
+        return -1;
+    }
     Py_INCREF(fallback);
     Py_XSETREF(self->fallback, fallback);
+    Py_XSETREF(self->sequence, sequence == Py_None ? NULL : Py_NewRef(sequence));
     Sender_drop(self);
     return 0;
 }
@@ -531,6 +825,7 @@ Sender_traverse(PyObject *op, visitproc visit, void *arg)
 {
     Sender *self = (Sender *)op;
     Py_VISIT(self->fallback);
+    Py_VISIT(self->sequence);
     Py_VISIT(self->keepalive);
     Py_VISIT(self->check);
     Py_VISIT(self->sock);
@@ -548,6 +843,7 @@ Sender_clear(PyObject *op)
     Sender *self = (Sender *)op;
     Sender_drop(self);
     Py_CLEAR(self->fallback);
+    Py_CLEAR(self->sequence);
     return 0;
 }
 
@@ -569,7 +865,8 @@ static PyTypeObject SenderType = {
     .tp_name = "_sfu_native.SrtpSender",
     .tp_basicsize = sizeof(Sender),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_doc = "SrtpSender(fallback): callable(data: bytes) -> bool; SRTP protect + sendto in C once configured",
+    .tp_doc = "SrtpSender(fallback, *, sequence=None): callable(data: bytes) -> bool; SRTP protect + sendto in C "
+              "once configured (stamping `sequence`'s transport-wide sequence number)",
     .tp_vectorcall_offset = offsetof(Sender, vectorcall),
     .tp_call = Sender_call,
     .tp_new = Sender_new,
@@ -932,15 +1229,18 @@ static PyObject *str_extensions;
 static PyObject *
 build_ext(PyObject *ids, const ExtSpec *spec)
 {
-    long a = -1, b = -1;
-    if (PyTuple_CheckExact(ids) && PyTuple_GET_SIZE(ids) == 2 && PyLong_CheckExact(PyTuple_GET_ITEM(ids, 0)) &&
-        PyLong_CheckExact(PyTuple_GET_ITEM(ids, 1))) {
+    /* (audio level, abs-send-time[, transport-wide-cc]) IDs; the 2-tuple is an older forwarder.py's key */
+    long a = -1, b = -1, c = -1;
+    Py_ssize_t size = PyTuple_CheckExact(ids) ? PyTuple_GET_SIZE(ids) : 0;
+    if ((size == 2 || size == 3) && PyLong_CheckExact(PyTuple_GET_ITEM(ids, 0)) &&
+        PyLong_CheckExact(PyTuple_GET_ITEM(ids, 1)) && (size == 2 || PyLong_CheckExact(PyTuple_GET_ITEM(ids, 2)))) {
         a = PyLong_AsLong(PyTuple_GET_ITEM(ids, 0));
         b = PyLong_AsLong(PyTuple_GET_ITEM(ids, 1));
+        c = size == 3 ? PyLong_AsLong(PyTuple_GET_ITEM(ids, 2)) : 0;
         if (PyErr_Occurred())
-            PyErr_Clear(), a = b = -1;
+            PyErr_Clear(), a = b = c = -1;
     }
-    if (a < 0 || a > 15 || b < 0 || b > 15) {
+    if (a < 0 || a > 14 || b < 0 || b > 14 || c < 0 || c > 14) {
         PyObject *level = spec->level < 0 ? Py_NewRef(Py_None)
                                           : Py_BuildValue("(Oi)", spec->vad ? Py_True : Py_False, spec->level);
         if (level == NULL)
@@ -949,8 +1249,13 @@ build_ext(PyObject *ids, const ExtSpec *spec)
         Py_DECREF(level);
         return r;
     }
-    unsigned char out[16];
+    unsigned char out[20];
     int n = 4;
+    if (c) { /* the transport-wide sequence number's slot, first (filled in by the send path) */
+        out[n++] = (unsigned char)((c << 4) | 1);
+        out[n++] = 0;
+        out[n++] = 0;
+    }
     if (a && spec->level >= 0) {
         out[n++] = (unsigned char)(a << 4);
         out[n++] = (unsigned char)((spec->vad ? 0x80 : 0) | (spec->level & 0x7F));
@@ -2022,7 +2327,7 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__sfu_native(void)
 {
-    if (PyType_Ready(&ProcessorType) < 0 || PyType_Ready(&SenderType) < 0)
+    if (PyType_Ready(&ProcessorType) < 0 || PyType_Ready(&SenderType) < 0 || PyType_Ready(&TSeqType) < 0)
         return NULL;
     if (PyType_Ready(&CoreType) < 0 || PyType_Ready(&FanoutType) < 0 || PyType_Ready(&ReceiveType) < 0)
         return NULL;
@@ -2066,6 +2371,7 @@ PyInit__sfu_native(void)
     if (PyModule_AddIntConstant(m, "BUFFER_SIZE", BUFFER_SIZE) < 0 ||
         PyModule_AddObjectRef(m, "SrtpProcessor", (PyObject *)&ProcessorType) < 0 ||
         PyModule_AddObjectRef(m, "SrtpSender", (PyObject *)&SenderType) < 0 ||
+        PyModule_AddObjectRef(m, "TransportSequence", (PyObject *)&TSeqType) < 0 ||
         PyModule_AddObjectRef(m, "DownstreamCore", (PyObject *)&CoreType) < 0 ||
         PyModule_AddObjectRef(m, "Fanout", (PyObject *)&FanoutType) < 0 ||
         PyModule_AddObjectRef(m, "RtpReceive", (PyObject *)&ReceiveType) < 0) {

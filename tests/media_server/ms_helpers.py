@@ -17,6 +17,8 @@ from aiohttp.test_utils import TestClient
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamTrack, VideoStreamTrack
 
+from media_server.bwe import SendSideEstimator
+
 AUTH = {"Authorization": "Bearer test-secret"}
 VIDEO_CLOCK = 90000
 
@@ -162,12 +164,21 @@ class PublisherClient:
 class SubscriberClient:
     """A client subscribe connection (recvonly), answering server offers."""
 
-    def __init__(self, http: TestClient, room: str, participant: str, *, without_codec: str | None = None) -> None:
+    def __init__(
+        self,
+        http: TestClient,
+        room: str,
+        participant: str,
+        *,
+        without_codec: str | None = None,
+        answer_filter: Callable[[str], str] | None = None,
+    ) -> None:
         self.http, self.room, self.participant = http, room, participant
         self.pc = new_pc()
         self.tracks: list[dict[str, Any]] = []
         self.revision = 0
         self.without_codec = without_codec  # e.g. "H264": answer as a client that cannot decode it
+        self.answer_filter = answer_filter  # rewrites the answer SDP (e.g. accept_transport_cc)
 
     async def start(self) -> dict[str, Any]:
         resp = await self.http.post(
@@ -189,6 +200,8 @@ class SubscriberClient:
         sdp = self.pc.localDescription.sdp
         if self.without_codec:
             sdp = strip_codec(sdp, self.without_codec)
+        if self.answer_filter is not None:
+            sdp = self.answer_filter(sdp)
         resp = await self.http.post(
             f"/v1/rooms/{self.room}/participants/{self.participant}/subscribe/answer",
             json={"protocol": 1, "sdp": sdp, "revision": offer["revision"]},
@@ -207,6 +220,43 @@ class SubscriberClient:
 
     async def close(self) -> None:
         await self.pc.close()
+
+
+def accept_transport_cc(sdp: str, ext_id: int = 5) -> str:
+    """An answer as a browser that accepts transport-cc writes it (aiortc's own answer drops both lines)."""
+    uri = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+    out = []
+    for line in sdp.split("\r\n"):
+        out.append(line)
+        if line.startswith("a=mid:"):
+            out.append(f"a=extmap:{ext_id} {uri}")
+        elif line.startswith("a=rtpmap:") and "rtx/" not in line:
+            out.append(f"a=rtcp-fb:{line[9:].split()[0]} transport-cc")
+    return "\r\n".join(out)
+
+
+class RecordingEstimator(SendSideEstimator):
+    """media_server/bwe.py's estimator, recording every call made through the agreed interface."""
+
+    def __init__(self, *, start_bps: int, min_bps: int, max_bps: int) -> None:
+        super().__init__(start_bps=start_bps, min_bps=min_bps, max_bps=max_bps)
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def on_packet_sent(self, *, seq: int, size: int, send_time: float, probe_cluster: int | None = None) -> None:
+        self.calls.append(("sent", {"seq": seq, "size": size, "send_time": send_time, "probe_cluster": probe_cluster}))
+        super().on_packet_sent(seq=seq, size=size, send_time=send_time, probe_cluster=probe_cluster)
+
+    def on_feedback(self, *, now: float, results: list[tuple[int, float | None]]) -> None:
+        self.calls.append(("feedback", {"now": now, "results": results}))
+        super().on_feedback(now=now, results=results)
+
+    def on_remb(self, *, now: float, bps: int) -> None:
+        self.calls.append(("remb", {"now": now, "bps": bps}))
+        super().on_remb(now=now, bps=bps)
+
+    def on_rtt(self, *, rtt: float) -> None:
+        self.calls.append(("rtt", {"rtt": rtt}))
+        super().on_rtt(rtt=rtt)
 
 
 def strip_codec(sdp: str, name: str) -> str:

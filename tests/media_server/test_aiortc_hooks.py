@@ -525,6 +525,66 @@ async def test_native_sender_sends_the_same_bytes_as_the_python_path() -> None:
         rx.close()
 
 
+@pytest.mark.asyncio
+@pytest.mark.native
+async def test_native_sender_stamps_the_same_transport_sequence_as_the_python_path() -> None:
+    """The C SrtpSender stamps the transport-wide sequence number in its own path and in its fallback, like
+    the Python sender: same datagrams, same records; a packet refused (not connected) consumes no number."""
+    import os
+    import socket
+
+    import pylibsrtp
+
+    from media_server.rtputil import one_byte_extensions
+
+    native = _native()
+    loop = asyncio.get_running_loop()
+    key = os.urandom(30)
+
+    def session() -> pylibsrtp.Session:
+        return pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+
+    def slotted(seq: int, size: int) -> bytes:
+        ext = one_byte_extensions([(5, b"\x00\x00"), (3, b"\x01\x02\x03")])
+        return bytes([0x90, 0x60]) + seq.to_bytes(2, "big") + bytes(4) + b"\x00\x00\x30\x39" + ext + bytes(size)
+
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(2)
+    remote = rx.getsockname()
+    t_py, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+    t_c, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+    dtls_py = _fake_dtls(session(), t_py, remote)
+    dtls_c = _fake_dtls(session(), t_c, remote)
+    seq_py = aiortc_hooks.transport_sequence(None)
+    seq_c = aiortc_hooks.transport_sequence(native)
+    for seq in (seq_py, seq_c):
+        seq.id = 5
+        seq.next_seq = 65534
+    seq_py.clock = seq_c.clock = lambda: 0.5  # both paths record this send time
+    py_send = aiortc_hooks.make_raw_sender(dtls_py, native=None, sequence=seq_py)  # type: ignore[arg-type]
+    c_send = aiortc_hooks.make_raw_sender(dtls_c, native=native, sequence=seq_c)  # type: ignore[arg-type]
+    try:
+        for n, size in enumerate([1100, 100, 1, 700, 20]):
+            packet = slotted(n + 1, size)
+            assert py_send(packet) is True
+            expected = rx.recv(2048)
+            assert c_send(packet) is True
+            assert rx.recv(2048) == expected
+        assert c_send.native_packets == 4  # type: ignore[attr-defined]  (the first went through the fallback)
+        dtls_c._state = dtls_py._state = State.CLOSED  # type: ignore[attr-defined]
+        assert py_send(slotted(9, 10)) is False and c_send(slotted(9, 10)) is False
+        assert seq_py.next_seq == seq_c.next_seq == 3
+        records = seq_py.drain()
+        assert seq_c.drain() == records
+        assert [r[0] for r in records] == [65534, 65535, 0, 1, 2]
+        assert [r[1] for r in records] == [len(slotted(0, s)) for s in (1100, 100, 1, 700, 20)]
+    finally:
+        t_py.close()
+        t_c.close()
+        rx.close()
+
+
 @pytest.mark.native
 def test_native_srtp_processor_matches_the_python_path() -> None:
     """srtp_processor with and without _sfu_native: same bytes, same errors (replay, too long)."""

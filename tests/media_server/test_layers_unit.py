@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 from typing import Any, cast
 
@@ -11,6 +12,7 @@ from aiortc.rtp import RtpPacket
 from test_forwarder_unit import make_downstream
 
 from media_server import aiortc_hooks as hooks
+from media_server.bwe import SendSideEstimator
 from media_server.config import Config
 from media_server.forwarder import PROBE_PADDING, Downstream, ExtensionIds, Forwarder
 from media_server.layers import (
@@ -20,12 +22,18 @@ from media_server.layers import (
     LOW_BANDWIDTH,
     RETRANSMIT_MAX_INTERVAL,
     THIN_SHARE,
+    UPGRADE_AFTER_DOWN,
+    UPGRADE_HEADROOM,
+    UPGRADE_HOLD,
     BandwidthEstimate,
+    LayerGate,
     VideoDemand,
     allocate,
+    audio_reserve,
     layer_costs,
     padding_rate,
     retransmit_policy,
+    wanted_bitrate,
     with_hysteresis,
     with_thin_level,
 )
@@ -59,12 +67,12 @@ def test_one_video_gets_the_best_layer_the_estimate_allows() -> None:
 
 def test_audio_is_reserved_before_video() -> None:
     budget = 500_000 + 2 * AUDIO_RESERVE
-    assert allocate(budget, [demand()], audio_tracks=2) == [1]
-    assert allocate(budget - 1, [demand()], audio_tracks=2) == [0]
+    assert allocate(budget, [demand()], audio_bps=2 * AUDIO_RESERVE) == [1]
+    assert allocate(budget - 1, [demand()], audio_bps=2 * AUDIO_RESERVE) == [0]
 
 
 def test_under_150_kbit_only_the_active_speakers_lowest_layer_is_forwarded() -> None:
-    got = allocate(LOW_BANDWIDTH - 1, [demand(), demand(speaker=True), demand()], audio_tracks=3)
+    got = allocate(LOW_BANDWIDTH - 1, [demand(), demand(speaker=True), demand()], audio_bps=3 * AUDIO_RESERVE)
     assert got == [None, 0, None]
 
 
@@ -72,8 +80,8 @@ def test_the_thin_level_serves_weak_links_and_small_budgets() -> None:
     """Levels: thin (base temporal layer of the lowest layer, 40 % of its bitrate), then the layers."""
     thin = [with_thin_level(demand(speaker=True)), with_thin_level(demand())]
     assert thin[0].costs[:2] == [40_000.0, 100_000.0] and list(thin[0].heights[:2]) == [180, 180]
-    assert allocate(LOW_BANDWIDTH - 1, thin, audio_tracks=2) == [0, None]  # audio + the speaker, thin
-    assert allocate(260_000, thin, audio_tracks=2) == [1, 0]  # the other video thin rather than paused
+    assert allocate(LOW_BANDWIDTH - 1, thin, audio_bps=2 * AUDIO_RESERVE) == [0, None]  # audio + the speaker, thin
+    assert allocate(260_000, thin, audio_bps=2 * AUDIO_RESERVE) == [1, 0]  # the other video thin rather than paused
     assert allocate(10_000_000, thin) == [3, 3]
     small_tile = with_thin_level(demand(max_height=100))
     assert allocate(1_000_000, [small_tile]) == [1]  # full frame rate: same picture height as thin
@@ -116,15 +124,80 @@ def test_padding_fills_the_gap_to_the_ideal_layers_up_to_the_estimate() -> None:
     assert padding_rate(10_000_000, [demand()], [1]) == 1_000_000  # never more than the ideal needs
     assert padding_rate(10_000_000, [demand()], [2]) == 0.0  # already ideal
     assert padding_rate(10_000_000, [demand(max_height=360)], [1]) == 0.0  # the tile needs no more
-    assert padding_rate(400_000, [demand()], [0], audio_tracks=2) == 200_000
+    assert padding_rate(400_000, [demand()], [0], audio_bps=2 * AUDIO_RESERVE) == 200_000
+
+
+def test_audio_is_taken_out_of_a_transport_wide_estimate_once_and_never_out_of_a_video_only_remb() -> None:
+    assert audio_reserve(3, covers_audio=True) == 3 * AUDIO_RESERVE
+    assert audio_reserve(3, covers_audio=False) == 0.0
+    # issue 17: REMB ~60 kbit/s, two microphones, thin video flowing. Subtracting the audio from the
+    # video-only REMB left no padding at all, so REMB (at most 1.5x what arrives) could never grow.
+    thin = with_thin_level(demand())
+    remb = 60_000
+    assert padding_rate(remb, [thin], [0], audio_bps=audio_reserve(2, covers_audio=False)) == remb - 40_000
+    assert allocate(remb, [thin], audio_bps=audio_reserve(2, covers_audio=False)) == [0]
+
+
+def test_the_wanted_bitrate_is_what_the_ideal_layers_need_plus_the_audio() -> None:
+    assert wanted_bitrate([demand(), demand(max_height=360)], audio_bps=100_000) == 1_500_000 + 500_000 + 100_000
+    assert wanted_bitrate([demand(costs=(100_000.0, None, None))]) == 100_000
+    assert wanted_bitrate([]) == 0.0
+
+
+def run_gate(estimates: list[float], *, start: int | None = 2, step: float = 0.5) -> list[int | None]:
+    """Feed a LayerGate one video's allocations (as Subscriber.adapt does) for a sequence of estimates."""
+    gate = LayerGate()
+    level = start
+    gate.choose(0.0, ["v"], [level], [level], [level])  # the video is known (it was started before)
+    chosen = []
+    for n, estimate in enumerate(estimates, start=1):
+        keep = allocate(estimate, [demand()])
+        up = allocate(estimate * UPGRADE_HEADROOM, [demand()])
+        level = gate.choose(n * step, ["v"], [level], keep, up)[0]
+        chosen.append(level)
+    return chosen
+
+
+def test_the_gate_goes_down_at_once_and_up_only_after_the_room_lasted() -> None:
+    assert run_gate([1_000_000])[0] == 1  # 720p no longer fits: down at the next allocation
+    assert run_gate([100_000])[0] == 0
+    chosen = run_gate([1_000_000] + [3_000_000] * 12)
+    assert chosen[0] == 1
+    first_up = chosen.index(2)
+    # up not before UPGRADE_AFTER_DOWN after the drop, and only after UPGRADE_HOLD of room
+    assert (first_up + 1) * 0.5 >= 0.5 + UPGRADE_AFTER_DOWN
+    assert chosen[first_up:] == [2] * (len(chosen) - first_up)
+
+
+def test_an_estimate_wobbling_around_a_layer_does_not_flap() -> None:
+    # 720p needs 1.5 Mbit/s (1.76 with the headroom): the estimate goes 1.7 <-> 1.9 every allocation
+    chosen = run_gate([1_700_000, 1_900_000] * 20, start=1)
+    assert set(chosen) == {1}  # never a full UPGRADE_HOLD of room in a row
+    # around the 360p layer: dips below it pull the video down at once, and it climbs back at most once per
+    # UPGRADE_AFTER_DOWN, however often the estimate comes back
+    wobble = ([600_000] * 3 + [450_000]) * 10
+    chosen = run_gate(wobble, start=1)
+    switches = sum(1 for a, b in itertools.pairwise([1, *chosen]) if a != b)
+    ups = sum(1 for a, b in itertools.pairwise([1, *chosen]) if (b or 0) > (a or 0))
+    assert ups <= len(wobble) * 0.5 / UPGRADE_AFTER_DOWN + 1
+    assert switches <= 2 * ups + 1
+
+
+def test_a_new_video_starts_at_once_and_a_paused_one_resumes_after_the_hold() -> None:
+    gate = LayerGate()
+    assert gate.choose(0.0, ["a"], [None], [1], [1]) == [1]  # first seen: at once
+    assert gate.choose(0.5, ["a"], [1], [None], [None]) == [None]  # paused
+    assert gate.choose(10.0, ["a"], [None], [1], [1]) == [None]
+    assert gate.choose(10.0 + UPGRADE_HOLD, ["a"], [None], [1], [1]) == [1]
+    assert gate.choose(11.0 + UPGRADE_HOLD, ["b"], [None], [0], [0]) == [0]  # "a" left; "b" is new
 
 
 def test_padding_flows_below_the_audio_reserve_where_it_is_the_only_way_up() -> None:
     """A subscriber at 60 kbit/s receiving one thin video (40 kbit/s) of two, with two microphones: padding
     brings what arrives to 75 % of the estimate (REMB, which counts no audio, grows at most to 1.5x that)."""
     thin = [with_thin_level(demand(speaker=True)), with_thin_level(demand())]
-    assert padding_rate(60_000, thin, [0, None], audio_tracks=2) == pytest.approx(60_000 * GROWTH_SHARE - 40_000)
-    assert padding_rate(1_000_000, thin, [0, None], audio_tracks=2) == pytest.approx(900_000 - 40_000)
+    assert padding_rate(60_000, thin, [0, None], audio_bps=2 * AUDIO_RESERVE) == pytest.approx(60_000 * GROWTH_SHARE - 40_000)
+    assert padding_rate(1_000_000, thin, [0, None], audio_bps=2 * AUDIO_RESERVE) == pytest.approx(900_000 - 40_000)
 
 
 def test_remb_drops_and_loss_pause_probing() -> None:
@@ -248,7 +321,7 @@ async def test_a_video_paused_for_bandwidth_is_not_reported_as_forwarded(media_c
         a, _ = simulcast_slot(sub, "a")
         b, b_layers = simulcast_slot(sub, "b")
         assert [t.participant for t in sub.forwarded()] == ["a", "b"]
-        sub.estimate.on_remb(100_000, 0.0)  # under 150 kbit/s: only the active speaker's video
+        sub.estimate.on_remb(90_000, 0.0)  # under LOW_VIDEO_BUDGET: only the active speaker's video
         sub.adapt(1.0)
         assert b.target is None and [t.participant for t in sub.forwarded()] == ["a"] and changes == [1]
         sub.adapt(1.5)
@@ -260,6 +333,10 @@ async def test_a_video_paused_for_bandwidth_is_not_reported_as_forwarded(media_c
         sub.estimate.on_remb(3_000_000, 2.0)
         sub.estimate.decreased_at = -1e9
         sub.adapt(20.0)
+        assert b.target is None  # room again, but a paused video resumes only once the room lasts (LayerGate)
+        sub.adapt(20.5)
+        assert b.target is None
+        sub.adapt(21.0)
         assert [t.participant for t in sub.forwarded()] == ["a", "b"] and changes == [1, 1]
     finally:
         await sub.close()
@@ -376,10 +453,61 @@ async def test_subscriber_follows_remb_and_loss_from_its_browser_across_layers(m
             await slot.transceiver.sender._handle_rtcp_packet(RtcpRrPacket(ssrc=1, reports=[clean]))
         sub.estimate.decreased_at = -1e9  # (REMB drops are stamped with the real clock) long ago
         sub.adapt(20.0)
+        assert slot.downstream.temporal_limit == 0  # up only once the room lasts UPGRADE_HOLD
+        sub.adapt(20.0 + UPGRADE_HOLD)
         assert slot.target == 0 and slot.downstream.temporal_up  # every temporal layer again from the next keyframe
     finally:
         await sub.close()
     assert all(slot.downstream not in f.downstreams for f in layers)
+
+
+def feed_transport_cc(side: SendSideEstimator, *, now: float, packets: int = 30) -> None:
+    """Packets sent and acknowledged without queuing: the send-side estimate is current."""
+    for i in range(packets):
+        side.on_packet_sent(seq=i, size=1000, send_time=now - 1 + i * 0.01)
+    side.on_feedback(now=now, results=[(i, 50.0 + i * 0.01) for i in range(packets)])
+
+
+@pytest.mark.asyncio
+async def test_with_transport_cc_the_audio_is_set_aside_once_and_paced_probe_clusters_aim_at_the_wanted_layers(
+    media_config: Config,
+) -> None:
+    sub = Subscriber(participant="s", config=media_config)
+    sub._adapter.cancel()  # this test drives adapt() with its own clock
+    try:
+        slot, layers = simulcast_slot(sub, "p")
+        sent: list[bytes] = []
+        slot.direct_send = lambda b: sent.append(b) or True
+        slot.downstream.send = slot.direct_send
+        slot.downstream.configure(pt_by_codec={"video/vp8": 120}, rtx_pt_by_pt={120: 121}, ext_ids=ExtensionIds())
+        layers[0].on_rtp(packet(1, 1, vp8_keyframe(320, 180), 1), VP8)
+        assert slot.downstream.packets_sent == 1
+        mic = sub._new_slot("audio")
+        mic.attached = mic.track = PublishedTrack(
+            "p", "microphone", "audio", "mic", Forwarder(kind="audio", request_keyframe=lambda: None), cast(Any, None)
+        )
+
+        side = SendSideEstimator(start_bps=640_000, min_bps=30_000, max_bps=10_000_000)
+        sub.send_side = side
+        feed_transport_cc(side, now=10.0)
+        assert side.covers_audio and side.target_bps == 640_000
+        sub.adapt(10.0)
+        # 640 kbit/s covers the audio (50k) too: 360p (450k * 1.08) fits with headroom only if the audio is set aside
+        # once (0.85 * 640k - 50k - 97k >= 486k - 97k)
+        assert slot.target == 1
+        assert sub.padding == 0.0  # transport-cc: probe clusters, not padding
+        assert sub.wanted_bps == pytest.approx(1_400_000 * 1.08 + AUDIO_RESERVE)
+
+        sub._request_probes(10.0)
+        assert sub._probing is not None
+        await sub._probing
+        assert sub.probing_cluster is None
+        probes = [b for b in sent if b[1] & 0x7F == 121]
+        assert len(probes) * (PROBE_PADDING + 12) >= 6_000  # at least one cluster of PROBE_MIN_BYTES
+        sub._request_probes(10.1)
+        assert sub._probing.done()  # one probe at a time: the next waits for this one's result
+    finally:
+        await sub.close()
 
 
 def test_a_recording_taps_the_highest_layer_the_publisher_sends() -> None:

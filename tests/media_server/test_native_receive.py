@@ -8,6 +8,7 @@ import pytest
 from ms_helpers import PublisherClient, SubscriberClient, published_tracks, recv_frames
 
 from media_server import aiortc_hooks
+from media_server.twcc import build_feedback
 
 
 @pytest.mark.asyncio
@@ -165,11 +166,11 @@ async def _run(kind: str, script: list[tuple[str, bytes]], native: object, monke
             RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90000, payloadType=97, parameters={"apt": 96}),
         ]
         encodings = [RTCRtpDecodingParameters(ssrc=1111, payloadType=96, rtx=RTCRtpRtxParameters(ssrc=2222))]
-        pt_by_codec, ext_ids = {"video/vp8": 100}, ExtensionIds(audio_level=0, abs_send_time=4)
+        pt_by_codec, ext_ids = {"video/vp8": 100}, ExtensionIds(audio_level=0, abs_send_time=4, transport_cc=5)
     else:
         codecs = [RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)]
         encodings = [RTCRtpDecodingParameters(ssrc=3333, payloadType=111)]
-        pt_by_codec, ext_ids = {"audio/opus": 109}, ExtensionIds(audio_level=2, abs_send_time=0)
+        pt_by_codec, ext_ids = {"audio/opus": 109}, ExtensionIds(audio_level=2, abs_send_time=0, transport_cc=5)
     await hook._receive(
         RTCRtpReceiveParameters(
             codecs=codecs,
@@ -186,6 +187,11 @@ async def _run(kind: str, script: list[tuple[str, bytes]], native: object, monke
     tx = pylibsrtp.Session(pylibsrtp.Policy(key=_KEY, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
     wire: dict[int, list[bytes]] = {}
     reports: list[tuple[int, ...]] = []
+    # One transport-wide sequence for the "connection" (both subscribers here), stamped as the send path does.
+    sequence = aiortc_hooks.transport_sequence(native)
+    sequence.id = 5
+    sequence.clock = clock.monotonic
+    stamp = sequence.stamp
 
     def downstream(ssrc: int) -> Downstream:
         sent = wire.setdefault(ssrc, [])
@@ -193,7 +199,7 @@ async def _run(kind: str, script: list[tuple[str, bytes]], native: object, monke
             kind=kind,
             ssrc=ssrc,
             rtx_ssrc=ssrc + 1,
-            send=lambda data: sent.append(data) or True,
+            send=lambda data: sent.append(stamp(data)) or True,
             on_sent=lambda *a: reports.append(a),
             initial_sequence=ssrc,
             initial_timestamp=ssrc * 7,
@@ -239,6 +245,7 @@ async def _run(kind: str, script: list[tuple[str, bytes]], native: object, monke
             fwd._pli_unanswered,
         ),
         "levels": levels,
+        "transport_cc": (sequence.next_seq, sequence.drain()),
         "plis": len(plis),
         "counters": (dtls._RTCDtlsTransport__rx_packets, dtls._RTCDtlsTransport__rx_bytes),
         "downstreams": [
@@ -290,6 +297,12 @@ async def test_native_receive_matches_the_python_path(kind: str, monkeypatch) ->
     for name in py_state:
         assert c_state[name] == py_state[name], name
     assert sum(len(v) for v in py_state["wire"].values()) > 100  # type: ignore[union-attr]
+    # Every packet sent carries its transport-wide sequence number, in send order across both subscribers.
+    stamped = [p for v in py_state["wire"].values() for p in v]  # type: ignore[union-attr]
+    assert all(p[12:14] == b"\xbe\xde" and p[16] == 0x51 for p in stamped)
+    next_seq, records = py_state["transport_cc"]  # type: ignore[misc]
+    assert len(records) == len(stamped) and next_seq == (1 + len(stamped)) & 0xFFFF
+    assert sorted(int.from_bytes(p[17:19], "big") for p in stamped) == [r[0] for r in records]
 
 
 # --------------------------------------------------------------------------
@@ -333,8 +346,10 @@ async def test_srtcp_feedback_is_handled_synchronously(use_native: bool) -> None
         got.append((kind, values))
 
     aiortc_hooks.hook_sender_feedback(sender, on_feedback)
+    transport_feedback: list[list[bytes]] = []
     aiortc_hooks.install_fast_demux(dtls, native=native)
-    aiortc_hooks.install_fast_demux(dtls, native=native)  # a re-offer installs again: still one wrapper
+    # a re-offer installs again: still one wrapper (now with the connection's transport-cc handler)
+    aiortc_hooks.install_fast_demux(dtls, native=native, on_transport_feedback=transport_feedback.append)
     receive = dtls.transport._connection.data_received
     tx = pylibsrtp.Session(pylibsrtp.Policy(key=_KEY, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
     nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=7, media_ssrc=ssrc)
@@ -360,7 +375,15 @@ async def test_srtcp_feedback_is_handled_synchronously(use_native: bool) -> None
         receive(tx.protect_rtcp(bytes(packet)), 1)
     receive(b"\x80\xc9\x00\x01" + bytes(20), 1)  # not authentic: dropped
     assert got == [("nack", [5, 6, 9]), ("pli", []), ("remb", [300_000]), ("loss", [12])]
-    assert aiortc_hooks.dtls_last_receive_counter(dtls) == 5
+    assert transport_feedback == []
+    # Transport-cc feedback (RTPFB FMT 15) goes to the connection's handler, never to aiortc as a "NACK";
+    # the rest of its compound packet is handled as before.
+    tcc = build_feedback(sender_ssrc=7, media_ssrc=ssrc, base_seq=10, feedback_count=0, reference=1, deltas=[1, None])
+    receive(tx.protect_rtcp(bytes(packets[3]) + tcc), 1)
+    receive(tx.protect_rtcp(tcc + tcc), 1)
+    assert transport_feedback == [[tcc], [tcc, tcc]]
+    assert got[4:] == [("loss", [12])]
+    assert aiortc_hooks.dtls_last_receive_counter(dtls) == 7
     assert dtls.transport._connection._queue.qsize() == 1
     dtls._state = State.CLOSED
     await pc.close()

@@ -1,0 +1,596 @@
+"""Send-side bandwidth estimation for one subscribe connection (Google congestion control, GCC).
+
+Pure logic (no aiortc, no I/O): times are seconds from a monotonic clock
+(the receiver's arrival times are in *its* clock: only their differences
+are used), sizes are bytes, rates bit/s. The design follows
+draft-ietf-rmcat-gcc-02 and the structure of libwebrtc's goog_cc, one small
+class per concern:
+
+* :class:`InterArrival` groups packets sent within :data:`BURST_INTERVAL`
+  and yields the send/arrival time differences of consecutive groups;
+* :class:`TrendlineEstimator` fits a line through the accumulated queuing
+  delay and signals overuse/underuse against an adaptive threshold;
+* :class:`AimdRateControl` turns those signals into the delay-based rate
+  (multiplicative increase far from the link's capacity, additive near it,
+  ``BETA`` x the acknowledged rate on overuse);
+* :class:`LossBasedController` cuts the rate on heavy loss (> 10 %) and lets
+  it grow again on low loss (< 2 %);
+* :class:`AcknowledgedBitrate` measures what the receiver actually got;
+* :class:`ProbeResultEstimator` turns the feedback for one probe cluster into
+  the rate the link carried; :class:`ProbeController` decides when to probe
+  (the estimate is below what the caller wants) and stops when the link says no.
+
+:class:`SendSideEstimator` wires them together behind the interface the
+transport (transport-cc feedback, REMB, RTT) and the allocator use.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+SEQ_MOD = 1 << 16
+
+BURST_INTERVAL = 0.005  # s: packets sent this close together form one group (one frame / one pacer burst)
+TRENDLINE_WINDOW = 20  # groups in the linear regression
+TRENDLINE_SMOOTHING = 0.9  # exponential smoothing of the accumulated delay
+TRENDLINE_GAIN = 4.0  # the slope is scaled by this times the number of deltas (at most 60)
+THRESHOLD_INITIAL = 12.5  # ms: adaptive overuse threshold, start value
+THRESHOLD_MIN, THRESHOLD_MAX = 6.0, 600.0
+THRESHOLD_K_UP, THRESHOLD_K_DOWN = 0.0087, 0.039  # threshold adaptation speed (per ms)
+OVERUSE_TIME = 0.010  # s: the trend must stay above the threshold this long to signal overuse
+
+BETA = 0.85  # multiplicative decrease on overuse (of the acknowledged rate)
+INCREASE_PER_SECOND = 0.08  # multiplicative increase far from the link capacity
+ACKED_HEADROOM = 1.5  # the estimate never grows above this times what was acknowledged (+ ACKED_SLACK)...
+ACKED_SLACK = 10_000  # ...so an application-limited sender does not inflate it: probes must show the room
+PACKET_BITS = 1200 * 8  # typical packet, for the additive increase (one packet per response time)
+
+LOSS_LOW, LOSS_HIGH = 0.02, 0.10  # below: increase; above: decrease (1 - loss/2); between: hold
+LOSS_WINDOW_PACKETS = 50  # a loss measurement needs at least this many packets...
+LOSS_WINDOW_TIME = 1.0  # ...and this many seconds (or LOSS_WINDOW_MAX packets): random loss is noisy
+LOSS_WINDOW_MAX = 200
+
+ACKED_WINDOW = 0.5  # s of arrival time over which the acknowledged rate is measured
+
+PROBE_MIN_PACKETS = 5  # a cluster's result needs at least this many received packets
+PROBE_DURATION = 0.03  # s of the probed rate per cluster...
+PROBE_MIN_BYTES = 6_000  # ...but at least this much (~ 5 packets of media, 20 of padding)
+PROBE_SUCCESS = 0.7  # a probe whose result reaches this share of its rate may be followed by a higher one
+PROBE_TIMEOUT = 1.0  # s without a result: the probe failed
+PROBE_BACKOFF_MIN, PROBE_BACKOFF_MAX = 2.0, 8.0  # s between failed probes (doubling)
+PROBE_INITIAL = (3.0, 6.0)  # the first probe clusters, times the start rate
+
+FEEDBACK_FRESH = 2.0  # s: without transport-cc feedback for this long the estimate falls back to REMB
+REMB_FRESH = 3.0  # s: an older REMB no longer caps the estimate
+
+
+def unwrap(seq: int, reference: int) -> int:
+    """The 64-bit sequence number nearest to ``reference`` whose low 16 bits are ``seq``."""
+    delta = (seq - reference) % SEQ_MOD
+    if delta >= SEQ_MOD // 2:
+        delta -= SEQ_MOD
+    return reference + delta
+
+
+@dataclass(frozen=True)
+class Deltas:
+    """Differences between two consecutive packet groups (seconds, bytes)."""
+
+    send: float
+    arrival: float
+    size: int
+    arrival_time: float  # the later group's last arrival (receiver clock)
+
+
+class InterArrival:
+    """Groups packets by send time and yields :class:`Deltas` between consecutive complete groups.
+
+    Packets must be added in send order. A packet sent more than
+    :data:`BURST_INTERVAL` after its group's first one starts a new group,
+    unless it arrived in the same burst (within :data:`BURST_INTERVAL` of the
+    group's last arrival, with less delay than it was sent later): a queue
+    releasing a burst says nothing about the sender's spacing.
+    """
+
+    def __init__(self) -> None:
+        self._current: list[float] | None = None  # [first_send, last_send, last_arrival, size]
+        self._previous: list[float] | None = None
+
+    def add(self, *, send_time: float, arrival: float, size: int) -> Deltas | None:
+        cur = self._current
+        if cur is None:
+            self._current = [send_time, send_time, arrival, float(size)]
+            return None
+        if send_time < cur[0]:
+            return None  # reordered beyond the group: ignore
+        in_group = send_time - cur[0] <= BURST_INTERVAL
+        arrival_burst = arrival - cur[2] < BURST_INTERVAL and (arrival - cur[2]) - (send_time - cur[1]) < 0
+        if in_group or arrival_burst:
+            cur[1] = max(cur[1], send_time)
+            cur[2] = max(cur[2], arrival)
+            cur[3] += size
+            return None
+        prev, self._previous = self._previous, cur
+        self._current = [send_time, send_time, arrival, float(size)]
+        if prev is None:
+            return None
+        return Deltas(send=cur[1] - prev[1], arrival=cur[2] - prev[2], size=int(cur[3] - prev[3]), arrival_time=cur[2])
+
+
+class TrendlineEstimator:
+    """Delay-gradient trend and overuse detector with an adaptive threshold.
+
+    ``state`` is ``"normal"``, ``"overusing"`` (queues grow: the sender is
+    above the link) or ``"underusing"`` (queues drain).
+    """
+
+    def __init__(self) -> None:
+        self.state = "normal"
+        self.threshold = THRESHOLD_INITIAL
+        self._first_arrival: float | None = None
+        self._accumulated = 0.0  # ms
+        self._smoothed = 0.0  # ms
+        self._points: deque[tuple[float, float]] = deque(maxlen=TRENDLINE_WINDOW)
+        self._deltas = 0
+        self._trend = 0.0
+        self._previous_trend = 0.0
+        self._overuse_time: float | None = None  # s above the threshold
+        self._overuse_count = 0
+        self._last_update: float | None = None
+
+    def update(self, deltas: Deltas) -> str:
+        if self._first_arrival is None:
+            self._first_arrival = deltas.arrival_time
+        self._deltas = min(self._deltas + 1, 1000)
+        self._accumulated += (deltas.arrival - deltas.send) * 1000
+        self._smoothed = TRENDLINE_SMOOTHING * self._smoothed + (1 - TRENDLINE_SMOOTHING) * self._accumulated
+        self._points.append(((deltas.arrival_time - self._first_arrival) * 1000, self._smoothed))
+        if len(self._points) == TRENDLINE_WINDOW:
+            self._trend = _slope(self._points)
+        self._detect(deltas.send, deltas.arrival_time)
+        return self.state
+
+    def _detect(self, send_delta: float, now: float) -> None:
+        if self._deltas < 2:
+            self.state = "normal"
+            return
+        modified = min(self._deltas, 60) * self._trend * TRENDLINE_GAIN
+        if modified > self.threshold:
+            self._overuse_time = send_delta / 2 if self._overuse_time is None else self._overuse_time + send_delta
+            self._overuse_count += 1
+            if self._overuse_time > OVERUSE_TIME and self._overuse_count > 1 and self._trend >= self._previous_trend:
+                self._overuse_time, self._overuse_count = 0.0, 0
+                self.state = "overusing"
+        else:
+            self._overuse_time, self._overuse_count = None, 0
+            self.state = "underusing" if modified < -self.threshold else "normal"
+        self._previous_trend = self._trend
+        self._adapt_threshold(modified, now)
+
+    def _adapt_threshold(self, modified: float, now: float) -> None:
+        if self._last_update is None:
+            self._last_update = now
+        if abs(modified) > self.threshold + 15:
+            return  # a spike (a burst, a route change) must not drag the threshold up
+        k = THRESHOLD_K_DOWN if abs(modified) < self.threshold else THRESHOLD_K_UP
+        dt_ms = min(max(now - self._last_update, 0.0) * 1000, 100.0)
+        self.threshold += k * (abs(modified) - self.threshold) * dt_ms
+        self.threshold = min(max(self.threshold, THRESHOLD_MIN), THRESHOLD_MAX)
+        self._last_update = now
+
+
+def _slope(points: deque[tuple[float, float]]) -> float:
+    n = len(points)
+    mean_x = sum(p[0] for p in points) / n
+    mean_y = sum(p[1] for p in points) / n
+    numerator = sum((x - mean_x) * (y - mean_y) for x, y in points)
+    denominator = sum((x - mean_x) ** 2 for x, _ in points)
+    return numerator / denominator if denominator else 0.0
+
+
+class AimdRateControl:
+    """The delay-based rate: additive/multiplicative increase, multiplicative decrease.
+
+    Remembers the link capacity (an average of the acknowledged rate at each
+    decrease, with its variance): near it the rate grows by about one packet
+    per response time, far from it by :data:`INCREASE_PER_SECOND`.
+    """
+
+    def __init__(self, *, start_bps: float, min_bps: float, max_bps: float) -> None:
+        self.rate = float(start_bps)
+        self.min_bps, self.max_bps = float(min_bps), float(max_bps)
+        self._state = "hold"
+        self._capacity: float | None = None  # kbit/s average at decreases
+        self._capacity_var = 0.4  # normalized variance
+        self._last_change: float | None = None
+        self._last_decrease = -math.inf
+
+    def _near_capacity(self) -> bool:
+        if self._capacity is None:
+            return False
+        std = math.sqrt(self._capacity_var * self._capacity)
+        return self.rate / 1000 < self._capacity + 3 * std
+
+    def _learn_capacity(self, acked_kbps: float) -> None:
+        if self._capacity is None:
+            self._capacity = acked_kbps
+            return
+        std = math.sqrt(self._capacity_var * self._capacity)
+        if acked_kbps < self._capacity - 3 * std:
+            self._capacity = acked_kbps  # the link changed: start over
+            return
+        self._capacity = 0.95 * self._capacity + 0.05 * acked_kbps
+        norm = max(self._capacity, 1.0)
+        self._capacity_var = 0.95 * self._capacity_var + 0.05 * (self._capacity - acked_kbps) ** 2 / norm
+        self._capacity_var = min(max(self._capacity_var, 0.4), 2.5)
+
+    def set_estimate(self, bps: float, now: float) -> None:
+        """Jump to ``bps`` (a probe showed the link carries it)."""
+        self.rate = min(max(bps, self.min_bps), self.max_bps)
+        self._last_change = now
+
+    def update(self, signal: str, acked_bps: float | None, now: float, rtt: float) -> float:
+        if signal == "overusing":
+            self._state = "decrease"
+        elif signal == "underusing":
+            self._state = "hold"
+        elif self._state != "increase":
+            self._state = "increase"
+        dt = 0.0 if self._last_change is None else min(max(now - self._last_change, 0.0), 1.0)
+        if self._state == "increase":
+            if self._capacity is not None and self.rate / 1000 > self._capacity + 3 * math.sqrt(
+                self._capacity_var * self._capacity
+            ):
+                self._capacity = None  # well above the old capacity: it is gone
+            if self._near_capacity():
+                response = rtt + 0.1
+                step = max(4_000.0, PACKET_BITS / response) * dt
+                new = self.rate + step
+            else:
+                new = self.rate * (1 + INCREASE_PER_SECOND) ** dt
+            if acked_bps is not None:
+                new = min(new, max(self.rate, ACKED_HEADROOM * acked_bps + ACKED_SLACK))
+            self.rate = new
+        elif self._state == "decrease":
+            if now - self._last_decrease >= min(max(rtt, 0.01), 0.2) or self._last_decrease == -math.inf:
+                base = acked_bps if acked_bps is not None else self.rate
+                self.rate = min(self.rate, BETA * base)
+                if acked_bps is not None:
+                    self._learn_capacity(acked_bps / 1000)
+                self._last_decrease = now
+            self._state = "hold"
+        self.rate = min(max(self.rate, self.min_bps), self.max_bps)
+        self._last_change = now
+        return self.rate
+
+
+class LossBasedController:
+    """A limit from the loss transport-cc feedback reports.
+
+    No limit until loss goes above :data:`LOSS_HIGH`: then the limit is the
+    current target times ``1 - loss/2`` (at most once per round trip + 300 ms;
+    the caller counts only packets sent after the last cut, so one burst of
+    losses is answered once).
+    Below :data:`LOSS_LOW` the limit grows by :data:`INCREASE_PER_SECOND` and
+    is lifted once it no longer binds; in between it holds. Loss is measured
+    over windows of at least :data:`LOSS_WINDOW_PACKETS` packets and
+    :data:`LOSS_WINDOW_TIME` seconds, so random loss of a few percent is seen
+    as what it is (not congestion).
+    """
+
+    def __init__(self) -> None:
+        self.limit: float | None = None
+        self.fraction = 0.0  # last measured loss fraction
+        self._lost = 0
+        self._total = 0
+        self._window_start: float | None = None
+        self.decreased_at = -math.inf  # when the limit was last cut (packets sent before do not count again)
+        self._last_update: float | None = None
+
+    def on_probe(self, bps: float) -> None:
+        """A probe showed the link carries ``bps``: a lower limit rises to it while loss is low."""
+        if self.limit is not None and self.fraction < LOSS_LOW:
+            self.limit = max(self.limit, bps)
+
+    def on_results(
+        self, *, lost: int, received: int, now: float, rtt: float, target: float, delay_based: float
+    ) -> None:
+        """Count one feedback's packets; ``target`` is the current target, ``delay_based`` the delay-based rate."""
+        if self._window_start is None:
+            self._window_start = now
+        self._lost += lost
+        self._total += lost + received
+        enough = self._total >= LOSS_WINDOW_PACKETS and now - self._window_start >= LOSS_WINDOW_TIME
+        if not enough and self._total < LOSS_WINDOW_MAX:
+            return
+        self.fraction = self._lost / self._total
+        self._lost = self._total = 0
+        self._window_start = now
+        dt = 0.0 if self._last_update is None else min(now - self._last_update, 1.0)
+        self._last_update = now
+        if self.fraction > LOSS_HIGH:
+            if now - self.decreased_at >= rtt + 0.3:
+                self.limit = min(self.limit if self.limit is not None else math.inf, target) * (1 - self.fraction / 2)
+                self.decreased_at = now
+        elif self.fraction < LOSS_LOW and self.limit is not None:
+            self.limit = self.limit * (1 + INCREASE_PER_SECOND) ** dt + 1000 * dt
+            if self.limit >= delay_based:
+                self.limit = None  # no longer the binding limit
+
+
+class AcknowledgedBitrate:
+    """The rate at which the receiver got packets, over the last :data:`ACKED_WINDOW` seconds of arrivals."""
+
+    def __init__(self) -> None:
+        self._packets: deque[tuple[float, int]] = deque()
+        self._bytes = 0
+
+    def add(self, *, arrival: float, size: int) -> None:
+        self._packets.append((arrival, size))
+        self._bytes += size
+        while self._packets[0][0] < arrival - ACKED_WINDOW:
+            self._bytes -= self._packets.popleft()[1]
+
+    @property
+    def bps(self) -> float | None:
+        if len(self._packets) < 2:
+            return None
+        span = self._packets[-1][0] - self._packets[0][0]
+        if span < ACKED_WINDOW / 4:
+            return None
+        return (self._bytes - self._packets[0][1]) * 8 / span
+
+
+@dataclass
+class _Cluster:
+    sent: int = 0
+    reported: int = 0
+    received: list[tuple[float, float, int]] | None = None  # (send_time, arrival, size)
+    done: bool = False
+
+
+class ProbeResultEstimator:
+    """The rate a probe cluster got through: min(rate sent, rate received), from its feedback."""
+
+    def __init__(self) -> None:
+        self._clusters: dict[int, _Cluster] = {}
+
+    def on_sent(self, cluster: int) -> None:
+        c = self._clusters.setdefault(cluster, _Cluster())
+        c.sent += 1
+        while len(self._clusters) > 16:
+            self._clusters.pop(next(iter(self._clusters)))
+
+    def on_result(self, cluster: int, *, send_time: float, arrival: float | None, size: int) -> None:
+        c = self._clusters.get(cluster)
+        if c is None or c.done:
+            return
+        c.reported += 1
+        if arrival is not None:
+            if c.received is None:
+                c.received = []
+            c.received.append((send_time, arrival, size))
+
+    def results(self) -> list[float | None]:
+        """Results of clusters whose every packet is now reported (None: the cluster told nothing usable)."""
+        out: list[float | None] = []
+        for c in self._clusters.values():
+            if c.done or c.reported < c.sent:
+                continue
+            c.done = True
+            out.append(_cluster_rate(c.received or []))
+        return out
+
+
+def _cluster_rate(received: list[tuple[float, float, int]]) -> float | None:
+    if len(received) < PROBE_MIN_PACKETS:
+        return None
+    by_send = sorted(received)
+    by_arrival = sorted(received, key=lambda r: r[1])
+    send_interval = by_send[-1][0] - by_send[0][0]
+    arrival_interval = by_arrival[-1][1] - by_arrival[0][1]
+    total = sum(r[2] for r in received)
+    if send_interval <= 0 or send_interval > 1.0 or arrival_interval <= 0:
+        return None
+    send_rate = (total - by_send[-1][2]) * 8 / send_interval
+    arrival_rate = (total - by_arrival[0][2]) * 8 / arrival_interval
+    if arrival_rate > 2 * send_rate:
+        return None  # arrivals bunched up behind something else: no measurement
+    if arrival_rate < 0.9 * send_rate:
+        return 0.95 * arrival_rate  # the link could not carry what was sent
+    return min(send_rate, arrival_rate)
+
+
+class ProbeController:
+    """When to probe: while the target is below what the caller wants, at twice the target, until the link says no.
+
+    A probe that comes back at :data:`PROBE_SUCCESS` of its rate or better is
+    followed at once by a higher one; a failed (or unanswered) probe waits a
+    backoff that doubles from :data:`PROBE_BACKOFF_MIN` to
+    :data:`PROBE_BACKOFF_MAX` seconds, so a limited link is asked again now
+    and then (the limit may be gone) without being flooded.
+    """
+
+    def __init__(self) -> None:
+        self._first = True
+        self._pending: tuple[float, float] | None = None  # (highest rate probed, when)
+        self._next_allowed = -math.inf
+        self._backoff = PROBE_BACKOFF_MIN
+        self.probes_sent = 0
+        self.probes_failed = 0
+
+    def request(self, *, now: float, target: float, wanted: float, max_bps: float) -> list[tuple[int, int]] | None:
+        wanted = min(wanted, max_bps)
+        if self._pending is not None and now - self._pending[1] > PROBE_TIMEOUT:
+            self._fail(now)
+        if self._pending is not None or now < self._next_allowed or wanted <= target:
+            return None
+        factors = PROBE_INITIAL if self._first else (2.0,)
+        self._first = False
+        rates = sorted({int(min(wanted, target * f)) for f in factors})
+        clusters = [(r, max(PROBE_MIN_BYTES, int(r * PROBE_DURATION / 8))) for r in rates]
+        self._pending = (float(rates[-1]), now)
+        self.probes_sent += len(clusters)
+        return clusters
+
+    def on_result(self, bps: float | None, now: float) -> None:
+        if self._pending is None:
+            return
+        if bps is not None and bps >= PROBE_SUCCESS * self._pending[0]:
+            self._pending = None
+            self._next_allowed = now
+            self._backoff = PROBE_BACKOFF_MIN
+        else:
+            self._fail(now)
+
+    def _fail(self, now: float) -> None:
+        self._pending = None
+        self.probes_failed += 1
+        self._next_allowed = now + self._backoff
+        self._backoff = min(self._backoff * 2, PROBE_BACKOFF_MAX)
+
+
+@dataclass
+class _Sent:
+    size: int
+    send_time: float
+    cluster: int | None
+    reported: bool = False  # its arrival was reported
+    lost: bool = False  # it was reported lost (it may still be reported as arrived, late)
+
+
+class SendSideEstimator:
+    """Target bitrate of one subscribe connection from transport-cc feedback (REMB as fallback and cap).
+
+    Feed it every packet sent (:meth:`on_packet_sent`, with the transport-wide
+    sequence number stamped on it), every transport-cc feedback
+    (:meth:`on_feedback`), REMB and RTT; read :attr:`target_bps`. The target is
+    min(delay-based, loss-based, a fresh REMB), within [min_bps, max_bps].
+    Without any transport-cc feedback for :data:`FEEDBACK_FRESH` seconds it
+    is the last REMB (``covers_audio`` then is False: Chromium's REMB counts
+    only the video it receives).
+
+    :meth:`probe_request` says which probe clusters to send; the caller gives
+    each cluster it sends its own id (any int, distinct per cluster) and passes
+    it as ``probe_cluster`` for every packet of that cluster.
+    """
+
+    def __init__(self, *, start_bps: int, min_bps: int, max_bps: int) -> None:
+        self.min_bps, self.max_bps = min_bps, max_bps
+        self._sent: dict[int, _Sent] = {}
+        self._last_seq: int | None = None
+        self._inter_arrival = InterArrival()
+        self.trendline = TrendlineEstimator()
+        self.aimd = AimdRateControl(start_bps=start_bps, min_bps=min_bps, max_bps=max_bps)
+        self.loss = LossBasedController()
+        self.acked = AcknowledgedBitrate()
+        self.probe_results = ProbeResultEstimator()
+        self.probes = ProbeController()
+        self._rtt = 0.1
+        self._remb: tuple[float, float] | None = None  # (bps, when)
+        self._feedback_at: float | None = None
+        self._now = 0.0
+        self._target = float(min(max(start_bps, min_bps), max_bps))
+
+    # -- input -----------------------------------------------------------------
+
+    def on_packet_sent(self, *, seq: int, size: int, send_time: float, probe_cluster: int | None = None) -> None:
+        full = seq if self._last_seq is None else unwrap(seq, self._last_seq)
+        self._last_seq = max(full, self._last_seq if self._last_seq is not None else full)
+        self._sent[full] = _Sent(size, send_time, probe_cluster)
+        if probe_cluster is not None:
+            self.probe_results.on_sent(probe_cluster)
+        while len(self._sent) > 1 << 14:  # ~ 10 s at 1600 packets/s: older packets never get feedback
+            del self._sent[next(iter(self._sent))]
+
+    def on_feedback(self, *, now: float, results: list[tuple[int, float | None]]) -> None:
+        if self._last_seq is None:
+            return
+        self._now = now
+        lost = received = 0
+        for seq, arrival in results:
+            packet = self._sent.get(unwrap(seq, self._last_seq))
+            if packet is None or packet.reported or (arrival is None and packet.lost):
+                continue  # unknown, or told already (a late arrival after a loss report still counts)
+            if packet.cluster is not None and not packet.lost:
+                self.probe_results.on_result(
+                    packet.cluster, send_time=packet.send_time, arrival=arrival, size=packet.size
+                )
+            # Loss of packets sent before the last loss-based cut was answered by that cut already.
+            counts = packet.send_time >= self.loss.decreased_at
+            if arrival is None:
+                packet.lost = True
+                lost += counts
+                continue
+            packet.reported = True
+            received += counts and not packet.lost  # a late arrival was counted (as lost) already
+            self.acked.add(arrival=arrival, size=packet.size)
+            deltas = self._inter_arrival.add(send_time=packet.send_time, arrival=arrival, size=packet.size)
+            if deltas is not None:
+                self.trendline.update(deltas)
+        if not results:
+            return
+        self._feedback_at = now
+        for result in self.probe_results.results():
+            if result is not None:
+                if result > self.aimd.rate:
+                    self.aimd.set_estimate(result, now)
+                self.loss.on_probe(result)
+            self.probes.on_result(result, now)
+        self.aimd.update(self.trendline.state, self.acked.bps, now, self._rtt)
+        self.loss.on_results(
+            lost=lost, received=received, now=now, rtt=self._rtt, target=self._target, delay_based=self.aimd.rate
+        )
+        self._update_target()
+
+    def on_remb(self, *, now: float, bps: int) -> None:
+        self._now = max(self._now, now)
+        self._remb = (float(bps), now)
+        self._update_target()
+
+    def on_rtt(self, *, rtt: float) -> None:
+        if rtt > 0:
+            self._rtt = rtt
+
+    # -- output ----------------------------------------------------------------
+
+    @property
+    def target_bps(self) -> int:
+        return int(self._target)
+
+    @property
+    def covers_audio(self) -> bool:
+        """True while the target comes from transport-cc feedback (all media); False on REMB (video only)."""
+        return self._transport_cc_fresh()
+
+    def probe_request(self, *, now: float, wanted_bps: int) -> list[tuple[int, int]] | None:
+        """Probe clusters ``(bitrate_bps, bytes)`` to send now (paced at that rate), or None.
+
+        Only while transport-cc feedback flows (a probe's result is measured
+        from it). ``now`` also moves the estimator's clock: without feedback
+        for :data:`FEEDBACK_FRESH` seconds the target falls back to REMB.
+        """
+        self._now = max(self._now, now)
+        self._update_target()
+        if not self._transport_cc_fresh():
+            return None
+        return self.probes.request(now=now, target=self._target, wanted=wanted_bps, max_bps=self.max_bps)
+
+    def _transport_cc_fresh(self) -> bool:
+        return self._feedback_at is not None and self._now - self._feedback_at < FEEDBACK_FRESH
+
+    def _update_target(self) -> None:
+        remb = self._remb if self._remb is not None and self._now - self._remb[1] < REMB_FRESH else None
+        if self._transport_cc_fresh():
+            target = self.aimd.rate
+            if self.loss.limit is not None:
+                target = min(target, self.loss.limit)
+            if remb is not None:
+                target = min(target, remb[0])
+        elif self._remb is not None:
+            target = self._remb[0]
+        else:
+            return
+        self._target = min(max(target, self.min_bps), self.max_bps)

@@ -1,0 +1,333 @@
+"""Send-side bandwidth estimation (media_server/bwe.py) driven by a deterministic simulated link.
+
+The simulator: a sender that adapts like an encoder (frames at 30 fps at
+min(target, wanted)), a FIFO bottleneck with a byte-limited queue (like
+``tc tbf``), propagation delay, optional random loss (seeded), and a receiver
+that reports every packet's fate in transport-cc feedback every 100 ms in its
+own clock. Probe clusters the estimator asks for are sent paced at their rate.
+Times are simulated seconds: nothing here waits.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from dataclasses import dataclass, field
+
+import pytest
+
+from media_server.bwe import (
+    BURST_INTERVAL,
+    PROBE_BACKOFF_MAX,
+    PROBE_BACKOFF_MIN,
+    PROBE_TIMEOUT,
+    AcknowledgedBitrate,
+    Deltas,
+    InterArrival,
+    LossBasedController,
+    ProbeController,
+    SendSideEstimator,
+    TrendlineEstimator,
+    unwrap,
+)
+
+RECEIVER_CLOCK = 1000.0  # the receiver's clock is offset from the sender's: only differences may matter
+PROBE_PACKET = 300  # bytes of a padding-only probe packet (media_server.forwarder.PROBE_PADDING + headers)
+
+
+@dataclass
+class Link:
+    rate: float  # bit/s
+    queue_bytes: int
+    delay: float = 0.02
+    loss: float = 0.0
+    busy_until: float = 0.0
+
+    def carry(self, t: float, size: int, rng: random.Random) -> float | None:
+        """Arrival time (sender clock) of a packet sent at ``t``, or None if dropped."""
+        queued = max(0.0, self.busy_until - t) * self.rate / 8
+        if queued + size > self.queue_bytes:
+            return None  # tail drop: the queue is full
+        self.busy_until = max(self.busy_until, t) + size * 8 / self.rate
+        if self.loss and rng.random() < self.loss:
+            return None
+        return self.busy_until + self.delay
+
+
+@dataclass
+class Sim:
+    link: Link
+    wanted: int
+    start_bps: int = 1_000_000
+    seed: int = 1
+    tick: float = 0.001
+    est: SendSideEstimator = field(init=False)
+    t: float = 0.0
+    history: list[tuple[float, int]] = field(default_factory=list)  # (time, target) every 100 ms
+
+    def __post_init__(self) -> None:
+        self.est = SendSideEstimator(start_bps=self.start_bps, min_bps=30_000, max_bps=20_000_000)
+        self.est.on_rtt(rtt=2 * self.link.delay)
+        self.rng = random.Random(self.seed)
+        self.seq = 65_000  # wraps around within the first second
+        self.pending: list[tuple[float, int, int, int | None]] = []  # (send time, order, size, cluster) heap
+        self.order = 0
+        self.fates: list[tuple[int, float | None]] = []  # (seq, arrival in sender clock) in seq order
+        self.reported = 0
+        self.clusters = 0
+        self.next_frame = 0.0
+        self.next_feedback = 0.1
+        self.next_sample = 0.0
+
+    def _send(self, at: float, size: int, cluster: int | None) -> None:
+        heapq.heappush(self.pending, (at, self.order, size, cluster))
+        self.order += 1
+
+    def run(self, until: float) -> None:
+        while self.t < until:
+            self.t += self.tick
+            t = self.t
+            if t >= self.next_frame:
+                self.next_frame += 1 / 30
+                frame = int(min(self.est.target_bps, self.wanted) / 30 / 8)
+                while frame > 0:
+                    self._send(t, min(frame, 1200), None)
+                    frame -= 1200
+                clusters = self.est.probe_request(now=t, wanted_bps=self.wanted)
+                for rate, size in clusters or []:
+                    self.clusters += 1
+                    gap = PROBE_PACKET * 8 / rate
+                    for i in range(-(-size // PROBE_PACKET)):
+                        self._send(t + i * gap, PROBE_PACKET, self.clusters)
+            while self.pending and self.pending[0][0] <= t:
+                at, _, size, cluster = heapq.heappop(self.pending)
+                self.est.on_packet_sent(seq=self.seq, size=size, send_time=at, probe_cluster=cluster)
+                self.fates.append((self.seq, self.link.carry(at, size, self.rng)))
+                self.seq = (self.seq + 1) & 0xFFFF
+            if t >= self.next_feedback:
+                self.next_feedback += 0.1
+                self._feedback(t - self.link.delay)  # the feedback travels back too
+            if t >= self.next_sample:
+                self.next_sample += 0.1
+                self.history.append((t, self.est.target_bps))
+
+    def _feedback(self, seen: float) -> None:
+        """Report every packet up to the last one that arrived by ``seen`` (lost ones as None)."""
+        last = None
+        for i in range(self.reported, len(self.fates)):
+            arrival = self.fates[i][1]
+            if arrival is not None:
+                if arrival > seen:
+                    break
+                last = i
+        if last is None:
+            return
+        results = [
+            (seq, None if arrival is None else arrival + RECEIVER_CLOCK)
+            for seq, arrival in self.fates[self.reported : last + 1]
+        ]
+        self.reported = last + 1
+        self.est.on_feedback(now=self.t, results=results)
+
+    def targets(self, start: float, end: float) -> list[int]:
+        return [bps for t, bps in self.history if start <= t < end]
+
+
+def mean(values: list[int]) -> float:
+    return sum(values) / len(values)
+
+
+# -- simulated links ----------------------------------------------------------
+
+
+def test_a_300_kbit_bottleneck_brings_the_estimate_near_or_below_300k_within_seconds() -> None:
+    sim = Sim(Link(rate=300_000, queue_bytes=15_000), wanted=2_500_000, start_bps=1_000_000)
+    sim.run(20.0)
+    settled = sim.targets(5.0, 20.0)
+    assert max(settled) <= 420_000, settled  # probes now and then, but the estimate stays down
+    assert 150_000 <= mean(settled) <= 330_000, settled
+    assert sim.est.probes.probes_failed >= 1  # it asked, and the link said no
+
+
+def test_a_10_to_1_mbit_step_is_followed_below_1_mbit_within_2_seconds() -> None:
+    sim = Sim(Link(rate=10_000_000, queue_bytes=100_000), wanted=8_000_000, start_bps=1_000_000)
+    sim.run(10.0)
+    assert sim.est.target_bps >= 6_000_000  # probing took it up to what the sender wants
+    sim.link.rate = 1_000_000
+    sim.run(12.0)
+    assert sim.est.target_bps < 1_000_000
+    sim.run(20.0)
+    assert 500_000 <= mean(sim.targets(14.0, 20.0)) <= 1_050_000  # and it uses the new link, not collapses
+
+
+def test_when_the_limit_is_removed_probing_climbs_back_to_the_wanted_rate_within_10_seconds() -> None:
+    sim = Sim(Link(rate=300_000, queue_bytes=15_000), wanted=2_500_000, start_bps=300_000)
+    sim.run(30.0)  # long enough for the probe backoff to reach its maximum
+    assert sim.est.target_bps < 500_000
+    sim.link.rate = 20_000_000
+    sim.run(30.0 + PROBE_BACKOFF_MAX + 2.0)
+    assert sim.est.target_bps >= 2_500_000 * 0.95, sim.targets(30.0, 41.0)
+
+
+def test_5_percent_random_loss_without_queueing_does_not_collapse_the_estimate() -> None:
+    sim = Sim(Link(rate=10_000_000, queue_bytes=500_000, loss=0.05), wanted=3_000_000, start_bps=500_000, seed=7)
+    sim.run(30.0)
+    later = sim.targets(10.0, 30.0)
+    assert min(later) >= 1_500_000, later  # 720p (~1.5 Mbit/s) keeps fitting
+    assert 0.03 < sim.est.loss.fraction < 0.08
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_the_bottleneck_outcome_does_not_depend_on_the_random_seed(seed: int) -> None:
+    sim = Sim(Link(rate=300_000, queue_bytes=15_000, loss=0.01), wanted=2_500_000, seed=seed)
+    sim.run(15.0)
+    assert 150_000 <= mean(sim.targets(5.0, 15.0)) <= 350_000
+
+
+# -- REMB ---------------------------------------------------------------------
+
+
+def test_without_transport_cc_the_target_is_the_remb_within_the_limits() -> None:
+    est = SendSideEstimator(start_bps=300_000, min_bps=30_000, max_bps=5_000_000)
+    assert est.target_bps == 300_000
+    est.on_remb(now=1.0, bps=800_000)
+    assert est.target_bps == 800_000 and not est.covers_audio
+    est.on_remb(now=2.0, bps=10_000)
+    assert est.target_bps == 30_000
+    est.on_remb(now=3.0, bps=50_000_000)
+    assert est.target_bps == 5_000_000
+    est.on_packet_sent(seq=1, size=1000, send_time=3.0)
+    assert est.probe_request(now=3.0, wanted_bps=10_000_000) is None  # no feedback: a probe could not be measured
+
+
+def test_a_fresh_remb_caps_the_transport_cc_estimate_and_its_absence_falls_back_to_remb() -> None:
+    est = SendSideEstimator(start_bps=1_000_000, min_bps=30_000, max_bps=5_000_000)
+    for i in range(10):
+        est.on_packet_sent(seq=i, size=1000, send_time=i * 0.01)
+    est.on_feedback(now=0.2, results=[(i, 5.0 + i * 0.01) for i in range(10)])
+    assert est.covers_audio and est.target_bps == 1_000_000
+    est.on_remb(now=0.3, bps=400_000)
+    assert est.target_bps == 400_000  # capped by the browser's own estimate
+    est.on_remb(now=10.0, bps=700_000)  # transport-cc feedback stopped long ago
+    assert not est.covers_audio and est.target_bps == 700_000
+    assert est.probe_request(now=10.0, wanted_bps=5_000_000) is None  # a probe's result could not be measured
+
+
+def test_without_feedback_for_a_while_the_estimator_falls_back_to_the_last_remb_as_time_passes() -> None:
+    est = SendSideEstimator(start_bps=1_000_000, min_bps=30_000, max_bps=5_000_000)
+    est.on_remb(now=0.0, bps=300_000)
+    for i in range(10):
+        est.on_packet_sent(seq=i, size=1000, send_time=4.0 + i * 0.01)
+    est.on_feedback(now=4.2, results=[(i, 5.0 + i * 0.01) for i in range(10)])
+    assert est.covers_audio and est.target_bps == 1_000_000  # the REMB is old: no cap
+    assert est.probe_request(now=4.3, wanted_bps=2_000_000) is not None
+    assert est.probe_request(now=9.0, wanted_bps=2_000_000) is None
+    assert not est.covers_audio and est.target_bps == 300_000
+
+
+def test_a_packet_reported_lost_twice_counts_once_and_a_late_arrival_still_counts() -> None:
+    est = SendSideEstimator(start_bps=1_000_000, min_bps=30_000, max_bps=5_000_000)
+    for i in range(3):
+        est.on_packet_sent(seq=i, size=1000, send_time=i * 0.01, probe_cluster=7)
+    est.on_feedback(now=0.1, results=[(0, 5.0), (1, None)])
+    est.on_feedback(now=0.2, results=[(1, None)])
+    assert est.loss._lost == 1
+    est.on_feedback(now=0.3, results=[(1, 5.02), (2, 5.03)])
+    assert est.loss._total == 3 and est.acked._bytes == 3000
+
+
+# -- the parts ----------------------------------------------------------------
+
+
+def test_sequence_numbers_unwrap_across_the_16_bit_boundary() -> None:
+    assert unwrap(2, 65_534) == 65_538
+    assert unwrap(65_534, 65_538) == 65_534
+    assert unwrap(100, 100) == 100
+    assert unwrap(0, 1 << 20) == 1 << 20
+
+
+def test_feedback_for_unknown_or_repeated_sequence_numbers_is_ignored() -> None:
+    est = SendSideEstimator(start_bps=500_000, min_bps=30_000, max_bps=5_000_000)
+    est.on_feedback(now=0.0, results=[(5, 1.0)])  # nothing sent yet
+    seqs = [(65_520 + i) & 0xFFFF for i in range(40)]  # across the wrap
+    for i, seq in enumerate(seqs):
+        est.on_packet_sent(seq=seq, size=1250, send_time=i * 0.01)
+    report = [(seq, 7.0 + i * 0.01) for i, seq in enumerate(seqs)]
+    est.on_feedback(now=0.5, results=[*report, (seqs[-1] + 5, 8.0)])  # one never sent
+    acked = est.acked.bps
+    assert acked == pytest.approx(1_000_000, rel=0.05)
+    est.on_feedback(now=0.6, results=report)  # the same packets again (a repeated feedback)
+    assert est.acked.bps == acked
+
+
+def test_packets_sent_in_one_burst_form_one_group() -> None:
+    ia = InterArrival()
+    assert ia.add(send_time=0.0, arrival=1.0, size=100) is None
+    assert ia.add(send_time=BURST_INTERVAL / 2, arrival=1.001, size=100) is None  # same group
+    assert ia.add(send_time=0.033, arrival=1.034, size=100) is None  # second group starts
+    deltas = ia.add(send_time=0.066, arrival=1.070, size=100)  # third closes the second
+    assert deltas is not None
+    # last send to last send, last arrival to last arrival
+    assert deltas.send == pytest.approx(0.033 - BURST_INTERVAL / 2) and deltas.arrival == pytest.approx(0.033)
+    assert deltas.size == -100
+
+
+def test_a_growing_queue_is_overuse_and_a_draining_one_underuse() -> None:
+    trend = TrendlineEstimator()
+    states = [
+        trend.update(Deltas(send=0.033, arrival=0.033 + 0.004, size=0, arrival_time=i * 0.037)) for i in range(40)
+    ]
+    assert "overusing" in states
+    trend = TrendlineEstimator()
+    states = [trend.update(Deltas(send=0.033, arrival=0.033, size=0, arrival_time=i * 0.033)) for i in range(40)]
+    assert set(states) == {"normal"}
+    states = [trend.update(Deltas(send=0.033, arrival=0.026, size=0, arrival_time=1.4 + i * 0.026)) for i in range(40)]
+    assert "underusing" in states
+
+
+def test_heavy_loss_cuts_the_limit_and_low_loss_lifts_it_again() -> None:
+    loss = LossBasedController()
+    loss.on_results(
+        lost=5, received=95, now=0.0, rtt=0.05, target=1_000_000, delay_based=1_000_000
+    )  # window not complete yet
+    loss.on_results(lost=5, received=95, now=1.0, rtt=0.05, target=1_000_000, delay_based=1_000_000)
+    assert loss.limit is None  # 5 %: hold, no limit
+    loss.on_results(lost=40, received=160, now=2.0, rtt=0.05, target=1_000_000, delay_based=1_000_000)
+    assert loss.limit == pytest.approx(900_000)  # 20 % lost: x (1 - 0.1)
+    t = 2.0
+    while loss.limit is not None:
+        t += 1.0
+        loss.on_results(lost=0, received=200, now=t, rtt=0.05, target=1_000_000, delay_based=1_000_000)
+        assert t < 10
+    assert t > 3.0
+
+
+def test_the_acknowledged_rate_is_measured_over_the_last_half_second_of_arrivals() -> None:
+    acked = AcknowledgedBitrate()
+    for i in range(200):
+        acked.add(arrival=100 + i * 0.01, size=1250)  # 1 Mbit/s
+    assert acked.bps == pytest.approx(1_000_000, rel=0.03)
+
+
+def test_probes_go_up_while_they_succeed_and_back_off_when_the_link_says_no() -> None:
+    probes = ProbeController()
+    first = probes.request(now=0.0, target=300_000, wanted=2_500_000, max_bps=10_000_000)
+    assert first is not None and [r for r, _ in first] == [900_000, 1_800_000]
+    assert probes.request(now=0.1, target=300_000, wanted=2_500_000, max_bps=10_000_000) is None  # one at a time
+    probes.on_result(1_700_000, 0.2)
+    again = probes.request(now=0.2, target=1_700_000, wanted=2_500_000, max_bps=10_000_000)
+    assert again is not None and again[0][0] == 2_500_000  # never above what is wanted
+    probes.on_result(900_000, 0.3)  # the link said no
+    assert probes.request(now=0.3 + PROBE_BACKOFF_MIN / 2, target=900_000, wanted=2_500_000, max_bps=1e7) is None
+    assert probes.request(now=0.3 + PROBE_BACKOFF_MIN, target=900_000, wanted=2_500_000, max_bps=1e7) is not None
+    # an unanswered probe is a failure: the wait doubled (4 s), then stays at the maximum
+    times = []
+    for step in range(600):
+        t = 0.3 + PROBE_BACKOFF_MIN + step * 0.1
+        if probes.request(now=t, target=900_000, wanted=2_500_000, max_bps=1e7) is not None:
+            times.append(t)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert times[0] == pytest.approx(0.3 + PROBE_BACKOFF_MIN + PROBE_TIMEOUT + 2 * PROBE_BACKOFF_MIN, abs=0.15)
+    assert len(gaps) >= 4 and all(abs(g - (PROBE_TIMEOUT + PROBE_BACKOFF_MAX)) <= 0.25 for g in gaps)
+    assert probes.request(now=100.0, target=2_500_000, wanted=2_500_000, max_bps=1e7) is None  # nothing wanted above
