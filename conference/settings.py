@@ -174,6 +174,10 @@ if CELERY_BROKER_URL == "filesystem://":
         "control_folder": str(_queue_dir / "control"),
         "store_processed": False,
     }
+elif env("CELERY_KEY_PREFIX"):
+    # Every key Celery writes in Redis starts with this (kombu's global_keyprefix): tests and several
+    # deployments can share one Redis database without touching each other's queues.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": env("CELERY_KEY_PREFIX")}
 CELERY_RESULT_BACKEND = None
 # The queue's name (CELERY_QUEUE): the e2e harness gives daphne and its worker a private queue,
 # so no other worker on the same broker takes their tasks.

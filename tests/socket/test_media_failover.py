@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,13 @@ from redis import asyncio as aioredis
 
 from media_server import aiortc_hooks
 from rooms.media_nodes import NodeDirectory
+from tests.conftest import redis_test_prefix, redis_test_url
 from tests.media_server.ms_helpers import PatternVideoTrack, ToneAudioTrack, recv_frames, stop_process
 from tests.socket.conftest import free_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+REDIS_URL = redis_test_url()
 
 
 class Node:
@@ -70,7 +70,7 @@ def loopback_ice() -> Iterator[None]:
 
 @pytest.fixture
 async def nodes(settings: Any, tmp_path: Path, loopback_ice: None) -> AsyncIterator[dict[str, Node]]:
-    prefix = f"test-failover-{uuid.uuid4().hex[:10]}"
+    prefix = redis_test_prefix("failover")
     settings.MEDIA_REDIS_URL = REDIS_URL
     settings.MEDIA_REDIS_PREFIX = prefix
     started = {name: Node(name, prefix, settings.MEDIA_SECRET, tmp_path / f"{name}.log") for name in ("n1", "n2")}

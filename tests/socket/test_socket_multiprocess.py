@@ -22,6 +22,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.conftest import redis_delete_prefix, redis_test_prefix, redis_test_url
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 
@@ -34,15 +36,17 @@ def _free_port() -> int:
 
 @pytest.fixture
 def cluster_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    redis_url = redis_test_url()
     tag = uuid.uuid4().hex[:10]
+    prefix = redis_test_prefix("mp")
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "conference.settings",
         "CONFERENCE_ENV": "test",
         "REDIS_URL": redis_url,
-        "CHANNEL_PREFIX": f"mp{tag}",
-        "CACHE_PREFIX": f"mp{tag}",
+        "CHANNEL_PREFIX": prefix,
+        "CACHE_PREFIX": prefix,
+        "CELERY_KEY_PREFIX": prefix,
         "PRESENCE_TIMEOUT_SECONDS": "2",
         "PRESENCE_TOUCH_INTERVAL_SECONDS": "0.3",
         "MEDIA_CONTROL_URL": f"http://127.0.0.1:{_free_port()}",
@@ -63,6 +67,7 @@ def cluster_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         env["SQLITE_PATH"] = str(tmp_path / "mp.sqlite3")
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
     yield env
+    redis_delete_prefix(prefix)
     if database_url:
         import psycopg
 
