@@ -322,7 +322,7 @@ METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS")
 # /healthz gives up on the database or the channel layer after this long (503).
 HEALTH_CHECK_TIMEOUT_SECONDS = float(env("HEALTH_CHECK_TIMEOUT_SECONDS", "2"))
 
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
@@ -330,6 +330,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
+if CELERY_BROKER_URL == "filesystem://":
+    # kombu warns "No hostname was supplied" on every connection to the filesystem queue, which has no host.
+    LOGGING["loggers"]["kombu.connection"] = {"level": "ERROR"}
 
 # --- Recordings (issue 6; recordings/, docs/protocol.md §3) -------------------
 # Directory shared by the media server (writes track files + manifest.json) and workers.
