@@ -10,17 +10,28 @@ MEDIA_NODES ?= 1
 
 .PHONY: run test lint check migrate venv clean bench
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt native/sfu_native/sfu_native.c native/sfu_native/setup.py
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --disable-pip-version-check -q --upgrade pip
-	$(PIP) install --disable-pip-version-check -q -r requirements-dev.txt
-	$(PIP) install --disable-pip-version-check -q ./native/sfu_native || \
+# What running needs (make run, make migrate): requirements.txt and the media server's C fast path.
+# In a new venv pip shows its progress; updating an existing one (a requirement changed) is quiet.
+FIRST = $(if $(wildcard $(PY)),,yes)
+$(VENV)/.runtime: requirements.txt native/sfu_native/sfu_native.c native/sfu_native/setup.py
+	@test -x $(PY) || { echo "==> Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@echo "==> Installing what running needs (requirements.txt) into $(VENV)$(if $(FIRST), (the first time: a few minutes, ~370 MB))"
+	@$(PIP) install --disable-pip-version-check -q --upgrade pip
+	$(PIP) install --disable-pip-version-check $(if $(FIRST),,-q) -r requirements.txt
+	@echo "==> Building the media server's C fast path (native/sfu_native)"
+	@$(PIP) install --disable-pip-version-check -q ./native/sfu_native || \
 	  echo "note: the media server's C fast path was not built (needs gcc and the Python headers); it runs on its pure-Python path"
-	touch $@
+	@touch $@
+
+# make test, make lint, make bench: the development and test tools (requirements-dev.txt) on top.
+$(VENV)/.installed: $(VENV)/.runtime requirements-dev.txt
+	@echo "==> Installing the development and test tools (requirements-dev.txt) into $(VENV)"
+	$(PIP) install --disable-pip-version-check $(if $(wildcard $@),-q) -r requirements-dev.txt
+	@touch $@
 
 venv: $(VENV)/.installed
 
-migrate: venv
+migrate: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
 
 ## Start web (daphne) + media server + Celery worker on embedded defaults

@@ -178,6 +178,10 @@ if CELERY_BROKER_URL == "filesystem://":
         "control_folder": str(_queue_dir / "control"),
         "store_processed": False,
     }
+elif env("CELERY_KEY_PREFIX"):
+    # Every key Celery writes in Redis starts with this (kombu's global_keyprefix): tests and several
+    # deployments can share one Redis database without touching each other's queues.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": env("CELERY_KEY_PREFIX")}
 CELERY_RESULT_BACKEND = None
 # The queue's name (CELERY_QUEUE): the e2e harness gives daphne and its worker a private queue,
 # so no other worker on the same broker takes their tasks.
@@ -330,7 +334,7 @@ METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS")
 # /healthz gives up on the database or the channel layer after this long (503).
 HEALTH_CHECK_TIMEOUT_SECONDS = float(env("HEALTH_CHECK_TIMEOUT_SECONDS", "2"))
 
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
@@ -338,6 +342,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
+if CELERY_BROKER_URL == "filesystem://":
+    # kombu warns "No hostname was supplied" on every connection to the filesystem queue, which has no host.
+    LOGGING["loggers"]["kombu.connection"] = {"level": "ERROR"}
 
 # --- Recordings (issue 6; recordings/, docs/protocol.md §3) -------------------
 # Directory shared by the media server (writes track files + manifest.json) and workers.

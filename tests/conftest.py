@@ -5,16 +5,48 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+# Every Redis key this test run writes starts with this tag (see redis_test_prefix); the session sweeps it at the end.
+# Kept in the environment so that a second import of this module (``from tests.conftest import …``) agrees.
+RUN_TAG = os.environ.setdefault("CONFERENCE_TEST_RUN", f"test-{os.getpid()}-{uuid.uuid4().hex[:6]}")
 
 
 def redis_test_url() -> str:
-    """Redis for tests that need a real one: REDIS_URL, else the local default."""
-    return os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    """The Redis database tests use: REDIS_URL's server (else 127.0.0.1:6379), database REDIS_TEST_DB (default 15).
+
+    Never the application's database (REDIS_URL's own number, 0 by default); and within this database a test only
+    writes keys under its redis_test_prefix() and deletes them, so data it did not create is never touched.
+    """
+    base = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    server = base.split("?", 1)[0]
+    if server.count("/") > 2:  # redis://host:port/<db>
+        server = server.rsplit("/", 1)[0]
+    return f"{server}/{int(os.environ.get('REDIS_TEST_DB', '15'))}"
+
+
+def redis_test_prefix(name: str) -> str:
+    """A fresh key prefix for one test (or process) under this run's tag: ``test-<pid>-<run>-<name>-<random>``."""
+    return f"{RUN_TAG}-{name}-{uuid.uuid4().hex[:8]}"
+
+
+def redis_delete_prefix(prefix: str, url: str | None = None) -> int:
+    """Delete every key starting with ``prefix`` in the test database; returns how many there were."""
+    import redis
+
+    client = redis.Redis.from_url(url or redis_test_url(), socket_connect_timeout=2)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        return len(keys)
+    finally:
+        client.close()
 
 
 def _redis_reachable() -> bool:
@@ -78,6 +110,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = kept
         needs = sorted({v for v in missing.values() if v})
         print(f"\n{len(dropped)} tests deselected here, needing {', '.join(needs)}; CI always runs them.")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With REDIS_URL set (CI), the test process's channel layer, cache and Celery producer use the test database
+    under this run's tag instead of the application's keys (``conference:…`` in REDIS_URL's database)."""
+    from django.conf import settings
+
+    if not getattr(settings, "REDIS_URL", ""):
+        return
+    url = redis_test_url()
+    layer = settings.CHANNEL_LAYERS["default"].get("CONFIG", {})
+    for host in layer.get("hosts", []):
+        host["address"] = url
+    layer["prefix"] = f"{RUN_TAG}-layer"
+    settings.CACHES["default"].update(LOCATION=url, KEY_PREFIX=f"{RUN_TAG}-cache")
+    from conference.celery import app
+
+    app.conf.broker_url = url
+    app.conf.broker_transport_options = {"global_keyprefix": f"{RUN_TAG}-celery-"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _redis_sweep() -> Iterator[None]:
+    """Deletes whatever this run left under its tag in the test database (tests delete their own keys; this only
+    catches what a crashed test or process left behind) and says so, because such a leak is a bug."""
+    yield
+    if not _redis_reachable():
+        return
+    left = redis_delete_prefix(RUN_TAG)
+    if left:
+        print(f"\nRedis: deleted {left} keys this run left under {RUN_TAG}* in {redis_test_url()}")
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ from typing import Any
 
 import aiohttp
 
+from tests.conftest import redis_test_prefix
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -89,13 +91,15 @@ def web_env(*, redis_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
     else a SQLite file under ``tmp_path``. Migrated before returning.
     """
     tag = uuid.uuid4().hex[:10]
+    prefix = redis_test_prefix("mp")
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "conference.settings",
         "CONFERENCE_ENV": "test",
         "REDIS_URL": redis_url,
-        "CHANNEL_PREFIX": f"mp{tag}",
-        "CACHE_PREFIX": f"mp{tag}",
+        "CHANNEL_PREFIX": prefix,
+        "CACHE_PREFIX": prefix,
+        "CELERY_KEY_PREFIX": prefix,
         "MEDIA_CONTROL_URL": f"http://127.0.0.1:{free_port()}",
         "MEDIA_CONTROL_TIMEOUT_SECONDS": "1",
         "LOG_LEVEL": "WARNING",

@@ -46,6 +46,8 @@ from topology import (
     wait_http,
 )
 
+from tests.conftest import redis_delete_prefix, redis_test_prefix, redis_test_url
+
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 CLONE_NEWNET = 0x40000000
@@ -263,18 +265,6 @@ def _wait_registered(env: dict[str, str], count: int, timeout: float = 20.0) -> 
         client.close()
 
 
-def _forget_registry(env: dict[str, str]) -> None:
-    import redis
-
-    client = redis.Redis.from_url(env["MEDIA_REDIS_URL"])
-    try:
-        keys = list(client.scan_iter(match=f"{env['MEDIA_REDIS_PREFIX']}:*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
 @pytest.fixture(scope="session")
 def stack(netns: Netns) -> Iterator[Stack]:
     """daphne on the veth host address + the media server + a Celery worker, sharing a fresh database.
@@ -322,9 +312,13 @@ def stack(netns: Netns) -> Iterator[Stack]:
     env.pop("CELERY_TASK_ALWAYS_EAGER", None)
     env.pop("MEDIA_REDIS_URL", None)
     env.pop("PUBLIC_BASE_URL", None)
+    redis_prefix = redis_test_prefix("e2e")
+    if env.get("REDIS_URL"):  # the test database, every key under this run's prefix (deleted at the end)
+        env["REDIS_URL"] = redis_test_url()
+        env.update(CHANNEL_PREFIX=redis_prefix, CACHE_PREFIX=redis_prefix, CELERY_KEY_PREFIX=redis_prefix)
     if TOPOLOGY.registry:
-        env["MEDIA_REDIS_URL"] = os.environ["REDIS_URL"]
-        env["MEDIA_REDIS_PREFIX"] = f"e2e{os.getpid()}"
+        env["MEDIA_REDIS_URL"] = env["REDIS_URL"]
+        env["MEDIA_REDIS_PREFIX"] = redis_prefix
     web_ports: list[int] = []
     if TOPOLOGY.behind_nginx:
         web_ports = [free_port("127.0.0.1") for _ in range(TOPOLOGY.webs)]
@@ -391,9 +385,9 @@ def stack(netns: Netns) -> Iterator[Stack]:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(5)
-            if TOPOLOGY.registry:
+            if env.get("REDIS_URL"):
                 with contextlib.suppress(Exception):
-                    _forget_registry(env)
+                    redis_delete_prefix(redis_prefix)
             if os.environ.get("E2E_KEEP_LOGS"):
                 print(f"\ne2e logs kept in {workdir}")
             else:

@@ -12,7 +12,6 @@ again on a new subscribe connection, on the same page, within 10 s of the kill.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -37,6 +36,8 @@ from e2e_helpers import (
     wait_media,
 )
 from topology import free_port, wait_http
+
+from tests.conftest import redis_delete_prefix, redis_test_prefix, redis_test_url
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,10 +74,10 @@ class FailoverStack:
 
 @pytest.fixture(scope="module")
 def failover_stack(netns: Any, stack: Any) -> Iterator[FailoverStack]:
-    redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    redis_url = redis_test_url()
     web_port = free_port(netns.host_ip)
     base_url = f"http://{netns.host_ip}:{web_port}"
-    tag = f"e2efo{os.getpid()}"
+    tag = redis_test_prefix("e2efo")
     env = {
         **stack.env,
         "DJANGO_CSRF_TRUSTED_ORIGINS": base_url,
@@ -136,11 +137,7 @@ def failover_stack(netns: Any, stack: Any) -> Iterator[FailoverStack]:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=f"{tag}:*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        redis_delete_prefix(tag)
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,14 +16,15 @@ from media_server.config import DEFAULT_CAPACITY_PPS, ConfigError, parse_config
 from media_server.events import EventSink
 from media_server.registry import NodeRegistrar, placement_score
 from media_server.service import MediaService
+from tests.conftest import redis_test_prefix, redis_test_url
 
-REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+REDIS_URL = redis_test_url()
 
 
 @pytest_asyncio.fixture
 async def redis_prefix() -> AsyncIterator[tuple[aioredis.Redis, str]]:
     client = aioredis.Redis.from_url(REDIS_URL)
-    prefix = f"test-reg-{uuid.uuid4().hex[:10]}"
+    prefix = redis_test_prefix("reg")
     yield client, prefix
     keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
     if keys:

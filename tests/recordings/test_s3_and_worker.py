@@ -23,6 +23,7 @@ from rec_helpers import free_port, write_two_party_spool
 from recordings import services
 from recordings.models import Recording
 from rooms import services as room_services
+from tests.conftest import redis_delete_prefix, redis_test_prefix, redis_test_url
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "conference-recordings"
@@ -95,27 +96,23 @@ def test_recording_uploads_to_s3_and_downloads_through_a_presigned_url(
     assert denied.value.code == 403
 
 
-def _redis_url() -> str:
-    base = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-    return base.rsplit("/", 1)[0] + "/13"  # a database of its own
-
-
 @pytest.fixture
-def redis_broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Point this process's Celery producer at a private Redis database (emptied before and after)."""
-    import redis
-
+def redis_broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
+    """Point this process's Celery producer at the test Redis database under a key prefix of its own
+    (kombu's global_keyprefix; the worker gets the same as CELERY_KEY_PREFIX); its keys are deleted after."""
     from conference.celery import app
 
-    url = _redis_url()
-    redis.Redis.from_url(url).flushdb()
+    url, prefix = redis_test_url(), redis_test_prefix("celery")
     monkeypatch.setattr(app.conf, "broker_url", url)
+    options = app.conf.broker_transport_options
+    app.conf.broker_transport_options = {"global_keyprefix": prefix}
     app._pool = None  # rebuild the connection pool for the new URL
     app.amqp._producer_pool = None
-    yield url
+    yield url, prefix
+    app.conf.broker_transport_options = options
     app._pool = None
     app.amqp._producer_pool = None
-    redis.Redis.from_url(url).flushdb()
+    redis_delete_prefix(prefix)
 
 
 @pytest.mark.redis
@@ -135,9 +132,13 @@ def test_real_celery_worker_processes_a_recording_to_ready(redis_broker, spool, 
         env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
         if db.get("PASSWORD"):
             env["DATABASE_URL"] = env["DATABASE_URL"].replace("@", f":{db['PASSWORD']}@", 1)
+    broker_url, broker_prefix = redis_broker
     env.update(
-        REDIS_URL=redis_broker,
-        CELERY_BROKER_URL=redis_broker,
+        REDIS_URL=broker_url,
+        CELERY_BROKER_URL=broker_url,
+        CELERY_KEY_PREFIX=broker_prefix,
+        CHANNEL_PREFIX=broker_prefix,
+        CACHE_PREFIX=broker_prefix,
         RECORDINGS_SPOOL_DIR=str(spool),
         MEDIA_ROOT=str(settings.MEDIA_ROOT),
         RECORDINGS_WIDTH="640",

@@ -10,12 +10,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import redis_test_url
+from tests.conftest import redis_delete_prefix, redis_test_prefix, redis_test_url
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = """
@@ -48,10 +47,13 @@ def test_a_receive_idle_for_longer_than_five_seconds_still_gets_its_message() ->
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "conference.settings",
         "REDIS_URL": redis_test_url(),
-        "CHANNEL_PREFIX": f"idle{uuid.uuid4().hex[:8]}",
+        "CHANNEL_PREFIX": redis_test_prefix("idle"),
     }
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=50
-    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=50
+        )
+    finally:
+        redis_delete_prefix(env["CHANNEL_PREFIX"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "late"

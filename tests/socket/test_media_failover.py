@@ -14,7 +14,6 @@ import contextlib
 import os
 import signal
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,13 @@ from redis import asyncio as aioredis
 
 from media_server import aiortc_hooks
 from rooms.media_nodes import NodeDirectory
+from tests.conftest import redis_test_prefix, redis_test_url
 from tests.media_server.ms_helpers import recv_frames
 from tests.procs import MediaServer, Peer
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+REDIS_URL = redis_test_url()
 
 
 class Node(MediaServer):
@@ -49,7 +49,7 @@ def loopback_ice() -> Iterator[None]:
 @contextlib.asynccontextmanager
 async def running_nodes(names: tuple[str, ...], settings: Any, tmp_path: Path) -> AsyncIterator[dict[str, Node]]:
     """Media server processes registered under a fresh prefix (Django's settings point at it); stopped after."""
-    prefix = f"test-failover-{uuid.uuid4().hex[:10]}"
+    prefix = redis_test_prefix("failover")
     settings.MEDIA_REDIS_URL = REDIS_URL
     settings.MEDIA_REDIS_PREFIX = prefix
     started = {name: Node(name, prefix, settings.MEDIA_SECRET, tmp_path / f"{name}.log") for name in names}

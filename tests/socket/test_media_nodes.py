@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,9 +22,10 @@ from rooms import media_nodes
 from rooms.media_client import MediaClient, MediaError
 from rooms.media_monitor import MediaNodeMonitor
 from rooms.media_nodes import NodeDirectory, NoMediaNode
+from tests.conftest import redis_test_prefix, redis_test_url
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
-REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+REDIS_URL = redis_test_url()
 
 
 class Registry:
@@ -76,7 +75,7 @@ class Registry:
 @pytest.fixture
 async def registry(settings: Any) -> AsyncIterator[Registry]:
     client = aioredis.Redis.from_url(REDIS_URL)
-    prefix = f"test-nodes-{uuid.uuid4().hex[:10]}"
+    prefix = redis_test_prefix("nodes")
     settings.MEDIA_REDIS_URL = REDIS_URL
     settings.MEDIA_REDIS_PREFIX = prefix
     yield Registry(client, prefix)

@@ -8,7 +8,6 @@ Needs a real Redis (marked ``redis``: deselected outside CI when none is reachab
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.conftest import redis_delete_prefix, redis_test_url
 from tests.procs import Daphne, WsClient, drop_database, post_json, web_env
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
@@ -24,12 +24,13 @@ pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 
 @pytest.fixture
 def cluster_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    redis_url = redis_test_url()
     env = web_env(
         redis_url=redis_url, tmp_path=tmp_path, PRESENCE_TIMEOUT_SECONDS="2", PRESENCE_TOUCH_INTERVAL_SECONDS="0.3"
     )
     yield env
     drop_database(env)
+    redis_delete_prefix(env["CHANNEL_PREFIX"])
 
 
 @pytest.fixture
