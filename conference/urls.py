@@ -47,7 +47,7 @@ urlpatterns = [
     path("rooms/", room_views.my_rooms, name="my-rooms"),
     path("rooms/<str:room_id>/settings", room_views.room_settings, name="room-settings"),
     path("rooms/<str:room_id>/recordings", room_views.room_recordings, name="room-recordings"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", accounts.ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/signup/", accounts.signup_view, name="signup"),
     path("api/v1/", include(api_v1)),

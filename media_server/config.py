@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEV_SECRET = "dev-media-secret"  # noqa: S105 (only used with --dev / MEDIA_DEV=1)
+# Outside --dev the control secret must be at least this long and none of the development values shipped in
+# this repository (the same rule as Django's production settings: a known secret lets anyone forge requests).
+MIN_SECRET_LENGTH = 32
+DEVELOPMENT_SECRETS = frozenset({DEV_SECRET, "django-insecure-conference-local-development-only"})
 # Same default as Django's RECORDINGS_SPOOL_DIR (BASE_DIR/var/recordings-spool), whatever the cwd.
 DEFAULT_SPOOL_DIR = str(Path(__file__).resolve().parents[1] / "var" / "recordings-spool")
 # 60 % of one core at 35 µs per forwarded packet (docs/scaling.md): the load at which a node takes no new room.
@@ -164,6 +168,15 @@ def _parse_turn(values: Mapping[str, str | None]) -> tuple[str, tuple[str, ...],
     return secret, urls, ttl
 
 
+def check_secret(secret: str) -> None:
+    """Refuse a weak control secret (outside --dev): a development value, or shorter than 32 characters."""
+    hint = "set MEDIA_SECRET to the web tier's MEDIA_SECRET, e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+    if secret in DEVELOPMENT_SECRETS:
+        raise ConfigError(f"MEDIA_SECRET is a development value, refused outside --dev: {hint}")
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"MEDIA_SECRET is shorter than {MIN_SECRET_LENGTH} characters, refused outside --dev: {hint}")
+
+
 def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Build a Config from ``env`` (default ``os.environ``) overridden by ``argv`` flags.
 
@@ -186,6 +199,8 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         if not dev:
             raise ConfigError("MEDIA_SECRET is required (or run with --dev / MEDIA_DEV=1)")
         secret = DEV_SECRET
+    elif not dev:
+        check_secret(secret)
     host = values["MEDIA_CONTROL_HOST"] or "127.0.0.1"
     try:
         port = int(values["MEDIA_CONTROL_PORT"] or 8790)

@@ -19,6 +19,7 @@ from conference.turn import ice_servers_for
 
 from . import selectors, services
 from .ids import ROOM_ID_RE
+from .join_throttles import join_throttled
 from .models import MAX_LAST_N, MAX_PARTICIPANTS, MIN_PARTICIPANTS, Participant, Room
 from .permissions import require_host
 
@@ -197,13 +198,14 @@ class RoomJoinApi(APIView):
         user_id = data.validated_data.get("userId")
         if user_id is not None and (not request.user.is_authenticated or request.user.pk != user_id):
             raise Forbidden("userId must be your own user id.", code="user_mismatch")
-        result = services.participant_join(
-            room_id=room.public_id,
-            user=request.user,
-            display_name=data.validated_data["display_name"],
-            password=data.validated_data["password"],
-            stream_capabilities=data.validated_data.get("stream_capabilities"),
-        )
+        with join_throttled(request._request, room=room, password=data.validated_data["password"]):
+            result = services.participant_join(
+                room_id=room.public_id,
+                user=request.user,
+                display_name=data.validated_data["display_name"],
+                password=data.validated_data["password"],
+                stream_capabilities=data.validated_data.get("stream_capabilities"),
+            )
         p = result.participant
         body = {
             "roomId": room.public_id,

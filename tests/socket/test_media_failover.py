@@ -43,6 +43,7 @@ class Node:
         env = {
             **os.environ,
             "MEDIA_SECRET": secret,
+            "MEDIA_DEV": "1",  # the test settings' development secret
             "MEDIA_CONTROL_PORT": str(self.port),
             "MEDIA_NODE_ID": name,
             "MEDIA_ICE_ADDRESSES": "127.0.0.1",
