@@ -87,6 +87,17 @@ if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # HTTPS only (docs/security.md "Headers"): nginx redirects too; our own processes reach /internal/ (media
+    # events), /healthz and /metrics over plain HTTP on private addresses, so those are not redirected.
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^internal/", r"^healthz$", r"^metrics$"]
+    SECURE_HSTS_SECONDS = int(env("DJANGO_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+    # Preloading is opt-in: browsers' preload lists take months to leave. Without it, check --deploy's W021
+    # (a reminder, not a weakness) is silenced below.
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 INSTALLED_APPS = [
     "daphne",
@@ -98,6 +109,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc from our own static files: offline and under the CSP
     "channels",
     "rooms",
     "chat",
@@ -107,6 +119,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "conference.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "conference.security_headers.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -134,6 +148,41 @@ TEMPLATES = [
         },
     },
 ]
+
+# --- Content-Security-Policy (django-csp) and Permissions-Policy (docs/security.md "Headers") ----------------
+# No inline script anywhere: pages load module scripts from /static/ (the call page's call.js, its e2ee
+# worker); the room config is a JSON data block (json_script), not script. The room socket is same-origin.
+# Recording thumbnails and downloads may come from S3 (presigned URLs): its endpoint is allowed for images
+# and media.
+_storage_origins = [env("S3_ENDPOINT_URL").rstrip("/")] if env("S3_ENDPOINT_URL") else []
+if env("S3_BUCKET") and not env("S3_ENDPOINT_URL"):
+    _storage_origins = ["https://*.amazonaws.com"]
+_ws_origins = []
+if env("PUBLIC_BASE_URL"):
+    _ws_origins = [env("PUBLIC_BASE_URL").rstrip("/").replace("https://", "wss://").replace("http://", "ws://")]
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "worker-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:", "blob:", *_storage_origins],
+        "media-src": ["'self'", "blob:", *_storage_origins],
+        "connect-src": ["'self'", *_ws_origins],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+# Camera, microphone and screen capture for this site only; nothing else a call page never needs.
+PERMISSIONS_POLICY = env(
+    "PERMISSIONS_POLICY",
+    "camera=(self), microphone=(self), display-capture=(self), fullscreen=(self), geolocation=(), "
+    "payment=(), usb=(), serial=(), bluetooth=(), hid=(), midi=(), magnetometer=(), gyroscope=(), "
+    "accelerometer=(), interest-cohort=()",
+)
 
 # --- Database -------------------------------------------------------------
 DATABASE_URL = env("DATABASE_URL")
@@ -224,7 +273,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["conference.parsers.SafeJSONParser"],
     "EXCEPTION_HANDLER": "conference.exception_handler.api_exception_handler",
 }
 SIMPLE_JWT = {
@@ -240,6 +289,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Static and uploaded files ------------------------------------------------

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .ice_policy import IcePolicy
+
 DEV_SECRET = "dev-media-secret"  # noqa: S105 (only used with --dev / MEDIA_DEV=1)
 # Outside --dev the control secret must be at least this long and none of the development values shipped in
 # this repository (the same rule as Django's production settings: a known secret lets anyone forge requests).
@@ -76,6 +78,8 @@ class Config:
     relay_host: str = "127.0.0.1"
     relay_port: int = 0
     relay_announce: str = ""  # host:port other media nodes send to (default: the bound address)
+    # Ignore remote ICE candidates in private ranges too (media_server/ice_policy.py); off: same-LAN clients.
+    ice_block_private: bool = False
 
 
 _OPTIONS: list[tuple[str, str, str]] = [
@@ -110,6 +114,7 @@ _OPTIONS: list[tuple[str, str, str]] = [
     ("MEDIA_RELAY_HOST", "--relay-host", "UDP address of the cascading relay (internal network; 127.0.0.1)"),
     ("MEDIA_RELAY_PORT", "--relay-port", "UDP port of the cascading relay (0 = any free port)"),
     ("MEDIA_RELAY_ANNOUNCE", "--relay-announce", "host:port other media nodes send relayed media to"),
+    ("MEDIA_ICE_BLOCK_PRIVATE", "--ice-block-private", "1: ignore clients' ICE candidates in private ranges"),
 ]
 
 
@@ -254,6 +259,16 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         relay_host=values["MEDIA_RELAY_HOST"] or "127.0.0.1",
         relay_port=relay_port,
         relay_announce=relay_announce,
+        ice_block_private=(values["MEDIA_ICE_BLOCK_PRIVATE"] or "").strip().lower() in ("1", "true", "yes"),
+    )
+
+
+def ice_policy(config: Config) -> IcePolicy:
+    """The remote-candidate policy of this server (media_server/ice_policy.py)."""
+    return IcePolicy.for_server(
+        ice_addresses=config.ice_addresses,
+        announced=config.ice_announce.values(),
+        block_private=config.ice_block_private,
     )
 
 

@@ -65,6 +65,8 @@ def create_app(service: MediaService, secret: str, metrics_token: str = "") -> w
             return await request.json(loads=json.loads)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise protocol.BadRequest(f"body is not JSON: {exc}") from exc
+        except RecursionError:  # nested deeper than the parser's stack allows
+            raise protocol.BadRequest("body is not JSON: nested too deeply") from None
 
     def ids(request: web.Request) -> tuple[str, str]:
         return request.match_info["room"], request.match_info["participant"]

@@ -22,6 +22,13 @@ from .ids import ROOM_ID_RE
 from .join_throttles import join_throttled
 from .models import MAX_LAST_N, MAX_PARTICIPANTS, MIN_PARTICIPANTS, Participant, Room
 from .permissions import require_host
+from .removals import (
+    browser_key,
+    participant_allow_rejoin,
+    refuse_removed_browser,
+    remember_browser,
+    set_browser_cookie,
+)
 
 
 def public_base_url(request: Request) -> str:
@@ -198,6 +205,9 @@ class RoomJoinApi(APIView):
         user_id = data.validated_data.get("userId")
         if user_id is not None and (not request.user.is_authenticated or request.user.pk != user_id):
             raise Forbidden("userId must be your own user id.", code="user_mismatch")
+        guest_key = None if request.user.is_authenticated else browser_key(request._request)
+        if guest_key is not None:
+            refuse_removed_browser(room=room, key=guest_key)
         with join_throttled(request._request, room=room, password=data.validated_data["password"]):
             result = services.participant_join(
                 room_id=room.public_id,
@@ -220,7 +230,11 @@ class RoomJoinApi(APIView):
             "stream_capabilities": p.stream_capabilities,
             "e2ee": room.e2ee,
         }
-        return Response(self.OutputSerializer(body).data)
+        response = Response(self.OutputSerializer(body).data)
+        if guest_key is not None:
+            remember_browser(participant=p, key=guest_key)
+            set_browser_cookie(response, guest_key, secure=request.is_secure())
+        return response
 
 
 class RoomEndApi(APIView):
@@ -232,3 +246,15 @@ class RoomEndApi(APIView):
         require_host(room=room, user=request.user)
         room = services.room_end(room_id=room.public_id, user=signed_in_user(request))
         return Response(RoomOutput(room, context={"request": request}).data)
+
+
+class RoomRemovalDeleteApi(APIView):
+    """The host lets a removed participant (an account or a guest's browser) join again."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(operation_id="rooms_removals_delete", request=None, responses={204: None, **ERROR_RESPONSES})
+    def delete(self, request: Request, room_id: str, participant_id: str) -> Response:
+        room = _room_id_or_404(room_id)
+        participant_allow_rejoin(user=signed_in_user(request), room_id=room.public_id, participant_id=participant_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
