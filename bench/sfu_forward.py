@@ -124,6 +124,7 @@ def start_sfu(
     env = {
         **os.environ,
         "MEDIA_SECRET": SECRET,
+        "MEDIA_DEV": "1",  # the clients call the control API with the static secret
         "MEDIA_CONTROL_PORT": str(control_port),
         "MEDIA_EVENTS_URL": f"http://127.0.0.1:{events_port}/events",
         "MEDIA_ICE_ADDRESSES": "127.0.0.1",

@@ -180,7 +180,7 @@ CONTENT_SECURITY_POLICY = {
 PERMISSIONS_POLICY = env(
     "PERMISSIONS_POLICY",
     "camera=(self), microphone=(self), display-capture=(self), fullscreen=(self), geolocation=(), "
-    "payment=(), usb=(), serial=(), bluetooth=(), hid=(), midi=(), magnetometer=(), gyroscope=(), "
+    "payment=(), usb=(), serial=(), hid=(), midi=(), magnetometer=(), gyroscope=(), "
     "accelerometer=(), interest-cohort=()",
 )
 

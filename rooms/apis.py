@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from conference.errors import Forbidden, NotAuthenticatedError, NotFound
+from conference.fields import StrictBooleanField
 from conference.schema import ERROR_RESPONSES
 from conference.turn import ice_servers_for
 
@@ -103,10 +104,10 @@ class RoomListCreateApi(APIView):
         name = serializers.CharField(max_length=200)
         max_participants = serializers.IntegerField(min_value=MIN_PARTICIPANTS, max_value=MAX_PARTICIPANTS, default=50)
         password = serializers.CharField(max_length=128, required=False, default="", allow_blank=True)
-        waiting_room = serializers.BooleanField(default=False)
-        allow_guests = serializers.BooleanField(default=True)
-        locked = serializers.BooleanField(default=False)
-        e2ee = serializers.BooleanField(default=False)
+        waiting_room = StrictBooleanField(default=False)
+        allow_guests = StrictBooleanField(default=True)
+        locked = StrictBooleanField(default=False)
+        e2ee = StrictBooleanField(default=False)
         last_n = serializers.IntegerField(
             min_value=0, max_value=MAX_LAST_N, required=False, allow_null=True, default=None, help_text=LAST_N_HELP
         )
@@ -137,9 +138,9 @@ class RoomDetailApi(APIView):
             min_value=MIN_PARTICIPANTS, max_value=MAX_PARTICIPANTS, required=False
         )
         password = serializers.CharField(max_length=128, required=False, allow_blank=True)
-        waiting_room = serializers.BooleanField(required=False)
-        locked = serializers.BooleanField(required=False)
-        allow_guests = serializers.BooleanField(required=False)
+        waiting_room = StrictBooleanField(required=False)
+        locked = StrictBooleanField(required=False)
+        allow_guests = StrictBooleanField(required=False)
         last_n = serializers.IntegerField(
             min_value=0, max_value=MAX_LAST_N, required=False, allow_null=True, help_text=LAST_N_HELP
         )
@@ -162,9 +163,9 @@ class RoomDetailApi(APIView):
 
 
 class StreamCapabilities(serializers.Serializer[Any]):
-    audio = serializers.BooleanField(default=True)
-    video = serializers.BooleanField(default=True)
-    screen = serializers.BooleanField(default=True)
+    audio = StrictBooleanField(default=True)
+    video = StrictBooleanField(default=True)
+    screen = StrictBooleanField(default=True)
 
 
 class RoomJoinApi(APIView):

@@ -244,3 +244,20 @@ def test_sdp_candidates_outside_the_policy_are_removed():
     out = filter_sdp_candidates(sdp, policy)
     assert "192.0.2.10" in out and "127.0.0.1" not in out and "169.254" not in out and "198.51.100.5" not in out
     assert out.endswith("\r\n") and "m=audio" in out
+
+
+# --- the schema tells the truth: booleans are booleans ---------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", [0, 1, "true", "yes", "on", None])
+def test_room_booleans_accept_only_json_booleans(auth_client, value):
+    """Before: "e2ee": 0 was accepted as a boolean, which the OpenAPI schema (type: boolean) does not allow."""
+    host = auth_client()
+    r = host.post("/api/v1/rooms", {"name": "Board", "e2ee": value}, format="json")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid" and "e2ee" in r.json()["error"]["details"]
+    room_id = host.post("/api/v1/rooms", {"name": "Board", "e2ee": True}, format="json").json()["roomId"]
+    r = host.patch(f"/api/v1/rooms/{room_id}", {"locked": value}, format="json")
+    assert r.status_code == 400
+    r = host.post(f"/api/v1/rooms/{room_id}/join", {"stream_capabilities": {"video": value}}, format="json")
+    assert r.status_code == 400
