@@ -57,7 +57,7 @@ import aiohttp
 from _media_relay import encode_loop
 from chat_fanout import Node, drop_database, post, prepare_database
 
-SECRET = "load-bench-secret"  # noqa: S105 (loopback-only benchmark)
+SECRET = "load-bench-secret-loopback-only-0123456789"  # noqa: S105 (loopback-only benchmark; >= 32 chars)
 JOIN_GOAL_MS = 500.0
 STEPS = (
     ("rest", "REST join"),

@@ -37,6 +37,7 @@ class Sfu:
         env = {
             **os.environ,
             "MEDIA_SECRET": SECRET,
+            "MEDIA_DEV": "1",  # this benchmark calls the control API with the static secret
             "MEDIA_CONTROL_PORT": str(self.port),
             "MEDIA_NODE_ID": name,
             "MEDIA_EVENTS_URL": f"http://127.0.0.1:{events_port}/events",

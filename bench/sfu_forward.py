@@ -39,7 +39,7 @@ import aiohttp
 from _media_clients import Histogram
 from aiohttp import web
 
-SECRET = "bench-secret"  # noqa: S105 (loopback-only benchmark)
+SECRET = "bench-secret-loopback-only-0123456789abcdef"  # noqa: S105 (loopback-only benchmark; >= 32 chars)
 AUTH = {"Authorization": f"Bearer {SECRET}"}
 STREAM_PPS = 130 + 50  # video + audio packets per second of one A+V stream (bench/_media_clients.py)
 
@@ -125,6 +125,7 @@ def start_sfu(
     env = {
         **os.environ,
         "MEDIA_SECRET": SECRET,
+        "MEDIA_DEV": "1",  # the clients call the control API with the static secret
         "MEDIA_CONTROL_PORT": str(control_port),
         "MEDIA_EVENTS_URL": f"http://127.0.0.1:{events_port}/events",
         "MEDIA_ICE_ADDRESSES": "127.0.0.1",

@@ -46,6 +46,8 @@ def chat_post(
         )
     if len(client_id) > MAX_CLIENT_ID_LENGTH:
         raise DomainError("client_id is too long.", code="invalid_client_id")
+    if "\x00" in text + client_id or any("\ud800" <= ch <= "\udfff" for ch in text + client_id):
+        raise DomainError("A message cannot contain NUL or a lone surrogate.", code="invalid_characters")
     if sender.state != Participant.State.ADMITTED:
         raise Forbidden("Only admitted participants can chat.", code="not_admitted")
     if client_id:

@@ -12,6 +12,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
@@ -25,7 +26,9 @@ from rooms.signaling import media_event_frames
 logger = logging.getLogger(__name__)
 PROTOCOL_VERSION = 1
 RECORDING_EVENTS = frozenset({"recording_stopped", "recording_failed"})
-MAX_EVENTS_BODY = 4 * 1024 * 1024
+# Event batches up to this size are accepted (the media server splits at 1 MiB); it stays below Django's
+# DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MiB), past which request.body would raise. Larger: 413 too_large (JSON).
+MAX_EVENTS_BODY = 2 * 1024 * 1024
 
 
 def _authorized(request: HttpRequest) -> bool:
@@ -40,12 +43,18 @@ async def media_events(request: HttpRequest) -> HttpResponse:
     """Media server → Django event batches (docs/protocol.md §2). Routes each event to sockets."""
     if not _authorized(request):
         return JsonResponse(error_body("unauthorized", "Bad or missing media secret."), status=401)
-    if len(request.body) > MAX_EVENTS_BODY:
-        return JsonResponse(error_body("too_large", "Event batch too large."), status=413)
+    try:
+        too_large = int(request.headers.get("Content-Length") or 0) > MAX_EVENTS_BODY or (
+            len(request.body) > MAX_EVENTS_BODY
+        )
+    except (ValueError, RequestDataTooBig):
+        too_large = True
+    if too_large:
+        return JsonResponse(error_body("too_large", f"An event batch has at most {MAX_EVENTS_BODY} bytes."), status=413)
     try:
         batch: Any = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
-        return JsonResponse(error_body("malformed_json", "Body is not JSON."), status=400)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return JsonResponse(error_body("malformed_json", "Body is not JSON (or nested too deeply)."), status=400)
     if not isinstance(batch, dict) or not isinstance(batch.get("events"), list):
         return JsonResponse(error_body("bad_request", "Expected {protocol, events: [...]}."), status=400)
     if batch.get("protocol", PROTOCOL_VERSION) != PROTOCOL_VERSION:

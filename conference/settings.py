@@ -9,6 +9,7 @@ a secret key, allowed hosts and a media secret.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from datetime import timedelta
@@ -52,23 +53,53 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "" if PRODUCTION else "localhos
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 MEDIA_SECRET = env("MEDIA_SECRET", "" if PRODUCTION else DEV_MEDIA_SECRET)
 
+# Production refuses weak configuration (docs/security.md): secrets at least this long, none of these values.
+MIN_SECRET_LENGTH = 32
+DEVELOPMENT_SECRETS = frozenset({DEV_SECRET_KEY, DEV_MEDIA_SECRET})
+_HOW_TO_GENERATE = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+
+
+def production_refusals(*, secret_key: str, media_secret: str, debug: bool, allowed_hosts: list[str]) -> list[str]:
+    """Why these settings must not run in production: one sentence per problem, naming the variable."""
+    problems = []
+    for name, value in (("DJANGO_SECRET_KEY", secret_key), ("MEDIA_SECRET", media_secret)):
+        if not value:
+            problems.append(f"{name} is not set: generate one with {_HOW_TO_GENERATE}")
+        elif value in DEVELOPMENT_SECRETS:
+            problems.append(f"{name} is a development value: generate a new one with {_HOW_TO_GENERATE}")
+        elif len(value) < MIN_SECRET_LENGTH:
+            problems.append(
+                f"{name} is shorter than {MIN_SECRET_LENGTH} characters: generate one with {_HOW_TO_GENERATE}"
+            )
+    if not allowed_hosts:
+        problems.append("DJANGO_ALLOWED_HOSTS is not set: list the site's host names, e.g. meet.example.org")
+    elif any(host.strip() in {"*", ".*"} or "*" in host for host in allowed_hosts):
+        problems.append("DJANGO_ALLOWED_HOSTS contains a wildcard: list the site's host names instead")
+    if debug:
+        problems.append("DJANGO_DEBUG is on (tracebacks and settings in error pages): unset it or set it to 0")
+    return problems
+
+
 if PRODUCTION:
-    missing = [
-        name
-        for name, value in (
-            ("DJANGO_SECRET_KEY", SECRET_KEY),
-            ("DJANGO_ALLOWED_HOSTS", ALLOWED_HOSTS),
-            ("MEDIA_SECRET", MEDIA_SECRET),
-        )
-        if not value
-    ]
-    if missing:
-        raise ImproperlyConfigured(f"production settings need {', '.join(missing)} in the environment")
-    if SECRET_KEY == DEV_SECRET_KEY or MEDIA_SECRET == DEV_MEDIA_SECRET:
-        raise ImproperlyConfigured("production settings refuse the development secrets")
+    _refusals = production_refusals(
+        secret_key=SECRET_KEY, media_secret=MEDIA_SECRET, debug=DEBUG, allowed_hosts=ALLOWED_HOSTS
+    )
+    if _refusals:
+        raise ImproperlyConfigured("production settings refused: " + "; ".join(_refusals))
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # HTTPS only (docs/security.md "Headers"): nginx redirects too; our own processes reach /internal/ (media
+    # events), /healthz and /metrics over plain HTTP on private addresses, so those are not redirected.
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^internal/", r"^healthz$", r"^metrics$"]
+    SECURE_HSTS_SECONDS = int(env("DJANGO_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+    # Preloading is opt-in: browsers' preload lists take months to leave. Without it, check --deploy's W021
+    # (a reminder, not a weakness) is silenced below.
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 INSTALLED_APPS = [
     "daphne",
@@ -80,6 +111,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc from our own static files: offline and under the CSP
     "channels",
     "rooms",
     "chat",
@@ -89,6 +121,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "conference.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "conference.security_headers.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -116,6 +150,41 @@ TEMPLATES = [
         },
     },
 ]
+
+# --- Content-Security-Policy (django-csp) and Permissions-Policy (docs/security.md "Headers") ----------------
+# No inline script anywhere: pages load module scripts from /static/ (the call page's call.js, its e2ee
+# worker); the room config is a JSON data block (json_script), not script. The room socket is same-origin.
+# Recording thumbnails and downloads may come from S3 (presigned URLs): its endpoint is allowed for images
+# and media.
+_storage_origins = [env("S3_ENDPOINT_URL").rstrip("/")] if env("S3_ENDPOINT_URL") else []
+if env("S3_BUCKET") and not env("S3_ENDPOINT_URL"):
+    _storage_origins = ["https://*.amazonaws.com"]
+_ws_origins = []
+if env("PUBLIC_BASE_URL"):
+    _ws_origins = [env("PUBLIC_BASE_URL").rstrip("/").replace("https://", "wss://").replace("http://", "ws://")]
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "worker-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:", "blob:", *_storage_origins],
+        "media-src": ["'self'", "blob:", *_storage_origins],
+        "connect-src": ["'self'", *_ws_origins],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+# Camera, microphone and screen capture for this site only; nothing else a call page never needs.
+PERMISSIONS_POLICY = env(
+    "PERMISSIONS_POLICY",
+    "camera=(self), microphone=(self), display-capture=(self), fullscreen=(self), geolocation=(), "
+    "payment=(), usb=(), serial=(), hid=(), midi=(), magnetometer=(), gyroscope=(), "
+    "accelerometer=(), interest-cohort=()",
+)
 
 # --- Database -------------------------------------------------------------
 DATABASE_URL = env("DATABASE_URL")
@@ -212,9 +281,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["conference.parsers.SafeJSONParser"],
     "EXCEPTION_HANDLER": "conference.exception_handler.api_exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"auth": env("AUTH_THROTTLE_RATE", "30/minute")},
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=int(env("JWT_ACCESS_MINUTES", "15"))),
@@ -229,6 +297,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Static and uploaded files ------------------------------------------------
@@ -331,6 +402,31 @@ if TURN_URLS and not TURN_SECRET and PRODUCTION:
 # "Authorization: Bearer <METRICS_TOKEN>" or from METRICS_ALLOWED_IPS (addresses/CIDRs; never nginx's own address).
 METRICS_TOKEN = env("METRICS_TOKEN")
 METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS")
+# Reverse proxies / load balancers in front of the web processes (CIDRs, comma-separated): X-Forwarded-For is
+# read only when the peer is one of them, right-most untrusted hop (conference/client_address.py).
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+for _cidr in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_cidr, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_exc}; give CIDRs such as 10.0.0.0/8,127.0.0.1") from _exc
+# Rate limits (conference/throttles.py, docs/security.md "Rate limits"), counted in the default cache (Redis
+# with REDIS_URL). "N/s|m|h|d"; THROTTLE_RATES (JSON) overrides single entries, "" turns one off.
+THROTTLE_RATES: dict[str, str] = {
+    "room_password_address": "10/m",  # wrong room passwords per client address
+    "room_password_room": "10/m",  # wrong passwords per room, from anywhere (a botnet has many addresses)
+    "login_address": "20/m",  # failed sign-ins (web form and REST token) per client address
+    "login_account": "10/m",  # failed sign-ins per account name
+    "auth_address": env("AUTH_THROTTLE_RATE", "30/m"),  # every REST token/registration request per address
+    "guest_join_address": "20/m",  # guest REST joins per client address
+    "guest_join_room": "120/m",  # guest REST joins per room
+    "lobby_room": "30/m",  # new waiting-room requests per room
+    **json.loads(env("THROTTLE_RATES", "{}")),
+}
+RATELIMIT_ENABLE = env_bool("THROTTLES_ENABLED", True)
+RATELIMIT_USE_CACHE = "default"
+RATELIMIT_CACHE_PREFIX = "throttle:"
+
 # /healthz gives up on the database or the channel layer after this long (503).
 HEALTH_CHECK_TIMEOUT_SECONDS = float(env("HEALTH_CHECK_TIMEOUT_SECONDS", "2"))
 

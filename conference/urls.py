@@ -1,10 +1,11 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from chat.apis import ChatHistoryApi
 from conference import accounts, internal, metrics
+from conference.api_docs import redoc_view, swagger_view
 from recordings import apis as recording_apis
 from recordings.downloads import recording_file
 from rooms import apis as room_apis
@@ -23,6 +24,11 @@ api_v1 = [
     path("rooms/<str:room_id>", room_apis.RoomDetailApi.as_view(), name="api-room"),
     path("rooms/<str:room_id>/join", room_apis.RoomJoinApi.as_view(), name="api-room-join"),
     path("rooms/<str:room_id>/end", room_apis.RoomEndApi.as_view(), name="api-room-end"),
+    path(
+        "rooms/<str:room_id>/removals/<str:participant_id>",
+        room_apis.RoomRemovalDeleteApi.as_view(),
+        name="api-room-removal",
+    ),
     path("rooms/<str:room_id>/chat", ChatHistoryApi.as_view(), name="api-room-chat"),
     path("rooms/<str:room_id>/record", recording_apis.RecordingStartApi.as_view(), name="api-room-record"),
     path("rooms/<str:room_id>/recordings", recording_apis.RoomRecordingListApi.as_view(), name="api-room-recordings"),
@@ -47,13 +53,14 @@ urlpatterns = [
     path("rooms/", room_views.my_rooms, name="my-rooms"),
     path("rooms/<str:room_id>/settings", room_views.room_settings, name="room-settings"),
     path("rooms/<str:room_id>/recordings", room_views.room_recordings, name="room-recordings"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", accounts.ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/signup/", accounts.signup_view, name="signup"),
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/docs/", swagger_view, name="api-docs"),
+    path("api/redoc/", redoc_view, name="api-redoc"),
     path("internal/media/v1/events", internal.media_events, name="media-events"),
     path("healthz", internal.health, name="health"),
     path("metrics", metrics.metrics_view, name="metrics"),

@@ -30,7 +30,9 @@ async def serve(config: Config, stop: asyncio.Event) -> None:
     events.start()
     service = MediaService(config, events)
     await service.start_relay()
-    runner = web.AppRunner(create_app(service, config.secret, config.metrics_token), access_log=None)
+    runner = web.AppRunner(
+        create_app(service, config.secret, config.metrics_token, accept_bearer=config.dev), access_log=None
+    )
     await runner.setup()
     site = web.TCPSite(runner, config.control_host, config.control_port)
     await site.start()

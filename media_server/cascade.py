@@ -26,17 +26,19 @@ on an internal network (it is neither encrypted nor authenticated).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import struct
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import RTCP_PSFB_PLI, HeaderExtensionsMap, RtcpPsfbPacket, RtpPacket
 
-from . import protocol
+from . import protocol, signing
 from .forwarder import Forwarder
 from .participant import PublishedTrack
 from .rtputil import RTP_HEADER, one_byte_extensions
@@ -353,8 +355,13 @@ class RelayTarget:
             ],
         }
 
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.secret}"}
+    def _headers(self, method: str, body: bytes = b"") -> dict[str, str]:
+        """Signed like Django's control requests (media_server/signing.py)."""
+        path = urlsplit(self._remote_url()).path
+        headers = {"Authorization": signing.sign(self.secret, method, path, body)}
+        if body:
+            headers["Content-Type"] = "application/json"
+        return headers
 
     def _remote_url(self) -> str:
         return f"{self.url}/v1/rooms/{self.room}/remote/{self.origin}"
@@ -365,7 +372,9 @@ class RelayTarget:
             await self._dirty.wait()
             self._dirty.clear()
             try:
-                async with self._session.put(self._remote_url(), json=self.describe(), headers=self._headers()) as resp:
+                data = json.dumps(self.describe()).encode()
+                headers = self._headers("PUT", data)
+                async with self._session.put(self._remote_url(), data=data, headers=headers) as resp:
                     body = await resp.json(content_type=None)
                     if resp.status != 200:
                         raise RuntimeError(f"HTTP {resp.status}: {body}")
@@ -393,7 +402,7 @@ class RelayTarget:
             return
         try:
             if notify:
-                async with session.delete(self._remote_url(), headers=self._headers()) as resp:
+                async with session.delete(self._remote_url(), headers=self._headers("DELETE")) as resp:
                     await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             logger.info("room %s: could not tell %s that the relay stopped: %s", self.room, self.node, exc)

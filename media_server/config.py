@@ -10,7 +10,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .ice_policy import IcePolicy
+
 DEV_SECRET = "dev-media-secret"  # noqa: S105 (only used with --dev / MEDIA_DEV=1)
+# Outside --dev the control secret must be at least this long and none of the development values shipped in
+# this repository (the same rule as Django's production settings: a known secret lets anyone forge requests).
+MIN_SECRET_LENGTH = 32
+DEVELOPMENT_SECRETS = frozenset({DEV_SECRET, "django-insecure-conference-local-development-only"})
 # Same default as Django's RECORDINGS_SPOOL_DIR (BASE_DIR/var/recordings-spool), whatever the cwd.
 DEFAULT_SPOOL_DIR = str(Path(__file__).resolve().parents[1] / "var" / "recordings-spool")
 # 60 % of one core at 35 µs per forwarded packet (docs/scaling.md): the load at which a node takes no new room.
@@ -75,6 +81,8 @@ class Config:
     relay_host: str = "127.0.0.1"
     relay_port: int = 0
     relay_announce: str = ""  # host:port other media nodes send to (default: the bound address)
+    # Ignore remote ICE candidates in private ranges too (media_server/ice_policy.py); off: same-LAN clients.
+    ice_block_private: bool = False
 
 
 _OPTIONS: list[tuple[str, str, str]] = [
@@ -109,6 +117,7 @@ _OPTIONS: list[tuple[str, str, str]] = [
     ("MEDIA_RELAY_HOST", "--relay-host", "UDP address of the cascading relay (internal network; 127.0.0.1)"),
     ("MEDIA_RELAY_PORT", "--relay-port", "UDP port of the cascading relay (0 = any free port)"),
     ("MEDIA_RELAY_ANNOUNCE", "--relay-announce", "host:port other media nodes send relayed media to"),
+    ("MEDIA_ICE_BLOCK_PRIVATE", "--ice-block-private", "1: ignore clients' ICE candidates in private ranges"),
 ]
 
 
@@ -167,6 +176,15 @@ def _parse_turn(values: Mapping[str, str | None]) -> tuple[str, tuple[str, ...],
     return secret, urls, ttl
 
 
+def check_secret(secret: str) -> None:
+    """Refuse a weak control secret (outside --dev): a development value, or shorter than 32 characters."""
+    hint = "set MEDIA_SECRET to the web tier's MEDIA_SECRET, e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+    if secret in DEVELOPMENT_SECRETS:
+        raise ConfigError(f"MEDIA_SECRET is a development value, refused outside --dev: {hint}")
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"MEDIA_SECRET is shorter than {MIN_SECRET_LENGTH} characters, refused outside --dev: {hint}")
+
+
 def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Build a Config from ``env`` (default ``os.environ``) overridden by ``argv`` flags.
 
@@ -189,6 +207,8 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         if not dev:
             raise ConfigError("MEDIA_SECRET is required (or run with --dev / MEDIA_DEV=1)")
         secret = DEV_SECRET
+    elif not dev:
+        check_secret(secret)
     host = values["MEDIA_CONTROL_HOST"] or "127.0.0.1"
     try:
         port = int(values["MEDIA_CONTROL_PORT"] or 8790)
@@ -243,6 +263,16 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         relay_host=values["MEDIA_RELAY_HOST"] or "127.0.0.1",
         relay_port=relay_port,
         relay_announce=relay_announce,
+        ice_block_private=(values["MEDIA_ICE_BLOCK_PRIVATE"] or "").strip().lower() in ("1", "true", "yes"),
+    )
+
+
+def ice_policy(config: Config) -> IcePolicy:
+    """The remote-candidate policy of this server (media_server/ice_policy.py)."""
+    return IcePolicy.for_server(
+        ice_addresses=config.ice_addresses,
+        announced=config.ice_announce.values(),
+        block_private=config.ice_block_private,
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-from . import metrics, protocol
+from . import metrics, protocol, signing
 from .cascade import parse_remote_tracks
 from .protocol import MediaError
 from .service import MediaService
@@ -27,22 +27,42 @@ def _error(exc: MediaError) -> web.Response:
     return web.json_response(exc.to_json(), status=exc.status)
 
 
-def create_app(service: MediaService, secret: str, metrics_token: str = "") -> web.Application:
-    """The control application; every route needs ``Authorization: Bearer <secret>``.
+READ_ONLY_ROUTES = frozenset({("GET", "/v1/health"), ("GET", "/metrics")})
 
-    ``GET /metrics`` also accepts ``Bearer <metrics_token>`` (when set), which opens nothing else.
+
+def create_app(
+    service: MediaService, secret: str, metrics_token: str = "", *, accept_bearer: bool = False
+) -> web.Application:
+    """The control application; every request must be signed (``media_server.signing``, docs/protocol.md §2).
+
+    ``Authorization: Bearer <secret>`` opens only ``GET /v1/health`` and ``GET /metrics`` (read-only: a
+    replayed one changes nothing), or every route with ``accept_bearer`` (``--dev``: curl during
+    development). ``GET /metrics`` also accepts ``Bearer <metrics_token>`` (when set), which opens nothing else.
     """
     expected = f"Bearer {secret}".encode()
     metrics_expected = f"Bearer {metrics_token}".encode() if metrics_token else None
+    replays = signing.ReplayGuard()
+
+    async def authenticated(request: web.Request) -> str | None:
+        header = request.headers.get("Authorization", "")
+        given = header.encode()
+        if metrics_expected is not None and request.path == "/metrics" and hmac.compare_digest(given, metrics_expected):
+            return None
+        if header.startswith("Bearer "):
+            bearer_allowed = accept_bearer or (request.method, request.path) in READ_ONLY_ROUTES
+            return None if bearer_allowed and hmac.compare_digest(given, expected) else "unauthorized"
+        body = await request.read() if request.can_read_body else b""
+        return signing.verify(secret, request.method, request.raw_path, body, header, guard=replays)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        given = request.headers.get("Authorization", "").encode()
-        scraper = (
-            metrics_expected is not None and request.path == "/metrics" and hmac.compare_digest(given, metrics_expected)
-        )
-        if not scraper and not hmac.compare_digest(given, expected):
-            return _error(protocol.Unauthorized("missing or wrong bearer secret"))
+        refused = await authenticated(request)
+        if refused == "stale_request":
+            return _error(protocol.StaleRequest("the request's timestamp is more than 30 s off"))
+        if refused == "replayed_request":
+            return _error(protocol.ReplayedRequest("this signed request was already received"))
+        if refused is not None:
+            return _error(protocol.Unauthorized("missing or wrong request signature"))
         try:
             return await handler(request)
         except MediaError as exc:
@@ -65,6 +85,8 @@ def create_app(service: MediaService, secret: str, metrics_token: str = "") -> w
             return await request.json(loads=json.loads)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise protocol.BadRequest(f"body is not JSON: {exc}") from exc
+        except RecursionError:  # nested deeper than the parser's stack allows
+            raise protocol.BadRequest("body is not JSON: nested too deeply") from None
 
     def ids(request: web.Request) -> tuple[str, str]:
         return request.match_info["room"], request.match_info["participant"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 from typing import Any
 
@@ -14,6 +15,8 @@ from .protocol import PROTOCOL_VERSION
 logger = logging.getLogger(__name__)
 
 Event = dict[str, Any]
+# A batch's JSON body stays at or under this (docs/protocol.md §2: Django accepts up to 2 MiB).
+MAX_BATCH_BYTES = 1024 * 1024
 
 
 class EventSink:
@@ -22,6 +25,8 @@ class EventSink:
     The queue is bounded: when full the oldest event is dropped and counted
     (``dropped``). A batch that still fails after ``max_attempts`` is dropped
     and counted too. ``close()`` tries one final flush, then stops the task.
+    A batch holds at most ``max_batch`` events and ``max_batch_bytes`` of JSON; an event that alone
+    exceeds that is dropped (logged and counted): Django would refuse it.
     """
 
     def __init__(
@@ -36,12 +41,14 @@ class EventSink:
         backoff: float = 0.2,
         max_backoff: float = 5.0,
         timeout: float = 5.0,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
     ) -> None:
         self._url = url
         self._headers = {"Authorization": f"Bearer {secret}"}
         self._node_id = node_id
         self._queue: collections.deque[Event] = collections.deque(maxlen=max_queue)
         self._max_batch = max_batch
+        self._max_batch_bytes = max_batch_bytes
         self._max_attempts = max_attempts
         self._backoff = backoff
         self._max_backoff = max_backoff
@@ -85,17 +92,35 @@ class EventSink:
             await self._session.close()
             self._session = None
 
-    def _take_batch(self) -> list[Event]:
-        batch: list[Event] = []
+    def _envelope(self, events: list[str]) -> bytes:
+        head = json.dumps({"protocol": PROTOCOL_VERSION, "node": self._node_id})[:-1]
+        return f'{head}, "events": [{", ".join(events)}]}}'.encode()
+
+    def _take_batch(self) -> list[str]:
+        """Up to ``max_batch`` events (JSON-encoded) whose batch body fits in ``max_batch_bytes``."""
+        batch: list[str] = []
+        size = len(self._envelope([]))
         while self._queue and len(batch) < self._max_batch:
-            batch.append(self._queue.popleft())
+            encoded = json.dumps(self._queue[0])
+            added = len(encoded.encode()) + (2 if batch else 0)
+            if size + added > self._max_batch_bytes:
+                if batch:
+                    break  # the next batch starts with it
+                dropped = self._queue.popleft()
+                self.dropped += 1
+                logger.error("dropped a %d-byte %s event: over the batch limit", added, dropped.get("type"))
+                continue
+            self._queue.popleft()
+            batch.append(encoded)
+            size += added
         return batch
 
-    async def _post_once(self, batch: list[Event]) -> bool:
+    async def _post_once(self, batch: list[str]) -> bool:
         assert self._session is not None
-        body = {"protocol": PROTOCOL_VERSION, "node": self._node_id, "events": batch}
+        body = self._envelope(batch)
+        headers = {**self._headers, "Content-Type": "application/json"}
         try:
-            async with self._session.post(self._url, json=body, headers=self._headers) as response:
+            async with self._session.post(self._url, data=body, headers=headers) as response:
                 if 200 <= response.status < 300:
                     self.delivered += len(batch)
                     return True

@@ -26,8 +26,9 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from . import aiortc_hooks as hooks
 from . import turn
 from .bwe import SendSideEstimator
-from .config import Config
+from .config import Config, ice_policy
 from .forwarder import RETRANSMIT_INTERVAL, Downstream, Forwarder
+from .ice_policy import filter_sdp_candidates
 from .layers import (
     MIN_ACTIVE_BITRATE,
     THIN_TEMPORAL_LAYER,
@@ -87,6 +88,11 @@ def peer_dtls(pc: RTCPeerConnection) -> RTCDtlsTransport | None:
     return transceivers[0].receiver.transport if transceivers else None
 
 
+def safe_remote_sdp(config: Config, sdp: str) -> str:
+    """A client's SDP without the candidates the server must not send checks to (media_server/ice_policy.py)."""
+    return filter_sdp_candidates(sdp, ice_policy(config))
+
+
 @dataclass(eq=False)
 class PublishedTrack:
     """One track of a publish connection and its fan-out."""
@@ -142,7 +148,9 @@ class Publisher:
         await asyncio.sleep(0)  # let queued media through between the ~1 ms SDP steps of a join
         try:
             await self.pc.setRemoteDescription(
-                RTCSessionDescription(sdp=hooks.bundle_remote_candidates(offer_sdp), type="offer")
+                RTCSessionDescription(
+                    sdp=hooks.bundle_remote_candidates(safe_remote_sdp(self.config, offer_sdp)), type="offer"
+                )
             )
         except OperationError as exc:
             # aiortc: "Failed to set remote <kind> description send parameters"
@@ -438,7 +446,9 @@ class Subscriber:
         await asyncio.sleep(0)
         try:
             await self.pc.setRemoteDescription(
-                RTCSessionDescription(sdp=hooks.bundle_remote_candidates(answer_sdp), type="answer")
+                RTCSessionDescription(
+                    sdp=hooks.bundle_remote_candidates(safe_remote_sdp(self.config, answer_sdp)), type="answer"
+                )
             )
         except (ValueError, OperationError, InvalidAccessError, InvalidStateError) as exc:
             raise InvalidSdp(f"answer rejected: {exc}") from exc

@@ -58,6 +58,14 @@ class Unauthorized(MediaError):
     status, code = 401, "unauthorized"
 
 
+class StaleRequest(Unauthorized):
+    code = "stale_request"
+
+
+class ReplayedRequest(Unauthorized):
+    code = "replayed_request"
+
+
 class NotFound(MediaError):
     status, code = 404, "not_found"
 

@@ -15,7 +15,7 @@ from aiortc import RTCPeerConnection
 from . import aiortc_hooks as hooks
 from . import lastn, protocol
 from .cascade import Address, RelayEndpoint, RelayTarget, RemoteOrigin
-from .config import Config
+from .config import Config, ice_policy
 from .metrics import Totals
 from .participant import PublishedTrack, Publisher, Subscriber, peer_dtls
 from .protocol import PeerNotFound, Preferences, TrackInfo
@@ -250,6 +250,9 @@ class Room:
             ice = candidate_from_sdp(text)
         except (ValueError, IndexError) as exc:
             raise protocol.BadRequest(f"candidate does not parse: {exc}") from exc
+        if not ice_policy(self.config).allows(ice.ip):
+            logger.info("room %s: ignored %s's ICE candidate %s (ice_policy)", self.id, participant_id, ice.ip)
+            return
         ice.sdpMid = candidate.get("sdpMid")
         ice.sdpMLineIndex = candidate.get("sdpMLineIndex")
         if ice.sdpMid is None and ice.sdpMLineIndex is None:

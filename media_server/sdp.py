@@ -32,7 +32,7 @@ def parse_sdp(sdp: str) -> SessionDescription:
     if not any(m.kind in ("audio", "video") for m in description.media):
         raise InvalidSdp("SDP has no audio or video media section")
     for media in description.media:
-        if media.kind in ("audio", "video") and media.dtls is None:
+        if media.kind in ("audio", "video") and (media.dtls is None or not media.dtls.fingerprints):
             raise InvalidSdp("SDP media section lacks a DTLS fingerprint", {"mid": media.rtp.muxId})
     return description
 

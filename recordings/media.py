@@ -12,11 +12,12 @@ import json
 import urllib.error
 import urllib.request
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from media_server import signing
 from rooms import media_nodes
 
 PROTOCOL_VERSION = 1
@@ -56,7 +57,7 @@ def _request(
     url = f"{_base_url(room, place=place)}{path}"
     data = json.dumps({"protocol": PROTOCOL_VERSION, **body}).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - URL comes from settings
-    request.add_header("Authorization", f"Bearer {settings.MEDIA_SECRET}")
+    request.add_header("Authorization", signing.sign(settings.MEDIA_SECRET, method, urlsplit(url).path, data or b""))
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:

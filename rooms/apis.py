@@ -14,14 +14,23 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from conference.errors import Forbidden, NotAuthenticatedError, NotFound
+from conference.fields import StrictBooleanField
 from conference.schema import ERROR_RESPONSES
 from conference.turn import ice_servers_for
 
 from . import selectors, services
 from .grants import browser_binding
 from .ids import ROOM_ID_RE
+from .join_throttles import join_throttled
 from .models import MAX_LAST_N, MAX_PARTICIPANTS, MIN_PARTICIPANTS, Participant, Room
 from .permissions import require_host
+from .removals import (
+    browser_key,
+    participant_allow_rejoin,
+    refuse_removed_browser,
+    remember_browser,
+    set_browser_cookie,
+)
 
 
 def public_base_url(request: Request) -> str:
@@ -96,10 +105,10 @@ class RoomListCreateApi(APIView):
         name = serializers.CharField(max_length=200)
         max_participants = serializers.IntegerField(min_value=MIN_PARTICIPANTS, max_value=MAX_PARTICIPANTS, default=50)
         password = serializers.CharField(max_length=128, required=False, default="", allow_blank=True)
-        waiting_room = serializers.BooleanField(default=False)
-        allow_guests = serializers.BooleanField(default=True)
-        locked = serializers.BooleanField(default=False)
-        e2ee = serializers.BooleanField(default=False)
+        waiting_room = StrictBooleanField(default=False)
+        allow_guests = StrictBooleanField(default=True)
+        locked = StrictBooleanField(default=False)
+        e2ee = StrictBooleanField(default=False)
         last_n = serializers.IntegerField(
             min_value=0, max_value=MAX_LAST_N, required=False, allow_null=True, default=None, help_text=LAST_N_HELP
         )
@@ -130,9 +139,9 @@ class RoomDetailApi(APIView):
             min_value=MIN_PARTICIPANTS, max_value=MAX_PARTICIPANTS, required=False
         )
         password = serializers.CharField(max_length=128, required=False, allow_blank=True)
-        waiting_room = serializers.BooleanField(required=False)
-        locked = serializers.BooleanField(required=False)
-        allow_guests = serializers.BooleanField(required=False)
+        waiting_room = StrictBooleanField(required=False)
+        locked = StrictBooleanField(required=False)
+        allow_guests = StrictBooleanField(required=False)
         last_n = serializers.IntegerField(
             min_value=0, max_value=MAX_LAST_N, required=False, allow_null=True, help_text=LAST_N_HELP
         )
@@ -155,9 +164,9 @@ class RoomDetailApi(APIView):
 
 
 class StreamCapabilities(serializers.Serializer[Any]):
-    audio = serializers.BooleanField(default=True)
-    video = serializers.BooleanField(default=True)
-    screen = serializers.BooleanField(default=True)
+    audio = StrictBooleanField(default=True)
+    video = StrictBooleanField(default=True)
+    screen = StrictBooleanField(default=True)
 
 
 class RoomJoinApi(APIView):
@@ -215,7 +224,11 @@ class RoomJoinApi(APIView):
             raise Forbidden("userId must be your own user id.", code="user_mismatch")
         session = getattr(request, "session", None)
         browser = browser_binding(session.session_key if session is not None else None)
+        guest_key = None if request.user.is_authenticated else browser_key(request._request)
+        if guest_key is not None:
+            refuse_removed_browser(room=room, key=guest_key)
         if data.validated_data["rejoin_token"]:
+            # Signed and bound to this participant and browser: nothing to guess, so no throttle.
             result = services.participant_rejoin(
                 room_id=room.public_id,
                 user=request.user,
@@ -224,14 +237,15 @@ class RoomJoinApi(APIView):
                 stream_capabilities=data.validated_data.get("stream_capabilities"),
             )
         else:
-            result = services.participant_join(
-                room_id=room.public_id,
-                user=request.user,
-                display_name=data.validated_data["display_name"],
-                password=data.validated_data["password"],
-                stream_capabilities=data.validated_data.get("stream_capabilities"),
-                browser=browser,
-            )
+            with join_throttled(request._request, room=room, password=data.validated_data["password"]):
+                result = services.participant_join(
+                    room_id=room.public_id,
+                    user=request.user,
+                    display_name=data.validated_data["display_name"],
+                    password=data.validated_data["password"],
+                    stream_capabilities=data.validated_data.get("stream_capabilities"),
+                    browser=browser,
+                )
         p = result.participant
         body = {
             "roomId": room.public_id,
@@ -248,7 +262,11 @@ class RoomJoinApi(APIView):
             "stream_capabilities": p.stream_capabilities,
             "e2ee": room.e2ee,
         }
-        return Response(self.OutputSerializer(body).data)
+        response = Response(self.OutputSerializer(body).data)
+        if guest_key is not None:
+            remember_browser(participant=p, key=guest_key)
+            set_browser_cookie(response, guest_key, secure=request.is_secure())
+        return response
 
 
 class RoomEndApi(APIView):
@@ -260,3 +278,15 @@ class RoomEndApi(APIView):
         require_host(room=room, user=request.user)
         room = services.room_end(room_id=room.public_id, user=signed_in_user(request))
         return Response(RoomOutput(room, context={"request": request}).data)
+
+
+class RoomRemovalDeleteApi(APIView):
+    """The host lets a removed participant (an account or a guest's browser) join again."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(operation_id="rooms_removals_delete", request=None, responses={204: None, **ERROR_RESPONSES})
+    def delete(self, request: Request, room_id: str, participant_id: str) -> Response:
+        room = _room_id_or_404(room_id)
+        participant_allow_rejoin(user=signed_in_user(request), room_id=room.public_id, participant_id=participant_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from django.conf import settings
 from redis.exceptions import RedisError
+
+from media_server import signing
 
 from . import media_nodes
 from .media_nodes import NodeDirectory
@@ -140,14 +144,17 @@ class MediaClient:
         self, method: str, base: str, node_id: str | None, path: str, body: dict[str, Any] | None
     ) -> dict[str, Any]:
         url = f"{base}{path}"
+        data = json.dumps({"protocol": PROTOCOL_VERSION, **body}).encode() if body is not None else b""
         headers = {
-            "Authorization": f"Bearer {settings.MEDIA_SECRET}",
+            # Signed (method, path, body, time): a captured request cannot be replayed (docs/protocol.md §2).
+            "Authorization": signing.sign(settings.MEDIA_SECRET, method, urlsplit(url).path, data),
             # The media server skips publish/subscribe/answer still waiting for their room when we have given up.
             "X-Conference-Timeout": str(settings.MEDIA_CONTROL_TIMEOUT_SECONDS),
         }
-        json_body = {"protocol": PROTOCOL_VERSION, **body} if body is not None else None
+        if data:
+            headers["Content-Type"] = "application/json"
         try:
-            async with self._get_session().request(method, url, json=json_body, headers=headers) as response:
+            async with self._get_session().request(method, url, data=data or None, headers=headers) as response:
                 try:
                     payload: Any = await response.json(content_type=None)
                 except ValueError:

@@ -112,10 +112,16 @@ class Participant(models.Model):
     admitted_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     left_at = models.DateTimeField(null=True, blank=True)
+    # A guest's browser (the signed cookie of rooms/removals.py): a removed guest's browser cannot rejoin.
+    browser_key = models.CharField(max_length=32, blank=True, default="", editable=False)
 
     class Meta:
         ordering = ["created_at"]
-        indexes = [models.Index(fields=["room", "state", "last_seen_at"]), models.Index(fields=["user", "room"])]
+        indexes = [
+            models.Index(fields=["room", "state", "last_seen_at"]),
+            models.Index(fields=["user", "room"]),
+            models.Index(fields=["room", "browser_key"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.display_name} in {self.room.public_id} ({self.role}, {self.state})"

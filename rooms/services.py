@@ -184,7 +184,14 @@ def _display_name_for(user: User | AnonymousUser, requested: str) -> str:
     raise DomainError("Guests must give a display name.", code="display_name_required")
 
 
-@transaction.atomic
+def _verified_password_hash(*, room_id: str, password: str) -> str | None:
+    """The room's password hash if ``password`` matches it (``None`` otherwise), checked before any lock."""
+    if not password:
+        return None
+    password_hash = Room.objects.filter(public_id=room_id).values_list("password_hash", flat=True).first()
+    return password_hash if password_hash and check_password(password, password_hash) else None
+
+
 def participant_join(
     *,
     room_id: str,
@@ -203,7 +210,33 @@ def participant_join(
     admitted person takes a seat only if fewer than ``max_participants`` are
     seated. A signed-in person rejoining reuses their participant record (and
     role); their old grants are revoked.
+
+    The password is hashed before the transaction (no row lock, no SQLite write lock held while hashing:
+    guesses cannot stall other joins); the locked part only compares the hash it matched.
     """
+    verified_hash = _verified_password_hash(room_id=room_id, password=password)
+    with transaction.atomic():
+        return _participant_join_locked(
+            room_id=room_id,
+            user=user,
+            display_name=display_name,
+            password=password,
+            stream_capabilities=stream_capabilities,
+            verified_hash=verified_hash,
+            browser=browser,
+        )
+
+
+def _participant_join_locked(
+    *,
+    room_id: str,
+    user: User | AnonymousUser,
+    display_name: str,
+    password: str,
+    stream_capabilities: dict[str, bool] | None,
+    verified_hash: str | None,
+    browser: str,
+) -> JoinResult:
     room = _lock_room(room_id)
     _require_active(room)
     now = timezone.now()
@@ -234,7 +267,7 @@ def participant_join(
     if room.has_password and not privileged and not was_admitted:
         if not password:
             raise Forbidden("This room needs a password.", code="room_password_required")
-        if not check_password(password, room.password_hash):
+        if verified_hash is None or verified_hash != room.password_hash:
             raise Forbidden("The room password is wrong.", code="room_password_invalid")
     if room.locked and not privileged and not seated_now:
         raise Forbidden("The room is locked.", code="room_locked")

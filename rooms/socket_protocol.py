@@ -124,7 +124,18 @@ def _str(raw: dict[str, Any], name: str, *, max_chars: int, required: bool = Tru
         raise FrameError("invalid_frame", f"'{name}' must be a string.")
     if len(value) > max_chars:
         raise FrameError("invalid_frame", f"'{name}' is longer than {max_chars} characters.")
+    if has_forbidden_characters(value):
+        raise FrameError("invalid_characters", f"'{name}' contains a NUL character or a lone UTF-16 surrogate.")
     return value
+
+
+def has_forbidden_characters(value: str) -> bool:
+    """NUL (PostgreSQL text cannot store it) or a lone surrogate (JSON's \\ud800 escapes decode to one; it
+    cannot be encoded as UTF-8, so storing or sending it would fail)."""
+    return "\x00" in value or _SURROGATE.search(value) is not None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _int(raw: dict[str, Any], name: str, *, required: bool = True, minimum: int = 0) -> int | None:
@@ -375,8 +386,8 @@ def parse_frame(text: str) -> ClientFrame:
         raise FrameError("frame_too_large", f"A frame has at most {MAX_FRAME_CHARS} characters.")
     try:
         raw = json.loads(text)
-    except ValueError:
-        raise FrameError("malformed_json", "The frame is not JSON.") from None
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser's stack allows
+        raise FrameError("malformed_json", "The frame is not JSON (or nested too deeply).") from None
     if not isinstance(raw, dict):
         raise FrameError("invalid_frame", "A frame is a JSON object.")
     ref = raw.get("ref")

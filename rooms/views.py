@@ -34,6 +34,14 @@ def _not_found(request: HttpRequest) -> HttpResponse:
     return render(request, "error.html", {"message": "No room has this ID."}, status=404)
 
 
+class NewMeetingForm(forms.Form):
+    """The home page's "New meeting": the same limits as ``POST /api/v1/rooms`` (200 characters, no NUL)."""
+
+    name = forms.CharField(max_length=200, required=False)
+    waiting_room = forms.BooleanField(required=False)
+    e2ee = forms.BooleanField(required=False)
+
+
 def home(request: HttpRequest) -> HttpResponse:
     """Create a room (signed in) or join one by ID or link."""
     error = ""
@@ -45,12 +53,18 @@ def home(request: HttpRequest) -> HttpResponse:
             error = "That is not a room ID or link."
         elif request.user.is_authenticated:
             assert isinstance(request.user, User)
+            form = NewMeetingForm(request.POST)
+            if not form.is_valid():
+                error = " ".join(str(message) for messages in form.errors.values() for message in messages)
+                return render(
+                    request, "home.html", {"error": error, "name": form.data.get("name", "")[:200]}, status=400
+                )
             try:
                 room = services.room_create(
                     host=request.user,
-                    name=request.POST.get("name", "") or "Meeting",
-                    waiting_room=request.POST.get("waiting_room") == "on",
-                    e2ee=request.POST.get("e2ee") == "on",
+                    name=form.cleaned_data["name"] or "Meeting",
+                    waiting_room=form.cleaned_data["waiting_room"],
+                    e2ee=form.cleaned_data["e2ee"],
                 )
             except DomainError as exc:
                 error = exc.message

@@ -245,6 +245,7 @@ class MediaServer:
         env = {
             **os.environ,
             "MEDIA_SECRET": secret,
+            "MEDIA_DEV": "1",  # the test settings' development secret (refused outside --dev)
             "MEDIA_CONTROL_PORT": str(self.port),
             "MEDIA_NODE_ID": name,
             "MEDIA_ICE_ADDRESSES": "127.0.0.1",

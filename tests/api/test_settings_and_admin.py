@@ -69,7 +69,7 @@ def test_production_starts_when_configured():
             "CONFERENCE_ENV": "production",
             "DJANGO_SECRET_KEY": "k" * 50,
             "DJANGO_ALLOWED_HOSTS": "meet.example.org",
-            "MEDIA_SECRET": "m" * 30,
+            "MEDIA_SECRET": "m" * 40,
         },
         "s.DEBUG, s.ALLOWED_HOSTS",
     )

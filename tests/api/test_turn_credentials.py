@@ -105,7 +105,7 @@ def test_production_refuses_turn_urls_without_a_secret():
         "CONFERENCE_ENV": "production",
         "DJANGO_SECRET_KEY": "k" * 50,
         "DJANGO_ALLOWED_HOSTS": "meet.example.org",
-        "MEDIA_SECRET": "m" * 30,
+        "MEDIA_SECRET": "m" * 40,
         "TURN_URLS": ",".join(TURN_URLS),
     }
     r = _settings_in(prod)

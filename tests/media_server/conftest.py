@@ -63,7 +63,8 @@ async def media(media_config: Config, fake_django: FakeDjango, request: Any) -> 
     events = EventSink(url=config.events_url, secret=config.secret, node_id=config.node_id, backoff=0.05)
     events.start()
     service = MediaService(config, events)
-    server = TestServer(create_app(service, config.secret), host="127.0.0.1")
+    # The tests call the control API with the static secret (as --dev allows); signing: tests/security.
+    server = TestServer(create_app(service, config.secret, accept_bearer=True), host="127.0.0.1")
     http = TestClient(server)
     await http.start_server()
     yield MediaHarness(service, http, events)

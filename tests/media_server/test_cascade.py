@@ -44,6 +44,7 @@ class Node:
         env = {
             **os.environ,
             "MEDIA_SECRET": "test-secret",
+            "MEDIA_DEV": "1",  # a short test secret
             "MEDIA_CONTROL_PORT": str(self.port),
             "MEDIA_NODE_ID": name,
             "MEDIA_ICE_ADDRESSES": "127.0.0.1",

@@ -254,20 +254,20 @@ def test_config_from_env_and_flags() -> None:
     cfg = parse_config(
         ["--control-port", "9000"],
         env={
-            "MEDIA_SECRET": "s",
+            "MEDIA_SECRET": "s" * 32,
             "MEDIA_ICE_ADDRESSES": "10.0.0.5, 127.0.0.1",
             "MEDIA_ICE_ANNOUNCE": "10.0.0.5=203.0.113.7",
             "MEDIA_ICE_SERVERS": '[{"urls": "turn:t.example:3478", "username": "u", "credential": "c"}]',
             "MEDIA_NODE_ID": "node-a",
         },
     )
-    assert cfg.control_port == 9000 and cfg.secret == "s" and cfg.node_id == "node-a"
+    assert cfg.control_port == 9000 and cfg.secret == "s" * 32 and cfg.node_id == "node-a"
     assert cfg.ice_addresses == ("10.0.0.5", "127.0.0.1")
     assert cfg.ice_announce == {"10.0.0.5": "203.0.113.7"}
     assert cfg.ice_servers[0].urls == ("turn:t.example:3478",)
-    assert parse_config([], env={"MEDIA_SECRET": "s", "MEDIA_ICE_ADDRESSES": ""}).ice_addresses == ()
+    assert parse_config([], env={"MEDIA_SECRET": "s" * 32, "MEDIA_ICE_ADDRESSES": ""}).ice_addresses == ()
     with pytest.raises(ConfigError):
-        parse_config([], env={"MEDIA_SECRET": "s", "MEDIA_ICE_SERVERS": "{"})
+        parse_config([], env={"MEDIA_SECRET": "s" * 32, "MEDIA_ICE_SERVERS": "{"})
 
 
 def test_announce_rewrites_candidates() -> None:

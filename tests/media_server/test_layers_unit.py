@@ -196,7 +196,9 @@ def test_padding_flows_below_the_audio_reserve_where_it_is_the_only_way_up() -> 
     """A subscriber at 60 kbit/s receiving one thin video (40 kbit/s) of two, with two microphones: padding
     brings what arrives to 75 % of the estimate (REMB, which counts no audio, grows at most to 1.5x that)."""
     thin = [with_thin_level(demand(speaker=True)), with_thin_level(demand())]
-    assert padding_rate(60_000, thin, [0, None], audio_bps=2 * AUDIO_RESERVE) == pytest.approx(60_000 * GROWTH_SHARE - 40_000)
+    assert padding_rate(60_000, thin, [0, None], audio_bps=2 * AUDIO_RESERVE) == pytest.approx(
+        60_000 * GROWTH_SHARE - 40_000
+    )
     assert padding_rate(1_000_000, thin, [0, None], audio_bps=2 * AUDIO_RESERVE) == pytest.approx(900_000 - 40_000)
 
 

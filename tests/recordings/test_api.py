@@ -10,6 +10,7 @@ from django.core import signing
 from rec_helpers import MEDIA_SECRET
 
 from conference.errors import Conflict
+from media_server import signing as media_signing
 from recordings import services
 from recordings.models import Recording
 from rooms.models import Room
@@ -32,7 +33,9 @@ def test_host_starts_recording_everyone_sees_indicator(
     assert body["status"] == "started" and body["recordingId"].startswith("rec") and body["duration_minutes"] == 30
     method, path, request_body, auth = fake_media.requests[0]
     assert (method, path) == ("POST", f"/v1/rooms/{room_id}/recordings")
-    assert request_body == {"protocol": 1, "recording": body["recordingId"]} and auth == f"Bearer {MEDIA_SECRET}"
+    assert request_body == {"protocol": 1, "recording": body["recordingId"]}
+    raw = json.dumps(request_body).encode()  # signed over the exact body sent (docs/protocol.md §2)
+    assert media_signing.verify(MEDIA_SECRET, method, path, raw, auth, guard=media_signing.ReplayGuard()) is None
     recording = Recording.objects.get(public_id=body["recordingId"])
     assert recording.status == "recording" and recording.duration_limit_minutes == 30
     frames = [f for g, f in sent_events if g.endswith(room_id) and f["type"] == "recording_state"]

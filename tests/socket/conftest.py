@@ -239,14 +239,19 @@ class FakeMedia:
 async def fake_media(settings: Any) -> AsyncIterator[FakeMedia]:
     from django.conf import settings as live
 
+    from media_server import signing
+
     fake = FakeMedia()
+    replays = signing.ReplayGuard()
 
     async def handler(request: web.Request) -> web.Response:
-        if request.headers.get("Authorization") != f"Bearer {live.MEDIA_SECRET}":
+        body_bytes = await request.read()
+        header = request.headers.get("Authorization", "")
+        if signing.verify(live.MEDIA_SECRET, request.method, request.raw_path, body_bytes, header, guard=replays):
             return web.json_response({"error": {"code": "unauthorized", "message": "", "details": {}}}, status=401)
         # Django tells the media server when it gives up, so a busy room skips work nobody waits for.
         assert request.headers.get("X-Conference-Timeout") == str(live.MEDIA_CONTROL_TIMEOUT_SECONDS)
-        body = await request.json() if request.can_read_body else None
+        body = json.loads(body_bytes) if body_bytes else None
         fake.requests.append((request.method, request.path, body))
         fake.seen.set()
         for (method, suffix), (status, payload) in fake.responses.items():

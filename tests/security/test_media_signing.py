@@ -1,0 +1,100 @@
+"""Media control requests are signed (issue 18 item 6; docs/protocol.md §2, version 2).
+
+Before: a static bearer secret, so a captured request could be replayed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from media_server import signing
+from media_server.control import create_app
+from media_server.events import EventSink
+from media_server.service import MediaService
+
+SECRET = "k" * 40
+
+
+def test_signature_binds_method_path_body_and_time():
+    body = b'{"protocol": 1}'
+    header = signing.sign(SECRET, "POST", "/v1/rooms/r/participants/p/subscribe", body)
+    check = signing.verify
+    assert (
+        check(SECRET, "POST", "/v1/rooms/r/participants/p/subscribe", body, header, guard=signing.ReplayGuard()) is None
+    )
+    for method, path, data, secret in [
+        ("PUT", "/v1/rooms/r/participants/p/subscribe", body, SECRET),
+        ("POST", "/v1/rooms/r/participants/q/subscribe", body, SECRET),
+        ("POST", "/v1/rooms/r/participants/p/subscribe", b'{"protocol": 2}', SECRET),
+        ("POST", "/v1/rooms/r/participants/p/subscribe", body, "x" * 40),
+    ]:
+        assert check(secret, method, path, data, header, guard=signing.ReplayGuard()) == "unauthorized"
+    assert check(SECRET, "POST", "/", b"", "Bearer " + SECRET, guard=signing.ReplayGuard()) == "unauthorized"
+
+
+def test_skew_over_thirty_seconds_and_replays_are_refused():
+    now = time.time()
+    guard = signing.ReplayGuard()
+    old = signing.sign(SECRET, "DELETE", "/v1/rooms/r", now=now - 31)
+    assert signing.verify(SECRET, "DELETE", "/v1/rooms/r", b"", old, guard=guard, now=now) == "stale_request"
+    ahead = signing.sign(SECRET, "DELETE", "/v1/rooms/r", now=now + 31)
+    assert signing.verify(SECRET, "DELETE", "/v1/rooms/r", b"", ahead, guard=guard, now=now) == "stale_request"
+    fresh = signing.sign(SECRET, "DELETE", "/v1/rooms/r", now=now - 20)  # well inside the window
+    assert signing.verify(SECRET, "DELETE", "/v1/rooms/r", b"", fresh, guard=guard, now=now) is None
+    assert signing.verify(SECRET, "DELETE", "/v1/rooms/r", b"", fresh, guard=guard, now=now + 1) == "replayed_request"
+
+
+def test_replay_guard_is_bounded():
+    guard = signing.ReplayGuard(max_size=3)
+    for n in range(10):
+        assert guard.first_time(f"s{n}", 0.0)
+    assert len(guard._seen) <= 3
+
+
+@pytest.fixture
+async def control() -> AsyncIterator[TestClient]:
+    events = EventSink(url="http://127.0.0.1:9/closed", secret=SECRET, node_id="n")
+    from media_server.config import Config
+
+    service = MediaService(Config(secret=SECRET, ice_addresses=("127.0.0.1",)), events)
+    client = TestClient(TestServer(create_app(service, SECRET), host="127.0.0.1"))
+    await client.start_server()
+    yield client
+    await client.close()
+    await service.close()
+
+
+async def test_control_api_takes_signed_requests_and_refuses_bearer_and_replays(control):
+    path = "/v1/drain"
+    body = json.dumps({"protocol": 1, "draining": True}).encode()
+    signed = {"Authorization": signing.sign(SECRET, "POST", path, body), "Content-Type": "application/json"}
+    r = await control.post(path, data=body, headers=signed)
+    assert r.status == 200 and (await r.json())["draining"] is True
+    r = await control.post(path, data=body, headers=signed)  # the same request again
+    assert r.status == 401 and (await r.json())["error"]["code"] == "replayed_request"
+    r = await control.post(path, data=body, headers={"Authorization": f"Bearer {SECRET}"})
+    assert r.status == 401 and (await r.json())["error"]["code"] == "unauthorized"
+    tampered = body.replace(b"true", b"false")
+    r = await control.post(
+        path, data=tampered, headers={**signed, "Authorization": signing.sign(SECRET, "POST", "/v1/x", body)}
+    )
+    assert r.status == 401
+    stale = signing.sign(SECRET, "POST", path, body, now=time.time() - 60)
+    r = await control.post(path, data=body, headers={"Authorization": stale, "Content-Type": "application/json"})
+    assert r.status == 401 and (await r.json())["error"]["code"] == "stale_request"
+    # Read-only routes still take the bearer secret (monitoring, health checks).
+    assert (await control.get("/v1/health", headers={"Authorization": f"Bearer {SECRET}"})).status == 200
+
+
+async def test_operator_cli_sends_a_signed_request(control, monkeypatch, capsys):
+    import asyncio
+
+    monkeypatch.setenv("MEDIA_SECRET", SECRET)
+    url = str(control.make_url("/v1/drain"))
+    code = await asyncio.to_thread(signing.main, ["post", url, '{"protocol": 1, "draining": true}'])
+    assert code == 0 and '"draining": true' in capsys.readouterr().out
