@@ -8,7 +8,8 @@ PORT ?= 8000
 MEDIA_PORT ?= 8790
 MEDIA_NODES ?= 1
 
-.PHONY: run test lint check migrate venv clean bench
+.PHONY: run test lint check migrate venv clean bench firefox-driver
+FIREFOX_DRIVER := tests/e2e/firefox
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt native/sfu_native/sfu_native.c native/sfu_native/setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +21,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt native/sfu_native/sfu_
 
 venv: $(VENV)/.installed
 
+# The Firefox tests' Node driver (puppeteer-core, pinned by package-lock.json; never downloads a browser:
+# the tests use Debian's firefox-esr). Without npm the Firefox tests are deselected (CI installs it).
+$(FIREFOX_DRIVER)/node_modules/.package-lock.json: $(FIREFOX_DRIVER)/package.json $(FIREFOX_DRIVER)/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  cd $(FIREFOX_DRIVER) && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "note: npm not found; the Firefox end-to-end tests need it (apt-get install nodejs npm)"; fi
+
+firefox-driver: $(FIREFOX_DRIVER)/node_modules/.package-lock.json
+
 migrate: venv
 	$(PY) manage.py migrate --noinput
 
@@ -29,7 +39,7 @@ run: migrate
 	$(PY) -m conference.devserver --host $(HOST) --port $(PORT) --media-port $(MEDIA_PORT) --media-nodes $(MEDIA_NODES)
 
 ## The whole test suite (services and browsers are used when available; CI sets CI=true and requires them).
-test: venv
+test: venv firefox-driver
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -42,4 +52,4 @@ bench: venv
 	@echo "see bench/README.md; e.g. $(PY) bench/sfu_forward.py"
 
 clean:
-	rm -rf $(VENV) var/db.sqlite3 var/celery
+	rm -rf $(VENV) var/db.sqlite3 var/celery $(FIREFOX_DRIVER)/node_modules
