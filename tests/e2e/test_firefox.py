@@ -35,30 +35,46 @@ def test_firefox_guest_and_chromium_host_receive_each_other(
     wait_media(guest, participant_id(host), timeout=40)
     wait_media(host, participant_id(guest), timeout=40)
 
+    guest.reload()  # a reload puts a Firefox guest straight back into the call, media flowing again
+    guest.wait_for_selector("#app[data-state=call], #app[data-state=waiting], #app[data-state=ended]", timeout=30)
+    state = guest.evaluate("() => document.querySelector('#app').dataset.state")
+    assert state == "call", f"after a reload the Firefox page is in {state!r}"
+    wait_media(guest, participant_id(host), timeout=40)
+    wait_media(host, participant_id(guest), timeout=40)
 
-def _candidates(page: Any, pc: str) -> list[str]:
-    """The candidate lines of the page's ``pc`` connection's local description."""
-    sdp = page.evaluate(f"() => window.conferenceCall.pcs.{pc}?.localDescription?.sdp || ''")
-    return [line for line in str(sdp).splitlines() if line.startswith("a=candidate:")]
 
-
-def test_firefox_without_camera_permission_offers_mdns_candidates_and_still_receives(
-    browser: Any,
-    firefox_denied: Any,
-    contexts: list[Any],
-    firefox_pages: list[Any],
-    stack: Any,
-    users: dict[str, str],
+def test_firefox_waits_is_admitted_chats_and_leaves(
+    browser: Any, firefox: Any, contexts: list[Any], firefox_pages: list[Any], stack: Any, users: dict[str, str]
 ) -> None:
-    """Default Firefox ICE preferences, no capture permission: only ``.local`` host candidates; the media server
-    learns the address from Firefox's connectivity checks (peer-reflexive) and the call works."""
+    """The waiting room, chat (both ways) and leaving, all from Firefox."""
     host = new_page(browser, contexts, stack)
     log_in(host, "hana", users["hana"])
-    room_id = create_room(host, "Listening from Firefox")
+    room_id = create_room(host, "Firefox lobby", waiting_room=True)
     join_call(host, room_id)
-    guest = firefox_denied.new_page()
-    firefox_pages.append(guest)
-    firefox_join(guest, room_id, name="Quiet fox")
-    wait_media(guest, participant_id(host), timeout=40)
-    udp = [c for c in _candidates(guest, "subscribe") if " udp " in c.lower()]
-    assert udp and all(c.split()[4].endswith(".local") for c in udp), udp
+    fox = firefox.new_page()
+    firefox_pages.append(fox)
+    firefox_join(fox, room_id, name="Waiting fox", expect="waiting")
+    host.wait_for_function("() => document.querySelector('#hands-badge').textContent === '1'")
+    host.locator("#btn-people").click()
+    host.get_by_role("button", name="Admit Waiting fox").click()
+    fox.wait_for_selector("#app[data-state=call]")
+    fox_id = participant_id(fox)
+    wait_media(fox, participant_id(host), timeout=40)
+    wait_media(host, fox_id, timeout=40)
+
+    text = "Hello from Firefox <i>not markup</i>"
+    fox.click("#btn-chat")
+    fox.fill("#chat-input", text)
+    fox.click("#chat-form button[type=submit]")
+    host.wait_for_function("() => document.querySelector('#unread').textContent === '1'")
+    host.locator("#btn-chat").click()
+    host.wait_for_selector("#chat-log .chat-text")
+    assert host.locator("#chat-log .chat-text").first.text_content() == text
+    host.get_by_label("Message").fill("Welcome, fox")
+    host.get_by_role("button", name="Send").click()
+    fox.wait_for_function("() => document.querySelectorAll('#chat-log .chat-text').length === 2")
+
+    fox.click("#btn-leave")
+    fox.wait_for_selector("#app[data-state=ended][data-reason=left]")
+    assert fox.evaluate("() => window.conferenceCall.local.stream.getTracks().every(t => t.readyState === 'ended')")
+    host.wait_for_function("() => document.querySelectorAll('#grid .tile').length === 1", timeout=20_000)
