@@ -8,7 +8,8 @@ PORT ?= 8000
 MEDIA_PORT ?= 8790
 MEDIA_NODES ?= 1
 
-.PHONY: run test lint check migrate venv clean bench
+.PHONY: run test lint check migrate venv clean bench firefox-driver
+FIREFOX_DRIVER := tests/e2e/firefox
 
 # What running needs (make run, make migrate): requirements.txt and the media server's C fast path.
 # In a new venv pip shows its progress; updating an existing one (a requirement changed) is quiet.
@@ -31,6 +32,15 @@ $(VENV)/.installed: $(VENV)/.runtime requirements-dev.txt
 
 venv: $(VENV)/.installed
 
+# The Firefox tests' Node driver (puppeteer-core, pinned by package-lock.json; never downloads a browser:
+# the tests use Debian's firefox-esr). Without npm the Firefox tests are deselected (CI installs it).
+$(FIREFOX_DRIVER)/node_modules/.package-lock.json: $(FIREFOX_DRIVER)/package.json $(FIREFOX_DRIVER)/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  cd $(FIREFOX_DRIVER) && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "note: npm not found; the Firefox end-to-end tests need it (apt-get install nodejs npm)"; fi
+
+firefox-driver: $(FIREFOX_DRIVER)/node_modules/.package-lock.json
+
 migrate: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
 
@@ -41,7 +51,7 @@ run: migrate
 
 ## The whole test suite: the call page's JavaScript logic (node --test, tests/js/), then pytest (services and
 ## browsers are used when available; CI sets CI=true and requires them).
-test: venv
+test: venv firefox-driver
 	node --test tests/js/
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -55,4 +65,4 @@ bench: venv
 	@echo "see bench/README.md; e.g. $(PY) bench/sfu_forward.py"
 
 clean:
-	rm -rf $(VENV) var/db.sqlite3 var/celery
+	rm -rf $(VENV) var/db.sqlite3 var/celery $(FIREFOX_DRIVER)/node_modules

@@ -10,6 +10,11 @@ What we hook and why:
 * ``aioice.ice.get_host_addresses`` (module global, the one documented piece of
   module-level state of the media server): aioice never gathers loopback and
   gathers *every* interface; we want exactly the configured addresses.
+* ``aioice.ice.Connection.add_remote_candidate`` (class attribute, process
+  global like the above) and its ``_remote_candidates_resolving`` counter: a
+  browser's mDNS host candidate (``<uuid>.local``) is not resolved by multicast
+  DNS but waited for as a peer-reflexive candidate learned from the browser's
+  checks (:func:`set_mdns_candidates_learned`).
 * ``RTCRtpReceiver.receive`` / ``_handle_rtp_packet`` (per instance): the stock
   receiver starts a decoder thread and pushes every frame through a jitter
   buffer and a decoder. The SFU replaces both so packets are only forwarded.
@@ -54,7 +59,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aioice
 import aioice.ice
+import aioice.mdns
 import aiortc.rtcrtpreceiver
 import pylibsrtp
 import pylibsrtp._binding
@@ -97,6 +104,7 @@ from . import twcc
 # --------------------------------------------------------------------------
 
 _ORIGINAL_GET_HOST_ADDRESSES = aioice.ice.get_host_addresses
+_ORIGINAL_ADD_REMOTE_CANDIDATE = aioice.ice.Connection.add_remote_candidate
 _ORIGINAL_BITRATE_ESTIMATOR = aiortc.rtcrtpreceiver.RemoteBitrateEstimator
 _NTP_EPOCH = 2208988800  # seconds from 1900-01-01 to 1970-01-01
 MAX_SEND_BUFFER = 64 * 1024  # bytes queued in asyncio for one peer before media packets are dropped
@@ -205,6 +213,85 @@ def set_ice_host_addresses(addresses: Sequence[str] | None) -> None:
         return [a for a in fixed if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
     aioice.ice.get_host_addresses = get_host_addresses  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------
+# mDNS host candidates: learned from the browser's checks, never resolved
+# --------------------------------------------------------------------------
+
+MDNS_LEARN_SECONDS = 10.0  # how long a connection whose peer offered only mDNS names waits for its checks
+
+
+def _hold_end_of_candidates(connection: aioice.ice.Connection, seconds: float) -> None:
+    """Keep ``connection`` from treating the remote candidates as complete for ``seconds``.
+
+    Uses aioice's own "an mDNS name is being resolved" counter
+    (``_remote_candidates_resolving``): while it is non-zero, end-of-candidates is
+    deferred, ``connect()`` keeps its check loop running and does not report
+    failure, so the first incoming check creates a peer-reflexive candidate
+    (RFC 8445 §7.3.1.3) whose pair is checked and nominated as usual. When the
+    hold ends, a deferred end-of-candidates is applied: with no check received
+    meanwhile, ICE fails then (not at once). One hold per connection.
+    """
+    if getattr(connection, "_conference_mdns_hold", False):
+        return
+    connection._conference_mdns_hold = True  # type: ignore[attr-defined]
+    connection._remote_candidates_resolving += 1
+
+    def release() -> None:
+        connection._remote_candidates_resolving -= 1
+        if (
+            connection._remote_candidates_end
+            and not connection._remote_candidates_resolving
+            and not connection._closing
+        ):
+            connection._end_remote_candidates()
+
+    asyncio.get_running_loop().call_later(seconds, release)
+
+
+def _learning_add_remote_candidate(seconds: float) -> Callable[..., Awaitable[None]]:
+    original = _ORIGINAL_ADD_REMOTE_CANDIDATE
+
+    async def add_remote_candidate(self: aioice.ice.Connection, remote_candidate: aioice.Candidate | None) -> None:
+        if (
+            remote_candidate is None
+            or not aioice.mdns.is_mdns_hostname(remote_candidate.host)
+            or self._remote_candidates_end
+            or self._closing
+            or self._transport_policy != aioice.ice.TransportPolicy.ALL
+        ):
+            await original(self, remote_candidate)  # aioice raises/ignores as documented in those cases
+            return
+        logger.debug(
+            "ICE: remote mDNS candidate %s: learning its address from the peer's checks", remote_candidate.host
+        )
+        _hold_end_of_candidates(self, seconds)
+
+    add_remote_candidate.conference_hook = True  # type: ignore[attr-defined]
+    return add_remote_candidate
+
+
+def set_mdns_candidates_learned(enabled: bool = True, *, seconds: float = MDNS_LEARN_SECONDS) -> None:
+    """Never resolve a remote ``<uuid>.local`` candidate; learn the peer's address from its checks (process global).
+
+    Browsers hide their host addresses behind mDNS names unless the page has a
+    capture permission (Firefox by default; Chromium too); with no STUN server
+    those are their only candidates. aioice would resolve each name by multicast
+    DNS from the media server (1 s timeout each, inside ``setRemoteDescription``),
+    which only works on the browser's own link -- never for a server, and it would
+    send multicast onto whatever network the server sits on. Unresolved, the name
+    is dropped, and once end-of-candidates arrives aioice prunes the component
+    and fails ICE at once, before the browser's first check arrives.
+
+    Instead, a connection given an mDNS candidate waits (up to ``seconds``) for the
+    browser's connectivity checks, which reach our host candidate from the
+    browser's real address: a peer-reflexive candidate (RFC 8445 §7.3.1.3,
+    draft-ietf-mmusic-mdns-ice-candidates §3.3.2: a peer that cannot resolve the
+    name relies on peer-reflexive candidates). ``False`` restores aioice's resolving.
+    """
+    method = _learning_add_remote_candidate(seconds) if enabled else _ORIGINAL_ADD_REMOTE_CANDIDATE
+    aioice.ice.Connection.add_remote_candidate = method  # type: ignore[method-assign,assignment]
 
 
 def bundle_remote_candidates(sdp: str) -> str:

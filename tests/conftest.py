@@ -68,8 +68,21 @@ def _e2e_missing() -> str | None:
     return None
 
 
+def _firefox_missing() -> str | None:
+    from pathlib import Path
+
+    if not Path("/usr/bin/firefox-esr").exists():
+        return "Debian's firefox-esr"
+    if not shutil.which("node"):
+        return "Node (Debian's nodejs)"
+    if not (Path(__file__).parent / "e2e" / "firefox" / "node_modules" / "puppeteer-core").exists():
+        return "puppeteer-core (npm ci in tests/e2e/firefox)"
+    return None
+
+
 REQUIREMENTS = {
     "e2e": _e2e_missing,
+    "firefox": _firefox_missing,
     "redis": lambda: None if _redis_reachable() else "a Redis server (REDIS_URL or 127.0.0.1:6379)",
     "ffmpeg": lambda: None if shutil.which("ffmpeg") else "ffmpeg (apt-get install ffmpeg)",
     "nginx": lambda: None if shutil.which("nginx") or os.path.exists("/usr/sbin/nginx") else "Debian's nginx",

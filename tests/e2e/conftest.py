@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 from e2e_helpers import CHROMIUM, chromium_args
+from firefox_harness import DENY_DEVICES, FirefoxDriver, FirefoxPage, firefox_missing
 from topology import (
     Topology,
     free_port,
@@ -413,6 +414,48 @@ def browser(netns: Netns, stack: Stack) -> Iterator[Any]:
             browser.close()
     finally:
         playwright.stop()
+
+
+@pytest.fixture(scope="session")
+def firefox(netns: Netns, stack: Stack) -> Iterator[FirefoxDriver]:
+    """One headless Firefox ESR (fake camera and microphone, default ICE preferences) inside the namespace,
+    driven over WebDriver BiDi by tests/e2e/firefox/driver.mjs (see firefox_harness.py)."""
+    missing = firefox_missing()
+    if missing:
+        pytest.fail(f"Firefox tests cannot run: {missing}")
+    driver = FirefoxDriver(netns.name, stack.base_url, log_dir=stack.workdir)
+    try:
+        yield driver
+    finally:
+        driver.close()
+
+
+@pytest.fixture
+def firefox_denied(netns: Netns, stack: Stack) -> Iterator[FirefoxDriver]:
+    """A second Firefox whose user refused camera and microphone: it joins to listen, and without a
+    capture permission Firefox offers only mDNS host candidates (``<uuid>.local``), its default."""
+    missing = firefox_missing()
+    if missing:
+        pytest.fail(f"Firefox tests cannot run: {missing}")
+    driver = FirefoxDriver(netns.name, stack.base_url, log_dir=stack.workdir, prefs=DENY_DEVICES)
+    try:
+        yield driver
+    finally:
+        driver.close()
+
+
+@pytest.fixture
+def firefox_pages(firefox: FirefoxDriver, request: pytest.FixtureRequest, stack: Stack) -> Iterator[list[FirefoxPage]]:
+    """Firefox pages opened by a test (``firefox.new_page()``); closed after it, console printed on failure."""
+    opened: list[FirefoxPage] = []
+    yield opened
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for page in opened:
+        if failed or os.environ.get("E2E_KEEP_LOGS"):
+            lines = [line for line in page.console_lines if not line.startswith("log:")]
+            print(f"\n--- Firefox console of page {page.id} ---\n" + "\n".join(lines[-60:]))
+        with contextlib.suppress(Exception):
+            page.close()
 
 
 @pytest.fixture

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import inspect
 from typing import Any
 
 import aioice.ice
+import aioice.mdns
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter, State
@@ -40,6 +42,82 @@ def test_aioice_host_address_hook() -> None:
     src = inspect.getsource(aioice.ice.Connection.gather_candidates)
     assert "get_host_addresses(" in src  # looked up as a module global at call time
     assert "_nominated" in inspect.getsource(aioice.ice.Connection.sendto)
+
+
+def test_aioice_mdns_internals_used_by_the_learning_hook() -> None:
+    conn = aioice.ice.Connection(ice_controlling=True)
+    for name in ("_remote_candidates_resolving", "_remote_candidates_end", "_closing", "_transport_policy"):
+        assert hasattr(conn, name), name
+    assert callable(conn._end_remote_candidates)
+    assert params(aioice.ice.Connection.add_remote_candidate) == ["self", "remote_candidate"]
+    # The counter is what defers end-of-candidates and keeps connect()'s check loop (and check_incoming's
+    # peer-reflexive learning) going instead of failing.
+    assert "_remote_candidates_resolving" in inspect.getsource(aioice.ice.Connection._remote_candidates_expected)
+    assert "_remote_candidates_expected()" in inspect.getsource(aioice.ice.Connection._check_periodic)
+    assert "_remote_candidates_expected()" in inspect.getsource(aioice.ice.Connection._check_list_maybe_fail)
+    assert '"prflx"' in inspect.getsource(aioice.ice.Connection.check_incoming)
+    assert aioice.mdns.is_mdns_hostname("0b5f9e3c-4c8e-4bd5-9d5a-0c4e1a2b3c4d.local")
+
+
+async def _pair(*, server_sees_mdns: bool, browser_checks: bool) -> tuple[aioice.ice.Connection, Any]:
+    """A media-server-like agent given the browser's address only as an mDNS name (end-of-candidates right after),
+    and a browser-like agent that knows the server's real candidates. Returns (server, its connect task)."""
+    server = aioice.ice.Connection(ice_controlling=False)
+    browser = aioice.ice.Connection(ice_controlling=True)
+    await server.gather_candidates()
+    await browser.gather_candidates()
+    for candidate in browser.local_candidates:
+        if server_sees_mdns:
+            candidate = copy.copy(candidate)  # the browser's own candidate keeps its address
+            candidate.host = "0b5f9e3c-4c8e-4bd5-9d5a-0c4e1a2b3c4d.local"
+        await server.add_remote_candidate(candidate)
+    await server.add_remote_candidate(None)
+    server.remote_username, server.remote_password = browser.local_username, browser.local_password
+    browser.remote_username, browser.remote_password = server.local_username, server.local_password
+    for candidate in server.local_candidates:
+        await browser.add_remote_candidate(candidate)
+    await browser.add_remote_candidate(None)
+    server_task = asyncio.ensure_future(server.connect())
+    if browser_checks:
+        await asyncio.wait_for(browser.connect(), 10)
+    server._test_browser = browser  # type: ignore[attr-defined]  # closed by the caller
+    return server, server_task
+
+
+async def test_mdns_candidate_is_learned_as_peer_reflexive_from_the_browsers_checks() -> None:
+    """The server never resolves the `.local` name (no multicast) and connects to the browser's real address."""
+    aiortc_hooks.set_ice_host_addresses(["127.0.0.1"])
+    aiortc_hooks.set_mdns_candidates_learned(seconds=10)
+    try:
+        server, task = await _pair(server_sees_mdns=True, browser_checks=True)
+        try:
+            await asyncio.wait_for(task, 10)
+            learned = [c for c in server.remote_candidates if c.type == "prflx"]
+            assert learned and learned[0].host == "127.0.0.1"
+            assert all(not c.host.endswith(".local") for c in server.remote_candidates)
+        finally:
+            await server.close()
+            await server._test_browser.close()  # type: ignore[attr-defined]
+    finally:
+        aiortc_hooks.set_mdns_candidates_learned(False)
+    assert aioice.ice.Connection.add_remote_candidate is aiortc_hooks._ORIGINAL_ADD_REMOTE_CANDIDATE
+
+
+async def test_mdns_only_peer_that_never_checks_fails_after_the_wait_not_at_once() -> None:
+    aiortc_hooks.set_ice_host_addresses(["127.0.0.1"])
+    aiortc_hooks.set_mdns_candidates_learned(seconds=0.5)
+    try:
+        server, task = await _pair(server_sees_mdns=True, browser_checks=False)
+        try:
+            await asyncio.sleep(0.2)
+            assert not task.done(), "ICE must wait for the browser's checks"
+            with pytest.raises(ConnectionError):
+                await asyncio.wait_for(task, 5)
+        finally:
+            await server.close()
+            await server._test_browser.close()  # type: ignore[attr-defined]
+    finally:
+        aiortc_hooks.set_mdns_candidates_learned(False)
 
 
 def test_lazy_bitrate_estimator_is_built_on_first_packet_and_estimates_the_same() -> None:
