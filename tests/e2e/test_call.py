@@ -120,6 +120,30 @@ def test_screen_share_reaches_the_others_while_the_camera_continues(
     host.wait_for_selector("#screen-area .tile.screen", state="detached")
 
 
+def test_stopping_a_screen_share_shows_no_error(
+    browser: Any, contexts: list[Any], stack: Any, users: dict[str, str]
+) -> None:
+    """The server is told first (unpublish), the connection's teardown is ignored: no red status, no toast."""
+    host, room_id = _host_and_room(browser, contexts, stack, users, "Stop share")
+    member = _member(browser, contexts, stack, users, "ravi", room_id)
+    for attempt in range(3):
+        member.get_by_role("button", name="Share screen").click()
+        member.wait_for_function("() => window.conferenceCall.pcs.screen?.connectionState === 'connected'")
+        member.evaluate(
+            """() => { window.__statuses = []; const node = document.getElementById("conn-status");
+              new MutationObserver(() => window.__statuses.push(node.dataset.kind + ":" + node.textContent))
+                .observe(node, {childList: true, characterData: true, subtree: true, attributes: true}); }"""
+        )
+        member.get_by_role("button", name="Stop sharing").click()
+        member.wait_for_selector("#btn-screen[aria-pressed=false]")
+        time.sleep(3)  # the server's view of the closed connection arrives meanwhile
+        assert member.locator("#toast").is_hidden(), f"attempt {attempt}: {member.locator('#toast').text_content()}"
+        assert not [s for s in member.evaluate("() => window.__statuses") if s.startswith("bad:")], attempt
+        assert not [line for line in member.console_lines if "rebuilding" in line]
+        assert member.evaluate("() => window.conferenceCall.pcs.screen") is None
+    assert participant_id(host) != participant_id(member)
+
+
 def test_chat_reaches_the_others_and_history_survives_a_reload(
     browser: Any, contexts: list[Any], stack: Any, users: dict[str, str]
 ) -> None:

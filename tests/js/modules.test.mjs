@@ -51,3 +51,17 @@ test("user text is never rendered as HTML", () => {
     for (const sink of ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"]) assert.ok(!source.includes(sink), `${file}: ${sink}`);
   }
 });
+
+test("the frame table handles every frame type the old switch did", () => {
+  const source = readFileSync(join(CALL, "frames.js"), "utf8");
+  const body = source.slice(source.indexOf("export const FRAMES = {"));
+  const handled = new Set([...body.matchAll(/^ {2}([a-z_0-9]+):/gm)].map((m) => m[1]));
+  const expected = [
+    "ping", "pong", "lobby_waiting", "lobby_admitted", "room_snapshot", "participant_joined", "participant_updated",
+    "participant_left", "room_updated", "lobby_list", "lobby_request", "lobby_resolved", "lobby_denied", "removed",
+    "room_ended", "chat_message", "chat_ack", "chat_synced", "offer", "active_speaker", "forwarded_tracks",
+    "publication", "media_state", "media_reconnect", "mute_request", "reaction", "e2ee_public_key", "e2ee_key",
+    "recording_state", "error",
+  ];
+  assert.deepEqual([...handled].sort(), [...expected].sort());
+});
