@@ -449,6 +449,33 @@ async def test_with_transport_cc_the_audio_is_set_aside_once_and_paced_probe_clu
         await sub.close()
 
 
+@pytest.mark.asyncio
+async def test_probe_clusters_go_out_even_when_every_video_is_paused_for_bandwidth(media_config: Config) -> None:
+    """With every video paused only audio is acknowledged, which caps the send-side estimate: probing on the
+    paused stream's m-line is what lets it climb back (a Chromium subscriber stayed paused for good without)."""
+    sub = Subscriber(participant="s", config=media_config)
+    sub._adapter.cancel()
+    try:
+        slot, layers = simulcast_slot(sub, "p")
+        sent: list[bytes] = []
+        slot.direct_send = lambda b: sent.append(b) or True
+        slot.downstream.send = slot.direct_send
+        slot.downstream.configure(pt_by_codec={"video/vp8": 120}, rtx_pt_by_pt={120: 121}, ext_ids=ExtensionIds())
+        layers[0].on_rtp(packet(1, 1, vp8_keyframe(320, 180), 1), VP8)
+        sub._select_layer(slot, None)
+        assert slot.forwarder is None and slot.paused_for_bandwidth
+        side = SendSideEstimator(start_bps=640_000, min_bps=30_000, max_bps=10_000_000)
+        sub.send_side = side
+        feed_transport_cc(side, now=10.0)
+        sub.wanted_bps = 1_500_000
+        sub._request_probes(10.0)
+        assert sub._probing is not None
+        await sub._probing
+        assert [b for b in sent if b[1] & 0x7F == 121]
+    finally:
+        await sub.close()
+
+
 def test_a_recording_taps_the_highest_layer_the_publisher_sends() -> None:
     layers = tuple(Forwarder(kind="video", request_keyframe=lambda: None) for _ in range(3))
     track = PublishedTrack("p", "camera", "video", "camera", layers[-1], cast(Any, None), layers=layers)
