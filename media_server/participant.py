@@ -790,7 +790,11 @@ class Subscriber:
         """Send the slot's packets directly, or (video, while pacing) through the pacer."""
         if slot.direct_send is not None:
             paced = self.pacer.active and slot.kind == "video"
-            slot.downstream.send = self.pacer.wrap(slot.direct_send) if paced else slot.direct_send
+            slot.downstream.send = (
+                self.pacer.wrap(slot.direct_send, abs_send_time_id=slot.downstream.ext_ids.abs_send_time)
+                if paced
+                else slot.direct_send
+            )
 
     def _set_pacing(self, estimate: float) -> None:
         was = self.pacer.active

@@ -476,6 +476,27 @@ async def test_probe_clusters_go_out_even_when_every_video_is_paused_for_bandwid
         await sub.close()
 
 
+@pytest.mark.asyncio
+async def test_a_subscriber_near_60_kbit_with_two_microphones_pads_so_its_remb_can_climb(media_config: Config) -> None:
+    """Issue 17: after a tc tbf limit was removed the REMB stayed near 60 kbit/s for minutes (no padding)."""
+    sub = Subscriber(participant="s", config=media_config)
+    sub._adapter.cancel()  # this test drives adapt() with its own clock
+    try:
+        slot, _ = simulcast_slot(sub, "p")
+        for who in ("p", "q"):
+            mic = sub._new_slot("audio")
+            forwarder = Forwarder(kind="audio", request_keyframe=lambda: None)
+            mic.attached = mic.track = PublishedTrack(who, "microphone", "audio", "mic", forwarder, cast(Any, None))
+        sub.estimate.on_remb(60_000, 0.0)
+        sub.estimate.decreased_at = -1e9
+        sub.adapt(100.0)
+        assert slot.target == 0 and slot.downstream.temporal_limit == 0  # the thin level (~39 kbit/s) fits
+        assert sub.padding == pytest.approx(60_000 - 90_000 * 1.08 * 0.4)  # the rest of the REMB is padding
+        assert sub.wanted_bps == pytest.approx(1_400_000 * 1.08)  # REMB does not cover the audio: not added
+    finally:
+        await sub.close()
+
+
 def test_a_recording_taps_the_highest_layer_the_publisher_sends() -> None:
     layers = tuple(Forwarder(kind="video", request_keyframe=lambda: None) for _ in range(3))
     track = PublishedTrack("p", "camera", "video", "camera", layers[-1], cast(Any, None), layers=layers)

@@ -7,8 +7,9 @@ import asyncio
 import pytest
 
 from media_server.config import Config
+from media_server.forwarder import one_byte_extensions
 from media_server.layers import PACE_BELOW, PACE_FACTOR, PACE_MIN, PACE_UNTIL, pacing_rate
-from media_server.pacer import MAX_QUEUE_DELAY, MIN_QUEUE_BYTES, Pacer
+from media_server.pacer import MAX_QUEUE_DELAY, MIN_QUEUE_BYTES, Pacer, restamp_abs_send_time
 from media_server.participant import Subscriber
 
 
@@ -84,3 +85,39 @@ async def test_a_slow_subscriber_paces_its_video_and_not_its_audio(media_config:
         assert not sub.pacer.active and video.downstream.send is direct["video"]
     finally:
         await sub.close()
+
+
+def rtp_with_extensions(elements: list[tuple[int, bytes]]) -> bytes:
+    ext = one_byte_extensions(elements)
+    return bytes([0x90, 96]) + b"\x00\x01" + b"\x00" * 8 + ext + b"payload"
+
+
+def test_abs_send_time_is_rewritten_in_place_and_nothing_else() -> None:
+    data = rtp_with_extensions([(1, b"\x05"), (3, b"\x00\x00\x00")])
+    out = restamp_abs_send_time(data, 3, 1.5)  # 1.5 s after 1970: (2208988800 + 1.5) * 2^18 mod 2^24
+    assert len(out) == len(data) and out.endswith(b"payload")
+    # header (12) + 0xBEDE and length (4) + the audio-level element (2) + element header (1)
+    assert int.from_bytes(out[19:22], "big") == int((2208988800 + 1.5) * 262144) & 0xFFFFFF
+    assert out[:19] == data[:19] and out[22:] == data[22:]
+    assert restamp_abs_send_time(data, 7, 1.5) == data  # no such element
+    plain = bytes([0x80, 96]) + b"\x00" * 10 + b"payload"
+    assert restamp_abs_send_time(plain, 3, 1.5) == plain  # no extension block
+
+
+@pytest.mark.asyncio
+async def test_a_packet_that_waited_leaves_with_a_fresh_abs_send_time() -> None:
+    """The browser's REMB reads send times from abs-send-time: a stamp from before the wait looks like congestion."""
+    sent: list[bytes] = []
+    wall = [100.0]
+    pacer = Pacer(wall=lambda: wall[0])
+    pacer.set_rate(80_000)
+    send = pacer.wrap(lambda data: sent.append(data) or True, abs_send_time_id=3)
+    stamped = rtp_with_extensions([(3, b"\x00\x00\x00")]) + b"x" * 500
+    assert send(stamped) and send(stamped)  # the first leaves at once, the second waits
+    assert sent == [stamped]
+    wall[0] = 100.25
+    await asyncio.sleep(0.2)
+    assert len(sent) == 2
+    ast = sent[1][17:20]
+    assert int.from_bytes(ast, "big") == int((2208988800 + 100.25) * 262144) & 0xFFFFFF
+    pacer.close()
