@@ -502,7 +502,11 @@ class SendSideEstimator:
         self._sent[full] = _Sent(size, send_time, probe_cluster)
         if probe_cluster is not None:
             self.probe_results.on_sent(probe_cluster)
-        while len(self._sent) > 1 << 14:  # ~ 10 s at 1600 packets/s: older packets never get feedback
+        # Keep ~10 s at 1600 packets/s (older packets never get feedback). Numbers are consecutive, so the one
+        # leaving the window is known: popping by key, since deleting a dict's first item again and again is slow
+        # (CPython scans past the deleted slots: ~10 µs a packet). The loop only runs after a jump in numbers.
+        self._sent.pop(full - (1 << 14), None)
+        while len(self._sent) > 1 << 14:
             del self._sent[next(iter(self._sent))]
 
     def on_feedback(self, *, now: float, results: list[tuple[int, float | None]]) -> None:

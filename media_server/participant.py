@@ -750,9 +750,10 @@ class Subscriber:
         """
         loop = asyncio.get_running_loop()
         for rate, size in clusters:
-            slot = next(
-                (s for s in self.slots if s.kind == "video" and s.forwarder and s.downstream.packets_sent), None
-            )
+            # A forwarding video stream if there is one, else one paused for bandwidth: when every video is
+            # paused, probing is the only way the estimate can climb back (acknowledged audio alone caps it).
+            candidates = [s for s in self.slots if s.kind == "video" and s.downstream.packets_sent and s.direct_send]
+            slot = next((s for s in candidates if s.forwarder), candidates[0] if candidates else None)
             if slot is None or slot.direct_send is None:
                 return
             self._clusters += 1

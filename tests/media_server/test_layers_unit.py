@@ -512,6 +512,57 @@ async def test_with_transport_cc_the_audio_is_set_aside_once_and_paced_probe_clu
         await sub.close()
 
 
+@pytest.mark.asyncio
+async def test_probe_clusters_go_out_even_when_every_video_is_paused_for_bandwidth(media_config: Config) -> None:
+    """With every video paused only audio is acknowledged, which caps the send-side estimate: probing on the
+    paused stream's m-line is what lets it climb back (a Chromium subscriber stayed paused for good without)."""
+    sub = Subscriber(participant="s", config=media_config)
+    sub._adapter.cancel()
+    try:
+        slot, layers = simulcast_slot(sub, "p")
+        sent: list[bytes] = []
+        slot.direct_send = lambda b: sent.append(b) or True
+        slot.downstream.send = slot.direct_send
+        slot.downstream.configure(pt_by_codec={"video/vp8": 120}, rtx_pt_by_pt={120: 121}, ext_ids=ExtensionIds())
+        layers[0].on_rtp(packet(1, 1, vp8_keyframe(320, 180), 1), VP8)
+        sub._select_layer(slot, None)
+        assert slot.forwarder is None and slot.paused_for_bandwidth
+        side = SendSideEstimator(start_bps=640_000, min_bps=30_000, max_bps=10_000_000)
+        sub.send_side = side
+        feed_transport_cc(side, now=10.0)
+        sub.wanted_bps = 1_500_000
+        sub._request_probes(10.0)
+        assert sub._probing is not None
+        await sub._probing
+        assert [b for b in sent if b[1] & 0x7F == 121]
+    finally:
+        await sub.close()
+
+
+@pytest.mark.asyncio
+async def test_a_subscriber_near_60_kbit_with_two_microphones_pads_so_its_remb_can_climb(media_config: Config) -> None:
+    """Issue 17: after a tc tbf limit was removed the REMB stayed near 60 kbit/s for minutes (no padding)."""
+    sub = Subscriber(participant="s", config=media_config)
+    sub._adapter.cancel()  # this test drives adapt() with its own clock
+    try:
+        slot, _ = simulcast_slot(sub, "p")
+        for who in ("p", "q"):
+            mic = sub._new_slot("audio")
+            forwarder = Forwarder(kind="audio", request_keyframe=lambda: None)
+            mic.attached = mic.track = PublishedTrack(who, "microphone", "audio", "mic", forwarder, cast(Any, None))
+        sub.estimate.on_remb(60_000, 0.0)
+        sub.estimate.decreased_at = -1e9
+        sub.adapt(100.0)
+        assert slot.target == 0 and slot.downstream.temporal_limit == 0  # the thin level (~39 kbit/s) fits
+        # Padding up to what REMB needs to keep growing (GROWTH_SHARE of it; the two microphones' reserve, which
+        # the link carries beside it, would leave none): it was 0 before.
+        assert sub.padding == pytest.approx(60_000 * GROWTH_SHARE - 90_000 * 1.08 * 0.4)
+        assert 1.5 * (sub.padding + 90_000 * 1.08 * 0.4) > 60_000 * 1.08  # REMB can grow at its full 8 %/s
+        assert sub.wanted_bps == pytest.approx(1_400_000 * 1.08)  # REMB does not cover the audio: not added
+    finally:
+        await sub.close()
+
+
 def test_a_recording_taps_the_highest_layer_the_publisher_sends() -> None:
     layers = tuple(Forwarder(kind="video", request_keyframe=lambda: None) for _ in range(3))
     track = PublishedTrack("p", "camera", "video", "camera", layers[-1], cast(Any, None), layers=layers)

@@ -269,3 +269,16 @@ def test_feedback_reaches_the_estimator_after_the_packets_it_reports() -> None:
     assert estimator.covers_audio  # fresh transport-cc feedback: the estimate covers all media
     bwe.on_feedback([feedback[:-4]])  # cut short: dropped, counted
     assert bwe.malformed == 2 and [k for k, _ in estimator.calls].count("feedback") == 1
+
+
+def test_the_pacer_restamps_abs_send_time_behind_the_sequence_slot_and_the_sequence_is_written_after() -> None:
+    """A packet that waited in the pacer gets a fresh abs-send-time (rtputil.set_abs_send_time, as the pacer
+    calls it) without touching the transport-wide slot in front of it; the number is written when it is sent."""
+    from media_server.rtputil import abs_send_time, set_abs_send_time
+
+    packet = _slotted(7, 40)
+    restamped = set_abs_send_time(packet, 3, abs_send_time(1_700_000_000.0))
+    assert restamped[16:19] == b"\x51\x00\x00" and restamped[19] == 0x32 and restamped[20:23] != b"\x01\x02\x03"
+    assert restamped[23:] == packet[23:]
+    sequence = TransportSequence(id=5, next_seq=42)
+    assert sequence.stamp(restamped)[16:19] == b"\x51\x00\x2a"
