@@ -220,7 +220,9 @@ def allocate(estimate: float, demands: Sequence[VideoDemand], *, audio_bps: floa
     ``audio_bps``: the share of ``estimate`` the audio takes (:func:`audio_reserve`).
     """
     result: list[int | None] = [None] * len(demands)
-    order = sorted(range(len(demands)), key=lambda i: not demands[i].speaker)  # stable: speaker first
+    # Speaker first (stable); a video whose publisher sends no layer now (camera off) is nobody's first.
+    order = sorted(range(len(demands)), key=lambda i: not demands[i].speaker)
+    order = [i for i in order if _lowest(demands[i]) is not None]
     if not order:
         return result
     budget = estimate - audio_bps
@@ -230,8 +232,7 @@ def allocate(estimate: float, demands: Sequence[VideoDemand], *, audio_bps: floa
         return result
     for n, i in enumerate(order):
         low = _lowest(demands[i])
-        if low is None:
-            continue
+        assert low is not None
         cost = demands[i].costs[low] or 0.0
         if cost <= budget or n == 0:  # the first (speaker) track always gets its lowest layer
             result[i] = low

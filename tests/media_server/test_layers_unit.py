@@ -76,6 +76,13 @@ def test_under_150_kbit_only_the_active_speakers_lowest_layer_is_forwarded() -> 
     assert got == [None, 0, None]
 
 
+def test_a_video_that_sends_nothing_does_not_take_the_place_of_the_one_guaranteed_video() -> None:
+    off = demand(costs=(None, None, None))  # a camera that is off: its publisher sends no layer
+    assert allocate(LOW_BANDWIDTH - AUDIO_RESERVE - 1, [off, demand()]) == [None, 0]
+    assert allocate(LOW_BANDWIDTH - 1, [off, demand()], audio_bps=AUDIO_RESERVE) == [None, 0]
+    assert allocate(120_000, [off, demand(costs=(150_000.0, 500_000.0, None))]) == [None, 0]  # over budget, still 1
+
+
 def test_the_thin_level_serves_weak_links_and_small_budgets() -> None:
     """Levels: thin (base temporal layer of the lowest layer, 40 % of its bitrate), then the layers."""
     thin = [with_thin_level(demand(speaker=True)), with_thin_level(demand())]
