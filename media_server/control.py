@@ -51,7 +51,7 @@ def create_app(
         if header.startswith("Bearer "):
             bearer_allowed = accept_bearer or (request.method, request.path) in READ_ONLY_ROUTES
             return None if bearer_allowed and hmac.compare_digest(given, expected) else "unauthorized"
-        body = await request.read() if request.can_read_body else b""
+        body = await request.read() if request.body_exists else b""
         return signing.verify(secret, request.method, request.raw_path, body, header, guard=replays)
 
     @web.middleware
@@ -79,10 +79,11 @@ def create_app(
     app[SERVICE_KEY] = service
 
     async def body(request: web.Request) -> Any:
-        if not request.can_read_body:
+        # body_exists, not can_read_body: the signature check has already read (and cached) the body.
+        if not request.body_exists:
             return {}
         try:
-            return await request.json(loads=json.loads)
+            return json.loads(await request.read())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise protocol.BadRequest(f"body is not JSON: {exc}") from exc
         except RecursionError:  # nested deeper than the parser's stack allows

@@ -92,9 +92,13 @@ async def control() -> AsyncIterator[TestClient]:
 
 
 async def test_media_control_nested_too_deeply_is_json_400(control):
-    r = await control.post("/v1/drain", data=DEEP, headers={"Authorization": "Bearer " + "s" * 32})
+    from media_server import signing
+
+    auth = signing.sign("s" * 32, "POST", "/v1/drain", DEEP.encode())
+    r = await control.post("/v1/drain", data=DEEP, headers={"Authorization": auth})
     assert r.status == 400 and r.content_type == "application/json"
-    assert (await r.json())["error"]["code"] == "bad_request"
+    error = (await r.json())["error"]
+    assert error["code"] == "bad_request" and "nested too deeply" in error["message"]
 
 
 # --- chat: NUL and lone surrogates ---------------------------------------------------------------

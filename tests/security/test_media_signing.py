@@ -75,6 +75,10 @@ async def test_control_api_takes_signed_requests_and_refuses_bearer_and_replays(
     signed = {"Authorization": signing.sign(SECRET, "POST", path, body), "Content-Type": "application/json"}
     r = await control.post(path, data=body, headers=signed)
     assert r.status == 200 and (await r.json())["draining"] is True
+    undrain = json.dumps({"protocol": 1, "draining": False}).encode()
+    headers = {"Authorization": signing.sign(SECRET, "POST", path, undrain), "Content-Type": "application/json"}
+    r = await control.post(path, data=undrain, headers=headers)
+    assert r.status == 200 and (await r.json())["draining"] is False  # the handler saw the signed body
     r = await control.post(path, data=body, headers=signed)  # the same request again
     assert r.status == 401 and (await r.json())["error"]["code"] == "replayed_request"
     r = await control.post(path, data=body, headers={"Authorization": f"Bearer {SECRET}"})
