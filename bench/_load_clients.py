@@ -1,6 +1,6 @@
 """Client worker process for bench/load.py: many synthetic participants in one event loop (loopback only).
 
-Each participant does what static/js/call.js does, over the real web stack:
+Each participant does what the call page (static/js/call/) does, over the real web stack:
 REST ``POST /api/v1/rooms/{id}/join`` → room socket (``join`` →
 ``room_snapshot``) → publish (``offer {pc: "camera"}`` → ``answer``) and
 subscribe (``subscribe`` → ``offer``; later pushed ``offer``s are answered in
