@@ -2,8 +2,9 @@
 
 The token itself is the server's (the REST join grant carries it, and a valid one seats the same participant
 again without password or waiting room). Here the grant is given a token on its way to the page, so this
-test pins what the page does with it, whatever the server does: kept in sessionStorage, sent with the
-automatic join after a reload, forgotten on leave.
+test pins what the page does with it: kept in sessionStorage, sent with the automatic join after a reload
+(and, refused as unknown by the server, followed by a normal join), forgotten on leave. The second test
+uses the server's real token.
 """
 
 from __future__ import annotations
@@ -41,9 +42,12 @@ def test_the_grants_rejoin_token_is_sent_on_the_rejoin_after_a_reload_and_forgot
     record = page.evaluate("(key) => JSON.parse(sessionStorage.getItem(key))", f"conference:{room_id}")
     assert record["rejoinToken"] == "rt-1"
 
+    sent_before_reload = len(bodies)
     page.reload()
     page.wait_for_selector("#app[data-state=call]")
-    assert bodies[-1].get("rejoin_token") == "rt-1"  # the automatic rejoin presented the kept token
+    # The automatic rejoin presented the kept token first. (The server does not know this made-up token: it
+    # answers rejoin_token_invalid and the page joins once more without it, so that is not the last body.)
+    assert bodies[sent_before_reload].get("rejoin_token") == "rt-1"
     record = page.evaluate("(key) => JSON.parse(sessionStorage.getItem(key))", f"conference:{room_id}")
     assert record["rejoinToken"] == issued[-1]  # and keeps the newest one
 
