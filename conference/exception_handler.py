@@ -3,7 +3,6 @@ and serves JSON (API paths) or HTML (pages) for Django's own 400/403/404/500."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -34,12 +33,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     """DRF exception handler: maps every error to the documented JSON shape."""
     if isinstance(exc, DomainError):
         domain = Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
-        # A retryable error (503, 429): the standard header says when too.
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is None and isinstance(exc.details.get("retry_after_seconds"), int):
-            retry_after = exc.details["retry_after_seconds"]
-        if retry_after is not None:
-            domain["Retry-After"] = str(max(1, math.ceil(float(retry_after))))  # whole seconds (RFC 9110)
+        # A retryable error (503, 429: details.retry_after_seconds, whole seconds): the standard header says when too.
+        retry_after = exc.details.get("retry_after_seconds")
+        if isinstance(retry_after, int):
+            domain["Retry-After"] = str(max(1, retry_after))
         return domain
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
