@@ -116,6 +116,7 @@ INSTALLED_APPS = [
     "rooms",
     "chat",
     "recordings",
+    "meetings",
 ]
 
 MIDDLEWARE = [
@@ -471,3 +472,22 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env("RECORDINGS_CLEANUP_INTERVAL_SECONDS", "60")),
     }
 }
+
+# --- Scheduled meetings (issue 21; meetings/, README "Scheduled meetings") -----
+# A scheduled meeting's room opens for joining this long before each occurrence (its host may join any time).
+SCHEDULED_ROOM_OPENS_MINUTES_BEFORE = int(env("SCHEDULED_ROOM_OPENS_MINUTES_BEFORE", "10"))
+# Invitations (.ics) go through Django's e-mail backend: EMAIL_BACKEND is console (default: printed by the
+# worker), file (EMAIL_FILE_PATH), smtp (EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD,
+# EMAIL_USE_TLS / EMAIL_USE_SSL) or a dotted backend path.
+_EMAIL_BACKENDS = {name: f"django.core.mail.backends.{name}.EmailBackend" for name in ("console", "filebased", "smtp")}
+_EMAIL_BACKENDS["file"] = _EMAIL_BACKENDS["filebased"]
+EMAIL_BACKEND = _EMAIL_BACKENDS.get(env("EMAIL_BACKEND", "console"), env("EMAIL_BACKEND"))
+EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", str(BASE_DIR / "var" / "mail"))
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(env("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = env("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = int(env("EMAIL_TIMEOUT", "30"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Conference <meetings@localhost>")

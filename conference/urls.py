@@ -6,6 +6,8 @@ from drf_spectacular.views import SpectacularAPIView
 from chat.apis import ChatHistoryApi
 from conference import accounts, internal, metrics
 from conference.api_docs import redoc_view, swagger_view
+from meetings import apis as meeting_apis
+from meetings import views as meeting_views
 from recordings import apis as recording_apis
 from recordings.downloads import recording_file
 from rooms import apis as room_apis
@@ -45,6 +47,9 @@ api_v1 = [
         recording_apis.RecordingShareDeleteApi.as_view(),
         name="api-recording-share",
     ),
+    path("meetings", meeting_apis.MeetingListCreateApi.as_view(), name="api-meetings"),
+    path("meetings/<str:meeting_id>", meeting_apis.MeetingDetailApi.as_view(), name="api-meeting"),
+    path("meetings/<str:meeting_id>/cancel", meeting_apis.MeetingCancelApi.as_view(), name="api-meeting-cancel"),
 ]
 
 urlpatterns = [
@@ -53,6 +58,10 @@ urlpatterns = [
     path("rooms/", room_views.my_rooms, name="my-rooms"),
     path("rooms/<str:room_id>/settings", room_views.room_settings, name="room-settings"),
     path("rooms/<str:room_id>/recordings", room_views.room_recordings, name="room-recordings"),
+    path("meetings/", meeting_views.my_meetings, name="my-meetings"),
+    path("meetings/new", meeting_views.meeting_new, name="meeting-new"),
+    path("meetings/<str:meeting_id>/edit", meeting_views.meeting_edit, name="meeting-edit"),
+    path("meetings/<str:meeting_id>/cancel", meeting_views.meeting_cancel, name="meeting-cancel"),
     path("accounts/login/", accounts.ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/signup/", accounts.signup_view, name="signup"),

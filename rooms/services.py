@@ -9,6 +9,7 @@ concurrent joins can never exceed ``max_participants``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.hashers import check_password, make_password
@@ -67,6 +68,21 @@ def _check_capacity(value: int) -> None:
 def _require_active(room: Room) -> None:
     if room.is_ended:
         raise Gone("This room has ended.", code="room_ended")
+
+
+def _require_scheduled_open(room: Room, now: datetime) -> None:
+    """A scheduled meeting's room admits people from ``SCHEDULED_ROOM_OPENS_MINUTES_BEFORE`` before its
+    current or next occurrence (``meetings.selectors.room_opens_at``); its host may join any time."""
+    from meetings.selectors import room_opens_at  # meetings depends on rooms
+
+    opens_at = room_opens_at(room=room, now=now)
+    if opens_at is not None:
+        raise Forbidden(
+            f"This meeting's room opens at {opens_at:%Y-%m-%d %H:%M} UTC.",
+            code="meeting_not_open",
+            opens_at=opens_at.isoformat(),
+            retry_after_seconds=max(1, int((opens_at - now).total_seconds())),
+        )
 
 
 def room_create(
@@ -203,7 +219,8 @@ def participant_join(
 ) -> JoinResult:
     """Admit (or queue in the lobby) a person and issue their join grant (and rejoin token, bound to ``browser``).
 
-    Rules, in order: the room exists and has not ended; guests only where the
+    Rules, in order: the room exists and has not ended; a scheduled meeting's room is
+    open (``meeting_not_open`` before then, its host excepted); guests only where the
     room allows them; the room password unless host/moderator or already
     admitted; a locked room takes only hosts, moderators and people already
     admitted; the waiting room queues everyone but hosts and moderators; an
@@ -240,6 +257,8 @@ def _participant_join_locked(
     room = _lock_room(room_id)
     _require_active(room)
     now = timezone.now()
+    if not (user.is_authenticated and room.host_id == user.pk):
+        _require_scheduled_open(room, now)
     participant: Participant | None = None
     if user.is_authenticated:
         participant = room.participants.filter(user=user).order_by("-created_at").first()

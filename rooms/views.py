@@ -7,6 +7,8 @@ against the REST join API and the room socket (docs/protocol.md §1).
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
@@ -15,6 +17,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from conference.errors import DomainError
+from meetings.selectors import room_opens_at
 from recordings import selectors as recording_selectors
 from recordings import services as recording_services
 from recordings.downloads import download_url, url_lifetime
@@ -83,6 +86,11 @@ def join(request: HttpRequest, room_id: str) -> HttpResponse:
         return _not_found(request)
     user = request.user
     is_host = bool(user.is_authenticated and room.host_id == user.pk)
+    opens_at = None if is_host else room_opens_at(room=room)
+    if opens_at is not None:  # a scheduled meeting, too early: say when to come back
+        zone = ZoneInfo(room.scheduled_meeting.time_zone)
+        context = {"room": room, "opens_at": opens_at.astimezone(zone), "zone": zone.key}
+        return render(request, "meetings/not_open.html", context, status=403)
     config = {
         "roomId": room.public_id,
         "roomName": room.name,
