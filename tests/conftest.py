@@ -157,6 +157,17 @@ def _redis_sweep() -> Iterator[None]:
 
 
 @pytest.fixture
+def eager() -> Iterator[None]:
+    """Celery tasks run in the calling process when queued (recordings, meeting invitations)."""
+    from conference.celery import app
+
+    before = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = before
+
+
+@pytest.fixture
 def user_factory(db: Any) -> Any:
     from django.contrib.auth import get_user_model
 

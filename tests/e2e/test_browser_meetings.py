@@ -52,6 +52,9 @@ def test_schedule_a_meeting_mail_goes_out_and_early_joiners_are_told_when(
     assert rows.count() == 2
     assert "Design review" in rows.nth(0).inner_text() and "Weekly sync" in rows.nth(1).inner_text()
     assert "FREQ=WEEKLY" in rows.nth(1).inner_text()
+    # Each shows the wall-clock time typed, in its own zone (not converted to the server's UTC).
+    assert f"{soon:%H:%M} (UTC)" in rows.nth(0).inner_text()
+    assert f"{soon + timedelta(days=1):%H:%M} (Europe/Berlin)" in rows.nth(1).inner_text()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     host.screenshot(path=str(SCREENSHOTS / "my-meetings.png"))
 

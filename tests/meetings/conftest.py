@@ -3,20 +3,14 @@ from Django's locmem outbox with the icalendar library."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 
 @pytest.fixture(autouse=True)
-def eager_celery() -> Iterator[None]:
-    from conference.celery import app
-
-    before = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = before
+def _eager_celery(eager: None) -> None:
+    """Every test here sends its invitations in the test process (tests/conftest.py ``eager``)."""
 
 
 @pytest.fixture

@@ -94,12 +94,17 @@ def test_join_page_before_the_room_opens_says_when(user_factory, settings):
     settings.SCHEDULED_ROOM_OPENS_MINUTES_BEFORE = 10
     owner = user_factory()
     owner_client = signed_in(owner)
-    owner_client.post("/meetings/new", form(time_zone="UTC", recurrence="none"))
+    owner_client.post("/meetings/new", form(start="2027-07-05T09:00", time_zone="America/New_York"))
     meeting = Meeting.objects.get()
     r = signed_in(user_factory()).get(f"/join/{meeting.room.public_id}")
     assert r.status_code == 403
-    opens = (meeting.starts_at - timedelta(minutes=10)).strftime("%H:%M")
-    assert "not open yet" in r.content.decode() and opens in r.content.decode()
+    # In the meeting's own zone (EDT, UTC-4), not the server's UTC.
+    assert (
+        "not open yet" in r.content.decode()
+        and "Mon 5 Jul 2027, 08:50</strong> (America/New_York)" in r.content.decode()
+    )
+    listed = owner_client.get("/meetings/").content.decode()
+    assert "Mon 5 Jul 2027, 09:00 (America/New_York)" in listed
     assert owner_client.get(f"/join/{meeting.room.public_id}").status_code == 200  # the host may go in
 
 

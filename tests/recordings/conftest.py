@@ -22,16 +22,6 @@ def spool(settings: Any, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def eager() -> Iterator[None]:
-    from conference.celery import app
-
-    before = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = before
-
-
-@pytest.fixture
 def sent_events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
     """Every (group, frame) rooms.events sends (after commit)."""
     sent: list[tuple[str, dict[str, Any]]] = []
