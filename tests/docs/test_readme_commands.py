@@ -26,6 +26,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,19 +145,20 @@ def devserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
             print(f"--- {log.name} ---\n{log.read_text(errors='replace')[-3000:]}")
 
 
-def _json_lines(stdout: str) -> list[dict[str, object]]:
-    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+def _json_lines(stdout: str) -> list[Any]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith(("{", "["))]
 
 
 def test_the_rest_api_block_runs_as_written(devserver: DevServer) -> None:
-    """The five calls: an account, a token, a room, a join grant for the host and a guest, the chat history."""
-    (block,) = [b for b in readme_blocks() if b.runs]
-    assert README_BASE in block.body
-    script = "set -eo pipefail\n" + block.body.replace(README_BASE, devserver.base_url)
+    """The five calls: an account, a token, a room, a join grant for the host and a guest, the chat history;
+    then (the *Scheduled meetings* block, same script) a weekly meeting scheduled and listed."""
+    body = "\n".join(b.body for b in readme_blocks() if b.runs)
+    assert README_BASE in body
+    script = "set -eo pipefail\n" + body.replace(README_BASE, devserver.base_url)
     result = subprocess.run(["bash"], input=script, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == ""
-    register, host, guest, chat = _json_lines(result.stdout)
+    register, host, guest, chat, meeting, meetings = _json_lines(result.stdout)
     assert register["username"] == "ada" and register["access"]
     (room_line,) = [line for line in result.stdout.splitlines() if line.startswith("room ")]
     room_id = room_line.split()[1]
@@ -165,6 +167,11 @@ def test_the_rest_api_block_runs_as_written(devserver: DevServer) -> None:
     assert host["token"] and str(host["ws_url"]).endswith(f"/ws/rooms/{room_id}/")
     assert guest["role"] == "guest" and guest["display_name"] == "Visitor"
     assert chat["results"] == [] and chat["head_seq"] == 0
+    assert (
+        meeting["rrule"] == "FREQ=WEEKLY;COUNT=10;BYDAY=MO"
+    )  # icalendar's canonical order and meeting["start"] == "2030-03-18T09:00:00+01:00"
+    assert meeting["next_occurrence"]["start"] == meeting["start"] and meeting["invitees"] == ["ann@example.org"]
+    assert [m["meetingId"] for m in meetings] == [meeting["meetingId"]]
 
 
 def test_ctrl_c_stops_every_process_make_run_started(devserver: DevServer) -> None:
