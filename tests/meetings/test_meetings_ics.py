@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from dateutil.rrule import rrulestr
+from icalendar import Calendar
 from meeting_helpers import event_of
 
 from conference.errors import DomainError
@@ -160,3 +161,19 @@ def test_a_skipped_wall_clock_time_and_an_unknown_zone_are_refused():
         with pytest.raises(DomainError) as caught:
             time_zone_get(name)
         assert caught.value.code == "invalid_time_zone"
+
+
+def test_file_backend_writes_the_invitation_with_its_calendar_part(user_factory, settings, tmp_path):
+    """With EMAIL_BACKEND=file the message lands in EMAIL_FILE_PATH, the .ics attached as text/calendar."""
+    import email
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    settings.EMAIL_FILE_PATH = str(tmp_path)
+    schedule(user_factory(), invitees=["ann@example.org"])
+    (written,) = list(tmp_path.iterdir())
+    message = email.message_from_bytes(written.read_bytes().split(b"\n" + b"-" * 79 + b"\n")[0])
+    parts = [part for part in message.walk() if part.get_content_type() == "text/calendar"]
+    assert len(parts) == 1 and parts[0].get_param("method") == "REQUEST"
+    assert parts[0].get_filename() == "invite.ics"
+    event = event_of(Calendar.from_ical(parts[0].get_payload(decode=True)))
+    assert event.decoded("DTSTART").replace(tzinfo=None) == datetime(2027, 3, 22, 9, 0)
