@@ -148,3 +148,24 @@ def test_schema_documents_the_meeting_operations(api_client):
     schema = api_client.get("/api/schema/?format=json").json()
     operations = {op["operationId"] for path in schema["paths"].values() for op in path.values()}
     assert {"meetings_list", "meetings_create", "meetings_retrieve", "meetings_update", "meetings_cancel"} <= operations
+
+
+def test_a_mail_server_outage_loses_no_meeting_and_the_task_asks_to_retry(auth_client, settings, caplog):
+    """SMTP on a loopback port nobody listens on (a real refused connection): the meeting is still created and
+    the task asks Celery to retry (a worker retries with backoff; eager mode hands the Retry back at once, and
+    the service logs it instead of failing the request)."""
+    import socket
+
+    from celery.exceptions import Retry
+
+    with socket.socket() as probe:  # a free port, closed again: connections to it are refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", port, 5
+    made = create(auth_client())
+    assert Meeting.objects.filter(public_id=made["meetingId"]).exists()
+    failures = [r for r in caplog.records if "could not queue REQUEST invitations" in r.getMessage()]
+    assert len(failures) == 1
+    retry = failures[0].exc_info[1]
+    assert isinstance(retry, Retry) and isinstance(retry.exc, ConnectionRefusedError)
