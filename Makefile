@@ -7,6 +7,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 MEDIA_PORT ?= 8790
 MEDIA_NODES ?= 1
+# make test: parallel workers for the non-browser layer (tests/layers.py)
+TEST_WORKERS ?= 2
+export TEST_WORKERS
 
 .PHONY: run test lint check migrate venv clean bench firefox-driver
 FIREFOX_DRIVER := tests/e2e/firefox
@@ -49,11 +52,12 @@ migrate: $(VENV)/.runtime
 run: migrate
 	$(PY) -m conference.devserver --host $(HOST) --port $(PORT) --media-port $(MEDIA_PORT) --media-nodes $(MEDIA_NODES)
 
-## The whole test suite: the call page's JavaScript logic (node --test, tests/js/), then pytest (services and
-## browsers are used when available; CI sets CI=true and requires them).
+## The whole test suite: the call page's JavaScript logic (node --test, tests/js/), then pytest in two layers
+## (tests/layers.py): everything but the browsers on TEST_WORKERS parallel workers, then the browser tests alone.
+## Services and browsers are used when available; CI sets CI=true and requires them.
 test: venv firefox-driver
 	node --test tests/js/
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) tests/layers.py $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

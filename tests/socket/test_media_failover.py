@@ -68,7 +68,8 @@ async def running_nodes(names: tuple[str, ...], settings: Any, tmp_path: Path) -
         await directory.close()
 
 
-async def registered(directory: NodeDirectory, started: dict[str, Node], timeout: float = 30) -> None:
+async def registered(directory: NodeDirectory, started: dict[str, Node], timeout: float = 90) -> None:
+    """Wait for every node to register; a node imports aiortc and the C path first (seconds, more on a busy machine)."""
     deadline = time.monotonic() + timeout
     while not set(started) <= {r["node"] for r in await directory.nodes()}:
         for node in started.values():
