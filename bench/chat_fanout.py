@@ -77,8 +77,9 @@ class Node:
         self.base = f"http://127.0.0.1:{self.port}"
         self.gc_log = tempfile.NamedTemporaryFile(suffix=".json", delete=False).name
         daphne = [sys.executable, "-c", GC_WRAPPER, self.gc_log]
-        if profile:  # cProfile the whole daphne process; the stats are written when it stops (SIGTERM)
-            daphne = [sys.executable, "-m", "cProfile", "-o", profile, str(Path(sys.executable).parent / "daphne")]
+        if profile:  # cProfile (CPU time) the whole daphne process; the stats are written when it stops (SIGTERM)
+            wrapper = str(ROOT / "bench" / "_cpu_profile.py")
+            daphne = [sys.executable, wrapper, profile, str(Path(sys.executable).parent / "daphne")]
         self.proc = subprocess.Popen(
             [*daphne, "-b", "127.0.0.1", "-p", str(self.port), "conference.asgi:application"],
             cwd=ROOT,

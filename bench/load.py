@@ -59,6 +59,8 @@ from chat_fanout import Node, drop_database, post, prepare_database
 
 SECRET = "load-bench-secret-loopback-only-0123456789"  # noqa: S105 (loopback-only benchmark; >= 32 chars)
 JOIN_GOAL_MS = 500.0
+CPU_GOAL_MS = 30.0  # server CPU (web + media) per join, issue 19
+BACKGROUND_SECONDS = 2.0  # CPU rate of every process measured this long before the measured joins
 STEPS = (
     ("rest", "REST join"),
     ("socket", "socket join (room_snapshot)"),
@@ -121,6 +123,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=0,
         help="log media-server event-loop steps using more CPU than this (bench/_media_sfu_probe.py) to media.log",
+    )
+    p.add_argument(
+        "--profile",
+        help="cProfile (CPU time, bench/_cpu_profile.py) the media server and every daphne for the whole run;"
+        " the stats go to DIR/media.prof, DIR/web0.prof, ... (python -m pstats; CPU figures are then inflated)",
     )
     p.add_argument("--json", help="also write the full result to this file")
     p.add_argument("--logs", help="keep the media server's and client workers' logs (and raw /metrics) here")
@@ -319,6 +326,37 @@ def pct(values: list[float], q: float) -> float:
     return round(common.percentile(values, q), 1) if values else float("nan")
 
 
+def cpu_snapshot(pids: dict[str, int]) -> dict[str, tuple[float, float]]:
+    """(monotonic time, utime+stime seconds) of every process that still runs."""
+    out: dict[str, tuple[float, float]] = {}
+    for name, pid in pids.items():
+        with contextlib.suppress(OSError):
+            out[name] = (time.monotonic(), common.cpu_seconds(pid))
+    return out
+
+
+def cpu_delta(a: dict[str, tuple[float, float]], b: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    """(elapsed s, CPU s) per process between two snapshots."""
+    return {n: (b[n][0] - a[n][0], b[n][1] - a[n][1]) for n in b if n in a}
+
+
+def cpu_per_join(
+    joins: dict[str, tuple[float, float]], background: dict[str, tuple[float, float]], n: int
+) -> dict[str, dict[str, float]]:
+    """CPU ms per measured join for media, web (all daphne) and clients (all workers): ``raw`` = the
+    processes' CPU over the join phase / n; ``net`` = the same less what they used per second just before
+    the joins (warm publishers' media, timers) times the phase's length."""
+    groups = {"media": ("media",), "web": ("web",), "clients": ("client",)}
+    out: dict[str, dict[str, float]] = {}
+    for group, prefixes in groups.items():
+        names = [name for name in joins if name.startswith(prefixes)]
+        raw = sum(joins[name][1] for name in names)
+        idle = sum(background[name][1] / background[name][0] * joins[name][0] for name in names if name in background)
+        out[group] = {"raw": round(raw / max(1, n) * 1000, 1), "net": round((raw - idle) / max(1, n) * 1000, 1)}
+    out["server"] = {k: round(out["media"][k] + out["web"][k], 1) for k in ("raw", "net")}
+    return out
+
+
 async def wait_phase(workers: list[ClientWorker], expected: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -366,9 +404,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         try:
             progress("starting daphne and the media server")
-            nodes = [Node(env) for _ in range(args.web)]
+            profiles = Path(args.profile) if args.profile else None
+            if profiles is not None:
+                profiles.mkdir(parents=True, exist_ok=True)
+            nodes = [Node(env, str(profiles / f"web{i}.prof") if profiles else None) for i in range(args.web)]
             media_command = [sys.executable, "-m", "media_server"]
-            if args.media_slow_ms:
+            if profiles is not None:
+                media_command = [
+                    sys.executable,
+                    "-m",
+                    "cProfile",
+                    "-o",
+                    str(profiles / "media.prof"),
+                    "-m",
+                    "media_server",
+                ]
+            elif args.media_slow_ms:
                 media_command = [sys.executable, "bench/_media_sfu_probe.py", "--slow-ms", str(args.media_slow_ms)]
             media = subprocess.Popen(
                 media_command,
@@ -437,13 +488,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await w.command("start", "warm", t_warm)
             await wait_phase(workers, len(warm), args.join_timeout + len(warm) * args.warm_interval + 5)
             await asyncio.sleep(1.0)  # warm publishers are sending
+            background = cpu_snapshot(pids)
+            await asyncio.sleep(BACKGROUND_SECONDS)  # what the processes use without joins (warm media, timers)
+            background = cpu_delta(background, cpu_snapshot(pids))
             progress(f"{len(measured)} measured joins")
             t_join = time.monotonic() + 0.3
             for w in workers:
                 await w.command("start", "measure", t_join)
+            cpu_joins = cpu_snapshot(pids)
             last_start = max((s["offset"] for s in measured), default=0.0)
             await wait_phase(workers, len(specs), last_start + args.join_timeout + 5)
             t_joined = time.monotonic()
+            cpu_joins = cpu_delta(cpu_joins, cpu_snapshot(pids))
             load["after_joins"] = os.getloadavg()[0]
             await asyncio.sleep(2.0)  # renegotiations of the last joins settle
 
@@ -464,6 +520,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 args, specs, clip, before, after, final, m_before, m_after, sampler, (t_join, t_joined, t_steady, t_end)
             )
             result["loadavg"] = {k: round(v, 2) for k, v in load.items()}
+            result["cpu_per_join_ms"] = cpu_per_join(cpu_joins, background, len(measured))
             result["database"] = "PostgreSQL" if dbname else "SQLite"
             result["channel_layer"] = "Redis" if env.get("REDIS_URL") else "in-memory"
             progress("stopping the stack")
@@ -638,6 +695,14 @@ def report(result: dict[str, Any]) -> None:
     print(f"goal join p99 < {j['goal_p99_ms']:.0f} ms: {'met' if j['goal_met'] else 'NOT met'}")
     if j["errors"]:
         print(f"failed joins (first 10): {j['errors']}")
+    cpu = result["cpu_per_join_ms"]
+    print(
+        f"server CPU per join (/proc utime+stime over the join phase / {j['measured']} joins, net of the rate"
+        f" {BACKGROUND_SECONDS:g} s before): media {cpu['media']['net']} ms (raw {cpu['media']['raw']}), web"
+        f" {cpu['web']['net']} ms (raw {cpu['web']['raw']}), server {cpu['server']['net']} ms (raw"
+        f" {cpu['server']['raw']}; goal <= {CPU_GOAL_MS:g} ms: {'met' if cpu['server']['net'] <= CPU_GOAL_MS else 'NOT met'});"
+        f" clients {cpu['clients']['net']} ms (raw {cpu['clients']['raw']})"
+    )
     print("\nbreakdown (ms since the REST call, successful joins)\n| step | p50 | p99 | n |\n|---|---|---|---|")
     for step in j["steps"].values():
         print(f"| {step['label']} | {step['p50']} | {step['p99']} | {step['n']} |")
