@@ -25,6 +25,8 @@ async def serve(config: Config, stop: asyncio.Event) -> None:
     aiortc_hooks.set_mdns_candidates_learned()  # browsers' `.local` candidates: learned from their checks
     aiortc_hooks.set_lazy_bitrate_estimators()  # ~1 ms less per video m-line of every subscribe offer
     aiortc_hooks.set_fast_codec_copies()
+    aiortc_hooks.set_shared_certificate()  # one DTLS certificate and context per process, not per connection
+    aiortc_hooks.set_sdp_reuse()  # aiortc takes the description the server parsed to validate an SDP
     events = EventSink(
         url=config.events_url, secret=config.secret, node_id=config.node_id, max_queue=config.event_queue_size
     )

@@ -55,20 +55,23 @@ import logging
 import os
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import aioice
 import aioice.ice
 import aioice.mdns
+import aiortc.rtcpeerconnection
 import aiortc.rtcrtpreceiver
+import aiortc.sdp
 import pylibsrtp
 import pylibsrtp._binding
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.rtcdtlstransport import RTCDtlsTransport, State
+from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsFingerprint, RTCDtlsTransport, SRTPProtectionProfile, State
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
     RTCRtpHeaderExtensionParameters,
@@ -96,6 +99,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
     unwrap_rtx,
 )
+from OpenSSL import SSL
 
 from . import twcc
 
@@ -1323,3 +1327,91 @@ def set_fast_codec_copies(enabled: bool = True) -> None:
         RTCRtpCodecParameters.__deepcopy__ = _copy_codec  # type: ignore[attr-defined]
     elif "__deepcopy__" in vars(RTCRtpCodecParameters):
         del RTCRtpCodecParameters.__deepcopy__  # type: ignore[attr-defined]
+
+
+CERTIFICATE_REUSE_SECONDS = 24 * 3600.0
+"""A process makes a new DTLS certificate after this long (aiortc's are valid for 30 days)."""
+
+
+class SharedCertificate(RTCCertificate):
+    """One ECDSA P-256 certificate, its fingerprints and its DTLS contexts for every peer connection of the
+    process (as a browser reuses one per origin): aiortc makes a key, a certificate, and on every DTLS start an
+    ``SSL.Context``, for each ``RTCPeerConnection`` (~0.15 + 0.3 ms each, two connections per join)."""
+
+    _current: ClassVar[SharedCertificate | None] = None
+
+    def __init__(self, key: Any, cert: Any) -> None:
+        super().__init__(key=key, cert=cert)
+        self.made = time.monotonic()
+        self._fingerprints: list[RTCDtlsFingerprint] | None = None
+        self._contexts: dict[tuple[bytes, ...], Any] = {}
+
+    @classmethod
+    def generateCertificate(cls) -> SharedCertificate:
+        current = cls._current
+        if current is None or time.monotonic() - current.made > CERTIFICATE_REUSE_SECONDS:
+            current = cls._current = super().generateCertificate()
+        return current
+
+    def getFingerprints(self) -> list[RTCDtlsFingerprint]:
+        if self._fingerprints is None:
+            self._fingerprints = super().getFingerprints()
+        return list(self._fingerprints)
+
+    def _create_ssl_context(self, srtp_profiles: list[SRTPProtectionProfile]) -> Any:
+        key = tuple(p.openssl_profile for p in srtp_profiles)
+        context = self._contexts.get(key)
+        if context is None:
+            context = super()._create_ssl_context(srtp_profiles)
+            # Shared by every connection: no server-side session cache (a context per connection had none worth
+            # keeping either; WebRTC peers do not resume DTLS sessions).
+            context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+            self._contexts[key] = context
+        return context
+
+
+def set_shared_certificate(enabled: bool = True) -> None:
+    """Make every ``RTCPeerConnection`` created from now on use :class:`SharedCertificate` (process global: aiortc
+    looks ``RTCCertificate`` up as a module global of ``aiortc.rtcpeerconnection``); ``False`` restores aiortc's
+    own (a new certificate per connection) and forgets the shared one."""
+    SharedCertificate._current = None
+    certificate: Any = SharedCertificate if enabled else RTCCertificate
+    aiortc.rtcpeerconnection.RTCCertificate = certificate  # type: ignore[misc]
+
+
+_ORIGINAL_SDP_PARSE = aiortc.sdp.SessionDescription.parse.__func__  # type: ignore[attr-defined]
+_PARSED: OrderedDict[str, aiortc.sdp.SessionDescription] = OrderedDict()
+PARSED_KEEP = 16
+"""Descriptions handed over (:func:`reuse_parsed`) and not yet taken by aiortc, at most (oldest dropped)."""
+
+
+def _reusing_parse(cls: type[aiortc.sdp.SessionDescription], sdp: str) -> aiortc.sdp.SessionDescription:
+    description = _PARSED.pop(sdp, None)
+    return description if description is not None else _ORIGINAL_SDP_PARSE(cls, sdp)
+
+
+def reuse_parsed(sdp: str, description: aiortc.sdp.SessionDescription | None) -> None:
+    """Let aiortc's next ``SessionDescription.parse(sdp)`` (``setRemoteDescription``/``setLocalDescription`` of
+    exactly this text) return ``description`` instead of parsing ``sdp`` again. Only with
+    :func:`set_sdp_reuse` on; ``description`` must not be changed afterwards (aiortc keeps it)."""
+    if description is None or not sdp_reuse_enabled():
+        return
+    _PARSED[sdp] = description
+    _PARSED.move_to_end(sdp)
+    while len(_PARSED) > PARSED_KEEP:
+        _PARSED.popitem(last=False)
+
+
+def sdp_reuse_enabled() -> bool:
+    return getattr(vars(aiortc.sdp.SessionDescription)["parse"], "__func__", None) is _reusing_parse
+
+
+def set_sdp_reuse(enabled: bool = True) -> None:
+    """Parse each SDP once (process global): with this on, a description the media server parsed
+    (:func:`reuse_parsed`) is what aiortc's ``set*Description`` uses instead of parsing the same text again.
+    A subscribe answer of 16 video m-lines takes ~1-2 ms to parse; ``False`` restores aiortc's parser."""
+    _PARSED.clear()
+    if enabled:
+        aiortc.sdp.SessionDescription.parse = classmethod(_reusing_parse)  # type: ignore[assignment, method-assign]
+    else:
+        aiortc.sdp.SessionDescription.parse = classmethod(_ORIGINAL_SDP_PARSE)  # type: ignore[assignment, method-assign]

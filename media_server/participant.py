@@ -143,15 +143,12 @@ class Publisher:
 
         Raises InvalidSdp or NoCommonCodec.
         """
-        parse_sdp(offer_sdp)
+        remote = hooks.bundle_remote_candidates(safe_remote_sdp(self.config, offer_sdp))
+        hooks.reuse_parsed(remote, parse_sdp(remote))  # validated here, and aiortc does not parse it again
         simulcast = simulcast_offers(offer_sdp)
         await asyncio.sleep(0)  # let queued media through between the ~1 ms SDP steps of a join
         try:
-            await self.pc.setRemoteDescription(
-                RTCSessionDescription(
-                    sdp=hooks.bundle_remote_candidates(safe_remote_sdp(self.config, offer_sdp)), type="offer"
-                )
-            )
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=remote, type="offer"))
         except OperationError as exc:
             # aiortc: "Failed to set remote <kind> description send parameters"
             raise NoCommonCodec(f"no common codec: {exc}") from exc
@@ -177,6 +174,7 @@ class Publisher:
             params = negotiated.get(track.mid or "")
             track.codec_keys = tuple(params.pt_by_codec) if params is not None else ()
             track.codecs = codecs.get(track.mid, ()) if track.mid is not None else ()
+        hooks.reuse_parsed(answer.sdp, description)
         await self.pc.setLocalDescription(answer)
         if dtls is not None:
             hooks.install_fast_demux(dtls)  # sockets exist once gathering (setLocalDescription) is done
@@ -442,19 +440,17 @@ class Subscriber:
         """
         if revision != self.outstanding:
             raise StaleRevision(f"revision {revision} is not outstanding", {"outstanding": self.outstanding})
-        description = parse_sdp(answer_sdp) if "m=" in answer_sdp else None
+        remote = hooks.bundle_remote_candidates(safe_remote_sdp(self.config, answer_sdp))
+        description = parse_sdp(remote) if "m=" in answer_sdp else None
+        negotiated = negotiated_by_mid(description) if description else {}
+        hooks.reuse_parsed(remote, description)  # parsed once: aiortc takes this description
         await asyncio.sleep(0)
         try:
-            await self.pc.setRemoteDescription(
-                RTCSessionDescription(
-                    sdp=hooks.bundle_remote_candidates(safe_remote_sdp(self.config, answer_sdp)), type="answer"
-                )
-            )
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=remote, type="answer"))
         except (ValueError, OperationError, InvalidAccessError, InvalidStateError) as exc:
             raise InvalidSdp(f"answer rejected: {exc}") from exc
         self.outstanding = None
         self.reoffers = 0
-        negotiated = negotiated_by_mid(description) if description else {}
         missing: list[tuple[TrackInfo, str]] = []
         for slot in self.slots:
             if slot.track is None:

@@ -63,6 +63,8 @@ async def media(media_config: Config, fake_django: FakeDjango, request: Any) -> 
     events = EventSink(url=config.events_url, secret=config.secret, node_id=config.node_id, backoff=0.05)
     events.start()
     service = MediaService(config, events)
+    aiortc_hooks.set_shared_certificate()  # as python -m media_server does (process global: the clients too)
+    aiortc_hooks.set_sdp_reuse()
     # The tests call the control API with the static secret (as --dev allows); signing: tests/security.
     server = TestServer(create_app(service, config.secret, accept_bearer=True), host="127.0.0.1")
     http = TestClient(server)
@@ -71,3 +73,5 @@ async def media(media_config: Config, fake_django: FakeDjango, request: Any) -> 
     await http.close()
     await service.close()
     await events.close()
+    aiortc_hooks.set_shared_certificate(False)
+    aiortc_hooks.set_sdp_reuse(False)

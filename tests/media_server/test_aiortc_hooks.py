@@ -179,6 +179,94 @@ def test_fast_codec_copy_is_a_deep_copy() -> None:
         assert "x-test" not in original.parameters and len(original.rtcpFeedback) == len(new.rtcpFeedback) - 1
 
 
+async def _connect(a: RTCPeerConnection, b: RTCPeerConnection) -> None:
+    """Offer/answer between two in-process connections and wait until both are connected."""
+    a.addTransceiver("video", direction="sendonly")
+    await a.setLocalDescription(await a.createOffer())
+    await b.setRemoteDescription(a.localDescription)
+    await b.setLocalDescription(await b.createAnswer())
+    await a.setRemoteDescription(b.localDescription)
+    for _ in range(200):
+        if a.connectionState == b.connectionState == "connected":
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not connected: {a.connectionState} / {b.connectionState}")
+
+
+async def test_shared_certificate_one_per_process_and_connections_still_connect() -> None:
+    """aiortc makes a certificate per RTCPeerConnection (looked up as a module global) and an SSL context per
+    DTLS start; with the hook every connection uses one certificate and one context, and DTLS still works."""
+    import aiortc.rtcpeerconnection
+    from aiortc.rtcdtlstransport import RTCCertificate
+
+    assert "RTCCertificate.generateCertificate()" in inspect.getsource(aiortc.rtcpeerconnection.RTCPeerConnection)
+    assert "_create_ssl_context(" in inspect.getsource(RTCDtlsTransport.start)
+    assert params(RTCCertificate._create_ssl_context) == ["self", "srtp_profiles"]
+    assert params(RTCCertificate.__init__) == ["self", "key", "cert"]
+    aiortc_hooks.set_shared_certificate()
+    pcs = [RTCPeerConnection(), RTCPeerConnection()]
+    try:
+        certs = [pc._RTCPeerConnection__certificates[0] for pc in pcs]  # type: ignore[attr-defined]
+        assert isinstance(certs[0], aiortc_hooks.SharedCertificate) and certs[0] is certs[1]
+        assert certs[0].getFingerprints() == certs[0].getFingerprints() != []
+        await _connect(*pcs)
+        transports = [pc.getTransceivers()[0].receiver.transport for pc in pcs]
+        contexts = [t._ssl.get_context() for t in transports]
+        assert contexts[0] is contexts[1]  # both ends (DTLS server and client role) use one context
+    finally:
+        for pc in pcs:
+            await pc.close()
+        aiortc_hooks.set_shared_certificate(False)
+    assert aiortc.rtcpeerconnection.RTCCertificate is RTCCertificate
+    fresh = [RTCPeerConnection(), RTCPeerConnection()]
+    assert fresh[0]._RTCPeerConnection__certificates[0] is not fresh[1]._RTCPeerConnection__certificates[0]  # type: ignore[attr-defined]
+
+
+async def test_sdp_reuse_hands_the_parsed_description_to_aiortc_once() -> None:
+    """Both set*Description parse the text themselves; with the hook they take the description handed over."""
+    import aiortc.sdp
+    from aiortc import RTCSessionDescription
+
+    for method in (RTCPeerConnection.setRemoteDescription, RTCPeerConnection.setLocalDescription):
+        assert "sdp.SessionDescription.parse(sessionDescription.sdp)" in inspect.getsource(method)
+    pc = RTCPeerConnection()
+    pc.addTransceiver("audio", direction="sendonly")
+    offer = (await pc.createOffer()).sdp
+    await pc.close()
+    parsed = aiortc.sdp.SessionDescription.parse(offer)
+    aiortc_hooks.reuse_parsed(offer, parsed)  # off: ignored
+    assert aiortc.sdp.SessionDescription.parse(offer) is not parsed
+    aiortc_hooks.set_sdp_reuse()
+    try:
+        aiortc_hooks.reuse_parsed(offer, parsed)
+        assert aiortc.sdp.SessionDescription.parse(offer) is parsed
+        assert aiortc.sdp.SessionDescription.parse(offer) is not parsed  # once
+        for i in range(aiortc_hooks.PARSED_KEEP + 5):
+            aiortc_hooks.reuse_parsed(f"{offer}a=x-{i}\r\n", parsed)
+        assert len(aiortc_hooks._PARSED) == aiortc_hooks.PARSED_KEEP  # bounded when aiortc never takes them
+        a, b = RTCPeerConnection(), RTCPeerConnection()
+        try:
+            a.addTransceiver("video", direction="sendonly")
+            await a.setLocalDescription(await a.createOffer())
+            text = a.localDescription.sdp
+            handed = aiortc.sdp.SessionDescription.parse(text)
+            aiortc_hooks.reuse_parsed(text, handed)
+            await b.setRemoteDescription(RTCSessionDescription(sdp=text, type="offer"))
+            assert text not in aiortc_hooks._PARSED  # taken
+            answer = await b.createAnswer()
+            await b.setLocalDescription(answer)
+            await a.setRemoteDescription(b.localDescription)
+            assert [t.kind for t in b.getTransceivers()] == ["video"]
+        finally:
+            await a.close()
+            await b.close()
+    finally:
+        aiortc_hooks.set_sdp_reuse(False)
+    assert not aiortc_hooks.sdp_reuse_enabled() and not aiortc_hooks._PARSED
+    aiortc_hooks.reuse_parsed(offer, parsed)
+    assert not aiortc_hooks._PARSED
+
+
 def test_receiver_internals() -> None:
     assert params(RTCRtpReceiver._handle_rtp_packet) == ["self", "packet", "arrival_time_ms"]
     assert params(RTCRtpReceiver.receive) == ["self", "parameters"]
