@@ -487,7 +487,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for w in workers:
                 await w.command("start", "warm", t_warm)
             await wait_phase(workers, len(warm), args.join_timeout + len(warm) * args.warm_interval + 5)
-            await asyncio.sleep(1.0)  # warm publishers are sending
+            await asyncio.sleep(2.0)  # warm publishers are sending; the warm joins' ICE/DTLS is over
             background = cpu_snapshot(pids)
             await asyncio.sleep(BACKGROUND_SECONDS)  # what the processes use without joins (warm media, timers)
             background = cpu_delta(background, cpu_snapshot(pids))
