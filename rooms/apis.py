@@ -245,6 +245,7 @@ class RoomJoinApi(APIView):
                     password=data.validated_data["password"],
                     stream_capabilities=data.validated_data.get("stream_capabilities"),
                     browser=browser,
+                    guest_browser_key=guest_key or "",
                 )
         p = result.participant
         body = {
@@ -262,7 +263,7 @@ class RoomJoinApi(APIView):
             "stream_capabilities": p.stream_capabilities,
             "e2ee": room.e2ee,
         }
-        response = Response(self.OutputSerializer(body).data)
+        response = Response(body)  # already the OutputSerializer's shape (the schema); not serialised twice
         if guest_key is not None:
             remember_browser(participant=p, key=guest_key)
             set_browser_cookie(response, guest_key, secure=request.is_secure())

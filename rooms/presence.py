@@ -149,7 +149,7 @@ def socket_enter(*, session: SocketSession, last_seq: int | None = None) -> Entr
     """
     try:
         participant = services.participant_connect(
-            participant_pk=session.participant_pk, grant_version=session.grant_version
+            room_id=session.room_id, participant_pk=session.participant_pk, grant_version=session.grant_version
         )
     except DomainError as exc:
         raise _refuse(_DOMAIN_REFUSALS.get(exc.code, "bad_token")) from exc
@@ -159,7 +159,7 @@ def socket_enter(*, session: SocketSession, last_seq: int | None = None) -> Entr
         return Entry(frames=[{"type": "lobby_waiting", "participantId": participant.public_id}], chat_high_water=0)
     room = participant.room
     session.chat_identity = participant_ids_for(room=room, user_id=participant.user_id, participant=participant)
-    snapshot = room_snapshot(participant=participant)
+    snapshot = room_snapshot(participant=participant, room_current=True)
     frames = [snapshot]
     high_water = snapshot["chat"]["head_seq"]
     if last_seq is not None:
@@ -175,10 +175,16 @@ def recording_state(*, room: Room) -> dict[str, Any]:
     return {"recordingId": latest[0], "status": latest[1]}
 
 
-def room_snapshot(*, participant: Participant) -> dict[str, Any]:
-    """Everything a newly joined (or admitted) socket needs to draw the room."""
+def room_snapshot(*, participant: Participant, room_current: bool = False) -> dict[str, Any]:
+    """Everything a newly joined (or admitted) socket needs to draw the room.
+
+    ``room_current``: ``participant.room`` was just read (services.participant_connect): not read again.
+    """
     room = participant.room
-    room.refresh_from_db(fields=["chat_seq", "locked", "name", "max_participants", "waiting_room", "status", "last_n"])
+    if not room_current:
+        room.refresh_from_db(
+            fields=["chat_seq", "locked", "name", "max_participants", "waiting_room", "status", "last_n"]
+        )
     me = {**services.participant_public(participant), "state": participant.state}
     snapshot: dict[str, Any] = {
         "type": "room_snapshot",

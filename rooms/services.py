@@ -216,8 +216,11 @@ def participant_join(
     password: str = "",
     stream_capabilities: dict[str, bool] | None = None,
     browser: str = "",
+    guest_browser_key: str = "",
 ) -> JoinResult:
     """Admit (or queue in the lobby) a person and issue their join grant (and rejoin token, bound to ``browser``).
+
+    ``guest_browser_key``: a guest's browser key (rooms/removals.py), stored with the participant it creates.
 
     Rules, in order: the room exists and has not ended; a scheduled meeting's room is
     open (``meeting_not_open`` before then, its host excepted); guests only where the
@@ -241,6 +244,7 @@ def participant_join(
             stream_capabilities=stream_capabilities,
             verified_hash=verified_hash,
             browser=browser,
+            guest_browser_key=guest_browser_key,
         )
 
 
@@ -253,6 +257,7 @@ def _participant_join_locked(
     stream_capabilities: dict[str, bool] | None,
     verified_hash: str | None,
     browser: str,
+    guest_browser_key: str,
 ) -> JoinResult:
     room = _lock_room(room_id)
     _require_active(room)
@@ -294,6 +299,8 @@ def _participant_join_locked(
     name = _display_name_for(user, display_name)
     if participant is None:
         participant = Participant(room=room, user=user if user.is_authenticated else None, role=role)
+        if not user.is_authenticated:
+            participant.browser_key = guest_browser_key  # in the INSERT (removals.remember_browser then has nothing to do)
     participant.display_name = name
     participant.role = role
     participant.stream_capabilities = stream_capabilities or {"audio": True, "video": True}
@@ -567,7 +574,7 @@ def participant_leave(*, participant: Participant, grant_version: int, reason: s
 
 
 @transaction.atomic
-def participant_connect(*, participant_pk: int, grant_version: int) -> Participant:
+def participant_connect(*, room_id: str, participant_pk: int, grant_version: int) -> Participant:
     """A room socket presented this participant's current grant: mark them present.
 
     Admitted: seen now, and the room gets ``participant_joined``. Waiting: seen
@@ -576,13 +583,16 @@ def participant_connect(*, participant_pk: int, grant_version: int) -> Participa
     take a seat again if there is one (``room_full`` otherwise; a locked room
     still takes them back: the grant proves they were in), or queue in the lobby
     again if they had never been admitted.
+
+    ``room_id``: the room the grant is for (the socket checked it); the participant must be in it. The returned
+    participant's ``room`` is the row read under the lock (current: presence.room_snapshot need not re-read it).
     """
-    room_id = Room.objects.filter(participants__pk=participant_pk).values_list("public_id", flat=True).first()
-    if room_id is None:
-        raise NotFound("No such participant.", code="participant_not_found")
     room = _lock_room(room_id)
     _require_active(room)
-    participant = room.participants.select_for_update().select_related("room").get(pk=participant_pk)
+    participant = room.participants.select_for_update().filter(pk=participant_pk).first()
+    if participant is None:
+        raise NotFound("No such participant.", code="participant_not_found")
+    participant.room = room
     if participant.grant_version != grant_version:
         raise Gone("This join grant was replaced or revoked.", code="grant_revoked")
     if participant.state in (Participant.State.REMOVED, Participant.State.DENIED):

@@ -1,0 +1,59 @@
+"""The join path's database work, pinned: the REST join and the socket join (issue 19).
+
+A join is the hottest write path of the web tier (docs/benchmarks.md §4: ~40 ms of daphne CPU per join, spread
+over DRF, Channels and the database hops). Each count below is what the path needs today; a change that adds
+a query to every join shows up here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from rooms import events, presence
+
+pytestmark = pytest.mark.django_db
+
+# Counted inside the test's transaction, so each atomic block adds a SAVEPOINT and its RELEASE.
+GUEST_REST_JOIN = 7  # room, removed-browser check, [room locked, seated count, INSERT with the browser key]
+MEMBER_REST_JOIN = 8  # user (JWT), room, [room locked, own earlier participant, seated count, INSERT]
+SOCKET_JOIN = 9  # grant's room, participant, [room locked, participant locked, UPDATE], seated list, recording
+
+
+@pytest.fixture
+def room_id(auth_client: Any) -> str:
+    host = auth_client()
+    return str(host.post("/api/v1/rooms", {"name": "Room"}, format="json").json()["roomId"])
+
+
+def rest_join(client: Any, room_id: str, **body: Any) -> dict[str, Any]:
+    r = client.post(f"/api/v1/rooms/{room_id}/join", body, format="json")
+    assert r.status_code == 200, r.content
+    return dict(r.json())
+
+
+def socket_join(grant: dict[str, Any], room_id: str, user: Any = None) -> presence.Entry:
+    """The two database hops of the room socket's ``join`` frame (rooms/consumers.py ``_join``)."""
+    session = presence.socket_authenticate(token=grant["token"], room_id=room_id, user=user)
+    entry, _outgoing = events.collecting(presence.socket_enter)(session=session, last_seq=None)
+    return entry
+
+
+def test_guest_rest_join_queries(room_id: str, api_client: Any, django_assert_num_queries: Any) -> None:
+    with django_assert_num_queries(GUEST_REST_JOIN):
+        rest_join(api_client, room_id, display_name="Ada")
+
+
+def test_member_rest_join_queries(room_id: str, auth_client: Any, django_assert_num_queries: Any) -> None:
+    member = auth_client()
+    with django_assert_num_queries(MEMBER_REST_JOIN):
+        rest_join(member, room_id, userId=member.user.pk)
+
+
+def test_socket_join_queries(room_id: str, api_client: Any, django_assert_num_queries: Any) -> None:
+    grant = rest_join(api_client, room_id, display_name="Ada")
+    with django_assert_num_queries(SOCKET_JOIN):
+        entry = socket_join(grant, room_id)
+    assert entry.frames[0]["type"] == "room_snapshot"
+
