@@ -300,7 +300,9 @@ def _participant_join_locked(
     if participant is None:
         participant = Participant(room=room, user=user if user.is_authenticated else None, role=role)
         if not user.is_authenticated:
-            participant.browser_key = guest_browser_key  # in the INSERT (removals.remember_browser then has nothing to do)
+            participant.browser_key = (
+                guest_browser_key  # in the INSERT (removals.remember_browser then has nothing to do)
+            )
     participant.display_name = name
     participant.role = role
     participant.stream_capabilities = stream_capabilities or {"audio": True, "video": True}

@@ -56,4 +56,3 @@ def test_socket_join_queries(room_id: str, api_client: Any, django_assert_num_qu
     with django_assert_num_queries(SOCKET_JOIN):
         entry = socket_join(grant, room_id)
     assert entry.frames[0]["type"] == "room_snapshot"
-
