@@ -17,6 +17,11 @@ re-offered once with one more participant (what every subscriber pays when
 someone joins). ``--chromium`` also has Chromium (/usr/bin/chromium, via
 Playwright; SDP only: createAnswer, no ICE gathering) answer each join offer
 and prints that answer's size (run it under ``flock /tmp/heavy.lock``).
+``--join-hooks`` instead compares, alternately in one process, the SFU side
+of a join's subscribe offer + answer (``all``) with and without the hooks
+python -m media_server installs for issue 19 (one DTLS certificate per
+process, each SDP parsed once: ``aiortc_hooks.set_shared_certificate`` and
+``set_sdp_reuse``); median of 7 rounds each.
 Prints process CPU ms (time.process_time) of the SFU side of each step
 (offer = createOffer + setLocalDescription; answer = setRemoteDescription +
 forwarding setup) and the offer size. The answering client's own cost is
@@ -134,6 +139,32 @@ async def main(ks: list[int], with_chromium: bool) -> None:
         await playwright.stop()
 
 
+def set_join_hooks(enabled: bool) -> None:
+    aiortc_hooks.set_shared_certificate(enabled)
+    aiortc_hooks.set_sdp_reuse(enabled)
+
+
+async def compare_join_hooks(ks: list[int], rounds: int = 7) -> None:
+    """Subscribe offer + answer CPU (SFU side) without / with the issue-19 hooks, alternating."""
+    aiortc_hooks.set_ice_host_addresses(["127.0.0.1"])
+    await measure(2)
+    print("K   SFU offer+answer ms: aiortc as is   with the join hooks   (median of", rounds, "each)")
+    for k in ks:
+        times: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(rounds):
+            for enabled in (False, True):
+                set_join_hooks(enabled)
+                r = await measure(k)
+                times[enabled].append(r["join_offer_ms"] + r["join_answer_ms"])
+        set_join_hooks(False)
+        off, on = (sorted(times[e])[rounds // 2] for e in (False, True))
+        print(f"{k:<3} {off:34.2f} {on:21.2f}")
+
+
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--chromium"]
-    asyncio.run(main([int(a) for a in args] or [5, 20, 50, 99], "--chromium" in sys.argv[1:]))
+    args = [a for a in sys.argv[1:] if a not in ("--chromium", "--join-hooks")]
+    ks = [int(a) for a in args] or [5, 20, 50, 99]
+    if "--join-hooks" in sys.argv[1:]:
+        asyncio.run(compare_join_hooks(ks))
+    else:
+        asyncio.run(main(ks, "--chromium" in sys.argv[1:]))
