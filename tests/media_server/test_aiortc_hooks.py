@@ -186,7 +186,7 @@ async def _connect(a: RTCPeerConnection, b: RTCPeerConnection) -> None:
     await b.setRemoteDescription(a.localDescription)
     await b.setLocalDescription(await b.createAnswer())
     await a.setRemoteDescription(b.localDescription)
-    for _ in range(200):
+    for _ in range(600):  # 30 s: generous for a loaded machine
         if a.connectionState == b.connectionState == "connected":
             return
         await asyncio.sleep(0.05)
