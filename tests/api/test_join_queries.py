@@ -16,8 +16,8 @@ from rooms import events, presence
 pytestmark = pytest.mark.django_db
 
 # Counted inside the test's transaction, so each atomic block adds a SAVEPOINT and its RELEASE.
-GUEST_REST_JOIN = 7  # room, removed-browser check, [room locked, seated count, INSERT with the browser key]
-MEMBER_REST_JOIN = 8  # user (JWT), room, [room locked, own earlier participant, seated count, INSERT]
+GUEST_REST_JOIN = 8  # room, removed-browser check, [room locked, scheduled meeting?, seated count, INSERT + key]
+MEMBER_REST_JOIN = 9  # user (JWT), room, [room locked, own earlier participant, scheduled meeting?, seated, INSERT]
 SOCKET_JOIN = 9  # grant's room, participant, [room locked, participant locked, UPDATE], seated list, recording
 
 
