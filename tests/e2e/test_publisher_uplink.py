@@ -83,6 +83,7 @@ def test_a_throttled_uplink_makes_the_publisher_drop_its_top_simulcast_layer_and
         interval=0.0,
         message=f"the publisher kept sending its top layer on a 500 kbit/s uplink: {samples[-3:]}",
     )
+    print(f"publisher's outbound video per rid once limited: {samples[-1]}")  # with -s: what Chrome did
     # Subscribers still get video from it, from a lower layer.
     wait_media(host, publisher_id, audio=True, timeout=30)
     stats = video_stats(host, publisher_id)
