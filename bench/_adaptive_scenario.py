@@ -6,6 +6,11 @@ network namespace whose downlink is shaped with ``tc tbf`` to that rate, all
 in the same room at the same time. After SETTLE seconds, each guest's
 ``getStats()`` is sampled every 5 s for WINDOW seconds; one JSON line per
 bandwidth goes to ``$ADAPTIVE_OUT``.
+
+With ``$ADAPTIVE_DROP`` (a tc rate) the drop-and-recover scenario runs instead
+(``test_drop_and_recover``): one guest on an unshaped link until it receives
+720p, then its downlink is limited to that rate for ``$ADAPTIVE_HOLD`` seconds
+and the limit removed; its ``getStats()`` is sampled every 0.5 s throughout.
 """
 
 from __future__ import annotations
@@ -43,9 +48,17 @@ async (participant) => {
 """
 
 
+DROP = os.environ.get("ADAPTIVE_DROP", "")
+HOLD = float(os.environ.get("ADAPTIVE_HOLD", "30"))
+RECOVER_LIMIT = 120.0  # seconds waited for 720p after the limit is removed
+TOP_HEIGHT = 720
+
+
 def test_adaptive_table(
     browser: Any, contexts: list[Any], stack: Any, users: dict[str, str], shaped_browser: Any
 ) -> None:
+    if DROP:
+        return  # the drop-and-recover scenario runs instead
     host = new_page(browser, contexts, stack)
     log_in(host, "hana", users["hana"])
     room_id = create_room(host, "Adaptive quality bench")
@@ -105,3 +118,86 @@ def test_adaptive_table(
                     lost=v1["lost"] - v0["lost"],
                 )
             out.write(json.dumps(row) + "\n")
+
+
+def _sample(page: Any, host_id: str, t0: float) -> dict[str, Any]:
+    stats = page.evaluate(STATS_JS, host_id) or {}
+    video = stats.get("video") or {}
+    return {
+        "t": round(time.monotonic() - t0, 2),
+        "height": video.get("height", 0),
+        "frames": video.get("frames", 0),
+        "freezes": video.get("freezes", 0.0),
+        "freezeCount": video.get("freezeCount", 0),
+    }
+
+
+def _phase(series: list[dict[str, Any]]) -> dict[str, Any]:
+    """Resolution range, fps and freezes over one phase's samples."""
+    if len(series) < 2:
+        return {}
+    first, last = series[0], series[-1]
+    dt = max(0.001, last["t"] - first["t"])
+    return {
+        "min_height": min(s["height"] for s in series),
+        "max_height": max(s["height"] for s in series),
+        "fps": round((last["frames"] - first["frames"]) / dt, 1),
+        "freeze_s": round(last["freezes"] - first["freezes"], 2),
+        "freezes": last["freezeCount"] - first["freezeCount"],
+    }
+
+
+def test_drop_and_recover(
+    browser: Any, contexts: list[Any], stack: Any, users: dict[str, str], shaped_browser: Any
+) -> None:
+    if not DROP:
+        return
+    host = new_page(browser, contexts, stack)
+    log_in(host, "hana", users["hana"])
+    room_id = create_room(host, "Drop and recover bench")
+    join_call(host, room_id)
+    host_id = participant_id(host)
+    chromium = shaped_browser()  # its own namespace, unshaped for now
+    page = new_page(chromium, contexts, stack, scale=2)  # HiDPI: the tile is ~700 device pixels tall
+    page.goto(f"/join/{room_id}")
+    page.get_by_label("Your name").fill("guest drop")
+    page.locator("#pre-cam").click()
+    page.locator("#pre-mic").click()
+    join_call(page, room_id)
+    wait_media(page, host_id, audio=False, timeout=45)
+    t0 = time.monotonic()
+    row: dict[str, Any] = {"scenario": "drop", "rate": DROP, "hold": HOLD}
+    before: list[dict[str, Any]] = []
+    while time.monotonic() - t0 < 90 and not (before and before[-1]["height"] >= TOP_HEIGHT):
+        before.append(_sample(page, host_id, t0))
+        time.sleep(0.5)
+    row["reached_720_s"] = before[-1]["t"] if before[-1]["height"] >= TOP_HEIGHT else None
+    for _ in range(20):  # 10 s at 720p: the unlimited baseline
+        before.append(_sample(page, host_id, t0))
+        time.sleep(0.5)
+    netns = shaped_browser.netns(chromium)
+    netns.shape(DROP)
+    dropped_at = time.monotonic() - t0
+    held: list[dict[str, Any]] = []
+    while time.monotonic() - t0 - dropped_at < HOLD:
+        held.append(_sample(page, host_id, t0))
+        time.sleep(0.5)
+    down = next((s["t"] for s in held if 0 < s["height"] < TOP_HEIGHT), None)
+    netns.unshape()
+    lifted_at = time.monotonic() - t0
+    after: list[dict[str, Any]] = []
+    while time.monotonic() - t0 - lifted_at < RECOVER_LIMIT:
+        after.append(_sample(page, host_id, t0))
+        if after[-1]["height"] >= TOP_HEIGHT and len(after) > 1:
+            break
+        time.sleep(0.5)
+    up = after[-1]["t"] if after and after[-1]["height"] >= TOP_HEIGHT else None
+    row.update(
+        before=_phase(before[-20:]),
+        held=_phase(held),
+        after=_phase(after),
+        step_down_s=None if down is None else round(down - dropped_at, 1),
+        recover_s=None if up is None else round(up - lifted_at, 1),
+    )
+    with open(os.environ["ADAPTIVE_OUT"], "a") as out:
+        out.write(json.dumps(row) + "\n")

@@ -24,7 +24,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from . import aiortc_hooks as hooks
-from . import turn
+from . import bandwidth_report, turn
 from .bwe import SendSideEstimator
 from .config import Config, ice_policy
 from .forwarder import RETRANSMIT_INTERVAL, Downstream, Forwarder
@@ -326,6 +326,8 @@ class Subscriber:
         self.on_forwarding_changed: Callable[[], None] = lambda: None
         """Called when the allocator pauses or resumes a video (what ``forwarded()`` returns changed)."""
         self._bandwidth_paused: frozenset[int] = frozenset()
+        self._limits: dict[tuple[int, int], str] = {}  # (slot, track) -> bandwidth_report reason
+        self._limits_estimate: float | None = None  # bit/s when the reasons were last computed
         self._pad_credit = 0.0
         self._adapter = asyncio.create_task(self._run_adaptation(), name=f"subscriber-{participant}-layers")
         # Last-N (media_server/lastn.py): the video tracks to forward (ids); None = every one.
@@ -701,8 +703,9 @@ class Subscriber:
                 self._select_layer(slot, max(0, level - 1))
                 slot.downstream.set_temporal_limit(THIN_TEMPORAL_LAYER if level == 0 else None)
         paused = frozenset(id(s) for s in video if s.paused_for_bandwidth)
-        if paused != self._bandwidth_paused:
-            self._bandwidth_paused = paused
+        changed = paused != self._bandwidth_paused
+        self._bandwidth_paused = paused
+        if self._note_limits(video, demands, levels, estimate) or changed:
             self.on_forwarding_changed()
         current = [
             self._level(s, s.attached.all_layers.index(s.forwarder), t) if s.attached and s.forwarder else None
@@ -713,6 +716,34 @@ class Subscriber:
             # The audio REMB does not measure still shares the link (padding_rate keeps GROWTH_SHARE at least).
             link_audio = audio_reserve(audio_tracks, covers_audio=True)
             self.padding = padding_rate(estimate, demands, current, audio_bps=link_audio)
+
+    # -- what the client is told about its bandwidth (media_server/bandwidth_report.py) --
+
+    def _note_limits(
+        self, video: list[Slot], demands: list[VideoDemand], levels: list[int | None], estimate: float
+    ) -> bool:
+        """Remember why each video is below its best (paused or reduced for bandwidth); True if that changed."""
+        before = bandwidth_report.report_key(self.limited())
+        reasons = bandwidth_report.track_reasons(demands, levels)
+        self._limits = {
+            (id(s), id(s.attached)): reason for s, reason in zip(video, reasons, strict=True) if reason is not None
+        }
+        self._limits_estimate = estimate
+        return bandwidth_report.report_key(self.limited()) != before
+
+    def limited(self) -> list[bandwidth_report.LimitedTrack]:
+        """The negotiated videos paused or reduced for bandwidth now (what ``forwarded_tracks.bandwidth`` lists)."""
+        return [
+            bandwidth_report.LimitedTrack(track=s.info.to_json(), reason=reason)
+            for s in self.slots
+            if s.attached is not None
+            and s.info is not None
+            and (reason := self._limits.get((id(s), id(s.attached)))) is not None
+        ]
+
+    def bandwidth(self) -> dict[str, Any]:
+        """The ``bandwidth`` object of a ``forwarded_tracks`` event (docs/protocol.md §2 *Events*)."""
+        return bandwidth_report.bandwidth_json(self._limits_estimate, self.limited())
 
     def _estimate(self, now: float) -> tuple[float | None, bool, bool]:
         """(bit/s or None, whether it covers the audio, whether the link is congested now).

@@ -382,10 +382,13 @@ def forwarded_tracks_event(
     video: list[TrackInfo],
     audio: list[TrackInfo],
     audio_pooled: bool = False,
+    bandwidth: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What ``participant``'s subscribe connection is currently fed with (last-N).
 
     ``audio_pooled``: the microphone m-lines are a pool re-mapped to whoever is heard.
+    ``bandwidth``: the link's state, estimate and the videos paused or reduced for bandwidth
+    (``bandwidth_report.bandwidth_json``; absent from older servers).
     """
     return {
         "type": "forwarded_tracks",
@@ -395,6 +398,7 @@ def forwarded_tracks_event(
         "video": [t.to_json() for t in video],
         "audio": [t.to_json() for t in audio],
         "audio_pooled": audio_pooled,
+        **({"bandwidth": bandwidth} if bandwidth is not None else {}),
     }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from aiortc import RTCPeerConnection
 
 from . import aiortc_hooks as hooks
-from . import lastn, protocol
+from . import bandwidth_report, lastn, protocol
 from .cascade import Address, RelayEndpoint, RelayTarget, RemoteOrigin
 from .config import Config, ice_policy
 from .metrics import Totals
@@ -451,6 +451,7 @@ class Room:
                 if not (subscriber.audio_pooled and t.source == "microphone")
             ),
             "pooled" if subscriber.audio_pooled else "",
+            *bandwidth_report.report_key(subscriber.limited()),
         )
         if key == subscriber.reported or (subscriber.reported is None and not forwarded):
             return  # unchanged, or nothing forwarded yet (nothing answered)
@@ -459,7 +460,13 @@ class Room:
         audio = [t for t in forwarded if t.kind == "audio"]
         self._emit(
             protocol.forwarded_tracks_event(
-                self.id, p.id, self.effective_last_n(), video, audio, audio_pooled=subscriber.audio_pooled
+                self.id,
+                p.id,
+                self.effective_last_n(),
+                video,
+                audio,
+                audio_pooled=subscriber.audio_pooled,
+                bandwidth=subscriber.bandwidth(),
             )
         )
 

@@ -27,13 +27,38 @@ def _ids(event: dict[str, Any]) -> tuple[str, str] | None:
     return room, participant
 
 
+def _track(t: dict[str, Any]) -> dict[str, Any]:
+    return {key: t.get(key) for key in ("mid", "participant", "pc", "source", "kind")}
+
+
 def _track_list(raw: Any) -> list[dict[str, Any]]:
     tracks = raw if isinstance(raw, list) else []
-    return [
-        {key: t.get(key) for key in ("mid", "participant", "pc", "source", "kind")}
-        for t in tracks
-        if isinstance(t, dict)
-    ]
+    return [_track(t) for t in tracks if isinstance(t, dict)]
+
+
+BANDWIDTH_STATES = frozenset({"good", "limited", "low"})
+BANDWIDTH_REASONS = frozenset({"paused_bandwidth", "reduced"})
+
+
+def _bandwidth(raw: Any) -> dict[str, Any] | None:
+    """The ``bandwidth`` object of ``forwarded_tracks`` (docs/protocol.md), reduced to its documented shape.
+
+    None when the media server sent none (an older one) or an unknown ``state``; tracks with an unknown
+    ``reason`` are left out (a newer server's reasons mean nothing to this client contract).
+    """
+    if not isinstance(raw, dict) or raw.get("state") not in BANDWIDTH_STATES:
+        return None
+    estimate = raw.get("estimate_bps")
+    tracks = raw.get("tracks")
+    return {
+        "state": raw["state"],
+        "estimate_bps": estimate if isinstance(estimate, int) and not isinstance(estimate, bool) else None,
+        "tracks": [
+            {**_track(t), "reason": t["reason"]}
+            for t in (tracks if isinstance(tracks, list) else [])
+            if isinstance(t, dict) and t.get("reason") in BANDWIDTH_REASONS
+        ],
+    }
 
 
 def media_event_frames(event: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -79,6 +104,9 @@ def media_event_frames(event: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
             "audio": _track_list(event.get("audio")),
             "audio_pooled": event.get("audio_pooled") is True,
         }
+        bandwidth = _bandwidth(event.get("bandwidth"))
+        if bandwidth is not None:
+            frame["bandwidth"] = bandwidth
         return [(groups.participant_group(room, participant), frame)]
     if kind == "track_unavailable":
         raw_track = event.get("track")

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,11 @@ TOPOLOGY = topology_from_env()
 
 def _run(*cmd: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True, text=True)
+
+
+def _tbf(rate: str) -> list[str]:
+    """A token bucket at ``rate``: a queue of at most 200 ms at that rate plus a burst of a few packets."""
+    return ["tbf", "rate", rate, "burst", "5kb", "latency", "200ms"]
 
 
 @dataclass
@@ -102,21 +107,21 @@ class Netns:
         The queue holds at most 200 ms at that rate (plus a burst of a few packets), like a
         modest access link; netem is not available here, so there is no added delay or random loss.
         """
-        _run(
-            "tc",
-            "qdisc",
-            "replace",
-            "dev",
-            self.host_if,
-            "root",
-            "tbf",
-            "rate",
-            rate,
-            "burst",
-            "5kb",
-            "latency",
-            "200ms",
-        )
+        _run("tc", "qdisc", "replace", "dev", self.host_if, "root", *_tbf(rate))
+
+    def unshape(self) -> None:
+        """Remove the downlink limit of :meth:`shape` (back to the veth's own queue)."""
+        _run("tc", "qdisc", "del", "dev", self.host_if, "root")
+
+    def shape_uplink(self, rate: str) -> None:
+        """Limit what leaves the namespace (the browser's uplink) to ``rate``: ``tc tbf`` on the egress of its
+        own end of the veth pair, inside the namespace, with the same queue as :meth:`shape`."""
+        _run("ip", "netns", "exec", self.name, "tc", "qdisc", "replace", "dev", self.ns_if, "root", *_tbf(rate))
+
+    @property
+    def ns_if(self) -> str:
+        """The namespace's end of the veth pair (``…h`` is the host's, ``…n`` this one)."""
+        return self.host_if[:-1] + "n"
 
     def lose(self, probability: float) -> None:
         """Drop each UDP datagram entering or leaving the namespace with ``probability`` (iptables statistic)."""
@@ -458,44 +463,62 @@ def firefox_pages(firefox: FirefoxDriver, request: pytest.FixtureRequest, stack:
             page.close()
 
 
-@pytest.fixture
-def shaped_browser(browser: Any, stack: Stack) -> Iterator[Callable[..., Any]]:
-    """``launch(rate, loss)``: a Chromium in its own namespace whose downlink is shaped to ``rate`` (tc tbf)
-    and/or that loses ``loss`` of its UDP datagrams each way (iptables statistic).
+class ShapedBrowsers:
+    """``launch(rate, loss, uplink=)``: a Chromium in its own namespace whose downlink is shaped to ``rate``
+    (tc tbf), whose uplink is shaped to ``uplink`` (tc tbf on its own end of the veth) and/or that loses
+    ``loss`` of its UDP datagrams each way (iptables statistic). ``netns(chromium)``: that browser's
+    namespace, to change its shaping later.
 
     Each call makes a new namespace (own veth pair, ``10.231.<n>.0/24``) that reaches the
     stack through its host end. The session's Playwright driver launches it through
-    ``ip netns exec`` (one sync Playwright per thread). Browsers and namespaces go away after the test.
+    ``ip netns exec`` (one sync Playwright per thread).
     """
-    made: list[tuple[Netns, Any]] = []
 
-    def launch(rate: str | None = None, loss: float = 0.0) -> Any:
-        n = len(made)
+    def __init__(self, browser: Any, stack: Stack) -> None:
+        self.browser = browser
+        self.stack = stack
+        self.made: list[tuple[Netns, Any]] = []
+
+    def __call__(self, rate: str | None = None, loss: float = 0.0, *, uplink: str | None = None) -> Any:
+        n = len(self.made)
         ns = Netns.create(index=(20 + os.getpid() % 200 + 17 * (n + 1)) % 250 + 1, tag="stuvwxyz"[n])
         try:
             if rate:
                 ns.shape(rate)
+            if uplink:
+                ns.shape_uplink(uplink)
             if loss:
                 ns.lose(loss)
-            wrapper = stack.workdir / f"chromium-{ns.name}"
+            wrapper = self.stack.workdir / f"chromium-{ns.name}"
             wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {ns.name} {CHROMIUM} "$@"\n')
             wrapper.chmod(0o755)
-            chromium = browser.browser_type.launch(
-                executable_path=str(wrapper), headless=True, args=chromium_args(stack.base_url)
+            chromium = self.browser.browser_type.launch(
+                executable_path=str(wrapper), headless=True, args=chromium_args(self.stack.base_url)
             )
         except BaseException:
             ns.destroy()
             raise
-        made.append((ns, chromium))
+        self.made.append((ns, chromium))
         return chromium
 
-    try:
-        yield launch
-    finally:
-        for ns, chromium in made:
+    def netns(self, chromium: Any) -> Netns:
+        return next(ns for ns, launched in self.made if launched is chromium)
+
+    def close(self) -> None:
+        for ns, chromium in self.made:
             with contextlib.suppress(Exception):
                 chromium.close()
             ns.destroy()
+
+
+@pytest.fixture
+def shaped_browser(browser: Any, stack: Stack) -> Iterator[ShapedBrowsers]:
+    """Chromiums in namespaces of their own, shaped (:class:`ShapedBrowsers`); gone after the test."""
+    shaped = ShapedBrowsers(browser, stack)
+    try:
+        yield shaped
+    finally:
+        shaped.close()
 
 
 @pytest.fixture(scope="session")

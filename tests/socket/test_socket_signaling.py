@@ -219,3 +219,29 @@ def test_media_events_map_to_frames_for_the_right_group() -> None:
     assert group == groups.room_group("r1") and frame == {"type": "active_speaker", "participantId": "p1"}
     assert media_event_frames({"type": "active_speaker", "room": "../x", "participant": "p1"}) == []
     assert media_event_frames({"type": "unknown", "room": "r1", "participant": "p1"}) == []
+
+
+def test_forwarded_tracks_carries_the_bandwidth_object_reduced_to_its_documented_shape() -> None:
+    """The media server's ``bandwidth`` (state, estimate, videos paused or reduced) reaches the client as
+    documented; unknown reasons and states are dropped, and an older server's event has no ``bandwidth``."""
+    from rooms.signaling import media_event_frames
+
+    track = {"mid": "2", "participant": "p2", "pc": "camera", "source": "camera", "kind": "video"}
+    event = {"type": "forwarded_tracks", "room": "r1", "participant": "p1", "last_n": None, "video": [], "audio": []}
+    [(_, old)] = media_event_frames(event)
+    assert "bandwidth" not in old
+    bandwidth = {
+        "state": "low",
+        "estimate_bps": 90_000,
+        "tracks": [{**track, "reason": "paused_bandwidth", "extra": 1}, {**track, "mid": "3", "reason": "unknown"}, 7],
+    }
+    [(_, frame)] = media_event_frames({**event, "bandwidth": bandwidth})
+    assert frame["bandwidth"] == {
+        "state": "low",
+        "estimate_bps": 90_000,
+        "tracks": [{**track, "reason": "paused_bandwidth"}],
+    }
+    [(_, odd)] = media_event_frames({**event, "bandwidth": {"state": "great", "estimate_bps": 1, "tracks": []}})
+    assert "bandwidth" not in odd
+    [(_, no_estimate)] = media_event_frames({**event, "bandwidth": {"state": "good", "estimate_bps": True}})
+    assert no_estimate["bandwidth"] == {"state": "good", "estimate_bps": None, "tracks": []}

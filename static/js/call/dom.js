@@ -1,6 +1,7 @@
 // Page helpers: the room config the template renders, element lookup and creation, the status pill,
 // toasts, and the per-tab session record (sessionStorage).
 
+import { connectedStatus } from "./bandwidth.js";
 import { state } from "./state.js";
 
 export const config = JSON.parse(document.getElementById("room-config").textContent);
@@ -31,10 +32,22 @@ export function setPhase(phase) {
   document.body.classList.toggle("in-call", phase === "call");
 }
 
-export function setStatus(text, kind = "") {
+export function setStatus(text, kind = "", title = "") {
   const node = $("conn-status");
   node.textContent = text;
   node.dataset.kind = kind;
+  node.title = title;
+}
+
+/** "Connected", saying so when the server reports limited or low bandwidth (forwarded_tracks.bandwidth). */
+export function setConnected() {
+  const { text, kind, title } = connectedStatus(state.bandwidth);
+  setStatus(text, kind, title);
+}
+
+/** Refresh the pill for a new bandwidth report, unless it shows something else (a problem, an announcement). */
+export function refreshConnected() {
+  if (["good", "limited"].includes($("conn-status").dataset.kind)) setConnected();
 }
 
 let toastTimer = null;

@@ -3,7 +3,8 @@
 // tracks are mapped to participants by transceiver mid using the `tracks` list of each offer
 // (docs/protocol.md §1).
 
-import { config, setStatus } from "./dom.js";
+import { parseBandwidth } from "./bandwidth.js";
+import { config, refreshConnected, setConnected, setStatus } from "./dom.js";
 import { e2ee, e2eeReady, e2eeReceiver, e2eeSender, preferVp8 } from "./e2ee.js";
 import { groupRemoteTracks } from "./layout.js";
 import { request, send } from "./socket.js";
@@ -76,7 +77,7 @@ function syncMediaStatus() {
     setStatus(recoveryMessage(troubled.lastError), "bad");
   } else if (mediaTrouble && !Object.values(recoveries).some((r) => r.active)) {
     mediaTrouble = false;
-    setStatus("Connected", "good");
+    setConnected();
   }
 }
 
@@ -124,7 +125,7 @@ function newPc(name, attempt) {
     } else if (now === "connected") {
       clearTimeout(pc.connectTimer);
       recovery(name).ok(pc.recoveryAttempt);
-      if (state.wsOpen && !mediaTrouble) setStatus("Connected", "good");
+      if (state.wsOpen && !mediaTrouble) setConnected();
     }
   };
   return pc;
@@ -236,6 +237,7 @@ function subscribeOnce(attempt) {
       refreshRemoteMedia();
     };
     state.forwardedVideo = null; // a new subscribe connection: the server tells us again
+    state.bandwidth = null;
     state.audioPooled = false;
     state.prefsSent = null; // ... and needs our pins and tiles again
     schedulePreferences();
@@ -306,6 +308,8 @@ export function onForwardedTracks(frame) {
     state.forwardedVideo = new Set((frame.video || []).map((t) => `${t.participant}:${t.source}`));
     state.lastN = frame.last_n ?? null;
     state.audioPooled = frame.audio_pooled === true;
+    state.bandwidth = parseBandwidth(frame.bandwidth);
+    refreshConnected();
     refreshRemoteMedia();
   }).catch((err) => console.error("forwarded tracks failed", err));
 }

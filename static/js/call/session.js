@@ -4,7 +4,7 @@
 import { restJoin } from "./api.js";
 import { joinRequestBody, recordWithGrant, retryWithoutToken } from "./grant.js";
 import { forgetChat, onChatError, resumeChat } from "./chat.js";
-import { $, config, setPhase, setStatus, store, stored, toast } from "./dom.js";
+import { $, config, setConnected, setPhase, setStatus, store, stored, toast } from "./dom.js";
 import { e2ee, e2eeAnnounce, e2eeForget, e2eeSeated } from "./e2ee.js";
 import { sendMediaState, setAudioMuted, setVideoMuted, stopLevel, syncControls } from "./controls.js";
 import { closeAllPcs, startMedia, stopRecoveries } from "./media.js";
@@ -116,7 +116,7 @@ export function onSnapshot(frame) {
   onRoomUpdated(frame.room);
   if (first) enterCall();
   onRecordingState(frame.recording_state, { snapshot: true });
-  setStatus("Connected", "good");
+  setConnected();
   renderAll();
   // Chat: history on the first join (the last 50), only what was missed after a reconnect.
   const head = frame.chat?.head_seq ?? 0;
@@ -178,7 +178,7 @@ let announceTimer = null;
 function announce(text) {
   setStatus(text, "info");
   clearTimeout(announceTimer);
-  announceTimer = setTimeout(() => { if (state.wsOpen && state.phase === "call") setStatus("Connected", "good"); }, 4000);
+  announceTimer = setTimeout(() => { if (state.wsOpen && state.phase === "call") setConnected(); }, 4000);
 }
 
 export function onMuteRequest(frame) {

@@ -36,6 +36,7 @@ export const state = {
   // Last-N (docs/protocol.md §1 video_preferences / forwarded_tracks): whose video the server sends us.
   forwardedVideo: null, // Set of "participantId:source" the server forwards; null = not told yet (all)
   lastN: null,
+  bandwidth: null, // forwarded_tracks.bandwidth, parsed (bandwidth.js): videos paused or reduced for our link
   audioPooled: false, // our microphone m-lines are a pool the server re-maps to whoever talks (forwarded_tracks)
   pooledAudio: new Map(), // mid -> hidden <audio> playing that pooled line (never moved between tiles)
   pinned: [], // participantIds, at most 4, pinned first

@@ -1,6 +1,7 @@
 // The stage: one tile per participant (and per screen share), pooled audio elements, pins and the
 // video_preferences the server uses for last-N and layer choice.
 
+import { tileHint } from "./bandwidth.js";
 import { $, el } from "./dom.js";
 import { featuredId, initials, isAutoplayRefusal, isForwarded, togglePinned } from "./layout.js";
 import { renderAll } from "./people.js";
@@ -96,6 +97,18 @@ function fillTile(tile, p, { screen = false, videoOn = true } = {}) {
   tile.classList.toggle("speaking", !screen && state.activeSpeaker === (tile.dataset.participant === "me" ? state.me?.participantId : tile.dataset.participant));
 }
 
+// A video the server pauses or lowers for our link (forwarded_tracks.bandwidth): an icon with a tooltip, and
+// for a paused one a short label over the initials, so it never reads as "camera off".
+function showBandwidthHint(tile, hint) {
+  tile.dataset.bandwidth = hint ? hint.kind : "";
+  const badge = tile.querySelector(".bandwidth-hint");
+  badge.hidden = !hint;
+  badge.title = hint?.text || "";
+  badge.setAttribute("aria-label", hint?.text || "");
+  badge.querySelector(".icon").className = `icon icon-bandwidth-${hint?.kind || "paused"}`;
+  badge.querySelector(".bandwidth-text").textContent = hint?.kind === "paused" ? "Paused to save bandwidth" : "";
+}
+
 export function renderTiles() {
   if (state.phase !== "call" || !state.me) return;
   const grid = $("grid");
@@ -128,7 +141,9 @@ export function renderTiles() {
       pin.setAttribute("aria-label", `${pinnedNow ? "Unpin" : "Pin"} ${p.display_name}`);
     }
     fillTile(tile, p, { videoOn: forwarded && !p.video_muted && tracks.some((t) => t.kind === "video") });
-    tile.title = forwarded ? "" : "Video paused: only the most recent speakers and pinned people are shown";
+    const hint = tileHint(state.bandwidth, id, "camera", { videoMuted: p.video_muted });
+    showBandwidthHint(tile, hint);
+    tile.title = hint?.text || (forwarded ? "" : "Video paused: only the most recent speakers and pinned people are shown");
     if (tile.parentNode !== grid) grid.append(tile);
   }
   // screens: mine (local preview) and others'
@@ -149,6 +164,9 @@ export function renderTiles() {
     const tile = state.tiles.get(key) || makeTile(key, id, true);
     setTileStream(tile, tracks);
     fillTile(tile, p, { screen: true });
+    const hint = tileHint(state.bandwidth, id, "screen");
+    showBandwidthHint(tile, hint);
+    tile.title = hint?.text || "";
     if (tile.parentNode !== screenArea) screenArea.append(tile);
   }
   for (const [key, tile] of state.tiles) {
