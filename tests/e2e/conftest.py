@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 from e2e_helpers import CHROMIUM, chromium_args
-from firefox_harness import DENY_DEVICES, FirefoxDriver, FirefoxPage, firefox_missing
+from firefox_harness import DENY_DEVICES, FirefoxDriver, FirefoxPage, VirtualDisplay, firefox_missing, xvfb_missing
 from topology import (
     Topology,
     free_port,
@@ -442,6 +442,24 @@ def firefox_denied(netns: Netns, stack: Stack) -> Iterator[FirefoxDriver]:
         yield driver
     finally:
         driver.close()
+
+
+@pytest.fixture
+def firefox_on_screen(netns: Netns, stack: Stack) -> Iterator[FirefoxDriver]:
+    """A Firefox with a screen to share: not headless, on an Xvfb display of its own in the namespace
+    (headless Firefox's getDisplayMedia finds no screen). Closing it closes its pages."""
+    missing = firefox_missing() or xvfb_missing()
+    if missing:
+        pytest.fail(f"Firefox screen-sharing tests cannot run: {missing}")
+    display = VirtualDisplay(netns.name)
+    try:
+        driver = FirefoxDriver(netns.name, stack.base_url, log_dir=stack.workdir, display=display.name)
+        try:
+            yield driver
+        finally:
+            driver.close()
+    finally:
+        display.close()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from e2e_helpers import create_room, join_call, log_in, new_page, participant_id, wait_media
+from e2e_helpers import create_room, join_call, log_in, media_flowing, new_page, participant_id, wait_media
 
 pytestmark = [pytest.mark.e2e, pytest.mark.firefox]
 
@@ -78,3 +78,27 @@ def test_firefox_waits_is_admitted_chats_and_leaves(
     fox.wait_for_selector("#app[data-state=ended][data-reason=left]")
     assert fox.evaluate("() => window.conferenceCall.local.stream.getTracks().every(t => t.readyState === 'ended')")
     host.wait_for_function("() => document.querySelectorAll('#grid .tile').length === 1", timeout=20_000)
+
+
+def test_screen_share_from_firefox_reaches_chromium_while_its_camera_continues(
+    browser: Any, firefox_on_screen: Any, contexts: list[Any], stack: Any, users: dict[str, str]
+) -> None:
+    """Firefox (on an X display: headless it has no screen) shares its screen; the Chromium host decodes the
+    share and the Firefox camera and audio at the same time, and the share's tile goes when it stops."""
+    host = new_page(browser, contexts, stack)
+    log_in(host, "hana", users["hana"])
+    room_id = create_room(host, "Firefox shares")
+    join_call(host, room_id)
+    fox = firefox_on_screen.new_page()
+    firefox_join(fox, room_id, name="Sharing fox")
+    sharer = participant_id(fox)
+    wait_media(host, sharer, timeout=40)
+    fox.click("#btn-screen")
+    fox.wait_for_selector("#btn-screen[aria-pressed=true]")
+    wait_media(host, sharer, source="screen", audio=False, timeout=40)
+    assert not media_flowing(host, sharer), "the Firefox camera must keep flowing during its screen share"
+    host.wait_for_selector("#screen-area .tile.screen")
+    fox.click("#btn-screen")
+    fox.wait_for_selector("#btn-screen[aria-pressed=false]")
+    host.wait_for_selector("#screen-area .tile.screen", state="detached")
+    wait_media(host, sharer, timeout=20)  # ... and the camera after it
