@@ -258,6 +258,10 @@ class FirefoxPage:
         url = path if path.startswith("http") else self.driver.origin + path
         self.driver.request("goto", page=self.id, url=url)
 
+    def set_viewport_size(self, viewport: dict[str, int]) -> None:
+        """Resize the page (Playwright's signature): its tiles, and the sizes it reports to the server, follow."""
+        self.driver.request("setViewport", page=self.id, width=viewport["width"], height=viewport["height"])
+
     def reload(self) -> None:
         self.driver.request("reload", page=self.id)
 

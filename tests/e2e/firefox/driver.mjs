@@ -55,6 +55,11 @@ const ops = {
     return id;
   },
 
+  async setViewport({ page: id, width, height }) {
+    await page(id).setViewport({ width, height });
+    return null;
+  },
+
   async goto({ page: id, url }) {
     await page(id).goto(url, { waitUntil: "load", timeout: 30_000 });
     return page(id).url();
