@@ -231,3 +231,43 @@ def test_a_firefox_subscriber_is_moved_between_simulcast_layers_by_the_server(
         message=f"the server never moved the shrunk Firefox tile back down to 180 lines: {inbound(fox)}",
     )
     wait_media(fox, host_id, timeout=20)
+
+
+RECORD_JS = """
+async (roomId) => {
+  const api = await import("/static/js/call/api.js");
+  try { await api.apiPost(`/api/v1/rooms/${roomId}/record`, {duration_minutes: 5}); return {ok: true}; }
+  catch (err) { return {ok: false, status: err.status, code: err.code}; }
+}
+"""
+
+
+def test_an_e2ee_room_with_a_firefox_member_decrypts_both_ways_and_refuses_recording(
+    browser: Any, firefox: Any, contexts: list[Any], firefox_pages: list[Any], stack: Any, users: dict[str, str]
+) -> None:
+    """Firefox encrypts and decrypts with RTCRtpScriptTransform, Chromium with its own encoded transform; each
+    decodes the other's video and audio, every frame crossing the server encrypted; recording is refused."""
+    host = new_page(browser, contexts, stack)
+    log_in(host, "hana", users["hana"])
+    host.goto("/")
+    host.get_by_label("Meeting name").fill("Secret with a fox")
+    host.get_by_label("End-to-end encrypted").check()
+    host.get_by_role("button", name="New meeting").click()
+    host.wait_for_url("**/join/*")
+    room_id = host.url.rstrip("/").rsplit("/", 1)[-1]
+    join_call(host, room_id)
+    fox = firefox.new_page()
+    firefox_pages.append(fox)
+    firefox_join(fox, room_id, name="Secret fox")
+    host_id, fox_id = participant_id(host), participant_id(fox)
+    assert fox.evaluate("() => window.conferenceCall.e2ee.mode") == "script"
+    wait_media(fox, host_id, timeout=40)
+    wait_media(host, fox_id, timeout=40)
+    for page in (host, fox):
+        assert page.evaluate("() => document.querySelector('#e2ee-badge').textContent") == "End-to-end encrypted"
+        stats = page.evaluate("() => window.conferenceCall.e2ee.stats")
+        assert stats["encrypted"] > 0 and stats["decrypted"] > 0, stats
+        assert stats["failed"] == 0, stats
+    assert not host.locator("#btn-record").is_visible()
+    refused = host.evaluate(RECORD_JS, room_id)
+    assert refused == {"ok": False, "status": 409, "code": "recording_e2ee"}, refused
