@@ -271,3 +271,39 @@ def test_an_e2ee_room_with_a_firefox_member_decrypts_both_ways_and_refuses_recor
     assert not host.locator("#btn-record").is_visible()
     refused = host.evaluate(RECORD_JS, room_id)
     assert refused == {"ok": False, "status": 409, "code": "recording_e2ee"}, refused
+
+
+def _receive_all(pages: dict[str, Any], *, timeout: float = 40) -> list[str]:
+    """Every page decodes every other page's camera video and audio; returns the problems."""
+    problems = []
+    for me, page in pages.items():
+        for other, other_page in pages.items():
+            if other == me:
+                continue
+            try:
+                wait_media(page, other, timeout=timeout)
+            except AssertionError as exc:
+                problems.append(f"{me} ({page.browser_name}) receiving {other} ({other_page.browser_name}): {exc}")
+    return problems
+
+
+def test_chromium_host_firefox_guest_and_chromium_guest_each_receive_the_other_two(
+    browser: Any, firefox: Any, contexts: list[Any], firefox_pages: list[Any], stack: Any, users: dict[str, str]
+) -> None:
+    """A mixed meeting: each page decodes the other two's video (rising frames, real size) and audio."""
+    host = new_page(browser, contexts, stack)
+    host.browser_name = "chromium"
+    log_in(host, "hana", users["hana"])
+    room_id = create_room(host, "Mixed browsers")
+    join_call(host, room_id)
+    fox = firefox.new_page()
+    firefox_pages.append(fox)
+    firefox_join(fox, room_id, name="Fox")
+    chrome_guest = new_page(browser, contexts, stack)
+    chrome_guest.browser_name = "chromium"
+    join_call(chrome_guest, room_id, name="Chris")
+    pages = {participant_id(p): p for p in (host, fox, chrome_guest)}
+    assert len(pages) == 3
+    problems = _receive_all(pages)
+    assert not problems, "\n".join(problems)
+    fox.wait_for_function("() => document.querySelectorAll('#grid .tile').length === 3")
