@@ -445,9 +445,10 @@ def firefox_denied(netns: Netns, stack: Stack) -> Iterator[FirefoxDriver]:
 
 
 @pytest.fixture
-def firefox_on_screen(netns: Netns, stack: Stack) -> Iterator[FirefoxDriver]:
+def firefox_on_screen(netns: Netns, stack: Stack, request: pytest.FixtureRequest) -> Iterator[FirefoxDriver]:
     """A Firefox with a screen to share: not headless, on an Xvfb display of its own in the namespace
-    (headless Firefox's getDisplayMedia finds no screen). Closing it closes its pages."""
+    (headless Firefox's getDisplayMedia finds no screen). Closing it closes its pages; their consoles are
+    printed if the test failed."""
     missing = firefox_missing() or xvfb_missing()
     if missing:
         pytest.fail(f"Firefox screen-sharing tests cannot run: {missing}")
@@ -457,6 +458,11 @@ def firefox_on_screen(netns: Netns, stack: Stack) -> Iterator[FirefoxDriver]:
         try:
             yield driver
         finally:
+            failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+            for page_id, lines in driver.consoles().items():
+                if failed or os.environ.get("E2E_KEEP_LOGS"):
+                    shown = [line for line in lines if not line.startswith("log:")]
+                    print(f"\n--- Firefox (on a screen) console of page {page_id} ---\n" + "\n".join(shown[-60:]))
             driver.close()
     finally:
         display.close()

@@ -220,6 +220,10 @@ class FirefoxDriver:
     def console(self, page_id: int) -> list[str]:
         return self._consoles.setdefault(page_id, [])
 
+    def consoles(self) -> dict[int, list[str]]:
+        """Every page's console lines so far, by page id."""
+        return dict(self._consoles)
+
     def new_page(self, *, width: int = 1280, height: int = 800) -> FirefoxPage:
         page_id = int(self.request("newPage", width=width, height=height))
         return FirefoxPage(self, page_id)
