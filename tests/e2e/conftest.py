@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 from e2e_helpers import CHROMIUM, chromium_args
-from firefox_harness import DENY_DEVICES, FirefoxDriver, FirefoxPage, firefox_missing
+from firefox_harness import DENY_DEVICES, FirefoxDriver, FirefoxPage, VirtualDisplay, firefox_missing, xvfb_missing
 from topology import (
     Topology,
     free_port,
@@ -447,6 +447,30 @@ def firefox_denied(netns: Netns, stack: Stack) -> Iterator[FirefoxDriver]:
         yield driver
     finally:
         driver.close()
+
+
+@pytest.fixture
+def firefox_on_screen(netns: Netns, stack: Stack, request: pytest.FixtureRequest) -> Iterator[FirefoxDriver]:
+    """A Firefox with a screen to share: not headless, on an Xvfb display of its own in the namespace
+    (headless Firefox's getDisplayMedia finds no screen). Closing it closes its pages; their consoles are
+    printed if the test failed."""
+    missing = firefox_missing() or xvfb_missing()
+    if missing:
+        pytest.fail(f"Firefox screen-sharing tests cannot run: {missing}")
+    display = VirtualDisplay(netns.name)
+    try:
+        driver = FirefoxDriver(netns.name, stack.base_url, log_dir=stack.workdir, display=display.name)
+        try:
+            yield driver
+        finally:
+            failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+            for page_id, lines in driver.consoles().items():
+                if failed or os.environ.get("E2E_KEEP_LOGS"):
+                    shown = [line for line in lines if not line.startswith("log:")]
+                    print(f"\n--- Firefox (on a screen) console of page {page_id} ---\n" + "\n".join(shown[-60:]))
+            driver.close()
+    finally:
+        display.close()
 
 
 @pytest.fixture

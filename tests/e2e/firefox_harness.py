@@ -13,6 +13,13 @@ that. :class:`FirefoxPage` offers the few page methods the shared helpers in
 ``e2e_helpers.py`` use (``evaluate``, ``wait_for_function``, ``console_lines``),
 so ``wait_media``/``inbound``/``participant_id`` work on both browsers.
 
+Screen sharing: headless Firefox has no screen, so ``getDisplayMedia`` fails with
+``NotFoundError`` whatever the preferences (``media.navigator.streams.fake`` fakes
+cameras and microphones only). :class:`VirtualDisplay` starts an ``Xvfb`` (Debian
+package ``xvfb``) in the namespace and a Firefox launched on it (``display=``)
+captures that X screen for real ("Primary Monitor"), as Mozilla's own Linux test
+runs do; with ``media.navigator.permission.disabled`` there is no picker.
+
 Preferences: fake camera/microphone without a permission prompt, the test
 origin (plain HTTP) treated as a secure context, autoplay allowed. ICE
 preferences stay at Firefox's defaults: host candidates are mDNS names
@@ -34,6 +41,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 FIREFOX = "/usr/bin/firefox-esr"
+XVFB = "/usr/bin/Xvfb"
 DRIVER_DIR = Path(__file__).resolve().parent / "firefox"
 DRIVER = DRIVER_DIR / "driver.mjs"
 
@@ -47,6 +55,53 @@ def firefox_missing() -> str | None:
     if not (DRIVER_DIR / "node_modules" / "puppeteer-core").exists():
         return f"needs puppeteer-core: cd {DRIVER_DIR} && PUPPETEER_SKIP_DOWNLOAD=1 npm ci"
     return None
+
+
+def xvfb_missing() -> str | None:
+    """Why a Firefox cannot be given a screen to share here, or None."""
+    return None if Path(XVFB).exists() else f"needs {XVFB} (Debian package xvfb)"
+
+
+class VirtualDisplay:
+    """An ``Xvfb`` X server in ``netns_name`` on a free display number (it picks one: ``-displayfd``)."""
+
+    def __init__(self, netns_name: str, *, width: int = 1280, height: int = 800) -> None:
+        read_end, write_end = os.pipe()
+        screen = f"{width}x{height}x24"
+        self._proc = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                netns_name,
+                XVFB,
+                "-displayfd",
+                str(write_end),
+                "-nolisten",
+                "tcp",
+                "-screen",
+                "0",
+                screen,
+            ],
+            pass_fds=(write_end,),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.close(write_end)
+        with os.fdopen(read_end) as announced:
+            number = announced.readline().strip()  # written once the server accepts clients; '' if it died
+        if not number:
+            self.close()
+            raise DriverError(f"Xvfb did not start ({self._proc.poll()})")
+        self.name = f":{number}"
+
+    def close(self) -> None:
+        self._proc.terminate()
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(5)
 
 
 # A user who refused the camera/microphone prompt: getUserMedia fails with NotAllowedError (the fake devices exist).
@@ -69,7 +124,7 @@ def firefox_prefs(origin: str) -> dict[str, Any]:
         "media.getusermedia.insecure.enabled": True,
         "media.autoplay.default": 0,
         "media.autoplay.blocking_policy": 0,
-        # Screen sharing without a picker (the fake screen is a generated test pattern).
+        # Screen sharing without a picker (a Firefox on a VirtualDisplay captures that screen).
         "media.getdisplaymedia.enabled": True,
         "media.navigator.permission.fake": True,
         # Quiet: no first-run pages, updates or telemetry reaching out of the namespace.
@@ -89,7 +144,16 @@ class DriverError(RuntimeError):
 class FirefoxDriver:
     """One Node driver process (and its Firefox) inside ``netns_name``; requests are serialised."""
 
-    def __init__(self, netns_name: str, origin: str, *, log_dir: Path, prefs: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        netns_name: str,
+        origin: str,
+        *,
+        log_dir: Path,
+        prefs: dict[str, Any] | None = None,
+        display: str | None = None,
+    ) -> None:
+        """``display``: an X display (:class:`VirtualDisplay`) to run Firefox on, not headless (screen sharing)."""
         self.origin = origin
         self._stderr = (log_dir / f"firefox-driver-{netns_name}-{time.monotonic_ns()}.log").open("wb")
         env = {**os.environ, "PUPPETEER_SKIP_DOWNLOAD": "1"}
@@ -110,7 +174,13 @@ class FirefoxDriver:
         self._reader = threading.Thread(target=self._read, name="firefox-driver", daemon=True)
         self._reader.start()
         self.version = str(
-            self.request("launch", executablePath=FIREFOX, prefs={**firefox_prefs(origin), **(prefs or {})}, timeout=90)
+            self.request(
+                "launch",
+                executablePath=FIREFOX,
+                prefs={**firefox_prefs(origin), **(prefs or {})},
+                display=display,
+                timeout=90,
+            )
         )
 
     def _read(self) -> None:
@@ -150,6 +220,10 @@ class FirefoxDriver:
     def console(self, page_id: int) -> list[str]:
         return self._consoles.setdefault(page_id, [])
 
+    def consoles(self) -> dict[int, list[str]]:
+        """Every page's console lines so far, by page id."""
+        return dict(self._consoles)
+
     def new_page(self, *, width: int = 1280, height: int = 800) -> FirefoxPage:
         page_id = int(self.request("newPage", width=width, height=height))
         return FirefoxPage(self, page_id)
@@ -187,6 +261,10 @@ class FirefoxPage:
     def goto(self, path: str) -> None:
         url = path if path.startswith("http") else self.driver.origin + path
         self.driver.request("goto", page=self.id, url=url)
+
+    def set_viewport_size(self, viewport: dict[str, int]) -> None:
+        """Resize the page (Playwright's signature): its tiles, and the sizes it reports to the server, follow."""
+        self.driver.request("setViewport", page=self.id, width=viewport["width"], height=viewport["height"])
 
     def reload(self) -> None:
         self.driver.request("reload", page=self.id)

@@ -28,11 +28,13 @@ function call(source, args) {
 }
 
 const ops = {
-  async launch({ executablePath, prefs, args }) {
+  async launch({ executablePath, prefs, args, display }) {
     browser = await puppeteer.launch({
       browser: "firefox",
       executablePath,
-      headless: true,
+      // On an X display (Xvfb) when one is given: headless Firefox has no screen for getDisplayMedia to capture.
+      headless: !display,
+      env: display ? { ...process.env, DISPLAY: display } : process.env,
       protocol: "webDriverBiDi",
       extraPrefsFirefox: prefs,
       args: args || [],
@@ -51,6 +53,11 @@ const ops = {
     p.on("pageerror", (err) => send({ event: "console", page: id, text: `pageerror: ${err.message}` }));
     p.on("dialog", (dialog) => dialog.accept().catch(() => {}));
     return id;
+  },
+
+  async setViewport({ page: id, width, height }) {
+    await page(id).setViewport({ width, height });
+    return null;
   },
 
   async goto({ page: id, url }) {
