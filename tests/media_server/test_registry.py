@@ -168,11 +168,17 @@ def test_registry_configuration_from_environment_and_flags() -> None:
     assert config.redis_prefix == "conference"
     assert config.capacity_pps == 5000
     assert config.heartbeat_interval == 2.0
+    assert config.room_placement_ttl == 43200
     assert config.node_url == "http://10.1.2.3:8801"
     assert config.draining is False
     config = parse_config(["--draining"], env={"MEDIA_DEV": "1", "MEDIA_NODE_URL": "http://media-7:8790/"})
     assert config.draining is True and config.node_url == "http://media-7:8790" and config.redis_url == ""
-    for bad in ({"MEDIA_REDIS_URL": "http://nope"}, {"MEDIA_CAPACITY_PPS": "-1"}, {"MEDIA_HEARTBEAT_SECONDS": "x"}):
+    for bad in (
+        {"MEDIA_REDIS_URL": "http://nope"},
+        {"MEDIA_CAPACITY_PPS": "-1"},
+        {"MEDIA_HEARTBEAT_SECONDS": "x"},
+        {"MEDIA_ROOM_PLACEMENT_TTL_SECONDS": "0"},
+    ):
         with pytest.raises(ConfigError):
             parse_config([], env={"MEDIA_DEV": "1", **bad})
 
