@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import CHROMIUM, chromium_args
+from e2e_helpers import CHROMIUM, chromium_args, second_chromium
 from firefox_harness import DENY_DEVICES, FirefoxDriver, FirefoxPage, firefox_missing
 from topology import (
     ServiceStack,
@@ -447,13 +447,8 @@ def own_stack(request: pytest.FixtureRequest, netns: Netns, stack: Stack) -> Ite
 @pytest.fixture(scope="module")
 def own_browser(browser: Any, own_stack: ServiceStack) -> Iterator[Any]:
     """A second Chromium from the same (namespaced) Playwright driver: ``own_stack``'s origin is another port."""
-    second = browser.browser_type.launch(
-        executable_path=CHROMIUM, headless=True, args=chromium_args(own_stack.base_url)
-    )
-    try:
+    with second_chromium(browser, own_stack.base_url) as second:
         yield second
-    finally:
-        second.close()
 
 
 @pytest.fixture(scope="session")

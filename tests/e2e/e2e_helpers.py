@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 CHROMIUM = "/usr/bin/chromium"
@@ -203,3 +205,13 @@ def video_back(
             f"console: {page.console_lines[-30:]}"
         )
     return recovered
+
+
+@contextlib.contextmanager
+def second_chromium(browser: Any, origin: str) -> Iterator[Any]:
+    """Another Chromium from the same (namespaced) Playwright driver, for a stack of its own on ``origin``."""
+    second = browser.browser_type.launch(executable_path=CHROMIUM, headless=True, args=chromium_args(origin))
+    try:
+        yield second
+    finally:
+        second.close()
