@@ -77,12 +77,14 @@ const pathWatch = new PathWatch();
 let pathTimer = null;
 
 async function samplePath() {
+  // One connection is enough (getStats costs): the subscribe one carries what the server forwards; alone in
+  // a room, the camera one still gets the server's RTCP.
+  const pc = [state.pcs.subscribe, state.pcs.camera].find((c) => c?.connectionState === "connected");
   let bytes = null;
-  for (const pc of Object.values(state.pcs)) {
-    if (pc.connectionState !== "connected") continue;
-    let report;
-    try { report = await pc.getStats(); } catch { continue; }
-    for (const s of report.values()) if (s.type === "transport") bytes = (bytes ?? 0) + (s.bytesReceived || 0);
+  if (pc) {
+    try {
+      for (const s of (await pc.getStats()).values()) if (s.type === "transport") bytes = (bytes ?? 0) + (s.bytesReceived || 0);
+    } catch { bytes = null; }
   }
   if (pathWatch.sample(Date.now(), bytes)) {
     console.info("media: nothing received for", PATH_SILENT_MS, "ms - checking the socket");
