@@ -165,7 +165,7 @@ class ServiceStack:
         with log.open("ab") as out:
             proc = subprocess.Popen(cmd, cwd=ROOT, env={**self.env, **changes}, stdout=out, stderr=subprocess.STDOUT)
         self.procs[name] = proc
-        # A restart on a loaded 2-core machine: daphne's start-up alone took 16–26 s at load 30–40
+        # A restart on a loaded 2-core machine: daphne's start-up alone took 16-26 s at load 30-40
         # (docs/benchmarks.md §5), so the session stack's 30 s is too tight here.
         wait_http(health, proc, log, timeout=90)
 
