@@ -43,16 +43,6 @@ MEDIA_BACK_SECONDS = 45.0
 CHAT_BACK_SECONDS = 60.0
 
 
-def _join(
-    browser: Any, contexts: list[Any], own_stack: ServiceStack, users: dict[str, str], who: str, room_id: str
-) -> Any:
-    page = new_page(browser, contexts, own_stack)
-    log_in(page, who, users[who])
-    join_call(page, room_id)
-    page.evaluate("() => { window.__sameDocument = true; }")  # a reload would lose it
-    return page
-
-
 # Installed before the page's scripts: ``window.__log`` gets [Date.now(), what] for each socket the page opens,
 # each roster or media frame any of them receives, and each socket:/media: console line. Timed in the page:
 # Playwright's sync API only delivers its own events while the test calls into it.
@@ -104,22 +94,38 @@ def _timeline(pages: dict[str, Any], since: float) -> None:
         print(name, _log(page, since))
 
 
+def _join(
+    browser: Any, contexts: list[Any], own_stack: ServiceStack, users: dict[str, str], who: str, room_id: str
+) -> Any:
+    page = _watch(new_page(browser, contexts, own_stack))
+    log_in(page, who, users[who])
+    join_call(page, room_id)
+    page.evaluate("() => { window.__sameDocument = true; }")  # a reload would lose it
+    return page
+
+
+def _two_in_a_call(
+    browser: Any, contexts: list[Any], own_stack: ServiceStack, users: dict[str, str], title: str
+) -> tuple[Any, Any, str, str]:
+    """hana creates a room and ravi joins it; returns once each decodes the other's audio and video:
+    (host page, guest page, host's participantId, guest's)."""
+    host = _watch(new_page(browser, contexts, own_stack))
+    log_in(host, "hana", users["hana"])
+    room_id = create_room(host, title)
+    join_call(host, room_id)
+    host.evaluate("() => { window.__sameDocument = true; }")
+    guest = _join(browser, contexts, own_stack, users, "ravi", room_id)
+    host_id, guest_id = participant_id(host), participant_id(guest)
+    wait_media(host, guest_id)
+    wait_media(guest, host_id)
+    return host, guest, host_id, guest_id
+
+
 def test_the_call_comes_back_after_its_only_media_server_is_killed_and_restarted(
     own_browser: Any, own_stack: ServiceStack, contexts: list[Any], users: dict[str, str]
 ) -> None:
     """No reload, no leave/join: the pages retry with backoff until the restarted server takes the room."""
-    host = _watch(new_page(own_browser, contexts, own_stack))
-    log_in(host, "hana", users["hana"])
-    room_id = create_room(host, "Media restart")
-    join_call(host, room_id)
-    host.evaluate("() => { window.__sameDocument = true; }")
-    guest = _watch(new_page(own_browser, contexts, own_stack))
-    log_in(guest, "ravi", users["ravi"])
-    join_call(guest, room_id)
-    guest.evaluate("() => { window.__sameDocument = true; }")
-    host_id, guest_id = participant_id(host), participant_id(guest)
-    wait_media(host, guest_id)
-    wait_media(guest, host_id)
+    host, guest, host_id, guest_id = _two_in_a_call(own_browser, contexts, own_stack, users, "Media restart")
     for page in (host, guest):  # record every status the pill shows from now on
         page.evaluate(
             """() => { window.__statuses = []; const node = document.getElementById("conn-status");
@@ -258,15 +264,7 @@ def test_media_comes_back_after_udp_is_dropped_for_10_s_without_a_rejoin(
     own_browser: Any, own_stack: ServiceStack, netns: Any, contexts: list[Any], users: dict[str, str]
 ) -> None:
     """The socket (TCP) stays up; the peer connections go disconnected and are rebuilt until UDP works again."""
-    host = new_page(own_browser, contexts, own_stack)
-    log_in(host, "hana", users["hana"])
-    room_id = create_room(host, "UDP outage")
-    join_call(host, room_id)
-    host.evaluate("() => { window.__sameDocument = true; }")
-    guest = _join(own_browser, contexts, own_stack, users, "ravi", room_id)
-    host_id, guest_id = participant_id(host), participant_id(guest)
-    wait_media(host, guest_id)
-    wait_media(guest, host_id)
+    host, guest, host_id, guest_id = _two_in_a_call(own_browser, contexts, own_stack, users, "UDP outage")
     for page in (host, guest):
         page.evaluate("() => { window.__oldSubscribe = window.conferenceCall.pcs.subscribe; }")
     _udp(netns, "-I")
@@ -328,18 +326,7 @@ def test_media_comes_back_after_the_browsers_address_and_route_change_with_nobod
     its place. Their sockets and peer connections are dead; each page notices, opens a new socket with its
     rejoin token and new peer connections, and audio and video flow again; same participants, same
     documents, and neither page is ever told the other left."""
-    host = _watch(new_page(own_browser, contexts, own_stack))
-    log_in(host, "hana", users["hana"])
-    room_id = create_room(host, "Network change")
-    join_call(host, room_id)
-    host.evaluate("() => { window.__sameDocument = true; }")
-    guest = _watch(new_page(own_browser, contexts, own_stack))
-    log_in(guest, "ravi", users["ravi"])
-    join_call(guest, room_id)
-    guest.evaluate("() => { window.__sameDocument = true; }")
-    host_id, guest_id = participant_id(host), participant_id(guest)
-    wait_media(host, guest_id)
-    wait_media(guest, host_id)
+    host, guest, host_id, guest_id = _two_in_a_call(own_browser, contexts, own_stack, users, "Network change")
 
     pages = {"host": host, "guest": guest}
     for page in pages.values():

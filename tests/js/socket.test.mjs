@@ -178,3 +178,29 @@ test("a socket that does not answer the probe is given up and rejoined at once; 
   socket.socketJoined();
   assert.notEqual(ws.closed, null);
 });
+
+test("a socket that is slow but not silent during the probe is kept", async () => {
+  reset();
+  const ws = socket.openSocket();
+  ws.open();
+  socket.probeSocket(1000);
+  ws.receive({ type: "participant_updated", participant: null }); // something came back: alive, just slow
+  mock.timers.tick(1001);
+  await settle();
+  assert.equal(state.ws, ws);
+});
+
+test("giving the socket up (its address is gone) rejoins at once without a probe", async () => {
+  reset();
+  const rejoins = [];
+  socket.configureSocket({ onReconnecting: () => {}, rejoin: async () => { rejoins.push(1); return { ws_url: "ws://new/", token: "t2" }; } });
+  const ws = socket.openSocket();
+  ws.open();
+  socket.giveUpSocket("address gone");
+  assert.equal(state.ws, null);
+  assert.equal(ws.closed, null);
+  mock.timers.tick(0);
+  await settle();
+  assert.equal(rejoins.length, 1);
+  assert.equal(FakeSocket.all.at(-1).url, "ws://new/");
+});
