@@ -6,7 +6,7 @@
 import { config, setStatus } from "./dom.js";
 import { e2ee, e2eeReady, e2eeReceiver, e2eeSender, preferVp8 } from "./e2ee.js";
 import { groupRemoteTracks } from "./layout.js";
-import { giveUpSocket, probeSocket, request, send } from "./socket.js";
+import { probeSocket, request, send } from "./socket.js";
 import { Recovery, recoveryMessage } from "./recovery.js";
 import { findStalledTrack, PATH_SAMPLE_MS, PATH_SILENT_MS, PathWatch } from "./stall.js";
 import { state } from "./state.js";
@@ -81,47 +81,14 @@ async function samplePath() {
   // a room, the camera one still gets the server's RTCP.
   const pc = [state.pcs.subscribe, state.pcs.camera].find((c) => c?.connectionState === "connected");
   let bytes = null;
-  let report = null;
   if (pc) {
     try {
-      report = await pc.getStats();
-      for (const s of report.values()) if (s.type === "transport") bytes = (bytes ?? 0) + (s.bytesReceived || 0);
+      for (const s of (await pc.getStats()).values()) if (s.type === "transport") bytes = (bytes ?? 0) + (s.bytesReceived || 0);
     } catch { bytes = null; }
   }
-  if (!pathWatch.sample(Date.now(), bytes)) return;
-  const used = usedAddress(report);
-  const now = used && !used.endsWith(".local") ? await localAddresses() : null; // mDNS names: cannot compare
-  if (used && now && !now.has(used)) {
-    giveUpSocket(`this browser's address ${used} is gone`); // a network change: the socket went with it
-  } else {
+  if (pathWatch.sample(Date.now(), bytes)) {
     console.info("media: nothing received for", PATH_SILENT_MS, "ms - checking the socket");
     probeSocket();
-  }
-}
-
-/** The local address of a connection's selected candidate pair, from its getStats report (or null). */
-function usedAddress(report) {
-  if (!report) return null;
-  const stats = [...report.values()];
-  const pairId = stats.find((s) => s.type === "transport")?.selectedCandidatePairId;
-  const pair = stats.find((s) => s.id === pairId);
-  return stats.find((s) => s.id === pair?.localCandidateId)?.address || null;
-}
-
-/** The addresses this browser can use now: the host candidates of a throwaway connection (no traffic). */
-async function localAddresses() {
-  const probe = new RTCPeerConnection({ iceServers: [] });
-  const found = new Set();
-  try {
-    probe.onicecandidate = (e) => { if (e.candidate?.address) found.add(e.candidate.address); };
-    probe.createDataChannel("addresses");
-    await probe.setLocalDescription(await probe.createOffer());
-    await waitIceGathering(probe, 1000);
-    return found.size && ![...found].some((a) => a.endsWith(".local")) ? found : null; // none, or mDNS: cannot tell
-  } catch {
-    return null;
-  } finally {
-    probe.close();
   }
 }
 

@@ -83,8 +83,7 @@ function socketGone(code, options) {
 // no close, no error, for minutes, and every request on it times out. When the page sees a sign of one
 // (nothing arriving on the media path, a media connection `disconnected` or `failed`, the browser back
 // `online`, `navigator.connection` changing) it asks the server for a `pong`; nothing at all from that
-// socket within PROBE_TIMEOUT_MS and it is given up and rejoined at once. When the page knows the address
-// the socket used is gone (media.js), it gives the socket up without asking. A socket given up is not
+// socket within PROBE_TIMEOUT_MS and it is given up and rejoined at once. A socket given up is not
 // closed: one that was only slow stays open until the new one's join replaces it on the server (close 4005,
 // seat kept), so others never see a leave; it is closed after that join. The timeout is long enough for a
 // loaded server (at load 28 here, pongs took over 1 s and each false alarm cost a rejoin and new media).
