@@ -73,6 +73,8 @@ class Config:
     node_url: str = ""  # the control URL Django uses to reach this node (default http://<control host>:<port>)
     capacity_pps: float = DEFAULT_CAPACITY_PPS  # forwarded packets/s at which the node counts as full
     heartbeat_interval: float = 2.0  # seconds; the registration expires after 2.5 intervals
+    # Placements the heartbeat restores (Redis restarted empty) expire after this long unused, as Django's do.
+    room_placement_ttl: float = 12 * 3600.0
     draining: bool = False  # registered but takes no new rooms
     # Offer transport-wide congestion control to subscribers (send-side estimation: media_server/send_side.py
     # feeds media_server/bwe.py). The process reads MEDIA_TRANSPORT_CC and is OFF unless it is 1 (REMB only):
@@ -106,6 +108,11 @@ _OPTIONS: list[tuple[str, str, str]] = [
     ("MEDIA_NODE_URL", "--node-url", "control URL Django uses to reach this node (default http://host:port)"),
     ("MEDIA_CAPACITY_PPS", "--capacity-pps", "forwarded packets/s at which this node takes no new room (17000)"),
     ("MEDIA_HEARTBEAT_SECONDS", "--heartbeat", "registry heartbeat interval in seconds (2)"),
+    (
+        "MEDIA_ROOM_PLACEMENT_TTL_SECONDS",
+        "--room-placement-ttl",
+        "lifetime of a room placement the heartbeat restores, as Django's setting of that name (43200)",
+    ),
     (
         "MEDIA_MAX_VIDEO_MLINES",
         "--max-video-mlines",
@@ -223,6 +230,9 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
     turn_secret, turn_urls, turn_ttl = _parse_turn(values)
     capacity = _positive(values["MEDIA_CAPACITY_PPS"], "MEDIA_CAPACITY_PPS", DEFAULT_CAPACITY_PPS)
     heartbeat = _positive(values["MEDIA_HEARTBEAT_SECONDS"], "MEDIA_HEARTBEAT_SECONDS", 2.0)
+    placement_ttl = _positive(
+        values["MEDIA_ROOM_PLACEMENT_TTL_SECONDS"], "MEDIA_ROOM_PLACEMENT_TTL_SECONDS", Config.room_placement_ttl
+    )
     redis_url = values["MEDIA_REDIS_URL"] or ""
     if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("MEDIA_REDIS_URL must be a redis://, rediss:// or unix:// URL")
@@ -258,6 +268,7 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         node_url=(values["MEDIA_NODE_URL"] or f"http://{node_host}:{port}").rstrip("/"),
         capacity_pps=capacity,
         heartbeat_interval=heartbeat,
+        room_placement_ttl=placement_ttl,
         draining=bool(args.draining) or env.get("MEDIA_DRAINING", "") in ("1", "true", "yes"),
         transport_cc=env.get("MEDIA_TRANSPORT_CC", "0") in ("1", "true", "yes"),
         max_video_mlines=max_video_mlines,

@@ -427,3 +427,27 @@ def recording_stopped_event(room: str, recording: str, manifest: str) -> dict[st
 
 def recording_failed_event(room: str, recording: str, reason: str) -> dict[str, Any]:
     return {"type": "recording_failed", "room": room, "recording": recording, "reason": reason}
+
+
+# Node registry (docs/protocol.md §2): give rooms with no placement (Redis lost its keys: restarted empty)
+# back to ``node``, which still hosts them, unless failover took them from a node (an orphan, waiting for a
+# new placement). Run by the media node's heartbeat (its rooms) and by Django on a node's media events.
+# adopt_rooms(prefix, node, room ttl ms, may adopt, first): the rooms are ARGV[first], ARGV[first + 1], ...;
+# returns those placed on another node.
+ADOPT_ROOMS_LUA = """
+local function adopt_rooms(p, node, ttl, may_adopt, first)
+  local elsewhere = {}
+  for i = first, #ARGV do
+    local room = ARGV[i]
+    local room_key = p .. ':media:room:' .. room
+    local host = redis.call('GET', room_key)
+    if not host and may_adopt and not redis.call('ZSCORE', p .. ':media:orphans', room) then
+      redis.call('SET', room_key, node, 'PX', ttl)
+      redis.call('SADD', p .. ':media:rooms:' .. node, room)
+      host = node
+    end
+    if host ~= node then table.insert(elsewhere, room) end
+  end
+  return elsewhere
+end
+"""

@@ -8,6 +8,9 @@ Key layout (docs/protocol.md §2 "Node registry", protocol version 1; ``<p>`` is
 * ``<p>:media:expires``: sorted set, node → when its registration expires (Redis ``TIME`` of the last
   heartbeat + ``ttl``, in ms); 0 after a clean shutdown.
 
+Each heartbeat also re-announces the node's rooms, so that after Redis restarts empty a room's placement
+is back within one heartbeat, without waiting for the node's next media event (which Django adopts too).
+
 Django (``rooms.media_nodes``) owns the room keys (``<p>:media:room:<room>``, ``<p>:media:rooms:<node>``)
 and fails over nodes whose registration has expired. A node that finds itself declared dead
 (its heartbeat came too late, or another process registered under its ID) closes every room: its
@@ -29,7 +32,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import EqualJitterBackoff
 from redis.exceptions import RedisError
 
-from .protocol import PROTOCOL_VERSION
+from .protocol import ADOPT_ROOMS_LUA, PROTOCOL_VERSION
 from .service import MediaService
 
 logger = logging.getLogger(__name__)
@@ -38,11 +41,15 @@ TTL_INTERVALS = 2.5  # a registration expires after this many heartbeat interval
 ROOM_WEIGHT = 0.001  # placement score per room, so that idle nodes still take turns
 
 # KEYS: record, load, expires, rooms (Django's set of rooms placed on this node). ARGV: node, boot,
-# record JSON, score, ttl ms. Returns "new" (registered), "ok" (refreshed), "expired" (too late, and
-# rooms were placed here: Django fails this node over; it registers as "new" once it has) or
-# "restarted" (the record belongs to an earlier process with this node ID: it is expired now, so
-# that its rooms fail over). An expired node without rooms has nothing to fail over: it registers.
-HEARTBEAT_SCRIPT = """
+# record JSON, score, ttl ms, prefix, room placement ttl ms, then the rooms this node hosts. Returns
+# "new" (registered), "ok" (refreshed), "expired" (too late, and rooms were placed here: Django fails
+# this node over; it registers as "new" once it has) or "restarted" (the record belongs to an earlier
+# process with this node ID: it is expired now, so that its rooms fail over). An expired node without
+# rooms has nothing to fail over: it registers. A registered node re-announces its rooms: those without
+# a placement (Redis restarted empty) are placed back on it, unless failover took them (ADOPT_ROOMS_LUA).
+HEARTBEAT_SCRIPT = (
+    ADOPT_ROOMS_LUA
+    + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local expires = redis.call('ZSCORE', KEYS[3], ARGV[1])
@@ -61,9 +68,11 @@ end
 redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[5])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[1])
+adopt_rooms(ARGV[6], ARGV[1], ARGV[7], true, 8)
 if expires then return 'ok' end
 return 'new'
 """
+)
 
 # KEYS: record, load, expires. ARGV: node, boot. A clean shutdown: no new rooms, and the rooms this
 # node had fail over at once (its registration expired at time 0) instead of after the TTL.
@@ -108,6 +117,8 @@ class NodeRegistrar:
         self.boot = secrets.token_hex(8)  # tells this process apart from an earlier one with the same node ID
         self.interval = config.heartbeat_interval
         self.ttl_ms = int(config.heartbeat_interval * TTL_INTERVALS * 1000)
+        self.prefix = config.redis_prefix
+        self.room_ttl_ms = int(config.room_placement_ttl * 1000)
         self.started_at = time.time()
         # A pooled connection that died (Redis restarted) is replaced and the heartbeat retried at once (≤ 0.7 s),
         # so a Redis restart does not cost this node a heartbeat; Django's clients use the same policy.
@@ -181,6 +192,9 @@ class NodeRegistrar:
                 json.dumps(record),
                 "+inf" if math.isinf(score) else repr(score),
                 self.ttl_ms,
+                self.prefix,
+                self.room_ttl_ms,
+                *self.service.rooms,
             ],
         )
         state = answer.decode() if isinstance(answer, bytes) else str(answer)

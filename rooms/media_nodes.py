@@ -33,6 +33,7 @@ from redis import asyncio as aioredis
 from redis.commands.core import AsyncScript, Script
 
 from conference.redis_retry import redis_retry
+from media_server.protocol import ADOPT_ROOMS_LUA
 
 ROOM_WEIGHT = 0.001  # placement score added per room placed (as media_server/registry.py counts rooms)
 CANDIDATES = 16  # least loaded nodes looked at per placement (dead ones are skipped until failed over)
@@ -247,26 +248,15 @@ return 0
 """
 
 
-# ARGV: prefix, node, room ttl ms, room... The rooms this live node reports media for but that have no placement (Redis lost
-# its keys: restarted empty) are placed back on it, unless failover took them from a node (orphans). Returns
-# the rooms now placed elsewhere (their events are stale).
-ADOPT_SCRIPT = """
-local p, node = ARGV[1], ARGV[2]
-local live = redis.call('EXISTS', p .. ':media:node:' .. node) == 1
-local elsewhere = {}
-for i = 4, #ARGV do
-  local room = ARGV[i]
-  local room_key = p .. ':media:room:' .. room
-  local host = redis.call('GET', room_key)
-  if not host and live and not redis.call('ZSCORE', p .. ':media:orphans', room) then
-    redis.call('SET', room_key, node, 'PX', ARGV[3])
-    redis.call('SADD', p .. ':media:rooms:' .. node, room)
-    host = node
-  end
-  if host ~= node then table.insert(elsewhere, room) end
-end
-return elsewhere
+# ARGV: prefix, node, room ttl ms, room... The rooms this live node reports media for but that have no placement
+# are placed back on it (ADOPT_ROOMS_LUA). Returns the rooms now placed elsewhere (their events are stale).
+ADOPT_SCRIPT = (
+    ADOPT_ROOMS_LUA
+    + """
+local live = redis.call('EXISTS', ARGV[1] .. ':media:node:' .. ARGV[2]) == 1
+return adopt_rooms(ARGV[1], ARGV[2], ARGV[3], live, 4)
 """
+)
 
 # ARGV: prefix, max age ms. Drops orphans older than that; returns the others (rooms failed over, not placed since).
 ORPHANS_SCRIPT = """

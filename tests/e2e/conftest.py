@@ -35,13 +35,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import CHROMIUM, chromium_args
+from e2e_helpers import CHROMIUM, chromium_args, second_chromium
 from firefox_harness import DENY_DEVICES, FirefoxDriver, FirefoxPage, VirtualDisplay, firefox_missing, xvfb_missing
 from topology import (
+    ServiceStack,
     Topology,
     free_port,
     nginx_command,
     render_nginx,
+    service_stack,
     topology_from_env,
     topology_missing,
     wait_http,
@@ -130,6 +132,11 @@ class Netns:
                 "ip", "netns", "exec", self.name, "iptables", "-A", chain, "-p", "udp", "-m", "statistic",
                 "--mode", "random", "--probability", str(probability), "-j", "DROP",
             )  # fmt: skip
+
+    @property
+    def ns_if(self) -> str:
+        """The namespace's end of the veth pair."""
+        return self.host_if[:-1] + "n"
 
     def destroy(self) -> None:
         subprocess.run(["ip", "link", "del", self.host_if], capture_output=True)
@@ -419,6 +426,34 @@ def browser(netns: Netns, stack: Stack) -> Iterator[Any]:
             browser.close()
     finally:
         playwright.stop()
+
+
+@pytest.fixture(scope="module")
+def own_stack(request: pytest.FixtureRequest, netns: Netns, stack: Stack) -> Iterator[ServiceStack]:
+    """A stack the test module owns, to kill and restart (topology.service_stack): one daphne and the media
+    nodes named by the module's ``OWN_MEDIA_NODES``, registered in Redis under a private prefix."""
+    name = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    prefix = redis_test_prefix(f"e2e{name}")
+    try:
+        with service_stack(
+            name=name,
+            host_ip=netns.host_ip,
+            base_env=stack.env,
+            workdir=stack.workdir,
+            redis_url=redis_test_url(),
+            prefix=prefix,
+            media_nodes=list(request.module.OWN_MEDIA_NODES),
+        ) as result:
+            yield result
+    finally:
+        redis_delete_prefix(prefix)
+
+
+@pytest.fixture(scope="module")
+def own_browser(browser: Any, own_stack: ServiceStack) -> Iterator[Any]:
+    """A second Chromium from the same (namespaced) Playwright driver: ``own_stack``'s origin is another port."""
+    with second_chromium(browser, own_stack.base_url) as second:
+        yield second
 
 
 @pytest.fixture(scope="session")

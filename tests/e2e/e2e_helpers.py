@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 CHROMIUM = "/usr/bin/chromium"
@@ -179,3 +181,37 @@ def wait_until(predicate: Any, *, timeout: float = 15.0, interval: float = 0.25,
             return
         time.sleep(interval)
     raise AssertionError(message or "condition not met in time")
+
+
+def video_back(
+    pending: dict[str, tuple[Any, str]], *, since: float, timeout: float, event: str, ready: Any = None
+) -> dict[str, float]:
+    """Seconds after ``since`` (time.monotonic()) at which each page decodes rising video again.
+
+    ``pending``: name -> (page, the participant whose video it should get); ``ready(page)``: an extra
+    condition checked first (e.g. a new subscribe connection). Each figure is the end of a 0.5 s sampling
+    window, so it may be up to about 0.6 s late. Fails, saying ``event``, when a page is not back in time.
+    """
+    pending = dict(pending)
+    recovered: dict[str, float] = {}
+    while pending and time.monotonic() - since < timeout:
+        for name, (page, other) in list(pending.items()):
+            if (ready is None or ready(page)) and not media_flowing(page, other, audio=False, window=0.5):
+                recovered[name] = round(time.monotonic() - since, 2)
+                del pending[name]
+    for name, (page, other) in pending.items():
+        raise AssertionError(
+            f"{name}: no video from {other} within {timeout} s of {event}; state {debug_state(page)}; "
+            f"console: {page.console_lines[-30:]}"
+        )
+    return recovered
+
+
+@contextlib.contextmanager
+def second_chromium(browser: Any, origin: str) -> Iterator[Any]:
+    """Another Chromium from the same (namespaced) Playwright driver, for a stack of its own on ``origin``."""
+    second = browser.browser_type.launch(executable_path=CHROMIUM, headless=True, args=chromium_args(origin))
+    try:
+        yield second
+    finally:
+        second.close()

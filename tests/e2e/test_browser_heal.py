@@ -8,164 +8,124 @@ server registered in Redis under a private prefix, both started by this module s
   the same socket (no reload, nobody leaves) until video flows again.
 * UDP to and from the browsers is dropped for 10 s (iptables in their namespace): the peer connections
   go disconnected and are rebuilt, with backoff, until media flows again; the socket never closes.
+* The browsers' address and route change (a network change): the pages open a new socket (same
+  participant, rejoin token) and new peer connections; nobody is told anyone left.
 * daphne is killed while three people type chat, and restarted: every message typed is stored exactly
   once, and every page ends with the same log, ordered by ``seq``.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import signal
+import contextlib
 import subprocess
-import sys
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from e2e_helpers import (
-    CHROMIUM,
-    chromium_args,
     create_room,
-    debug_state,
     join_call,
     log_in,
-    media_flowing,
     new_page,
     participant_id,
+    video_back,
     wait_media,
     wait_until,
 )
-from topology import free_port, wait_http
+from topology import ServiceStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
-ROOT = Path(__file__).resolve().parents[2]
+OWN_MEDIA_NODES = ("heal-media",)  # conftest's own_stack starts it; a test kills and restarts it
 # Generous bounds (a busy 2-core machine): the figures are printed, not asserted.
 MEDIA_BACK_SECONDS = 45.0
 CHAT_BACK_SECONDS = 60.0
 
 
-@dataclass
-class HealStack:
-    """What e2e_helpers.new_page needs (``base_url``), and processes this module may kill and restart."""
-
-    base_url: str
-    env: dict[str, str]
-    workdir: Path
-    commands: dict[str, tuple[list[str], dict[str, str], str]] = field(default_factory=dict)
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def start(self, name: str) -> None:
-        cmd, changes, health = self.commands[name]
-        log = self.workdir / f"heal-{name}.log"
-        with log.open("ab") as out:
-            proc = subprocess.Popen(cmd, cwd=ROOT, env={**self.env, **changes}, stdout=out, stderr=subprocess.STDOUT)
-        self.procs[name] = proc
-        wait_http(health, proc, log)
-
-    def kill(self, name: str) -> None:
-        proc = self.procs[name]
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-
-    def registered(self) -> list[str]:
-        client = redis.Redis.from_url(self.env["MEDIA_REDIS_URL"])
-        try:
-            keys = client.keys(f"{self.env['MEDIA_REDIS_PREFIX']}:media:node:*")
-            records = [json.loads(r) for r in client.mget(keys) if r is not None] if keys else []
-        finally:
-            client.close()
-        return sorted(r["node"] for r in records)
-
-    def log_tail(self, name: str, chars: int = 3000) -> str:
-        path = self.workdir / f"heal-{name}.log"
-        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+# Installed before the page's scripts: ``window.__log`` gets [Date.now(), what] for each socket the page opens,
+# each roster or media frame any of them receives, and each socket:/media: console line. Timed in the page:
+# Playwright's sync API only delivers its own events while the test calls into it.
+WATCH_JS = """(() => {
+window.__log = [];
+const note = (what) => window.__log.push([Date.now(), what]);
+for (const level of ["info", "warn"]) {
+  const original = console[level];
+  console[level] = (...args) => {
+    const text = args.map(String).join(" ");
+    if (/^(socket|media):/.test(text)) note(text);
+    return original.apply(console, args);
+  };
+}
+const PageSocket = window.WebSocket;
+window.WebSocket = class extends PageSocket {
+  constructor(...args) {
+    super(...args);
+    note(`socket ${args[0]}`);
+    this.addEventListener("message", (event) => {
+      let f;
+      try { f = JSON.parse(event.data); } catch { return; }
+      if (["participant_joined", "participant_left", "media_reconnect", "error"].includes(f.type)) {
+        note(`${f.type} ${f.participantId || f.participant?.participantId || f.reason || f.code || ""}`);
+      }
+    });
+  }
+};
+})();
+"""
 
 
-@pytest.fixture(scope="module")
-def heal_stack(netns: Any, stack: Any) -> Iterator[HealStack]:
-    redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-    web_port = free_port(netns.host_ip)
-    media_port = free_port("127.0.0.1")
-    base_url = f"http://{netns.host_ip}:{web_port}"
-    tag = f"e2eheal{os.getpid()}"
-    env = {
-        **stack.env,
-        "DJANGO_CSRF_TRUSTED_ORIGINS": base_url,
-        "PUBLIC_BASE_URL": base_url,
-        "MEDIA_EVENTS_URL": f"{base_url}/internal/media/v1/events",
-        "CHANNEL_PREFIX": tag,
-        "MEDIA_REDIS_URL": redis_url,
-        "MEDIA_REDIS_PREFIX": tag,
-    }
-    result = HealStack(base_url=base_url, env=env, workdir=stack.workdir)
-    web = [sys.executable, "-m", "daphne", "-b", netns.host_ip, "-p", str(web_port), "conference.asgi:application"]
-    result.commands["web"] = (web, {}, f"{base_url}/healthz")
-    result.commands["media"] = (
-        [sys.executable, "-m", "media_server"],
-        {"MEDIA_CONTROL_PORT": str(media_port), "MEDIA_NODE_ID": "heal-media"},
-        f"http://127.0.0.1:{media_port}/v1/health",
-    )
-    try:
-        result.start("media")
-        result.start("web")  # also starts its failover monitor
-        wait_until(lambda: result.registered() == ["heal-media"], timeout=20, message="the media node did not register")
-        yield result
-    finally:
-        for proc in result.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in result.procs.values():
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=f"{tag}:*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+def _watch(page: Any) -> Any:
+    """Start ``window.__log`` (WATCH_JS) on the page's next navigation; returns the page."""
+    page.add_init_script(WATCH_JS)
+    return page
 
 
-@pytest.fixture(scope="module")
-def heal_browser(browser: Any, heal_stack: HealStack) -> Iterator[Any]:
-    """A second Chromium from the same (namespaced) Playwright driver: this stack's origin is another port."""
-    second = browser.browser_type.launch(
-        executable_path=CHROMIUM, headless=True, args=chromium_args(heal_stack.base_url)
-    )
-    try:
-        yield second
-    finally:
-        second.close()
+def _log(page: Any, since: float) -> list[tuple[float, str]]:
+    """The page's log from ``since`` (time.monotonic()) on, in seconds after it."""
+    now_ms, entries = page.evaluate("() => [Date.now(), window.__log]")
+    since_ms = now_ms - (time.monotonic() - since) * 1000
+    return [(round((t - since_ms) / 1000, 2), what[:70]) for t, what in entries if t >= since_ms - 1000]
+
+
+def _timeline(pages: dict[str, Any], since: float) -> None:
+    """Print what each page did from ``since`` on (for the record: where the recovery time goes)."""
+    for name, page in pages.items():
+        print(name, _log(page, since))
 
 
 def _join(
-    browser: Any, contexts: list[Any], heal_stack: HealStack, users: dict[str, str], who: str, room_id: str
+    browser: Any, contexts: list[Any], own_stack: ServiceStack, users: dict[str, str], who: str, room_id: str
 ) -> Any:
-    page = new_page(browser, contexts, heal_stack)
+    page = _watch(new_page(browser, contexts, own_stack))
     log_in(page, who, users[who])
     join_call(page, room_id)
     page.evaluate("() => { window.__sameDocument = true; }")  # a reload would lose it
     return page
 
 
-def test_the_call_comes_back_after_its_only_media_server_is_killed_and_restarted(
-    heal_browser: Any, heal_stack: HealStack, contexts: list[Any], users: dict[str, str]
-) -> None:
-    """No reload, no leave/join: the pages retry with backoff until the restarted server takes the room."""
-    host = new_page(heal_browser, contexts, heal_stack)
+def _two_in_a_call(
+    browser: Any, contexts: list[Any], own_stack: ServiceStack, users: dict[str, str], title: str
+) -> tuple[Any, Any, str, str]:
+    """hana creates a room and ravi joins it; returns once each decodes the other's audio and video:
+    (host page, guest page, host's participantId, guest's)."""
+    host = _watch(new_page(browser, contexts, own_stack))
     log_in(host, "hana", users["hana"])
-    room_id = create_room(host, "Media restart")
+    room_id = create_room(host, title)
     join_call(host, room_id)
     host.evaluate("() => { window.__sameDocument = true; }")
-    guest = _join(heal_browser, contexts, heal_stack, users, "ravi", room_id)
+    guest = _join(browser, contexts, own_stack, users, "ravi", room_id)
     host_id, guest_id = participant_id(host), participant_id(guest)
     wait_media(host, guest_id)
     wait_media(guest, host_id)
+    return host, guest, host_id, guest_id
+
+
+def test_the_call_comes_back_after_its_only_media_server_is_killed_and_restarted(
+    own_browser: Any, own_stack: ServiceStack, contexts: list[Any], users: dict[str, str]
+) -> None:
+    """No reload, no leave/join: the pages retry with backoff until the restarted server takes the room."""
+    host, guest, host_id, guest_id = _two_in_a_call(own_browser, contexts, own_stack, users, "Media restart")
     for page in (host, guest):  # record every status the pill shows from now on
         page.evaluate(
             """() => { window.__statuses = []; const node = document.getElementById("conn-status");
@@ -173,7 +133,7 @@ def test_the_call_comes_back_after_its_only_media_server_is_killed_and_restarted
                 .observe(node, {childList: true, characterData: true, subtree: true}); }"""
         )
 
-    heal_stack.kill("media")
+    own_stack.kill("heal-media")
     # Down long enough for the pages to notice (media_reconnect from the monitor, failed connections) and to
     # fail a few publish/subscribe attempts against a web tier without a media server.
     wait_until(
@@ -185,23 +145,30 @@ def test_the_call_comes_back_after_its_only_media_server_is_killed_and_restarted
         message="the pages did not say media is being reconnected",
     )
     time.sleep(3)
-    heal_stack.start("media")
-    wait_until(lambda: heal_stack.registered() == ["heal-media"], timeout=20, message="the media node did not register")
-    registered_at = time.monotonic()
+    wait_until(lambda: own_stack.registered() == [], timeout=10, message="the killed node was not failed over")
+    registered: list[float] = []
 
-    recovered: dict[str, float] = {}
-    pending = {"host": (host, guest_id), "guest": (guest, host_id)}
-    while pending and time.monotonic() - registered_at < MEDIA_BACK_SECONDS:
-        for name, (page, other) in list(pending.items()):
-            if not media_flowing(page, other, audio=False, window=0.5):
-                recovered[name] = time.monotonic() - registered_at
-                del pending[name]
-    for name, (page, other) in pending.items():
-        raise AssertionError(
-            f"{name}: no video from {other} within {MEDIA_BACK_SECONDS} s of the restart; state {debug_state(page)}; "
-            f"console: {page.console_lines[-30:]}; web log: {heal_stack.log_tail('web')}"
-        )
+    def watch_registration() -> None:  # while start() waits for the health check
+        deadline = time.monotonic() + 30
+        while not registered and time.monotonic() < deadline:
+            if own_stack.registered():
+                registered.append(time.monotonic())
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch_registration)
+    watcher.start()
+    own_stack.start("heal-media")
+    watcher.join()
+    assert registered, "the restarted media server did not register"
+    registered_at = registered[0]
+    recovered = video_back(
+        {"host": (host, guest_id), "guest": (guest, host_id)},
+        since=registered_at,
+        timeout=MEDIA_BACK_SECONDS,
+        event="the restarted media server registering",
+    )
     print(f"\nvideo decoded again {recovered} s after the restarted media server registered")
+    _timeline({"host": host, "guest": guest}, registered_at)
     wait_media(host, guest_id)  # and audio too, both ways
     wait_media(guest, host_id)
     for page, other in ((host, guest_id), (guest, host_id)):
@@ -230,27 +197,27 @@ def _type(page: Any, who: str, batch: str, count: int) -> list[str]:
 
 
 def test_chat_typed_while_daphne_is_killed_is_delivered_exactly_once_in_the_same_order_everywhere(
-    heal_browser: Any, heal_stack: HealStack, contexts: list[Any], users: dict[str, str]
+    own_browser: Any, own_stack: ServiceStack, contexts: list[Any], users: dict[str, str]
 ) -> None:
-    host = new_page(heal_browser, contexts, heal_stack)
+    host = new_page(own_browser, contexts, own_stack)
     log_in(host, "hana", users["hana"])
     room_id = create_room(host, "Chat outage")
     join_call(host, room_id)
-    pages = {"hana": host, "ravi": _join(heal_browser, contexts, heal_stack, users, "ravi", room_id)}
-    pages["mona"] = _join(heal_browser, contexts, heal_stack, users, "mona", room_id)
+    pages = {"hana": host, "ravi": _join(own_browser, contexts, own_stack, users, "ravi", room_id)}
+    pages["mona"] = _join(own_browser, contexts, own_stack, users, "mona", room_id)
     for page in pages.values():
         page.click("#btn-chat")
     typed: list[str] = []
     for who, page in pages.items():
         typed += _type(page, who, "before", 3)
 
-    heal_stack.kill("web")
+    own_stack.kill("web")
     for who, page in pages.items():  # while the web process is gone: the outbox holds them
         typed += _type(page, who, "during", 8)
     time.sleep(2)
     for who, page in pages.items():
         typed += _type(page, who, "still down", 4)
-    heal_stack.start("web")
+    own_stack.start("web")
     for who, page in pages.items():  # while the pages are reconnecting
         typed += _type(page, who, "after", 3)
 
@@ -294,18 +261,10 @@ def _udp(netns: Any, action: str) -> None:
 
 
 def test_media_comes_back_after_udp_is_dropped_for_10_s_without_a_rejoin(
-    heal_browser: Any, heal_stack: HealStack, netns: Any, contexts: list[Any], users: dict[str, str]
+    own_browser: Any, own_stack: ServiceStack, netns: Any, contexts: list[Any], users: dict[str, str]
 ) -> None:
     """The socket (TCP) stays up; the peer connections go disconnected and are rebuilt until UDP works again."""
-    host = new_page(heal_browser, contexts, heal_stack)
-    log_in(host, "hana", users["hana"])
-    room_id = create_room(host, "UDP outage")
-    join_call(host, room_id)
-    host.evaluate("() => { window.__sameDocument = true; }")
-    guest = _join(heal_browser, contexts, heal_stack, users, "ravi", room_id)
-    host_id, guest_id = participant_id(host), participant_id(guest)
-    wait_media(host, guest_id)
-    wait_media(guest, host_id)
+    host, guest, host_id, guest_id = _two_in_a_call(own_browser, contexts, own_stack, users, "UDP outage")
     for page in (host, guest):
         page.evaluate("() => { window.__oldSubscribe = window.conferenceCall.pcs.subscribe; }")
     _udp(netns, "-I")
@@ -314,18 +273,12 @@ def test_media_comes_back_after_udp_is_dropped_for_10_s_without_a_rejoin(
     finally:
         _udp(netns, "-D")
     restored_at = time.monotonic()
-    recovered: dict[str, float] = {}
-    pending = {"host": (host, guest_id), "guest": (guest, host_id)}
-    while pending and time.monotonic() - restored_at < MEDIA_BACK_SECONDS:
-        for name, (page, other) in list(pending.items()):
-            if not media_flowing(page, other, audio=False, window=0.5):
-                recovered[name] = time.monotonic() - restored_at
-                del pending[name]
-    for name, (page, other) in pending.items():
-        raise AssertionError(
-            f"{name}: no video from {other} within {MEDIA_BACK_SECONDS} s of UDP coming back; state "
-            f"{debug_state(page)}; console: {page.console_lines[-30:]}"
-        )
+    recovered = video_back(
+        {"host": (host, guest_id), "guest": (guest, host_id)},
+        since=restored_at,
+        timeout=MEDIA_BACK_SECONDS,
+        event="UDP coming back",
+    )
     print(f"\nvideo decoded again {recovered} s after UDP was restored")
     for page, other in ((host, guest_id), (guest, host_id)):
         wait_media(page, other)  # audio too
@@ -334,3 +287,70 @@ def test_media_comes_back_after_udp_is_dropped_for_10_s_without_a_rejoin(
         # Rebuilt: a new subscribe connection, on the same socket.
         assert page.evaluate("() => window.conferenceCall.pcs.subscribe !== window.__oldSubscribe")
     assert participant_id(host) == host_id and participant_id(guest) == guest_id
+
+
+def _ip(netns: Any, *args: str, inside: bool = True) -> None:
+    prefix = ["ip", "netns", "exec", netns.name] if inside else []
+    subprocess.run([*prefix, "ip", *args], check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def _renumbered(netns: Any) -> Iterator[str]:
+    """Move the browsers to another address on another subnet, as a network change does (a new Wi-Fi).
+
+    The namespace's address and its default route change; the host end of the veth gets an address on the
+    new subnet (its gateway), so the servers, still on ``netns.host_ip``, reach the browsers there. Every
+    socket and peer connection bound to the old address is left dangling. Undone afterwards.
+    """
+    old_prefix = netns.ns_ip.rsplit(".", 2)[0]  # 10.231
+    index = netns.ns_ip.split(".")[2]
+    new_net = f"10.{int(old_prefix.split('.')[1]) + 1}.{index}"
+    new_ip, gateway = f"{new_net}.2", f"{new_net}.1"
+    _ip(netns, "addr", "add", f"{gateway}/24", "dev", netns.host_if, inside=False)
+    _ip(netns, "addr", "del", f"{netns.ns_ip}/24", "dev", netns.ns_if)  # takes the default route with it
+    _ip(netns, "addr", "add", f"{new_ip}/24", "dev", netns.ns_if)
+    _ip(netns, "route", "replace", "default", "via", gateway)
+    try:
+        yield new_ip
+    finally:
+        subprocess.run(["ip", "netns", "exec", netns.name, "ip", "addr", "del", f"{new_ip}/24", "dev", netns.ns_if])
+        subprocess.run(["ip", "addr", "del", f"{gateway}/24", "dev", netns.host_if])
+        _ip(netns, "addr", "add", f"{netns.ns_ip}/24", "dev", netns.ns_if)
+        _ip(netns, "route", "replace", "default", "via", netns.host_ip)
+
+
+def test_media_comes_back_after_the_browsers_address_and_route_change_with_nobody_leaving(
+    own_browser: Any, own_stack: ServiceStack, netns: Any, contexts: list[Any], users: dict[str, str]
+) -> None:
+    """A network change mid-call: the pages' old address disappears and a new one on another subnet takes
+    its place. Their sockets and peer connections are dead; each page notices, opens a new socket with its
+    rejoin token and new peer connections, and audio and video flow again; same participants, same
+    documents, and neither page is ever told the other left."""
+    host, guest, host_id, guest_id = _two_in_a_call(own_browser, contexts, own_stack, users, "Network change")
+
+    pages = {"host": host, "guest": guest}
+    for page in pages.values():
+        page.evaluate("() => { window.__oldSubscribe = window.conferenceCall.pcs.subscribe; }")
+    with _renumbered(netns) as new_ip:
+        usable_at = time.monotonic()
+        recovered = video_back(
+            {"host": (host, guest_id), "guest": (guest, host_id)},
+            since=usable_at,
+            timeout=MEDIA_BACK_SECONDS,
+            event=f"the move to {new_ip}",
+            # Frames already buffered are still decoded for a moment over the dead path: only a new one counts.
+            ready=lambda page: page.evaluate("() => window.conferenceCall.pcs.subscribe !== window.__oldSubscribe"),
+        )
+        print(f"\nvideo decoded again {recovered} s after the new address {new_ip} was usable")
+        for page, other in ((host, guest_id), (guest, host_id)):
+            wait_media(page, other)  # audio too, both ways
+        audio_at = round(time.monotonic() - usable_at, 2)
+        print(f"audio and video both ways (2 s windows) by {audio_at} s")
+        for page, other in ((host, guest_id), (guest, host_id)):
+            assert page.evaluate("() => window.__sameDocument === true")  # never reloaded
+            assert page.evaluate("(id) => window.conferenceCall.participants.has(id)", other)
+            assert page.evaluate("() => window.conferenceCall.phase") == "call"
+    assert participant_id(host) == host_id and participant_id(guest) == guest_id  # the same participants
+    left = {name: [e for e in _log(page, 0) if e[1].startswith("participant_left")] for name, page in pages.items()}
+    assert left == {"host": [], "guest": []}, f"a page was told someone left: {left}"
+    _timeline(pages, usable_at)

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import CHROMIUM, chromium_args, create_room, join_call, log_in, new_page, participant_id, wait_media
+from e2e_helpers import create_room, join_call, log_in, new_page, participant_id, second_chromium, wait_media
 
 from media_server.turn import turn_credentials
 
@@ -279,15 +279,8 @@ def turn_stack(netns: Any, stack: Any, coturn: Coturn) -> Iterator[TurnStack]:
 @pytest.fixture(scope="module")
 def turn_browser(browser: Any, turn_stack: TurnStack) -> Iterator[Any]:
     """A second Chromium from the same (namespaced) Playwright driver: this stack's origin is another port."""
-    second = browser.browser_type.launch(
-        executable_path=CHROMIUM,
-        headless=True,
-        args=chromium_args(turn_stack.base_url),
-    )
-    try:
+    with second_chromium(browser, turn_stack.base_url) as second:
         yield second
-    finally:
-        second.close()
 
 
 @pytest.fixture

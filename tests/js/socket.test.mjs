@@ -139,3 +139,68 @@ test("a refused rejoin (removed) ends the call instead of retrying", async () =>
     assert.deepEqual(ended, ["removed"]);
   }
 });
+
+test("a socket that answers the probe is kept", async () => {
+  reset();
+  const ws = socket.openSocket();
+  ws.open();
+  socket.probeSocket(1000);
+  socket.probeSocket(1000); // one probe at a time
+  const pings = ws.sent.filter((f) => f.type === "ping");
+  assert.equal(pings.length, 1);
+  ws.receive({ type: "pong", ref: pings[0].ref });
+  await settle();
+  mock.timers.tick(5000);
+  await settle();
+  assert.equal(state.ws, ws);
+  assert.equal(ws.closed, null);
+});
+
+test("a socket that does not answer the probe is given up and rejoined at once; closed after the new join", async () => {
+  reset();
+  const rejoins = [];
+  socket.configureSocket({ onReconnecting: () => {}, rejoin: async () => { rejoins.push(1); return { ws_url: "ws://new/", token: "t2" }; } });
+  const ws = socket.openSocket();
+  ws.open();
+  const pending = socket.request({ type: "subscribe" });
+  socket.probeSocket(1000);
+  mock.timers.tick(1001);
+  await assert.rejects(pending, /socket closed/);
+  assert.equal(state.ws, null);
+  assert.equal(ws.closed, null); // not closed yet: a slow socket must not make the server see a leave
+  mock.timers.tick(0);
+  await settle();
+  assert.equal(rejoins.length, 1);
+  const next = FakeSocket.all.at(-1);
+  assert.equal(next.url, "ws://new/");
+  ws.drop(4005); // the server replaced it: not this page's socket any more, nothing happens
+  assert.equal(state.ws, next);
+  socket.socketJoined();
+  assert.notEqual(ws.closed, null);
+});
+
+test("a socket that is slow but not silent during the probe is kept", async () => {
+  reset();
+  const ws = socket.openSocket();
+  ws.open();
+  socket.probeSocket(1000);
+  ws.receive({ type: "participant_updated", participant: null }); // something came back: alive, just slow
+  mock.timers.tick(1001);
+  await settle();
+  assert.equal(state.ws, ws);
+});
+
+test("giving the socket up (its address is gone) rejoins at once without a probe", async () => {
+  reset();
+  const rejoins = [];
+  socket.configureSocket({ onReconnecting: () => {}, rejoin: async () => { rejoins.push(1); return { ws_url: "ws://new/", token: "t2" }; } });
+  const ws = socket.openSocket();
+  ws.open();
+  socket.giveUpSocket("address gone");
+  assert.equal(state.ws, null);
+  assert.equal(ws.closed, null);
+  mock.timers.tick(0);
+  await settle();
+  assert.equal(rejoins.length, 1);
+  assert.equal(FakeSocket.all.at(-1).url, "ws://new/");
+});

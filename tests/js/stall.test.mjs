@@ -50,3 +50,24 @@ test("a forwarded screen share without packets is a stall; one of someone who le
   assert.equal(findStalledTrack(base({ trackInfo, forwardedVideo: new Set(["a:screen", "gone:camera"]) })), "4");
   assert.equal(findStalledTrack(base({ trackInfo: new Map([["5", trackInfo.get("5")]]), forwardedVideo: new Set(["gone:camera"]) })), null);
 });
+
+test("a path silent for 1 s while connected is checked, at most every 5 s; any byte or no connection resets it", async () => {
+  const { PathWatch, PATH_SILENT_MS, PATH_CHECK_MIN_MS } = await import("../../static/js/call/stall.js");
+  const watch = new PathWatch();
+  assert.equal(watch.sample(0, 100), false);
+  assert.equal(watch.sample(PATH_SILENT_MS - 100, 100), false);
+  assert.equal(watch.sample(PATH_SILENT_MS, 100), true);
+  assert.equal(watch.sample(PATH_SILENT_MS + 500, 100), false); // just checked
+  assert.equal(watch.sample(PATH_CHECK_MIN_MS + PATH_SILENT_MS, 100), true);
+  const fresh = new PathWatch();
+  fresh.sample(0, 100);
+  assert.equal(fresh.sample(1000, 200), false); // bytes flow
+  assert.equal(fresh.sample(1500, 200), false);
+  assert.equal(fresh.sample(2000, 200), true);
+  const idle = new PathWatch();
+  idle.sample(0, null);
+  assert.equal(idle.sample(5000, null), false); // nothing connected: nothing to judge
+  assert.equal(idle.sample(5500, 10), false);
+  assert.equal(idle.sample(6000, 10), false);
+  assert.equal(idle.sample(6500, 10), true);
+});

@@ -17,6 +17,7 @@ from media_server.events import EventSink
 from media_server.registry import NodeRegistrar, placement_score
 from media_server.service import MediaService
 from tests.conftest import redis_test_prefix, redis_test_url
+from tests.procs import PrivateRedis
 
 REDIS_URL = redis_test_url()
 
@@ -35,7 +36,7 @@ async def redis_prefix() -> AsyncIterator[tuple[aioredis.Redis, str]]:
 def make_service(media_config: Any, prefix: str, **changes: Any) -> MediaService:
     config = dataclasses.replace(
         media_config,
-        redis_url=REDIS_URL,
+        redis_url=changes.pop("redis_url", REDIS_URL),
         redis_prefix=prefix,
         node_url="http://10.0.0.7:8790",
         heartbeat_interval=0.2,
@@ -167,13 +168,52 @@ def test_registry_configuration_from_environment_and_flags() -> None:
     assert config.redis_prefix == "conference"
     assert config.capacity_pps == 5000
     assert config.heartbeat_interval == 2.0
+    assert config.room_placement_ttl == 43200
     assert config.node_url == "http://10.1.2.3:8801"
     assert config.draining is False
     config = parse_config(["--draining"], env={"MEDIA_DEV": "1", "MEDIA_NODE_URL": "http://media-7:8790/"})
     assert config.draining is True and config.node_url == "http://media-7:8790" and config.redis_url == ""
-    for bad in ({"MEDIA_REDIS_URL": "http://nope"}, {"MEDIA_CAPACITY_PPS": "-1"}, {"MEDIA_HEARTBEAT_SECONDS": "x"}):
+    for bad in (
+        {"MEDIA_REDIS_URL": "http://nope"},
+        {"MEDIA_CAPACITY_PPS": "-1"},
+        {"MEDIA_HEARTBEAT_SECONDS": "x"},
+        {"MEDIA_ROOM_PLACEMENT_TTL_SECONDS": "0"},
+    ):
         with pytest.raises(ConfigError):
             parse_config([], env={"MEDIA_DEV": "1", **bad})
 
 
 AUTH = {"Authorization": "Bearer test-secret"}
+
+
+@pytest.mark.redis
+async def test_after_redis_restarts_empty_the_heartbeat_places_the_nodes_rooms_back_on_it(media_config: Any) -> None:
+    """A private redis-server is killed and started again, empty: the node's next heartbeat registers it and
+    re-announces its rooms, so each has its placement again at once (no media event needed). A room failover
+    took from it (an orphan) or that is placed on another node is left alone."""
+    private = PrivateRedis()
+    private.start()
+    try:
+        service = make_service(media_config, "heal", redis_url=private.url)
+        registrar = NodeRegistrar(service)
+        for room in ("room-a", "room-b", "room-c"):
+            service._room(room, create=True)
+        client = aioredis.Redis.from_url(private.url)
+        try:
+            assert await registrar.beat() == "new"
+            private.kill()
+            private.start()  # same port, no keys
+            await client.zadd("heal:media:orphans", {"room-b": 1})  # failed over meanwhile, waiting for a placement
+            await client.set("heal:media:room:room-c", "other-node")  # placed elsewhere
+            assert await registrar.beat() == "new"
+            assert await client.get("heal:media:room:room-a") == b"test-node"
+            assert 0 < await client.pttl("heal:media:room:room-a") <= media_config.room_placement_ttl * 1000
+            assert await client.smembers("heal:media:rooms:test-node") == {b"room-a"}
+            assert await client.get("heal:media:room:room-b") is None
+            assert await client.get("heal:media:room:room-c") == b"other-node"
+            assert await registrar.beat() == "ok"
+        finally:
+            await client.aclose()
+            await registrar.close()
+    finally:
+        private.stop()

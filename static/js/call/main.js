@@ -15,7 +15,7 @@ import { togglePanel } from "./panels.js";
 import { renderAll } from "./people.js";
 import { toggleRecording } from "./recording.js";
 import { finish, join, leave, onReconnecting, rejoinGrant } from "./session.js";
-import { closeSocket, configureSocket, send } from "./socket.js";
+import { closeSocket, configureSocket, probeSocket, send } from "./socket.js";
 import { state } from "./state.js";
 import { renderTiles, schedulePreferences } from "./tiles.js";
 
@@ -85,6 +85,10 @@ function wire() {
   });
   window.addEventListener("resize", () => schedulePreferences(500));
   window.addEventListener("pagehide", () => { state.leaving = true; closeSocket(1000); });
+  // Signs of a network change: is the socket still there? (socket.js probeSocket)
+  for (const [target, type] of [[window, "online"], [navigator.connection, "change"]]) {
+    target?.addEventListener?.(type, () => { console.info("socket: network", type); probeSocket(); });
+  }
   navigator.mediaDevices?.addEventListener?.("devicechange", fillDevices);
 }
 

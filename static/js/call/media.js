@@ -7,9 +7,9 @@ import { parseBandwidth } from "./bandwidth.js";
 import { config, refreshConnected, setConnected, setStatus } from "./dom.js";
 import { e2ee, e2eeReady, e2eeReceiver, e2eeSender, preferVp8 } from "./e2ee.js";
 import { groupRemoteTracks } from "./layout.js";
-import { request, send } from "./socket.js";
+import { probeSocket, request, send } from "./socket.js";
 import { Recovery, recoveryMessage } from "./recovery.js";
-import { findStalledTrack } from "./stall.js";
+import { findStalledTrack, PATH_SAMPLE_MS, PATH_SILENT_MS, PathWatch } from "./stall.js";
 import { state } from "./state.js";
 import { localReady } from "./controls.js";
 import { renderTiles, schedulePreferences, syncPooledAudio } from "./tiles.js";
@@ -67,6 +67,30 @@ export function restartMedia(name, { reset = false } = {}) {
 /** Stop retrying every connection (leaving). */
 export function stopRecoveries() {
   for (const r of Object.values(recoveries)) r.stop();
+  clearInterval(pathTimer);
+  pathTimer = null;
+}
+
+// The path watch (stall.js): all connections silent asks whether the socket is still there, long before
+// ICE says `disconnected` (a network change kills both; a dead socket is rejoined, and its room_snapshot
+// rebuilds every connection).
+const pathWatch = new PathWatch();
+let pathTimer = null;
+
+async function samplePath() {
+  // One connection is enough (getStats costs): the subscribe one carries what the server forwards; alone in
+  // a room, the camera one still gets the server's RTCP.
+  const pc = [state.pcs.subscribe, state.pcs.camera].find((c) => c?.connectionState === "connected");
+  let bytes = null;
+  if (pc) {
+    try {
+      for (const s of (await pc.getStats()).values()) if (s.type === "transport") bytes = (bytes ?? 0) + (s.bytesReceived || 0);
+    } catch { bytes = null; }
+  }
+  if (pathWatch.sample(Date.now(), bytes)) {
+    console.info("media: nothing received for", PATH_SILENT_MS, "ms - checking the socket");
+    probeSocket();
+  }
 }
 
 function syncMediaStatus() {
@@ -113,7 +137,10 @@ function newPc(name, attempt) {
   pc.onconnectionstatechange = () => {
     if (state.pcs[name] !== pc) return;
     const now = pc.connectionState;
+    console.info("media:", name, "connection", now);
     if (now !== "disconnected") clearTimeout(pc.disconnectTimer);
+    // A network change kills the socket's TCP connection too, silently: check it (socket.js).
+    if (now === "failed" || now === "disconnected") probeSocket();
     if (now === "failed") {
       connectionLost(name, pc, "failed");
     } else if (now === "disconnected") {
@@ -210,6 +237,7 @@ export async function startMedia() {
   // Joined before the camera/microphone were open: publishing now would negotiate senders without tracks
   // (nothing ever sent, nothing forwarded to anyone).
   await localReady().catch(() => {});
+  if (!pathTimer) pathTimer = setInterval(samplePath, PATH_SAMPLE_MS);
   restartMedia("camera", { reset: true });
   if (state.sharing) restartMedia("screen", { reset: true });
   restartMedia("subscribe", { reset: true });

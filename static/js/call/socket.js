@@ -60,19 +60,61 @@ export function openSocket() {
   };
   ws.onmessage = (event) => {
     if (state.ws !== ws) return;
+    ws.lastFrameAt = Date.now();
     let frame;
     try { frame = JSON.parse(event.data); } catch { return; }
     try { dispatchFrame(frame, { refs: state.refs, handlers: hooks.handlers }); } catch (err) { console.error("frame handling failed", frame.type, err); }
   };
   ws.onclose = (event) => {
-    if (state.ws !== ws) return;
-    state.wsOpen = false;
-    state.ws = null;
-    for (const { reject } of state.refs.values()) reject(new Error("socket closed"));
-    state.refs.clear();
-    onSocketClosed(event.code);
+    if (state.ws === ws) socketGone(event.code);
   };
   return ws;
+}
+
+function socketGone(code, options) {
+  state.wsOpen = false;
+  state.ws = null;
+  for (const { reject } of state.refs.values()) reject(new Error("socket closed"));
+  state.refs.clear();
+  onSocketClosed(code, options);
+}
+
+// A network change (a new address, another Wi-Fi) leaves the TCP connection under the socket dangling:
+// no close, no error, for minutes, and every request on it times out. When the page sees a sign of one
+// (nothing arriving on the media path, a media connection `disconnected` or `failed`, the browser back
+// `online`, `navigator.connection` changing) it asks the server for a `pong`; nothing at all from that
+// socket within PROBE_TIMEOUT_MS and it is given up and rejoined at once. A socket given up is not
+// closed: one that was only slow stays open until the new one's join replaces it on the server (close 4005,
+// seat kept), so others never see a leave; it is closed after that join. The timeout is long enough for a
+// loaded server (at load 28 here, pongs took over 1 s and each false alarm cost a rejoin and new media).
+export const PROBE_TIMEOUT_MS = 4000;
+let probing = null; // the socket being probed
+let abandoned = null; // a socket given up, closed once its successor joined
+
+/** Check that the socket still answers; give it up when nothing comes back (see above). */
+export function probeSocket(timeoutMs = PROBE_TIMEOUT_MS) {
+  const ws = state.ws;
+  if (!ws || !state.wsOpen || probing === ws || state.leaving) return;
+  probing = ws;
+  const sentAt = Date.now();
+  request({ type: "ping" }, timeoutMs).then(
+    () => { if (probing === ws) probing = null; },
+    (err) => {
+      if (probing === ws) probing = null;
+      if (err.code !== "timeout" || state.ws !== ws || (ws.lastFrameAt || 0) >= sentAt) return; // slow, not dead
+      giveUpSocket(`no pong in ${timeoutMs} ms`);
+    },
+  );
+}
+
+/** Rejoin on a new socket now, leaving the current one open until the new join replaces it (see above). */
+export function giveUpSocket(why) {
+  const ws = state.ws;
+  if (!ws || state.leaving) return;
+  console.warn("socket:", why, "- rejoining on a new one");
+  abandoned?.close();
+  abandoned = ws;
+  socketGone(4000, { immediate: true }); // as after a heartbeat timeout, but no wait: it worked until now
 }
 
 /** Send a frame if the socket is open. Returns whether it was sent. */
@@ -111,16 +153,20 @@ export function request(frame, timeoutMs = REQUEST_TIMEOUT_MS) {
 export function socketJoined() {
   reconnectBackoff.reset();
   state.reconnectAttempt = 0;
+  abandoned?.close(); // the server replaced it with this one
+  abandoned = null;
 }
 
-export function onSocketClosed(code) {
+/** `immediate`: rejoin now (a socket given up by probeSocket) instead of after the backoff delay. */
+export function onSocketClosed(code, { immediate = false } = {}) {
   const action = closeAction(code, state);
   if (action === "ignore") return;
   if (action === "terminal") {
     hooks.onTerminal(TERMINAL_CLOSES[code], code === 4009 ? "removed" : code === 4010 ? "ended" : "closed");
     return;
   }
-  const delay = reconnectBackoff.next();
+  const delay = immediate ? 0 : reconnectBackoff.next();
+  if (immediate) reconnectBackoff.attempt += 1;
   state.reconnectAttempt = reconnectBackoff.attempt;
   hooks.onReconnecting(state.reconnectAttempt, delay);
   state.reconnectTimer = setTimeout(reconnect, delay);

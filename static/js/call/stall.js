@@ -32,3 +32,33 @@ export function findStalledTrack({
   }
   return null;
 }
+
+// The network path: a network change (a new address, another Wi-Fi) silences every connection at once,
+// and the browser's ICE says `disconnected` only ~5 s later. Sampling the bytes a connected connection
+// received (getStats `transport`) every PATH_SAMPLE_MS, a path silent for PATH_SILENT_MS is worth
+// a check of the socket (socket.js probeSocket: one ping; a socket that answers is kept), at most every
+// PATH_CHECK_MIN_MS. It is only a reason to ask: a quiet room (nothing forwarded) costs a ping, no rebuild.
+export const PATH_SAMPLE_MS = 500;
+export const PATH_SILENT_MS = 1000;
+export const PATH_CHECK_MIN_MS = 5000;
+
+export class PathWatch {
+  constructor() {
+    this.bytes = null;
+    this.changedAt = 0;
+    this.checkedAt = -Infinity;
+  }
+
+  /** One sample: `bytes` received so far by the watched connection (null: none connected). Returns
+   * whether to check the path now. */
+  sample(now, bytes) {
+    if (bytes === null || this.bytes === null || bytes !== this.bytes) {
+      this.bytes = bytes;
+      this.changedAt = now;
+      return false;
+    }
+    if (now - this.changedAt < PATH_SILENT_MS || now - this.checkedAt < PATH_CHECK_MIN_MS) return false;
+    this.checkedAt = now;
+    return true;
+  }
+}
