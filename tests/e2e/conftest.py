@@ -133,11 +133,6 @@ class Netns:
                 "--mode", "random", "--probability", str(probability), "-j", "DROP",
             )  # fmt: skip
 
-    @property
-    def ns_if(self) -> str:
-        """The namespace's end of the veth pair."""
-        return self.host_if[:-1] + "n"
-
     def destroy(self) -> None:
         subprocess.run(["ip", "link", "del", self.host_if], capture_output=True)
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
