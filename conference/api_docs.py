@@ -2,7 +2,9 @@
 
 They work without internet and under the site's CSP: Swagger UI through the split view (its start script
 is a file, not inline); both get ``style-src 'unsafe-inline'`` (Swagger UI and ReDoc style elements at run
-time) and ReDoc ``worker-src blob:`` (it starts its search worker from a blob) on these pages only.
+time) and ReDoc ``worker-src blob:`` (it starts its search worker from a blob) on these pages only. ReDoc's
+page is drf-spectacular's without its Google Fonts links (``templates/api_docs/redoc.html``).
+Tested in a browser: ``tests/e2e/test_api_docs.py``.
 """
 
 from __future__ import annotations
@@ -14,5 +16,5 @@ swagger_view = csp_update({"style-src": ["'unsafe-inline'"]})(
     SpectacularSwaggerSplitView.as_view(url_name="api-schema")
 )
 redoc_view = csp_update({"style-src": ["'unsafe-inline'"], "worker-src": ["blob:"]})(
-    SpectacularRedocView.as_view(url_name="api-schema")
+    SpectacularRedocView.as_view(url_name="api-schema", template_name="api_docs/redoc.html")
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
+import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -12,12 +12,14 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from conference.errors import error_body
+from media_server import signing
 from recordings.services import recording_media_event
 from rooms import groups, media_nodes
 from rooms.routing import media_client
@@ -31,18 +33,38 @@ RECORDING_EVENTS = frozenset({"recording_stopped", "recording_failed"})
 MAX_EVENTS_BODY = 2 * 1024 * 1024
 
 
-def _authorized(request: HttpRequest) -> bool:
+async def _signature_error(request: HttpRequest) -> str | None:
+    """``None`` if the batch is signed with ``MEDIA_SECRET`` (``media_server/signing.py``, as control requests
+    are), within the allowed skew, and seen for the first time by any web process (the signatures of the last
+    minute are kept in the shared cache: Redis when configured); else the error code."""
     header = request.headers.get("Authorization", "")
-    expected = f"Bearer {settings.MEDIA_SECRET}"
-    return bool(settings.MEDIA_SECRET) and hmac.compare_digest(header.encode(), expected.encode())
+    if not settings.MEDIA_SECRET:
+        return "unauthorized"
+    error = signing.verify_signature(
+        settings.MEDIA_SECRET, request.method or "POST", request.get_full_path(), request.body, header
+    )
+    if error is not None:
+        return error
+    key = "media-events-sig:" + hashlib.sha256(signing.signature_of(header).encode()).hexdigest()
+    if not await cache.aadd(key, 1, timeout=int(2 * signing.MAX_SKEW_SECONDS)):
+        return "replayed_request"
+    return None
+
+
+SIGNATURE_ERRORS = {
+    "unauthorized": "Missing or bad signature (docs/protocol.md §2).",
+    "stale_request": "The signature's timestamp is more than 30 s from this server's clock.",
+    "replayed_request": "This signature was already used.",
+}
 
 
 @csrf_exempt
 @require_POST
 async def media_events(request: HttpRequest) -> HttpResponse:
-    """Media server → Django event batches (docs/protocol.md §2). Routes each event to sockets."""
-    if not _authorized(request):
-        return JsonResponse(error_body("unauthorized", "Bad or missing media secret."), status=401)
+    """Media server → Django event batches (docs/protocol.md §2), signed like control requests: a batch
+    captured on the way cannot be replayed or altered. Routes each event to sockets."""
+    if not request.headers.get("Authorization", "").startswith(signing.SCHEME + " "):
+        return JsonResponse(error_body("unauthorized", SIGNATURE_ERRORS["unauthorized"]), status=401)
     try:
         too_large = int(request.headers.get("Content-Length") or 0) > MAX_EVENTS_BODY or (
             len(request.body) > MAX_EVENTS_BODY
@@ -51,6 +73,9 @@ async def media_events(request: HttpRequest) -> HttpResponse:
         too_large = True
     if too_large:
         return JsonResponse(error_body("too_large", f"An event batch has at most {MAX_EVENTS_BODY} bytes."), status=413)
+    error = await _signature_error(request)
+    if error is not None:
+        return JsonResponse(error_body(error, SIGNATURE_ERRORS[error]), status=401)
     try:
         batch: Any = json.loads(request.body)
     except (ValueError, UnicodeDecodeError, RecursionError):

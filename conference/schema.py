@@ -33,3 +33,88 @@ ERROR_RESPONSES: dict[int, Any] = {
         (429, "Too many requests"),
     )
 }
+
+
+# --- OpenAPI links: how one operation's answer feeds the next (docs, and schemathesis' stateful run) --------------
+# (source operation, status) -> {link name: (target operation, parameters, request body or None)}.
+# Values are OpenAPI runtime expressions; a link from a list takes its first item.
+_ROOM = {"room_id": "$response.body#/roomId"}
+_FIRST_ROOM = {"room_id": "$response.body#/0/roomId"}
+_RECORDING = {"recording_id": "$response.body#/recordingId"}
+_FIRST_RECORDING = {"recording_id": "$response.body#/0/recordingId"}
+_SAME_RECORDING = {"recording_id": "$request.path.recording_id"}
+_ROOM_OPERATIONS = {
+    "GetRoom": "rooms_retrieve",
+    "UpdateRoom": "rooms_update",
+    "JoinRoom": "rooms_join",
+    "ChatHistory": "rooms_chat_list",
+    "StartRecording": "rooms_record",
+    "RoomRecordings": "rooms_recordings",
+    "EndRoom": "rooms_end",
+}
+_RECORDING_OPERATIONS = {
+    "GetRecording": "recordings_retrieve",
+    "StopRecording": "recordings_stop",
+    "RetryRecording": "recordings_retry",
+    "RecordingShares": "recordings_shares_list",
+    "ShareRecording": "recordings_shares_create",
+}
+LinkTarget = tuple[str, dict[str, str], dict[str, str] | None]
+LINKS: dict[tuple[str, str], dict[str, LinkTarget]] = {
+    ("auth_register", "201"): {
+        "SignIn": (
+            "auth_token",
+            {},
+            {"username": "$response.body#/username", "password": "$request.body#/password"},
+        ),
+        "RefreshToken": ("auth_token_refresh", {}, {"refresh": "$response.body#/refresh"}),
+    },
+    ("auth_token", "200"): {"RefreshToken": ("auth_token_refresh", {}, {"refresh": "$response.body#/refresh"})},
+    ("rooms_create", "201"): {name: (op, _ROOM, None) for name, op in _ROOM_OPERATIONS.items()},
+    ("rooms_list", "200"): {name: (op, _FIRST_ROOM, None) for name, op in _ROOM_OPERATIONS.items()},
+    ("rooms_retrieve", "200"): {name: (op, _ROOM, None) for name, op in _ROOM_OPERATIONS.items() if name != "GetRoom"},
+    ("rooms_update", "200"): {"GetRoom": ("rooms_retrieve", _ROOM, None), "JoinRoom": ("rooms_join", _ROOM, None)},
+    ("rooms_end", "200"): {"GetRoom": ("rooms_retrieve", _ROOM, None), "JoinRoom": ("rooms_join", _ROOM, None)},
+    ("rooms_join", "200"): {
+        "ChatHistory": ("rooms_chat_list", _ROOM, None),
+        "AllowRejoin": (
+            "rooms_removals_delete",
+            {**_ROOM, "participant_id": "$response.body#/participantId"},
+            None,
+        ),
+    },
+    ("rooms_record", "201"): {name: (op, _RECORDING, None) for name, op in _RECORDING_OPERATIONS.items()},
+    ("rooms_recordings", "200"): {name: (op, _FIRST_RECORDING, None) for name, op in _RECORDING_OPERATIONS.items()},
+    ("recordings_retrieve", "200"): {
+        name: (op, _RECORDING, None) for name, op in _RECORDING_OPERATIONS.items() if name != "GetRecording"
+    },
+    ("recordings_shares_create", "201"): {
+        "Unshare": ("recordings_shares_delete", {**_SAME_RECORDING, "username": "$response.body#/username"}, None),
+        "RecordingShares": ("recordings_shares_list", _SAME_RECORDING, None),
+    },
+    ("recordings_shares_list", "200"): {
+        "Unshare": ("recordings_shares_delete", {**_SAME_RECORDING, "username": "$response.body#/0/username"}, None),
+    },
+}
+
+
+def add_links(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: put ``LINKS`` into the responses they start from.
+
+    A link to an operation that is not in the schema fails loudly (a renamed ``operation_id``)."""
+    operations = {
+        op["operationId"]: op for item in result["paths"].values() for op in item.values() if isinstance(op, dict)
+    }
+    for (source, status), links in LINKS.items():
+        response = operations[source]["responses"][status]
+        response["links"] = {}
+        for name, (target, parameters, body) in links.items():
+            if target not in operations:
+                raise KeyError(f"OpenAPI link {source} -> {name}: no operation {target}")
+            link: dict[str, Any] = {"operationId": target}
+            if parameters:
+                link["parameters"] = parameters
+            if body is not None:
+                link["requestBody"] = body
+            response["links"][name] = link
+    return result

@@ -7,9 +7,11 @@ import collections
 import json
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
+from . import signing
 from .protocol import PROTOCOL_VERSION
 
 logger = logging.getLogger(__name__)
@@ -24,7 +26,8 @@ class EventSink:
 
     The queue is bounded: when full the oldest event is dropped and counted
     (``dropped``). A batch that still fails after ``max_attempts`` is dropped
-    and counted too. ``close()`` tries one final flush, then stops the task.
+    and counted too. ``close()`` tries one final flush, then stops the task. Every attempt is signed afresh
+    (``signing``: new timestamp and nonce), so a retry is never refused as a replay.
     A batch holds at most ``max_batch`` events and ``max_batch_bytes`` of JSON; an event that alone
     exceeds that is dropped (logged and counted): Django would refuse it.
     """
@@ -44,7 +47,9 @@ class EventSink:
         max_batch_bytes: int = MAX_BATCH_BYTES,
     ) -> None:
         self._url = url
-        self._headers = {"Authorization": f"Bearer {secret}"}
+        parts = urlsplit(url)
+        self._path = parts.path + (f"?{parts.query}" if parts.query else "")
+        self._secret = secret
         self._node_id = node_id
         self._queue: collections.deque[Event] = collections.deque(maxlen=max_queue)
         self._max_batch = max_batch
@@ -118,7 +123,10 @@ class EventSink:
     async def _post_once(self, batch: list[str]) -> bool:
         assert self._session is not None
         body = self._envelope(batch)
-        headers = {**self._headers, "Content-Type": "application/json"}
+        headers = {
+            "Authorization": signing.sign(self._secret, "POST", self._path, body),
+            "Content-Type": "application/json",
+        }
         try:
             async with self._session.post(self._url, data=body, headers=headers) as response:
                 if 200 <= response.status < 300:

@@ -1,12 +1,13 @@
 """Signed media control requests (docs/protocol.md §2 "Transport and authentication", version 2).
 
-Django (and a media node talking to another, for cascading) signs each control request with HMAC-SHA256
+Django (and a media node talking to another, for cascading) signs each control request, and the media server
+each event batch it posts to Django, with HMAC-SHA256
 of the shared ``MEDIA_SECRET`` over the method, the path with its query, a timestamp, a random nonce and
 the SHA-256 of the body::
 
     Authorization: Conference-HMAC-SHA256 ts=<unix seconds>,nonce=<hex>,sig=<hex>
 
-The media server refuses a request whose timestamp is more than 30 s away from its clock
+The receiver refuses a request whose timestamp is more than 30 s away from its clock
 (``stale_request``), whose signature it has already seen within that window (``replayed_request``) or
 that does not verify (``unauthorized``): a captured request cannot be replayed, altered or sent to another
 path. Pure stdlib: Django imports this module too (one definition of the scheme for both sides).
@@ -54,15 +55,25 @@ class ReplayGuard:
         return True
 
 
-def verify(
-    secret: str, method: str, path: str, body: bytes, header: str, *, guard: ReplayGuard, now: float | None = None
-) -> str | None:
-    """``None`` if ``header`` signs this request, else the error code (see the module doc)."""
-    now = time.time() if now is None else now
+def _fields(header: str) -> dict[str, str]:
     scheme, _, params = header.partition(" ")
     if scheme != SCHEME:
-        return "unauthorized"
-    fields = dict(part.split("=", 1) for part in params.split(",") if "=" in part)
+        return {}
+    return dict(part.split("=", 1) for part in params.split(",") if "=" in part)
+
+
+def signature_of(header: str) -> str:
+    """The ``sig`` field of a signed ``Authorization`` header ("" if there is none): the key for replay checks."""
+    return _fields(header).get("sig", "")
+
+
+def verify_signature(
+    secret: str, method: str, path: str, body: bytes, header: str, *, now: float | None = None
+) -> str | None:
+    """``None`` if ``header`` signs this request within the allowed skew, else the error code; no replay check
+    (``verify`` adds it; Django keeps the signatures it has seen in its shared cache instead)."""
+    now = time.time() if now is None else now
+    fields = _fields(header)
     ts, nonce, sig = fields.get("ts", ""), fields.get("nonce", ""), fields.get("sig", "")
     try:
         stamp = float(ts)
@@ -72,7 +83,19 @@ def verify(
         return "unauthorized"
     if abs(now - stamp) > MAX_SKEW_SECONDS:
         return "stale_request"
-    if not guard.first_time(sig, now):
+    return None
+
+
+def verify(
+    secret: str, method: str, path: str, body: bytes, header: str, *, guard: ReplayGuard, now: float | None = None
+) -> str | None:
+    """``None`` if ``header`` signs this request and was not seen before, else the error code (see the module
+    doc)."""
+    now = time.time() if now is None else now
+    error = verify_signature(secret, method, path, body, header, now=now)
+    if error is not None:
+        return error
+    if not guard.first_time(signature_of(header), now):
         return "replayed_request"
     return None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import uuid
@@ -202,3 +203,17 @@ def auth_client(user_factory: Any) -> Any:
         return client
 
     return make
+
+
+MEDIA_EVENTS_PATH = "/internal/media/v1/events"
+
+
+def media_events_request(body: Any) -> tuple[str, dict[str, str]]:
+    """A media event batch as the media server sends it: the JSON text and its signed ``Authorization`` header
+    (``media_server/signing.py``, docs/protocol.md §2). Post the text as is: the signature covers its bytes."""
+    from django.conf import settings
+
+    from media_server import signing
+
+    text = body if isinstance(body, str) else json.dumps(body)
+    return text, {"Authorization": signing.sign(settings.MEDIA_SECRET, "POST", MEDIA_EVENTS_PATH, text.encode())}

@@ -299,12 +299,14 @@ class FakeDjango:
         self.status = status
         self.batches: list[dict[str, Any]] = []
         self.auth: list[str | None] = []
+        self.bodies: list[bytes] = []
         self._changed = asyncio.Event()
         self.app = web.Application()
         self.app.router.add_post("/internal/media/v1/events", self._handle)
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.auth.append(request.headers.get("Authorization"))
+        self.bodies.append(await request.read())
         if self.status >= 300:
             return web.Response(status=self.status)
         self.batches.append(await request.json())

@@ -7,6 +7,8 @@ import asyncio
 import pytest
 from ms_helpers import AUTH, PublisherClient, SubscriberClient
 
+from media_server import signing
+
 BASE = "/v1/rooms/r1/participants/alice"
 
 
@@ -170,7 +172,8 @@ async def test_events_posted_to_django_with_secret(media, fake_django) -> None:
     connected = await fake_django.wait_for(lambda e: e["type"] == "peer_state" and e["state"] == "connected")
     assert connected["pc"] == "camera" and connected["participant"] == "alice"
     assert fake_django.batches[0]["protocol"] == 1 and fake_django.batches[0]["node"] == "test-node"
-    assert set(fake_django.auth) == {"Bearer test-secret"}
+    for header, body in zip(fake_django.auth, fake_django.bodies, strict=True):  # signed: docs/protocol.md §2
+        assert signing.verify_signature("test-secret", "POST", "/internal/media/v1/events", body, header or "") is None
     resp = await media.http.delete(BASE + "/publish/camera", headers=AUTH)
     assert resp.status == 204
     await fake_django.wait_for(lambda e: e["type"] == "publication" and e["state"] == "stopped")

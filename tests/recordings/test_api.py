@@ -14,6 +14,7 @@ from media_server import signing as media_signing
 from recordings import services
 from recordings.models import Recording
 from rooms.models import Room
+from tests.conftest import MEDIA_EVENTS_PATH, media_events_request
 
 pytestmark = pytest.mark.django_db
 
@@ -222,13 +223,9 @@ def test_media_events_stop_or_fail_the_recording(
             ]
         else:
             events = [{"type": "recording_failed", "room": room_id, "recording": rec_ids[1], "reason": "disk_full"}]
+        body, headers = media_events_request({"protocol": 1, "events": events * 2})  # duplicates are harmless
         with django_capture_on_commit_callbacks(execute=True):
-            r = client.post(
-                "/internal/media/v1/events",
-                json.dumps({"protocol": 1, "events": events * 2}),  # duplicates are harmless
-                content_type="application/json",
-                HTTP_AUTHORIZATION=f"Bearer {MEDIA_SECRET}",
-            )
+            r = client.post(MEDIA_EVENTS_PATH, body, content_type="application/json", headers=headers)
         assert r.status_code == 204
     first, second = (Recording.objects.get(public_id=i) for i in rec_ids)
     assert first.status == "processing" and queued == [first.pk]

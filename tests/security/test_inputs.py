@@ -29,6 +29,7 @@ from media_server.protocol import InvalidSdp
 from media_server.sdp import parse_sdp
 from rooms.models import Room
 from rooms.socket_protocol import FrameError, parse_frame
+from tests.conftest import MEDIA_EVENTS_PATH, media_events_request
 from tests.socket.conftest import _close_sync_thread_connections, _socket_settings, world  # noqa: F401
 
 DEEP = "[" * 5_000 + "]" * 5_000  # past the JSON parser's recursion limit (~1000)
@@ -65,21 +66,20 @@ def test_rest_nested_too_deeply_is_json_400(auth_client):
 
 
 @pytest.mark.django_db
-def test_media_events_nested_too_deeply_is_json_400(settings):
-    headers = {"Authorization": f"Bearer {settings.MEDIA_SECRET}"}
-    r = Client().post("/internal/media/v1/events", DEEP, content_type="application/json", headers=headers)
+def test_media_events_nested_too_deeply_is_json_400():
+    body, headers = media_events_request(DEEP)
+    r = Client().post(MEDIA_EVENTS_PATH, body, content_type="application/json", headers=headers)
     assert r.status_code == 400 and r.json()["error"]["code"] == "malformed_json"
 
 
 @pytest.mark.django_db
-def test_media_events_over_the_limit_are_json_413(settings):
-    headers = {"Authorization": f"Bearer {settings.MEDIA_SECRET}"}
-    body = json.dumps({"protocol": 1, "events": [{"type": "x", "pad": "p" * (3 * 1024 * 1024)}]})
-    r = Client().post("/internal/media/v1/events", body, content_type="application/json", headers=headers)
+def test_media_events_over_the_limit_are_json_413():
+    body, headers = media_events_request({"protocol": 1, "events": [{"type": "x", "pad": "p" * (3 * 1024 * 1024)}]})
+    r = Client().post(MEDIA_EVENTS_PATH, body, content_type="application/json", headers=headers)
     assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
     # Up to the documented limit (2 MiB) is accepted.
-    body = json.dumps({"protocol": 1, "events": [{"type": "x", "pad": "p" * (1800 * 1024)}]})
-    r = Client().post("/internal/media/v1/events", body, content_type="application/json", headers=headers)
+    body, headers = media_events_request({"protocol": 1, "events": [{"type": "x", "pad": "p" * (1800 * 1024)}]})
+    r = Client().post(MEDIA_EVENTS_PATH, body, content_type="application/json", headers=headers)
     assert r.status_code == 204
 
 

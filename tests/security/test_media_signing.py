@@ -5,6 +5,7 @@ Before: a static bearer secret, so a captured request could be replayed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -102,3 +103,66 @@ async def test_operator_cli_sends_a_signed_request(control, monkeypatch, capsys)
     url = str(control.make_url("/v1/drain"))
     code = await asyncio.to_thread(signing.main, ["post", url, '{"protocol": 1, "draining": true}'])
     assert code == 0 and '"draining": true' in capsys.readouterr().out
+
+
+# --- Event batches (media -> Django) are signed the same way ------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_django_takes_signed_event_batches_and_refuses_bearer_stale_altered_and_replayed(settings):
+    from django.test import Client
+
+    from tests.conftest import MEDIA_EVENTS_PATH, media_events_request
+
+    client = Client()
+
+    def post(body: str, authorization: str) -> tuple[int, str | None]:
+        r = client.post(MEDIA_EVENTS_PATH, body, content_type="application/json", HTTP_AUTHORIZATION=authorization)
+        return r.status_code, r.json()["error"]["code"] if r.status_code != 204 else None
+
+    body, headers = media_events_request({"protocol": 1, "events": []})
+    assert post(body, headers["Authorization"]) == (204, None)
+    assert post(body, headers["Authorization"]) == (401, "replayed_request")  # captured and sent again
+    assert post(body, f"Bearer {settings.MEDIA_SECRET}") == (401, "unauthorized")  # version 1: no more
+    assert post(body, "") == (401, "unauthorized")
+    _, other = media_events_request({"protocol": 1, "events": []})
+    altered = body.replace("[]", '[{"type": "recording_failed", "room": "r", "recording": "x"}]')
+    assert post(altered, other["Authorization"]) == (401, "unauthorized")
+    for skew in (-31, 31):
+        stale = signing.sign(settings.MEDIA_SECRET, "POST", MEDIA_EVENTS_PATH, body.encode(), now=time.time() + skew)
+        assert post(body, stale) == (401, "stale_request")
+    wrong_path = signing.sign(settings.MEDIA_SECRET, "POST", "/v1/drain", body.encode())
+    assert post(body, wrong_path) == (401, "unauthorized")
+    signed_elsewhere = signing.sign("x" * 40, "POST", MEDIA_EVENTS_PATH, body.encode())
+    assert post(body, signed_elsewhere) == (401, "unauthorized")
+
+
+async def test_media_server_signs_each_attempt_of_an_event_batch_afresh():
+    """A batch retried after a failure carries a new signature (a retry is not a replay), each one valid."""
+    from aiohttp import web
+
+    seen: list[tuple[str, bytes]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        seen.append((request.headers.get("Authorization", ""), await request.read()))
+        return web.Response(status=503 if len(seen) == 1 else 204)  # the first attempt fails
+
+    app = web.Application()
+    app.router.add_post("/internal/media/v1/events", receive)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    sink = EventSink(url=str(server.make_url("/internal/media/v1/events")), secret=SECRET, node_id="n", backoff=0.05)
+    sink.start()
+    try:
+        sink.emit({"type": "recording_stopped", "room": "r", "recording": "x"})
+        for _ in range(200):
+            if sink.delivered:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await sink.close()
+        await server.close()
+    assert sink.delivered == 1 and len(seen) == 2
+    guard = signing.ReplayGuard()
+    for header, body in seen:
+        assert signing.verify(SECRET, "POST", "/internal/media/v1/events", body, header, guard=guard) is None

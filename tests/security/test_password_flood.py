@@ -43,5 +43,8 @@ def test_legitimate_joins_complete_while_eight_guessers_run(tmp_path: Path) -> N
     attackers = result["attacker_statuses"]
     # 10 wrong passwords per room per minute are hashed (plus the 8 already in flight); the run is shorter than
     # a minute, so it spans at most two of the room's windows. The rest is refused without hashing.
+    # How many attempts the guessers make in 8 s depends on the machine's load (each hashed one costs CPU; under
+    # a load of 20 they made 14, all hashed), so the bound is on what was hashed: every attempt past it was
+    # refused (429), none failed otherwise. The throttle itself is pinned in test_throttles.py.
     assert attackers.get("403", 0) <= 2 * (10 + 8), attackers
-    assert attackers.get("429", 0) > 0, attackers
+    assert set(attackers) <= {"403", "429"}, attackers

@@ -22,7 +22,7 @@ from rooms import media_nodes
 from rooms.media_client import MediaClient, MediaError
 from rooms.media_monitor import MediaNodeMonitor
 from rooms.media_nodes import NodeDirectory, NoMediaNode
-from tests.conftest import redis_test_prefix, redis_test_url
+from tests.conftest import MEDIA_EVENTS_PATH, media_events_request, redis_test_prefix, redis_test_url
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 REDIS_URL = redis_test_url()
@@ -268,14 +268,11 @@ async def test_events_from_a_node_that_no_longer_hosts_the_room_are_dropped(
     assert (await directory.place(room.public_id)).node_id == "a"
     await directory.close()
     client = AsyncClient()
-    headers = {"Authorization": f"Bearer {settings.MEDIA_SECRET}"}
 
     async def post(node: str) -> None:
         event = {"type": "active_speaker", "room": room.public_id, "participant": host.participant_id}
-        body = {"protocol": 1, "node": node, "events": [event]}
-        response = await client.post(
-            "/internal/media/v1/events", json.dumps(body), content_type="application/json", headers=headers
-        )
+        body, headers = media_events_request({"protocol": 1, "node": node, "events": [event]})
+        response = await client.post(MEDIA_EVENTS_PATH, body, content_type="application/json", headers=headers)
         assert response.status_code == 204
 
     await post("old-node")
@@ -415,12 +412,9 @@ async def test_a_room_whose_placement_redis_lost_is_placed_back_on_the_node_that
     await registry.client.delete(f"{registry.prefix}:media:room:{room.public_id}", f"{registry.prefix}:media:rooms:a")
     await registry.node("b")  # idle: a fresh placement would go here
     client = AsyncClient()
-    headers = {"Authorization": f"Bearer {settings.MEDIA_SECRET}"}
     event = {"type": "active_speaker", "room": room.public_id, "participant": host.participant_id}
-    body = {"protocol": 1, "node": "a", "events": [event]}
-    response = await client.post(
-        "/internal/media/v1/events", json.dumps(body), content_type="application/json", headers=headers
-    )
+    body, headers = media_events_request({"protocol": 1, "node": "a", "events": [event]})
+    response = await client.post(MEDIA_EVENTS_PATH, body, content_type="application/json", headers=headers)
     assert response.status_code == 204
     assert (await host.expect("active_speaker"))["participantId"] == host.participant_id
     assert (await directory.place(room.public_id)).node_id == "a"

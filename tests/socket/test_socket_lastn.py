@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 
+from tests.conftest import MEDIA_EVENTS_PATH, media_events_request
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -102,12 +104,8 @@ async def test_forwarded_tracks_event_reaches_only_that_participant(world: Any, 
         "audio": [],
         "audio_pooled": True,
     }
-    response = await AsyncClient().post(
-        "/internal/media/v1/events",
-        {"protocol": 1, "events": [event]},
-        content_type="application/json",
-        headers={"Authorization": f"Bearer {settings.MEDIA_SECRET}"},
-    )
+    body, headers = media_events_request({"protocol": 1, "events": [event]})
+    response = await AsyncClient().post(MEDIA_EVENTS_PATH, body, content_type="application/json", headers=headers)
     assert response.status_code == 204
     frame = await host.expect("forwarded_tracks")
     assert frame == {"type": "forwarded_tracks", "last_n": 1, "video": video, "audio": [], "audio_pooled": True}

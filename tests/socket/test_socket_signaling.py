@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from rooms.socket_protocol import MAX_SDP_CHARS
+from tests.conftest import MEDIA_EVENTS_PATH, media_events_request
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -178,12 +179,8 @@ async def test_media_events_posted_by_the_media_server_reach_the_participant_soc
             {"type": "active_speaker", "room": room.public_id, "participant": host.participant_id},
         ],
     }
-    response = await AsyncClient().post(
-        "/internal/media/v1/events",
-        body,
-        content_type="application/json",
-        headers={"Authorization": f"Bearer {settings.MEDIA_SECRET}"},
-    )
+    text, headers = media_events_request(body)
+    response = await AsyncClient().post(MEDIA_EVENTS_PATH, text, content_type="application/json", headers=headers)
     assert response.status_code == 204
     offer = await host.expect("offer")
     assert (offer["pc"], offer["sdp"], offer["revision"]) == ("subscribe", "v=0 x", 2)
