@@ -59,6 +59,13 @@ _RECORDING_OPERATIONS = {
     "RecordingShares": "recordings_shares_list",
     "ShareRecording": "recordings_shares_create",
 }
+_MEETING = {"meeting_id": "$response.body#/meetingId"}
+_FIRST_MEETING = {"meeting_id": "$response.body#/0/meetingId"}
+_MEETING_OPERATIONS = {
+    "GetMeeting": "meetings_retrieve",
+    "UpdateMeeting": "meetings_update",
+    "CancelMeeting": "meetings_cancel",
+}
 LinkTarget = tuple[str, dict[str, str], dict[str, str] | None]
 LINKS: dict[tuple[str, str], dict[str, LinkTarget]] = {
     ("auth_register", "201"): {
@@ -75,6 +82,17 @@ LINKS: dict[tuple[str, str], dict[str, LinkTarget]] = {
     ("rooms_retrieve", "200"): {name: (op, _ROOM, None) for name, op in _ROOM_OPERATIONS.items() if name != "GetRoom"},
     ("rooms_update", "200"): {"GetRoom": ("rooms_retrieve", _ROOM, None), "JoinRoom": ("rooms_join", _ROOM, None)},
     ("rooms_end", "200"): {"GetRoom": ("rooms_retrieve", _ROOM, None), "JoinRoom": ("rooms_join", _ROOM, None)},
+    ("meetings_create", "201"): {
+        **{name: (op, _MEETING, None) for name, op in _MEETING_OPERATIONS.items()},
+        "JoinMeetingRoom": ("rooms_join", {"room_id": "$response.body#/roomId"}, None),
+    },
+    ("meetings_list", "200"): {name: (op, _FIRST_MEETING, None) for name, op in _MEETING_OPERATIONS.items()},
+    ("meetings_retrieve", "200"): {
+        name: (op, _MEETING, None) for name, op in _MEETING_OPERATIONS.items() if name != "GetMeeting"
+    },
+    ("meetings_update", "200"): {
+        name: (op, _MEETING, None) for name, op in _MEETING_OPERATIONS.items() if name != "UpdateMeeting"
+    },
     ("rooms_join", "200"): {
         "ChatHistory": ("rooms_chat_list", _ROOM, None),
         "AllowRejoin": (
