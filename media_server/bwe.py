@@ -56,7 +56,7 @@ ACKED_WINDOW = 0.5  # s of arrival time over which the acknowledged rate is meas
 
 PROBE_MIN_PACKETS = 5  # a cluster's result needs at least this many received packets
 PROBE_DURATION = 0.03  # s of the probed rate per cluster...
-PROBE_MIN_BYTES = 6_000  # ...but at least this much (~ 5 packets of media, 20 of padding)
+PROBE_MIN_BYTES = 10_000  # ...but at least this much (~ 5 packets of media, 20 of padding)
 PROBE_SUCCESS = 0.7  # a probe whose result reaches this share of its rate may be followed by a higher one
 PROBE_TIMEOUT = 1.0  # s without a result: the probe failed
 PROBE_BACKOFF_MIN, PROBE_BACKOFF_MAX = 2.0, 8.0  # s between failed probes (doubling)
@@ -396,6 +396,12 @@ def _cluster_rate(received: list[tuple[float, float, int]]) -> float | None:
         return None
     send_rate = (total - by_send[-1][2]) * 8 / send_interval
     arrival_rate = (total - by_arrival[0][2]) * 8 / arrival_interval
+    # A token bucket on the path (``tc tbf``'s burst, a modem's) passes a cluster's first bytes at the rate
+    # they were sent; the later half, once it ran dry, arrives at what the link carries.
+    late = by_arrival[len(by_arrival) // 2 :]
+    late_interval = late[-1][1] - late[0][1]
+    if len(late) >= PROBE_MIN_PACKETS // 2 + 1 and late_interval > 0:
+        arrival_rate = min(arrival_rate, (sum(r[2] for r in late) - late[0][2]) * 8 / late_interval)
     if arrival_rate > 2 * send_rate:
         return None  # arrivals bunched up behind something else: no measurement
     if arrival_rate < 0.9 * send_rate:

@@ -46,10 +46,14 @@ THIN_TEMPORAL_LAYER = 0  # the "thin" level keeps the lowest layer's temporal la
 THIN_SHARE = 0.4  # bitrate share of VP8's base temporal layer out of three (libwebrtc's default split)
 UPGRADE_HEADROOM = 0.85  # an upgrade must fit in this share of the estimate...
 UPGRADE_HOLD = 1.0  # ...for this many seconds in a row
-UPGRADE_AFTER_DOWN = 4.0  # seconds after a video went down before it may go up again
+UPGRADE_AFTER_DOWN = 4.0  # seconds after a video went down before it may go up again...
+UPGRADE_TRIAL = 5.0  # ...doubled (up to UPGRADE_BACKOFF_MAX) each time it came down within this long of going up
+UPGRADE_BACKOFF_MAX = 16.0
 HEADER_OVERHEAD = 1.08  # RTP/SRTP/UDP/IP headers on top of the payload bitrate
 NOMINAL_LAYER_BITRATES = (64_000, 500_000, 1_500_000)  # until a layer's bitrate is measured (call.js CAMERA_LAYERS)
-MIN_ACTIVE_BITRATE = 8_000  # a layer sending less than this is treated as stopped by the publisher
+MIN_ACTIVE_BITRATE = 8_000  # a recording taps the highest layer sending at least this (PublishedTrack)
+LAYER_STOPPED_AFTER = 2.0  # seconds without a packet after which a layer counts as stopped by its publisher...
+LAYER_DROPPED_AFTER = 1.0  # ...or this many while another layer of the same video still sends (it dropped one)
 LOSSY_RETRANSMIT = 0.02  # smoothed loss above which each retransmission is sent twice (Downstream.retransmit)
 DOUBLE_RETRANSMIT_MIN = 500_000  # bit/s: below this estimate a retransmission is never doubled
 RETRANSMIT_RTT_FACTOR = 1.2  # a packet is resent again only after this many round trips
@@ -161,16 +165,29 @@ class VideoDemand:
     speaker: bool = False
 
 
-def layer_costs(bitrates: Sequence[float], *, measured: bool) -> list[float | None]:
-    """Layer costs from measured payload bitrates (None for stopped layers) or nominal ones."""
+def layer_stopped(silent: Sequence[float], layer: int) -> bool:
+    """True if the publisher stopped sending ``layer``, from each layer's seconds without a packet.
+
+    Only a silence of :data:`LAYER_STOPPED_AFTER` counts, or of :data:`LAYER_DROPPED_AFTER` while another
+    layer still sends (a publisher short of CPU or uplink dropping its top layer): a machine-wide stall of a
+    second silences every layer at once, and taking that for a stopped camera paused every video and cost a
+    keyframe round trip to resume (seen in browser runs at load 35-42, docs/architecture.md).
+    """
+    quiet = silent[layer]
+    return quiet >= LAYER_STOPPED_AFTER or (quiet >= LAYER_DROPPED_AFTER and min(silent) < LAYER_DROPPED_AFTER / 2)
+
+
+def layer_costs(bitrates: Sequence[float], *, measured: bool, silent: Sequence[float]) -> list[float | None]:
+    """Layer costs from measured payload bitrates (None for stopped layers, :func:`layer_stopped`) or
+    nominal ones; ``silent``: each layer's seconds without a packet."""
     if not measured:
         return [float(NOMINAL_LAYER_BITRATES[min(i, len(NOMINAL_LAYER_BITRATES) - 1)]) for i in range(len(bitrates))]
     # A floor of half the nominal rate: a layer the publisher is still ramping up
     # (or a quiet moment) must not look cheap enough for a link it would overrun.
     return [
-        max(b * HEADER_OVERHEAD, NOMINAL_LAYER_BITRATES[min(i, len(NOMINAL_LAYER_BITRATES) - 1)] / 2)
-        if b >= MIN_ACTIVE_BITRATE
-        else None
+        None
+        if layer_stopped(silent, i)
+        else max(b * HEADER_OVERHEAD, NOMINAL_LAYER_BITRATES[min(i, len(NOMINAL_LAYER_BITRATES) - 1)] / 2)
         for i, b in enumerate(bitrates)
     ]
 
@@ -292,12 +309,19 @@ class LayerGate:
     allowed at least that level for :data:`UPGRADE_HOLD` seconds in a row,
     and no sooner than :data:`UPGRADE_AFTER_DOWN` seconds after that video last
     went down: an estimate that wobbles around a layer's need does not make
-    the picture flap. A video seen for the first time starts at once.
+    the picture flap. An upgrade that came down again within
+    :data:`UPGRADE_TRIAL` seconds failed (the link could not carry it, whatever
+    the estimate said: a probe through a token bucket's burst looks like room),
+    and the next one waits twice as long, up to :data:`UPGRADE_BACKOFF_MAX`;
+    each failed upgrade costs the subscriber a keyframe switch and usually a
+    freeze. A video seen for the first time starts at once.
     """
 
     def __init__(self) -> None:
         self._rising: dict[Hashable, tuple[int, float]] = {}  # key -> (lowest level allowed since, since)
         self._down_at: dict[Hashable, float] = {}
+        self._up_at: dict[Hashable, float] = {}  # when the video last went up (cleared when it comes down)
+        self._wait: dict[Hashable, float] = {}  # seconds after going down before it may go up (default AFTER_DOWN)
         self._known: set[Hashable] = set()
 
     def choose(
@@ -314,12 +338,17 @@ class LayerGate:
             if _lower(want, cur):
                 self._rising.pop(key, None)
                 self._down_at[key] = now
+                failed = now - self._up_at.pop(key, -1e18) < UPGRADE_TRIAL
+                wait = self._wait.get(key, UPGRADE_AFTER_DOWN)
+                self._wait[key] = min(2 * wait, UPGRADE_BACKOFF_MAX) if failed else UPGRADE_AFTER_DOWN
                 out.append(want)
             elif want is not None and _higher(want, cur) and key in self._known:
                 level, since = self._rising.get(key, (want, now))
                 level = min(level, want)
-                if now - since >= UPGRADE_HOLD and now - self._down_at.get(key, -1e18) >= UPGRADE_AFTER_DOWN:
+                wait = self._wait.get(key, UPGRADE_AFTER_DOWN)
+                if now - since >= UPGRADE_HOLD and now - self._down_at.get(key, -1e18) >= wait:
                     self._rising.pop(key, None)
+                    self._up_at[key] = now
                     out.append(level)
                 else:
                     self._rising[key] = (level, since)
@@ -329,7 +358,7 @@ class LayerGate:
                 out.append(want)
             self._known.add(key)
         present = set(keys)
-        for table in (self._rising, self._down_at):
+        for table in (self._rising, self._down_at, self._up_at, self._wait):
             for gone in [k for k in table if k not in present]:
                 del table[gone]
         self._known &= present

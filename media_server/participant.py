@@ -647,7 +647,7 @@ class Subscriber:
         # Nominal costs only while nothing could be measured yet; later a silent layer is a stopped one.
         measured = any(rates) or now - min(f.created for f in layers) > MEASURE_AFTER
         demand = VideoDemand(
-            costs=layer_costs(rates, measured=measured),
+            costs=layer_costs(rates, measured=measured, silent=[f.silent_for(now) for f in layers]),
             heights=[f.frame_size[1] if f.frame_size else None for f in layers],
             max_height=self.max_heights.get((track.participant, track.source)),
             speaker=track.participant == speaker,

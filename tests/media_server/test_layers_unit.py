@@ -113,9 +113,30 @@ def test_display_height_caps_the_layer() -> None:
 def test_stopped_layers_are_skipped() -> None:
     assert allocate(10_000_000, [demand(costs=(100_000.0, 500_000.0, None))]) == [1]
     assert allocate(10_000_000, [demand(costs=(None, None, None))]) == [None]
-    assert layer_costs([0.0, 300_000.0, 1_000.0], measured=True)[0::2] == [None, None]
-    assert layer_costs([90_000.0, 100_000.0, 200_000.0], measured=True) == [97_200.0, 250_000.0, 750_000.0]
-    assert layer_costs([0.0, 0.0], measured=False) == [64_000.0, 500_000.0]
+    assert layer_costs([0.0, 300_000.0, 1_000.0], measured=True, silent=[3.0, 0.0, 1.0])[0::2] == [None, None]
+    costs = layer_costs([90_000.0, 100_000.0, 200_000.0], measured=True, silent=[0.0, 0.0, 0.0])
+    assert costs == [97_200.0, 250_000.0, 750_000.0]
+    assert layer_costs([0.0, 0.0], measured=False, silent=[9.0, 9.0]) == [64_000.0, 500_000.0]
+
+
+def test_a_layer_counts_as_stopped_after_2_s_of_silence_or_1_s_while_another_layer_sends() -> None:
+    """A machine-wide stall of a second silences every layer at once: before, one 0.5 s window under
+    8 kbit/s made the thin layer look stopped, every video was paused and came back a keyframe later."""
+    stall = layer_costs([4_000.0, 40_000.0, 100_000.0], measured=True, silent=[1.5, 1.5, 1.5])
+    assert None not in stall
+    assert layer_costs([4_000.0, 40_000.0, 100_000.0], measured=True, silent=[2.0, 2.0, 2.0]) == [None] * 3
+    # The publisher dropped its top layer (CPU or uplink): the subscriber on it must not wait the full 2 s.
+    assert layer_costs([90_000.0, 300_000.0, 700_000.0], measured=True, silent=[0.0, 0.0, 1.0])[2] is None
+    assert layer_costs([90_000.0, 300_000.0, 700_000.0], measured=True, silent=[0.0, 0.0, 0.5])[2] is not None
+
+
+def test_a_forwarder_knows_how_long_it_has_been_silent() -> None:
+    forwarder = Forwarder(kind="video", request_keyframe=lambda: None)
+    start = forwarder.created
+    assert forwarder.silent_for(start + 1.0) == pytest.approx(1.0)  # nothing yet: silent since it was made
+    forwarder.octets_in += 1200  # what on_rtp (Python or the C receive path) counts
+    assert forwarder.silent_for(start + 1.5) == 0.0
+    assert forwarder.silent_for(start + 2.5) == pytest.approx(1.0)
 
 
 def test_hysteresis_goes_up_only_with_headroom_and_down_only_when_needed() -> None:
@@ -188,6 +209,35 @@ def test_an_estimate_wobbling_around_a_layer_does_not_flap() -> None:
     ups = sum(1 for a, b in itertools.pairwise([1, *chosen]) if (b or 0) > (a or 0))
     assert ups <= len(wobble) * 0.5 / UPGRADE_AFTER_DOWN + 1
     assert switches <= 2 * ups + 1
+
+
+def test_an_upgrade_the_link_cannot_carry_is_retried_less_and_less_often() -> None:
+    """A 300 kbit/s ``tc tbf`` link (browser run, transport-cc): each probe passed the bucket's burst and
+    put the estimate at 450-690 kbit/s, 360p went up, overflowed the link and came down 0.5 s later, every
+    ~5 s, a freeze each time. Modelled: the estimate says 600k while 180p flows, 250k once 360p does."""
+    gate, level, ups, ups_at = LayerGate(), 0, 0, []
+    gate.choose(0.0, ["v"], [level], [level], [level])
+    up_since = None
+    for n in range(1, 121):  # 60 s
+        now = n * 0.5
+        estimate = 250_000 if up_since is not None and now - up_since >= 0.5 else 600_000
+        keep, up = allocate(estimate, [demand()]), allocate(estimate * UPGRADE_HEADROOM, [demand()])
+        new = gate.choose(now, ["v"], [level], keep, up)[0]
+        if (new or 0) > level:
+            ups, up_since = ups + 1, now
+            ups_at.append(now)
+        elif new != level:
+            up_since = None
+        level = new or 0
+    assert ups <= 6, ups_at  # was 14: one every UPGRADE_AFTER_DOWN + UPGRADE_HOLD
+    # An upgrade that holds resets the wait: the next failure waits UPGRADE_AFTER_DOWN again.
+    gate = LayerGate()
+    gate.choose(0.0, ["v"], [0], [0], [0])
+    assert gate.choose(1.0, ["v"], [0], [1], [1]) == [0]
+    assert gate.choose(2.0, ["v"], [0], [1], [1]) == [1]  # up after UPGRADE_HOLD
+    assert gate.choose(20.0, ["v"], [1], [0], [0]) == [0]  # down 18 s later: the upgrade had held
+    assert gate.choose(20.0 + UPGRADE_AFTER_DOWN, ["v"], [0], [1], [1]) == [0]
+    assert gate.choose(21.0 + UPGRADE_AFTER_DOWN, ["v"], [0], [1], [1]) == [1]
 
 
 def test_a_new_video_starts_at_once_and_a_paused_one_resumes_after_the_hold() -> None:
