@@ -53,10 +53,18 @@ LOSS_WINDOW_TIME = 1.0  # ...and this many seconds (or LOSS_WINDOW_MAX packets):
 LOSS_WINDOW_MAX = 200
 
 ACKED_WINDOW = 0.5  # s of arrival time over which the acknowledged rate is measured
+DELIVERED_WINDOW = 2.0  # s: the target stays at DELIVERED_SHARE of the best acknowledged rate this recent...
+DELIVERED_SHARE = 0.85
+DELIVERED_MAX_LOSS = 0.02  # ...while the feedback of the last DELIVERED_LOSS_TIME s reports at most this loss
+DELIVERED_LOSS_TIME = 1.0
+DELIVERED_MIN_PACKETS = 20  # (and reports at least this many packets)
 
 PROBE_MIN_PACKETS = 5  # a cluster's result needs at least this many received packets
 PROBE_DURATION = 0.03  # s of the probed rate per cluster...
-PROBE_MIN_BYTES = 10_000  # ...but at least this much (~ 5 packets of media, 20 of padding)
+PROBE_MIN_BYTES = 10_000  # ...but at least this much (33 padding packets): twice a ``tc tbf`` 5 kB burst...
+PROBE_QUEUE_TIME = 0.4  # ...unless more than this many seconds at the target: at 2x, half a cluster queues,
+# and a 200 ms queue holds 0.2 s of the link (a 100 kbit/s link lost its video to 10 kB probes)
+PROBE_SMALLEST = 1_500  # bytes: the least a cluster has (5 padding packets, PROBE_MIN_PACKETS)
 PROBE_SUCCESS = 0.7  # a probe whose result reaches this share of its rate may be followed by a higher one
 PROBE_TIMEOUT = 1.0  # s without a result: the probe failed
 PROBE_BACKOFF_MIN, PROBE_BACKOFF_MAX = 2.0, 8.0  # s between failed probes (doubling)
@@ -320,6 +328,44 @@ class LossBasedController:
                 self.limit = None  # no longer the binding limit
 
 
+class DeliveredFloor:
+    """The least the target may drop to: what the receiver demonstrably got with (almost) no loss.
+
+    GCC bounds a decrease by the acknowledged rate (:data:`BETA` x it), but a
+    receiver short of CPU (a browser on a loaded machine) stamps arrivals late
+    and in bunches: its delay gradient says "overuse" again and again while
+    every packet arrives, each decrease takes 0.85 x the last one's outcome, and
+    the estimate spirals down until the allocator pauses cameras (the
+    intermittent browser-test stall, docs/architecture.md). A full queue on a
+    real bottleneck drops packets; a starved receiver does not. So while the
+    feedback of the last :data:`DELIVERED_LOSS_TIME` s reports at most
+    :data:`DELIVERED_MAX_LOSS` loss, the target stays at :data:`DELIVERED_SHARE`
+    of the best acknowledged rate of the last :data:`DELIVERED_WINDOW` s; once
+    loss shows up, the delay-based decrease applies as it is.
+    """
+
+    def __init__(self) -> None:
+        self._acked: deque[tuple[float, float]] = deque()  # (now, acknowledged bit/s)
+        self._fates: deque[tuple[float, int, int]] = deque()  # (now, lost, received)
+
+    def on_feedback(self, *, now: float, acked_bps: float | None, lost: int, received: int) -> None:
+        if acked_bps is not None:
+            self._acked.append((now, acked_bps))
+        self._fates.append((now, lost, received))
+        while self._acked and self._acked[0][0] < now - DELIVERED_WINDOW:
+            self._acked.popleft()
+        while self._fates and self._fates[0][0] < now - DELIVERED_LOSS_TIME:
+            self._fates.popleft()
+
+    def bps(self, now: float) -> float | None:
+        lost = sum(f[1] for f in self._fates if f[0] >= now - DELIVERED_LOSS_TIME)
+        total = lost + sum(f[2] for f in self._fates if f[0] >= now - DELIVERED_LOSS_TIME)
+        acked = [a for t, a in self._acked if t >= now - DELIVERED_WINDOW]
+        if not acked or total < DELIVERED_MIN_PACKETS or lost > DELIVERED_MAX_LOSS * total:
+            return None
+        return DELIVERED_SHARE * max(acked)
+
+
 class AcknowledgedBitrate:
     """The rate at which the receiver got packets, over the last :data:`ACKED_WINDOW` seconds of arrivals."""
 
@@ -436,7 +482,8 @@ class ProbeController:
         factors = PROBE_INITIAL if self._first else (2.0,)
         self._first = False
         rates = sorted({int(min(wanted, target * f)) for f in factors})
-        clusters = [(r, max(PROBE_MIN_BYTES, int(r * PROBE_DURATION / 8))) for r in rates]
+        least = max(PROBE_SMALLEST, min(PROBE_MIN_BYTES, int(target * PROBE_QUEUE_TIME / 8)))
+        clusters = [(r, max(least, int(r * PROBE_DURATION / 8))) for r in rates]
         self._pending = (float(rates[-1]), now)
         self.probes_sent += len(clusters)
         return clusters
@@ -492,6 +539,7 @@ class SendSideEstimator:
         self.aimd = AimdRateControl(start_bps=start_bps, min_bps=min_bps, max_bps=max_bps)
         self.loss = LossBasedController()
         self.acked = AcknowledgedBitrate()
+        self.delivered = DeliveredFloor()
         self.probe_results = ProbeResultEstimator()
         self.probes = ProbeController()
         self._rtt = 0.1
@@ -550,6 +598,7 @@ class SendSideEstimator:
                 self.loss.on_probe(result)
             self.probes.on_result(result, now)
         self.aimd.update(self.trendline.state, self.acked.bps, now, self._rtt)
+        self.delivered.on_feedback(now=now, acked_bps=self.acked.bps, lost=lost, received=received)
         self.loss.on_results(
             lost=lost, received=received, now=now, rtt=self._rtt, target=self._target, delay_based=self.aimd.rate
         )
@@ -595,6 +644,9 @@ class SendSideEstimator:
         remb = self._remb if self._remb is not None and self._now - self._remb[1] < REMB_FRESH else None
         if self._transport_cc_fresh():
             target = self.aimd.rate
+            floor = self.delivered.bps(self._now)
+            if floor is not None:
+                target = max(target, floor)
             if self.loss.limit is not None:
                 target = min(target, self.loss.limit)
             if remb is not None:

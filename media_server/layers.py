@@ -84,8 +84,10 @@ def _cost(demands: Sequence[VideoDemand], layers: Sequence[int | None]) -> float
 
 
 def wanted_bitrate(demands: Sequence[VideoDemand], *, audio_bps: float = 0.0) -> float:
-    """Bit/s the ideal layers need (unlimited estimate) plus ``audio_bps``: what probing may aim at."""
-    return _cost(demands, allocate(float("inf"), demands)) + audio_bps
+    """The estimate at which the ideal layers (unlimited estimate) plus ``audio_bps`` are allowed up: what
+    probing may aim at. An upgrade needs :data:`UPGRADE_HEADROOM`; probing that stopped at the bare need
+    left an unthrottled subscriber at 1.3 Mbit/s, just short of its 720p layer (browser run, transport-cc)."""
+    return (_cost(demands, allocate(float("inf"), demands)) + audio_bps) / UPGRADE_HEADROOM
 
 
 def padding_rate(

@@ -118,6 +118,10 @@ class Netns:
             "200ms",
         )
 
+    def unshape(self) -> None:
+        """Remove the ``tc tbf`` limit (the downlink is the veth's again)."""
+        _run("tc", "qdisc", "del", "dev", self.host_if, "root")
+
     def lose(self, probability: float) -> None:
         """Drop each UDP datagram entering or leaving the namespace with ``probability`` (iptables statistic)."""
         for chain in ("INPUT", "OUTPUT"):
@@ -466,8 +470,16 @@ def shaped_browser(browser: Any, stack: Stack) -> Iterator[Callable[..., Any]]:
     Each call makes a new namespace (own veth pair, ``10.231.<n>.0/24``) that reaches the
     stack through its host end. The session's Playwright driver launches it through
     ``ip netns exec`` (one sync Playwright per thread). Browsers and namespaces go away after the test.
+    ``launch.reshape(chromium, rate)`` changes a launched browser's limit mid-test (None: remove it).
     """
     made: list[tuple[Netns, Any]] = []
+
+    def reshape(chromium: Any, rate: str | None) -> None:
+        ns = next(n for n, c in made if c is chromium)
+        if rate:
+            ns.shape(rate)
+        else:
+            ns.unshape()
 
     def launch(rate: str | None = None, loss: float = 0.0) -> Any:
         n = len(made)
@@ -489,6 +501,7 @@ def shaped_browser(browser: Any, stack: Stack) -> Iterator[Callable[..., Any]]:
         made.append((ns, chromium))
         return chromium
 
+    launch.reshape = reshape  # type: ignore[attr-defined]
     try:
         yield launch
     finally:

@@ -89,6 +89,19 @@ def measure(pages: dict[str, Any], participant: str, *, window: float = WINDOW) 
         time.sleep(min(SAMPLE, max(0.0, end - time.monotonic())))
 
 
+TOP_LAYER_FRAMES_JS = """
+async () => {
+  const pc = window.conferenceCall && window.conferenceCall.pcs.camera;
+  if (!pc) return 0;
+  let best = null;
+  for (const s of (await pc.getStats()).values()) {
+    if (s.type === "outbound-rtp" && s.kind === "video" && (!best || (s.frameHeight || 0) > (best.frameHeight || 0))) best = s;
+  }
+  return best ? best.framesEncoded || 0 : 0;
+}
+"""
+
+
 def test_a_300_kbit_subscriber_gets_smooth_lower_video_while_an_unconstrained_one_keeps_720p(
     browser: Any, contexts: list[Any], stack: Any, users: dict[str, str], shaped_browser: Any
 ) -> None:
@@ -106,10 +119,14 @@ def test_a_300_kbit_subscriber_gets_smooth_lower_video_while_an_unconstrained_on
     )
     time.sleep(SETTLE)
 
+    encoded_before, started = host.evaluate(TOP_LAYER_FRAMES_JS), time.monotonic()
     samples = measure({"fast": fast, "slow": slow}, host_id)
+    seconds = time.monotonic() - started
+    encoded_fps = (host.evaluate(TOP_LAYER_FRAMES_JS) - encoded_before) / seconds
 
     slow_s, fast_s = samples["slow"], samples["fast"]
-    report = f"slow: {slow_s}\nfast: {fast_s}"
+    fast_fps = (fast_s[-1]["framesDecoded"] - fast_s[0]["framesDecoded"]) / seconds
+    report = f"fast {fast_fps:.1f} fps, host's 720p layer {encoded_fps:.1f} fps\nslow: {slow_s}\nfast: {fast_s}"
     for before, after in itertools.pairwise(slow_s):
         assert after["framesDecoded"] > before["framesDecoded"], "the 300 kbit subscriber stopped decoding\n" + report
     assert all(0 < s["frameHeight"] < 720 for s in slow_s), (
@@ -118,7 +135,67 @@ def test_a_300_kbit_subscriber_gets_smooth_lower_video_while_an_unconstrained_on
     frozen = slow_s[-1]["totalFreezesDuration"] - slow_s[0]["totalFreezesDuration"]
     assert frozen < 1.0, f"the 300 kbit subscriber froze {frozen:.2f} s in {WINDOW:.0f} s\n" + report
     assert all(s["frameHeight"] >= 720 for s in fast_s), "the unconstrained subscriber dropped below 720p\n" + report
-    assert fast_s[-1]["framesDecoded"] > fast_s[0]["framesDecoded"], report
+    # Issue 17: >= 25 fps. The SFU cannot forward frames the publisher did not encode: a host short of CPU
+    # encodes fewer (Chromium's quality limitation), so the bound is what its 720p layer sent, if lower.
+    frozen = fast_s[-1]["totalFreezesDuration"] - fast_s[0]["totalFreezesDuration"]
+    assert fast_fps >= min(25.0, 0.9 * encoded_fps), "the unconstrained subscriber lost frames\n" + report
+    assert frozen < 1.0, f"the unconstrained subscriber froze {frozen:.2f} s\n" + report
+
+
+def test_when_a_300_kbit_limit_is_removed_the_subscriber_is_back_at_720p_within_10_s(
+    browser: Any, contexts: list[Any], stack: Any, users: dict[str, str], shaped_browser: Any
+) -> None:
+    host, room_id = host_room(browser, contexts, stack, users, "Limit removed")
+    host_id = participant_id(host)
+    chromium = shaped_browser("300kbit")
+    slow = join_without_camera(chromium, contexts, stack, room_id, "Slow, then fast", scale=2)
+    wait_media(slow, host_id, audio=True, timeout=60)
+    time.sleep(SETTLE)
+    limited = video_stats(slow, host_id)
+    assert 0 < limited["frameHeight"] < 720, limited
+
+    shaped_browser.reshape(chromium, None)
+    removed = time.monotonic()
+    seen: list[tuple[float, int]] = []
+
+    def at_720p() -> bool:
+        seen.append((round(time.monotonic() - removed, 1), video_stats(slow, host_id)["frameHeight"]))
+        return seen[-1][1] >= 720
+
+    wait_until(at_720p, timeout=10.0, message=f"not back at 720p within 10 s of the limit's removal: {seen}")
+
+
+def test_a_step_from_10_to_1_mbit_is_followed_within_2_s_without_a_freeze_over_1_s(
+    browser: Any, contexts: list[Any], stack: Any, users: dict[str, str], shaped_browser: Any
+) -> None:
+    host, room_id = host_room(browser, contexts, stack, users, "Step down")
+    host_id = participant_id(host)
+    chromium = shaped_browser("10mbit")
+    sub = join_without_camera(chromium, contexts, stack, room_id, "Ten, then one", scale=2)
+    wait_media(sub, host_id, audio=True, timeout=60)
+    wait_until(
+        lambda: video_stats(sub, host_id)["frameHeight"] >= 720,
+        timeout=60,
+        message=f"never reached 720p at 10 Mbit/s: {video_stats(sub, host_id)}",
+    )
+    time.sleep(SAMPLE)
+    before = video_stats(sub, host_id)
+
+    shaped_browser.reshape(chromium, "1mbit")
+    stepped = time.monotonic()
+    seen: list[tuple[float, int]] = []
+
+    def stepped_down() -> bool:
+        seen.append((round(time.monotonic() - stepped, 1), video_stats(sub, host_id)["frameHeight"]))
+        return seen[-1][1] < 720
+
+    wait_until(stepped_down, timeout=2.0, interval=0.1, message=f"720p still after 2 s at 1 Mbit/s: {seen}")
+    time.sleep(max(0.0, stepped + 10.0 - time.monotonic()))
+    after = video_stats(sub, host_id)
+    report = f"before {before}\nafter {after}\nheights {seen}"
+    assert after["framesDecoded"] > before["framesDecoded"], report
+    frozen = after["totalFreezesDuration"] - before["totalFreezesDuration"]
+    assert frozen < 1.0, f"froze {frozen:.2f} s in the 10 s after the step\n" + report
 
 
 AUDIO_BYTES_JS = """

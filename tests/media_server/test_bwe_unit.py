@@ -67,6 +67,7 @@ class Sim:
     wanted: int
     start_bps: int = 1_000_000
     media: int | None = None  # bit/s the sender has to send at most (the layers it forwards), else ``wanted``
+    starved: float = 0.0  # s: the receiver's late stamping grows to this and catches up, over and over (CPU)
     seed: int = 1
     tick: float = 0.001
     est: SendSideEstimator = field(init=False)
@@ -131,11 +132,19 @@ class Sim:
         if last is None:
             return
         results = [
-            (seq, None if arrival is None else arrival + RECEIVER_CLOCK)
+            (seq, None if arrival is None else arrival + RECEIVER_CLOCK + self._stamp_delay(arrival))
             for seq, arrival in self.fates[self.reported : last + 1]
         ]
         self.reported = last + 1
         self.est.on_feedback(now=self.t, results=results)
+
+    def _stamp_delay(self, arrival: float) -> float:
+        """A starved receiver's network thread falls behind for 0.6 s, stamping each packet later than the
+        last, then catches up (a sawtooth): to a delay-based estimator each ramp looks like a queue."""
+        if not self.starved:
+            return 0.0
+        phase = arrival % 1.0
+        return self.starved * phase / 0.6 if phase < 0.6 else self.starved * (1.0 - phase) / 0.4
 
     def targets(self, start: float, end: float) -> list[int]:
         return [bps for t, bps in self.history if start <= t < end]
@@ -350,3 +359,22 @@ def test_a_token_bucket_burst_does_not_make_a_probe_look_like_spare_capacity() -
     settled = sim.targets(5.0, 40.0)
     assert max(settled) <= 400_000, settled
     assert 150_000 <= mean(settled) <= 330_000, settled
+
+
+def test_a_receiver_short_of_cpu_does_not_talk_the_estimate_down_while_everything_arrives() -> None:
+    """A starved browser stamps arrivals later and later, then catches up: overuse after overuse, each
+    decrease 0.85x what was acknowledged last, down to where the allocator paused cameras. Nothing is lost,
+    so the target stays near what demonstrably arrived (bwe.DeliveredFloor)."""
+    sim = Sim(Link(rate=10_000_000, queue_bytes=500_000), wanted=1_700_000, start_bps=1_700_000, starved=0.2)
+    sim.run(30.0)
+    assert min(sim.targets(5.0, 30.0)) >= 1_300_000, sim.targets(5.0, 30.0)  # without the floor: 200 kbit/s
+
+
+def test_a_real_bottleneck_still_brings_the_estimate_down_despite_the_delivered_floor() -> None:
+    """On a full queue packets are lost: the floor lifts and the decrease applies (10 -> 1 Mbit/s, small queue)."""
+    sim = Sim(Link(rate=10_000_000, queue_bytes=25_000), wanted=3_000_000, start_bps=1_000_000)
+    sim.run(8.0)
+    assert sim.est.target_bps >= 2_500_000
+    sim.link.rate = 1_000_000
+    sim.run(10.0)
+    assert sim.est.target_bps < 1_000_000, sim.targets(8.0, 10.0)

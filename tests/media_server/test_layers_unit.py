@@ -167,8 +167,10 @@ def test_audio_is_taken_out_of_a_transport_wide_estimate_once_and_never_out_of_a
 
 
 def test_the_wanted_bitrate_is_what_the_ideal_layers_need_plus_the_audio() -> None:
-    assert wanted_bitrate([demand(), demand(max_height=360)], audio_bps=100_000) == 1_500_000 + 500_000 + 100_000
-    assert wanted_bitrate([demand(costs=(100_000.0, None, None))]) == 100_000
+    # ...with the headroom an upgrade needs (probing aims at it)
+    want = wanted_bitrate([demand(), demand(max_height=360)], audio_bps=100_000)
+    assert want == pytest.approx((1_500_000 + 500_000 + 100_000) / UPGRADE_HEADROOM)
+    assert wanted_bitrate([demand(costs=(100_000.0, None, None))]) == pytest.approx(100_000 / UPGRADE_HEADROOM)
     assert wanted_bitrate([]) == 0.0
 
 
@@ -523,7 +525,7 @@ async def test_subscriber_follows_remb_and_loss_from_its_browser_across_layers(m
 def feed_transport_cc(side: SendSideEstimator, *, now: float, packets: int = 30) -> None:
     """Packets sent and acknowledged without queuing: the send-side estimate is current."""
     for i in range(packets):
-        side.on_packet_sent(seq=i, size=1000, send_time=now - 1 + i * 0.01)
+        side.on_packet_sent(seq=i, size=700, send_time=now - 1 + i * 0.01)  # 560 kbit/s acknowledged
     side.on_feedback(now=now, results=[(i, 50.0 + i * 0.01) for i in range(packets)])
 
 
@@ -555,7 +557,7 @@ async def test_with_transport_cc_the_audio_is_set_aside_once_and_paced_probe_clu
         # once (0.85 * 640k - 50k - 97k >= 486k - 97k)
         assert slot.target == 1
         assert sub.padding == 0.0  # transport-cc: probe clusters, not padding
-        assert sub.wanted_bps == pytest.approx(1_400_000 * 1.08 + AUDIO_RESERVE)
+        assert sub.wanted_bps == pytest.approx((1_400_000 * 1.08 + AUDIO_RESERVE) / UPGRADE_HEADROOM)
 
         sub._request_probes(10.0)
         assert sub._probing is not None
@@ -615,7 +617,7 @@ async def test_a_subscriber_near_60_kbit_with_two_microphones_pads_so_its_remb_c
         # the link carries beside it, would leave none): it was 0 before.
         assert sub.padding == pytest.approx(60_000 * GROWTH_SHARE - 90_000 * 1.08 * 0.4)
         assert 1.5 * (sub.padding + 90_000 * 1.08 * 0.4) > 60_000 * 1.08  # REMB can grow at its full 8 %/s
-        assert sub.wanted_bps == pytest.approx(1_400_000 * 1.08)  # REMB does not cover the audio: not added
+        assert sub.wanted_bps == pytest.approx(1_400_000 * 1.08 / UPGRADE_HEADROOM)  # REMB: no audio in it
     finally:
         await sub.close()
 
