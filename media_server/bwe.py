@@ -70,6 +70,7 @@ PROBE_TIMEOUT = 1.0  # s without a result: the probe failed
 PROBE_BACKOFF_MIN, PROBE_BACKOFF_MAX = 2.0, 8.0  # s between failed probes (doubling)
 PROBE_INITIAL = (3.0, 6.0)  # the first probe clusters, times the start rate
 
+QUEUE_MEMORY = 2.0  # s after a delay-based decrease during which the queue counts as building (queue_building)
 FEEDBACK_FRESH = 2.0  # s: without transport-cc feedback for this long the estimate falls back to REMB
 REMB_FRESH = 3.0  # s: an older REMB no longer caps the estimate
 
@@ -213,7 +214,7 @@ class AimdRateControl:
         self._capacity: float | None = None  # kbit/s average at decreases
         self._capacity_var = 0.4  # normalized variance
         self._last_change: float | None = None
-        self._last_decrease = -math.inf
+        self.last_decrease = -math.inf
 
     def _near_capacity(self) -> bool:
         if self._capacity is None:
@@ -262,12 +263,12 @@ class AimdRateControl:
                 new = min(new, max(self.rate, ACKED_HEADROOM * acked_bps + ACKED_SLACK))
             self.rate = new
         elif self._state == "decrease":
-            if now - self._last_decrease >= min(max(rtt, 0.01), 0.2) or self._last_decrease == -math.inf:
+            if now - self.last_decrease >= min(max(rtt, 0.01), 0.2) or self.last_decrease == -math.inf:
                 base = acked_bps if acked_bps is not None else self.rate
                 self.rate = min(self.rate, BETA * base)
                 if acked_bps is not None:
                     self._learn_capacity(acked_bps / 1000)
-                self._last_decrease = now
+                self.last_decrease = now
             self._state = "hold"
         self.rate = min(max(self.rate, self.min_bps), self.max_bps)
         self._last_change = now
@@ -623,6 +624,12 @@ class SendSideEstimator:
     def covers_audio(self) -> bool:
         """True while the target comes from transport-cc feedback (all media); False on REMB (video only)."""
         return self._transport_cc_fresh()
+
+    def queue_building(self, now: float) -> bool:
+        """True while the delay says the path's queue grows (overuse now, or a delay-based decrease in the
+        last :data:`QUEUE_MEMORY` s): loss then means congestion, not noise. Loss itself does not tell (a few
+        unlucky windows of random loss set the loss-based limit as well)."""
+        return self.trendline.state == "overusing" or now - self.aimd.last_decrease < QUEUE_MEMORY
 
     def probe_request(self, *, now: float, wanted_bps: int) -> list[tuple[int, int]] | None:
         """Probe clusters ``(bitrate_bps, bytes)`` to send now (paced at that rate), or None.

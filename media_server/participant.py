@@ -42,6 +42,7 @@ from .layers import (
     pacing_rate,
     padding_rate,
     retransmit_policy,
+    trial_padding,
     wanted_bitrate,
     with_thin_level,
 )
@@ -411,11 +412,15 @@ class Subscriber:
             if kind_ == "nack":
                 slot.nacks_received += 1
                 now = time.monotonic()
+                estimate, covers_audio, _ = self._estimate(now)
+                side = self.send_side
                 copies, interval = retransmit_policy(
-                    self.estimate.value(now),
+                    estimate,
                     self.estimate.loss,
                     hooks.sender_rtt(sender),
                     min_interval=RETRANSMIT_INTERVAL,
+                    # transport-cc: the delay tells whether loss is a full queue (a REMB cannot)
+                    room=None if side is None or not covers_audio else not side.queue_building(now),
                 )
                 downstream.retransmit(values, now, copies=copies, interval=interval)
             elif kind_ == "pli":
@@ -717,6 +722,8 @@ class Subscriber:
             # The audio REMB does not measure still shares the link (padding_rate keeps GROWTH_SHARE at least).
             link_audio = audio_reserve(audio_tracks, covers_audio=True)
             self.padding = padding_rate(estimate, demands, current, audio_bps=link_audio)
+        elif not congested:  # transport-cc: an upgrade waiting its hold tries the link at its rate first
+            self.padding = trial_padding(demands, current, self._gate.rising(keys))
 
     def _estimate(self, now: float) -> tuple[float | None, bool, bool]:
         """(bit/s or None, whether it covers the audio, whether the link is congested now).

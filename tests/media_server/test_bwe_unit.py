@@ -378,3 +378,15 @@ def test_a_real_bottleneck_still_brings_the_estimate_down_despite_the_delivered_
     sim.link.rate = 1_000_000
     sim.run(10.0)
     assert sim.est.target_bps < 1_000_000, sim.targets(8.0, 10.0)
+
+
+def test_random_loss_leaves_the_queue_alone_and_a_bottleneck_builds_it() -> None:
+    lossy = Sim(Link(rate=10_000_000, queue_bytes=500_000, loss=0.05), wanted=500_000, start_bps=500_000, seed=3)
+    lossy.run(20.0)
+    assert not lossy.est.queue_building(lossy.t)
+    narrow = Sim(Link(rate=300_000, queue_bytes=7_500), wanted=2_500_000, start_bps=1_000_000)
+    building = []
+    for step in range(1, 41):
+        narrow.run(step * 0.25)
+        building.append(narrow.est.queue_building(narrow.t))
+    assert building.count(True) >= 6, building  # each time the sender overshoots the link
