@@ -121,16 +121,6 @@ def padding_rate(
     return max(0.0, min(ideal_cost, target) - current_cost)
 
 
-def trial_padding(demands: Sequence[VideoDemand], current: Sequence[int | None], rising: Sequence[int | None]) -> float:
-    """Bit/s of padding that makes what is sent what the levels the gate holds back (``rising``, None: none
-    for that video) would send: while an upgrade waits its :data:`UPGRADE_HOLD`, the link is tried at its
-    rate, and a send-side estimate that a probe through a token bucket's burst inflated falls back before
-    the switch rather than after it (a keyframe lost in an overflowing queue froze the picture for 1.5 s in
-    a 300 kbit/s browser run; lost padding costs nothing)."""
-    trial = [c if r is None else r for c, r in zip(current, rising, strict=True)]
-    return max(0.0, _cost(demands, trial) - _cost(demands, current))
-
-
 def pacing_rate(estimate: float, *, pacing: bool) -> float | None:
     """Bit/s to pace a subscriber's video at (None: do not pace), given its estimate.
 
@@ -343,10 +333,6 @@ class LayerGate:
         self._up_at: dict[Hashable, float] = {}  # when the video last went up (cleared when it comes down)
         self._wait: dict[Hashable, float] = {}  # seconds after going down before it may go up (default AFTER_DOWN)
         self._known: set[Hashable] = set()
-
-    def rising(self, keys: Sequence[Hashable]) -> list[int | None]:
-        """For each video, the level an upgrade waits to go to (None: none waits)."""
-        return [self._rising[k][0] if k in self._rising else None for k in keys]
 
     def choose(
         self,

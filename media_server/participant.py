@@ -42,7 +42,6 @@ from .layers import (
     pacing_rate,
     padding_rate,
     retransmit_policy,
-    trial_padding,
     wanted_bitrate,
     with_thin_level,
 )
@@ -722,8 +721,6 @@ class Subscriber:
             # The audio REMB does not measure still shares the link (padding_rate keeps GROWTH_SHARE at least).
             link_audio = audio_reserve(audio_tracks, covers_audio=True)
             self.padding = padding_rate(estimate, demands, current, audio_bps=link_audio)
-        elif not congested:  # transport-cc: an upgrade waiting its hold tries the link at its rate first
-            self.padding = trial_padding(demands, current, self._gate.rising(keys))
 
     def _estimate(self, now: float) -> tuple[float | None, bool, bool]:
         """(bit/s or None, whether it covers the audio, whether the link is congested now).

@@ -33,7 +33,6 @@ from media_server.layers import (
     layer_costs,
     padding_rate,
     retransmit_policy,
-    trial_padding,
     wanted_bitrate,
     with_hysteresis,
     with_thin_level,
@@ -649,14 +648,3 @@ def test_with_a_send_side_estimate_the_delay_tells_whether_loss_leaves_room_for_
     assert retransmit_policy(400_000, 0.05, 0.05, min_interval=0.1)[0] == 1  # the estimate alone: no room
     assert retransmit_policy(400_000, 0.05, 0.05, min_interval=0.1, room=True)[0] == 2  # no queue building
     assert retransmit_policy(2_000_000, 0.05, 0.05, min_interval=0.1, room=False)[0] == 1  # a full queue
-
-
-def test_an_upgrade_waiting_its_hold_tries_the_link_at_its_rate_with_padding() -> None:
-    gate = LayerGate()
-    gate.choose(0.0, ["v"], [0], [0], [0])
-    assert gate.choose(0.5, ["v"], [0], [0], [1]) == [0]  # 360p allowed with headroom: it waits its hold...
-    assert gate.rising(["v"]) == [1]
-    # ...meanwhile padding brings what is sent to what 360p would send (500k - 100k)
-    assert trial_padding([demand()], [0], gate.rising(["v"])) == 400_000
-    assert gate.choose(1.0, ["v"], [0], [0], [0]) == [0]  # the estimate fell back (the link said no)
-    assert gate.rising(["v"]) == [None] and trial_padding([demand()], [0], [None]) == 0.0
