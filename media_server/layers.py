@@ -66,6 +66,9 @@ LOSS_HIGH = 0.10  # fraction lost above which the estimate is cut (like GCC's lo
 # Share of the estimate that must arrive (video + padding) for REMB to keep growing at its full +8 %/s:
 # it never exceeds 1.5x what arrives + 10 kbit/s (libwebrtc AimdRateControl), and 1.5 x 0.75 > 1.08.
 GROWTH_SHARE = 0.75
+HELD_WINDOW = 2.0  # s: a REMB drop is bounded by the video sent throughout this long...
+HELD_MAX_LOSS = 0.02  # ...while the smoothed receiver-report loss is at most this...
+HELD_REPORT_AGE = 2.5  # ...and the last receiver report is this recent (s)
 PROBE_BACKOFF = 10.0  # seconds without padding probes after the estimate dropped
 
 
@@ -79,7 +82,7 @@ def audio_reserve(audio_tracks: int, *, covers_audio: bool) -> float:
     return AUDIO_RESERVE * audio_tracks if covers_audio else 0.0
 
 
-def _cost(demands: Sequence[VideoDemand], layers: Sequence[int | None]) -> float:
+def levels_cost(demands: Sequence[VideoDemand], layers: Sequence[int | None]) -> float:
     return sum((d.costs[i] or 0.0) for d, i in zip(demands, layers, strict=True) if i is not None)
 
 
@@ -87,7 +90,7 @@ def wanted_bitrate(demands: Sequence[VideoDemand], *, audio_bps: float = 0.0) ->
     """The estimate at which the ideal layers (unlimited estimate) plus ``audio_bps`` are allowed up: what
     probing may aim at. An upgrade needs :data:`UPGRADE_HEADROOM`; probing that stopped at the bare need
     left an unthrottled subscriber at 1.3 Mbit/s, just short of its 720p layer (browser run, transport-cc)."""
-    return (_cost(demands, allocate(float("inf"), demands)) + audio_bps) / UPGRADE_HEADROOM
+    return (levels_cost(demands, allocate(float("inf"), demands)) + audio_bps) / UPGRADE_HEADROOM
 
 
 def padding_rate(
@@ -113,8 +116,8 @@ def padding_rate(
     video the low estimate had paused never came back (the intermittent
     browser-test stall, docs/architecture.md).
     """
-    ideal_cost = _cost(demands, allocate(float("inf"), demands))
-    current_cost = _cost(demands, current)
+    ideal_cost = levels_cost(demands, allocate(float("inf"), demands))
+    current_cost = levels_cost(demands, current)
     if ideal_cost <= current_cost:
         return 0.0
     target = max(estimate - audio_bps, GROWTH_SHARE * estimate)
@@ -381,6 +384,15 @@ class BandwidthEstimate:
     REMB (the browser's delay-based estimate) is the base; receiver reports
     with more than :data:`LOSS_HIGH` loss cut it (``1 - loss/2``, as GCC's
     loss-based controller does). ``None`` until the first REMB.
+
+    A REMB drop is bounded by what the subscriber demonstrably receives: while
+    fresh receiver reports say at most :data:`HELD_MAX_LOSS` is lost, the
+    estimate is at least the video it was sent throughout the last
+    :data:`HELD_WINDOW` seconds (:meth:`on_sent`). A starved browser's REMB is
+    0.85 x what its starved network thread measured, again and again (three
+    subscribers fell to 15-18 kbit/s at the same instant in a browser run and
+    every camera paused); a real bottleneck overflows its queue and the loss
+    lifts the bound.
     """
 
     def __init__(self) -> None:
@@ -388,6 +400,21 @@ class BandwidthEstimate:
         self.remb_time = 0.0
         self.decreased_at = -1e9  # when REMB last dropped by more than 10 % (congestion)
         self.loss = 0.0  # smoothed fraction lost (0..1)
+        self.loss_time = -1e9  # when the last receiver report came
+        self._sent: list[tuple[float, float]] = []  # (when, bit/s of video being sent then)
+
+    def on_sent(self, bps: float, now: float) -> None:
+        """The video (bit/s with headers: the allocator's cost of the levels forwarded) being sent now."""
+        self._sent = [(t, b) for t, b in self._sent if t >= now - HELD_WINDOW] + [(now, bps)]
+
+    def held(self, now: float) -> float | None:
+        """The least video sent throughout the last :data:`HELD_WINDOW` s, if fresh reports say it arrived."""
+        recent = [(t, b) for t, b in self._sent if t >= now - HELD_WINDOW]
+        if self.loss > HELD_MAX_LOSS or now - self.loss_time > HELD_REPORT_AGE or not recent:
+            return None
+        if recent[0][0] > now - HELD_WINDOW + 0.5:
+            return None  # not yet sent for (about) the whole window
+        return min(b for _, b in recent)
 
     def on_remb(self, bitrate: float, now: float) -> None:
         if self.remb is not None and bitrate < 0.9 * self.remb:
@@ -402,11 +429,13 @@ class BandwidthEstimate:
     def on_loss(self, fraction_lost_256: int, now: float) -> None:
         fraction = max(0, min(255, fraction_lost_256)) / 256
         self.loss = 0.7 * self.loss + 0.3 * fraction
+        self.loss_time = now
 
     def value(self, now: float) -> float | None:
         if self.remb is None:
             return None
-        estimate = self.remb
+        held = self.held(now)
+        estimate = self.remb if held is None else max(self.remb, held)
         if self.loss > LOSS_HIGH:
             estimate *= 1 - self.loss / 2
         return estimate

@@ -39,6 +39,7 @@ from .layers import (
     allocate,
     audio_reserve,
     layer_costs,
+    levels_cost,
     pacing_rate,
     padding_rate,
     retransmit_policy,
@@ -716,6 +717,8 @@ class Subscriber:
             self._level(s, s.attached.all_layers.index(s.forwarder), t) if s.attached and s.forwarder else None
             for s, t in zip(video, thin, strict=True)
         ]
+        # What flows now: a REMB that drops below it while receiver reports show no loss is a starved browser's.
+        self.estimate.on_sent(levels_cost(demands, current), now)
         self.padding = 0.0
         if not congested and not covers_audio:  # REMB: padding lets it grow (transport-cc: probe clusters do)
             # The audio REMB does not measure still shares the link (padding_rate keeps GROWTH_SHARE at least).

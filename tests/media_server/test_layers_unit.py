@@ -648,3 +648,24 @@ def test_with_a_send_side_estimate_the_delay_tells_whether_loss_leaves_room_for_
     assert retransmit_policy(400_000, 0.05, 0.05, min_interval=0.1)[0] == 1  # the estimate alone: no room
     assert retransmit_policy(400_000, 0.05, 0.05, min_interval=0.1, room=True)[0] == 2  # no queue building
     assert retransmit_policy(2_000_000, 0.05, 0.05, min_interval=0.1, room=False)[0] == 1  # a full queue
+
+
+def test_a_remb_drop_is_bounded_by_the_video_that_kept_arriving_without_loss() -> None:
+    """Three starved browsers' REMB fell to 15-18 kbit/s at the same instant (browser run, load ~26) and
+    every camera paused; their receiver reports said nothing was lost."""
+    est = BandwidthEstimate()
+    est.on_remb(900_000, 0.0)
+    for step in range(5):  # 540 kbit/s of video sent for 2 s, receiver reports without loss
+        est.on_sent(540_000, step * 0.5)
+        est.on_loss(0, step * 0.5)
+    est.on_remb(18_000, 2.0)
+    assert est.value(2.0) == 540_000  # held: that much demonstrably arrived
+    assert allocate(est.value(2.0) or 0.0, [demand()]) == [1]  # 360p kept (it was 180p-only at 18k)
+    assert est.value(4.6) == 18_000  # no receiver report for 2.6 s: nothing demonstrated
+    lossy = BandwidthEstimate()
+    lossy.on_remb(900_000, 0.0)
+    for step in range(5):
+        lossy.on_sent(540_000, step * 0.5)
+        lossy.on_loss(26, step * 0.5)  # 10 % lost: a full queue, the drop is real
+    lossy.on_remb(300_000, 2.0)
+    assert lossy.value(2.0) == 300_000
