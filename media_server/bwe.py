@@ -53,15 +53,24 @@ LOSS_WINDOW_TIME = 1.0  # ...and this many seconds (or LOSS_WINDOW_MAX packets):
 LOSS_WINDOW_MAX = 200
 
 ACKED_WINDOW = 0.5  # s of arrival time over which the acknowledged rate is measured
+DELIVERED_WINDOW = 2.0  # s: the target stays at DELIVERED_SHARE of the best acknowledged rate this recent...
+DELIVERED_SHARE = 0.85
+DELIVERED_MAX_LOSS = 0.02  # ...while the feedback of the last DELIVERED_LOSS_TIME s reports at most this loss
+DELIVERED_LOSS_TIME = 1.0
+DELIVERED_MIN_PACKETS = 20  # (and reports at least this many packets)
 
 PROBE_MIN_PACKETS = 5  # a cluster's result needs at least this many received packets
 PROBE_DURATION = 0.03  # s of the probed rate per cluster...
-PROBE_MIN_BYTES = 6_000  # ...but at least this much (~ 5 packets of media, 20 of padding)
+PROBE_MIN_BYTES = 10_000  # ...but at least this much (33 padding packets): twice a ``tc tbf`` 5 kB burst...
+PROBE_QUEUE_TIME = 0.4  # ...unless more than this many seconds at the target: at 2x, half a cluster queues,
+# and a 200 ms queue holds 0.2 s of the link (a 100 kbit/s link lost its video to 10 kB probes)
+PROBE_SMALLEST = 1_500  # bytes: the least a cluster has (5 padding packets, PROBE_MIN_PACKETS)
 PROBE_SUCCESS = 0.7  # a probe whose result reaches this share of its rate may be followed by a higher one
 PROBE_TIMEOUT = 1.0  # s without a result: the probe failed
 PROBE_BACKOFF_MIN, PROBE_BACKOFF_MAX = 2.0, 8.0  # s between failed probes (doubling)
 PROBE_INITIAL = (3.0, 6.0)  # the first probe clusters, times the start rate
 
+QUEUE_MEMORY = 2.0  # s after a delay-based decrease during which the queue counts as building (queue_building)
 FEEDBACK_FRESH = 2.0  # s: without transport-cc feedback for this long the estimate falls back to REMB
 REMB_FRESH = 3.0  # s: an older REMB no longer caps the estimate
 
@@ -205,7 +214,7 @@ class AimdRateControl:
         self._capacity: float | None = None  # kbit/s average at decreases
         self._capacity_var = 0.4  # normalized variance
         self._last_change: float | None = None
-        self._last_decrease = -math.inf
+        self.last_decrease = -math.inf
 
     def _near_capacity(self) -> bool:
         if self._capacity is None:
@@ -254,12 +263,12 @@ class AimdRateControl:
                 new = min(new, max(self.rate, ACKED_HEADROOM * acked_bps + ACKED_SLACK))
             self.rate = new
         elif self._state == "decrease":
-            if now - self._last_decrease >= min(max(rtt, 0.01), 0.2) or self._last_decrease == -math.inf:
+            if now - self.last_decrease >= min(max(rtt, 0.01), 0.2) or self.last_decrease == -math.inf:
                 base = acked_bps if acked_bps is not None else self.rate
                 self.rate = min(self.rate, BETA * base)
                 if acked_bps is not None:
                     self._learn_capacity(acked_bps / 1000)
-                self._last_decrease = now
+                self.last_decrease = now
             self._state = "hold"
         self.rate = min(max(self.rate, self.min_bps), self.max_bps)
         self._last_change = now
@@ -318,6 +327,44 @@ class LossBasedController:
             self.limit = self.limit * (1 + INCREASE_PER_SECOND) ** dt + 1000 * dt
             if self.limit >= delay_based:
                 self.limit = None  # no longer the binding limit
+
+
+class DeliveredFloor:
+    """The least the target may drop to: what the receiver demonstrably got with (almost) no loss.
+
+    GCC bounds a decrease by the acknowledged rate (:data:`BETA` x it), but a
+    receiver short of CPU (a browser on a loaded machine) stamps arrivals late
+    and in bunches: its delay gradient says "overuse" again and again while
+    every packet arrives, each decrease takes 0.85 x the last one's outcome, and
+    the estimate spirals down until the allocator pauses cameras (the
+    intermittent browser-test stall, docs/architecture.md). A full queue on a
+    real bottleneck drops packets; a starved receiver does not. So while the
+    feedback of the last :data:`DELIVERED_LOSS_TIME` s reports at most
+    :data:`DELIVERED_MAX_LOSS` loss, the target stays at :data:`DELIVERED_SHARE`
+    of the best acknowledged rate of the last :data:`DELIVERED_WINDOW` s; once
+    loss shows up, the delay-based decrease applies as it is.
+    """
+
+    def __init__(self) -> None:
+        self._acked: deque[tuple[float, float]] = deque()  # (now, acknowledged bit/s)
+        self._fates: deque[tuple[float, int, int]] = deque()  # (now, lost, received)
+
+    def on_feedback(self, *, now: float, acked_bps: float | None, lost: int, received: int) -> None:
+        if acked_bps is not None:
+            self._acked.append((now, acked_bps))
+        self._fates.append((now, lost, received))
+        while self._acked and self._acked[0][0] < now - DELIVERED_WINDOW:
+            self._acked.popleft()
+        while self._fates and self._fates[0][0] < now - DELIVERED_LOSS_TIME:
+            self._fates.popleft()
+
+    def bps(self, now: float) -> float | None:
+        lost = sum(f[1] for f in self._fates if f[0] >= now - DELIVERED_LOSS_TIME)
+        total = lost + sum(f[2] for f in self._fates if f[0] >= now - DELIVERED_LOSS_TIME)
+        acked = [a for t, a in self._acked if t >= now - DELIVERED_WINDOW]
+        if not acked or total < DELIVERED_MIN_PACKETS or lost > DELIVERED_MAX_LOSS * total:
+            return None
+        return DELIVERED_SHARE * max(acked)
 
 
 class AcknowledgedBitrate:
@@ -396,6 +443,12 @@ def _cluster_rate(received: list[tuple[float, float, int]]) -> float | None:
         return None
     send_rate = (total - by_send[-1][2]) * 8 / send_interval
     arrival_rate = (total - by_arrival[0][2]) * 8 / arrival_interval
+    # A token bucket on the path (``tc tbf``'s burst, a modem's) passes a cluster's first bytes at the rate
+    # they were sent; the later half, once it ran dry, arrives at what the link carries.
+    late = by_arrival[len(by_arrival) // 2 :]
+    late_interval = late[-1][1] - late[0][1]
+    if len(late) >= PROBE_MIN_PACKETS // 2 + 1 and late_interval > 0:
+        arrival_rate = min(arrival_rate, (sum(r[2] for r in late) - late[0][2]) * 8 / late_interval)
     if arrival_rate > 2 * send_rate:
         return None  # arrivals bunched up behind something else: no measurement
     if arrival_rate < 0.9 * send_rate:
@@ -430,7 +483,8 @@ class ProbeController:
         factors = PROBE_INITIAL if self._first else (2.0,)
         self._first = False
         rates = sorted({int(min(wanted, target * f)) for f in factors})
-        clusters = [(r, max(PROBE_MIN_BYTES, int(r * PROBE_DURATION / 8))) for r in rates]
+        least = max(PROBE_SMALLEST, min(PROBE_MIN_BYTES, int(target * PROBE_QUEUE_TIME / 8)))
+        clusters = [(r, max(least, int(r * PROBE_DURATION / 8))) for r in rates]
         self._pending = (float(rates[-1]), now)
         self.probes_sent += len(clusters)
         return clusters
@@ -486,6 +540,7 @@ class SendSideEstimator:
         self.aimd = AimdRateControl(start_bps=start_bps, min_bps=min_bps, max_bps=max_bps)
         self.loss = LossBasedController()
         self.acked = AcknowledgedBitrate()
+        self.delivered = DeliveredFloor()
         self.probe_results = ProbeResultEstimator()
         self.probes = ProbeController()
         self._rtt = 0.1
@@ -544,6 +599,7 @@ class SendSideEstimator:
                 self.loss.on_probe(result)
             self.probes.on_result(result, now)
         self.aimd.update(self.trendline.state, self.acked.bps, now, self._rtt)
+        self.delivered.on_feedback(now=now, acked_bps=self.acked.bps, lost=lost, received=received)
         self.loss.on_results(
             lost=lost, received=received, now=now, rtt=self._rtt, target=self._target, delay_based=self.aimd.rate
         )
@@ -569,6 +625,12 @@ class SendSideEstimator:
         """True while the target comes from transport-cc feedback (all media); False on REMB (video only)."""
         return self._transport_cc_fresh()
 
+    def queue_building(self, now: float) -> bool:
+        """True while the delay says the path's queue grows (overuse now, or a delay-based decrease in the
+        last :data:`QUEUE_MEMORY` s): loss then means congestion, not noise. Loss itself does not tell (a few
+        unlucky windows of random loss set the loss-based limit as well)."""
+        return self.trendline.state == "overusing" or now - self.aimd.last_decrease < QUEUE_MEMORY
+
     def probe_request(self, *, now: float, wanted_bps: int) -> list[tuple[int, int]] | None:
         """Probe clusters ``(bitrate_bps, bytes)`` to send now (paced at that rate), or None.
 
@@ -589,6 +651,9 @@ class SendSideEstimator:
         remb = self._remb if self._remb is not None and self._now - self._remb[1] < REMB_FRESH else None
         if self._transport_cc_fresh():
             target = self.aimd.rate
+            floor = self.delivered.bps(self._now)
+            if floor is not None:
+                target = max(target, floor)
             if self.loss.limit is not None:
                 target = min(target, self.loss.limit)
             if remb is not None:

@@ -469,6 +469,8 @@ class Forwarder:
         self._rate_time = self.created
         self._rate_octets = 0
         self._rate_sampled = False
+        self._heard_octets = 0
+        self._heard_at = self.created  # when ``silent_for`` last saw octets_in grow
         self.audible = True
         """False: packets carrying an audio level are not forwarded (last-N audio, media_server/lastn.py)."""
         fanout_type = getattr(native, "Fanout", None)
@@ -545,6 +547,14 @@ class Forwarder:
             self._rate = (self._rate + rate) / 2 if self._rate_sampled else rate
             self._rate_time, self._rate_octets, self._rate_sampled = now, self.octets_in, True
         return self._rate
+
+    def silent_for(self, now: float) -> float:
+        """Seconds since packets last arrived, as seen by the calls to this method (their spacing is the
+        resolution: the subscriber asks every allocation, ``ADAPT_INTERVAL``). The counters are all the C
+        receive path updates, so the hot path stays untouched."""
+        if self.octets_in != self._heard_octets:
+            self._heard_octets, self._heard_at = self.octets_in, now
+        return max(0.0, now - self._heard_at)
 
     def request_keyframe(self, force: bool = False) -> None:
         """Ask the publisher for a keyframe, at most once per :data:`KEYFRAME_REQUEST_INTERVAL`.

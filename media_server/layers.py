@@ -46,10 +46,14 @@ THIN_TEMPORAL_LAYER = 0  # the "thin" level keeps the lowest layer's temporal la
 THIN_SHARE = 0.4  # bitrate share of VP8's base temporal layer out of three (libwebrtc's default split)
 UPGRADE_HEADROOM = 0.85  # an upgrade must fit in this share of the estimate...
 UPGRADE_HOLD = 1.0  # ...for this many seconds in a row
-UPGRADE_AFTER_DOWN = 4.0  # seconds after a video went down before it may go up again
+UPGRADE_AFTER_DOWN = 4.0  # seconds after a video went down before it may go up again...
+UPGRADE_TRIAL = 5.0  # ...doubled (up to UPGRADE_BACKOFF_MAX) each time it came down within this long of going up
+UPGRADE_BACKOFF_MAX = 16.0
 HEADER_OVERHEAD = 1.08  # RTP/SRTP/UDP/IP headers on top of the payload bitrate
 NOMINAL_LAYER_BITRATES = (64_000, 500_000, 1_500_000)  # until a layer's bitrate is measured (call.js CAMERA_LAYERS)
-MIN_ACTIVE_BITRATE = 8_000  # a layer sending less than this is treated as stopped by the publisher
+MIN_ACTIVE_BITRATE = 8_000  # a recording taps the highest layer sending at least this (PublishedTrack)
+LAYER_STOPPED_AFTER = 2.0  # seconds without a packet after which a layer counts as stopped by its publisher...
+LAYER_DROPPED_AFTER = 1.0  # ...or this many while another layer of the same video still sends (it dropped one)
 LOSSY_RETRANSMIT = 0.02  # smoothed loss above which each retransmission is sent twice (Downstream.retransmit)
 DOUBLE_RETRANSMIT_MIN = 500_000  # bit/s: below this estimate a retransmission is never doubled
 RETRANSMIT_RTT_FACTOR = 1.2  # a packet is resent again only after this many round trips
@@ -62,6 +66,9 @@ LOSS_HIGH = 0.10  # fraction lost above which the estimate is cut (like GCC's lo
 # Share of the estimate that must arrive (video + padding) for REMB to keep growing at its full +8 %/s:
 # it never exceeds 1.5x what arrives + 10 kbit/s (libwebrtc AimdRateControl), and 1.5 x 0.75 > 1.08.
 GROWTH_SHARE = 0.75
+HELD_WINDOW = 2.0  # s: a REMB drop is bounded by the video sent throughout this long...
+HELD_MAX_LOSS = 0.02  # ...while the smoothed receiver-report loss is at most this...
+HELD_REPORT_AGE = 2.5  # ...and the last receiver report is this recent (s)
 PROBE_BACKOFF = 10.0  # seconds without padding probes after the estimate dropped
 
 
@@ -75,13 +82,15 @@ def audio_reserve(audio_tracks: int, *, covers_audio: bool) -> float:
     return AUDIO_RESERVE * audio_tracks if covers_audio else 0.0
 
 
-def _cost(demands: Sequence[VideoDemand], layers: Sequence[int | None]) -> float:
+def levels_cost(demands: Sequence[VideoDemand], layers: Sequence[int | None]) -> float:
     return sum((d.costs[i] or 0.0) for d, i in zip(demands, layers, strict=True) if i is not None)
 
 
 def wanted_bitrate(demands: Sequence[VideoDemand], *, audio_bps: float = 0.0) -> float:
-    """Bit/s the ideal layers need (unlimited estimate) plus ``audio_bps``: what probing may aim at."""
-    return _cost(demands, allocate(float("inf"), demands)) + audio_bps
+    """The estimate at which the ideal layers (unlimited estimate) plus ``audio_bps`` are allowed up: what
+    probing may aim at. An upgrade needs :data:`UPGRADE_HEADROOM`; probing that stopped at the bare need
+    left an unthrottled subscriber at 1.3 Mbit/s, just short of its 720p layer (browser run, transport-cc)."""
+    return (levels_cost(demands, allocate(float("inf"), demands)) + audio_bps) / UPGRADE_HEADROOM
 
 
 def padding_rate(
@@ -107,8 +116,8 @@ def padding_rate(
     video the low estimate had paused never came back (the intermittent
     browser-test stall, docs/architecture.md).
     """
-    ideal_cost = _cost(demands, allocate(float("inf"), demands))
-    current_cost = _cost(demands, current)
+    ideal_cost = levels_cost(demands, allocate(float("inf"), demands))
+    current_cost = levels_cost(demands, current)
     if ideal_cost <= current_cost:
         return 0.0
     target = max(estimate - audio_bps, GROWTH_SHARE * estimate)
@@ -129,7 +138,7 @@ def pacing_rate(estimate: float, *, pacing: bool) -> float | None:
 
 
 def retransmit_policy(
-    estimate: float | None, loss: float, rtt: float | None, *, min_interval: float
+    estimate: float | None, loss: float, rtt: float | None, *, min_interval: float, room: bool | None = None
 ) -> tuple[int, float]:
     """(copies, interval) for answering a subscriber's NACK (Downstream.retransmit).
 
@@ -139,8 +148,16 @@ def retransmit_policy(
     so only when the estimate leaves room. A packet is resent again only after
     a round trip: until then the previous copy may still be in the queue, and
     the browser NACKs again every 100 ms regardless.
+
+    ``room``: the caller can tell (a send-side estimate: no queue building up
+    on the path) whether the link has room, which an estimate cannot: with
+    transport-cc it grows only as far as the wanted layers need, so a lossy
+    subscriber of one 360p video sat near 400 kbit/s and its repairs were never
+    doubled (3 s of freezes per 30 s at 5 % loss, browser run). None: the
+    estimate decides (:data:`DOUBLE_RETRANSMIT_MIN`).
     """
-    copies = 2 if loss > LOSSY_RETRANSMIT and (estimate or 0.0) >= DOUBLE_RETRANSMIT_MIN else 1
+    spare = (estimate or 0.0) >= DOUBLE_RETRANSMIT_MIN if room is None else room
+    copies = 2 if loss > LOSSY_RETRANSMIT and spare else 1
     interval = min_interval
     if rtt is not None and rtt > 0:
         interval = max(min_interval, min(RETRANSMIT_MAX_INTERVAL, rtt * RETRANSMIT_RTT_FACTOR))
@@ -161,16 +178,29 @@ class VideoDemand:
     speaker: bool = False
 
 
-def layer_costs(bitrates: Sequence[float], *, measured: bool) -> list[float | None]:
-    """Layer costs from measured payload bitrates (None for stopped layers) or nominal ones."""
+def layer_stopped(silent: Sequence[float], layer: int) -> bool:
+    """True if the publisher stopped sending ``layer``, from each layer's seconds without a packet.
+
+    Only a silence of :data:`LAYER_STOPPED_AFTER` counts, or of :data:`LAYER_DROPPED_AFTER` while another
+    layer still sends (a publisher short of CPU or uplink dropping its top layer): a machine-wide stall of a
+    second silences every layer at once, and taking that for a stopped camera paused every video and cost a
+    keyframe round trip to resume (seen in browser runs at load 35-42, docs/architecture.md).
+    """
+    quiet = silent[layer]
+    return quiet >= LAYER_STOPPED_AFTER or (quiet >= LAYER_DROPPED_AFTER and min(silent) < LAYER_DROPPED_AFTER / 2)
+
+
+def layer_costs(bitrates: Sequence[float], *, measured: bool, silent: Sequence[float]) -> list[float | None]:
+    """Layer costs from measured payload bitrates (None for stopped layers, :func:`layer_stopped`) or
+    nominal ones; ``silent``: each layer's seconds without a packet."""
     if not measured:
         return [float(NOMINAL_LAYER_BITRATES[min(i, len(NOMINAL_LAYER_BITRATES) - 1)]) for i in range(len(bitrates))]
     # A floor of half the nominal rate: a layer the publisher is still ramping up
     # (or a quiet moment) must not look cheap enough for a link it would overrun.
     return [
-        max(b * HEADER_OVERHEAD, NOMINAL_LAYER_BITRATES[min(i, len(NOMINAL_LAYER_BITRATES) - 1)] / 2)
-        if b >= MIN_ACTIVE_BITRATE
-        else None
+        None
+        if layer_stopped(silent, i)
+        else max(b * HEADER_OVERHEAD, NOMINAL_LAYER_BITRATES[min(i, len(NOMINAL_LAYER_BITRATES) - 1)] / 2)
         for i, b in enumerate(bitrates)
     ]
 
@@ -292,12 +322,19 @@ class LayerGate:
     allowed at least that level for :data:`UPGRADE_HOLD` seconds in a row,
     and no sooner than :data:`UPGRADE_AFTER_DOWN` seconds after that video last
     went down: an estimate that wobbles around a layer's need does not make
-    the picture flap. A video seen for the first time starts at once.
+    the picture flap. An upgrade that came down again within
+    :data:`UPGRADE_TRIAL` seconds failed (the link could not carry it, whatever
+    the estimate said: a probe through a token bucket's burst looks like room),
+    and the next one waits twice as long, up to :data:`UPGRADE_BACKOFF_MAX`;
+    each failed upgrade costs the subscriber a keyframe switch and usually a
+    freeze. A video seen for the first time starts at once.
     """
 
     def __init__(self) -> None:
         self._rising: dict[Hashable, tuple[int, float]] = {}  # key -> (lowest level allowed since, since)
         self._down_at: dict[Hashable, float] = {}
+        self._up_at: dict[Hashable, float] = {}  # when the video last went up (cleared when it comes down)
+        self._wait: dict[Hashable, float] = {}  # seconds after going down before it may go up (default AFTER_DOWN)
         self._known: set[Hashable] = set()
 
     def choose(
@@ -314,12 +351,17 @@ class LayerGate:
             if _lower(want, cur):
                 self._rising.pop(key, None)
                 self._down_at[key] = now
+                failed = now - self._up_at.pop(key, -1e18) < UPGRADE_TRIAL
+                wait = self._wait.get(key, UPGRADE_AFTER_DOWN)
+                self._wait[key] = min(2 * wait, UPGRADE_BACKOFF_MAX) if failed else UPGRADE_AFTER_DOWN
                 out.append(want)
             elif want is not None and _higher(want, cur) and key in self._known:
                 level, since = self._rising.get(key, (want, now))
                 level = min(level, want)
-                if now - since >= UPGRADE_HOLD and now - self._down_at.get(key, -1e18) >= UPGRADE_AFTER_DOWN:
+                wait = self._wait.get(key, UPGRADE_AFTER_DOWN)
+                if now - since >= UPGRADE_HOLD and now - self._down_at.get(key, -1e18) >= wait:
                     self._rising.pop(key, None)
+                    self._up_at[key] = now
                     out.append(level)
                 else:
                     self._rising[key] = (level, since)
@@ -329,7 +371,7 @@ class LayerGate:
                 out.append(want)
             self._known.add(key)
         present = set(keys)
-        for table in (self._rising, self._down_at):
+        for table in (self._rising, self._down_at, self._up_at, self._wait):
             for gone in [k for k in table if k not in present]:
                 del table[gone]
         self._known &= present
@@ -342,6 +384,15 @@ class BandwidthEstimate:
     REMB (the browser's delay-based estimate) is the base; receiver reports
     with more than :data:`LOSS_HIGH` loss cut it (``1 - loss/2``, as GCC's
     loss-based controller does). ``None`` until the first REMB.
+
+    A REMB drop is bounded by what the subscriber demonstrably receives: while
+    fresh receiver reports say at most :data:`HELD_MAX_LOSS` is lost, the
+    estimate is at least the video it was sent throughout the last
+    :data:`HELD_WINDOW` seconds (:meth:`on_sent`). A starved browser's REMB is
+    0.85 x what its starved network thread measured, again and again (three
+    subscribers fell to 15-18 kbit/s at the same instant in a browser run and
+    every camera paused); a real bottleneck overflows its queue and the loss
+    lifts the bound.
     """
 
     def __init__(self) -> None:
@@ -349,6 +400,21 @@ class BandwidthEstimate:
         self.remb_time = 0.0
         self.decreased_at = -1e9  # when REMB last dropped by more than 10 % (congestion)
         self.loss = 0.0  # smoothed fraction lost (0..1)
+        self.loss_time = -1e9  # when the last receiver report came
+        self._sent: list[tuple[float, float]] = []  # (when, bit/s of video being sent then)
+
+    def on_sent(self, bps: float, now: float) -> None:
+        """The video (bit/s with headers: the allocator's cost of the levels forwarded) being sent now."""
+        self._sent = [(t, b) for t, b in self._sent if t >= now - HELD_WINDOW] + [(now, bps)]
+
+    def held(self, now: float) -> float | None:
+        """The least video sent throughout the last :data:`HELD_WINDOW` s, if fresh reports say it arrived."""
+        recent = [(t, b) for t, b in self._sent if t >= now - HELD_WINDOW]
+        if self.loss > HELD_MAX_LOSS or now - self.loss_time > HELD_REPORT_AGE or not recent:
+            return None
+        if recent[0][0] > now - HELD_WINDOW + 0.5:
+            return None  # not yet sent for (about) the whole window
+        return min(b for _, b in recent)
 
     def on_remb(self, bitrate: float, now: float) -> None:
         if self.remb is not None and bitrate < 0.9 * self.remb:
@@ -363,11 +429,13 @@ class BandwidthEstimate:
     def on_loss(self, fraction_lost_256: int, now: float) -> None:
         fraction = max(0, min(255, fraction_lost_256)) / 256
         self.loss = 0.7 * self.loss + 0.3 * fraction
+        self.loss_time = now
 
     def value(self, now: float) -> float | None:
         if self.remb is None:
             return None
-        estimate = self.remb
+        held = self.held(now)
+        estimate = self.remb if held is None else max(self.remb, held)
         if self.loss > LOSS_HIGH:
             estimate *= 1 - self.loss / 2
         return estimate

@@ -39,6 +39,7 @@ from .layers import (
     allocate,
     audio_reserve,
     layer_costs,
+    levels_cost,
     pacing_rate,
     padding_rate,
     retransmit_policy,
@@ -411,11 +412,15 @@ class Subscriber:
             if kind_ == "nack":
                 slot.nacks_received += 1
                 now = time.monotonic()
+                estimate, covers_audio, _ = self._estimate(now)
+                side = self.send_side
                 copies, interval = retransmit_policy(
-                    self.estimate.value(now),
+                    estimate,
                     self.estimate.loss,
                     hooks.sender_rtt(sender),
                     min_interval=RETRANSMIT_INTERVAL,
+                    # transport-cc: the delay tells whether loss is a full queue (a REMB cannot)
+                    room=None if side is None or not covers_audio else not side.queue_building(now),
                 )
                 downstream.retransmit(values, now, copies=copies, interval=interval)
             elif kind_ == "pli":
@@ -645,7 +650,7 @@ class Subscriber:
         # Nominal costs only while nothing could be measured yet; later a silent layer is a stopped one.
         measured = any(rates) or now - min(f.created for f in layers) > MEASURE_AFTER
         demand = VideoDemand(
-            costs=layer_costs(rates, measured=measured),
+            costs=layer_costs(rates, measured=measured, silent=[f.silent_for(now) for f in layers]),
             heights=[f.frame_size[1] if f.frame_size else None for f in layers],
             max_height=self.max_heights.get((track.participant, track.source)),
             speaker=track.participant == speaker,
@@ -711,6 +716,8 @@ class Subscriber:
             self._level(s, s.attached.all_layers.index(s.forwarder), t) if s.attached and s.forwarder else None
             for s, t in zip(video, thin, strict=True)
         ]
+        # What flows now: a REMB that drops below it while receiver reports show no loss is a starved browser's.
+        self.estimate.on_sent(levels_cost(demands, current), now)
         self.padding = 0.0
         if not congested and not covers_audio:  # REMB: padding lets it grow (transport-cc: probe clusters do)
             # The audio REMB does not measure still shares the link (padding_rate keeps GROWTH_SHARE at least).

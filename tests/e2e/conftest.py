@@ -521,17 +521,25 @@ class ShapedBrowsers:
     """``launch(rate, loss, uplink=)``: a Chromium in its own namespace whose downlink is shaped to ``rate``
     (tc tbf), whose uplink is shaped to ``uplink`` (tc tbf on its own end of the veth) and/or that loses
     ``loss`` of its UDP datagrams each way (iptables statistic). ``netns(chromium)``: that browser's
-    namespace, to change its shaping later.
+    namespace, to change its shaping later; ``reshape(chromium, rate)`` changes its downlink limit (None:
+    removes it).
 
     Each call makes a new namespace (own veth pair, ``10.231.<n>.0/24``) that reaches the
     stack through its host end. The session's Playwright driver launches it through
-    ``ip netns exec`` (one sync Playwright per thread).
+    ``ip netns exec`` (one sync Playwright per thread). Browsers and namespaces go away after the test.
     """
 
     def __init__(self, browser: Any, stack: Stack) -> None:
         self.browser = browser
         self.stack = stack
         self.made: list[tuple[Netns, Any]] = []
+
+    def reshape(self, chromium: Any, rate: str | None) -> None:
+        ns = self.netns(chromium)
+        if rate:
+            ns.shape(rate)
+        else:
+            ns.unshape()
 
     def __call__(self, rate: str | None = None, loss: float = 0.0, *, uplink: str | None = None) -> Any:
         n = len(self.made)

@@ -42,14 +42,20 @@ class Link:
     queue_bytes: int
     delay: float = 0.02
     loss: float = 0.0
+    burst_bytes: int = 0  # tc tbf's bucket: this much passes at once while the queue is empty and the bucket full
     busy_until: float = 0.0
+    tokens: float = 0.0
+    tokens_at: float = 0.0
 
     def carry(self, t: float, size: int, rng: random.Random) -> float | None:
         """Arrival time (sender clock) of a packet sent at ``t``, or None if dropped."""
         queued = max(0.0, self.busy_until - t) * self.rate / 8
         if queued + size > self.queue_bytes:
             return None  # tail drop: the queue is full
-        self.busy_until = max(self.busy_until, t) + size * 8 / self.rate
+        start = max(self.busy_until, t)
+        tokens = min(float(self.burst_bytes), self.tokens + (start - self.tokens_at) * self.rate / 8)
+        self.busy_until = start + max(0.0, size - tokens) * 8 / self.rate
+        self.tokens, self.tokens_at = max(0.0, tokens - size), self.busy_until
         if self.loss and rng.random() < self.loss:
             return None
         return self.busy_until + self.delay
@@ -60,6 +66,8 @@ class Sim:
     link: Link
     wanted: int
     start_bps: int = 1_000_000
+    media: int | None = None  # bit/s the sender has to send at most (the layers it forwards), else ``wanted``
+    starved: float = 0.0  # s: the receiver's late stamping grows to this and catches up, over and over (CPU)
     seed: int = 1
     tick: float = 0.001
     est: SendSideEstimator = field(init=False)
@@ -90,7 +98,7 @@ class Sim:
             t = self.t
             if t >= self.next_frame:
                 self.next_frame += 1 / 30
-                frame = int(min(self.est.target_bps, self.wanted) / 30 / 8)
+                frame = int(min(self.est.target_bps, self.media or self.wanted) / 30 / 8)
                 while frame > 0:
                     self._send(t, min(frame, 1200), None)
                     frame -= 1200
@@ -124,11 +132,19 @@ class Sim:
         if last is None:
             return
         results = [
-            (seq, None if arrival is None else arrival + RECEIVER_CLOCK)
+            (seq, None if arrival is None else arrival + RECEIVER_CLOCK + self._stamp_delay(arrival))
             for seq, arrival in self.fates[self.reported : last + 1]
         ]
         self.reported = last + 1
         self.est.on_feedback(now=self.t, results=results)
+
+    def _stamp_delay(self, arrival: float) -> float:
+        """A starved receiver's network thread falls behind for 0.6 s, stamping each packet later than the
+        last, then catches up (a sawtooth): to a delay-based estimator each ramp looks like a queue."""
+        if not self.starved:
+            return 0.0
+        phase = arrival % 1.0
+        return self.starved * phase / 0.6 if phase < 0.6 else self.starved * (1.0 - phase) / 0.4
 
     def targets(self, start: float, end: float) -> list[int]:
         return [bps for t, bps in self.history if start <= t < end]
@@ -331,3 +347,46 @@ def test_probes_go_up_while_they_succeed_and_back_off_when_the_link_says_no() ->
     assert times[0] == pytest.approx(0.3 + PROBE_BACKOFF_MIN + PROBE_TIMEOUT + 2 * PROBE_BACKOFF_MIN, abs=0.15)
     assert len(gaps) >= 4 and all(abs(g - (PROBE_TIMEOUT + PROBE_BACKOFF_MAX)) <= 0.25 for g in gaps)
     assert probes.request(now=100.0, target=2_500_000, wanted=2_500_000, max_bps=1e7) is None  # nothing wanted above
+
+
+def test_a_token_bucket_burst_does_not_make_a_probe_look_like_spare_capacity() -> None:
+    """``tc tbf ... burst 5kb`` passes a short probe cluster at the rate it was sent: measured over the whole
+    cluster, 300 kbit/s looked like 450-700 kbit/s in browser runs, a 360p layer went up and straight down
+    again every few seconds (a freeze each time). The cluster's later part, after the bucket ran dry, tells."""
+    link = Link(rate=300_000, queue_bytes=7_500, burst_bytes=5_000)
+    sim = Sim(link, wanted=2_500_000, media=200_000, start_bps=300_000)  # a 180p layer: the bucket refills
+    sim.run(40.0)
+    settled = sim.targets(5.0, 40.0)
+    assert max(settled) <= 400_000, settled
+    assert 150_000 <= mean(settled) <= 330_000, settled
+
+
+def test_a_receiver_short_of_cpu_does_not_talk_the_estimate_down_while_everything_arrives() -> None:
+    """A starved browser stamps arrivals later and later, then catches up: overuse after overuse, each
+    decrease 0.85x what was acknowledged last, down to where the allocator paused cameras. Nothing is lost,
+    so the target stays near what demonstrably arrived (bwe.DeliveredFloor)."""
+    sim = Sim(Link(rate=10_000_000, queue_bytes=500_000), wanted=1_700_000, start_bps=1_700_000, starved=0.2)
+    sim.run(30.0)
+    assert min(sim.targets(5.0, 30.0)) >= 1_300_000, sim.targets(5.0, 30.0)  # without the floor: 200 kbit/s
+
+
+def test_a_real_bottleneck_still_brings_the_estimate_down_despite_the_delivered_floor() -> None:
+    """On a full queue packets are lost: the floor lifts and the decrease applies (10 -> 1 Mbit/s, small queue)."""
+    sim = Sim(Link(rate=10_000_000, queue_bytes=25_000), wanted=3_000_000, start_bps=1_000_000)
+    sim.run(8.0)
+    assert sim.est.target_bps >= 2_500_000
+    sim.link.rate = 1_000_000
+    sim.run(10.0)
+    assert sim.est.target_bps < 1_000_000, sim.targets(8.0, 10.0)
+
+
+def test_random_loss_leaves_the_queue_alone_and_a_bottleneck_builds_it() -> None:
+    lossy = Sim(Link(rate=10_000_000, queue_bytes=500_000, loss=0.05), wanted=500_000, start_bps=500_000, seed=3)
+    lossy.run(20.0)
+    assert not lossy.est.queue_building(lossy.t)
+    narrow = Sim(Link(rate=300_000, queue_bytes=7_500), wanted=2_500_000, start_bps=1_000_000)
+    building = []
+    for step in range(1, 41):
+        narrow.run(step * 0.25)
+        building.append(narrow.est.queue_building(narrow.t))
+    assert building.count(True) >= 6, building  # each time the sender overshoots the link

@@ -113,9 +113,30 @@ def test_display_height_caps_the_layer() -> None:
 def test_stopped_layers_are_skipped() -> None:
     assert allocate(10_000_000, [demand(costs=(100_000.0, 500_000.0, None))]) == [1]
     assert allocate(10_000_000, [demand(costs=(None, None, None))]) == [None]
-    assert layer_costs([0.0, 300_000.0, 1_000.0], measured=True)[0::2] == [None, None]
-    assert layer_costs([90_000.0, 100_000.0, 200_000.0], measured=True) == [97_200.0, 250_000.0, 750_000.0]
-    assert layer_costs([0.0, 0.0], measured=False) == [64_000.0, 500_000.0]
+    assert layer_costs([0.0, 300_000.0, 1_000.0], measured=True, silent=[3.0, 0.0, 1.0])[0::2] == [None, None]
+    costs = layer_costs([90_000.0, 100_000.0, 200_000.0], measured=True, silent=[0.0, 0.0, 0.0])
+    assert costs == [97_200.0, 250_000.0, 750_000.0]
+    assert layer_costs([0.0, 0.0], measured=False, silent=[9.0, 9.0]) == [64_000.0, 500_000.0]
+
+
+def test_a_layer_counts_as_stopped_after_2_s_of_silence_or_1_s_while_another_layer_sends() -> None:
+    """A machine-wide stall of a second silences every layer at once: before, one 0.5 s window under
+    8 kbit/s made the thin layer look stopped, every video was paused and came back a keyframe later."""
+    stall = layer_costs([4_000.0, 40_000.0, 100_000.0], measured=True, silent=[1.5, 1.5, 1.5])
+    assert None not in stall
+    assert layer_costs([4_000.0, 40_000.0, 100_000.0], measured=True, silent=[2.0, 2.0, 2.0]) == [None] * 3
+    # The publisher dropped its top layer (CPU or uplink): the subscriber on it must not wait the full 2 s.
+    assert layer_costs([90_000.0, 300_000.0, 700_000.0], measured=True, silent=[0.0, 0.0, 1.0])[2] is None
+    assert layer_costs([90_000.0, 300_000.0, 700_000.0], measured=True, silent=[0.0, 0.0, 0.5])[2] is not None
+
+
+def test_a_forwarder_knows_how_long_it_has_been_silent() -> None:
+    forwarder = Forwarder(kind="video", request_keyframe=lambda: None)
+    start = forwarder.created
+    assert forwarder.silent_for(start + 1.0) == pytest.approx(1.0)  # nothing yet: silent since it was made
+    forwarder.octets_in += 1200  # what on_rtp (Python or the C receive path) counts
+    assert forwarder.silent_for(start + 1.5) == 0.0
+    assert forwarder.silent_for(start + 2.5) == pytest.approx(1.0)
 
 
 def test_hysteresis_goes_up_only_with_headroom_and_down_only_when_needed() -> None:
@@ -146,8 +167,10 @@ def test_audio_is_taken_out_of_a_transport_wide_estimate_once_and_never_out_of_a
 
 
 def test_the_wanted_bitrate_is_what_the_ideal_layers_need_plus_the_audio() -> None:
-    assert wanted_bitrate([demand(), demand(max_height=360)], audio_bps=100_000) == 1_500_000 + 500_000 + 100_000
-    assert wanted_bitrate([demand(costs=(100_000.0, None, None))]) == 100_000
+    # ...with the headroom an upgrade needs (probing aims at it)
+    want = wanted_bitrate([demand(), demand(max_height=360)], audio_bps=100_000)
+    assert want == pytest.approx((1_500_000 + 500_000 + 100_000) / UPGRADE_HEADROOM)
+    assert wanted_bitrate([demand(costs=(100_000.0, None, None))]) == pytest.approx(100_000 / UPGRADE_HEADROOM)
     assert wanted_bitrate([]) == 0.0
 
 
@@ -188,6 +211,35 @@ def test_an_estimate_wobbling_around_a_layer_does_not_flap() -> None:
     ups = sum(1 for a, b in itertools.pairwise([1, *chosen]) if (b or 0) > (a or 0))
     assert ups <= len(wobble) * 0.5 / UPGRADE_AFTER_DOWN + 1
     assert switches <= 2 * ups + 1
+
+
+def test_an_upgrade_the_link_cannot_carry_is_retried_less_and_less_often() -> None:
+    """A 300 kbit/s ``tc tbf`` link (browser run, transport-cc): each probe passed the bucket's burst and
+    put the estimate at 450-690 kbit/s, 360p went up, overflowed the link and came down 0.5 s later, every
+    ~5 s, a freeze each time. Modelled: the estimate says 600k while 180p flows, 250k once 360p does."""
+    gate, level, ups, ups_at = LayerGate(), 0, 0, []
+    gate.choose(0.0, ["v"], [level], [level], [level])
+    up_since = None
+    for n in range(1, 121):  # 60 s
+        now = n * 0.5
+        estimate = 250_000 if up_since is not None and now - up_since >= 0.5 else 600_000
+        keep, up = allocate(estimate, [demand()]), allocate(estimate * UPGRADE_HEADROOM, [demand()])
+        new = gate.choose(now, ["v"], [level], keep, up)[0]
+        if (new or 0) > level:
+            ups, up_since = ups + 1, now
+            ups_at.append(now)
+        elif new != level:
+            up_since = None
+        level = new or 0
+    assert ups <= 6, ups_at  # was 14: one every UPGRADE_AFTER_DOWN + UPGRADE_HOLD
+    # An upgrade that holds resets the wait: the next failure waits UPGRADE_AFTER_DOWN again.
+    gate = LayerGate()
+    gate.choose(0.0, ["v"], [0], [0], [0])
+    assert gate.choose(1.0, ["v"], [0], [1], [1]) == [0]
+    assert gate.choose(2.0, ["v"], [0], [1], [1]) == [1]  # up after UPGRADE_HOLD
+    assert gate.choose(20.0, ["v"], [1], [0], [0]) == [0]  # down 18 s later: the upgrade had held
+    assert gate.choose(20.0 + UPGRADE_AFTER_DOWN, ["v"], [0], [1], [1]) == [0]
+    assert gate.choose(21.0 + UPGRADE_AFTER_DOWN, ["v"], [0], [1], [1]) == [1]
 
 
 def test_a_new_video_starts_at_once_and_a_paused_one_resumes_after_the_hold() -> None:
@@ -473,7 +525,7 @@ async def test_subscriber_follows_remb_and_loss_from_its_browser_across_layers(m
 def feed_transport_cc(side: SendSideEstimator, *, now: float, packets: int = 30) -> None:
     """Packets sent and acknowledged without queuing: the send-side estimate is current."""
     for i in range(packets):
-        side.on_packet_sent(seq=i, size=1000, send_time=now - 1 + i * 0.01)
+        side.on_packet_sent(seq=i, size=700, send_time=now - 1 + i * 0.01)  # 560 kbit/s acknowledged
     side.on_feedback(now=now, results=[(i, 50.0 + i * 0.01) for i in range(packets)])
 
 
@@ -505,7 +557,7 @@ async def test_with_transport_cc_the_audio_is_set_aside_once_and_paced_probe_clu
         # once (0.85 * 640k - 50k - 97k >= 486k - 97k)
         assert slot.target == 1
         assert sub.padding == 0.0  # transport-cc: probe clusters, not padding
-        assert sub.wanted_bps == pytest.approx(1_400_000 * 1.08 + AUDIO_RESERVE)
+        assert sub.wanted_bps == pytest.approx((1_400_000 * 1.08 + AUDIO_RESERVE) / UPGRADE_HEADROOM)
 
         sub._request_probes(10.0)
         assert sub._probing is not None
@@ -565,7 +617,7 @@ async def test_a_subscriber_near_60_kbit_with_two_microphones_pads_so_its_remb_c
         # the link carries beside it, would leave none): it was 0 before.
         assert sub.padding == pytest.approx(60_000 * GROWTH_SHARE - 90_000 * 1.08 * 0.4)
         assert 1.5 * (sub.padding + 90_000 * 1.08 * 0.4) > 60_000 * 1.08  # REMB can grow at its full 8 %/s
-        assert sub.wanted_bps == pytest.approx(1_400_000 * 1.08)  # REMB does not cover the audio: not added
+        assert sub.wanted_bps == pytest.approx(1_400_000 * 1.08 / UPGRADE_HEADROOM)  # REMB: no audio in it
     finally:
         await sub.close()
 
@@ -589,3 +641,31 @@ def test_retransmissions_are_doubled_only_with_room_and_spaced_by_the_round_trip
     assert retransmit_policy(1e6, 0.0, 0.5, min_interval=0.1)[1] == pytest.approx(0.6)  # queueing: wait a round trip
     assert retransmit_policy(1e6, 0.0, 0.02, min_interval=0.1)[1] == 0.1
     assert retransmit_policy(1e6, 0.0, 5.0, min_interval=0.1)[1] == RETRANSMIT_MAX_INTERVAL
+
+
+def test_with_a_send_side_estimate_the_delay_tells_whether_loss_leaves_room_for_doubled_repairs() -> None:
+    # A lossy subscriber of one 360p video: transport-cc grows its estimate only as far as it wants (~400k).
+    assert retransmit_policy(400_000, 0.05, 0.05, min_interval=0.1)[0] == 1  # the estimate alone: no room
+    assert retransmit_policy(400_000, 0.05, 0.05, min_interval=0.1, room=True)[0] == 2  # no queue building
+    assert retransmit_policy(2_000_000, 0.05, 0.05, min_interval=0.1, room=False)[0] == 1  # a full queue
+
+
+def test_a_remb_drop_is_bounded_by_the_video_that_kept_arriving_without_loss() -> None:
+    """Three starved browsers' REMB fell to 15-18 kbit/s at the same instant (browser run, load ~26) and
+    every camera paused; their receiver reports said nothing was lost."""
+    est = BandwidthEstimate()
+    est.on_remb(900_000, 0.0)
+    for step in range(5):  # 540 kbit/s of video sent for 2 s, receiver reports without loss
+        est.on_sent(540_000, step * 0.5)
+        est.on_loss(0, step * 0.5)
+    est.on_remb(18_000, 2.0)
+    assert est.value(2.0) == 540_000  # held: that much demonstrably arrived
+    assert allocate(est.value(2.0) or 0.0, [demand()]) == [1]  # 360p kept (it was 180p-only at 18k)
+    assert est.value(4.6) == 18_000  # no receiver report for 2.6 s: nothing demonstrated
+    lossy = BandwidthEstimate()
+    lossy.on_remb(900_000, 0.0)
+    for step in range(5):
+        lossy.on_sent(540_000, step * 0.5)
+        lossy.on_loss(26, step * 0.5)  # 10 % lost: a full queue, the drop is real
+    lossy.on_remb(300_000, 2.0)
+    assert lossy.value(2.0) == 300_000
