@@ -54,6 +54,7 @@ async def test_the_subscriber_reports_a_paused_and_a_reduced_video_and_clears_th
         for f in off_layers:  # camera off: nothing arrives from it, for longer than MEASURE_AFTER
             f.bitrate = lambda now: 0.0  # type: ignore[method-assign]
             f.created -= 10
+            f._heard_at -= 10  # and no packet for 10 s: a stopped layer (layers.layer_stopped), not a slow one
         now = time.monotonic()
         sub.estimate.on_remb(90_000, now)  # under LOW_VIDEO_BUDGET: only the speaker's (a) thinnest level
         sub.adapt(now)
