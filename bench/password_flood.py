@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,15 +29,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
+import aiohttp  # noqa: E402
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.procs import Daphne, free_port  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -90,6 +86,11 @@ async def attacker(http: aiohttp.ClientSession, base: str, room: str, stop: asyn
                 tally[r.status] += 1
         except aiohttp.ClientError:
             tally[0] += 1
+
+
+async def ready(web: Daphne) -> None:
+    async with aiohttp.ClientSession() as http:
+        await web.ready(http, timeout=90)
 
 
 async def scenario(base: str, attackers: int, seconds: float) -> dict[str, Any]:
@@ -156,27 +157,15 @@ def main() -> None:
     else:
         env["SQLITE_PATH"] = str(tmp / "db.sqlite3")
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
-    port = free_port()
-    daphne = str(Path(sys.executable).parent / "daphne")
-    proc = subprocess.Popen(
-        [daphne, "-b", "127.0.0.1", "-p", str(port), "conference.asgi:application"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+    web = Daphne(env)
     try:
-        for _ in range(300):
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        result = asyncio.run(scenario(base, args.attackers, args.seconds))
+        # Wait until daphne answers /healthz (or fail with its stderr if it exited): it imports Django and the
+        # app first, which took over 30 s on a busy 2-core machine, and a fixed number of connect attempts
+        # then fell through to a refused connection.
+        asyncio.run(ready(web))
+        result = asyncio.run(scenario(web.base, args.attackers, args.seconds))
     finally:
-        proc.terminate()
-        proc.wait(10)
+        web.stop()
         if database_url:
             import psycopg
 

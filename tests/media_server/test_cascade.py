@@ -60,7 +60,9 @@ class Node:
         self.http = aiohttp.ClientSession(base_url=self.url)
 
     async def wait_ready(self) -> dict[str, Any]:
-        deadline = time.monotonic() + 30
+        # A node imports aiortc, PyAV and the C path before it listens: seconds when idle, more than 30 s on a
+        # busy 2-core machine (the log was still empty then). 90 s, as tests/socket/test_media_failover.py allows.
+        deadline = time.monotonic() + 90
         while True:
             assert self.proc.poll() is None, self.log.read_text()[-3000:]
             try:

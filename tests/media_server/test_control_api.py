@@ -187,7 +187,11 @@ async def test_event_sink_retries_then_delivers(fake_django) -> None:
     sink = EventSink(url=fake_django.url, secret="s", node_id="n", backoff=0.05, max_queue=3)
     sink.start()
     sink.emit({"type": "x", "room": "r", "n": 0})
-    await asyncio.sleep(0.12)
+    # Wait (bounded) for a second attempt rather than sleeping ~2 backoffs: on a busy machine the first
+    # retry can come much later than 0.05 s, but it must come, and nothing may be delivered meanwhile.
+    deadline = asyncio.get_running_loop().time() + 10
+    while len(fake_django.auth) < 2 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
     assert len(fake_django.auth) >= 2 and not fake_django.batches
     fake_django.status = 204
     await fake_django.wait_for(lambda e: e["n"] == 0, timeout=3)
