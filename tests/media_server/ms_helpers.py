@@ -292,6 +292,20 @@ async def recv_frames(track: MediaStreamTrack, count: int, timeout: float = 10.0
     return frames
 
 
+async def until(condition: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds passed; return its last value (assert on it).
+
+    For outcomes that come on their own schedule (an RTCP report on its timer, counters updated in batches):
+    a deadline generous enough for a busy 2-core machine instead of a fixed number of short sleeps.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() >= deadline:
+            return condition()
+        await asyncio.sleep(interval)
+    return True
+
+
 class FakeDjango:
     """An aiohttp endpoint on 127.0.0.1 collecting event batches."""
 

@@ -41,12 +41,17 @@ async def test_metrics_after_publish_and_subscribe(media: Any) -> None:
     receiver = sub.receiver("alice", "camera")
     await receiver._send_rtcp_pli(receiver.getSynchronizationSources()[0].source)
 
+    # Until a receiver report carried an RTT back, the PLI arrived and forwarded bytes were counted (~1-2 s when
+    # idle; bounded by a deadline, not a number of polls, for a busy machine). Bytes come from the senders' SR
+    # counts, which the forwarder adds to every SR_BATCH packets: 5 frames received may be fewer than that.
     samples: Samples = {}
-    for _ in range(60):  # until a receiver report carried an RTT back and the PLI arrived (~1-2 s)
+    deadline = asyncio.get_running_loop().time() + 30
+    while asyncio.get_running_loop().time() < deadline:
         samples = await scrape(media.http)
         if (
             v(samples, "conference_media_subscriber_rtt_seconds", stat="streams") > 0
             and v(samples, "conference_media_keyframe_requests_received_total") > 0
+            and v(samples, "conference_media_forwarded_bytes_total") > 0
         ):
             break
         await asyncio.sleep(0.1)
