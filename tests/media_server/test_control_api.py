@@ -194,7 +194,9 @@ async def test_event_sink_retries_then_delivers(fake_django) -> None:
         await asyncio.sleep(0.02)
     assert len(fake_django.auth) >= 2 and not fake_django.batches
     fake_django.status = 204
-    await fake_django.wait_for(lambda e: e["n"] == 0, timeout=3)
+    # The next attempt comes after the current backoff (doubling, at most max_backoff = 5 s if the loop above
+    # took long), then the POST itself: a bound well past that.
+    await fake_django.wait_for(lambda e: e["n"] == 0, timeout=30)
     await sink.close()
     full = EventSink(url=fake_django.url, secret="s", node_id="n", max_queue=3)
     for i in range(5):
