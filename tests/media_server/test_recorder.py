@@ -149,6 +149,18 @@ def assert_holds(kind: str, frames: list[Any], span: Sent) -> None:
     assert at_least - 0.05 <= held <= at_most + 0.05, (held, at_least, at_most)
 
 
+async def recording_every_track(media: Any, tracks: int, video_frames: int = 1) -> None:
+    """Wait (bounded) until each of ``tracks`` tracks has a segment and ``video_frames`` video frames are written:
+    a fixed pause did not always see a starved publisher's first keyframe."""
+    recorder = media.service.rooms["r1"].recorder
+
+    def written() -> bool:
+        video = sum(n for seg, n in recorder._writer.frames.copy().items() if recorder.segments[seg].kind == "video")
+        return len(recorder.taps) == tracks and all(t.segment for t in recorder.taps.values()) and video >= video_frames
+
+    assert await until(written, 60), (len(recorder.taps), recorder._writer.frames)
+
+
 async def start_recording(media: Any, recording: str, room: str = "r1") -> Any:
     return await media.http.post(
         f"/v1/rooms/{room}/recordings", json={"protocol": 1, "recording": recording}, headers=AUTH
@@ -305,7 +317,7 @@ async def test_h264_publisher_is_recorded_to_matroska(media, fake_django, spool)
     """An H.264 camera (STAP-A/FU-A) becomes an MKV of Annex B access units that decodes at its size."""
     pub = await publish(media, "palice", "red", codec="video/h264")
     assert (await start_recording(media, "rech264")).status == 201
-    await asyncio.sleep(2.0)
+    await recording_every_track(media, 2, video_frames=21)
     assert (await media.http.delete("/v1/rooms/r1/recordings/rech264", headers=AUTH)).status == 204
     manifest = json.loads((spool / "rech264" / "manifest.json").read_text())
     video = next(t for t in manifest["tracks"] if t["kind"] == "video")
@@ -351,7 +363,7 @@ async def test_room_close_stops_the_recording(media, fake_django, spool) -> None
     """DELETE /v1/rooms/{room} stops a running recording (manifest + recording_stopped); its later DELETE is 204."""
     pub = await publish(media, "palice", "red")
     assert (await start_recording(media, "recclose")).status == 201
-    await asyncio.sleep(1.0)
+    await recording_every_track(media, 2)
     assert (await media.http.delete("/v1/rooms/r1", headers=AUTH)).status == 204
     event = await fake_django.wait_for(lambda e: e["type"] == "recording_stopped")
     assert event["recording"] == "recclose"
@@ -367,7 +379,7 @@ async def test_shutdown_writes_what_it_has(media, fake_django, spool) -> None:
     """Closing the media service (SIGTERM) stops every running recording as if DELETEd."""
     pub = await publish(media, "palice", "red")
     assert (await start_recording(media, "recshutdown")).status == 201
-    await asyncio.sleep(1.0)
+    await recording_every_track(media, 2)
     await media.service.close()
     assert json.loads((spool / "recshutdown" / "manifest.json").read_text())["tracks"]
     await fake_django.wait_for(lambda e: e["type"] == "recording_stopped" and e["recording"] == "recshutdown")
