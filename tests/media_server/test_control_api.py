@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from ms_helpers import AUTH, PublisherClient, SubscriberClient
+from ms_helpers import AUTH, PublisherClient, SubscriberClient, until
 
 BASE = "/v1/rooms/r1/participants/alice"
 
@@ -189,10 +189,8 @@ async def test_event_sink_retries_then_delivers(fake_django) -> None:
     sink.emit({"type": "x", "room": "r", "n": 0})
     # Wait (bounded) for a second attempt rather than sleeping ~2 backoffs: on a busy machine the first
     # retry can come much later than 0.05 s, but it must come, and nothing may be delivered meanwhile.
-    deadline = asyncio.get_running_loop().time() + 10
-    while len(fake_django.auth) < 2 and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.02)
-    assert len(fake_django.auth) >= 2 and not fake_django.batches
+    assert await until(lambda: len(fake_django.auth) >= 2, timeout=10, interval=0.02)
+    assert not fake_django.batches
     fake_django.status = 204
     # The next attempt comes after the current backoff (doubling, at most max_backoff = 5 s if the loop above
     # took long), then the POST itself: a bound well past that.
