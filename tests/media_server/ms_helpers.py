@@ -280,8 +280,13 @@ def strip_codec(sdp: str, name: str) -> str:
     return "\r\n".join(out)
 
 
-async def recv_frames(track: MediaStreamTrack, count: int, timeout: float = 10.0) -> list[Any]:
-    """Receive ``count`` decoded frames or fail after ``timeout`` seconds."""
+async def recv_frames(track: MediaStreamTrack, count: int, timeout: float = 60.0) -> list[Any]:
+    """Receive ``count`` decoded frames or fail after ``timeout`` seconds.
+
+    The default is generous on purpose: on the busy 2-core machine (load ~25, tests at nice 10) a test process
+    got 2-4 s of CPU per minute, and it encodes, sends, forwards and decodes every stream itself; after a
+    last-N switch the first frames need a keyframe asked for by PLI on top of that.
+    """
     frames = []
 
     async def run() -> None:
@@ -290,6 +295,20 @@ async def recv_frames(track: MediaStreamTrack, count: int, timeout: float = 10.0
 
     await asyncio.wait_for(run(), timeout)
     return frames
+
+
+async def until(condition: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds passed; return its last value (assert on it).
+
+    For outcomes that come on their own schedule (an RTCP report on its timer, counters updated in batches):
+    a deadline generous enough for a busy 2-core machine instead of a fixed number of short sleeps.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() >= deadline:
+            return condition()
+        await asyncio.sleep(interval)
+    return True
 
 
 class FakeDjango:
@@ -318,9 +337,10 @@ class FakeDjango:
         return [e for b in self.batches for e in b["events"]]
 
     async def wait_for(
-        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0, start: int = 0
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60.0, start: int = 0
     ) -> dict[str, Any]:
-        """Wait for the first event (from index ``start``) matching ``predicate``."""
+        """Wait for the first event (from index ``start``) matching ``predicate`` (bounded; generous for a
+        starved test process, see ``recv_frames``)."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             for event in self.events[start:]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from ms_helpers import AUTH, PublisherClient, SubscriberClient
+from ms_helpers import AUTH, PublisherClient, SubscriberClient, until
 
 from media_server import signing
 
@@ -190,10 +190,14 @@ async def test_event_sink_retries_then_delivers(fake_django) -> None:
     sink = EventSink(url=fake_django.url, secret="s", node_id="n", backoff=0.05, max_queue=3)
     sink.start()
     sink.emit({"type": "x", "room": "r", "n": 0})
-    await asyncio.sleep(0.12)
-    assert len(fake_django.auth) >= 2 and not fake_django.batches
+    # Wait (bounded) for a second attempt rather than sleeping ~2 backoffs: on a busy machine the first
+    # retry can come much later than 0.05 s, but it must come, and nothing may be delivered meanwhile.
+    assert await until(lambda: len(fake_django.auth) >= 2, timeout=10, interval=0.02)
+    assert not fake_django.batches
     fake_django.status = 204
-    await fake_django.wait_for(lambda e: e["n"] == 0, timeout=3)
+    # The next attempt comes after the current backoff (doubling, at most max_backoff = 5 s if the loop above
+    # took long), then the POST itself: a bound well past that.
+    await fake_django.wait_for(lambda e: e["n"] == 0, timeout=30)
     await sink.close()
     full = EventSink(url=fake_django.url, secret="s", node_id="n", max_queue=3)
     for i in range(5):

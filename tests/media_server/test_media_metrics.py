@@ -41,12 +41,17 @@ async def test_metrics_after_publish_and_subscribe(media: Any) -> None:
     receiver = sub.receiver("alice", "camera")
     await receiver._send_rtcp_pli(receiver.getSynchronizationSources()[0].source)
 
+    # Until a receiver report carried an RTT back, the PLI arrived and forwarded bytes were counted (~1-2 s when
+    # idle; bounded by a deadline, not a number of polls, for a busy machine). Bytes come from the senders' SR
+    # counts, which the forwarder adds to every SR_BATCH packets: 5 frames received may be fewer than that.
     samples: Samples = {}
-    for _ in range(60):  # until a receiver report carried an RTT back and the PLI arrived (~1-2 s)
+    deadline = asyncio.get_running_loop().time() + 30
+    while asyncio.get_running_loop().time() < deadline:
         samples = await scrape(media.http)
         if (
             v(samples, "conference_media_subscriber_rtt_seconds", stat="streams") > 0
             and v(samples, "conference_media_keyframe_requests_received_total") > 0
+            and v(samples, "conference_media_forwarded_bytes_total") > 0
         ):
             break
         await asyncio.sleep(0.1)
@@ -65,7 +70,8 @@ async def test_metrics_after_publish_and_subscribe(media: Any) -> None:
     assert v(samples, "conference_media_keyframe_requests_received_total") >= 1
     assert v(samples, "conference_media_keyframe_requests_sent_total") >= 1
     assert v(samples, "conference_media_subscriber_rtt_seconds", stat="streams") >= 1
-    assert 0 < v(samples, "conference_media_subscriber_rtt_seconds", stat="max") < 1  # loopback
+    # loopback, measured by a loop that runs both ends (0.3-0.9 s seen under load); catches a wrong unit
+    assert 0 < v(samples, "conference_media_subscriber_rtt_seconds", stat="max") < 5
     assert 0 <= v(samples, "conference_media_subscriber_fraction_lost", stat="max") <= 1
     for name in (
         "conference_media_dropped_packets_total",

@@ -14,9 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.timeout(660)  # past the bench's own bound below (the suite's default is 300 s)
 def test_legitimate_joins_complete_while_eight_guessers_run(tmp_path: Path) -> None:
     out = tmp_path / "flood.json"
     run = subprocess.run(
@@ -29,11 +32,14 @@ def test_legitimate_joins_complete_while_eight_guessers_run(tmp_path: Path) -> N
             "8",
             "--json",
             str(out),
+            "--until-throttled",  # the outcome below, however slowly the guesses are hashed
         ],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=240,
+        # ~15 s of scenario; the rest is migrate, daphne's start-up (up to 90 s, see the bench) and password
+        # hashing, all CPU-bound: 240 s ran out in a test process that got 2-4 s of CPU a minute (load ~25).
+        timeout=600,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     result = json.loads(out.read_text())
@@ -41,10 +47,8 @@ def test_legitimate_joins_complete_while_eight_guessers_run(tmp_path: Path) -> N
     assert during["latency"]["n"] >= 1
     assert set(during["statuses"]) == {"200"}, during  # never throttled, never failed
     attackers = result["attacker_statuses"]
-    # 10 wrong passwords per room per minute are hashed (plus the 8 already in flight); the run is shorter than
-    # a minute, so it spans at most two of the room's windows. The rest is refused without hashing.
-    # How many attempts the guessers make in 8 s depends on the machine's load (each hashed one costs CPU; under
-    # a load of 20 they made 14, all hashed), so the bound is on what was hashed: every attempt past it was
-    # refused (429), none failed otherwise. The throttle itself is pinned in test_throttles.py.
+    # 10 wrong passwords per room per minute are hashed (plus the 8 already in flight); the attack ends at its
+    # first 429 (or after its 8 s), well within a minute of hashing, so it spans at most two of the room's
+    # windows. The rest is refused without hashing.
     assert attackers.get("403", 0) <= 2 * (10 + 8), attackers
-    assert set(attackers) <= {"403", "429"}, attackers
+    assert attackers.get("429", 0) > 0 and set(attackers) <= {"403", "429"}, attackers  # refused, never failed
