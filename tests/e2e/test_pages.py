@@ -26,6 +26,8 @@ def test_join_page_renders_the_prejoin_screen_with_the_room_config(client: Any, 
     html = response.content.decode()
     assert 'id="join-form"' in html and 'for="display-name"' in html
     assert 'id="room-password"' not in html
+    # "Join now" waits for the call page's script: a click before it loads must not submit the form natively
+    assert '<button type="submit" id="join-button" disabled>' in html
     assert response.cookies.get("csrftoken"), "the page sets the CSRF cookie the join POST needs"
     config = json.loads(html.split('id="room-config" type="application/json">', 1)[1].split("</script>", 1)[0])
     assert config["roomId"] == room.public_id

@@ -34,6 +34,9 @@ function wire() {
     }
     join({ displayName, password: $("room-password")?.value || "" });
   });
+  // The template renders "Join now" disabled: until this handler exists a click would submit the form natively
+  // (a page reload that looks like a join doing nothing; seen on a 300 kbit/s link, where the modules take seconds).
+  if ($("join-button")) $("join-button").disabled = false;
   for (const button of document.querySelectorAll("[data-action=leave]")) button.addEventListener("click", leave);
   $("btn-mic").addEventListener("click", () => setAudioMuted(!state.audioMuted));
   $("btn-cam").addEventListener("click", () => setVideoMuted(!state.videoMuted));
