@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Backoff, backoffDelay } from "../../static/js/call/backoff.js";
+import { MEDIA_BACKOFF } from "../../static/js/call/recovery.js";
 
 test("the delay doubles from the base up to the cap", () => {
   const mid = () => 0.5; // no jitter
@@ -23,4 +24,14 @@ test("a schedule counts attempts and starts over on reset", () => {
   assert.equal(b.attempt, 3);
   b.reset();
   assert.equal(b.next(), 100);
+});
+
+test("a connection that keeps failing for about a minute is tried a few times a minute, not every 5 s", () => {
+  const b = new Backoff({ ...MEDIA_BACKOFF, random: () => 0.5 });
+  const delays = Array.from({ length: 22 }, () => b.next());
+  const firstMinute = delays.slice(0, 16).reduce((a, d) => a + d, 0);
+  assert.ok(firstMinute >= 60_000 && firstMinute <= 70_000, String(firstMinute)); // 16 tries in the first minute
+  assert.deepEqual(delays.slice(16), [20000, 20000, 20000, 20000, 20000, 20000]); // then 3 a minute
+  b.reset(); // media_reconnect: a node is there again
+  assert.equal(b.next(), 500);
 });

@@ -2,14 +2,16 @@
 //
 // A Recovery owns the retry loop of one connection (camera, screen, subscribe): `start()` runs an
 // attempt now; the connection's owner reports `ok()` once media flows and `fail(err)` when an attempt
-// or the connection failed; the next attempt then waits the backoff delay (0.5 s → 5 s, ±25 %), or
+// or the connection failed; the next attempt then waits the backoff delay (0.5 s → 5 s, ±25 %; 20 s once it has
+// kept failing for about a minute), or
 // longer when the server said how long (`retry_after`, seconds, of a `media_unavailable` error frame).
 // `start({ reset: true })` is what a `media_reconnect` does: a live node is there, so try at once
 // with a fresh backoff. An attempt superseded by a newer one cannot fail the loop.
 
 import { Backoff } from "./backoff.js";
 
-export const MEDIA_BACKOFF = { baseMs: 500, capMs: 5000, jitter: 0.25 };
+// 0.5, 1, 2, 4, then 5 s; after 16 failed attempts (about a minute) every 20 s (±25 %).
+export const MEDIA_BACKOFF = { baseMs: 500, capMs: 5000, slowAfter: 16, slowCapMs: 20000, jitter: 0.25 };
 
 /** The wait before the next attempt: the backoff delay, but at least the server's `retry_after` (seconds). */
 export function retryDelay(backoffMs, err) {
