@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -146,13 +147,21 @@ class Daphne:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         daphne = str(Path(sys.executable).parent / "daphne")
+        # Its log goes to a file, never to a pipe nobody reads: a pipe's 64 KiB filled up with one warning per
+        # refused join in bench/password_flood.py, and daphne then blocked on writing (every request hung).
+        self.log = tempfile.TemporaryFile()
         return subprocess.Popen(
             [daphne, "-b", "127.0.0.1", "-p", str(self.port), "conference.asgi:application"],
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
         )
+
+    def log_text(self) -> str:
+        """What daphne wrote to stderr so far."""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
 
     def restart(self) -> None:
         """Start again on the same port (after ``stop``)."""
@@ -162,7 +171,7 @@ class Daphne:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"daphne exited: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
+                raise RuntimeError(f"daphne exited: {self.log_text()}")
             try:
                 async with http.get(self.base + "/healthz") as response:
                     if response.status == 200:
