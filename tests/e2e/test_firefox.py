@@ -33,6 +33,16 @@ def firefox_join(page: Any, room_id: str, *, name: str, expect: str = "call") ->
     page.wait_for_selector(f"#app[data-state={expect}]")
 
 
+def firefox_guest(
+    firefox: Any, firefox_pages: list[Any], room_id: str, *, name: str, expect: str = "call", **size: int
+) -> Any:
+    """A new Firefox page (closed after the test, with its console on failure) that joined ``room_id``."""
+    page = firefox.new_page(**size)
+    firefox_pages.append(page)
+    firefox_join(page, room_id, name=name, expect=expect)
+    return page
+
+
 def test_firefox_guest_and_chromium_host_receive_each_other(
     browser: Any, firefox: Any, contexts: list[Any], firefox_pages: list[Any], stack: Any, users: dict[str, str]
 ) -> None:
@@ -40,9 +50,7 @@ def test_firefox_guest_and_chromium_host_receive_each_other(
     log_in(host, "hana", users["hana"])
     room_id = create_room(host, "Firefox check")
     join_call(host, room_id)
-    guest = firefox.new_page()
-    firefox_pages.append(guest)
-    firefox_join(guest, room_id, name="Fox")
+    guest = firefox_guest(firefox, firefox_pages, room_id, name="Fox")
     wait_media(guest, participant_id(host), timeout=40)
     wait_media(host, participant_id(guest), timeout=40)
 
@@ -62,9 +70,7 @@ def test_firefox_waits_is_admitted_chats_and_leaves(
     log_in(host, "hana", users["hana"])
     room_id = create_room(host, "Firefox lobby", waiting_room=True)
     join_call(host, room_id)
-    fox = firefox.new_page()
-    firefox_pages.append(fox)
-    firefox_join(fox, room_id, name="Waiting fox", expect="waiting")
+    fox = firefox_guest(firefox, firefox_pages, room_id, name="Waiting fox", expect="waiting")
     host.wait_for_function("() => document.querySelector('#hands-badge').textContent === '1'")
     host.locator("#btn-people").click()
     host.get_by_role("button", name="Admit Waiting fox").click()
@@ -157,9 +163,7 @@ def test_firefox_publishes_simulcast_and_the_server_switches_its_layers_for_a_ch
     log_in(host, "hana", users["hana"])
     room_id = create_room(host, "Firefox simulcast")
     join_call(host, room_id)
-    fox = firefox.new_page()
-    firefox_pages.append(fox)
-    firefox_join(fox, room_id, name="Simulcast fox")
+    fox = firefox_guest(firefox, firefox_pages, room_id, name="Simulcast fox")
     fox_id = participant_id(fox)
     wait_media(host, fox_id, timeout=40)
     sent: dict[str, Any] = {}
@@ -208,9 +212,7 @@ def test_a_firefox_subscriber_is_moved_between_simulcast_layers_by_the_server(
     room_id = create_room(host, "Firefox subscriber layers")
     join_call(host, room_id)
     host_id = participant_id(host)
-    fox = firefox.new_page(width=320, height=240)
-    firefox_pages.append(fox)
-    firefox_join(fox, room_id, name="Watching fox")
+    fox = firefox_guest(firefox, firefox_pages, room_id, name="Watching fox", width=320, height=240)
     wait_media(fox, host_id, timeout=40)
     wait_until(
         lambda: camera_height(fox, host_id) == 180,
@@ -256,9 +258,7 @@ def test_an_e2ee_room_with_a_firefox_member_decrypts_both_ways_and_refuses_recor
     host.wait_for_url("**/join/*")
     room_id = host.url.rstrip("/").rsplit("/", 1)[-1]
     join_call(host, room_id)
-    fox = firefox.new_page()
-    firefox_pages.append(fox)
-    firefox_join(fox, room_id, name="Secret fox")
+    fox = firefox_guest(firefox, firefox_pages, room_id, name="Secret fox")
     host_id, fox_id = participant_id(host), participant_id(fox)
     assert fox.evaluate("() => window.conferenceCall.e2ee.mode") == "script"
     wait_media(fox, host_id, timeout=40)
@@ -296,9 +296,7 @@ def test_chromium_host_firefox_guest_and_chromium_guest_each_receive_the_other_t
     log_in(host, "hana", users["hana"])
     room_id = create_room(host, "Mixed browsers")
     join_call(host, room_id)
-    fox = firefox.new_page()
-    firefox_pages.append(fox)
-    firefox_join(fox, room_id, name="Fox")
+    fox = firefox_guest(firefox, firefox_pages, room_id, name="Fox")
     chrome_guest = new_page(browser, contexts, stack)
     chrome_guest.browser_name = "chromium"
     join_call(chrome_guest, room_id, name="Chris")
