@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -55,6 +56,8 @@ async def serve(config: Config, stop: asyncio.Event) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if os.environ.get("MEDIA_BWE_TRACE") == "1":  # each subscriber's send-side estimator, every 0.5 s
+        logging.getLogger("media_server.bwe").setLevel(logging.DEBUG)
     try:
         config = parse_config(sys.argv[1:] if argv is None else argv)
     except ConfigError as exc:

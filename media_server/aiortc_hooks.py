@@ -118,6 +118,7 @@ _SRTP_MAX_SRTCP_TRAILER_LEN = pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN  # type: igno
 SR_PER_PACKET = 15  # sender reports (each with its SDES CNAME chunk) per compound RTCP packet: ~1.1 kB
 
 logger = logging.getLogger(__name__)
+trace_logger = logging.getLogger("media_server.bwe")  # MEDIA_BWE_TRACE=1: the REMB sent to publishers too
 
 
 def _load_native() -> Any:
@@ -511,6 +512,8 @@ class ForwardingReceiver:
         )
         rtcp_ssrc = self.receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
         if rtcp_ssrc is not None and remb is not None:
+            if trace_logger.isEnabledFor(logging.DEBUG):
+                trace_logger.debug("publisher REMB %.0fk (ssrc %s)", remb[0] / 1000, ssrc)
             self._send_rtcp(
                 bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb)))
             )

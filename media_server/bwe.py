@@ -67,7 +67,10 @@ PROBE_QUEUE_TIME = 0.4  # ...unless more than this many seconds at the target: a
 PROBE_SMALLEST = 1_500  # bytes: the least a cluster has (5 padding packets, PROBE_MIN_PACKETS)
 PROBE_SUCCESS = 0.7  # a probe whose result reaches this share of its rate may be followed by a higher one
 PROBE_TIMEOUT = 1.0  # s without a result: the probe failed
-PROBE_BACKOFF_MIN, PROBE_BACKOFF_MAX = 2.0, 8.0  # s between failed probes (doubling)
+# s between failed probes (doubling). The longest wait bounds how soon a removed limit is noticed: a subscriber
+# held at 300 kbit/s probes every 3-4 s (~25 kbit/s of padding), so it can be back at 720p within issue 17's
+# 10 s (with 8 s, the wait alone took most of it: 180p for 10 s after the limit was gone, browser run).
+PROBE_BACKOFF_MIN, PROBE_BACKOFF_MAX = 1.5, 3.0
 PROBE_INITIAL = (3.0, 6.0)  # the first probe clusters, times the start rate
 
 QUEUE_MEMORY = 2.0  # s after a delay-based decrease during which the queue counts as building (queue_building)
@@ -473,6 +476,7 @@ class ProbeController:
         self._backoff = PROBE_BACKOFF_MIN
         self.probes_sent = 0
         self.probes_failed = 0
+        self.results: deque[tuple[float, float, float | None]] = deque(maxlen=8)  # (now, probed, result): trace
 
     def request(self, *, now: float, target: float, wanted: float, max_bps: float) -> list[tuple[int, int]] | None:
         wanted = min(wanted, max_bps)
@@ -490,9 +494,15 @@ class ProbeController:
         return clusters
 
     def on_result(self, bps: float | None, now: float) -> None:
+        """``bps``: what the cluster measured (None: nothing usable, e.g. its arrivals bunched up behind a
+        stalled receiver; the link said neither yes nor no, so the next probe waits the least backoff)."""
         if self._pending is None:
             return
-        if bps is not None and bps >= PROBE_SUCCESS * self._pending[0]:
+        self.results.append((now, self._pending[0], bps))
+        if bps is None:
+            self._pending = None
+            self._next_allowed = now + PROBE_BACKOFF_MIN
+        elif bps >= PROBE_SUCCESS * self._pending[0]:
             self._pending = None
             self._next_allowed = now
             self._backoff = PROBE_BACKOFF_MIN
@@ -643,6 +653,27 @@ class SendSideEstimator:
         if not self._transport_cc_fresh():
             return None
         return self.probes.request(now=now, target=self._target, wanted=wanted_bps, max_bps=self.max_bps)
+
+    def trace(self) -> str:
+        """One line of the estimator's state, for the MEDIA_BWE_TRACE log (what a browser run did, and why)."""
+        t, now = self.trendline, self._now
+        acked, floor = self.acked.bps, self.delivered.bps(now)
+        probes = " ".join(
+            f"{p / 1000:.0f}>{'-' if r is None else f'{r / 1000:.0f}'}@{now - at:.1f}s"
+            for at, p, r in self.probes.results
+        )
+        return (
+            f"target={self._target / 1000:.0f}k aimd={self.aimd.rate / 1000:.0f}k/{self.aimd._state}"
+            f" cap={'-' if self.aimd._capacity is None else f'{self.aimd._capacity:.0f}k'}"
+            f" acked={'-' if acked is None else f'{acked / 1000:.0f}k'}"
+            f" floor={'-' if floor is None else f'{floor / 1000:.0f}k'}"
+            f" loss={self.loss.fraction:.3f}/{'-' if self.loss.limit is None else f'{self.loss.limit / 1000:.0f}k'}"
+            f" trend={t.state}:{min(t._deltas, 60) * t._trend * TRENDLINE_GAIN:.1f}/{t.threshold:.1f}"
+            f" rtt={self._rtt * 1000:.0f}ms remb={'-' if self._remb is None else f'{self._remb[0] / 1000:.0f}k'}"
+            f" probes={self.probes.probes_sent}/{self.probes.probes_failed}"
+            f" pending={'-' if self.probes._pending is None else f'{self.probes._pending[0] / 1000:.0f}k'}"
+            f" next={max(0.0, self.probes._next_allowed - now):.1f}s [{probes}]"
+        )
 
     def _transport_cc_fresh(self) -> bool:
         return self._feedback_at is not None and self._now - self._feedback_at < FEEDBACK_FRESH

@@ -61,6 +61,7 @@ from .sdp import (
 from .send_side import MAX_BPS, MIN_BPS, START_BPS, SendSideBwe, estimator_factory
 
 logger = logging.getLogger(__name__)
+trace_logger = logging.getLogger("media_server.bwe")  # MEDIA_BWE_TRACE=1: the estimator's state every 0.5 s
 
 ADAPT_INTERVAL = 0.5  # seconds between two layer allocations of a subscriber
 PAD_INTERVAL = 0.05  # seconds between two bursts of probe padding
@@ -330,6 +331,7 @@ class Subscriber:
         self._limits: dict[tuple[int, int], str] = {}  # (slot, track) -> bandwidth_report reason
         self._limits_estimate: float | None = None  # bit/s when the reasons were last computed
         self._pad_credit = 0.0
+        self._traced_bytes = 0
         self._adapter = asyncio.create_task(self._run_adaptation(), name=f"subscriber-{participant}-layers")
         # Last-N (media_server/lastn.py): the video tracks to forward (ids); None = every one.
         self.selected_video: set[int] | None = None
@@ -904,6 +906,16 @@ class Subscriber:
                 await self._probe()
             self.adapt(now)
             self._request_probes(now)
+            if self.send_side is not None and trace_logger.isEnabledFor(logging.DEBUG):
+                sent = self.tcc.sent_bytes if self.tcc is not None else 0
+                trace_logger.debug(
+                    "%s: sent=%.0fk wanted=%.0fk %s",
+                    self.participant,
+                    (sent - self._traced_bytes) * 8 / 1000 / ADAPT_INTERVAL,
+                    self.wanted_bps / 1000,
+                    self.send_side.trace(),
+                )
+                self._traced_bytes = sent
 
     def forwarded_packets(self) -> int:
         return sum(s.downstream.packets_sent for s in self.slots)

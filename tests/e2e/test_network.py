@@ -105,6 +105,31 @@ async () => {
 """
 
 
+PUBLISHED_LAYERS_JS = """
+async () => {
+  const pc = window.conferenceCall && window.conferenceCall.pcs.camera;
+  if (!pc) return null;
+  const out = {layers: []};
+  for (const s of (await pc.getStats()).values()) {
+    if (s.type === "outbound-rtp" && s.kind === "video") {
+      out.layers.push({rid: s.rid, height: s.frameHeight || 0, fps: s.framesPerSecond || 0,
+        limited: s.qualityLimitationReason, target: Math.round((s.targetBitrate || 0) / 1000), active: s.active});
+    } else if (s.type === "candidate-pair" && s.nominated && s.availableOutgoingBitrate) {
+      out.available_kbps = Math.round(s.availableOutgoingBitrate / 1000);
+    }
+  }
+  out.layers.sort((a, b) => String(a.rid).localeCompare(String(b.rid)));
+  return out;
+}
+"""
+
+
+def published_layers(page: Any) -> Any:
+    """What the publishing page sends now (its simulcast layers: height, fps, Chromium's limitation reason and
+    target bitrate; its send-side estimate): a subscriber can get no more than this, so reports show it."""
+    return page.evaluate(PUBLISHED_LAYERS_JS)
+
+
 def test_a_300_kbit_subscriber_gets_smooth_lower_video_while_an_unconstrained_one_keeps_720p(
     browser: Any, contexts: list[Any], stack: Any, users: dict[str, str], shaped_browser: Any
 ) -> None:
@@ -119,11 +144,13 @@ def test_a_300_kbit_subscriber_gets_smooth_lower_video_while_an_unconstrained_on
     shaped_browser.reshape(chromium, "300kbit")
     wait_media(fast, host_id, audio=True)
     wait_media(slow, host_id, audio=True, timeout=60)
-    wait_until(
-        lambda: video_stats(fast, host_id)["frameHeight"] >= 720,
-        timeout=60,
-        message=f"the unconstrained subscriber never reached 720p: {video_stats(fast, host_id)}",
-    )
+    try:
+        wait_until(lambda: video_stats(fast, host_id)["frameHeight"] >= 720, timeout=60)
+    except AssertionError:
+        raise AssertionError(
+            f"the unconstrained subscriber never reached 720p: {video_stats(fast, host_id)}\n"
+            f"host sends {published_layers(host)}"
+        ) from None
     time.sleep(SETTLE)
 
     encoded_before, started = host.evaluate(TOP_LAYER_FRAMES_JS), time.monotonic()
@@ -136,6 +163,7 @@ def test_a_300_kbit_subscriber_gets_smooth_lower_video_while_an_unconstrained_on
     decoded_fps = (fast_s[-1]["framesDecoded"] - fast_s[0]["framesDecoded"]) / seconds
     report = (
         f"fast received {fast_fps:.1f} fps, decoded {decoded_fps:.1f}; host's 720p layer {encoded_fps:.1f} fps\n"
+        f"host sends {published_layers(host)}\n"
         f"slow: {slow_s}\nfast: {fast_s}"
     )
     for before, after in itertools.pairwise(slow_s):
@@ -153,15 +181,15 @@ def test_a_300_kbit_subscriber_gets_smooth_lower_video_while_an_unconstrained_on
 
 def host_and_shaped_guest(
     browser: Any, contexts: list[Any], stack: Any, users: dict[str, str], shaped_browser: Any, rate: str
-) -> tuple[str, Any, Any]:
-    """(host's participant id, the guest's Chromium, its page): a HiDPI guest without camera on a ``rate``
-    downlink, receiving the host's camera (720p fills its tile), media flowing."""
+) -> tuple[Any, str, Any, Any]:
+    """(host's page, its participant id, the guest's Chromium, its page): a HiDPI guest without camera on a
+    ``rate`` downlink, receiving the host's camera (720p fills its tile), media flowing."""
     host, room_id = host_room(browser, contexts, stack, users, f"Downlink {rate}")
     host_id = participant_id(host)
     chromium = shaped_browser(rate)
     guest = join_without_camera(chromium, contexts, stack, room_id, "Changing link", scale=2)
     wait_media(guest, host_id, audio=True, timeout=60)
-    return host_id, chromium, guest
+    return host, host_id, chromium, guest
 
 
 @pytest.mark.xfail(
@@ -173,7 +201,7 @@ def host_and_shaped_guest(
 def test_when_a_300_kbit_limit_is_removed_the_subscriber_is_back_at_720p_within_10_s(
     browser: Any, contexts: list[Any], stack: Any, users: dict[str, str], shaped_browser: Any
 ) -> None:
-    host_id, chromium, slow = host_and_shaped_guest(browser, contexts, stack, users, shaped_browser, "300kbit")
+    host, host_id, chromium, slow = host_and_shaped_guest(browser, contexts, stack, users, shaped_browser, "300kbit")
     time.sleep(SETTLE)
     limited = video_stats(slow, host_id)
     assert 0 < limited["frameHeight"] < 720, limited
@@ -183,7 +211,9 @@ def test_when_a_300_kbit_limit_is_removed_the_subscriber_is_back_at_720p_within_
     seen: list[tuple[float, int]] = []
 
     while not seen or seen[-1][1] < 720:
-        assert time.monotonic() - removed < 10.0, f"not back at 720p within 10 s of the limit's removal: {seen}"
+        assert time.monotonic() - removed < 10.0, (
+            f"not back at 720p within 10 s of the limit's removal: {seen}\nhost sends {published_layers(host)}"
+        )
         seen.append((round(time.monotonic() - removed, 1), video_stats(slow, host_id)["frameHeight"]))
         time.sleep(0.25)
 
@@ -191,11 +221,11 @@ def test_when_a_300_kbit_limit_is_removed_the_subscriber_is_back_at_720p_within_
 def test_a_step_from_10_to_1_mbit_is_followed_within_2_s_without_a_freeze_over_1_s(
     browser: Any, contexts: list[Any], stack: Any, users: dict[str, str], shaped_browser: Any
 ) -> None:
-    host_id, chromium, sub = host_and_shaped_guest(browser, contexts, stack, users, shaped_browser, "10mbit")
+    host, host_id, chromium, sub = host_and_shaped_guest(browser, contexts, stack, users, shaped_browser, "10mbit")
     wait_until(
         lambda: video_stats(sub, host_id)["frameHeight"] >= 720,
         timeout=60,
-        message=f"never reached 720p at 10 Mbit/s: {video_stats(sub, host_id)}",
+        message=f"never reached 720p at 10 Mbit/s: {video_stats(sub, host_id)}\nhost sends {published_layers(host)}",
     )
     earlier, since = video_stats(sub, host_id), time.monotonic()
     time.sleep(SAMPLE)
@@ -210,7 +240,10 @@ def test_a_step_from_10_to_1_mbit_is_followed_within_2_s_without_a_freeze_over_1
         seen.append((round(time.monotonic() - stepped, 1), video_stats(sub, host_id)["frameHeight"]))
         time.sleep(0.1)
     after = video_stats(sub, host_id)
-    report = f"720p needed {needs / 1000:.0f} kbit/s\nbefore {before}\nafter {after}\nheights {seen}"
+    report = (
+        f"720p needed {needs / 1000:.0f} kbit/s\nbefore {before}\nafter {after}\nheights {seen}\n"
+        f"host sends {published_layers(host)}"
+    )
     if needs > 900_000:
         assert any(h < 720 for t, h in seen if t <= 2.0), "still 720p 2 s after the step\n" + report
     assert after["framesDecoded"] > before["framesDecoded"], report

@@ -182,7 +182,10 @@ def test_when_the_limit_is_removed_probing_climbs_back_to_the_wanted_rate_within
     sim.run(30.0)  # long enough for the probe backoff to reach its maximum
     assert sim.est.target_bps < 500_000
     sim.link.rate = 20_000_000
-    sim.run(30.0 + PROBE_BACKOFF_MAX + 2.0)
+    # The longest probe backoff plus a few successful probes: the rest of the 10 s is the layer switch's
+    # (LayerGate's 1 s of headroom, a keyframe).
+    sim.run(30.0 + PROBE_BACKOFF_MAX + PROBE_TIMEOUT + 2.0)
+    assert PROBE_BACKOFF_MAX + PROBE_TIMEOUT + 2.0 <= 6.0
     assert sim.est.target_bps >= 2_500_000 * 0.95, sim.targets(30.0, 41.0)
 
 
@@ -269,7 +272,7 @@ def test_feedback_for_unknown_or_repeated_sequence_numbers_is_ignored() -> None:
     seqs = [(65_520 + i) & 0xFFFF for i in range(40)]  # across the wrap
     for i, seq in enumerate(seqs):
         est.on_packet_sent(seq=seq, size=1250, send_time=i * 0.01)
-    report = [(seq, 7.0 + i * 0.01) for i, seq in enumerate(seqs)]
+    report: list[tuple[int, float | None]] = [(seq, 7.0 + i * 0.01) for i, seq in enumerate(seqs)]
     est.on_feedback(now=0.5, results=[*report, (seqs[-1] + 5, 8.0)])  # one never sent
     acked = est.acked.bps
     assert acked == pytest.approx(1_000_000, rel=0.05)
@@ -347,6 +350,18 @@ def test_probes_go_up_while_they_succeed_and_back_off_when_the_link_says_no() ->
     assert times[0] == pytest.approx(0.3 + PROBE_BACKOFF_MIN + PROBE_TIMEOUT + 2 * PROBE_BACKOFF_MIN, abs=0.15)
     assert len(gaps) >= 4 and all(abs(g - (PROBE_TIMEOUT + PROBE_BACKOFF_MAX)) <= 0.25 for g in gaps)
     assert probes.request(now=100.0, target=2_500_000, wanted=2_500_000, max_bps=1e7) is None  # nothing wanted above
+
+
+def test_a_probe_that_measured_nothing_is_retried_soon_without_growing_the_backoff() -> None:
+    """A cluster whose arrivals bunched up (a stalled receiver) says nothing about the link: not a failure."""
+    probes = ProbeController()
+    probes.request(now=0.0, target=300_000, wanted=2_500_000, max_bps=1e7)
+    probes.on_result(100_000, 0.2)  # failed: backoff doubles after this one
+    assert probes.request(now=0.2 + PROBE_BACKOFF_MIN, target=300_000, wanted=2_500_000, max_bps=1e7) is not None
+    probes.on_result(None, 2.0)
+    assert probes.request(now=2.0 + PROBE_BACKOFF_MIN / 2, target=300_000, wanted=2_500_000, max_bps=1e7) is None
+    assert probes.request(now=2.0 + PROBE_BACKOFF_MIN, target=300_000, wanted=2_500_000, max_bps=1e7) is not None
+    assert probes.probes_failed == 1
 
 
 def test_a_token_bucket_burst_does_not_make_a_probe_look_like_spare_capacity() -> None:
