@@ -907,7 +907,7 @@ class Subscriber:
             self.adapt(now)
             self._request_probes(now)
             if self.send_side is not None and trace_logger.isEnabledFor(logging.DEBUG):
-                sent = self.tcc.sent_bytes if self.tcc is not None else 0
+                sent = self.send_side.bytes_sent
                 trace_logger.debug(
                     "%s: sent=%.0fk wanted=%.0fk %s",
                     self.participant,

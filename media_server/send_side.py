@@ -65,7 +65,6 @@ class SendSideBwe:
         self.malformed = 0
         self.reported = 0  # packets the feedback said arrived or were lost
         self.lost = 0
-        self.sent_bytes = 0  # of every packet stamped (media, retransmissions, probes)
 
     @property
     def active(self) -> bool:
@@ -74,12 +73,14 @@ class SendSideBwe:
 
     def sent(self) -> None:
         """Hand every packet stamped since the last call to the estimator (``on_packet_sent``)."""
+        records = self.sequence.drain()
+        batch = getattr(self.estimator, "on_packets_sent", None)
+        if batch is not None:
+            batch(records)
+            return
         on_packet_sent = self.estimator.on_packet_sent
-        total = 0
-        for seq, size, send_time, cluster in self.sequence.drain():
+        for seq, size, send_time, cluster in records:
             on_packet_sent(seq=seq, size=size, send_time=send_time, probe_cluster=None if cluster < 0 else cluster)
-            total += size
-        self.sent_bytes += total
 
     def on_feedback(self, packets: list[bytes]) -> None:
         """Transport-cc feedback packets of one RTCP datagram (plaintext, from ``aiortc_hooks``)."""

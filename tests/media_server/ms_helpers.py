@@ -8,7 +8,7 @@ import math
 import struct
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import av
@@ -242,9 +242,14 @@ class RecordingEstimator(SendSideEstimator):
         super().__init__(start_bps=start_bps, min_bps=min_bps, max_bps=max_bps)
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
-    def on_packet_sent(self, *, seq: int, size: int, send_time: float, probe_cluster: int | None = None) -> None:
-        self.calls.append(("sent", {"seq": seq, "size": size, "send_time": send_time, "probe_cluster": probe_cluster}))
-        super().on_packet_sent(seq=seq, size=size, send_time=send_time, probe_cluster=probe_cluster)
+    def on_packets_sent(self, records: Iterable[tuple[int, int, float, int]]) -> None:
+        records = list(records)  # (on_packet_sent comes here too)
+        for seq, size, send_time, cluster in records:
+            probe_cluster = None if cluster < 0 else cluster
+            self.calls.append(
+                ("sent", {"seq": seq, "size": size, "send_time": send_time, "probe_cluster": probe_cluster})
+            )
+        super().on_packets_sent(records)
 
     def on_feedback(self, *, now: float, results: list[tuple[int, float | None]]) -> None:
         self.calls.append(("feedback", {"now": now, "results": results}))
