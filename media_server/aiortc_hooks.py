@@ -102,6 +102,7 @@ from aiortc.rtp import (
 from OpenSSL import SSL
 
 from . import twcc
+from .publisher_remb import RembFloor
 
 # --------------------------------------------------------------------------
 # aioice host address hook (documented module-level state)
@@ -418,6 +419,7 @@ class ForwardingReceiver:
         state are registered there (:meth:`_offer_native`) and then handled in C."""
         self._streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
         self._estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator  # type: ignore[attr-defined]
+        self.remb_floor = RembFloor()
         receiver.receive = self._receive  # type: ignore[method-assign]
         receiver._handle_rtp_packet = self._handle_rtp_packet  # type: ignore[method-assign]
 
@@ -512,10 +514,21 @@ class ForwardingReceiver:
         )
         rtcp_ssrc = self.receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
         if rtcp_ssrc is not None and remb is not None:
+            # Not below what arrives intact (a busy event loop's late arrival stamps read as a queue).
+            streams = self._streams.values()
+            bitrate = self.remb_floor.apply(
+                now=arrival_time_ms / 1000,
+                remb_bps=remb[0],
+                incoming_bps=self._estimator.incoming_bitrate.rate(arrival_time_ms),
+                expected=sum(s.packets_expected for s in streams),
+                received=sum(s.packets_received for s in streams),
+            )
             if trace_logger.isEnabledFor(logging.DEBUG):
-                trace_logger.debug("publisher REMB %.0fk (ssrc %s)", remb[0] / 1000, ssrc)
+                trace_logger.debug("publisher REMB %.0fk (aiortc %.0fk, ssrc %s)", bitrate / 1000, remb[0] / 1000, ssrc)
             self._send_rtcp(
-                bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb)))
+                bytes(
+                    RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(bitrate, remb[1]))
+                )
             )
 
     def _offer_native(
@@ -1294,6 +1307,11 @@ class LazyRemoteBitrateEstimator:
     @property
     def built(self) -> bool:
         return self._real is not None
+
+    @property
+    def incoming_bitrate(self) -> Any:
+        """The real estimator's incoming ``RateCounter`` (read after :meth:`add`: it exists then)."""
+        return self._real.incoming_bitrate
 
     def add(self, arrival_time_ms: int, abs_send_time: int, payload_size: int, ssrc: int) -> Any:
         if self._real is None:
