@@ -67,7 +67,11 @@ PROBE_MIN_BYTES = 10_000  # ...but at least this much (33 padding packets): twic
 PROBE_QUEUE_TIME = 0.4  # ...unless more than this many seconds at the target: at 2x, half a cluster queues,
 # and a 200 ms queue holds 0.2 s of the link (a 100 kbit/s link lost its video to 10 kB probes)
 PROBE_SMALLEST = 1_500  # bytes: the least a cluster has (5 padding packets, PROBE_MIN_PACKETS)
-PROBE_SUCCESS = 0.7  # a probe whose result reaches this share of its rate may be followed by a higher one
+PROBE_SUCCESS = 0.7  # a probe whose result reaches this share of its rate may be followed by a higher one...
+# ...if it also shows this much more than the target it started from: a probe capped at what the layers want
+# (1.65 x a 250 kbit/s target on a 300 kbit/s link) passed the 70 % with the link's own rate, and the next
+# probe followed at once, again and again: every 1-2 s a queue bump, lost packets, 1.4 s of freezes in 30 s.
+PROBE_GAIN = 1.4
 PROBE_TIMEOUT = 1.0  # s without a result: the probe failed
 # s between failed probes (doubling). The longest wait bounds how soon a removed limit is noticed: a subscriber
 # held at 300 kbit/s probes every 3-4 s (~25 kbit/s of padding), so it can be back at 720p within issue 17's
@@ -482,7 +486,7 @@ class ProbeController:
 
     def __init__(self) -> None:
         self._first = True
-        self._pending: tuple[float, float] | None = None  # (highest rate probed, when)
+        self._pending: tuple[float, float, float] | None = None  # (highest rate probed, when, target then)
         self._next_allowed = -math.inf
         self._backoff = PROBE_BACKOFF_MIN
         self.probes_sent = 0
@@ -500,7 +504,7 @@ class ProbeController:
         rates = sorted({int(min(wanted, target * f)) for f in factors})
         least = max(PROBE_SMALLEST, min(PROBE_MIN_BYTES, int(target * PROBE_QUEUE_TIME / 8)))
         clusters = [(r, max(least, int(r * PROBE_DURATION / 8))) for r in rates]
-        self._pending = (float(rates[-1]), now)
+        self._pending = (float(rates[-1]), now, target)
         self.probes_sent += len(clusters)
         return clusters
 
@@ -513,7 +517,7 @@ class ProbeController:
         if bps is None:
             self._pending = None
             self._next_allowed = now + PROBE_BACKOFF_MIN
-        elif bps >= PROBE_SUCCESS * self._pending[0]:
+        elif bps >= PROBE_SUCCESS * self._pending[0] and bps >= PROBE_GAIN * self._pending[2]:
             self._pending = None
             self._next_allowed = now
             self._backoff = PROBE_BACKOFF_MIN

@@ -352,6 +352,16 @@ def test_probes_go_up_while_they_succeed_and_back_off_when_the_link_says_no() ->
     assert probes.request(now=100.0, target=2_500_000, wanted=2_500_000, max_bps=1e7) is None  # nothing wanted above
 
 
+def test_a_probe_that_only_shows_the_link_the_target_already_uses_is_a_failure() -> None:
+    """Capped at what the layers want, a probe's 70 % can be the bottleneck's own rate: no success."""
+    probes = ProbeController()
+    probes._first = False
+    assert probes.request(now=0.0, target=250_000, wanted=412_000, max_bps=1e7) == [(412_000, 10_000)]
+    probes.on_result(295_000, 0.3)  # 72 % of 412k, but only 1.18 x the target: the 300 kbit/s link
+    assert probes.probes_failed == 1
+    assert probes.request(now=0.4, target=250_000, wanted=412_000, max_bps=1e7) is None  # backs off
+
+
 def test_a_probe_that_measured_nothing_is_retried_soon_without_growing_the_backoff() -> None:
     """A cluster whose arrivals bunched up (a stalled receiver) says nothing about the link: not a failure."""
     probes = ProbeController()
