@@ -62,13 +62,46 @@ window.WebSocket = class extends PageSocket {
   constructor(...args) {
     super(...args);
     note(`socket ${args[0]}`);
+    this.addEventListener("open", () => note("socket open"));
+    this.addEventListener("close", (event) => note(`socket close ${event.code}`));
     this.addEventListener("message", (event) => {
       let f;
       try { f = JSON.parse(event.data); } catch { return; }
+      if (f.type === "room_snapshot") note("room_snapshot");
+      if (f.type === "offer" && f.pc === "subscribe") note(`subscribe offer r${f.revision} ${f.ref ? "reply" : ""}`);
       if (["participant_joined", "participant_left", "media_reconnect", "error"].includes(f.type)) {
         note(`${f.type} ${f.participantId || f.participant?.participantId || f.reason || f.code || ""}`);
       }
     });
+  }
+};
+// From window.__firstFrames() on: "first video frame" / "first audio packet" when a subscribe connection
+// newer than the current one first decodes a video frame / receives audio (sampled every 50 ms).
+window.__firstFrames = () => {
+  const done = new WeakMap([[window.conferenceCall.pcs.subscribe, {video: true, audio: true}]]);
+  setInterval(async () => {
+    const pc = window.conferenceCall.pcs.subscribe;
+    if (!pc) return;
+    const seen = done.get(pc) || {};
+    done.set(pc, seen);
+    if (seen.video && seen.audio) return;
+    for (const s of (await pc.getStats()).values()) {
+      if (s.type !== "inbound-rtp") continue;
+      if (s.kind === "video" && s.framesDecoded > 0 && !seen.video) { seen.video = true; note("first video frame"); }
+      if (s.kind === "audio" && s.packetsReceived > 0 && !seen.audio) { seen.audio = true; note("first audio packet"); }
+    }
+  }, 50);
+};
+// Each peer connection: created, ICE state and connection state (connected = ICE and DTLS done).
+const PagePc = window.RTCPeerConnection;
+let pcs = 0;
+window.RTCPeerConnection = class extends PagePc {
+  constructor(...args) {
+    super(...args);
+    const id = ++pcs;
+    note(`pc${id} new`);
+    this.addEventListener("iceconnectionstatechange", () => note(`pc${id} ice ${this.iceConnectionState}`));
+    this.addEventListener("connectionstatechange", () => note(`pc${id} ${this.connectionState}`));
   }
 };
 })();
@@ -92,6 +125,18 @@ def _timeline(pages: dict[str, Any], since: float) -> None:
     """Print what each page did from ``since`` on (for the record: where the recovery time goes)."""
     for name, page in pages.items():
         print(name, _log(page, since))
+
+
+def _first_media(pages: dict[str, Any], since: float) -> dict[str, tuple[float | None, float | None]]:
+    """Per page, seconds after ``since`` of the first video frame decoded and the first audio packet received
+    on a subscribe connection newer than the one at window.__firstFrames() (sampled in the page every 50 ms)."""
+    found: dict[str, tuple[float | None, float | None]] = {}
+    for name, page in pages.items():
+        log = _log(page, since)
+        video = next((t for t, what in log if what == "first video frame"), None)
+        audio = next((t for t, what in log if what == "first audio packet"), None)
+        found[name] = (video, audio)
+    return found
 
 
 def _join(
@@ -265,8 +310,9 @@ def test_media_comes_back_after_udp_is_dropped_for_10_s_without_a_rejoin(
 ) -> None:
     """The socket (TCP) stays up; the peer connections go disconnected and are rebuilt until UDP works again."""
     host, guest, host_id, guest_id = _two_in_a_call(own_browser, contexts, own_stack, users, "UDP outage")
-    for page in (host, guest):
-        page.evaluate("() => { window.__oldSubscribe = window.conferenceCall.pcs.subscribe; }")
+    pages = {"host": host, "guest": guest}
+    for page in pages.values():
+        page.evaluate("() => { window.__oldSubscribe = window.conferenceCall.pcs.subscribe; window.__firstFrames(); }")
     _udp(netns, "-I")
     try:
         time.sleep(10)
@@ -287,6 +333,10 @@ def test_media_comes_back_after_udp_is_dropped_for_10_s_without_a_rejoin(
         # Rebuilt: a new subscribe connection, on the same socket.
         assert page.evaluate("() => window.conferenceCall.pcs.subscribe !== window.__oldSubscribe")
     assert participant_id(host) == host_id and participant_id(guest) == guest_id
+    print(
+        f"first (video frame, audio packet) on the new connections, s after UDP was back: {_first_media(pages, restored_at)}"
+    )
+    _timeline(pages, restored_at - 10)
 
 
 def _ip(netns: Any, *args: str, inside: bool = True) -> None:
@@ -330,7 +380,7 @@ def test_media_comes_back_after_the_browsers_address_and_route_change_with_nobod
 
     pages = {"host": host, "guest": guest}
     for page in pages.values():
-        page.evaluate("() => { window.__oldSubscribe = window.conferenceCall.pcs.subscribe; }")
+        page.evaluate("() => { window.__oldSubscribe = window.conferenceCall.pcs.subscribe; window.__firstFrames(); }")
     with _renumbered(netns) as new_ip:
         usable_at = time.monotonic()
         recovered = video_back(
@@ -353,4 +403,7 @@ def test_media_comes_back_after_the_browsers_address_and_route_change_with_nobod
     assert participant_id(host) == host_id and participant_id(guest) == guest_id  # the same participants
     left = {name: [e for e in _log(page, 0) if e[1].startswith("participant_left")] for name, page in pages.items()}
     assert left == {"host": [], "guest": []}, f"a page was told someone left: {left}"
+    print(
+        f"first (video frame, audio packet) on the new connections, s after the move: {_first_media(pages, usable_at)}"
+    )
     _timeline(pages, usable_at)
