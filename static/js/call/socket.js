@@ -111,7 +111,7 @@ function socketGone(code, options) {
 // on the server (close 4005, seat kept), so others never see a leave; it is closed after that join.
 // PROBE_TIMEOUT_MS is long enough for a loaded server (at load 28 here, pongs took over 1 s).
 export const PROBE_TIMEOUT_MS = 4000;
-export const SCOUT_GRACE_MIN_MS = 200;
+export const SCOUT_GRACE_MIN_MS = 150;
 export const SCOUT_GRACE_MAX_MS = 2000;
 let probing = null; // the socket being probed
 let abandoned = null; // a socket given up, closed once its successor joined
