@@ -124,10 +124,13 @@ export function scoutGraceMs(openMs) {
 
 function dropScout() {
   if (!scout) return;
+  const { ws } = scout;
   clearTimeout(scout.timer);
-  scout.ws.onopen = scout.ws.onclose = scout.ws.onerror = null;
-  scout.ws.close();
   scout = null;
+  ws.onclose = ws.onerror = null;
+  // Still connecting: closed once open (closing it now makes the browser log a failed connection).
+  if (ws.readyState === 0) ws.onopen = () => ws.close();
+  else { ws.onopen = null; ws.close(); }
 }
 
 function startScout(old, sentAt) {
