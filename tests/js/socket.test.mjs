@@ -252,8 +252,8 @@ test("a silent old socket is given up once the scout is open: the join goes on t
   state.grant = { ws_url: "ws://x/", token: "t1", token_expires_in: 120, receivedAt: Date.now() };
   const ws = socket.openSocket();
   ws.open();
-  const pending = socket.request({ type: "subscribe" });
   socket.probeSocket(4000);
+  const pending = socket.request({ type: "subscribe" }); // after the ping: no reason to wait for it
   const scout = FakeSocket.all.at(-1);
   mock.timers.tick(100);
   scout.open();
@@ -356,4 +356,24 @@ test("the grace grows with the time the scout took to open, within bounds; a tok
   assert.equal(socket.grantFresh(grant, 1_000 + 91_000), false);
   assert.equal(socket.grantFresh({ token: "t", receivedAt: 1_000 }, 2_000), false); // lifetime unknown
   assert.equal(socket.grantFresh(null, 0), false);
+});
+
+test("a request still unanswered from before the ping (the server busy with it) leaves the decision to the probe's timeout", async () => {
+  reset();
+  socket.configureSocket({ onReconnecting: () => {}, rejoin: async () => ({ ws_url: "ws://new/", token: "t2" }) });
+  const ws = socket.openSocket();
+  ws.open();
+  const offer = socket.request({ type: "offer", pc: "camera", sdp: "v=0" }); // waiting for the media server
+  offer.catch(() => {});
+  socket.probeSocket(1000);
+  const scout = FakeSocket.all.at(-1);
+  scout.open();
+  mock.timers.tick(socket.SCOUT_GRACE_MAX_MS - 1100); // past the grace, before the probe's timeout
+  await settle();
+  assert.equal(state.ws, ws);
+  assert.deepEqual(scout.sent, []);
+  mock.timers.tick(200); // still nothing, even after the probe's timeout: given up, on the open scout
+  await settle();
+  assert.equal(state.ws, scout);
+  assert.equal(FakeSocket.all.length, 2);
 });

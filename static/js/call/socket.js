@@ -102,7 +102,8 @@ function socketGone(code, options) {
 // a second socket, the scout, over whatever path works now. The first to answer decides:
 // * anything from the old socket: it is alive (a quiet room, a slow server); the scout is closed unused;
 // * the scout opens (the server answered its handshake over the current path) and the old socket stays
-//   silent for scoutGraceMs longer: the old one is given up and the participant rejoins on the scout
+//   silent for scoutGraceMs longer, with no earlier request of ours still unanswered on it (see
+//   startScout): the old one is given up and the participant rejoins on the scout
 //   (with the grant's token while it lives, else a REST rejoin first). The grace grows with the time the
 //   scout took to open, so a loaded server, slow on both sockets alike, does not look like a dead path;
 // * neither (the server is down too): the old socket is given up after PROBE_TIMEOUT_MS without a pong
@@ -133,7 +134,10 @@ function dropScout() {
   else { ws.onopen = null; ws.close(); }
 }
 
-function startScout(old, sentAt) {
+// `queued`: refs of requests sent before the ping. The server handles a socket's frames one at a time, and
+// an `offer` or `subscribe` waits for the media server (seconds when it is loaded or gone): while one of
+// them is unanswered, a late pong is no sign of a dead path, and only the probe's timeout gives the socket up.
+function startScout(old, sentAt, queued) {
   dropScout();
   let ws;
   try { ws = new WebSocket(state.grant.ws_url); } catch { return; }
@@ -143,7 +147,8 @@ function startScout(old, sentAt) {
     if (scout !== mine) return;
     mine.openMs = Date.now() - sentAt;
     mine.timer = setTimeout(() => {
-      if (scout === mine) adoptScout(`no pong in ${Date.now() - sentAt} ms while a new socket opened in ${mine.openMs} ms`);
+      if (scout !== mine || queued.some((ref) => state.refs.has(ref))) return;
+      adoptScout(`no pong in ${Date.now() - sentAt} ms while a new socket opened in ${mine.openMs} ms`);
     }, scoutGraceMs(mine.openMs));
   };
   ws.onclose = () => { // it could not connect either: the probe's timeout decides
@@ -177,7 +182,7 @@ export function probeSocket(timeoutMs = PROBE_TIMEOUT_MS) {
   if (!ws || !state.wsOpen || probing === ws || state.leaving) return;
   probing = ws;
   const sentAt = Date.now();
-  startScout(ws, sentAt);
+  startScout(ws, sentAt, [...state.refs.keys()]);
   request({ type: "ping" }, timeoutMs).then(
     () => { if (probing === ws) probing = null; },
     (err) => {
