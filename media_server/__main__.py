@@ -24,6 +24,7 @@ async def serve(config: Config, stop: asyncio.Event) -> None:
     """Run the control listener and event sink until ``stop`` is set, then close everything."""
     aiortc_hooks.set_ice_host_addresses(config.ice_addresses)
     aiortc_hooks.set_mdns_candidates_learned()  # browsers' `.local` candidates: learned from their checks
+    aiortc_hooks.set_in_progress_checks_resent()  # ICE back at once after a UDP outage
     aiortc_hooks.set_lazy_bitrate_estimators()  # ~1 ms less per video m-line of every subscribe offer
     aiortc_hooks.set_fast_codec_copies()
     aiortc_hooks.set_shared_certificate()  # one DTLS certificate and context per process, not per connection

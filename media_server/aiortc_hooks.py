@@ -15,6 +15,10 @@ What we hook and why:
   browser's mDNS host candidate (``<uuid>.local``) is not resolved by multicast
   DNS but waited for as a peer-reflexive candidate learned from the browser's
   checks (:func:`set_mdns_candidates_learned`).
+* ``aioice.ice.Connection.check_incoming`` (class attribute, process global)
+  and ``aioice.stun.Transaction``'s private request, address and future: a
+  check from the peer resends our own unanswered check on that path at once
+  (:func:`set_in_progress_checks_resent`: ICE back right after a UDP outage).
 * ``RTCRtpReceiver.receive`` / ``_handle_rtp_packet`` (per instance): the stock
   receiver starts a decoder thread and pushes every frame through a jitter
   buffer and a decoder. The SFU replaces both so packets are only forwarded.
@@ -110,6 +114,7 @@ from .publisher_remb import RembFloor
 
 _ORIGINAL_GET_HOST_ADDRESSES = aioice.ice.get_host_addresses
 _ORIGINAL_ADD_REMOTE_CANDIDATE = aioice.ice.Connection.add_remote_candidate
+_ORIGINAL_CHECK_INCOMING = aioice.ice.Connection.check_incoming
 _ORIGINAL_BITRATE_ESTIMATOR = aiortc.rtcrtpreceiver.RemoteBitrateEstimator
 _NTP_EPOCH = 2208988800  # seconds from 1900-01-01 to 1970-01-01
 MAX_SEND_BUFFER = 64 * 1024  # bytes queued in asyncio for one peer before media packets are dropped
@@ -298,6 +303,30 @@ def set_mdns_candidates_learned(enabled: bool = True, *, seconds: float = MDNS_L
     """
     method = _learning_add_remote_candidate(seconds) if enabled else _ORIGINAL_ADD_REMOTE_CANDIDATE
     aioice.ice.Connection.add_remote_candidate = method  # type: ignore[method-assign,assignment]
+
+
+def _check_incoming_resending(self: aioice.ice.Connection, message: Any, addr: tuple[str, int], protocol: Any) -> None:
+    _ORIGINAL_CHECK_INCOMING(self, message, addr, protocol)
+    for transaction in list(protocol.transactions.values()):
+        future = transaction._Transaction__future
+        if transaction._Transaction__addr == addr and not future.done():
+            protocol.send_stun(transaction._Transaction__request, addr)
+
+
+def set_in_progress_checks_resent(enabled: bool = True) -> None:
+    """A check from the peer on a pair whose own check is still unanswered resends that check at once (process global).
+
+    aioice starts a triggered check only for a frozen, waiting or failed pair (RFC 8445 §7.3.1.4 also asks
+    to redo one in progress); an in-progress check waits out its STUN retransmission timer, which doubles
+    from 0.5 s. A connection negotiated while UDP was dropped (an outage: the page rebuilds its connections
+    on a live socket) had its checks backed off to 2-4 s apart when UDP came back: the browser's checks got
+    through at once and it said ICE `connected`, but our side finished ICE (and started DTLS) only at our
+    next retransmission, 0.2-2 s later (issue 16). The peer's check proves the path works now, so the
+    pending request goes out again right away (the same transaction: its answer completes it; the timer
+    and retry count are untouched). ``False`` restores aioice's behaviour.
+    """
+    method = _check_incoming_resending if enabled else _ORIGINAL_CHECK_INCOMING
+    aioice.ice.Connection.check_incoming = method  # type: ignore[method-assign]
 
 
 def bundle_remote_candidates(sdp: str) -> str:

@@ -137,3 +137,24 @@ test("a run that throws synchronously is a failed attempt", async () => {
   await settle();
   assert.equal(r.state, "waiting");
 });
+
+test("hurry: a wait after a lost connection ends when the path works again; a server's wait is kept", async () => {
+  const timers = fakeTimers();
+  let calls = 0;
+  const lost = new Error("camera connection timeout");
+  lost.code = "connection_timeout";
+  const r = new Recovery({ name: "camera", backoff: noJitter(), timers, run: async () => { calls += 1; } });
+  assert.equal(r.hurry(), false); // idle: nothing to hurry
+  r.start();
+  await settle();
+  assert.equal(r.hurry(), false); // connecting: already trying
+  r.fail(lost);
+  assert.equal(r.state, "waiting");
+  assert.equal(r.hurry(), true);
+  assert.equal(calls, 2);
+  assert.equal(r.state, "connecting");
+  assert.equal(timers.queue.length, 0); // the scheduled retry was cancelled
+  r.fail(unavailable(3));
+  assert.equal(r.hurry(), false); // the server said when
+  assert.equal(calls, 2);
+});

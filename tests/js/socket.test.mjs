@@ -204,3 +204,176 @@ test("giving the socket up (its address is gone) rejoins at once without a probe
   assert.equal(rejoins.length, 1);
   assert.equal(FakeSocket.all.at(-1).url, "ws://new/");
 });
+
+// The scout (a second socket opened with each probe): the first to answer decides.
+
+test("a probe opens a scout; the old socket answering first closes it unused", async () => {
+  reset();
+  const ws = socket.openSocket();
+  ws.open();
+  socket.probeSocket(4000);
+  const scout = FakeSocket.all.at(-1);
+  assert.notEqual(scout, ws);
+  assert.equal(scout.url, "ws://x/");
+  ws.receive({ type: "pong", ref: ws.sent.at(-1).ref });
+  assert.notEqual(scout.closed, null);
+  scout.onopen?.(); // too late: detached
+  mock.timers.tick(5000);
+  await settle();
+  assert.equal(state.ws, ws);
+  assert.deepEqual(scout.sent, []);
+});
+
+test("an answer from the old socket within the grace after the scout opened keeps the old socket", async () => {
+  reset();
+  const ws = socket.openSocket();
+  ws.open();
+  socket.probeSocket(4000);
+  const scout = FakeSocket.all.at(-1);
+  mock.timers.tick(50);
+  scout.open();
+  mock.timers.tick(socket.SCOUT_GRACE_MIN_MS - 10);
+  ws.receive({ type: "participant_updated", participant: null });
+  mock.timers.tick(5000);
+  await settle();
+  assert.equal(state.ws, ws);
+  assert.notEqual(scout.closed, null);
+  assert.deepEqual(scout.sent, []);
+});
+
+test("a silent old socket is given up once the scout is open: the join goes on the scout with the live token", async () => {
+  reset();
+  const rejoins = [];
+  const reconnecting = [];
+  socket.configureSocket({
+    onReconnecting: (attempt, delay) => reconnecting.push(delay),
+    rejoin: async () => { rejoins.push(1); return { ws_url: "ws://new/", token: "t2" }; },
+  });
+  state.grant = { ws_url: "ws://x/", token: "t1", token_expires_in: 120, receivedAt: Date.now() };
+  const ws = socket.openSocket();
+  ws.open();
+  socket.probeSocket(4000);
+  const pending = socket.request({ type: "subscribe" }); // after the ping: no reason to wait for it
+  const scout = FakeSocket.all.at(-1);
+  mock.timers.tick(100);
+  scout.open();
+  mock.timers.tick(socket.SCOUT_GRACE_MIN_MS);
+  await assert.rejects(pending, /socket closed/);
+  await settle();
+  assert.equal(rejoins.length, 0); // the token still lives: no REST round trip
+  assert.deepEqual(reconnecting, [0]);
+  assert.equal(state.ws, scout);
+  assert.equal(state.wsOpen, true);
+  assert.deepEqual(scout.sent[0], { type: "join", token: "t1", protocol: 1 });
+  assert.equal(ws.closed, null); // not closed before the new join replaced it (no leave for the others)
+  ws.drop(4005);
+  assert.equal(state.ws, scout);
+  socket.socketJoined();
+  assert.notEqual(ws.closed, null);
+  // The adopted scout is the page's socket now: its frames are handled and its close is an outage.
+  const reply = socket.request({ type: "subscribe" });
+  scout.receive({ type: "offer", ref: scout.sent.at(-1).ref, sdp: null });
+  assert.equal((await reply).sdp, null);
+});
+
+test("with a token about to expire, the adopted scout joins after a REST rejoin", async () => {
+  reset();
+  const rejoins = [];
+  socket.configureSocket({ onReconnecting: () => {}, rejoin: async () => { rejoins.push(1); return { ws_url: "ws://x/", token: "t2" }; } });
+  state.grant = { ws_url: "ws://x/", token: "t1", token_expires_in: 120, receivedAt: Date.now() - 100_000 };
+  const ws = socket.openSocket();
+  ws.open();
+  socket.probeSocket(4000);
+  const scout = FakeSocket.all.at(-1);
+  scout.open();
+  mock.timers.tick(socket.SCOUT_GRACE_MAX_MS);
+  await settle();
+  assert.equal(rejoins.length, 1);
+  assert.equal(FakeSocket.all.length, 2); // no third socket
+  assert.deepEqual(scout.sent[0], { type: "join", token: "t2", protocol: 1 });
+});
+
+test("a scout that cannot connect leaves the decision to the probe's timeout (a new socket, after a rejoin)", async () => {
+  reset();
+  const rejoins = [];
+  socket.configureSocket({ onReconnecting: () => {}, rejoin: async () => { rejoins.push(1); return { ws_url: "ws://new/", token: "t2" }; } });
+  const ws = socket.openSocket();
+  ws.open();
+  socket.probeSocket(1000);
+  const scout = FakeSocket.all.at(-1);
+  scout.drop(1006);
+  mock.timers.tick(1001);
+  await settle();
+  mock.timers.tick(0);
+  await settle();
+  assert.equal(rejoins.length, 1);
+  assert.equal(FakeSocket.all.at(-1).url, "ws://new/");
+  assert.equal(state.ws, FakeSocket.all.at(-1));
+});
+
+test("the probe's timeout with the scout already open adopts it", async () => {
+  reset();
+  socket.configureSocket({ onReconnecting: () => {}, rejoin: async () => ({ ws_url: "ws://new/", token: "t2" }) });
+  const ws = socket.openSocket();
+  ws.open();
+  socket.probeSocket(1000);
+  const scout = FakeSocket.all.at(-1);
+  mock.timers.tick(900);
+  scout.open(); // slow to open: its grace (900 ms) outlasts the probe
+  mock.timers.tick(101);
+  await settle();
+  mock.timers.tick(0);
+  await settle();
+  assert.equal(FakeSocket.all.length, 2);
+  assert.equal(state.ws, scout);
+  assert.equal(scout.sent[0].type, "join");
+});
+
+test("the old socket closing, or leaving, drops the scout", () => {
+  reset();
+  socket.configureSocket({ onReconnecting: () => {}, rejoin: () => new Promise(() => {}) });
+  let ws = socket.openSocket();
+  ws.open();
+  socket.probeSocket(4000);
+  let scout = FakeSocket.all.at(-1);
+  ws.drop(1006);
+  assert.notEqual(scout.closed, null);
+  reset();
+  ws = socket.openSocket();
+  ws.open();
+  socket.probeSocket(4000);
+  scout = FakeSocket.all.at(-1);
+  socket.closeSocket(1000);
+  assert.notEqual(scout.closed, null);
+});
+
+test("the grace grows with the time the scout took to open, within bounds; a token lives its lifetime less a margin", () => {
+  assert.equal(socket.scoutGraceMs(20), socket.SCOUT_GRACE_MIN_MS);
+  assert.equal(socket.scoutGraceMs(700), 700);
+  assert.equal(socket.scoutGraceMs(60_000), socket.SCOUT_GRACE_MAX_MS);
+  const grant = { token: "t", token_expires_in: 120, receivedAt: 1_000 };
+  assert.equal(socket.grantFresh(grant, 1_000 + 89_000), true);
+  assert.equal(socket.grantFresh(grant, 1_000 + 91_000), false);
+  assert.equal(socket.grantFresh({ token: "t", receivedAt: 1_000 }, 2_000), false); // lifetime unknown
+  assert.equal(socket.grantFresh(null, 0), false);
+});
+
+test("a request still unanswered from before the ping (the server busy with it) leaves the decision to the probe's timeout", async () => {
+  reset();
+  socket.configureSocket({ onReconnecting: () => {}, rejoin: async () => ({ ws_url: "ws://new/", token: "t2" }) });
+  const ws = socket.openSocket();
+  ws.open();
+  const offer = socket.request({ type: "offer", pc: "camera", sdp: "v=0" }); // waiting for the media server
+  offer.catch(() => {});
+  socket.probeSocket(1000);
+  const scout = FakeSocket.all.at(-1);
+  scout.open();
+  mock.timers.tick(socket.SCOUT_GRACE_MAX_MS - 1100); // past the grace, before the probe's timeout
+  await settle();
+  assert.equal(state.ws, ws);
+  assert.deepEqual(scout.sent, []);
+  mock.timers.tick(200); // still nothing, even after the probe's timeout: given up, on the open scout
+  await settle();
+  assert.equal(state.ws, scout);
+  assert.equal(FakeSocket.all.length, 2);
+});

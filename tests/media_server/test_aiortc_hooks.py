@@ -10,6 +10,7 @@ from typing import Any
 
 import aioice.ice
 import aioice.mdns
+import aioice.stun
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter, State
@@ -968,3 +969,63 @@ async def test_native_guards_read_instance_dicts() -> None:
             assert "self._buffer_size += " in src or "self._buffer_size -= " in src
     finally:
         transport.close()
+
+
+def test_aioice_internals_used_to_resend_in_progress_checks() -> None:
+    assert params(aioice.ice.Connection.check_incoming) == ["self", "message", "addr", "protocol"]
+    assert "self.transactions[request.transaction_id] = transaction" in inspect.getsource(
+        aioice.ice.StunProtocol.request
+    )
+    assert params(aioice.ice.StunProtocol.send_stun) == ["self", "message", "addr"]
+    assert "check_incoming(" in inspect.getsource(aioice.ice.Connection.request_received)
+    # Triggered checks are started for frozen/waiting/failed pairs only: an in-progress one waits its timer.
+    assert "CandidatePair.State.FROZEN, CandidatePair.State.FAILED" in inspect.getsource(
+        aioice.ice.Connection.check_incoming
+    )
+
+
+async def test_a_check_from_the_peer_resends_our_unanswered_check_to_it_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sent: list[tuple[Any, tuple[str, int]]] = []
+
+    class Protocol:  # aioice.ice.StunProtocol's shape: pending transactions by id, send_stun
+        def __init__(self) -> None:
+            self.transactions: dict[bytes, aioice.stun.Transaction] = {}
+
+        def send_stun(self, message: Any, addr: tuple[str, int]) -> None:
+            sent.append((message, addr))
+
+    protocol = Protocol()
+    peer, other = ("10.0.0.2", 5000), ("10.0.0.3", 5000)
+    pending = aioice.stun.Message(aioice.stun.Method.BINDING, aioice.stun.Class.REQUEST)
+    answered = aioice.stun.Message(aioice.stun.Method.BINDING, aioice.stun.Class.REQUEST)
+    elsewhere = aioice.stun.Message(aioice.stun.Method.BINDING, aioice.stun.Class.REQUEST)
+    for message, addr in ((pending, peer), (answered, peer), (elsewhere, other)):
+        protocol.transactions[message.transaction_id] = aioice.stun.Transaction(message, addr, protocol)
+    protocol.transactions[answered.transaction_id]._Transaction__future.set_result((answered, peer))
+    for transaction in protocol.transactions.values():
+        assert hasattr(transaction, "_Transaction__request") and hasattr(transaction, "_Transaction__addr")
+    handled: list[tuple[str, int]] = []
+    monkeypatch.setattr(
+        aiortc_hooks, "_ORIGINAL_CHECK_INCOMING", lambda self, message, addr, protocol: handled.append(addr)
+    )
+    aiortc_hooks._check_incoming_resending(aioice.ice.Connection(ice_controlling=True), None, peer, protocol)
+    assert handled == [peer]  # aioice's own handling first (the response was sent by its caller)
+    assert sent == [(pending, peer)]  # only the unanswered check to that address
+
+
+async def test_connections_still_connect_with_in_progress_checks_resent() -> None:
+    aiortc_hooks.set_ice_host_addresses(["127.0.0.1"])
+    aiortc_hooks.set_in_progress_checks_resent()
+    try:
+        assert aioice.ice.Connection.check_incoming is aiortc_hooks._check_incoming_resending
+        server, task = await _pair(server_sees_mdns=False, browser_checks=True)
+        try:
+            await asyncio.wait_for(task, 10)
+        finally:
+            await server.close()
+            await server._test_browser.close()  # type: ignore[attr-defined]
+    finally:
+        aiortc_hooks.set_in_progress_checks_resent(False)
+    assert aioice.ice.Connection.check_incoming is aiortc_hooks._ORIGINAL_CHECK_INCOMING

@@ -152,6 +152,9 @@ function newPc(name, attempt) {
     } else if (now === "connected") {
       clearTimeout(pc.connectTimer);
       recovery(name).ok(pc.recoveryAttempt);
+      // Proof that the path works again (UDP back after an outage): a connection lost to it stops waiting out
+      // its backoff (up to 5 s) and is rebuilt now.
+      for (const other of Object.values(recoveries)) if (other.hurry()) console.info("media:", other.name, "retried at once: the path works again");
       if (state.wsOpen && !mediaTrouble) setConnected();
     }
   };

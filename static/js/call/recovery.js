@@ -88,6 +88,14 @@ export class Recovery {
     return delay;
   }
 
+  /** The path works again (another connection just connected): a wait after a lost connection ends now.
+   * Waits the server asked for (`retry_after`, a media error) are kept. Returns whether an attempt started. */
+  hurry() {
+    if (this.state !== "waiting" || !String(this.lastError?.code || "").startsWith("connection_")) return false;
+    this.start();
+    return true;
+  }
+
   /** Give up on this connection (leaving, a screen share stopped): no more attempts. */
   stop() {
     this.timers.clearTimeout(this.timer);

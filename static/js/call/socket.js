@@ -47,20 +47,34 @@ export function rejoinRefused(err) {
   return !!err.status && err.status < 500 && err.status !== 429;
 }
 
-export function openSocket() {
+// A grant's token may join again while it lives (docs/protocol.md "Connecting"): a scout adopted after a network
+// change joins with it at once instead of asking for a new grant first, unless it expires within this margin.
+export const GRANT_MARGIN_MS = 30000;
+
+/** Whether `grant`'s token can still join (it was received `receivedAt`, lives `token_expires_in` seconds). */
+export function grantFresh(grant, now) {
+  const lifeMs = Number(grant?.token_expires_in) * 1000;
+  return !!grant?.token && Number.isFinite(lifeMs) && !!grant.receivedAt && now - grant.receivedAt < lifeMs - GRANT_MARGIN_MS;
+}
+
+/** Open the room socket and join on it. `existing`: an already open socket to join on (an adopted scout). */
+export function openSocket(existing = null) {
   clearTimeout(state.reconnectTimer);
-  const ws = new WebSocket(state.grant.ws_url);
+  const ws = existing || new WebSocket(state.grant.ws_url);
   state.ws = ws;
-  ws.onopen = () => {
-    if (state.ws !== ws) return;
+  const join = () => {
     state.wsOpen = true;
     const frame = { type: "join", token: state.grant.token, protocol: PROTOCOL, ...hooks.joinFrame() };
     if (state.lastSeq !== null) frame.last_seq = state.lastSeq;
     ws.send(JSON.stringify(frame));
   };
+  ws.onopen = () => {
+    if (state.ws === ws) join();
+  };
   ws.onmessage = (event) => {
     if (state.ws !== ws) return;
     ws.lastFrameAt = Date.now();
+    if (scout?.old === ws) dropScout(); // it answered: alive, the scout is not needed
     let frame;
     try { frame = JSON.parse(event.data); } catch { return; }
     try { dispatchFrame(frame, { refs: state.refs, handlers: hooks.handlers }); } catch (err) { console.error("frame handling failed", frame.type, err); }
@@ -68,10 +82,12 @@ export function openSocket() {
   ws.onclose = (event) => {
     if (state.ws === ws) socketGone(event.code);
   };
+  if (existing) join();
   return ws;
 }
 
 function socketGone(code, options) {
+  dropScout();
   state.wsOpen = false;
   state.ws = null;
   for (const { reject } of state.refs.values()) reject(new Error("socket closed"));
@@ -82,14 +98,83 @@ function socketGone(code, options) {
 // A network change (a new address, another Wi-Fi) leaves the TCP connection under the socket dangling:
 // no close, no error, for minutes, and every request on it times out. When the page sees a sign of one
 // (nothing arriving on the media path, a media connection `disconnected` or `failed`, the browser back
-// `online`, `navigator.connection` changing) it asks the server for a `pong`; nothing at all from that
-// socket within PROBE_TIMEOUT_MS and it is given up and rejoined at once. A socket given up is not
-// closed: one that was only slow stays open until the new one's join replaces it on the server (close 4005,
-// seat kept), so others never see a leave; it is closed after that join. The timeout is long enough for a
-// loaded server (at load 28 here, pongs took over 1 s and each false alarm cost a rejoin and new media).
+// `online`, `navigator.connection` changing) it asks the server for a `pong` and, at the same moment, opens
+// a second socket, the scout, over whatever path works now. The first to answer decides:
+// * anything from the old socket: it is alive (a quiet room, a slow server); the scout is closed unused;
+// * the scout opens (the server answered its handshake over the current path) and the old socket stays
+//   silent for scoutGraceMs longer, with no earlier request of ours still unanswered on it (see
+//   startScout): the old one is given up and the participant rejoins on the scout
+//   (with the grant's token while it lives, else a REST rejoin first). The grace grows with the time the
+//   scout took to open, so a loaded server, slow on both sockets alike, does not look like a dead path;
+// * neither (the server is down too): the old socket is given up after PROBE_TIMEOUT_MS without a pong
+//   and the rejoin goes through the usual backoff.
+// A socket given up is not closed: one that was only slow stays open until the new one's join replaces it
+// on the server (close 4005, seat kept), so others never see a leave; it is closed after that join.
+// PROBE_TIMEOUT_MS is long enough for a loaded server (at load 28 here, pongs took over 1 s).
 export const PROBE_TIMEOUT_MS = 4000;
+export const SCOUT_GRACE_MIN_MS = 150;
+export const SCOUT_GRACE_MAX_MS = 2000;
 let probing = null; // the socket being probed
 let abandoned = null; // a socket given up, closed once its successor joined
+let scout = null; // {ws, old, sentAt, openMs, timer}: the second socket of a probe (see above)
+
+/** How long the old socket may still answer once the scout opened `openMs` after the probe. */
+export function scoutGraceMs(openMs) {
+  return Math.min(SCOUT_GRACE_MAX_MS, Math.max(SCOUT_GRACE_MIN_MS, Math.round(openMs)));
+}
+
+function dropScout() {
+  if (!scout) return;
+  const { ws } = scout;
+  clearTimeout(scout.timer);
+  scout = null;
+  ws.onclose = ws.onerror = null;
+  // Still connecting: closed once open (closing it now makes the browser log a failed connection).
+  if (ws.readyState === 0) ws.onopen = () => ws.close();
+  else { ws.onopen = null; ws.close(); }
+}
+
+// `queued`: refs of requests sent before the ping. The server handles a socket's frames one at a time, and
+// an `offer` or `subscribe` waits for the media server (seconds when it is loaded or gone): while one of
+// them is unanswered, a late pong is no sign of a dead path, and only the probe's timeout gives the socket up.
+function startScout(old, sentAt, queued) {
+  dropScout();
+  let ws;
+  try { ws = new WebSocket(state.grant.ws_url); } catch { return; }
+  const mine = { ws, old, sentAt, openMs: null, timer: null };
+  scout = mine;
+  ws.onopen = () => {
+    if (scout !== mine) return;
+    mine.openMs = Date.now() - sentAt;
+    mine.timer = setTimeout(() => {
+      if (scout !== mine || queued.some((ref) => state.refs.has(ref))) return;
+      adoptScout(`no pong in ${Date.now() - sentAt} ms while a new socket opened in ${mine.openMs} ms`);
+    }, scoutGraceMs(mine.openMs));
+  };
+  ws.onclose = () => { // it could not connect either: the probe's timeout decides
+    if (scout === mine) { clearTimeout(mine.timer); scout = null; }
+  };
+}
+
+// The old socket is dead and the scout is open: rejoin on the scout (no new handshake to wait for).
+function adoptScout(why) {
+  const { ws, old } = scout;
+  clearTimeout(scout.timer);
+  scout = null;
+  ws.onopen = ws.onclose = ws.onerror = null;
+  if (state.ws !== old || state.leaving) { ws.close(); return; }
+  console.warn("socket:", why, "- rejoining on the new one");
+  abandoned?.close();
+  abandoned = old;
+  state.wsOpen = false;
+  state.ws = null;
+  for (const { reject } of state.refs.values()) reject(new Error("socket closed"));
+  state.refs.clear();
+  reconnectBackoff.attempt += 1;
+  state.reconnectAttempt = reconnectBackoff.attempt;
+  hooks.onReconnecting(state.reconnectAttempt, 0);
+  reconnect(ws);
+}
 
 /** Check that the socket still answers; give it up when nothing comes back (see above). */
 export function probeSocket(timeoutMs = PROBE_TIMEOUT_MS) {
@@ -97,6 +182,7 @@ export function probeSocket(timeoutMs = PROBE_TIMEOUT_MS) {
   if (!ws || !state.wsOpen || probing === ws || state.leaving) return;
   probing = ws;
   const sentAt = Date.now();
+  startScout(ws, sentAt, [...state.refs.keys()]);
   request({ type: "ping" }, timeoutMs).then(
     () => { if (probing === ws) probing = null; },
     (err) => {
@@ -111,6 +197,8 @@ export function probeSocket(timeoutMs = PROBE_TIMEOUT_MS) {
 export function giveUpSocket(why) {
   const ws = state.ws;
   if (!ws || state.leaving) return;
+  if (scout?.openMs != null && scout.old === ws) { adoptScout(why); return; } // one is open already
+  dropScout();
   console.warn("socket:", why, "- rejoining on a new one");
   abandoned?.close();
   abandoned = ws;
@@ -172,11 +260,16 @@ export function onSocketClosed(code, { immediate = false } = {}) {
   state.reconnectTimer = setTimeout(reconnect, delay);
 }
 
-async function reconnect() {
-  if (state.leaving || state.phase === "ended") return;
+/** `ready`: an open socket to join on (an adopted scout), with the current grant while its token lives. */
+async function reconnect(ready = null) {
+  let open = ready;
+  if (open) open.onclose = () => { open = null; }; // lost before the join: a new socket after all
+  const quit = () => { if (open) { open.onclose = null; open.close(); } };
+  if (state.leaving || state.phase === "ended") { quit(); return; }
   try {
-    state.grant = await hooks.rejoin();
+    if (!(open && grantFresh(state.grant, Date.now()))) state.grant = await hooks.rejoin();
   } catch (err) {
+    quit();
     if (rejoinRefused(err)) {
       const removed = err.code === "removed_from_room";
       hooks.onTerminal(removed ? "You were removed from the meeting." : err.message, removed ? "removed" : "closed");
@@ -185,13 +278,14 @@ async function reconnect() {
     onSocketClosed(1006);
     return;
   }
-  if (state.leaving || state.phase === "ended") return;
-  openSocket();
+  if (state.leaving || state.phase === "ended") { quit(); return; }
+  openSocket(open);
 }
 
 /** Close the socket on purpose (leave, end): no reconnect follows. */
 export function closeSocket(code = 1000) {
   clearTimeout(state.reconnectTimer);
+  dropScout();
   if (!state.ws) return;
   const ws = state.ws;
   state.ws = null;

@@ -36,10 +36,12 @@ export function findStalledTrack({
 // The network path: a network change (a new address, another Wi-Fi) silences every connection at once,
 // and the browser's ICE says `disconnected` only ~5 s later. Sampling the bytes a connected connection
 // received (getStats `transport`) every PATH_SAMPLE_MS, a path silent for PATH_SILENT_MS is worth
-// a check of the socket (socket.js probeSocket: one ping; a socket that answers is kept), at most every
-// PATH_CHECK_MIN_MS. It is only a reason to ask: a quiet room (nothing forwarded) costs a ping, no rebuild.
-export const PATH_SAMPLE_MS = 500;
-export const PATH_SILENT_MS = 1000;
+// a check of the socket (socket.js probeSocket: one ping and a scout socket; a socket that answers is kept),
+// at most every PATH_CHECK_MIN_MS. It is only a reason to ask: a quiet room (nothing forwarded) costs a ping
+// and a WebSocket handshake, no rebuild. A call delivers audio every 20 ms and video 15–30 times a second,
+// so 0.6 s of nothing is already unusual, and the whole recovery must fit in 3 s (issue 16).
+export const PATH_SAMPLE_MS = 200;
+export const PATH_SILENT_MS = 600;
 export const PATH_CHECK_MIN_MS = 5000;
 
 export class PathWatch {
