@@ -14,8 +14,10 @@ the noise floor (a low percentile of the windows' power: the noise-only stretche
 from __future__ import annotations
 
 import math
+import os
 import random
 import struct
+import tempfile
 import time
 import wave
 from collections.abc import Iterator
@@ -39,6 +41,12 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 VENDOR = ROOT / "static" / "vendor" / ".copied"
 RATE = 48_000
+# The README's screenshots are refreshed with E2E_UPDATE_SCREENSHOTS=1; otherwise they go to a temp folder.
+SCREENSHOTS = (
+    ROOT / "docs" / "screenshots"
+    if os.environ.get("E2E_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "conference-e2e-screenshots"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -123,7 +131,15 @@ def _frames_composed(page: Any) -> int:
 
 
 def _two_in_a_room(
-    browser: Any, contexts: list[Any], stack: Any, users: dict[str, str], name: str, *, effect: str, e2ee: bool = False
+    browser: Any,
+    contexts: list[Any],
+    stack: Any,
+    users: dict[str, str],
+    name: str,
+    *,
+    effect: str,
+    e2ee: bool = False,
+    screenshots: bool = False,
 ) -> tuple[Any, Any, str]:
     host = new_page(browser, contexts, stack)
     log_in(host, "hana", users["hana"])
@@ -138,6 +154,9 @@ def _two_in_a_room(
         room_id = create_room(host, name)
     host.wait_for_function("() => window.conferenceCall.local.videoTrack")
     _pick_effect(host, effect, in_call=False)
+    if screenshots:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        host.screenshot(path=str(SCREENSHOTS / "prejoin-effects.png"))
     join_call(host, room_id)
     guest = new_page(browser, contexts, stack)
     log_in(guest, "ravi", users["ravi"])
@@ -148,8 +167,9 @@ def _two_in_a_room(
 def test_blur_is_sent_and_decoded_and_switching_mid_call_needs_no_renegotiation(
     browser: Any, contexts: list[Any], stack: Any, users: dict[str, str]
 ) -> None:
-    host, guest, host_id = _two_in_a_room(browser, contexts, stack, users, "Blurred", effect="blur")
+    host, guest, host_id = _two_in_a_room(browser, contexts, stack, users, "Blurred", effect="blur", screenshots=True)
     wait_media(guest, host_id, timeout=60)
+    guest.locator(f'.tile[data-participant="{host_id}"]').screenshot(path=str(SCREENSHOTS / "call-blur.png"))
     # The pre-join preview and the self tile show the processed track, not the camera's.
     assert host.evaluate(
         "() => { const c = window.conferenceCall; return c.local.sentVideoTrack !== c.local.videoTrack"

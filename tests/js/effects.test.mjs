@@ -135,3 +135,11 @@ test("the settings and the pipeline are pure: no DOM, no imports but each other"
     for (const m of source.matchAll(/^import .* from "([^"]+)";/gm)) assert.match(m[1], /^\.\/(settings|pipeline)\.js$/, file);
   }
 });
+
+test("pipeline: use() switches source and effect in one step (nothing starts on the old source)", async () => {
+  const media = fakeMedia();
+  const p = new EffectPipeline({ start: media.start });
+  await p.use({ id: "old" }, "off");
+  assert.equal((await p.use({ id: "new" }, "blur")).id, "new+blur");
+  assert.deepEqual(media.log, ["start new blur"]);
+});

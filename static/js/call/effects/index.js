@@ -64,8 +64,7 @@ export function outgoingTrack(kind) {
 /** The camera or microphone track changed (or went away): run the effect on the new one. Resolves with the track to send. */
 export async function effectSource(kind, track) {
   const pipeline = kind === "video" ? effects.video : effects.audio;
-  if (pipeline.effect !== pipelineEffect[kind]()) await pipeline.set(pipelineEffect[kind]());
-  return pipeline.setSource(track);
+  return pipeline.use(track, pipelineEffect[kind]());
 }
 
 /** getUserMedia audio constraints the noise setting asks for (merged into the microphone's). */
@@ -107,11 +106,10 @@ async function choose(what, value) {
   effects.settings = saveEffects(storage, { ...before, [what]: value });
   syncPickers();
   if (what === "video") {
-    await effects.video.setSource(state.local.videoTrack);
-    await effects.video.set(effects.settings.video);
+    await effects.video.use(state.local.videoTrack, effects.settings.video);
   } else if (before.noise !== effects.settings.noise) {
     const browserChanged = audioProcessing(before.noise).noiseSuppression !== microphoneConstraints().noiseSuppression;
-    await effects.audio.set(pipelineEffect.audio());
+    await effects.audio.use(state.local.audioTrack, pipelineEffect.audio());
     if (browserChanged) await reopenMicrophone();
   }
 }

@@ -37,6 +37,11 @@ export class EffectPipeline {
     return this.enqueue(() => this.apply(track, this.effect));
   }
 
+  /** Both at once: `effect` on source `track` (no processor is started on the previous source on the way). */
+  use(track, effect) {
+    return this.enqueue(() => this.apply(track, effect));
+  }
+
   /** Stop any processor (leaving the page); the source itself is the caller's. */
   stop() {
     return this.enqueue(() => this.apply(null, this.effect));

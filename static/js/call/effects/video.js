@@ -17,6 +17,9 @@ const SEG_HEIGHT = 144;
 const BLUR_SCALE = 4; // the blurred background is drawn at 1/4 size and scaled up: cheap and strong
 const BLUR_PX = 6;
 const EDGE_PX = 3; // the mask's edge is softened by this much
+// No first processed frame this long after the start (a camera that sends nothing): the start fails, and the
+// pipeline says so and leaves the effect off, instead of waiting forever.
+const FIRST_FRAME_TIMEOUT_MS = 30_000;
 
 // /static/ (this module is /static/js/call/effects/video.js; relative, so it works under any STATIC_URL).
 const staticBase = () => new URL("../../../", import.meta.url).href;
@@ -171,7 +174,19 @@ export async function startVideoEffect(source, effect) {
   const handle = window.MediaStreamTrackProcessor && window.MediaStreamTrackGenerator
     ? insertableStreams(source, compositor, segment, () => stopped)
     : canvasCapture(source, compositor, segment, () => stopped);
-  await handle.firstFrame;
+  let timer;
+  try {
+    await Promise.race([handle.firstFrame, new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error("no processed frame in time")), FIRST_FRAME_TIMEOUT_MS);
+    })]);
+  } catch (err) {
+    stopped = true;
+    listeners.result = null;
+    handle.stop();
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
   return {
     track: handle.track,
     compositor,
@@ -197,6 +212,7 @@ function insertableStreams(source, compositor, segment, isStopped) {
   let firstResolve;
   let firstReject;
   const firstFrame = new Promise((resolve, reject) => { firstResolve = resolve; firstReject = reject; });
+  firstFrame.catch(() => {}); // awaited by startVideoEffect; a late rejection is no one's business
   (async () => {
     try {
       for (;;) {
@@ -219,6 +235,7 @@ function insertableStreams(source, compositor, segment, isStopped) {
       if (!isStopped()) console.warn("effects: video pipeline stopped", err);
       firstReject(err);
     } finally {
+      firstReject(new Error("the camera track ended")); // no-op once the first frame was out
       reader.cancel().catch(() => {});
       writer.close().catch(() => {});
     }
