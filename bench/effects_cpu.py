@@ -8,7 +8,7 @@ call page's own effect code (static/js/call/effects/video.js) on the camera trac
 <video>, as the pre-join preview does. ``off`` plays the camera track itself. Over ``--seconds`` per mode it
 prints the frames the page output per second (the <video>'s presented frames), the masks computed per second
 (segmentations), and the CPU time of every Chromium process under this one, by type (browser, renderer,
-gpu, utility), as a percentage of one core. The modes run one after another in the same browser: compare
+gpu, utility), as a percentage of one core, and that CPU per output frame. The modes run one after another in the same browser: compare
 their ratios, not the absolute figures (which depend on the machine's load).
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import re
 import threading
 import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -98,7 +99,9 @@ def chromium_cpu() -> dict[str, float]:
             continue
         if not cmdline or b"chrom" not in cmdline[0]:
             continue
-        kind = next((a.split(b"=", 1)[1].decode() for a in cmdline if a.startswith(b"--type=")), "browser")
+        # Child processes rewrite their command line into one string (setproctitle): search it whole.
+        match = re.search(rb"--type=([\w-]+)", b" ".join(cmdline))
+        kind = match.group(1).decode() if match else "browser"
         totals[kind] = totals.get(kind, 0.0) + (int(stat[11]) + int(stat[12])) / TICK
     return totals
 
@@ -107,6 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--modes", default="off,blur,bg:studio")
+    parser.add_argument("--gpu", action="store_true", help="leave out --disable-gpu (this VM has no GPU either way)")
     args = parser.parse_args()
     if not (ROOT / "static" / "vendor" / ".copied").exists():
         raise SystemExit("static/vendor/ is missing: run `make vendor` first")
@@ -114,10 +118,13 @@ def main() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     from playwright.sync_api import sync_playwright
 
-    flags = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--no-sandbox", "--disable-gpu"]
+    flags = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--no-sandbox"]
+    if not args.gpu:
+        flags.append("--disable-gpu")  # as the browser tests run it
     print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; {args.seconds:.0f} s per mode")
     print(
-        f"{'mode':<10} {'out fps':>8} {'masks/s':>8} {'renderer %':>11} {'gpu %':>7} {'browser+utility %':>18} {'total %':>8}"
+        f"{'mode':<10} {'out fps':>8} {'masks/s':>8} {'renderer %':>11} {'gpu %':>7} {'other %':>8} {'total %':>8}"
+        f" {'CPU ms/frame':>13}"
     )
     try:
         with sync_playwright() as p:
@@ -134,9 +141,14 @@ def main() -> None:
                 wall = t1 - t0
                 pct = {k: 100 * (cpu1.get(k, 0.0) - cpu0.get(k, 0.0)) / wall for k in cpu1}
                 other = sum(v for k, v in pct.items() if k not in ("renderer", "gpu-process"))
+                fps = (c1["presented"] - c0["presented"]) / wall
+                # CPU per output frame: what the machine's load distorts least (a starved browser makes fewer
+                # frames, each costing about the same).
+                per_frame = 10 * sum(pct.values()) / fps if fps else float("nan")
                 print(
-                    f"{mode:<10} {(c1['presented'] - c0['presented']) / wall:8.1f} {(c1['masks'] - c0['masks']) / wall:8.1f}"
-                    f" {pct.get('renderer', 0):11.0f} {pct.get('gpu-process', 0):7.0f} {other:18.0f} {sum(pct.values()):8.0f}"
+                    f"{mode:<10} {fps:8.1f} {(c1['masks'] - c0['masks']) / wall:8.1f}"
+                    f" {pct.get('renderer', 0):11.0f} {pct.get('gpu-process', 0):7.0f} {other:8.0f}"
+                    f" {sum(pct.values()):8.0f} {per_frame:13.0f}"
                 )
             page.evaluate("() => window.bench.stop?.()")
             browser.close()

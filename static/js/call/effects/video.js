@@ -4,8 +4,8 @@
 // Segmentation: MediaPipe Selfie Segmentation (landscape model, 256x144 input), whose loader, WebAssembly and
 // model ship in the npm package @mediapipe/selfie_segmentation and are served from /static/vendor/
 // (`make vendor`; docs/architecture.md says why this package). The model runs on a small copy of the frame,
-// at most one frame in flight; every camera frame is composited with the latest mask, so the sent frame rate
-// stays the camera's even when segmentation is slower.
+// at most one frame in flight; frames are composited with the latest mask. The solution runs its WebGL graph
+// on this thread (it needs `document`, so no worker): without a GPU the frame rate is the segmentation rate.
 //
 // Frames: MediaStreamTrackProcessor -> compose on an OffscreenCanvas -> MediaStreamTrackGenerator (Chromium);
 // elsewhere a <video> is drawn on a canvas whose captureStream() is sent.
