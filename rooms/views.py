@@ -81,7 +81,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 # The call page compiles WebAssembly (background segmentation, RNNoise; static/js/call/effects/): only this page
 # gets `'wasm-unsafe-eval'`, which allows compiling wasm but not JavaScript eval (docs/security.md "Headers").
-@csp_update({"script-src": ["'wasm-unsafe-eval'"]})
+@csp_update({"script-src": ["'wasm-unsafe-eval'"]})  # type: ignore[arg-type]  # its stub types request-only views
 @ensure_csrf_cookie
 def join(request: HttpRequest, room_id: str) -> HttpResponse:
     """The pre-join screen (preview, devices, name, password) that becomes the call page after joining."""
