@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
+from csp.decorators import csp_update
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
@@ -78,6 +79,9 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "home.html", {"error": error})
 
 
+# The call page compiles WebAssembly (background segmentation, RNNoise; static/js/call/effects/): only this page
+# gets `'wasm-unsafe-eval'`, which allows compiling wasm but not JavaScript eval (docs/security.md "Headers").
+@csp_update({"script-src": ["'wasm-unsafe-eval'"]})  # type: ignore[arg-type]  # its stub types request-only views
 @ensure_csrf_cookie
 def join(request: HttpRequest, room_id: str) -> HttpResponse:
     """The pre-join screen (preview, devices, name, password) that becomes the call page after joining."""

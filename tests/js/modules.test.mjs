@@ -7,7 +7,8 @@ import { fileURLToPath } from "node:url";
 
 const JS = resolve(dirname(fileURLToPath(import.meta.url)), "../../static/js");
 const CALL = join(JS, "call");
-const modules = readdirSync(CALL).filter((f) => f.endsWith(".js"));
+// The call modules and those of its subfolders (effects/), as paths relative to CALL.
+const modules = readdirSync(CALL, { recursive: true }).filter((f) => f.endsWith(".js"));
 // Pure logic: unit-tested here, so it may not touch the DOM or import a module that does.
 const PURE = ["backoff.js", "bandwidth.js", "dispatch.js", "grant.js", "layout.js", "stall.js", "outbox.js", "recovery.js", "state.js", "socket.js"];
 
@@ -30,7 +31,7 @@ test("every named import of the call modules is exported by its module", () => {
   for (const file of modules) {
     const source = readFileSync(join(CALL, file), "utf8");
     for (const { names, from } of importsOf(source)) {
-      const target = readFileSync(resolve(CALL, from), "utf8");
+      const target = readFileSync(resolve(dirname(join(CALL, file)), from), "utf8");
       const exported = exportsOf(target);
       for (const name of names) assert.ok(exported.has(name), `${file} imports ${name} from ${from}, which does not export it`);
     }

@@ -1,6 +1,7 @@
 // Local media and the controls: pre-join preview and devices, mute/camera/screen share, the toolbar.
 
 import { $, el, store, stored, toast } from "./dom.js";
+import { effectSource, microphoneConstraints, outgoingTrack } from "./effects/index.js";
 import { cameraSender, publishScreen, unpublishScreen } from "./media.js";
 import { send } from "./socket.js";
 import { state } from "./state.js";
@@ -13,7 +14,7 @@ export function setLocalReady(promise) { localReadyPromise = promise; }
 
 export async function acquireLocal() {
   const constraints = {
-    audio: state.devices.microphone ? { deviceId: { exact: state.devices.microphone } } : true,
+    audio: state.devices.microphone ? { deviceId: { exact: state.devices.microphone }, ...microphoneConstraints() } : microphoneConstraints(),
     video: state.devices.camera
       ? { deviceId: { exact: state.devices.camera }, width: { ideal: 1280 }, height: { ideal: 720 } }
       : { width: { ideal: 1280 }, height: { ideal: 720 } },
@@ -46,6 +47,9 @@ export async function acquireLocal() {
     stream.removeTrack(state.local.videoTrack);
     state.local.videoTrack = null;
   }
+  // The background effect and noise suppression start on the new tracks before anything is sent (effects/).
+  await effectSource("video", state.local.videoTrack);
+  await effectSource("audio", state.local.audioTrack);
   showPreview();
   watchLevel();
   return stream;
@@ -53,7 +57,8 @@ export async function acquireLocal() {
 
 export function showPreview() {
   const video = $("preview");
-  video.srcObject = state.local.videoTrack ? new MediaStream([state.local.videoTrack]) : null;
+  const track = outgoingTrack("video"); // with its background effect, as the others see it
+  if (video.srcObject?.getVideoTracks()[0] !== track) video.srcObject = track ? new MediaStream([track]) : null;
   $("preview-off").hidden = !!state.local.videoTrack;
   syncToggle($("pre-mic"), !state.audioMuted, "Microphone on (click to mute)", "Microphone off (click to unmute)");
   syncToggle($("pre-cam"), !state.videoMuted, "Camera on (click to turn off)", "Camera off (click to turn on)");
@@ -129,6 +134,7 @@ export async function setVideoMuted(muted) {
     state.local.videoTrack = null;
     if (track) { track.stop(); state.local.stream?.removeTrack(track); }
     await cameraSender("video")?.replaceTrack(null);
+    await effectSource("video", null);
   } else {
     try {
       const stream = await navigator.mediaDevices.getUserMedia({
@@ -138,7 +144,8 @@ export async function setVideoMuted(muted) {
       state.local.videoTrack = track;
       state.local.stream?.addTrack(track);
       const transceiver = state.pcs.camera?.getTransceivers().find((t) => t.receiver.track?.kind === "video");
-      if (transceiver) await transceiver.sender.replaceTrack(track);
+      const sent = await effectSource("video", track);
+      if (transceiver) await transceiver.sender.replaceTrack(sent);
     } catch (err) {
       state.videoMuted = true;
       toast(`Camera unavailable: ${err.message}`);

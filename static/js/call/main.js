@@ -10,6 +10,7 @@ import {
 } from "./controls.js";
 import { $, config, setPhase, stored, toast } from "./dom.js";
 import { e2ee } from "./e2ee.js";
+import { wireEffects } from "./effects/index.js";
 import { FRAMES } from "./frames.js";
 import { togglePanel } from "./panels.js";
 import { renderAll } from "./people.js";
@@ -20,6 +21,7 @@ import { state } from "./state.js";
 import { renderTiles, schedulePreferences } from "./tiles.js";
 
 function wire() {
+  wireEffects();
   $("pre-mic")?.addEventListener("click", () => setAudioMuted(!state.audioMuted));
   $("pre-cam")?.addEventListener("click", () => setVideoMuted(!state.videoMuted));
   $("camera-select")?.addEventListener("change", async (e) => { state.devices.camera = e.target.value; if (!state.videoMuted) await acquireLocal(); });

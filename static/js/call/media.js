@@ -12,6 +12,7 @@ import { Recovery, recoveryMessage } from "./recovery.js";
 import { findStalledTrack, PATH_SAMPLE_MS, PATH_SILENT_MS, PathWatch } from "./stall.js";
 import { state } from "./state.js";
 import { localReady } from "./controls.js";
+import { outgoingTrack } from "./effects/index.js";
 import { renderTiles, schedulePreferences, syncPooledAudio } from "./tiles.js";
 
 function waitIceGathering(pc, timeoutMs = 3000) {
@@ -195,10 +196,10 @@ async function publishCameraOnce(attempt) {
   const pc = newPc("camera", attempt);
   const stream = state.local.stream || new MediaStream();
   // Always offer both m-lines, so turning the camera on later is a replaceTrack, not a renegotiation.
-  const video = pc.addTransceiver(state.local.videoTrack || "video", {
+  const video = pc.addTransceiver(outgoingTrack("video") || "video", { // with its background effect (effects/)
     direction: "sendonly", streams: [stream], sendEncodings: CAMERA_LAYERS.map((l) => ({ ...l })),
   });
-  const audio = pc.addTransceiver(state.local.audioTrack || "audio", { direction: "sendonly", streams: [stream] });
+  const audio = pc.addTransceiver(outgoingTrack("audio") || "audio", { direction: "sendonly", streams: [stream] });
   preferVp8(video); // simulcast layers are switched by the media server for VP8 (docs/protocol.md)
   if (config.e2ee) { e2eeSender(video, "video"); e2eeSender(audio, "audio"); }
   await negotiatePublish("camera", pc);

@@ -120,7 +120,8 @@ export function renderTiles() {
   const meKey = "me";
   wanted.add(meKey);
   const meTile = state.tiles.get(meKey) || makeTile(meKey, "me", false);
-  setTileStream(meTile, state.local.videoTrack ? [state.local.videoTrack] : []);
+  const myVideo = state.local.videoTrack && (state.local.sentVideoTrack || state.local.videoTrack); // as sent: with its background effect
+  setTileStream(meTile, myVideo ? [myVideo] : []);
   fillTile(meTile, { ...state.me, audio_muted: state.audioMuted, hand_raised: state.handRaised }, { videoOn: !!state.local.videoTrack });
   if (meTile.parentNode !== grid) grid.prepend(meTile);
 
