@@ -25,8 +25,8 @@ def main() -> None:
     module = rest[0] == "-m"
     target = rest[1] if module else rest[0]
     sys.argv = [target, *rest[2 if module else 1 :]]
-    if not module:
-        sys.path.insert(0, str(__import__("pathlib").Path(target).resolve().parent))
+    # As ``python -m`` / ``python script`` would: the working directory, or the script's directory, first.
+    sys.path.insert(0, "" if module else str(__import__("pathlib").Path(target).resolve().parent))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # replaced by the program's own handler, if any
     profile = cProfile.Profile(time.thread_time)
     profile.enable()

@@ -411,15 +411,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             nodes = [Node(env, str(profiles / f"web{i}.prof") if profiles else None) for i in range(args.web)]
             media_command = [sys.executable, "-m", "media_server"]
             if profiles is not None:
-                media_command = [
-                    sys.executable,
-                    "-m",
-                    "cProfile",
-                    "-o",
-                    str(profiles / "media.prof"),
-                    "-m",
-                    "media_server",
-                ]
+                wrapper = str(common.ROOT / "bench" / "_cpu_profile.py")  # CPU time, not wall time
+                media_command = [sys.executable, wrapper, str(profiles / "media.prof"), "-m", "media_server"]
             elif args.media_slow_ms:
                 media_command = [sys.executable, "bench/_media_sfu_probe.py", "--slow-ms", str(args.media_slow_ms)]
             media = subprocess.Popen(

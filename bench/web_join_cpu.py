@@ -1,6 +1,6 @@
 """CPU of the web tier's join path in process: the REST join and the room socket's two database hops.
 
-    .venv/bin/python bench/web_join_cpu.py [--joins 60] [--per-room 5]
+    .venv/bin/python bench/web_join_cpu.py [--joins 60] [--per-room 5] [--profile OUT.prof]
 
 Migrates a fresh SQLite file (or, with DATABASE_URL, a fresh PostgreSQL
 database named after it, as bench/chat_fanout.py does), creates a host and
@@ -11,7 +11,8 @@ what rooms/consumers.py runs on its database threads). Prints the median
 CPU (``time.thread_time``) of each and the queries each ran. Not counted:
 ASGI/Channels, the channel layer, events sent after commit, the media
 server (bench/load.py measures all of that together). ``--per-room``
-joins go to each room (the snapshot lists everyone seated).
+joins go to each room (the snapshot lists everyone seated). ``--profile``
+writes a cProfile (CPU-time clock) of the measured joins (``python -m pstats``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from chat_fanout import drop_database, prepare_database  # noqa: E402
 
 
-def run(joins: int, per_room: int) -> None:
+def run(joins: int, per_room: int, profile_out: str | None = None) -> None:
+    import cProfile
+
     import django
 
     django.setup()
@@ -66,10 +69,17 @@ def run(joins: int, per_room: int) -> None:
         one(warm)
     results = []
     room_id = ""
+    profile = cProfile.Profile(time.thread_time) if profile_out else None
     for i in range(joins):
         if i % per_room == 0:
             room_id = room()
+        if profile is not None:
+            profile.enable()
         results.append(one(room_id))
+        if profile is not None:
+            profile.disable()
+    if profile is not None and profile_out:
+        profile.dump_stats(profile_out)
     rest = sorted(r[0] * 1000 for r in results)
     sock = sorted(r[1] * 1000 for r in results)
     print(
@@ -83,6 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--joins", type=int, default=60)
     parser.add_argument("--per-room", type=int, default=5)
+    parser.add_argument("--profile", help="write a cProfile (CPU time) of the measured joins to this file")
     args = parser.parse_args()
     env = os.environ
     env.setdefault("DJANGO_SETTINGS_MODULE", "conference.settings")
@@ -94,7 +105,7 @@ def main() -> None:
         dbname = prepare_database(scratch, tmp)
         env.update({k: v for k, v in scratch.items() if k in ("DATABASE_URL", "SQLITE_PATH")})
         try:
-            run(args.joins, args.per_room)
+            run(args.joins, args.per_room, args.profile)
         finally:
             drop_database(dbname)
 

@@ -131,6 +131,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "conference.sync_chain.SyncChainMiddleware",  # last: the chain above runs on one thread (no hop per hook)
 ]
 
 ROOT_URLCONF = "conference.urls"
