@@ -165,7 +165,8 @@ def breakouts_open(
     (``breakouts_nested``); the caller is its host or an admitted moderator (``not_moderator``); it is not
     end-to-end encrypted (``breakouts_e2ee_unsupported``); no split is live (``breakouts_already_open``);
     ``1 ≤ count ≤ MAX_BREAKOUTS`` (``invalid_breakout_count``); ``duration_minutes`` is empty or
-    ``1…MAX_DURATION_MINUTES`` (``invalid_duration``); every assignment names an admitted participant of
+    ``1…MAX_DURATION_MINUTES`` (``invalid_duration``); names hold no NUL or lone surrogate
+    (``invalid_characters``); every assignment names an admitted participant of
     the meeting (``participant_not_found``) and an index below ``count`` (``invalid_breakout_index``).
     ``auto`` then spreads the admitted participants who are not hosts or moderators and not assigned yet
     evenly (``policy.auto_assign``). Each breakout is a new room (no password, no lobby: the meeting's
@@ -188,6 +189,8 @@ def breakouts_open(
         raise DomainError(
             f"duration_minutes must be empty or between 1 and {MAX_DURATION_MINUTES}.", code="invalid_duration"
         )
+    if any("\x00" in name or any("\ud800" <= ch <= "\udfff" for ch in name) for name in names or []):
+        raise DomainError("A name cannot contain NUL or a lone surrogate.", code="invalid_characters")
     admitted = list(
         meeting.participants.filter(state=Participant.State.ADMITTED)
         .order_by("admitted_at", "pk")
