@@ -106,3 +106,30 @@ async def test_breakout_frames_are_validated_and_checked(world: Any) -> None:
     await a.send({"type": "breakouts_get", "ref": 4})
     got = await a.expect("breakouts_state")
     assert got["ref"] == 4 and got["breakouts"] == state
+
+
+async def test_the_heartbeat_inside_a_breakout_keeps_the_meeting_seat(world: Any, settings: Any) -> None:
+    """The socket in a breakout touches the meeting record too: the meeting's sweeps never time it out.
+
+    With a 1 s presence timeout, a record nobody touched would be swept by the host's heartbeat within about
+    a second; three timeouts pass here without a ``participant_left``.
+    """
+    import asyncio
+
+    settings.PRESENCE_TOUCH_INTERVAL_SECONDS = 0.1
+    settings.PRESENCE_TIMEOUT_SECONDS = 1.0
+    room, host, members, state = await _split(world, count=2)
+    a = members[0]
+    await a.send({"type": "breakout_join", "breakoutId": state["breakouts"][0]["breakoutId"]})
+    await a.expect("room_snapshot")
+    await asyncio.sleep(3 * settings.PRESENCE_TIMEOUT_SECONDS)
+    assert not [f for f in host.pending if f["type"] == "participant_left"]
+    await host.nothing(timeout=0.3, ignore=("breakouts_state", "participant_joined"))
+    states = await sync_to_async(
+        lambda: set(
+            Participant.objects.filter(public_id__in=[a.participant_id, host.participant_id]).values_list(
+                "state", flat=True
+            )
+        )
+    )()
+    assert states == {Participant.State.ADMITTED}
