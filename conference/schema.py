@@ -39,6 +39,7 @@ ERROR_RESPONSES: dict[int, Any] = {
 # (source operation, status) -> {link name: (target operation, parameters, request body or None)}.
 # Values are OpenAPI runtime expressions; a link from a list takes its first item.
 _ROOM = {"room_id": "$response.body#/roomId"}
+_SAME_ROOM = {"room_id": "$request.path.room_id"}
 _FIRST_ROOM = {"room_id": "$response.body#/0/roomId"}
 _RECORDING = {"recording_id": "$response.body#/recordingId"}
 _FIRST_RECORDING = {"recording_id": "$response.body#/0/recordingId"}
@@ -51,6 +52,11 @@ _ROOM_OPERATIONS = {
     "StartRecording": "rooms_record",
     "RoomRecordings": "rooms_recordings",
     "EndRoom": "rooms_end",
+    "RoomBreakouts": "rooms_breakouts_retrieve",
+    "OpenBreakouts": "rooms_breakouts_create",
+    "AssignBreakout": "rooms_breakouts_assign",
+    "BroadcastToBreakouts": "rooms_breakouts_broadcast",
+    "CloseBreakouts": "rooms_breakouts_close",
 }
 _RECORDING_OPERATIONS = {
     "GetRecording": "recordings_retrieve",
@@ -81,6 +87,12 @@ LINKS: dict[tuple[str, str], dict[str, LinkTarget]] = {
     ("rooms_list", "200"): {name: (op, _FIRST_ROOM, None) for name, op in _ROOM_OPERATIONS.items()},
     ("rooms_retrieve", "200"): {name: (op, _ROOM, None) for name, op in _ROOM_OPERATIONS.items() if name != "GetRoom"},
     ("rooms_update", "200"): {"GetRoom": ("rooms_retrieve", _ROOM, None), "JoinRoom": ("rooms_join", _ROOM, None)},
+    ("rooms_breakouts_create", "201"): {
+        "AssignBreakout": ("rooms_breakouts_assign", _SAME_ROOM, None),
+        "BroadcastToBreakouts": ("rooms_breakouts_broadcast", _SAME_ROOM, None),
+        "CloseBreakouts": ("rooms_breakouts_close", _SAME_ROOM, None),
+        "RoomBreakouts": ("rooms_breakouts_retrieve", _SAME_ROOM, None),
+    },
     ("rooms_end", "200"): {"GetRoom": ("rooms_retrieve", _ROOM, None), "JoinRoom": ("rooms_join", _ROOM, None)},
     ("meetings_create", "201"): {
         **{name: (op, _MEETING, None) for name, op in _MEETING_OPERATIONS.items()},

@@ -117,6 +117,7 @@ INSTALLED_APPS = [
     "chat",
     "recordings",
     "meetings",
+    "breakouts",
 ]
 
 MIDDLEWARE = [
@@ -472,7 +473,9 @@ CELERY_BEAT_SCHEDULE = {
     "recordings-cleanup": {
         "task": "recordings.tasks.recordings_cleanup",
         "schedule": float(env("RECORDINGS_CLEANUP_INTERVAL_SECONDS", "60")),
-    }
+    },
+    # Breakout timers whose Celery task was lost still fire (breakouts/services.py breakouts_due).
+    "breakouts-due": {"task": "breakouts.tasks.breakouts_due_task", "schedule": 15.0},
 }
 
 # --- Scheduled meetings (issue 21; meetings/, README "Scheduled meetings") -----

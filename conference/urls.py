@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from breakouts import apis as breakout_apis
 from chat.apis import ChatHistoryApi
 from conference import accounts, internal, metrics
 from conference.api_docs import redoc_view, swagger_view
@@ -32,6 +33,20 @@ api_v1 = [
         name="api-room-removal",
     ),
     path("rooms/<str:room_id>/chat", ChatHistoryApi.as_view(), name="api-room-chat"),
+    path("rooms/<str:room_id>/breakouts", breakout_apis.BreakoutsApi.as_view(), name="api-room-breakouts"),
+    path(
+        "rooms/<str:room_id>/breakouts/assign",
+        breakout_apis.BreakoutAssignApi.as_view(),
+        name="api-room-breakouts-assign",
+    ),
+    path(
+        "rooms/<str:room_id>/breakouts/broadcast",
+        breakout_apis.BreakoutBroadcastApi.as_view(),
+        name="api-room-breakouts-broadcast",
+    ),
+    path(
+        "rooms/<str:room_id>/breakouts/close", breakout_apis.BreakoutCloseApi.as_view(), name="api-room-breakouts-close"
+    ),
     path("rooms/<str:room_id>/record", recording_apis.RecordingStartApi.as_view(), name="api-room-record"),
     path("rooms/<str:room_id>/recordings", recording_apis.RoomRecordingListApi.as_view(), name="api-room-recordings"),
     path("recordings/<str:recording_id>", recording_apis.RecordingDetailApi.as_view(), name="api-recording"),

@@ -23,6 +23,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from breakouts import socket_actions as breakout_actions
+from conference.errors import DomainError
 from conference.metrics import SOCKETS_OPEN
 from conference.sync_threads import SyncThreads
 
@@ -143,6 +145,8 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             return
         try:
             left = await self._hop(presence.socket_leave, session=session)
+            if session.meeting is not None:  # gone from the breakout and from the meeting it belongs to
+                await self._hop(presence.socket_leave, session=session.meeting)
         except Exception:
             logger.exception("leave failed for %s", session.participant_id)
             return
@@ -272,7 +276,9 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def _act(self, session: SocketSession, frame: ClientFrame) -> None:
         result = await self._hop(socket_actions.perform, session=session, frame=frame)
-        if result.chat_high_water is not None:
+        if result.switch_to is not None:
+            await self._switch(session, result.switch_to, result.chat_high_water or 0)
+        elif result.chat_high_water is not None:
             self.chat_high_water = max(self.chat_high_water, result.chat_high_water)
         for out in result.frames:
             await self._send(out)
@@ -365,6 +371,8 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.media.tell_quietly(room=session.room_id)
         if kind in CLOSING_EVENTS:
             await self._close(CLOSING_EVENTS[kind])
+        elif kind == "breakouts_ended" and session.meeting is not None:
+            await self._return_to_meeting(session)
 
     async def room_session(self, message: dict[str, Any]) -> None:
         """A newer socket of the same participant joined: this one gives way (4005), without leaving."""
@@ -386,6 +394,46 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await self._send({"type": "lobby_admitted"})
         for out in entry.frames:
             await self._send(out)
+
+    # --- breakout rooms (breakouts/socket_actions.py) ------------------------------------
+
+    async def _switch(self, old: SocketSession, new: SocketSession, chat_high_water: int) -> None:
+        """Speak for ``new`` from now on (a breakout move): its groups, its chat; the old record's media goes."""
+        self.session = new
+        await self._follow_groups()
+        self.chat_high_water = chat_high_water
+        if self.used_media:
+            self.used_media = False
+            await self.media.tell_quietly(room=old.room_id, participant=old.participant_id)
+
+    async def _return_to_meeting(self, session: SocketSession) -> None:
+        """The breakouts closed (or this breakout record is gone): back to the meeting, with a new snapshot."""
+        try:
+            result = await self._hop(breakout_actions.return_to_meeting, session=session)
+        except DomainError as exc:
+            await self._send(error_frame(exc.code, exc.message))
+            return
+        except SocketRefused as exc:
+            await self._send(error_frame(exc.code, exc.message))
+            await self._close(exc.close_code)
+            return
+        if self.session is not session:
+            return  # a move raced this one
+        await self._switch(session, result.switch_to or session, result.chat_high_water or 0)
+        for out in result.frames:
+            await self._send(out)
+
+    async def _touch_in_breakout(self, session: SocketSession, meeting: SocketSession) -> None:
+        """Heartbeat inside a breakout: both seats stay; a breakout record that is gone means back to the meeting."""
+        main = await self._hop(presence.socket_tick, session=meeting)
+        if main.close_code is not None:
+            await self._close(main.close_code)
+            return
+        tick = await self._hop(presence.socket_tick, session=session)
+        for participant_id in tick.swept:
+            await self.media.tell_quietly(room=session.room_id, participant=participant_id)
+        if tick.close_code is not None and self.session is session:
+            await self._return_to_meeting(session)
 
     # --- helpers ----------------------------------------------------------------------
 
@@ -411,6 +459,8 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             wanted.add(groups.room_group(session.room_id))
         if session.is_moderator:
             wanted.add(groups.moderators_group(session.room_id))
+        if session.meeting is not None:  # in a breakout: still reachable as the meeting's participant (removal, 4005)
+            wanted.add(groups.participant_group(session.meeting.room_id, session.meeting.participant_id))
         for group in wanted - self.subscribed:
             await self.channel_layer.group_add(group, self.channel_name)
         for group in self.subscribed - wanted:
@@ -455,6 +505,9 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
                 await asyncio.sleep(1.0)
 
     async def _touch(self, session: SocketSession) -> None:
+        if session.meeting is not None:
+            await self._touch_in_breakout(session, session.meeting)
+            return
         tick = await self._hop(presence.socket_tick, session=session)
         for participant_id in tick.swept:
             await self.media.tell_quietly(room=session.room_id, participant=participant_id)

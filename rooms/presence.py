@@ -55,6 +55,9 @@ class SocketSession:
     e2ee: bool = False
     # The room's last-N setting (None: by room size), passed to the media server; follows room_updated.
     last_n: int | None = None
+    # Inside a breakout room (breakouts/): the session of the meeting's participant, whose seat this socket
+    # keeps (heartbeat) while it speaks for the breakout's participant record.
+    meeting: SocketSession | None = None
 
     @property
     def is_moderator(self) -> bool:

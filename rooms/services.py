@@ -185,6 +185,9 @@ def room_end(*, room_id: str, user: User | None = None, actor: Participant | Non
     from recordings.services import recordings_stop_for_room_end  # recordings depends on rooms
 
     recordings_stop_for_room_end(room=room)
+    from breakouts.services import breakouts_end_for_meeting  # breakouts depends on rooms
+
+    breakouts_end_for_meeting(meeting=room)
     for participant_id in waiting:
         events.to_participant(room.public_id, participant_id, {"type": "room_ended", "reason": "ended_by_host"})
     return room

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from breakouts.socket_actions import BREAKOUT_ACTIONS
 from chat.services import chat_post
 from conference.errors import DomainError
 
@@ -30,6 +31,8 @@ class ActionResult:
     media_leave: list[str] = field(default_factory=list)
     media_close_room: bool = False
     chat_high_water: int | None = None
+    # A breakout move (breakouts/socket_actions.py): the session this socket speaks for from now on.
+    switch_to: SocketSession | None = None
 
 
 class _Replaced(Exception):
@@ -128,6 +131,7 @@ ACTIONS: dict[str, Callable[[SocketSession, Participant, ClientFrame], ActionRes
     "lower_all_hands": _lower_all,
     "lobby_admit": _admit,
     "lobby_deny": _deny,
+    **BREAKOUT_ACTIONS,
 }
 
 

@@ -334,6 +334,59 @@ def _promote(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# --- breakout rooms (breakouts/, docs/protocol.md §1 "Breakout rooms") ---------------------------------
+
+MAX_BREAKOUT_FRAME_ROOMS = 20  # breakouts.models.MAX_BREAKOUTS
+
+
+def _breakout_id(raw: dict[str, Any], *, required: bool = True) -> str | None:
+    return _participant_id(raw, "breakoutId", required=required)  # room IDs have the same shape
+
+
+def _breakouts_open(raw: dict[str, Any]) -> dict[str, Any]:
+    count = _int(raw, "count", minimum=1)
+    auto = raw.get("auto", False)
+    if not isinstance(auto, bool):
+        raise FrameError("invalid_frame", "'auto' must be true or false.")
+    names = raw.get("names", [])
+    if not isinstance(names, list) or len(names) > MAX_BREAKOUT_FRAME_ROOMS:
+        raise FrameError("invalid_frame", f"'names' must be a list of at most {MAX_BREAKOUT_FRAME_ROOMS} names.")
+    if not all(isinstance(n, str) and len(n) <= 80 and not has_forbidden_characters(n) for n in names):
+        raise FrameError("invalid_frame", "Each name is a string of at most 80 characters.")
+    assignments = raw.get("assignments", {})
+    if not isinstance(assignments, dict) or len(assignments) > MAX_TILES:
+        raise FrameError("invalid_frame", "'assignments' maps participant IDs to breakout indexes.")
+    for pid, index in assignments.items():
+        _participant_id({"id": pid}, "id")
+        _int({"index": index}, "index")
+    return {
+        "count": count,
+        "duration_minutes": _int(raw, "duration_minutes", required=False, minimum=1),
+        "auto": auto,
+        "names": names,
+        "assignments": assignments,
+    }
+
+
+def _breakout_assign(raw: dict[str, Any]) -> dict[str, Any]:
+    return {"participantId": _participant_id(raw), "breakoutId": _breakout_id(raw, required=False)}
+
+
+def _breakouts_broadcast(raw: dict[str, Any]) -> dict[str, Any]:
+    text = _str(raw, "text", max_chars=MAX_MESSAGE_LENGTH)
+    if not text.strip():
+        raise FrameError("empty_message", "A message needs text.")
+    return {"text": text}
+
+
+def _breakouts_close(raw: dict[str, Any]) -> dict[str, Any]:
+    return {"delay_seconds": _int(raw, "delay_seconds", required=False)}
+
+
+def _breakout_join(raw: dict[str, Any]) -> dict[str, Any]:
+    return {"breakoutId": _breakout_id(raw)}
+
+
 VALIDATORS: dict[str, Validator] = {
     "join": _join,
     "ping": _empty,
@@ -361,6 +414,13 @@ VALIDATORS: dict[str, Validator] = {
     "e2ee_public_key": _e2ee_public_key,
     "e2ee_key": _e2ee_key,
     "video_preferences": _video_preferences,
+    "breakouts_get": _empty,
+    "breakouts_open": _breakouts_open,
+    "breakout_assign": _breakout_assign,
+    "breakouts_broadcast": _breakouts_broadcast,
+    "breakouts_close": _breakouts_close,
+    "breakout_join": _breakout_join,
+    "breakout_leave": _empty,
 }
 SIGNALING_TYPES = frozenset({"offer", "answer", "ice_candidate", "subscribe", "unpublish"})
 # End-to-end encryption key exchange: opaque blobs relayed between participants of e2ee rooms.

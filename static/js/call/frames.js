@@ -1,6 +1,7 @@
 // What the page does with each server frame (docs/protocol.md §1): the dispatch table socket.js
 // routes through (dispatch.js). A frame type missing here is ignored.
 
+import { BREAKOUT_FRAMES, onBreakoutSnapshot } from "./breakouts.js";
 import { toast } from "./dom.js";
 import { e2eeOnKey, e2eeOnPublicKey } from "./e2ee.js";
 import { addChat, onChatAck, onChatSynced } from "./chat.js";
@@ -20,7 +21,7 @@ export const FRAMES = {
   pong: () => {},
   lobby_waiting: () => showWaiting(),
   lobby_admitted: () => toast("You were admitted."),
-  room_snapshot: onSnapshot,
+  room_snapshot: (f) => { onSnapshot(f); onBreakoutSnapshot(f); },
   participant_joined: (f) => upsertParticipant(f.participant),
   participant_updated: (f) => upsertParticipant(f.participant),
   participant_left: (f) => removeParticipant(f.participantId),
@@ -53,4 +54,5 @@ export const FRAMES = {
   e2ee_key: (f) => e2eeOnKey(f).catch((err) => console.error("e2ee key", err)),
   recording_state: (f) => onRecordingState(f),
   error: onErrorFrame,
+  ...BREAKOUT_FRAMES,
 };

@@ -4,6 +4,7 @@
 // these modules only fill it in. User-provided text (names, chat) is always inserted with textContent,
 // never parsed as HTML. Module map: docs/architecture.md ("The browser client").
 
+import { wireBreakouts } from "./breakouts.js";
 import { sendChat } from "./chat.js";
 import {
   acquireLocal, fillDevices, setAudioMuted, setLocalReady, setVideoMuted, startScreenShare, stopScreenShare, syncControls,
@@ -77,13 +78,14 @@ function wire() {
     if (confirm("End the meeting for everyone?")) send({ type: "end_room" });
   });
   $("btn-record")?.addEventListener("click", toggleRecording);
+  wireBreakouts();
   $("copy-link").addEventListener("click", async () => {
     const url = `${location.origin}/join/${config.roomId}`;
     try { await navigator.clipboard.writeText(url); toast("Link copied."); } catch { toast(url); }
   });
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && !$("side").hidden) {
-      const which = !$("chat-panel").hidden ? "chat" : "people";
+      const which = !$("chat-panel").hidden ? "chat" : $("breakouts-panel") && !$("breakouts-panel").hidden ? "breakouts" : "people";
       togglePanel(which);
       $(`btn-${which}`).focus();
     }

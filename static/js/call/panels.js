@@ -6,7 +6,8 @@ import { state } from "./state.js";
 export function togglePanel(which) {
   const panel = $(`${which}-panel`);
   const opening = panel.hidden;
-  for (const name of ["chat", "people"]) {
+  for (const name of ["chat", "people", "breakouts"]) {
+    if (!$(`${name}-panel`)) continue; // no breakout rooms in end-to-end encrypted meetings
     $(`${name}-panel`).hidden = !(opening && name === which);
     $(`btn-${name}`).setAttribute("aria-expanded", String(opening && name === which));
     $(`btn-${name}`).classList.toggle("active", opening && name === which);
