@@ -101,12 +101,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     the main thread until its session fixture ends, which async tests cannot share.
     """
     items.sort(key=lambda item: bool(item.get_closest_marker("e2e")))  # stable: keeps each group's order
-    for item in items:
-        if item.get_closest_marker("e2e"):
-            # Known intermittent stall (under CPU load a subscriber's REMB collapses and a camera stays paused
-            # for bandwidth; see docs/architecture.md): one rerun, reported as RERUN by pytest.
-            # E2E_RERUNS=0 shows every first failure (when chasing one).
-            item.add_marker(pytest.mark.flaky(reruns=int(os.environ.get("E2E_RERUNS", "1"))))
     if IN_CI:
         return
     missing: dict[str, str | None] = {}

@@ -167,9 +167,14 @@ def debug_state(page: Any) -> Any:
           const pcs = {};
           for (const [name, pc] of Object.entries(c.pcs)) pcs[name] = [pc.connectionState, pc.signalingState,
             pc.getTransceivers().map(t => `${t.mid}:${t.currentDirection}`).join(",")];
+          // What the server forwards and why it holds a video back (paused or reduced for bandwidth, at which
+          // estimate): a video missing for that reason is adaptive quality's choice, not a lost packet.
+          const bw = c.bandwidth && {state: c.bandwidth.state, estimateBps: c.bandwidth.estimateBps,
+                                     tiles: Object.fromEntries(c.bandwidth.tiles || [])};
           return {me: c.me && c.me.participantId, phase: c.phase, ws: c.wsOpen, subRevision: c.subRevision,
                   subscribeEmpty: c.subscribeEmpty, tracks: [...c.trackInfo.values()], pcs,
-                  participants: [...c.participants.keys()]};
+                  participants: [...c.participants.keys()],
+                  forwardedVideo: c.forwardedVideo && [...c.forwardedVideo], bandwidth: bw};
         }"""
     )
 

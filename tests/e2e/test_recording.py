@@ -36,13 +36,18 @@ def _badge_shown(page: Any) -> None:
 
 
 def _wait_sending(page: Any, timeout: float = 20.0) -> None:
-    """Wait until the page's camera connection sends video frames and audio packets (rising)."""
+    """Wait until the page's camera connection sends video frames and audio packets (rising).
+
+    The camera is simulcast: one outbound-rtp per layer, summed. (Taking the last one read the top layer,
+    which a publisher short of CPU or uplink stops sending: 0 frames encoded on a loaded machine while the
+    lower layers flowed.)"""
     js = """async () => {
       const pc = window.conferenceCall.pcs.camera;
       if (!pc) return {};
       const out = {};
       for (const s of (await pc.getStats()).values())
-        if (s.type === "outbound-rtp") out[s.kind] = s.kind === "video" ? s.framesEncoded || 0 : s.packetsSent || 0;
+        if (s.type === "outbound-rtp")
+          out[s.kind] = (out[s.kind] || 0) + (s.kind === "video" ? s.framesEncoded || 0 : s.packetsSent || 0);
       return out;
     }"""
     deadline = time.monotonic() + timeout

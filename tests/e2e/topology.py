@@ -122,7 +122,13 @@ def free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90.0) -> None:
+    """Until ``url`` answers (any HTTP status); fails early if ``proc`` exits.
+
+    90 s: a cold start of daphne or the media server (Django, Channels, aiortc imports) on a loaded 2-core
+    machine. 30 s was too short: with a busy loop beside the browser layer (load ~19), two session stacks
+    starting together each had a process still silent after 30 s, and every test of both runs errored.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -166,8 +172,8 @@ class ServiceStack:
             proc = subprocess.Popen(cmd, cwd=ROOT, env={**self.env, **changes}, stdout=out, stderr=subprocess.STDOUT)
         self.procs[name] = proc
         # A restart on a loaded 2-core machine: daphne's start-up alone took 16-26 s at load 30-40
-        # (docs/benchmarks.md §5), so the session stack's 30 s is too tight here.
-        wait_http(health, proc, log, timeout=90)
+        # (docs/benchmarks.md §5); wait_http's default allows 90 s.
+        wait_http(health, proc, log)
 
     def kill(self, name: str) -> None:
         """``kill -9``: no clean shutdown, no deregistration."""
