@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -49,6 +49,7 @@ def _state(room: Room) -> dict[str, Any]:
 class BreakoutsApi(APIView):
     permission_classes = [IsAuthenticated]
 
+    @extend_schema_serializer(component_name="BreakoutOpenInput")
     class OpenInput(serializers.Serializer[Any]):
         count = serializers.IntegerField(min_value=1, max_value=MAX_BREAKOUTS)
         names = serializers.ListField(
@@ -88,6 +89,7 @@ class BreakoutsApi(APIView):
 class BreakoutAssignApi(APIView):
     permission_classes = [IsAuthenticated]
 
+    @extend_schema_serializer(component_name="BreakoutAssignInput")
     class Input(serializers.Serializer[Any]):
         participantId = serializers.CharField(max_length=32)
         breakoutId = serializers.CharField(max_length=32, allow_null=True, help_text="null: the main room.")
@@ -112,6 +114,7 @@ class BreakoutAssignApi(APIView):
 class BreakoutBroadcastApi(APIView):
     permission_classes = [IsAuthenticated]
 
+    @extend_schema_serializer(component_name="BreakoutBroadcastInput")
     class Input(serializers.Serializer[Any]):
         text = serializers.CharField(max_length=services.MAX_BROADCAST_LENGTH)
 
@@ -132,6 +135,7 @@ class BreakoutBroadcastApi(APIView):
 class BreakoutCloseApi(APIView):
     permission_classes = [IsAuthenticated]
 
+    @extend_schema_serializer(component_name="BreakoutCloseInput")
     class Input(serializers.Serializer[Any]):
         delay_seconds = serializers.IntegerField(
             min_value=0, max_value=MAX_CLOSE_DELAY_SECONDS, default=DEFAULT_CLOSE_DELAY_SECONDS, required=False
