@@ -360,10 +360,8 @@ def breakouts_expire(*, session_pk: int, now: datetime | None = None) -> bool:
     whether this call started the countdown.
     """
     now = now or timezone.now()
-    session = BreakoutSession.objects.select_for_update().select_related("meeting").filter(pk=session_pk).first()
-    if session is None or session.status != BreakoutSession.Status.OPEN:
-        return False
-    if session.ends_at is None or session.ends_at > now:
+    session = _locked_if_due(session_pk, status=BreakoutSession.Status.OPEN, deadline="ends_at", now=now)
+    if session is None:
         return False
     _start_closing(session, now=now, delay_seconds=DEFAULT_CLOSE_DELAY_SECONDS)
     return True
@@ -373,13 +371,23 @@ def breakouts_expire(*, session_pk: int, now: datetime | None = None) -> bool:
 def breakouts_finish(*, session_pk: int, now: datetime | None = None) -> bool:
     """The countdown ran out: bring everyone back (same guard as :func:`breakouts_expire`)."""
     now = now or timezone.now()
-    session = BreakoutSession.objects.select_for_update().select_related("meeting").filter(pk=session_pk).first()
-    if session is None or session.status != BreakoutSession.Status.CLOSING:
-        return False
-    if session.closes_at is None or session.closes_at > now:
+    session = _locked_if_due(session_pk, status=BreakoutSession.Status.CLOSING, deadline="closes_at", now=now)
+    if session is None:
         return False
     _finish(session, now=now)
     return True
+
+
+def _locked_if_due(session_pk: int, *, status: str, deadline: str, now: datetime) -> BreakoutSession | None:
+    """The session row, locked, if it is still in ``status`` and its ``deadline`` field has passed; else None
+    (the timers' guard: an early, repeated or concurrent run finds nothing to do)."""
+    session = BreakoutSession.objects.select_for_update().select_related("meeting").filter(pk=session_pk).first()
+    if session is None or session.status != status:
+        return None
+    due: datetime | None = getattr(session, deadline)
+    if due is None or due > now:
+        return None
+    return session
 
 
 def breakouts_due(*, now: datetime | None = None) -> int:
