@@ -89,6 +89,14 @@ class Netns:
         peer = f"ce{pid % 10_000_000}{tag}n"
         _run("ip", "netns", "add", ns.name)
         try:
+            # No IPv6 inside: a new veth gets a link-local address that turns valid ~1-2 s after the link is up
+            # (duplicate address detection), and a Chromium (or Firefox) already loading a page sees that as a
+            # network change and aborts its requests (net::ERR_NETWORK_CHANGED; the call page's module graph
+            # then fails half-loaded). The tests use IPv4 only.
+            _run(
+                "ip", "netns", "exec", ns.name, "sysctl", "-q", "-w",
+                "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1",
+            )  # fmt: skip
             _run("ip", "link", "add", ns.host_if, "type", "veth", "peer", "name", peer)
             _run("ip", "link", "set", peer, "netns", ns.name)
             _run("ip", "addr", "add", f"{ns.host_ip}/24", "dev", ns.host_if)

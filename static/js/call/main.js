@@ -100,6 +100,7 @@ function wire() {
 }
 
 async function main() {
+  window.conferenceBoot?.loaded(); // every module arrived: static/js/boot.js forgets this tab's reloads
   configureSocket({ handlers: FRAMES, rejoin: rejoinGrant, onReconnecting, onTerminal: finish });
   wire();
   if (!$("join-form")) { setPhase("prejoin"); return; } // the room has ended
