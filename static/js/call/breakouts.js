@@ -41,7 +41,10 @@ export function wireBreakouts() {
     send({ type: "breakouts_broadcast", text });
     $("breakouts-broadcast").value = "";
   });
-  $("breakouts-close").addEventListener("click", () => send({ type: "breakouts_close" }));
+  $("breakouts-close").addEventListener("click", () => {
+    const delay = Number($("breakouts-close-delay")?.value ?? 60);
+    send({ type: "breakouts_close", delay_seconds: Number.isFinite(delay) ? delay : 60 });
+  });
   $("breakout-return").addEventListener("click", () => send({ type: "breakout_leave" }));
 }
 
