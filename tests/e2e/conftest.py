@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -62,6 +64,39 @@ def _run(*cmd: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True, text=True)
 
 
+@contextlib.contextmanager
+def _netns_lock() -> Iterator[None]:
+    """Held while a namespace's subnet is chosen and its host address added: test runs started side by side
+    (several suites on one machine) would otherwise pick the same subnet and break each other's routes."""
+    with open(Path(tempfile.gettempdir()) / "conference-e2e-netns.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _free_index(preferred: int) -> int:
+    """The first of ``preferred``, ``preferred + 1``, … (1…250, wrapping) whose ``10.231.<n>.0/24`` has no
+    address on this (the root) namespace; every test namespace's host end is there."""
+    shown = subprocess.run(["ip", "-4", "-o", "addr"], check=True, capture_output=True, text=True).stdout
+    used = {int(n) for n in re.findall(r"inet 10\.231\.(\d+)\.", shown)}
+    for step in range(250):
+        index = (preferred - 1 + step) % 250 + 1
+        if index not in used:
+            return index
+    raise RuntimeError("no free 10.231.<n>.0/24 subnet for a test namespace")
+
+
+def _remove_stale_namespaces() -> None:
+    """Remove the namespaces (and their veths) of test runs that died without cleaning up (killed, e.g.)."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for name, pid, tag in re.findall(r"^(conf-e2e-(\d+)([a-z]?))\b", listed, flags=re.MULTILINE):
+        if not Path(f"/proc/{pid}").exists():
+            subprocess.run(["ip", "link", "del", f"ce{int(pid) % 10_000_000}{tag}h"], capture_output=True)
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
 def _tbf(rate: str) -> list[str]:
     """A token bucket at ``rate``: a queue of at most 200 ms at that rate plus a burst of a few packets."""
     return ["tbf", "rate", rate, "burst", "5kb", "latency", "200ms"]
@@ -78,7 +113,14 @@ class Netns:
 
     @classmethod
     def create(cls, index: int, tag: str = "") -> Netns:
-        """``tag`` (one character) names a second namespace of the same run."""
+        """``tag`` (one character) names a second namespace of the same run. ``index`` is the preferred
+        subnet (``10.231.<index>.0/24``); the nearest one no other namespace uses is taken (:func:`_netns_lock`)."""
+        with _netns_lock():
+            _remove_stale_namespaces()
+            return cls._create(_free_index(index), tag)
+
+    @classmethod
+    def _create(cls, index: int, tag: str) -> Netns:
         pid = os.getpid()
         ns = cls(
             name=f"conf-e2e-{pid}{tag}",
