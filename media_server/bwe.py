@@ -320,9 +320,20 @@ class LossBasedController:
             self.limit = max(self.limit, bps)
 
     def on_results(
-        self, *, lost: int, received: int, now: float, rtt: float, target: float, delay_based: float
+        self,
+        *,
+        lost: int,
+        received: int,
+        now: float,
+        rtt: float,
+        target: float,
+        delay_based: float,
+        acked: float | None = None,
     ) -> None:
-        """Count one feedback's packets; ``target`` is the current target, ``delay_based`` the delay-based rate."""
+        """Count one feedback's packets; ``target`` is the current target, ``delay_based`` the delay-based rate,
+        ``acked`` the rate the receiver acknowledged (a cut starts from it when the sender sends more than the
+        limit: audio and the thinnest video are never paused, so below them a lower limit changes nothing on
+        the wire, and each cut only took the last one's outcome down, to the minimum)."""
         if self._window_start is None:
             self._window_start = now
         self._lost += lost
@@ -337,7 +348,10 @@ class LossBasedController:
         self._last_update = now
         if self.fraction > LOSS_HIGH:
             if now - self.decreased_at >= rtt + 0.3:
-                self.limit = min(self.limit if self.limit is not None else math.inf, target) * (1 - self.fraction / 2)
+                base = min(self.limit if self.limit is not None else math.inf, target)
+                if acked is not None and acked > base:
+                    base = acked
+                self.limit = base * (1 - self.fraction / 2)
                 self.decreased_at = now
         elif self.fraction < LOSS_LOW and self.limit is not None:
             self.limit = self.limit * (1 + INCREASE_PER_SECOND) ** dt + 1000 * dt
@@ -648,7 +662,13 @@ class SendSideEstimator:
         self.aimd.update(self.trendline.state, self.acked.bps, now, self._rtt)
         self.delivered.on_feedback(now=now, acked_bps=self.acked.bps, lost=lost, received=received)
         self.loss.on_results(
-            lost=lost, received=received, now=now, rtt=self._rtt, target=self._target, delay_based=self.aimd.rate
+            lost=lost,
+            received=received,
+            now=now,
+            rtt=self._rtt,
+            target=self._target,
+            delay_based=self.aimd.rate,
+            acked=self.acked.bps,
         )
         self._update_target()
 
