@@ -79,6 +79,14 @@ PROBE_TIMEOUT = 1.0  # s without a result: the probe failed
 PROBE_BACKOFF_MIN, PROBE_BACKOFF_MAX = 1.5, 3.0
 PROBE_INITIAL = (3.0, 6.0)  # the first probe clusters, times the start rate
 
+SENT_RATE_WINDOW = 1.0  # s of send time over which the sender's own rate is measured...
+APP_LIMITED_SHARE = 0.25  # ...below this share of the delay-based rate the sender is application-limited:
+# an overuse then cannot come from sending too fast (a starved machine: the SFU's loop sent a trickle for
+# seconds, the starved browser stamped it late), and 0.85 x the trickle's acknowledged rate is no measure of
+# the link (browser run at load ~35: 1.2 Mbit/s -> 32 kbit/s in one decrease, every camera paused). The rate
+# then comes down by BETA at most once per APP_LIMITED_DECREASE_INTERVAL, and stays at least what arrived.
+APP_LIMITED_DECREASE_INTERVAL = 1.0
+
 QUEUE_MEMORY = 2.0  # s after a delay-based decrease during which the queue counts as building (queue_building)
 FEEDBACK_FRESH = 2.0  # s: without transport-cc feedback for this long the estimate falls back to REMB
 REMB_FRESH = 3.0  # s: an older REMB no longer caps the estimate
@@ -256,7 +264,9 @@ class AimdRateControl:
         self.rate = min(max(bps, self.min_bps), self.max_bps)
         self._last_change = now
 
-    def update(self, signal: str, acked_bps: float | None, now: float, rtt: float) -> float:
+    def update(
+        self, signal: str, acked_bps: float | None, now: float, rtt: float, *, app_limited: bool = False
+    ) -> float:
         if signal == "overusing":
             self._state = "decrease"
         elif signal == "underusing":
@@ -279,7 +289,12 @@ class AimdRateControl:
                 new = min(new, max(self.rate, ACKED_HEADROOM * acked_bps + ACKED_SLACK))
             self.rate = new
         elif self._state == "decrease":
-            if now - self.last_decrease >= min(max(rtt, 0.01), 0.2) or self.last_decrease == -math.inf:
+            if app_limited:
+                # What was acknowledged is what the sender had to send, not what the link carries.
+                if now - self.last_decrease >= APP_LIMITED_DECREASE_INTERVAL:
+                    self.rate = max(BETA * self.rate, acked_bps or 0.0)
+                    self.last_decrease = now
+            elif now - self.last_decrease >= min(max(rtt, 0.01), 0.2) or self.last_decrease == -math.inf:
                 base = acked_bps if acked_bps is not None else self.rate
                 self.rate = min(self.rate, BETA * base)
                 if acked_bps is not None:
@@ -320,9 +335,20 @@ class LossBasedController:
             self.limit = max(self.limit, bps)
 
     def on_results(
-        self, *, lost: int, received: int, now: float, rtt: float, target: float, delay_based: float
+        self,
+        *,
+        lost: int,
+        received: int,
+        now: float,
+        rtt: float,
+        target: float,
+        delay_based: float,
+        acked: float | None = None,
     ) -> None:
-        """Count one feedback's packets; ``target`` is the current target, ``delay_based`` the delay-based rate."""
+        """Count one feedback's packets; ``target`` is the current target, ``delay_based`` the delay-based rate,
+        ``acked`` the rate the receiver acknowledged (a cut starts from it when the sender sends more than the
+        limit: audio and the thinnest video are never paused, so below them a lower limit changes nothing on
+        the wire, and each cut only took the last one's outcome down, to the minimum)."""
         if self._window_start is None:
             self._window_start = now
         self._lost += lost
@@ -337,7 +363,10 @@ class LossBasedController:
         self._last_update = now
         if self.fraction > LOSS_HIGH:
             if now - self.decreased_at >= rtt + 0.3:
-                self.limit = min(self.limit if self.limit is not None else math.inf, target) * (1 - self.fraction / 2)
+                base = min(self.limit if self.limit is not None else math.inf, target)
+                if acked is not None and acked > base:
+                    base = acked
+                self.limit = base * (1 - self.fraction / 2)
                 self.decreased_at = now
         elif self.fraction < LOSS_LOW and self.limit is not None:
             self.limit = self.limit * (1 + INCREASE_PER_SECOND) ** dt + 1000 * dt
@@ -570,6 +599,7 @@ class SendSideEstimator:
         self._feedback_at: float | None = None
         self._now = 0.0
         self._target = float(min(max(start_bps, min_bps), max_bps))
+        self._sent_batches: deque[tuple[float, int]] = deque()  # (last send time, bytes) of each batch recorded
         self.bytes_sent = 0  # of every packet sent (media, retransmissions, probes): the trace's sent rate
 
     # -- input -----------------------------------------------------------------
@@ -603,6 +633,11 @@ class SendSideEstimator:
             sent.pop(full - SENT_WINDOW, None)
         self._last_seq = last
         self.bytes_sent += total
+        if total:
+            batches = self._sent_batches
+            batches.append((send_time, total))  # one entry per batch: the per-packet path stays as it was
+            while batches[0][0] < send_time - SENT_RATE_WINDOW:
+                batches.popleft()
         while len(sent) > SENT_WINDOW:  # only after a jump in numbers
             del sent[next(iter(sent))]
 
@@ -645,12 +680,28 @@ class SendSideEstimator:
                     self.aimd.set_estimate(result, now)
                 self.loss.on_probe(result)
             self.probes.on_result(result, now)
-        self.aimd.update(self.trendline.state, self.acked.bps, now, self._rtt)
+        self.aimd.update(
+            self.trendline.state,
+            self.acked.bps,
+            now,
+            self._rtt,
+            app_limited=self.sent_bps(now) < APP_LIMITED_SHARE * self.aimd.rate,
+        )
         self.delivered.on_feedback(now=now, acked_bps=self.acked.bps, lost=lost, received=received)
         self.loss.on_results(
-            lost=lost, received=received, now=now, rtt=self._rtt, target=self._target, delay_based=self.aimd.rate
+            lost=lost,
+            received=received,
+            now=now,
+            rtt=self._rtt,
+            target=self._target,
+            delay_based=self.aimd.rate,
+            acked=self.acked.bps,
         )
         self._update_target()
+
+    def sent_bps(self, now: float) -> float:
+        """What the sender sent (every packet) over the last :data:`SENT_RATE_WINDOW` s before ``now``."""
+        return sum(b for t, b in self._sent_batches if t >= now - SENT_RATE_WINDOW) * 8 / SENT_RATE_WINDOW
 
     def on_remb(self, *, now: float, bps: int) -> None:
         self._now = max(self._now, now)

@@ -67,6 +67,8 @@ class Sim:
     wanted: int
     start_bps: int = 1_000_000
     media: int | None = None  # bit/s the sender has to send at most (the layers it forwards), else ``wanted``
+    floor: int = 0  # bit/s the sender sends whatever the target (audio and the thinnest video are never paused)
+    stall: tuple[float, float, int] | None = None  # (from, to, bit/s): the sender sends only a trickle meanwhile
     starved: float = 0.0  # s: the receiver's late stamping grows to this and catches up, over and over (CPU)
     seed: int = 1
     tick: float = 0.001
@@ -98,7 +100,10 @@ class Sim:
             t = self.t
             if t >= self.next_frame:
                 self.next_frame += 1 / 30
-                frame = int(min(self.est.target_bps, self.media or self.wanted) / 30 / 8)
+                rate = max(self.floor, min(self.est.target_bps, self.media or self.wanted))
+                if self.stall is not None and self.stall[0] <= t < self.stall[1]:
+                    rate = self.stall[2]  # a starved machine: the SFU's loop forwards a trickle
+                frame = int(rate / 30 / 8)
                 while frame > 0:
                     self._send(t, min(frame, 1200), None)
                     frame -= 1200
@@ -415,3 +420,32 @@ def test_random_loss_leaves_the_queue_alone_and_a_bottleneck_builds_it() -> None
         narrow.run(step * 0.25)
         building.append(narrow.est.queue_building(narrow.t))
     assert building.count(True) >= 6, building  # each time the sender overshoots the link
+
+
+def test_a_sender_that_cannot_go_lower_does_not_talk_the_loss_limit_down_to_the_minimum() -> None:
+    """A 100 kbit/s link whose subscriber gets more than that whatever the target: audio and the speaker's
+    thinnest video are never paused (~100 kbit/s on the wire with headers). Loss stays above 10 %, and each
+    loss-based cut took the previous limit's outcome down again, to the 30 kbit/s minimum (browser run:
+    the video paced at 45 kbit/s froze 12 s in 30 s, and probes at 2 x 30 kbit/s "succeeded" with what was
+    arriving anyway, every 0.5 s). A cut now starts from what the receiver acknowledged."""
+    sim = Sim(Link(rate=100_000, queue_bytes=2_500), wanted=400_000, start_bps=1_000_000, floor=105_000)
+    sim.run(40.0)
+    settled = sim.targets(10.0, 40.0)
+    assert min(settled) >= 70_000, settled  # before: 30 kbit/s (the minimum) from 6 s on
+    assert sim.est.probes.probes_sent <= 15  # the link said no: probes back off (before: 20, half of them "successes")
+
+
+def test_an_overuse_while_the_sender_trickles_does_not_take_the_estimate_down_to_the_trickle() -> None:
+    """A starved machine: for 3.5 s the SFU's loop forwards only a trickle (30 kbit/s) and the starved browser
+    stamps arrivals late. The overuse it reads says nothing about the link, and 0.85 x the trickle's
+    acknowledged rate is no measure of it (browser run at load ~35: 1.2 Mbit/s -> 32 kbit/s in one decrease,
+    every camera paused). An application-limited sender comes down by 0.85 at most once a second."""
+    sim = Sim(
+        Link(rate=10_000_000, queue_bytes=500_000),
+        wanted=1_700_000,
+        start_bps=1_700_000,
+        starved=0.1,
+        stall=(10.0, 13.5, 30_000),
+    )
+    sim.run(20.0)
+    assert min(sim.targets(9.0, 20.0)) >= 300_000, sim.targets(9.0, 20.0)  # before: 90 kbit/s
