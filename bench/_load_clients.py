@@ -272,7 +272,11 @@ class Participant:
                 raise RuntimeError(f"REST join {resp.status}: {grant}")
         self.mark("rest")
         self.ws = await w.http.ws_connect(grant["ws_url"], origin=w.base, max_msg_size=0)
-        await self.ws.send_str(json.dumps({"type": "join", "token": grant["token"], "protocol": 1}))
+        # as call.js does: our media state in the join frame, so who sees us knows our camera is off (an avatar)
+        # from participant_joined on, and no media_state frame follows (docs/protocol.md "Connecting")
+        media_state = {"audio_muted": not spec["sends_audio"], "video_muted": not spec["sends_video"]}
+        join = {"type": "join", "token": grant["token"], "protocol": 1, "media_state": media_state}
+        await self.ws.send_str(json.dumps(join))
         while True:
             frame = json.loads((await self.ws.receive()).data)
             if frame["type"] == "room_snapshot":
@@ -283,9 +287,6 @@ class Participant:
                 raise RuntimeError(f"socket join: {frame}")
         self.mark("socket")
         self.spawn(self.read())
-        # as call.js does right after the snapshot: who sees us knows our camera is off (and shows an avatar)
-        media_state = {"audio_muted": not spec["sends_audio"], "video_muted": not spec["sends_video"]}
-        await self.ws.send_str(json.dumps({"type": "media_state", **media_state, "screen_sharing": False}))
         await asyncio.gather(self.publish(), self.subscribe())
         if spec["expect_video"]:
             while "first_frame" not in self.times:

@@ -12,11 +12,18 @@ step at a time for all of them, so each step's CPU is daphne's
 * ``socket``: open the room socket and send ``join`` until ``room_snapshot``
   (handshake, Channels' session/auth middleware, the two database hops, groups,
   the ``participant_joined`` event to the room);
-* ``media_state``: the frame call.js sends right after the snapshot (a hop and
+* ``media_state``: the frame call.js sent right after the snapshot (a hop and
   a ``participant_updated`` event to the room);
+* ``socket_folded``: ``socket`` with that first media state in the ``join``
+  frame (what call.js does now: no ``media_state`` frame follows). ``socket``
+  and ``media_state`` run for every other guest, ``socket_folded`` for the
+  others; the total counts ``socket`` + ``media_state`` (as before);
 * ``media_events``: the events the media server posts for one join
   (``publication``, two ``peer_state``, ``forwarded_tracks``), signed, one POST
-  each as they come at different moments of a join;
+  each (the media server's event sink without its batching window);
+* ``media_events_1post``: the same four events in one POST (what the sink's
+  window makes of them when they come within it; media_server/events.py);
+  not counted in the total;
 * ``ping``: one ``ping``/``pong`` frame, the floor of any socket frame.
 
 The signaling relays (``offer``/``subscribe``/``answer``: one HTTP call to the
@@ -85,9 +92,12 @@ class Guest:
         body = {"display_name": "Ada", "stream_capabilities": {"video": True, "audio": True}}
         self.grant = await post(http, f"{base}/api/v1/rooms/{self.room}/join", body)
 
-    async def socket(self, http: aiohttp.ClientSession, base: str) -> None:
+    async def socket(self, http: aiohttp.ClientSession, base: str, *, fold: bool = False) -> None:
         self.ws = await http.ws_connect(self.grant["ws_url"], origin=base, max_msg_size=0)
-        await self.ws.send_str(json.dumps({"type": "join", "token": self.grant["token"], "protocol": 1}))
+        frame: dict[str, Any] = {"type": "join", "token": self.grant["token"], "protocol": 1}
+        if fold:  # the first media_state in the join frame, as call.js sends it now
+            frame["media_state"] = {"audio_muted": True, "video_muted": True, "screen_sharing": False}
+        await self.ws.send_str(json.dumps(frame))
         await receive_until(self.ws, "room_snapshot")
 
     async def media_state(self) -> None:
@@ -104,16 +114,17 @@ class Guest:
         await self.ws.send_str(json.dumps({"type": "ping", "ref": "p"}))
         await receive_until(self.ws, "pong")
 
-    async def media_events(self, http: aiohttp.ClientSession, base: str) -> None:
+    async def media_events(self, http: aiohttp.ClientSession, base: str, *, batched: bool = False) -> None:
         ids = {"room": self.room, "participant": self.grant["participantId"]}
         track = {"mid": "0", "participant": ids["participant"], "pc": "camera", "source": "camera", "kind": "video"}
-        for event in (
+        events = [
             {"type": "peer_state", **ids, "pc": "camera", "state": "connected"},
             {"type": "publication", **ids, "pc": "camera", "state": "published", "sources": ["camera", "microphone"]},
             {"type": "peer_state", **ids, "pc": "subscribe", "state": "connected"},
             {"type": "forwarded_tracks", **ids, "last_n": None, "video": [track], "audio": [], "audio_pooled": False},
-        ):
-            body = json.dumps({"protocol": 1, "node": "bench", "events": [event]}).encode()
+        ]
+        for batch in [events] if batched else [[event] for event in events]:
+            body = json.dumps({"protocol": 1, "node": "bench", "events": batch}).encode()
             headers = {
                 "Authorization": signing.sign(SECRET, "POST", EVENTS_PATH, body),
                 "Content-Type": "application/json",
@@ -139,21 +150,26 @@ async def one_round(http: aiohttp.ClientSession, node: Node, host_access: str, j
     t0, c0 = time.monotonic(), cpu_seconds(pid)
     await asyncio.sleep(2.0)
     idle_rate = (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
-    steps = {
-        "rest": lambda g: g.rest(http, node.base),
-        "socket": lambda g: g.socket(http, node.base),
-        "media_state": lambda g: g.media_state(),
-        "media_events": lambda g: g.media_events(http, node.base),
-        "ping": lambda g: g.ping(),
-    }
+    # Half the guests join as call.js did (join, then a media_state frame), half with the media_state in the
+    # join frame (socket_folded; they send no media_state frame).
+    plain, folded = guests[::2], guests[1::2]
+    steps: list[tuple[str, list[Guest], Any]] = [
+        ("rest", guests, lambda g: g.rest(http, node.base)),
+        ("socket", plain, lambda g: g.socket(http, node.base)),
+        ("media_state", plain, lambda g: g.media_state()),
+        ("socket_folded", folded, lambda g: g.socket(http, node.base, fold=True)),
+        ("media_events", guests, lambda g: g.media_events(http, node.base)),
+        ("media_events_1post", guests, lambda g: g.media_events(http, node.base, batched=True)),
+        ("ping", guests, lambda g: g.ping()),
+    ]
     result: dict[str, float] = {}
-    for name, step in steps.items():
+    for name, group, step in steps:
         t0, c0 = time.monotonic(), cpu_seconds(pid)
-        for guest in guests:  # one after the other: the step's own cost, not a queue's
+        for guest in group:  # one after the other: the step's own cost, not a queue's
             await step(guest)
         await asyncio.sleep(SETTLE_SECONDS)
         used = cpu_seconds(pid) - c0 - idle_rate * (time.monotonic() - t0)
-        result[name] = used / joins * 1000
+        result[name] = used / len(group) * 1000
     for guest in [*guests, *seated]:
         if guest.ws is not None:
             await guest.ws.close()
@@ -201,10 +217,10 @@ async def run(joins: int, rounds: int, profile: str | None) -> None:
     for name in results[0]:
         values = [r[name] for r in results]
         median = statistics.median(values)
-        if name != "ping":
+        if name not in ("ping", "media_events_1post", "socket_folded"):
             total += median
-        print(f"  {name:13s} {median:6.2f}   (rounds: {', '.join(f'{v:.2f}' for v in values)})")
-    print(f"  {'total':13s} {total:6.2f}   (without ping)")
+        print(f"  {name:18s} {median:6.2f}   (rounds: {', '.join(f'{v:.2f}' for v in values)})")
+    print(f"  {'total':18s} {total:6.2f}   (without ping, socket_folded, media_events_1post)")
 
 
 def main() -> None:

@@ -19,6 +19,11 @@ logger = logging.getLogger(__name__)
 Event = dict[str, Any]
 # A batch's JSON body stays at or under this (docs/protocol.md §2: Django accepts up to 2 MiB).
 MAX_BATCH_BYTES = 1024 * 1024
+# How long the first event queued into an idle sink waits for others to share its POST (seconds). Each POST
+# costs daphne ~4-6 ms of CPU whatever it carries (docs/benchmarks.md §4, "Cheaper joins, third session").
+DEFAULT_LINGER = 0.05
+# Events a client waits on: they end the wait at once, carrying what was queued before them (order kept).
+URGENT_EVENTS = frozenset({"subscribe_offer"})
 
 
 class EventSink:
@@ -30,6 +35,11 @@ class EventSink:
     (``signing``: new timestamp and nonce), so a retry is never refused as a replay.
     A batch holds at most ``max_batch`` events and ``max_batch_bytes`` of JSON; an event that alone
     exceeds that is dropped (logged and counted): Django would refuse it.
+
+    Batching: the first event queued while nothing is being posted waits up to ``linger`` seconds for more
+    (one POST instead of one per event); an event in ``URGENT_EVENTS``, a full batch or ``close()`` ends the
+    wait at once. Events queued while a POST (or its retries) is under way go in the next POST without
+    waiting. ``posts`` counts the POST attempts.
     """
 
     def __init__(
@@ -45,6 +55,7 @@ class EventSink:
         max_backoff: float = 5.0,
         timeout: float = 5.0,
         max_batch_bytes: int = MAX_BATCH_BYTES,
+        linger: float = DEFAULT_LINGER,
     ) -> None:
         self._url = url
         parts = urlsplit(url)
@@ -58,12 +69,15 @@ class EventSink:
         self._backoff = backoff
         self._max_backoff = max_backoff
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._linger = linger
         self._wakeup = asyncio.Event()
+        self._flush = asyncio.Event()  # set: post what is queued now, without lingering
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self.dropped = 0
         self.delivered = 0
         self.failed_batches = 0
+        self.posts = 0
 
     def start(self) -> None:
         """Start the delivery task (idempotent)."""
@@ -76,6 +90,8 @@ class EventSink:
         if len(self._queue) == self._queue.maxlen:
             self.dropped += 1
         self._queue.append(event)
+        if event.get("type") in URGENT_EVENTS or len(self._queue) >= self._max_batch:
+            self._flush.set()
         self._wakeup.set()
 
     @property
@@ -122,6 +138,7 @@ class EventSink:
 
     async def _post_once(self, batch: list[str]) -> bool:
         assert self._session is not None
+        self.posts += 1
         body = self._envelope(batch)
         headers = {
             "Authorization": signing.sign(self._secret, "POST", self._path, body),
@@ -137,10 +154,21 @@ class EventSink:
             logger.warning("events POST failed: %s", exc)
         return False
 
+    async def _wait_for_more(self) -> None:
+        """Let the queue fill for up to ``linger`` seconds, unless something must go now."""
+        if self._linger <= 0 or not self._queue:
+            return
+        try:
+            async with asyncio.timeout(self._linger):
+                await self._flush.wait()
+        except TimeoutError:
+            pass
+
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
+            await self._wait_for_more()
             while self._queue:
                 batch = self._take_batch()
                 delay = self._backoff
@@ -152,3 +180,4 @@ class EventSink:
                 else:
                     self.failed_batches += 1
                     self.dropped += len(batch)
+            self._flush.clear()  # everything queued went: the next event lingers again

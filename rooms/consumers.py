@@ -256,7 +256,12 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             # Subscribe before the state change, so this socket sees every event after it.
             self.session = session
             await self._follow_groups()
-            entry = await self._hop(presence.socket_enter, session=session, last_seq=frame.data["last_seq"])
+            entry = await self._hop(
+                presence.socket_enter,
+                session=session,
+                last_seq=frame.data["last_seq"],
+                media_state=frame.data.get("media_state"),
+            )
         except SocketRefused as exc:
             self.session = None  # nothing to leave: the participant never entered through this socket
             await self._send(error_frame(exc.code, exc.message, frame.ref))

@@ -6,6 +6,7 @@ hop of the consumer. Writes go through ``rooms.services``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,16 +144,22 @@ def socket_authenticate(*, token: str, room_id: str, user: AbstractBaseUser | An
     )
 
 
-def socket_enter(*, session: SocketSession, last_seq: int | None = None) -> Entry:
+def socket_enter(
+    *, session: SocketSession, last_seq: int | None = None, media_state: Mapping[str, bool] | None = None
+) -> Entry:
     """Mark the participant present and build what the socket sends first.
 
     Admitted: ``room_snapshot``, then (if ``last_seq`` is given) every chat
     message after it and ``chat_synced``. Waiting: ``lobby_waiting``.
+    ``media_state``: the join frame's (muted, camera off, sharing), stored with the connect.
     Updates ``session`` (admitted, role, chat identity).
     """
     try:
         participant = services.participant_connect(
-            room_id=session.room_id, participant_pk=session.participant_pk, grant_version=session.grant_version
+            room_id=session.room_id,
+            participant_pk=session.participant_pk,
+            grant_version=session.grant_version,
+            media_state=media_state,
         )
     except DomainError as exc:
         raise _refuse(_DOMAIN_REFUSALS.get(exc.code, "bad_token")) from exc

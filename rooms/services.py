@@ -8,6 +8,7 @@ concurrent joins can never exceed ``max_participants``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -579,7 +580,9 @@ def participant_leave(*, participant: Participant, grant_version: int, reason: s
 
 
 @transaction.atomic
-def participant_connect(*, room_id: str, participant_pk: int, grant_version: int) -> Participant:
+def participant_connect(
+    *, room_id: str, participant_pk: int, grant_version: int, media_state: Mapping[str, bool] | None = None
+) -> Participant:
     """A room socket presented this participant's current grant: mark them present.
 
     Admitted: seen now, and the room gets ``participant_joined``. Waiting: seen
@@ -591,6 +594,8 @@ def participant_connect(*, room_id: str, participant_pk: int, grant_version: int
 
     ``room_id``: the room the grant is for (the socket checked it); the participant must be in it. The returned
     participant's ``room`` is the row read under the lock (current: presence.room_snapshot need not re-read it).
+    ``media_state``: the client's muted / camera off / sharing (the join frame's, ``MEDIA_STATE_FIELDS``), saved
+    with the rest, so ``participant_joined`` carries it and no ``participant_updated`` follows.
     """
     room = _lock_room(room_id)
     _require_active(room)
@@ -615,7 +620,10 @@ def participant_connect(*, room_id: str, participant_pk: int, grant_version: int
             participant.state = Participant.State.ADMITTED
         participant.left_at = None
     participant.last_seen_at = now
-    participant.save(update_fields=["state", "left_at", "last_seen_at"])
+    media = {name: bool(value) for name, value in (media_state or {}).items() if name in MEDIA_STATE_FIELDS}
+    for name, value in media.items():
+        setattr(participant, name, value)
+    participant.save(update_fields=["state", "left_at", "last_seen_at", *media])
     if participant.state == Participant.State.ADMITTED:
         events.to_room(room.public_id, {"type": "participant_joined", "participant": participant_public(participant)})
     return participant

@@ -187,9 +187,14 @@ def _join(raw: dict[str, Any]) -> dict[str, Any]:
     protocol = raw.get("protocol", PROTOCOL_VERSION)
     if protocol != PROTOCOL_VERSION:
         raise FrameError("protocol_mismatch", f"This server speaks room socket protocol {PROTOCOL_VERSION}.")
+    media_state = raw.get("media_state")
+    if media_state is not None and not isinstance(media_state, dict):
+        raise FrameError("invalid_frame", "'media_state' must be an object.")
     return {
         "token": _str(raw, "token", max_chars=MAX_TOKEN_CHARS),
         "last_seq": _int(raw, "last_seq", required=False),
+        # the first media_state folded into the join (issue 19): one frame, hop and room event less per join
+        "media_state": _media_state(media_state) if media_state else None,
     }
 
 

@@ -33,10 +33,12 @@ def rest_join(client: Any, room_id: str, **body: Any) -> dict[str, Any]:
     return dict(r.json())
 
 
-def socket_join(grant: dict[str, Any], room_id: str, user: Any = None) -> presence.Entry:
+def socket_join(
+    grant: dict[str, Any], room_id: str, user: Any = None, media_state: dict[str, bool] | None = None
+) -> presence.Entry:
     """The two database hops of the room socket's ``join`` frame (rooms/consumers.py ``_join``)."""
     session = presence.socket_authenticate(token=grant["token"], room_id=room_id, user=user)
-    entry, _outgoing = events.collecting(presence.socket_enter)(session=session, last_seq=None)
+    entry, _outgoing = events.collecting(presence.socket_enter)(session=session, last_seq=None, media_state=media_state)
     return entry
 
 
@@ -56,3 +58,15 @@ def test_socket_join_queries(room_id: str, api_client: Any, django_assert_num_qu
     with django_assert_num_queries(SOCKET_JOIN):
         entry = socket_join(grant, room_id)
     assert entry.frames[0]["type"] == "room_snapshot"
+
+
+def test_socket_join_with_media_state_costs_no_extra_query(
+    room_id: str, api_client: Any, django_assert_num_queries: Any
+) -> None:
+    """The first ``media_state`` folded into the join frame is saved by the connect's own UPDATE: the separate
+    ``media_state`` frame it replaces cost a database hop of its own and a ``participant_updated`` to the room."""
+    grant = rest_join(api_client, room_id, display_name="Ada")
+    muted = {"audio_muted": True, "video_muted": True, "screen_sharing": False}
+    with django_assert_num_queries(SOCKET_JOIN):
+        entry = socket_join(grant, room_id, media_state=muted)
+    assert {k: entry.frames[0]["you"][k] for k in muted} == muted

@@ -180,6 +180,33 @@ async def test_first_frame_other_than_join_closes_4400(world: Any) -> None:
     await client.expect_closed(Close.PROTOCOL_VIOLATION)
 
 
+async def test_join_frame_media_state_reaches_everyone_with_the_join_and_no_update_follows(world: Any) -> None:
+    """The first ``media_state`` folded into ``join`` (issue 19): the snapshot's ``you`` and the others'
+    ``participant_joined`` carry it; no ``participant_updated`` (and no separate frame) is needed."""
+    room = await world.room()
+    host, _ = await world.host(room)
+    grant = await world.grant(room, name="Ada")
+    guest = world.socket(room, grant.token)
+    await guest.connect()
+    muted = {"audio_muted": True, "video_muted": True, "screen_sharing": False}
+    await guest.send({"type": "join", "token": grant.token, "protocol": 1, "media_state": muted})
+    snap = await guest.expect("room_snapshot")
+    assert {k: snap["you"][k] for k in muted} == muted
+    joined = await host.expect("participant_joined")
+    assert {k: joined["participant"][k] for k in muted} == muted
+    await host.nothing(ignore=("ping",))
+
+
+async def test_join_frame_with_a_malformed_media_state_is_refused(world: Any) -> None:
+    room = await world.room()
+    grant = await world.grant(room, name="Ada")
+    client = world.socket(room, grant.token)
+    await client.connect()
+    await client.send({"type": "join", "token": grant.token, "media_state": {"audio_muted": "yes"}})
+    assert (await client.expect("error"))["code"] == "invalid_frame"
+    await client.expect_closed(Close.PROTOCOL_VIOLATION)
+
+
 async def test_wrong_protocol_version_is_refused(world: Any) -> None:
     room = await world.room()
     grant = await world.grant(room, room.host_user)

@@ -4,7 +4,7 @@ import { $, el, store, stored, toast } from "./dom.js";
 import { effectSource, microphoneConstraints, outgoingTrack } from "./effects/index.js";
 import { cameraSender, publishScreen, unpublishScreen } from "./media.js";
 import { send } from "./socket.js";
-import { state } from "./state.js";
+import { mediaStateFields, state } from "./state.js";
 import { renderTiles } from "./tiles.js";
 
 // Settles once the pre-join getUserMedia did: "Join now" works before that (see startMedia).
@@ -115,7 +115,7 @@ export async function fillDevices() {
 }
 
 export function sendMediaState() {
-  send({ type: "media_state", audio_muted: state.audioMuted, video_muted: state.videoMuted, screen_sharing: state.sharing });
+  send({ type: "media_state", ...mediaStateFields() });
 }
 
 export function setAudioMuted(muted) {

@@ -18,7 +18,7 @@ import { renderAll } from "./people.js";
 import { toggleRecording } from "./recording.js";
 import { finish, join, leave, onReconnecting, rejoinGrant } from "./session.js";
 import { closeSocket, configureSocket, probeSocket, send } from "./socket.js";
-import { state } from "./state.js";
+import { mediaStateFields, state } from "./state.js";
 import { renderTiles, schedulePreferences } from "./tiles.js";
 
 function wire() {
@@ -101,7 +101,10 @@ function wire() {
 
 async function main() {
   window.conferenceBoot?.loaded(); // every module arrived: static/js/boot.js forgets this tab's reloads
-  configureSocket({ handlers: FRAMES, rejoin: rejoinGrant, onReconnecting, onTerminal: finish });
+  configureSocket({
+    handlers: FRAMES, rejoin: rejoinGrant, onReconnecting, onTerminal: finish,
+    joinFrame: () => ({ media_state: mediaStateFields() }), // others see us muted / camera off from the start
+  });
   wire();
   if (!$("join-form")) { setPhase("prejoin"); return; } // the room has ended
   if (config.e2ee && !e2ee.mode) {

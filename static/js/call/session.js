@@ -11,7 +11,7 @@ import { closeAllPcs, startMedia, stopRecoveries } from "./media.js";
 import { renderAll } from "./people.js";
 import { onRecordingState } from "./recording.js";
 import { closeSocket, openSocket, send, socketJoined } from "./socket.js";
-import { state } from "./state.js";
+import { mediaStateFields, mediaStateHeld, state } from "./state.js";
 import { startStats, stopStats } from "./stats.js";
 import { clearTiles, removeTiles } from "./tiles.js";
 
@@ -125,7 +125,7 @@ export function onSnapshot(frame) {
     if (head > 0) send({ type: "chat_sync", after_seq: state.lastSeq });
   }
   resumeChat(); // messages typed while we were away (or before a reload), in order
-  sendMediaState();
+  if (!mediaStateHeld(frame.you, mediaStateFields())) sendMediaState(); // the join frame carried it (main.js)
   if (config.e2ee) e2eeAnnounce();
   startMedia();
 }

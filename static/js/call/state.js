@@ -56,3 +56,17 @@ export const state = {
   recording: { recordingId: null, status: "none", reason: null }, // the room's latest recording
   e2ee: null, // set by e2ee.js
 };
+
+/** Our media state as the `media_state` frame carries it (and the `join` frame's `media_state`, docs/protocol.md §1). */
+export function mediaStateFields(s = state) {
+  return { audio_muted: s.audioMuted, video_muted: s.videoMuted, screen_sharing: s.sharing };
+}
+
+/**
+ * Whether the server already holds `fields` for us (`you` of a `room_snapshot`): it took them from the join
+ * frame, or kept them from before a reconnect. Otherwise (a server that ignores the join frame's
+ * `media_state`, or a toggle while joining) the page sends a `media_state` frame.
+ */
+export function mediaStateHeld(you, fields) {
+  return !!you && Object.entries(fields).every(([name, value]) => you[name] === value);
+}
