@@ -197,7 +197,8 @@ async def measure(k: int, on: int, newcomer_on: bool, new: bool) -> dict[str, fl
 
     await step("join", join)
     await step("speak", speak)
-    waits = sorted((t - result.pop("t0")) * 1000 for p, t in h.shown_at.items() if p != f"p{k}")
+    t0 = result.pop("t0")
+    waits = sorted((t - t0) * 1000 for p, t in h.shown_at.items() if p != f"p{k}")
     result["shown_first_ms"] = waits[0] if waits else float("nan")
     result["shown_median_ms"] = statistics.median(waits) if waits else float("nan")
     result["shown_last_ms"] = waits[-1] if waits else float("nan")
