@@ -591,3 +591,34 @@ async def test_a_joining_camera_everyone_is_shown_is_offered_at_its_first_packet
     await sub.answer(offer)
     await recv_frames(sub.track("p2", "camera"), 3)
     await asyncio.gather(p1.close(), p2.close(), sub.close())
+
+
+@pytest.mark.asyncio
+async def test_pooled_lines_a_camera_turned_on_gets_a_line_when_there_is_none_to_re_map(harness) -> None:
+    """Above the video bound (pooled lines, N=2), one camera on: each subscriber has one video line. A second
+    camera turns on: every other subscriber is shown it and, with no line to re-map, is re-offered one (it used
+    to wait for the next join or leave); turning it off again re-offers nobody (the line stays, paused)."""
+    h = harness(max_video_mlines=2)
+    h.room.last_n = 2
+    for i in range(5):
+        await h.publish(f"p{i}")
+        await h.subscribe(f"p{i}")
+    h.publications["p0"].camera_on = True
+    h.look_at_cameras()
+    async with h.room.lock:
+        await h.room.renegotiate_all()  # as a leave would: lines of cameras that are off are given up
+    await h.settle()
+    assert all(h.video_mlines(f"p{i}") == {"p0"} for i in range(1, 5))
+
+    mark = len(h.events)
+    h.publications["p3"].camera_on = True
+    h.look_at_cameras()
+    await h.settle()
+    assert sorted(e["participant"] for e in h.offers(mark)) == ["p0", "p1", "p2", "p4"]
+    assert all("p3" in h.video_mlines(f"p{i}") for i in (0, 1, 2, 4))
+
+    mark = len(h.events)
+    h.publications["p3"].camera_on = False
+    h.look_at_cameras()
+    await h.settle()
+    assert h.offers(mark) == []
