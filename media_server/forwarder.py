@@ -494,6 +494,22 @@ class Forwarder:
         if self.kind == "video":
             self.request_keyframe(force=True)
 
+    def notify_first_packet(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, synchronously, when the next packet arrives (at once if one came already).
+
+        A one-shot sink: until then every packet takes the Python path (the C receive path hands packets of
+        a forwarder with sinks to :meth:`on_rtp`), afterwards nothing is left in the packet path.
+        """
+        if self.packets_in:
+            callback()
+            return
+
+        def sink(packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
+            self.remove_sink(sink)
+            callback()
+
+        self.sinks = [*self.sinks, sink]
+
     def remove_sink(self, sink: Sink) -> None:
         self.sinks = [s for s in self.sinks if s is not sink]
 

@@ -13,6 +13,9 @@ Pure selection logic (no I/O, no aiortc), used by :class:`media_server.room.Room
   loudest ``limit``, with a newly speaking participant admitted on its first
   loud packet (no switch latency) when a place is free or held by someone
   quieter.
+* :func:`needs_offer` — whether a subscriber must be re-offered: not for a
+  camera it is not shown, nor for one that has sent nothing yet (a join of
+  someone nobody sees, or whose camera is off, re-offers nobody).
 * :func:`audio_pool` — in a room with more microphones than a subscriber has
   audio m-lines (``max_audio_mlines``), which microphones hold those lines:
   the audible ones always, the others kept where they are (no needless
@@ -26,7 +29,7 @@ noise at best.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Protocol, TypeVar
 
 ALL_VIDEO_UP_TO = 6
@@ -97,8 +100,14 @@ class VideoTrack(Protocol):
     def source(self) -> str: ...
 
 
+class Track(VideoTrack, Protocol):
+    @property
+    def kind(self) -> str: ...
+
+
 T = TypeVar("T", bound=VideoTrack)
 H = TypeVar("H")
+K = TypeVar("K", bound=Track)
 
 
 def select_video(
@@ -225,3 +234,34 @@ def audio_pool(*, bound: Sequence[H], audible: Sequence[H], candidates: Sequence
         if m in present and m not in chosen:
             chosen.append(m)
     return chosen
+
+
+def needs_offer(
+    *,
+    negotiated: Collection[K],
+    desired: Iterable[K],
+    shown: Collection[K] | None,
+    due: Callable[[K], bool],
+) -> bool:
+    """Whether a subscriber whose m-lines carry ``negotiated`` must be offered ``desired`` now.
+
+    Yes when a negotiated track is no longer desired (it left, or a pooled line is given up), or a
+    desired microphone, screen share or other non-camera track has no m-line. A camera without an
+    m-line forces an offer only when the subscriber is shown it (``shown``: its last-N video; None:
+    every video) and it is ``due`` (the caller's rule: it has sent a packet, or the subscriber pinned
+    it): a camera nobody is shown, or one published just now that may well be off, waits for the
+    next offer, which carries it (an offer always carries all of ``desired``). Tracks must be
+    hashable (the SFU's compare by identity).
+    """
+    wanted = list(desired)
+    present = set(wanted)
+    if any(t not in present for t in negotiated):
+        return True
+    for track in wanted:
+        if track in negotiated:
+            continue
+        if track.kind != "video" or track.source != "camera":
+            return True
+        if (shown is None or track in shown) and due(track):
+            return True
+    return False

@@ -169,6 +169,7 @@ class Room:
         for track in publisher.tracks:
             if track.source == "microphone":  # heard once it speaks (lastn.AudioSelector)
                 track.forwarder.audible = participant_id in self.audio.audible
+            self._watch_first_packet(track)
         if self.recorder is not None:
             self.recorder.add_tracks(publisher.tracks)
         self._relays_changed()
@@ -205,7 +206,7 @@ class Room:
         self._apply_tiles(p)
         self._watch_state(participant_id, "subscribe", subscriber.pc)
         view = self._view()
-        self.select_all(view)  # the room may have grown past a last-N size step
+        self.select_all(view, offering=p)  # the room may have grown past a last-N size step
         desired = self.desired_for(p, view)
         if not desired:
             subscriber.revision += 1  # a new baseline: offers of a replaced connection are stale
@@ -338,10 +339,60 @@ class Room:
             tracks=tracks, microphones=self._by_speaker(tracks), speakers=speakers, last_n=self.effective_last_n()
         )
 
-    def select_all(self, view: RoomView | None = None) -> None:
+    def select_all(self, view: RoomView | None = None, *, offering: Participant | None = None) -> None:
+        """Apply last-N to every subscriber; queue a renegotiation if one now needs an m-line (``_needs_offer``).
+
+        ``offering``: a participant whose offer the caller makes next (not checked). A subscriber with an
+        offer outstanding is marked ``dirty`` instead: re-checked when it answers.
+        """
         view = view or self._view()
+        needed = False
         for p in list(self.participants.values()):
-            self._select(p, view)
+            selection = self._select(p, view)
+            subscriber = p.subscriber
+            if selection is None or subscriber is None or p is offering or subscriber.dirty:
+                continue
+            if (subscriber.outstanding is None and needed) or not self._needs_offer(
+                p, subscriber, *selection, dropping=False
+            ):
+                continue
+            if subscriber.outstanding is not None:
+                subscriber.dirty = True
+            else:
+                needed = True
+        if needed:
+            self.renegotiate_later()
+
+    def _needs_offer(
+        self,
+        p: Participant,
+        subscriber: Subscriber,
+        desired: list[PublishedTrack],
+        shown: list[PublishedTrack] | None,
+        *,
+        dropping: bool = True,
+    ) -> bool:
+        """True if ``subscriber`` must be offered ``desired`` now (lastn.needs_offer).
+
+        ``dropping`` False: an m-line whose track is no longer desired is no reason (a selection change
+        alone: in a pooled room a deselected video keeps its line, paused, as before; publications that
+        end renegotiate through ``renegotiate_all``).
+
+        A camera that has no m-line there yet waits for the subscriber's next offer unless the subscriber is
+        shown it and it has sent a packet (or is pinned): a join of someone the others are not shown, or whose
+        camera is off, re-offers nobody (issue 19). A camera published just now counts as sending for last-N
+        (``check_cameras``) but not here, until its first packet (``_watch_first_packet``).
+        """
+        pinned = p.preferences.pinned
+        negotiated = {s.track for s in subscriber.slots if s.track is not None}
+        if not dropping:
+            negotiated &= set(desired)
+        return lastn.needs_offer(
+            negotiated=negotiated,
+            desired=desired,
+            shown=None if shown is None else set(shown),
+            due=lambda t: t.participant in pinned or any(f.packets_in for f in t.all_layers),
+        )
 
     def _selection(
         self, p: Participant, view: RoomView
@@ -415,12 +466,14 @@ class Room:
         microphones.sort(key=lambda t: rank.get(t.participant, len(rank)))
         return microphones
 
-    def _select(self, p: Participant, view: RoomView | None = None) -> list[PublishedTrack] | None:
+    def _select(
+        self, p: Participant, view: RoomView | None = None
+    ) -> tuple[list[PublishedTrack], list[PublishedTrack] | None] | None:
         """Apply last-N to ``p``'s subscribe connection: re-map pooled m-lines, attach/detach video.
 
         Never renegotiates (``_renegotiate`` does when the selection needs more m-lines).
-        Returns what ``desired_for(p)`` would after it (None without a subscribe connection),
-        computed once: at 100 participants a pass over everyone is O(N²).
+        Returns (what ``desired_for(p)`` would after it, the video ``p`` is shown: None = all), or None
+        without a subscribe connection; computed once: at 100 participants a pass over everyone is O(N²).
         """
         if p.subscriber is None:
             return None
@@ -434,7 +487,7 @@ class Room:
         if microphones is not None:
             p.subscriber.rebind_audio(microphones)
         self._report(p)
-        return self._desired(tracks, selected, pooled, microphones)
+        return self._desired(tracks, selected, pooled, microphones), selected
 
     def _report(self, p: Participant) -> None:
         """Tell ``p`` (``forwarded_tracks``) when what its connection is fed with changed."""
@@ -469,6 +522,30 @@ class Room:
                 bandwidth=subscriber.bandwidth(),
             )
         )
+
+    def _watch_first_packet(self, track: PublishedTrack) -> None:
+        """Re-select everyone once a camera's first packet arrived: subscribers shown it then get its m-line.
+
+        Until then it has none where it had none (``_needs_offer``): a camera that is off sends nothing, and
+        a join of someone whose camera is off then re-offers nobody.
+        """
+        if track.source != "camera":
+            return
+        fired = False
+
+        def first_packet() -> None:
+            nonlocal fired
+            if not fired:
+                fired = True
+                # Not inside the publisher's packet handling (select_all attaches downstreams).
+                asyncio.get_running_loop().call_soon(self._camera_started)
+
+        for forwarder in track.all_layers:
+            forwarder.notify_first_packet(first_packet)
+
+    def _camera_started(self) -> None:
+        if not self.closed:
+            self.select_all()
 
     def _speaker_changed(self, participant_id: str) -> None:
         self._emit(protocol.active_speaker_event(self.id, participant_id))
@@ -568,6 +645,8 @@ class Room:
         return True
 
     def _remote_changed(self, added: list[PublishedTrack], removed: list[PublishedTrack]) -> None:
+        for track in added:
+            self._watch_first_packet(track)
         if self.recorder is not None:
             self.recorder.add_tracks(added)
             self.recorder.remove_tracks(removed)
@@ -614,12 +693,14 @@ class Room:
                     view = None  # an offer was awaited: the room may have changed meanwhile
 
     async def _renegotiate(self, p: Participant, *, reoffer: bool = False, view: RoomView | None = None) -> bool:
-        """Offer ``p`` its current selection if its m-lines must change (or ``reoffer``); True if it offered."""
+        """Offer ``p`` its current selection if its m-lines must change now (``_needs_offer``; or ``reoffer``).
+
+        True if it offered."""
         subscriber = p.subscriber
         if subscriber is None or subscriber.pc.connectionState == "closed":
             return False  # a connection aiortc closed by itself is failed by _fail (queued on the lock), not offered
-        desired = self._select(p, view) or []
-        if not reoffer and not subscriber.wanted(desired):
+        desired, shown = self._select(p, view) or ([], None)
+        if not reoffer and not self._needs_offer(p, subscriber, desired, shown):
             return False
         if subscriber.outstanding is not None and not reoffer:
             subscriber.dirty = True  # coalesced: offered once the current offer is answered

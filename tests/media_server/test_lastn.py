@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from ms_helpers import AUTH, PublisherClient, SubscriberClient, recv_frames, until
+import pytest_asyncio
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+from ms_helpers import AUTH, PublisherClient, SubscriberClient, new_pc, recv_frames, until
+
+from media_server import aiortc_hooks
+from media_server.config import Config
+from media_server.forwarder import Forwarder
+from media_server.participant import PublishedTrack
+from media_server.protocol import Preferences
+from media_server.room import CAMERA_IDLE, Room
 
 
 async def packets(sub: SubscriberClient, participant: str, source: str) -> int:
@@ -306,3 +318,307 @@ async def test_a_camera_that_sends_nothing_takes_no_last_n_place(media, fake_dja
     pubs[0].video.sending.set()  # and on again: first in join order again
     await forwarded_when(fake_django, lambda e: forwarded(e) == {("p1", "camera"), ("p2", "camera")}, n)
     await asyncio.gather(*(pub.close() for pub in pubs), sub.close())
+
+
+# -- which joins re-offer whom (issue 19): a Room with connection-less publications, answered in process --
+
+VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+
+
+class _Publication:
+    """A camera + microphone publication without a connection: what the Room reads (``tracks``)."""
+
+    def __init__(self, participant: str) -> None:
+        self.tracks = [
+            PublishedTrack(
+                participant, "camera", kind, source, Forwarder(kind=kind, request_keyframe=lambda: None), None
+            )  # type: ignore[arg-type]
+            for kind, source in (("audio", "microphone"), ("video", "camera"))
+        ]
+        self.camera = self.tracks[1]
+        self.camera_on = False  # sends a packet whenever the cameras are looked at (_RoomHarness.look_at_cameras)
+        self._seq = 0
+
+    def send_video(self) -> None:
+        """One camera packet (not a keyframe: nothing here decodes)."""
+        self._seq += 1
+        packet = RtpPacket(payload_type=96, sequence_number=self._seq, timestamp=self._seq * 3000, ssrc=1)
+        packet.payload = b"\x90\x80\x00\x01\x00\x00"
+        self.camera.forwarder.on_rtp(packet, VP8)
+
+
+class _RoomHarness:
+    """A Room whose subscribers are aiortc clients of this process; offers counted from the emitted events.
+
+    The camera check does not run on its own: the test says when it looks (``look_at_cameras``), so which
+    camera counts as sending does not depend on how fast this machine is.
+    """
+
+    def __init__(self, **config: Any) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.room = Room(
+            "r", config=Config(secret="x" * 16, subscribe_offer_timeout=600.0, **config), emit=self.events.append
+        )
+        self.room._camera_check.cancel()
+        self.clients: dict[str, RTCPeerConnection] = {}
+        self.publications: dict[str, _Publication] = {}
+        self._answered = 0
+        self._clock = time.monotonic() + 1000.0
+
+    async def publish(self, participant: str) -> _Publication:
+        """What Room.publish does after accepting the offer (its answer does not wait for the re-offers)."""
+        publication = _Publication(participant)
+        async with self.room.lock:
+            self.room.participant(participant, create=True).publishers["camera"] = publication  # type: ignore[assignment]
+            for track in publication.tracks:
+                self.room._watch_first_packet(track)
+            self.room.renegotiate_later()
+        self.publications[participant] = publication
+        await self.settle()
+        return publication
+
+    async def subscribe(self, participant: str) -> None:
+        async with self.room.lock:
+            sdp, revision, _ = await self.room.subscribe(participant)
+        self.clients[participant] = new_pc()
+        if sdp is not None:  # None: nothing to receive yet (the first offer comes as an event)
+            await self._answer(participant, sdp, revision)
+
+    async def _answer(self, participant: str, sdp: str, revision: int) -> None:
+        client = self.clients[participant]
+        await client.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        await client.setLocalDescription(await client.createAnswer())
+        async with self.room.lock:
+            await self.room.subscribe_answer(participant, client.localDescription.sdp, revision)
+
+    async def settle(self) -> None:
+        """Let queued work run (first-packet callbacks, a queued renegotiation), answering every offer."""
+        while True:
+            for _ in range(3):
+                await asyncio.sleep(0)
+            async with self.room.lock:
+                pass
+            offers = [e for e in self.events[self._answered :] if e["type"] == "subscribe_offer"]
+            self._answered = len(self.events)
+            if not offers and not self.room._renegotiation_queued:
+                return
+            for offer in offers:
+                await self._answer(offer["participant"], offer["sdp"], offer["revision"])
+
+    def offers(self, since: int) -> list[dict[str, Any]]:
+        return [e for e in self.events[since:] if e["type"] == "subscribe_offer"]
+
+    def look_at_cameras(self) -> None:
+        """The camera check, each time on a clock 10 CAMERA_IDLE later (whatever the machine's speed): every
+        camera that is on sends a packet first and is sending, every other one is off."""
+        for publication in self.publications.values():
+            if publication.camera_on:
+                publication.send_video()
+        self._clock += 10 * CAMERA_IDLE
+        self.room.check_cameras(self._clock)
+
+    def video_mlines(self, participant: str) -> set[str]:
+        subscriber = self.room.participants[participant].subscriber
+        assert subscriber is not None
+        return {s.track.participant for s in subscriber.slots if s.track is not None and s.kind == "video"}
+
+    async def close(self) -> None:
+        for p in self.room.participants.values():
+            p.publishers.clear()  # connection-less: nothing to close
+        await self.room.close()
+        await asyncio.gather(*(c.close() for c in self.clients.values()))
+
+
+@pytest_asyncio.fixture
+async def harness() -> Any:
+    aiortc_hooks.set_ice_host_addresses(["127.0.0.1"])
+    made: list[_RoomHarness] = []
+
+    def make(**config: Any) -> _RoomHarness:
+        made.append(_RoomHarness(**config))
+        return made[-1]
+
+    yield make
+    for h in made:
+        await h.close()
+
+
+async def room_of(make: Any, size: int, sending: int) -> _RoomHarness:
+    """``size`` participants p0.. each publishing a camera + microphone and subscribed (answered); the
+    cameras of the first ``sending`` sent a packet, the others are off (as the camera check saw them)."""
+    h = make()
+    for i in range(size):
+        await h.publish(f"p{i}")
+        await h.subscribe(f"p{i}")
+    for i in range(sending):
+        h.publications[f"p{i}"].camera_on = True
+    h.look_at_cameras()
+    await h.settle()
+    return h
+
+
+@pytest.mark.asyncio
+async def test_a_join_nobody_is_shown_re_offers_nobody_until_its_camera_is_shown(harness) -> None:
+    """Twelve people, every camera on (last-N 9, below the pooled bound: one m-line per video): a thirteenth
+    whose camera none of them is shown (joined last, nobody spoke) makes no subscribe offer, camera on or not;
+    when it speaks, each subscriber is re-offered once, with its camera."""
+    h = await room_of(harness, 12, sending=12)
+    mark = len(h.events)
+    newcomer = await h.publish("p12")
+    await h.subscribe("p12")
+    newcomer.camera_on = True
+    newcomer.send_video()
+    await h.settle()
+    h.look_at_cameras()
+    await h.settle()
+    assert [e["participant"] for e in h.offers(mark)] == []
+    assert all("p12" not in h.video_mlines(f"p{i}") for i in range(12))
+    assert len(h.video_mlines("p12")) == 12  # the newcomer's own offer: every other camera (as before)
+
+    mark = len(h.events)
+    h.room._speaker_changed("p12")  # it talks: now everyone is shown its camera
+    await h.settle()
+    offers = h.offers(mark)
+    assert sorted(e["participant"] for e in offers) == sorted(f"p{i}" for i in range(12))
+    assert all(any(t["participant"] == "p12" and t["kind"] == "video" for t in e["tracks"]) for e in offers)
+    # later speaker changes between people who have m-lines renegotiate nothing (attach/detach only)
+    mark = len(h.events)
+    h.room._speaker_changed("p11")
+    h.room._speaker_changed("p3")
+    await h.settle()
+    assert h.offers(mark) == []
+
+
+@pytest.mark.asyncio
+async def test_a_camera_published_just_now_gets_m_lines_from_its_first_packet_not_before(harness) -> None:
+    """Twelve people, six cameras on: a newcomer's camera would be among everyone's nine (it counts as
+    sending while just published), but it gets m-lines only once it sends: camera off, no re-offer at all;
+    camera on, every subscriber is re-offered once, with it, at its first packet."""
+    h = await room_of(harness, 12, sending=6)
+    mark = len(h.events)
+    off = await h.publish("p12")  # its camera stays off
+    await h.subscribe("p12")
+    h.look_at_cameras()
+    await h.settle()
+    assert h.offers(mark) == []
+    assert off.camera.forwarder.packets_in == 0
+
+    mark = len(h.events)
+    on = await h.publish("p13")
+    await h.subscribe("p13")
+    assert [e["participant"] for e in h.offers(mark)] == []  # nothing before its first packet
+    on.camera_on = True
+    on.send_video()
+    await h.settle()
+    h.look_at_cameras()
+    await h.settle()
+    offers = h.offers(mark)
+    assert sorted(e["participant"] for e in offers) == sorted(f"p{i}" for i in range(13))
+    assert all(any(t["participant"] == "p13" and t["kind"] == "video" for t in e["tracks"]) for e in offers)
+    assert all(e["tracks"] for e in offers)
+    # the off camera came along in those offers (an offer carries every video), not in offers of its own
+    assert all("p12" in h.video_mlines(f"p{i}") for i in range(12))
+
+
+@pytest.mark.asyncio
+async def test_pinning_a_camera_without_an_m_line_re_offers_only_the_one_who_pinned(harness) -> None:
+    """A camera nobody is shown has no m-line; one subscriber pins it: that subscriber alone is re-offered."""
+    h = await room_of(harness, 12, sending=12)
+    await h.publish("p12")
+    await h.subscribe("p12")
+    h.publications["p12"].camera_on = True
+    h.publications["p12"].send_video()
+    h.look_at_cameras()
+    await h.settle()
+    mark = len(h.events)
+    async with h.room.lock:
+        await h.room.set_preferences("p0", Preferences(pinned=("p12",)))
+    await h.settle()
+    assert [e["participant"] for e in h.offers(mark)] == ["p0"]
+    assert "p12" in h.video_mlines("p0")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("media", [{"max_audio_mlines": 2}], indirect=True)
+async def test_a_joining_camera_nobody_is_shown_gets_its_m_line_when_it_speaks_and_decodes(media, fake_django) -> None:
+    """Over real connections, N=1 and pooled microphones (so a join changes no audio m-line): a third camera
+    joining makes no offer to the subscriber, though it sends; when its owner speaks the subscriber is offered
+    its m-line, answers, and decodes it."""
+    pubs, sub, body = await silent_cameras_and_a_subscriber(media, "join", 2, last_n=1)
+    await sub.answer(body)
+    await forwarded_when(fake_django, lambda e: forwarded(e) == {("p1", "camera")})
+    mark = len(fake_django.events)
+    p3 = PublisherClient(media.http, "join", "p3", amplitude=0)
+    await p3.start()
+    room = media.service.rooms["join"]
+    camera = next(t for t in room.participants["p3"].publishers["camera"].tracks if t.source == "camera")
+    assert await until(lambda: camera.forwarder.packets_in > 0), "p3's camera never sent"
+    # a control call queues behind any renegotiation its first packet caused (the room lock is FIFO)
+    resp = await media.http.put("/v1/rooms/join/participants/s/preferences", json={"protocol": 1}, headers=AUTH)
+    assert resp.status == 204
+    assert not [e for e in fake_django.events[mark:] if e["type"] == "subscribe_offer" and e["participant"] == "s"]
+    assert "p3" not in {s.track.participant for s in room.participants["s"].subscriber.slots if s.track}
+
+    assert p3.audio is not None
+    p3.audio.amplitude = 8000  # p3 speaks: the subscriber is shown its camera, which has no m-line there yet
+    offer = await fake_django.wait_for(lambda e: e["type"] == "subscribe_offer" and e["participant"] == "s", start=mark)
+    assert ("p3", "camera") in {(t["participant"], t["source"]) for t in offer["tracks"]}
+    await sub.answer(offer)
+    await forwarded_when(fake_django, lambda e: forwarded(e) == {("p3", "camera")}, mark)
+    await recv_frames(sub.track("p3", "camera"), 3)
+    await asyncio.gather(*(p.close() for p in pubs), p3.close(), sub.close())
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("media", [{"max_audio_mlines": 1}], indirect=True)
+async def test_a_joining_camera_everyone_is_shown_is_offered_at_its_first_packet(media, fake_django) -> None:
+    """Two people (every video shown, no last-N and so no camera check) with pooled microphones: the
+    second one's camera is offered to the first as soon as its first packet arrived (through the receive
+    path, a one-shot sink), and decodes; the join itself changed no m-line."""
+    p1 = PublisherClient(media.http, "pair", "p1", amplitude=0)
+    await p1.start()
+    sub = SubscriberClient(media.http, "pair", "s", answer_filter=without_bandwidth_estimate)
+    await sub.start()
+    await forwarded_when(fake_django, lambda e: forwarded(e) == {("p1", "camera")})
+    mark = len(fake_django.events)
+    p2 = PublisherClient(media.http, "pair", "p2", amplitude=0)
+    await p2.start()
+    offer = await fake_django.wait_for(lambda e: e["type"] == "subscribe_offer" and e["participant"] == "s", start=mark)
+    room = media.service.rooms["pair"]
+    camera = next(t for t in room.participants["p2"].publishers["camera"].tracks if t.source == "camera")
+    assert camera.forwarder.packets_in > 0  # offered once it sent, not at its publication
+    assert ("p2", "camera") in {(t["participant"], t["source"]) for t in offer["tracks"]}
+    await sub.answer(offer)
+    await recv_frames(sub.track("p2", "camera"), 3)
+    await asyncio.gather(p1.close(), p2.close(), sub.close())
+
+
+@pytest.mark.asyncio
+async def test_pooled_lines_a_camera_turned_on_gets_a_line_when_there_is_none_to_re_map(harness) -> None:
+    """Above the video bound (pooled lines, N=2), one camera on: each subscriber has one video line. A second
+    camera turns on: every other subscriber is shown it and, with no line to re-map, is re-offered one (it used
+    to wait for the next join or leave); turning it off again re-offers nobody (the line stays, paused)."""
+    h = harness(max_video_mlines=2)
+    h.room.last_n = 2
+    for i in range(5):
+        await h.publish(f"p{i}")
+        await h.subscribe(f"p{i}")
+    h.publications["p0"].camera_on = True
+    h.look_at_cameras()
+    async with h.room.lock:
+        await h.room.renegotiate_all()  # as a leave would: lines of cameras that are off are given up
+    await h.settle()
+    assert all(h.video_mlines(f"p{i}") == {"p0"} for i in range(1, 5))
+
+    mark = len(h.events)
+    h.publications["p3"].camera_on = True
+    h.look_at_cameras()
+    await h.settle()
+    assert sorted(e["participant"] for e in h.offers(mark)) == ["p0", "p1", "p2", "p4"]
+    assert all("p3" in h.video_mlines(f"p{i}") for i in (0, 1, 2, 4))
+
+    mark = len(h.events)
+    h.publications["p3"].camera_on = False
+    h.look_at_cameras()
+    await h.settle()
+    assert h.offers(mark) == []

@@ -186,6 +186,36 @@ def test_gated_microphone_drops_packets_and_resumes_without_a_sequence_gap() -> 
     assert len(sent) == 3  # a packet without a level cannot be judged: never gated
 
 
+@dataclass(frozen=True)
+class M:
+    participant: str
+    source: str = "camera"
+    kind: str = "video"
+
+
+def test_needs_offer_only_for_a_camera_the_subscriber_is_shown_and_that_has_sent() -> None:
+    from media_server.lastn import needs_offer
+
+    a, b, c = M("a"), M("b"), M("c")
+    mic_c, screen_c = M("c", "microphone", "audio"), M("c", "screen")
+    sent = {a, b}
+    shown = {a, b, c}
+
+    def due(t: M) -> bool:
+        return t in sent
+
+    assert not needs_offer(negotiated={a, b}, desired=[a, b], shown=shown, due=due)  # nothing changed
+    # a camera nobody is shown, or one that has sent nothing yet: no offer of its own
+    assert not needs_offer(negotiated={a}, desired=[a, b], shown={a}, due=due)
+    assert not needs_offer(negotiated={a, b}, desired=[a, b, c], shown=shown, due=due)
+    assert needs_offer(negotiated={a}, desired=[a, b], shown=shown, due=due)  # shown and sending
+    assert needs_offer(negotiated={a}, desired=[a, b], shown=None, due=due)  # None: every video is shown
+    # anything else without an m-line, or a negotiated track no longer desired: an offer, as always
+    assert needs_offer(negotiated={a, b}, desired=[a, b, mic_c], shown=shown, due=due)
+    assert needs_offer(negotiated={a, b}, desired=[a, b, screen_c], shown=set(), due=due)
+    assert needs_offer(negotiated={a, b}, desired=[a], shown=shown, due=due)
+
+
 def test_max_video_mlines_is_configurable() -> None:
     from media_server.config import ConfigError, parse_config
 
