@@ -3,8 +3,9 @@
 A host publishes its fake camera; a guest (camera and microphone on, as most people join) loads the join page
 and clicks "Join now" JOINS times, leaving between joins. The page itself timestamps the click (the form's
 ``submit``, ``performance.now()``) and the first video frame its subscribe connection decodes (``getStats``
-``framesDecoded`` polled every 10 ms, so the figure is at most ~10 ms late). The test prints every join and
-the median; docs/benchmarks.md §4 records them with the machine's load. Benchmarks are not tests: the only
+``framesDecoded`` polled every 10 ms, so the figure is at most ~10 ms late), and the steps between (REST
+join answered, socket open, ``room_snapshot``, publish answer, subscribe offer, each peer connection
+connected). The test prints every join with its steps and the median; docs/benchmarks.md §4 records them with the machine's load. Benchmarks are not tests: the only
 assertion is that every join shows the host's video.
 """
 
@@ -24,15 +25,46 @@ JOINS = 5
 # Installed before the page's own scripts: the click time and the first decoded remote frame after it.
 CLOCK_JS = """
 (() => {
-  window.__join = { clicked: null, firstFrame: null };
+  const join = window.__join = { clicked: null, firstFrame: null, marks: {} };
+  const mark = (what) => { if (join.clicked !== null && !(what in join.marks)) join.marks[what] = performance.now() - join.clicked; };
+  const pageFetch = window.fetch;
+  window.fetch = async (...args) => {
+    const response = await pageFetch(...args);
+    if (String(args[0]).endsWith("/join")) mark("REST join");
+    return response;
+  };
+  const PageSocket = window.WebSocket;
+  window.WebSocket = class extends PageSocket {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener("open", () => mark("socket open"));
+      this.addEventListener("message", (event) => {
+        const type = (event.data.match(/"type": ?"([a-z_]+)"/) || [])[1];
+        if (type === "room_snapshot") mark("snapshot");
+        if (type === "answer") mark("publish answer");
+        if (type === "offer") mark("subscribe offer");
+      });
+    }
+  };
+  const PagePc = window.RTCPeerConnection;
+  let n = 0;
+  window.RTCPeerConnection = class extends PagePc {
+    constructor(...args) {
+      super(...args);
+      const id = ++n;
+      this.addEventListener("connectionstatechange", () => {
+        if (this.connectionState === "connected") mark(`pc${id} connected`);
+      });
+    }
+  };
   document.addEventListener("submit", () => {
-    window.__join.clicked = performance.now();
+    join.clicked = performance.now();
     const poll = setInterval(async () => {
       const pc = window.conferenceCall && window.conferenceCall.pcs.subscribe;
       if (!pc) return;
       for (const s of (await pc.getStats()).values()) {
         if (s.type === "inbound-rtp" && s.kind === "video" && (s.framesDecoded || 0) > 0) {
-          if (window.__join.firstFrame === null) window.__join.firstFrame = performance.now();
+          if (join.firstFrame === null) join.firstFrame = performance.now();
           clearInterval(poll);
         }
       }
@@ -58,8 +90,16 @@ def test_click_join_to_first_remote_frame_is_printed(
         join_call(guest, room_id, name=f"Joiner {n + 1}")
         wait_media(guest, host_id, audio=False, timeout=60)
         guest.wait_for_function("() => window.__join.firstFrame !== null", timeout=30_000)
-        clicked, first = guest.evaluate("() => [window.__join.clicked, window.__join.firstFrame]")
+        clicked, first, marks = guest.evaluate(
+            "() => [window.__join.clicked, window.__join.firstFrame, window.__join.marks]"
+        )
         times_ms.append(first - clicked)
+        steps = sorted(marks.items(), key=lambda item: item[1])
+        print(
+            f"\njoin {n + 1}: "
+            + ", ".join(f"{what} {ms:.0f}" for what, ms in steps)
+            + f", first frame {first - clicked:.0f} ms"
+        )
         guest.context.close()
         contexts.remove(guest.context)
 
