@@ -35,18 +35,14 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "media_server"))
 
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
+from room_harness import RoomHarness
 
 from media_server import aiortc_hooks
-from media_server.config import Config
-from media_server.forwarder import Forwarder
 from media_server.participant import PublishedTrack, Subscriber
-from media_server.room import CAMERA_IDLE, Participant, Room
+from media_server.room import Participant, Room
 
-VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 NEW_RULE = Room._needs_offer
 
 
@@ -63,98 +59,20 @@ def old_rule(
     return dropping and subscriber.wanted(desired)
 
 
-class Publication:
-    def __init__(self, participant: str) -> None:
-        self.tracks = [
-            PublishedTrack(
-                participant, "camera", kind, source, Forwarder(kind=kind, request_keyframe=lambda: None), None
-            )  # type: ignore[arg-type]
-            for kind, source in (("audio", "microphone"), ("video", "camera"))
-        ]
-        self.seq = 0
-        self.camera_on = False
+class Harness(RoomHarness):
+    """The shared room harness, also noting when each subscriber starts forwarding a watched camera."""
 
-    def send_video(self) -> None:
-        self.seq += 1
-        packet = RtpPacket(payload_type=96, sequence_number=self.seq, timestamp=self.seq * 3000, ssrc=1)
-        packet.payload = b"\x90\x80\x00\x01\x00\x00"
-        self.tracks[1].forwarder.on_rtp(packet, VP8)
-
-
-class Harness:
     def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.room = Room(
-            "bench", config=Config(secret="x" * 16, subscribe_offer_timeout=600.0), emit=self.events.append
-        )
-        self.room._camera_check.cancel()  # the bench says when cameras are looked at
-        self.clients: dict[str, RTCPeerConnection] = {}
-        self.publications: dict[str, Publication] = {}
-        self.client_cpu = 0.0
-        self.clock = time.monotonic() + 1000.0
-        self._answered = 0
+        super().__init__("bench")
         self.watch: PublishedTrack | None = None  # a camera whose forwarding starts are timed (shown_at)
         self.shown_at: dict[str, float] = {}
 
-    async def publish(self, participant: str) -> Publication:
-        publication = Publication(participant)
-        async with self.room.lock:
-            self.room.participant(participant, create=True).publishers["camera"] = publication  # type: ignore[assignment]
-            for track in publication.tracks:
-                self.room._watch_first_packet(track)
-            self.room.renegotiate_later()
-        self.publications[participant] = publication
-        await self.settle()
-        return publication
-
-    async def subscribe(self, participant: str) -> None:
-        async with self.room.lock:
-            sdp, revision, _ = await self.room.subscribe(participant)
-        self.clients[participant] = RTCPeerConnection(
-            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-        )
-        if sdp is not None:
-            await self.answer(participant, sdp, revision)
-
     async def answer(self, participant: str, sdp: str, revision: int) -> None:
-        client = self.clients[participant]
-        t0 = time.process_time()
-        await client.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        await client.setLocalDescription(await client.createAnswer())
-        self.client_cpu += time.process_time() - t0
-        async with self.room.lock:
-            await self.room.subscribe_answer(participant, client.localDescription.sdp, revision)
+        await super().answer(participant, sdp, revision)
         if self.watch is not None and participant not in self.shown_at:
             subscriber = self.room.participants[participant].subscriber
             if subscriber is not None and any(s.attached is self.watch for s in subscriber.slots):
                 self.shown_at[participant] = time.monotonic()
-
-    async def settle(self) -> None:
-        while True:
-            for _ in range(3):
-                await asyncio.sleep(0)
-            async with self.room.lock:
-                pass
-            offers = [e for e in self.events[self._answered :] if e["type"] == "subscribe_offer"]
-            self._answered = len(self.events)
-            if not offers and not self.room._renegotiation_queued:
-                return
-            for offer in offers:
-                await self.answer(offer["participant"], offer["sdp"], offer["revision"])
-
-    def look_at_cameras(self) -> None:
-        """The camera check on a clock 10 CAMERA_IDLE later each time: cameras that are on send first."""
-        for publication in self.publications.values():
-            if publication.camera_on:
-                publication.send_video()
-        self.clock += 10 * CAMERA_IDLE
-        self.room.check_cameras(self.clock)
-
-    async def close(self) -> None:
-        for p in self.room.participants.values():
-            p.publishers.clear()
-        await self.room.close()
-        await asyncio.gather(*(c.close() for c in self.clients.values()))
 
 
 async def measure(k: int, on: int, newcomer_on: bool, new: bool) -> dict[str, float]:

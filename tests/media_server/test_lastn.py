@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiortc import RTCPeerConnection, RTCSessionDescription
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtpPacket
-from ms_helpers import AUTH, PublisherClient, SubscriberClient, new_pc, recv_frames, until
+from ms_helpers import AUTH, PublisherClient, SubscriberClient, recv_frames, until
+from room_harness import RoomHarness
 
 from media_server import aiortc_hooks
-from media_server.config import Config
-from media_server.forwarder import Forwarder
-from media_server.participant import PublishedTrack
 from media_server.protocol import Preferences
-from media_server.room import CAMERA_IDLE, Room
 
 
 async def packets(sub: SubscriberClient, participant: str, source: str) -> int:
@@ -322,120 +315,14 @@ async def test_a_camera_that_sends_nothing_takes_no_last_n_place(media, fake_dja
 
 # -- which joins re-offer whom (issue 19): a Room with connection-less publications, answered in process --
 
-VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
-
-
-class _Publication:
-    """A camera + microphone publication without a connection: what the Room reads (``tracks``)."""
-
-    def __init__(self, participant: str) -> None:
-        self.tracks = [
-            PublishedTrack(
-                participant, "camera", kind, source, Forwarder(kind=kind, request_keyframe=lambda: None), None
-            )  # type: ignore[arg-type]
-            for kind, source in (("audio", "microphone"), ("video", "camera"))
-        ]
-        self.camera = self.tracks[1]
-        self.camera_on = False  # sends a packet whenever the cameras are looked at (_RoomHarness.look_at_cameras)
-        self._seq = 0
-
-    def send_video(self) -> None:
-        """One camera packet (not a keyframe: nothing here decodes)."""
-        self._seq += 1
-        packet = RtpPacket(payload_type=96, sequence_number=self._seq, timestamp=self._seq * 3000, ssrc=1)
-        packet.payload = b"\x90\x80\x00\x01\x00\x00"
-        self.camera.forwarder.on_rtp(packet, VP8)
-
-
-class _RoomHarness:
-    """A Room whose subscribers are aiortc clients of this process; offers counted from the emitted events.
-
-    The camera check does not run on its own: the test says when it looks (``look_at_cameras``), so which
-    camera counts as sending does not depend on how fast this machine is.
-    """
-
-    def __init__(self, **config: Any) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.room = Room(
-            "r", config=Config(secret="x" * 16, subscribe_offer_timeout=600.0, **config), emit=self.events.append
-        )
-        self.room._camera_check.cancel()
-        self.clients: dict[str, RTCPeerConnection] = {}
-        self.publications: dict[str, _Publication] = {}
-        self._answered = 0
-        self._clock = time.monotonic() + 1000.0
-
-    async def publish(self, participant: str) -> _Publication:
-        """What Room.publish does after accepting the offer (its answer does not wait for the re-offers)."""
-        publication = _Publication(participant)
-        async with self.room.lock:
-            self.room.participant(participant, create=True).publishers["camera"] = publication  # type: ignore[assignment]
-            for track in publication.tracks:
-                self.room._watch_first_packet(track)
-            self.room.renegotiate_later()
-        self.publications[participant] = publication
-        await self.settle()
-        return publication
-
-    async def subscribe(self, participant: str) -> None:
-        async with self.room.lock:
-            sdp, revision, _ = await self.room.subscribe(participant)
-        self.clients[participant] = new_pc()
-        if sdp is not None:  # None: nothing to receive yet (the first offer comes as an event)
-            await self._answer(participant, sdp, revision)
-
-    async def _answer(self, participant: str, sdp: str, revision: int) -> None:
-        client = self.clients[participant]
-        await client.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        await client.setLocalDescription(await client.createAnswer())
-        async with self.room.lock:
-            await self.room.subscribe_answer(participant, client.localDescription.sdp, revision)
-
-    async def settle(self) -> None:
-        """Let queued work run (first-packet callbacks, a queued renegotiation), answering every offer."""
-        while True:
-            for _ in range(3):
-                await asyncio.sleep(0)
-            async with self.room.lock:
-                pass
-            offers = [e for e in self.events[self._answered :] if e["type"] == "subscribe_offer"]
-            self._answered = len(self.events)
-            if not offers and not self.room._renegotiation_queued:
-                return
-            for offer in offers:
-                await self._answer(offer["participant"], offer["sdp"], offer["revision"])
-
-    def offers(self, since: int) -> list[dict[str, Any]]:
-        return [e for e in self.events[since:] if e["type"] == "subscribe_offer"]
-
-    def look_at_cameras(self) -> None:
-        """The camera check, each time on a clock 10 CAMERA_IDLE later (whatever the machine's speed): every
-        camera that is on sends a packet first and is sending, every other one is off."""
-        for publication in self.publications.values():
-            if publication.camera_on:
-                publication.send_video()
-        self._clock += 10 * CAMERA_IDLE
-        self.room.check_cameras(self._clock)
-
-    def video_mlines(self, participant: str) -> set[str]:
-        subscriber = self.room.participants[participant].subscriber
-        assert subscriber is not None
-        return {s.track.participant for s in subscriber.slots if s.track is not None and s.kind == "video"}
-
-    async def close(self) -> None:
-        for p in self.room.participants.values():
-            p.publishers.clear()  # connection-less: nothing to close
-        await self.room.close()
-        await asyncio.gather(*(c.close() for c in self.clients.values()))
-
 
 @pytest_asyncio.fixture
 async def harness() -> Any:
     aiortc_hooks.set_ice_host_addresses(["127.0.0.1"])
-    made: list[_RoomHarness] = []
+    made: list[RoomHarness] = []
 
-    def make(**config: Any) -> _RoomHarness:
-        made.append(_RoomHarness(**config))
+    def make(**config: Any) -> RoomHarness:
+        made.append(RoomHarness(**config))
         return made[-1]
 
     yield make
@@ -443,7 +330,7 @@ async def harness() -> Any:
         await h.close()
 
 
-async def room_of(make: Any, size: int, sending: int) -> _RoomHarness:
+async def room_of(make: Any, size: int, sending: int) -> RoomHarness:
     """``size`` participants p0.. each publishing a camera + microphone and subscribed (answered); the
     cameras of the first ``sending`` sent a packet, the others are off (as the camera check saw them)."""
     h = make()

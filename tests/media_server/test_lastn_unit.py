@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import pytest
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
+from ms_helpers import new_pc
+from room_harness import Publication, RoomHarness
 
 from media_server.forwarder import Downstream, ExtensionIds, Forwarder
 from media_server.lastn import AudioSelector, SpeakerOrder, default_last_n, effective_last_n, select_video
@@ -253,43 +255,26 @@ def test_max_audio_mlines_is_configurable() -> None:
             parse_config(["--dev"], env={"MEDIA_MAX_AUDIO_MLINES": bad})
 
 
-class _FakePublisher:
-    """A publication without a connection: what Room reads (``tracks``) for offers."""
-
-    def __init__(self, participant: str) -> None:
-        from media_server.participant import PublishedTrack
-
-        self.tracks = [
-            PublishedTrack(
-                participant, "camera", kind, source, Forwarder(kind=kind, request_keyframe=lambda: None), None
-            )  # type: ignore[arg-type]
-            for kind, source in (("audio", "microphone"), ("video", "camera"))
-        ]
-
-
 @pytest.mark.asyncio
 async def test_a_100_person_room_offers_pooled_lines_well_under_the_socket_sdp_limit_and_joins_reoffer_nobody() -> None:
     """Default bounds: 6 microphone and 6 camera m-lines for 99 others; the offer fits the room socket's SDP limit
     with a wide margin (Chromium's answer to it is smaller still), and a 101st participant changes no m-line."""
     from media_server import aiortc_hooks
-    from media_server.config import Config
-    from media_server.room import Room
     from rooms.socket_protocol import MAX_SDP_CHARS
 
     aiortc_hooks.set_ice_host_addresses(["127.0.0.1"])
-    events: list[dict[str, object]] = []
-    room = Room("big", config=Config(secret="x" * 16), emit=events.append)
+    h = RoomHarness("big")
     for i in range(100):
-        room.participant(f"p{i}", create=True).publishers["camera"] = _FakePublisher(f"p{i}")  # type: ignore[assignment]
-    sdp, _, tracks = await room.subscribe("p0")
+        h.room.participant(f"p{i}", create=True).publishers["camera"] = Publication(f"p{i}")  # type: ignore[assignment]
+    async with h.room.lock:
+        sdp, revision, tracks = await h.room.subscribe("p0")
     assert sdp is not None
     assert sum(t.kind == "audio" for t in tracks) == 6 and sum(t.kind == "video" for t in tracks) == 6
     assert len(sdp) < MAX_SDP_CHARS / 2, len(sdp)
-    room.participant("p100", create=True).publishers["camera"] = _FakePublisher("p100")  # type: ignore[assignment]
-    await room.renegotiate_all()
-    assert not [e for e in events if e["type"] == "subscribe_offer"]
-    subscriber = room.participants["p0"].subscriber
-    assert subscriber is not None
-    await subscriber.close()
-    room.participants.clear()
-    await room.close()
+    h.clients["p0"] = new_pc()
+    await h.answer("p0", sdp, revision)  # answered: the connection is in use, as a browser's would be
+    mark = len(h.events)
+    await h.publish("p100")  # queues the room's renegotiation and answers whatever it offers
+    assert h.offers(mark) == []
+    assert len(h.video_mlines("p0")) == 6
+    await h.close()
