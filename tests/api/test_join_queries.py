@@ -12,13 +12,15 @@ from typing import Any
 import pytest
 
 from rooms import events, presence
+from rooms.grants import grant_read
 
 pytestmark = pytest.mark.django_db
 
 # Counted inside the test's transaction, so each atomic block adds a SAVEPOINT and its RELEASE.
 GUEST_REST_JOIN = 8  # room, removed-browser check, [room locked, scheduled meeting?, seated count, INSERT + key]
 MEMBER_REST_JOIN = 9  # user (JWT), room, [room locked, own earlier participant, scheduled meeting?, seated, INSERT]
-SOCKET_JOIN = 9  # grant's room, participant, [room locked, participant locked, UPDATE], seated list, recording
+# one database hop: [room locked, participant locked (the grant checked against it), UPDATE], seated list, recording
+SOCKET_JOIN = 7
 
 
 @pytest.fixture
@@ -36,9 +38,10 @@ def rest_join(client: Any, room_id: str, **body: Any) -> dict[str, Any]:
 def socket_join(
     grant: dict[str, Any], room_id: str, user: Any = None, media_state: dict[str, bool] | None = None
 ) -> presence.Entry:
-    """The two database hops of the room socket's ``join`` frame (rooms/consumers.py ``_join``)."""
-    session = presence.socket_authenticate(token=grant["token"], room_id=room_id, user=user)
-    entry, _outgoing = events.collecting(presence.socket_enter)(session=session, last_seq=None, media_state=media_state)
+    """The database hop of the room socket's ``join`` frame (rooms/consumers.py ``_join``)."""
+    (_session, entry), _outgoing = events.collecting(presence.socket_join)(
+        grant=grant_read(grant["token"]), room_id=room_id, user=user, last_seq=None, media_state=media_state
+    )
     return entry
 
 
