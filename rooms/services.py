@@ -51,8 +51,15 @@ def participant_public(participant: Participant) -> dict[str, Any]:
     }
 
 
-def _lock_room(room_id: str) -> Room:
-    room = Room.objects.select_for_update().filter(public_id=room_id).first()
+def _lock_room(room_id: str, *, with_meeting: bool = False) -> Room:
+    """The room's row, locked until the transaction ends.
+
+    ``with_meeting``: its scheduled meeting (if any) read in the same query, for ``_require_scheduled_open``.
+    """
+    rooms = Room.objects.select_for_update(of=("self",))
+    if with_meeting:
+        rooms = rooms.select_related("scheduled_meeting")
+    room = rooms.filter(public_id=room_id).first()
     if room is None:
         raise NotFound("No room has this ID.", code="room_not_found", room_id=room_id)
     return room
@@ -263,7 +270,7 @@ def _participant_join_locked(
     browser: str,
     guest_browser_key: str,
 ) -> JoinResult:
-    room = _lock_room(room_id)
+    room = _lock_room(room_id, with_meeting=True)
     _require_active(room)
     now = timezone.now()
     if not (user.is_authenticated and room.host_id == user.pk):

@@ -17,8 +17,11 @@ from rooms.grants import grant_read
 pytestmark = pytest.mark.django_db
 
 # Counted inside the test's transaction, so each atomic block adds a SAVEPOINT and its RELEASE.
-GUEST_REST_JOIN = 8  # room, removed-browser check, [room locked, scheduled meeting?, seated count, INSERT + key]
-MEMBER_REST_JOIN = 9  # user (JWT), room, [room locked, own earlier participant, scheduled meeting?, seated, INSERT]
+# room, [room locked with its scheduled meeting (if any), seated count, INSERT with the browser key]
+GUEST_REST_JOIN = 6
+# room, removed-browser check, [room locked with its meeting, seated count, INSERT]: a browser that has a key
+RETURNING_GUEST_REST_JOIN = 7
+MEMBER_REST_JOIN = 8  # user (JWT), room, [room locked with its meeting, own earlier participant, seated, INSERT]
 # one database hop: [room locked, participant locked (the grant checked against it), UPDATE], seated list, recording
 SOCKET_JOIN = 7
 
@@ -48,6 +51,15 @@ def socket_join(
 def test_guest_rest_join_queries(room_id: str, api_client: Any, django_assert_num_queries: Any) -> None:
     with django_assert_num_queries(GUEST_REST_JOIN):
         rest_join(api_client, room_id, display_name="Ada")
+
+
+def test_a_guest_browser_with_a_key_is_checked_for_removal_a_new_one_is_not(
+    room_id: str, api_client: Any, django_assert_num_queries: Any
+) -> None:
+    """A browser without the key cookie gets a new random key, which no removed participant can have."""
+    rest_join(api_client, room_id, display_name="Ada")  # sets the cookie
+    with django_assert_num_queries(RETURNING_GUEST_REST_JOIN):
+        rest_join(api_client, room_id, display_name="Ada again")
 
 
 def test_member_rest_join_queries(room_id: str, auth_client: Any, django_assert_num_queries: Any) -> None:
