@@ -243,21 +243,6 @@ async def test_reconnect_after_drop_into_a_full_room_closes_4013(world: Any) -> 
     await again.expect_closed(Close.ROOM_FULL)
 
 
-async def test_rejoining_after_being_denied_closes_4011(world: Any) -> None:
-    room = await world.room(waiting_room=True)
-    host, _ = await world.host(room)
-    grant = await world.grant(room)
-    waiting = world.socket(room, grant.token)
-    await waiting.join(expect="lobby_waiting")
-    await host.send({"type": "lobby_deny", "participantId": grant.participant.public_id})
-    await waiting.expect_closed(Close.DENIED)
-    again = world.socket(room, grant.token)
-    await again.connect()
-    await again.send({"type": "join", "token": grant.token, "protocol": 1})
-    assert (await again.expect("error"))["code"] == "denied"
-    await again.expect_closed(Close.DENIED)
-
-
 async def test_a_grant_replaced_by_a_newer_one_closes_4001(world: Any) -> None:
     room = await world.room()
     user = await world.user()
