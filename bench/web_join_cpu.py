@@ -1,4 +1,4 @@
-"""CPU of the web tier's join path in process: the REST join and the room socket's two database hops.
+"""CPU of the web tier's join path in process: the REST join and the room socket's database hop.
 
     .venv/bin/python bench/web_join_cpu.py [--joins 60] [--per-room 5] [--profile OUT.prof]
 
@@ -6,8 +6,8 @@ Migrates a fresh SQLite file (or, with DATABASE_URL, a fresh PostgreSQL
 database named after it, as bench/chat_fanout.py does), creates a host and
 rooms, then runs guest joins: ``POST /api/v1/rooms/{id}/join`` through
 Django's test client (middleware, DRF, the view) and the socket join's
-database work (``presence.socket_authenticate`` + ``presence.socket_enter``,
-what rooms/consumers.py runs on its database threads). Prints the median
+database work (``presence.socket_join``, what rooms/consumers.py runs on a
+database thread; before issue 19's fourth session two hops). Prints the median
 CPU (``time.thread_time``) of each and the queries each ran. Not counted:
 ASGI/Channels, the channel layer, events sent after commit, the media
 server (bench/load.py measures all of that together). ``--per-room``
@@ -43,6 +43,7 @@ def run(joins: int, per_room: int, profile_out: str | None = None) -> None:
     from rest_framework.test import APIClient
 
     from rooms import events, presence
+    from rooms.grants import grant_read
 
     host = APIClient()
     host.force_authenticate(get_user_model().objects.create_user("bench-host"))
@@ -59,8 +60,7 @@ def run(joins: int, per_room: int, profile_out: str | None = None) -> None:
             t1 = time.thread_time()
         with CaptureQueriesContext(connection) as socket_q:
             t2 = time.thread_time()
-            session = presence.socket_authenticate(token=grant["token"], room_id=room_id, user=None)
-            events.collecting(presence.socket_enter)(session=session, last_seq=None)
+            events.collecting(presence.socket_join)(grant=grant_read(grant["token"]), room_id=room_id, user=None)
             t3 = time.thread_time()
         return t1 - t0, t3 - t2, len(rest_q), len(socket_q)
 
@@ -85,7 +85,7 @@ def run(joins: int, per_room: int, profile_out: str | None = None) -> None:
     print(
         f"web join CPU, median of {joins} guest joins ({per_room} per room), {connection.vendor}:"
         f" REST join {rest[joins // 2]:.2f} ms ({results[-1][2]} queries),"
-        f" socket join hops {sock[joins // 2]:.2f} ms ({results[-1][3]} queries)"
+        f" socket join hop {sock[joins // 2]:.2f} ms ({results[-1][3]} queries)"
     )
 
 

@@ -19,11 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from chat_fanout import drop_database, prepare_database  # noqa: E402
+from _inprocess import CpuClock, alternating_rounds, print_medians, run_with_scratch_database  # noqa: E402
 
 SECRET = "mw-bench-secret-loopback-only-0123456789abc"  # noqa: S105 (in-process benchmark; >= 32 chars)
 EVENTS_PATH = "/internal/media/v1/events"
@@ -134,27 +130,24 @@ async def run(requests: int, rounds: int) -> None:
         await events(app)
 
     kinds = {"events POST": events_step, "REST join": join}
-    results: dict[tuple[str, str], list[float]] = {}
     for name, app in apps.items():  # warm-up: imports, URL resolver, first queries
         for _ in range(5):
             await events(app)
             await join(app, name)
-    for _ in range(rounds):
+
+    async def measure(name: str) -> dict[str, float]:
+        out = {}
         for kind, fn in kinds.items():
-            for name, app in apps.items():
-                t0 = time.process_time()
-                for _ in range(requests):
-                    await fn(app, name)
-                results.setdefault((kind, name), []).append((time.process_time() - t0) / requests * 1000)
+            clock = CpuClock()
+            for _ in range(requests):
+                await fn(apps[name], name)
+            out[kind] = clock.per(requests)
+        return out
+
+    figures = await alternating_rounds(rounds, list(apps), measure)
     threads.close()
-    load = os.getloadavg()[0]
-    print(
-        f"CPU per request (process, all threads), ms: median of {rounds} alternating rounds of {requests}; load {load:.1f}"
-    )
-    for kind in kinds:
-        medians = {name: statistics.median(results[(kind, name)]) for name in apps}
-        line = ", ".join(f"{name} {value:.2f}" for name, value in medians.items())
-        print(f"  {kind:12s} {line}; ratio {medians['sync chain'] / medians['async mixins']:.2f}")
+    title = f"CPU per request (process, all threads), ms: median of {rounds} alternating rounds of {requests}"
+    print_medians(title, figures, new="sync chain", old="async mixins")
 
 
 def main() -> None:
@@ -162,20 +155,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
-    env = os.environ
-    env.setdefault("DJANGO_SETTINGS_MODULE", "conference.settings")
-    env["CONFERENCE_ENV"] = "test"
-    env["THROTTLES_ENABLED"] = "0"
-    env["LOG_LEVEL"] = "WARNING"
-    env["MEDIA_SECRET"] = SECRET
-    with tempfile.TemporaryDirectory(prefix="conf-mw-") as tmp:
-        scratch = dict(env)
-        dbname = prepare_database(scratch, tmp)
-        env.update({k: v for k, v in scratch.items() if k in ("DATABASE_URL", "SQLITE_PATH")})
-        try:
-            asyncio.run(run(args.requests, args.rounds))
-        finally:
-            drop_database(dbname)
+    run_with_scratch_database("conf-mw-", lambda: run(args.requests, args.rounds), MEDIA_SECRET=SECRET)
 
 
 if __name__ == "__main__":

@@ -20,11 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from chat_fanout import drop_database, prepare_database  # noqa: E402
+from _inprocess import CpuClock, alternating_rounds, print_medians, run_with_scratch_database  # noqa: E402
 
 
 async def run(joins: int, rounds: int) -> None:
@@ -85,41 +81,30 @@ async def run(joins: int, rounds: int) -> None:
                 return comm
             assert frame["type"] != "error", frame
 
-    results: dict[str, list[float]] = {name: [] for name in apps}
-    opens: dict[str, list[float]] = {name: [] for name in apps}
-    for warm, app in enumerate(apps.values()):  # imports, URL resolver, first queries
+    for app in apps.values():  # imports, URL resolver, first queries
         for room_id, token in await sync_to_async(grants)(5):
             await (await join(app, room_id, token)).disconnect()
-        del warm
-    for _ in range(rounds):
-        for name, app in apps.items():
-            todo = await sync_to_async(grants)(joins)
-            await asyncio.sleep(0.2)  # the previous round's leaves, done before the clock starts
-            comms = []
-            t0 = time.process_time()
-            for room_id, _token in todo:
-                comms.append(await open_socket(app, room_id))
-            t1 = time.process_time()
-            for (room_id, token), comm in zip(todo, comms, strict=True):
-                await join(app, room_id, token, comm)
-            results[name].append((time.process_time() - t0) / joins * 1000)
-            opens[name].append((t1 - t0) / joins * 1000)
-            for comm in comms:
-                await comm.disconnect()
+
+    async def measure(name: str) -> dict[str, float]:
+        app = apps[name]
+        todo = await sync_to_async(grants)(joins)
+        await asyncio.sleep(0.2)  # the previous round's leaves, done before the clock starts
+        clock = CpuClock()
+        comms = [await open_socket(app, room_id) for room_id, _token in todo]
+        opened = clock.per(joins)
+        for (room_id, token), comm in zip(todo, comms, strict=True):
+            await join(app, room_id, token, comm)
+        joined = clock.per(joins)
+        for comm in comms:
+            await comm.disconnect()
+        return {"open (handshake)": opened, "open + join": joined}
+
+    figures = await alternating_rounds(rounds, list(apps), measure)
     await media_monitor.close()
     await media_client.close()
     sync_threads.close()
-    load = os.getloadavg()[0]
-    print(
-        f"CPU per guest socket join (process, all threads), ms: median of {rounds} alternating rounds of "
-        f"{joins}; load {load:.1f}"
-    )
-    for label, table in (("open (handshake)", opens), ("open + join", results)):
-        medians = {name: statistics.median(values) for name, values in table.items()}
-        print(f"  {label}:")
-        for name, values in table.items():
-            print(f"    {name:17s} {medians[name]:6.2f}   (rounds: {', '.join(f'{v:.2f}' for v in values)})")
-        print(f"    ratio {medians['only with cookie'] / medians['lookup always']:.2f}")
+    title = f"CPU per guest socket join (process, all threads), ms: median of {rounds} alternating rounds of {joins}"
+    print_medians(title, figures, new="only with cookie", old="lookup always")
 
 
 def main() -> None:
@@ -127,21 +112,8 @@ def main() -> None:
     parser.add_argument("--joins", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
-    env = os.environ
-    env.setdefault("DJANGO_SETTINGS_MODULE", "conference.settings")
-    env["CONFERENCE_ENV"] = "test"
-    env["THROTTLES_ENABLED"] = "0"
-    env["LOG_LEVEL"] = "WARNING"
-    env["MEDIA_CONTROL_URL"] = "http://127.0.0.1:9"  # no media server: a guest join never calls it
-    with tempfile.TemporaryDirectory(prefix="conf-sockauth-") as tmp:
-        scratch = dict(env)
-        dbname = prepare_database(scratch, tmp)
-        env.update({k: v for k, v in scratch.items() if k in ("DATABASE_URL", "SQLITE_PATH")})
-        env["RECORDINGS_SPOOL_DIR"] = str(Path(tmp) / "spool")
-        try:
-            asyncio.run(run(args.joins, args.rounds))
-        finally:
-            drop_database(dbname)
+    no_media_server = "http://127.0.0.1:9"  # a guest join never calls it
+    run_with_scratch_database("conf-sockauth-", lambda: run(args.joins, args.rounds), MEDIA_CONTROL_URL=no_media_server)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from conference.errors import error_body
 from media_server import signing
 from recordings.services import recording_media_event
-from rooms import groups, media_nodes
+from rooms import events, groups, media_nodes
 from rooms.routing import media_client
 from rooms.signaling import media_event_frames
 
@@ -99,7 +99,7 @@ async def media_events(request: HttpRequest) -> HttpResponse:
             continue  # from a node that no longer hosts the room (it was failed over): its peers are gone
         for group, frame in media_event_frames(event):
             if layer is not None:
-                await layer.group_send(group, {"type": "room.event", "event": frame})
+                await layer.group_send(group, events.layer_message(group, frame))
     return HttpResponse(status=204)
 
 

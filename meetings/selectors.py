@@ -78,8 +78,15 @@ def meeting_upcoming(*, meeting: Meeting, now: datetime | None = None) -> Upcomi
 def room_opens_at(*, room: Room, now: datetime | None = None) -> datetime | None:
     """When a scheduled meeting's room opens for joining, if that is still ahead; ``None`` if the room is
     not a scheduled meeting's, is open now (from ``SCHEDULED_ROOM_OPENS_MINUTES_BEFORE`` before the current
-    or next occurrence until it ends), or has no occurrence left (it is then an ordinary room)."""
-    meeting = Meeting.objects.filter(room=room, status=Meeting.Status.SCHEDULED).first()
+    or next occurrence until it ends), or has no occurrence left (it is then an ordinary room).
+
+    A room read with ``select_related("scheduled_meeting")`` (the join's locked read) costs no query here."""
+    read_with_room = Room.scheduled_meeting  # the reverse one-to-one of Meeting.room
+    if read_with_room.is_cached(room):
+        cached = read_with_room.related.get_cached_value(room)  # None: the room has no meeting
+        meeting = cached if isinstance(cached, Meeting) and cached.status == Meeting.Status.SCHEDULED else None
+    else:
+        meeting = Meeting.objects.filter(room=room, status=Meeting.Status.SCHEDULED).first()
     if meeting is None:
         return None
     now = now or timezone.now()

@@ -224,9 +224,11 @@ class RoomJoinApi(APIView):
             raise Forbidden("userId must be your own user id.", code="user_mismatch")
         session = getattr(request, "session", None)
         browser = browser_binding(session.session_key if session is not None else None)
-        guest_key = None if request.user.is_authenticated else browser_key(request._request)
-        if guest_key is not None:
-            refuse_removed_browser(room=room, key=guest_key)
+        guest_key = None
+        if not request.user.is_authenticated:
+            guest_key, new_browser = browser_key(request._request)
+            if not new_browser:
+                refuse_removed_browser(room=room, key=guest_key)
         if data.validated_data["rejoin_token"]:
             # Signed and bound to this participant and browser: nothing to guess, so no throttle.
             result = services.participant_rejoin(

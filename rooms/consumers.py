@@ -30,6 +30,7 @@ from conference.sync_threads import SyncThreads
 
 from . import events, groups, presence, selectors, socket_actions
 from .e2ee import e2ee_relay
+from .grants import Grant, grant_read
 from .media_client import MediaClient, MediaError
 from .open_sockets import OpenSockets
 from .presence import SocketRefused, SocketSession
@@ -232,9 +233,8 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self._signal(session, frame)
         elif kind == "reaction":
             event = {"type": "reaction", "participantId": session.participant_id, "emoji": frame.data["emoji"]}
-            await self.channel_layer.group_send(
-                groups.room_group(session.room_id), {"type": "room.event", "event": event}
-            )
+            group = groups.room_group(session.room_id)
+            await self.channel_layer.group_send(group, events.layer_message(group, event))
         elif kind in E2EE_TYPES:
             try:
                 group, event = e2ee_relay(
@@ -243,30 +243,34 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             except FrameError as exc:
                 await self._send(error_frame(exc.code, exc.message, frame.ref))
                 return
-            await self.channel_layer.group_send(group, {"type": "room.event", "event": event})
+            await self.channel_layer.group_send(group, events.layer_message(group, event))
         else:
             await self._act(session, frame)
 
     async def _join(self, frame: ClientFrame) -> None:
-        user = self.scope.get("user")
+        grant = grant_read(frame.data["token"])  # signature and age; the hop checks it against the database
+        # Subscribe before the state change, so this socket sees every event after it: to the groups the grant
+        # could give (it is signed for this participant), trimmed to what the session allows once the hop has
+        # said who joined. Until then nothing is forwarded: room events wait in this socket's channel, and
+        # those from a group it left are dropped (``room_event``).
+        if grant is not None and grant.room_id == self.room_id:
+            await self._follow(self._groups_of_grant(grant))
         try:
-            session = await self._db(
-                presence.socket_authenticate, token=frame.data["token"], room_id=self.room_id, user=user
-            )
-            # Subscribe before the state change, so this socket sees every event after it.
-            self.session = session
-            await self._follow_groups()
-            entry = await self._hop(
-                presence.socket_enter,
-                session=session,
+            session, entry = await self._hop(
+                presence.socket_join,
+                grant=grant,
+                room_id=self.room_id,
+                user=self.scope.get("user"),
                 last_seq=frame.data["last_seq"],
                 media_state=frame.data.get("media_state"),
             )
         except SocketRefused as exc:
             self.session = None  # nothing to leave: the participant never entered through this socket
+            await self._follow(set())
             await self._send(error_frame(exc.code, exc.message, frame.ref))
             await self._close(exc.close_code)
             return
+        self.session = session
         await self._follow_groups()
         self.liveness.mark_joined(self._now())
         self.wake_ticker.set()
@@ -343,6 +347,9 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         session = self.session
         if session is None or self.close_code is not None:
             return
+        group = message.get("group")
+        if group is not None and group not in self.subscribed:
+            return  # sent to a group this socket has left since (its scope narrowed: see _join)
         text = message.get("text")
         if text is not None:  # a chat_message, encoded once for every socket (rooms.events)
             if message["sender"] == session.participant_id or message["seq"] <= self.chat_high_water:
@@ -466,6 +473,19 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             wanted.add(groups.moderators_group(session.room_id))
         if session.meeting is not None:  # in a breakout: still reachable as the meeting's participant (removal, 4005)
             wanted.add(groups.participant_group(session.meeting.room_id, session.meeting.participant_id))
+        await self._follow(wanted)
+
+    @staticmethod
+    def _groups_of_grant(grant: Grant) -> set[str]:
+        """The most a socket joining with this grant may be in: its own, the room's and (not for guests, who
+        cannot moderate) the moderators'."""
+        wanted = {groups.participant_group(grant.room_id, grant.participant_id), groups.room_group(grant.room_id)}
+        if grant.user_id is not None:
+            wanted.add(groups.moderators_group(grant.room_id))
+        return wanted
+
+    async def _follow(self, wanted: set[str]) -> None:
+        """Be in exactly the groups ``wanted``."""
         for group in wanted - self.subscribed:
             await self.channel_layer.group_add(group, self.channel_name)
         for group in self.subscribed - wanted:

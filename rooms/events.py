@@ -42,12 +42,22 @@ def encode(frame: dict[str, Any]) -> str:
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 
 
-def layer_message(event: dict[str, Any]) -> dict[str, Any]:
-    """The channel-layer message for ``event`` (chat messages pre-encoded, see the module docs)."""
+def layer_message(group: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The channel-layer message for ``event`` sent to ``group`` (chat messages pre-encoded, see the module docs).
+
+    It names its group: a socket forwards it only while it is still in that group (a socket that joins is
+    added to the groups its grant could give before the database says which it may keep: rooms/consumers.py).
+    """
     if event.get("type") == "chat_message":
         message = event["message"]
-        return {"type": "room.event", "text": encode(event), "sender": message["sender"], "seq": message["seq"]}
-    return {"type": "room.event", "event": event}
+        return {
+            "type": "room.event",
+            "group": group,
+            "text": encode(event),
+            "sender": message["sender"],
+            "seq": message["seq"],
+        }
+    return {"type": "room.event", "group": group, "event": event}
 
 
 def _send_message(group: str, message: dict[str, Any]) -> None:
@@ -61,7 +71,7 @@ def _send_message(group: str, message: dict[str, Any]) -> None:
 
 
 def _send(group: str, event: dict[str, Any]) -> None:
-    _send_message(group, layer_message(event))
+    _send_message(group, layer_message(group, event))
 
 
 def _committed(group: str, event: dict[str, Any]) -> None:
@@ -69,7 +79,7 @@ def _committed(group: str, event: dict[str, Any]) -> None:
     if collected is None:
         _send(group, event)
     else:
-        collected.append((group, layer_message(event)))
+        collected.append((group, layer_message(group, event)))
 
 
 def send_on_commit(group: str, event: dict[str, Any]) -> None:

@@ -43,7 +43,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from . import groups, media_nodes
+from . import events, groups, media_nodes
 from .media_nodes import LostNode, NodeDirectory
 
 if TYPE_CHECKING:
@@ -153,7 +153,8 @@ class MediaNodeMonitor:
         logger.warning("media node %s is live: %d rooms without media reconnect", node, len(rooms))
         frame = media_reconnect_frame(node=node, reason="media_node_available")
         for room in rooms:
-            await layer.group_send(groups.room_group(room), {"type": "room.event", "event": frame})
+            group = groups.room_group(room)
+            await layer.group_send(group, events.layer_message(group, frame))
 
     async def _node_lost(self, dead: LostNode) -> None:
         node, rooms = dead.node, dead.rooms
@@ -166,7 +167,8 @@ class MediaNodeMonitor:
             if members is not None:
                 await self._members_lost(room, node, members)
             elif layer is not None:
-                await layer.group_send(groups.room_group(room), {"type": "room.event", "event": frame})
+                group = groups.room_group(room)
+                await layer.group_send(group, events.layer_message(group, frame))
         if rooms:
             try:
                 failed = await database_sync_to_async(_fail_recordings)(rooms, node)
@@ -182,9 +184,8 @@ class MediaNodeMonitor:
         frame = media_reconnect_frame(node=node)
         if layer is not None:
             for participant in participants:
-                await layer.group_send(
-                    groups.participant_group(room, participant), {"type": "room.event", "event": frame}
-                )
+                group = groups.participant_group(room, participant)
+                await layer.group_send(group, events.layer_message(group, frame))
         if self.media is None:
             return
         try:

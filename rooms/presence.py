@@ -19,9 +19,9 @@ from conference.turn import ice_servers_for
 from recordings.models import Recording
 
 from . import services
-from .grants import grant_read
+from .grants import Grant
 from .models import Participant, Room
-from .selectors import participant_for_grant, seated_participants, waiting_participants
+from .selectors import seated_participants, waiting_participants
 from .socket_protocol import PROTOCOL_VERSION, Close
 
 # Catching up on missed chat stops after this many messages (the client pages the rest over REST).
@@ -93,6 +93,7 @@ _DOMAIN_REFUSALS = {
     "room_full": "room_full",
     "participant_not_found": "bad_token",
     "room_not_found": "room_ended",
+    "participant_denied": "denied",
 }
 
 
@@ -101,36 +102,35 @@ def _refuse(code: str) -> SocketRefused:
     return SocketRefused(close_code, code, message)
 
 
-def socket_authenticate(*, token: str, room_id: str, user: AbstractBaseUser | AnonymousUser | None) -> SocketSession:
-    """Check a join frame's grant against the URL's room and the socket's session user."""
-    grant = grant_read(token)
-    room = Room.objects.filter(public_id=room_id).only("pk", "status", "e2ee", "last_n").first()
-    if room is None:
-        raise SocketRefused(Close.ROOM_NOT_FOUND, "room_not_found", "No room has this ID.")
-    if grant is None:
-        raise _refuse("bad_token")
-    if grant.room_id != room_id:
-        raise SocketRefused(Close.FORBIDDEN, "wrong_room", "This join token is for another room.")
-    if user is not None and user.is_authenticated and grant.user_id != user.pk:
-        raise SocketRefused(Close.FORBIDDEN, "user_mismatch", "This join token belongs to someone else.")
-    participant = participant_for_grant(grant=grant)
-    if participant is None:
-        if room.is_ended:
-            raise _refuse("room_ended")
-        state = (
-            Participant.objects.filter(public_id=grant.participant_id, room=room)
-            .values_list("state", flat=True)
-            .first()
-        )
-        if state == Participant.State.REMOVED:
-            raise _refuse("removed")
-        if state == Participant.State.DENIED:
-            raise _refuse("denied")
-        raise _refuse("bad_token")
-    will_be_admitted = participant.state == Participant.State.ADMITTED or (
-        participant.state == Participant.State.LEFT and participant.admitted_at is not None
-    )
-    return SocketSession(
+def socket_join(
+    *,
+    grant: Grant | None,
+    room_id: str,
+    user: AbstractBaseUser | AnonymousUser | None,
+    last_seq: int | None = None,
+    media_state: Mapping[str, bool] | None = None,
+) -> tuple[SocketSession, Entry]:
+    """The ``join`` frame in one database hop: ``socket_authenticate`` and ``socket_enter`` in one transaction.
+
+    ``grant``: the frame's token as ``grant_read`` read it (``None``: forged, malformed or expired). Refused as
+    those two would refuse it, in the same order: no room with this ID (``room_not_found``); a bad grant
+    (``bad_token``), one for another room (``wrong_room``) or another user (``user_mismatch``); the room has
+    ended; the participant was removed or denied; the grant was replaced; the room is full. The room and the
+    participant are read once, under the room's lock (``services.participant_connect_by_grant``).
+    """
+    refusal = _grant_refusal(grant=grant, room_id=room_id, user=user)
+    if refusal is not None or grant is None:
+        if not Room.objects.filter(public_id=room_id).exists():
+            raise _room_not_found()
+        raise refusal or _refuse("bad_token")
+    try:
+        participant = services.participant_connect_by_grant(grant=grant, media_state=media_state)
+    except DomainError as exc:
+        if exc.code == "room_not_found":
+            raise _room_not_found() from exc
+        raise _refuse(_DOMAIN_REFUSALS.get(exc.code, "bad_token")) from exc
+    room = participant.room
+    session = SocketSession(
         room_id=room_id,
         room_pk=room.pk,
         participant_id=participant.public_id,
@@ -138,10 +138,28 @@ def socket_authenticate(*, token: str, room_id: str, user: AbstractBaseUser | An
         grant_version=grant.version,
         user_id=participant.user_id,
         role=participant.role,
-        admitted=will_be_admitted,
+        admitted=participant.state == Participant.State.ADMITTED,
         e2ee=room.e2ee,
         last_n=room.last_n,
     )
+    return session, _entered(session=session, participant=participant, last_seq=last_seq)
+
+
+def _room_not_found() -> SocketRefused:
+    return SocketRefused(Close.ROOM_NOT_FOUND, "room_not_found", "No room has this ID.")
+
+
+def _grant_refusal(
+    *, grant: Grant | None, room_id: str, user: AbstractBaseUser | AnonymousUser | None
+) -> SocketRefused | None:
+    """Why a join grant cannot be for this socket, from the grant alone (no database)."""
+    if grant is None:
+        return _refuse("bad_token")
+    if grant.room_id != room_id:
+        return SocketRefused(Close.FORBIDDEN, "wrong_room", "This join token is for another room.")
+    if user is not None and user.is_authenticated and grant.user_id != user.pk:
+        return SocketRefused(Close.FORBIDDEN, "user_mismatch", "This join token belongs to someone else.")
+    return None
 
 
 def socket_enter(
@@ -165,6 +183,11 @@ def socket_enter(
         raise _refuse(_DOMAIN_REFUSALS.get(exc.code, "bad_token")) from exc
     session.role = participant.role
     session.admitted = participant.state == Participant.State.ADMITTED
+    return _entered(session=session, participant=participant, last_seq=last_seq)
+
+
+def _entered(*, session: SocketSession, participant: Participant, last_seq: int | None) -> Entry:
+    """What a socket sends first once its participant is connected (``participant.room`` read under the lock)."""
     if not session.admitted:
         return Entry(frames=[{"type": "lobby_waiting", "participantId": participant.public_id}], chat_high_water=0)
     room = participant.room

@@ -27,10 +27,13 @@ _SALT = "conference.rooms.removals"
 _MAX_AGE = 365 * 24 * 3600
 
 
-def browser_key(request: HttpRequest) -> str:
-    """This browser's key from its signed cookie, or a new one ("" never: a forged cookie gets a new key)."""
+def browser_key(request: HttpRequest) -> tuple[str, bool]:
+    """This browser's key from its signed cookie, or a new one ("" never: a forged cookie gets a new key), and
+    whether it is new (then no participant has it: ``refuse_removed_browser`` need not look)."""
     key = request.get_signed_cookie(COOKIE, default="", salt=_SALT)
-    return key if isinstance(key, str) and 16 <= len(key) <= 32 else secrets.token_urlsafe(18)
+    if isinstance(key, str) and 16 <= len(key) <= 32:
+        return key, False
+    return secrets.token_urlsafe(18), True
 
 
 def set_browser_cookie(response: HttpResponse, key: str, *, secure: bool) -> None:

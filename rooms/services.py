@@ -22,7 +22,7 @@ from django.utils import timezone
 from conference.errors import Conflict, DomainError, Forbidden, Gone, NotFound
 
 from . import events
-from .grants import grant_issue, rejoin_issue, rejoin_read
+from .grants import Grant, grant_issue, rejoin_issue, rejoin_read
 from .models import MAX_LAST_N, MAX_PARTICIPANTS, MIN_PARTICIPANTS, Participant, Role, Room
 from .selectors import presence_cutoff, seated_participants
 
@@ -51,8 +51,15 @@ def participant_public(participant: Participant) -> dict[str, Any]:
     }
 
 
-def _lock_room(room_id: str) -> Room:
-    room = Room.objects.select_for_update().filter(public_id=room_id).first()
+def _lock_room(room_id: str, *, with_meeting: bool = False) -> Room:
+    """The room's row, locked until the transaction ends.
+
+    ``with_meeting``: its scheduled meeting (if any) read in the same query, for ``_require_scheduled_open``.
+    """
+    rooms = Room.objects.select_for_update(of=("self",))
+    if with_meeting:
+        rooms = rooms.select_related("scheduled_meeting")
+    room = rooms.filter(public_id=room_id).first()
     if room is None:
         raise NotFound("No room has this ID.", code="room_not_found", room_id=room_id)
     return room
@@ -263,7 +270,7 @@ def _participant_join_locked(
     browser: str,
     guest_browser_key: str,
 ) -> JoinResult:
-    room = _lock_room(room_id)
+    room = _lock_room(room_id, with_meeting=True)
     _require_active(room)
     now = timezone.now()
     if not (user.is_authenticated and room.host_id == user.pk):
@@ -602,11 +609,40 @@ def participant_connect(
     participant = room.participants.select_for_update().filter(pk=participant_pk).first()
     if participant is None:
         raise NotFound("No such participant.", code="participant_not_found")
-    participant.room = room
     if participant.grant_version != grant_version:
         raise Gone("This join grant was replaced or revoked.", code="grant_revoked")
     if participant.state in (Participant.State.REMOVED, Participant.State.DENIED):
         raise Forbidden("You were removed from this room.", code="removed_from_room")
+    return _connect_locked(room, participant, media_state)
+
+
+@transaction.atomic
+def participant_connect_by_grant(*, grant: Grant, media_state: Mapping[str, bool] | None = None) -> Participant:
+    """``participant_connect`` for the participant a join grant names, checking the grant in the same transaction
+    (the room socket's ``join``: one database hop, rooms/presence.py ``socket_join``).
+
+    Rules, in order: the grant's room exists (``room_not_found``) and has not ended (``room_ended``); the
+    participant it names is in that room (``participant_not_found``); was not removed (``removed_from_room``)
+    or denied (``participant_denied``); the grant is its current one, for its user (``grant_revoked``); then as
+    ``participant_connect``. The caller has checked the signature, age, room and user of the grant itself.
+    """
+    room = _lock_room(grant.room_id)
+    _require_active(room)
+    participant = room.participants.select_for_update().filter(public_id=grant.participant_id).first()
+    if participant is None:
+        raise NotFound("No such participant.", code="participant_not_found")
+    if participant.state == Participant.State.REMOVED:
+        raise Forbidden("You were removed from this room.", code="removed_from_room")
+    if participant.state == Participant.State.DENIED:
+        raise Forbidden("You were not admitted.", code="participant_denied")
+    if participant.grant_version != grant.version or participant.user_id != grant.user_id:
+        raise Gone("This join grant was replaced or revoked.", code="grant_revoked")
+    return _connect_locked(room, participant, media_state)
+
+
+def _connect_locked(room: Room, participant: Participant, media_state: Mapping[str, bool] | None) -> Participant:
+    """The connect itself, with the room and the participant locked and the grant checked."""
+    participant.room = room
     now = timezone.now()
     if participant.state == Participant.State.LEFT:
         if participant.admitted_at is None:

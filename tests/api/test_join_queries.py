@@ -12,13 +12,18 @@ from typing import Any
 import pytest
 
 from rooms import events, presence
+from rooms.grants import grant_read
 
 pytestmark = pytest.mark.django_db
 
 # Counted inside the test's transaction, so each atomic block adds a SAVEPOINT and its RELEASE.
-GUEST_REST_JOIN = 8  # room, removed-browser check, [room locked, scheduled meeting?, seated count, INSERT + key]
-MEMBER_REST_JOIN = 9  # user (JWT), room, [room locked, own earlier participant, scheduled meeting?, seated, INSERT]
-SOCKET_JOIN = 9  # grant's room, participant, [room locked, participant locked, UPDATE], seated list, recording
+# room, [room locked with its scheduled meeting (if any), seated count, INSERT with the browser key]
+GUEST_REST_JOIN = 6
+# room, removed-browser check, [room locked with its meeting, seated count, INSERT]: a browser that has a key
+RETURNING_GUEST_REST_JOIN = 7
+MEMBER_REST_JOIN = 8  # user (JWT), room, [room locked with its meeting, own earlier participant, seated, INSERT]
+# one database hop: [room locked, participant locked (the grant checked against it), UPDATE], seated list, recording
+SOCKET_JOIN = 7
 
 
 @pytest.fixture
@@ -36,15 +41,25 @@ def rest_join(client: Any, room_id: str, **body: Any) -> dict[str, Any]:
 def socket_join(
     grant: dict[str, Any], room_id: str, user: Any = None, media_state: dict[str, bool] | None = None
 ) -> presence.Entry:
-    """The two database hops of the room socket's ``join`` frame (rooms/consumers.py ``_join``)."""
-    session = presence.socket_authenticate(token=grant["token"], room_id=room_id, user=user)
-    entry, _outgoing = events.collecting(presence.socket_enter)(session=session, last_seq=None, media_state=media_state)
+    """The database hop of the room socket's ``join`` frame (rooms/consumers.py ``_join``)."""
+    (_session, entry), _outgoing = events.collecting(presence.socket_join)(
+        grant=grant_read(grant["token"]), room_id=room_id, user=user, last_seq=None, media_state=media_state
+    )
     return entry
 
 
 def test_guest_rest_join_queries(room_id: str, api_client: Any, django_assert_num_queries: Any) -> None:
     with django_assert_num_queries(GUEST_REST_JOIN):
         rest_join(api_client, room_id, display_name="Ada")
+
+
+def test_a_guest_browser_with_a_key_is_checked_for_removal_a_new_one_is_not(
+    room_id: str, api_client: Any, django_assert_num_queries: Any
+) -> None:
+    """A browser without the key cookie gets a new random key, which no removed participant can have."""
+    rest_join(api_client, room_id, display_name="Ada")  # sets the cookie
+    with django_assert_num_queries(RETURNING_GUEST_REST_JOIN):
+        rest_join(api_client, room_id, display_name="Ada again")
 
 
 def test_member_rest_join_queries(room_id: str, auth_client: Any, django_assert_num_queries: Any) -> None:

@@ -12,25 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from asgiref import sync
 from asgiref.sync import sync_to_async
+
+from tests.hand_overs import count_hand_overs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def _open_counting(monkeypatch: pytest.MonkeyPatch, client: Any) -> int:
-    calls = 0
-    real_call = sync.SyncToAsync.__call__
-
-    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        return await real_call(self, *args, **kwargs)
-
-    monkeypatch.setattr(sync.SyncToAsync, "__call__", counted)
-    await client.connect()
-    monkeypatch.undo()
-    return calls
+async def _open_counting(client: Any) -> int:
+    with count_hand_overs() as hand_overs:
+        await client.connect()
+    return hand_overs.count
 
 
 def _session_cookie(user: Any) -> str:
@@ -42,21 +34,21 @@ def _session_cookie(user: Any) -> str:
 
 
 @pytest.mark.parametrize("cookie", [None, "csrftoken=abc; theme=dark"], ids=["no-cookie", "other-cookies"])
-async def test_a_guest_socket_opens_without_a_hand_over_to_a_thread(world: Any, monkeypatch: Any, cookie: Any) -> None:
+async def test_a_guest_socket_opens_without_a_hand_over_to_a_thread(world: Any, cookie: Any) -> None:
     room = await world.room()
     grant = await world.grant(room)
     client = world.socket(room, grant.token, cookie=cookie)
-    assert await _open_counting(monkeypatch, client) == 0
+    assert await _open_counting(client) == 0
     await client.send({"type": "join", "token": grant.token, "protocol": 1})
     snap = await client.expect("room_snapshot")
     assert snap["you"]["role"] == "guest"
 
 
-async def test_a_socket_with_a_session_cookie_still_looks_its_user_up(world: Any, monkeypatch: Any) -> None:
+async def test_a_socket_with_a_session_cookie_still_looks_its_user_up(world: Any) -> None:
     room = await world.room()
     grant = await world.grant(room, room.host_user)
     client = world.socket(room, grant.token, cookie=await sync_to_async(_session_cookie)(room.host_user))
-    assert await _open_counting(monkeypatch, client) >= 1  # Channels' get_user, on its database thread
+    assert await _open_counting(client) >= 1  # Channels' get_user, on its database thread
     await client.send({"type": "join", "token": grant.token, "protocol": 1})
     assert (await client.expect("room_snapshot"))["you"]["role"] == "host"
 

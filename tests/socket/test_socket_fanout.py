@@ -136,11 +136,15 @@ async def test_a_collecting_hop_returns_committed_events_unsent_and_drops_rolled
     result, outgoing = await sync_to_async(events.collecting(hop))()
     assert result == "done"
     assert outgoing == [
-        ("room.r2", {"type": "room.event", "event": {"type": "room_updated", "settings": {"locked": True}}}),
+        (
+            "room.r2",
+            {"type": "room.event", "group": "room.r2", "event": {"type": "room_updated", "settings": {"locked": True}}},
+        ),
         (
             "room.r2",
             {
                 "type": "room.event",
+                "group": "room.r2",
                 "text": '{"type":"chat_message","message":{"sender":"p1","seq":3,"text":"é"}}',
                 "sender": "p1",
                 "seq": 3,
@@ -167,7 +171,8 @@ async def test_deliveries_do_not_wait_for_the_database_thread(world: Any) -> Non
     try:
         await asyncio.get_running_loop().run_in_executor(None, busy.wait, 10)
         event = {"type": "reaction", "participantId": host.participant_id, "emoji": "👍"}
-        await get_channel_layer().group_send(groups.room_group(room.public_id), events.layer_message(event))
+        group = groups.room_group(room.public_id)
+        await get_channel_layer().group_send(group, events.layer_message(group, event))
         assert await guest.expect("reaction") == event
     finally:
         release.set()

@@ -241,3 +241,53 @@ async def test_reconnect_after_drop_into_a_full_room_closes_4013(world: Any) -> 
     await again.send({"type": "join", "token": guest.token})
     assert (await again.expect("error"))["code"] == "room_full"
     await again.expect_closed(Close.ROOM_FULL)
+
+
+async def test_a_grant_replaced_by_a_newer_one_closes_4001(world: Any) -> None:
+    room = await world.room()
+    user = await world.user()
+    first = await world.grant(room, user)
+    await world.grant(room, user)  # a second REST join revokes the first grant
+    client = world.socket(room, first.token)
+    await client.connect()
+    await client.send({"type": "join", "token": first.token, "protocol": 1})
+    assert (await client.expect("error"))["code"] == "bad_token"
+    await client.expect_closed(Close.BAD_TOKEN)
+
+
+def _room_event_during_the_join_hop(monkeypatch: Any, room: Any, event: dict[str, Any]) -> None:
+    """Send ``event`` to the room's group from inside the join frame's database hop."""
+    from rooms import events, groups, presence
+
+    original = presence.socket_join
+
+    def sending(**kwargs: Any) -> Any:
+        group = groups.room_group(room.public_id)
+        events._send_message(group, events.layer_message(group, event))
+        return original(**kwargs)
+
+    monkeypatch.setattr(presence, "socket_join", sending)
+
+
+async def test_a_room_event_sent_while_joining_reaches_the_socket_after_its_snapshot(
+    world: Any, monkeypatch: Any
+) -> None:
+    """The socket is in the room's group before its database hop (subscribe before the state change)."""
+    room = await world.room()
+    event = {"type": "reaction", "participantId": "someone", "emoji": "👍"}
+    _room_event_during_the_join_hop(monkeypatch, room, event)
+    client = world.socket(room, (await world.grant(room)).token)
+    await client.join()
+    assert await client.expect("reaction") == event
+
+
+async def test_a_waiting_socket_never_forwards_a_room_event_sent_while_it_joined(world: Any, monkeypatch: Any) -> None:
+    """Its grant could have given the room's group, so the socket was in it during the hop; the hop said
+    'waiting', the socket left the group, and what the group sent meanwhile is dropped."""
+    room = await world.room(waiting_room=True)
+    _room_event_during_the_join_hop(monkeypatch, room, {"type": "reaction", "participantId": "someone", "emoji": "👍"})
+    client = world.socket(room, (await world.grant(room)).token)
+    await client.join(expect="lobby_waiting")
+    await client.nothing(timeout=0.5)
+    await client.send({"type": "ping", "ref": 1})
+    assert await client.recv() == {"type": "pong", "ref": 1}

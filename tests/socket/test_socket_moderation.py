@@ -176,7 +176,7 @@ async def test_admitted_from_lobby_gets_lobby_admitted_then_snapshot_and_joins_t
     assert (await waiting.expect("chat_message"))["message"]["text"] == "welcome"
 
 
-async def test_denied_from_lobby_gets_lobby_denied_and_closes_4011(world: Any) -> None:
+async def test_denied_from_lobby_gets_lobby_denied_closes_4011_and_cannot_join_again(world: Any) -> None:
     room = await world.room(waiting_room=True)
     host, _ = await world.host(room)
     grant = await world.grant(room)
@@ -185,6 +185,11 @@ async def test_denied_from_lobby_gets_lobby_denied_and_closes_4011(world: Any) -
     await host.send({"type": "lobby_deny", "participantId": grant.participant.public_id})
     await waiting.expect("lobby_denied")
     await waiting.expect_closed(Close.DENIED)
+    again = world.socket(room, grant.token)
+    await again.connect()
+    await again.send({"type": "join", "token": grant.token, "protocol": 1})
+    assert (await again.expect("error"))["code"] == "denied"
+    await again.expect_closed(Close.DENIED)
 
 
 async def test_waiting_socket_does_not_receive_room_events(world: Any) -> None:

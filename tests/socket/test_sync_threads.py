@@ -45,13 +45,13 @@ async def test_http_requests_reuse_the_process_threads_instead_of_one_new_thread
 async def test_socket_database_hops_run_on_the_process_threads(world: Any, monkeypatch: Any) -> None:
     room = await world.room()
     threads: list[str] = []
-    original = presence.socket_authenticate
+    original = presence.socket_join
 
     def recording(**kwargs: Any) -> Any:
         threads.append(threading.current_thread().name)
         return original(**kwargs)
 
-    monkeypatch.setattr(presence, "socket_authenticate", recording)
+    monkeypatch.setattr(presence, "socket_join", recording)
     await world.host(room)
     assert len(threads) == 1 and threads[0].startswith("django-sync-"), threads
 
