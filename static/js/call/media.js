@@ -236,7 +236,9 @@ export function cameraSender(kind) {
   return state.pcs.camera?.getTransceivers().find((t) => t.sender && (t.sender.track?.kind === kind || t.receiver.track?.kind === kind))?.sender || null;
 }
 
+/** Every connection, from scratch (a room snapshot, a media_reconnect): the subscribe one first (subscribe()). */
 export async function startMedia() {
+  if (!config.e2ee) restartMedia("subscribe", { reset: true });
   if (config.e2ee) await e2eeReady(); // nothing is published before there is a key to encrypt it with
   // Joined before the camera/microphone were open: publishing now would negotiate senders without tracks
   // (nothing ever sent, nothing forwarded to anyone).
@@ -244,7 +246,7 @@ export async function startMedia() {
   if (!pathTimer) pathTimer = setInterval(samplePath, PATH_SAMPLE_MS);
   restartMedia("camera", { reset: true });
   if (state.sharing) restartMedia("screen", { reset: true });
-  restartMedia("subscribe", { reset: true });
+  if (config.e2ee) restartMedia("subscribe", { reset: true });
 }
 
 // ---------------------------------------------------------------------------
@@ -255,14 +257,18 @@ export function subscribe() {
   restartMedia("subscribe");
 }
 
-// One attempt at the subscribe connection, on the offer chain. The `subscribe` request failing rejects
-// (retried); an offer the browser refuses does not (the server's next re-offer repairs it, and the
-// connect watchdog rebuilds a connection that never connects).
+// One attempt at the subscribe connection. The `subscribe` request leaves at once, synchronously: its offer is
+// the first thing a joiner waits for (to see anyone), so it goes before the page renders the call and before
+// the camera connection is set up (startMedia, onSnapshot); the reply is handled on the offer chain, in order.
+// The request failing rejects (retried); an offer the browser refuses does not (the server's next re-offer
+// repairs it, and the connect watchdog rebuilds a connection that never connects).
 function subscribeOnce(attempt) {
   state.subscribeEmpty = false;
+  const reply = state.phase === "call" ? request({ type: "subscribe" }) : null;
+  reply?.catch(() => {}); // handled in the step below (once the steps before it ran), not an unhandled rejection
   const step = state.subChain.then(async () => {
-    if (state.phase !== "call") return;
-    const offer = await request({ type: "subscribe" });
+    if (state.phase !== "call" || !reply) return;
+    const offer = await reply;
     const pc = newPc("subscribe", attempt);
     pc.ontrack = (event) => {
       if (config.e2ee) e2eeReceiver(event.receiver);
