@@ -55,6 +55,8 @@ PROBE_PADDING = 255  # bytes of RTP padding per probe packet (the most one packe
 _PADDING = bytes(PROBE_PADDING - 1) + bytes([PROBE_PADDING])
 TEMPORAL_DROP_MEMORY = 512  # dropped packets remembered to number a late (repaired) packet between them
 RATE_WINDOW = 0.5  # seconds between two samples of a forwarder's incoming bitrate
+HOLD_SPAN = 0.1  # seconds of video a stream not yet connected holds (from its keyframe) before it gives up
+HOLD_PACKETS = 256  # ...and at most this many packets
 _NTP_EPOCH = 2208988800
 _TRANSPORT_SEQ_SLOT = b"\x00\x00"  # transport-wide sequence number, filled in when the packet is sent
 _pack = RTP_HEADER.pack
@@ -140,6 +142,9 @@ class Downstream(_DownstreamBase):
         self._dropped_pids: deque[int] = deque(maxlen=TEMPORAL_DROP_MEMORY)
         self.packets_thinned = 0
         self.ready = False  # set once the subscriber's transport is connected
+        self.held: list[bytes] | None = None
+        """Video rewritten before the transport was ready, sent when it is (:meth:`hold`); None: not holding."""
+        self.held_since = 0.0
         self.request_keyframe: Callable[[], None] = lambda: None
         self.missing_codec: str | None = None
         self.packets_sent = 0
@@ -158,6 +163,52 @@ class Downstream(_DownstreamBase):
         """Start a new source on this stream (keyframe-gated for video)."""
         self.needs_rebase = True
         self.waiting_keyframe = self.kind == "video"
+        self.drop_held()
+
+    def hold(self) -> None:
+        """Until the transport is ready, keep this video stream's packets (from its keyframe on) instead of
+        dropping them; :meth:`send_held` sends them once it is.
+
+        A subscriber asks its publishers for keyframes when it applies the answer, not when ICE and DTLS are
+        done (30-120 ms later): the keyframe is then held here, at most :data:`HOLD_SPAN` seconds of video
+        (a stream started that much behind its source for a moment), rather than asked for after the
+        connection (the publisher's next frame, ~40-60 ms more before the first picture; docs/benchmarks.md §4).
+        """
+        if not self.ready and self.kind == "video":
+            self.held = []
+
+    def drop_held(self) -> None:
+        """Forget the packets held so far (a new source starts; they belong to the old one), still holding."""
+        if self.held:
+            self.held = []
+
+    def send_held(self) -> bool:
+        """Send the packets held until the transport got ready; True if there were any (the stream has started
+        on a keyframe), False if the stream still needs one."""
+        held, self.held = self.held, None
+        if not held:
+            return False
+        for data in held:
+            if self.send(data):
+                self.packets_sent += 1
+            else:
+                self.packets_dropped += 1
+        return True
+
+    def _keep(self, data: bytes, now: float) -> bool:
+        """Hold ``data`` (the transport is not ready); False once too much is held: nothing is then, and the
+        stream waits for a keyframe asked for when the transport is ready (Subscriber._make_ready)."""
+        held = self.held
+        if held is None:
+            return False
+        if not held:
+            self.held_since = now
+        elif now - self.held_since > HOLD_SPAN or len(held) >= HOLD_PACKETS:
+            self.held = None
+            self.rebase()
+            return False
+        held.append(data)
+        return True
 
     def forward(
         self,
@@ -172,7 +223,7 @@ class Downstream(_DownstreamBase):
         now: float,
     ) -> None:
         """Rewrite and send one packet (hot path)."""
-        if not self.ready:
+        if not self.ready and self.held is None:
             return
         pt = self.pt_by_codec.get(key)
         if pt is None:
@@ -206,7 +257,10 @@ class Downstream(_DownstreamBase):
         slot = oseq & _HISTORY_MASK
         self.history_seq[slot] = oseq
         self.history[slot] = data
-        if self.send(data):
+        if not self.ready:  # holding (see hold)
+            if not self._keep(data, now):
+                return
+        elif self.send(data):
             self.packets_sent += 1
         else:
             self.packets_dropped += 1  # not connected yet, or the subscriber is not draining
@@ -322,6 +376,7 @@ class Downstream(_DownstreamBase):
         self.history = [b""] * HISTORY_SIZE
         self._retransmitted.clear()
         self.ready = False
+        self.held = None
 
     def probe(self, count: int) -> int:
         """Send ``count`` padding-only RTX packets (a bandwidth probe); returns the bytes sent.
@@ -520,13 +575,14 @@ class Forwarder:
         downstream.rebase()
         downstream.request_keyframe = self.request_keyframe
         self.downstreams = [*self.downstreams, downstream]
-        if self.kind == "video" and downstream.ready:  # else asked when it is (Subscriber._make_ready)
-            self.request_keyframe(force=True)
+        if self.kind == "video" and (downstream.ready or downstream.held is not None):  # else asked when it is
+            self.request_keyframe(force=True)  # (Subscriber._make_ready)
 
     def detach(self, downstream: Downstream) -> None:
         """Stop forwarding to ``downstream`` (and cancel a pending switch to this forwarder)."""
         self.downstreams = [d for d in self.downstreams if d is not downstream]
         self.cancel_switch(downstream)
+        downstream.drop_held()
         if downstream.request_keyframe == self.request_keyframe:
             downstream.request_keyframe = lambda: None
 

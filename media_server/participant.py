@@ -484,6 +484,8 @@ class Subscriber:
             if key is not None and key not in params.pt_by_codec and slot.info is not None:
                 missing.append((slot.info, key))
             slot.answered = slot.track
+            if self.pc.connectionState != "connected":
+                slot.downstream.hold()  # its keyframe is asked for now, held until the transport is ready
             self._forward(slot)
             if self.pc.connectionState == "connected":
                 self._make_ready(slot)
@@ -582,7 +584,7 @@ class Subscriber:
         # a transport that is not connected yet would be lost.
         if slot.attached is not None and not slot.downstream.ready:
             slot.downstream.ready = True
-            if slot.forwarder is not None:
+            if not slot.downstream.send_held() and slot.forwarder is not None:  # no keyframe held (hold)
                 slot.forwarder.request_keyframe(force=True)
 
     def _detach(self, slot: Slot) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from channels.consumer import get_handler_name
@@ -34,6 +34,7 @@ from .grants import Grant, grant_read
 from .media_client import MediaClient, MediaError
 from .open_sockets import OpenSockets
 from .presence import SocketRefused, SocketSession
+from .signal_lanes import Lanes
 from .signaling import relay_client_frame
 from .socket_protocol import (
     E2EE_TYPES,
@@ -59,6 +60,10 @@ RECONNECT_AFTER_SECONDS = 1
 # Frames a socket may send before it is admitted (in the lobby).
 LOBBY_FRAMES = frozenset({"ping", "pong"})
 RATE_LIMITED_FRAMES = frozenset({"chat_send", "reaction"})
+# Frames relayed to the media server, each in its connection's lane (rooms/signal_lanes.py): in order per
+# connection, concurrently with other connections' frames and with the socket's other frames.
+SUBSCRIBE_LANE_FRAMES = frozenset({"subscribe", "answer", "video_preferences"})
+SIGNAL_LANE_LIMIT = 16  # frames waiting in one lane; more get `rate_limited`
 R = TypeVar("R")
 
 
@@ -78,6 +83,7 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         self.ticker: asyncio.Task[None] | None = None
         self.wake_ticker = asyncio.Event()  # set when the schedule changes (joined)
         self.counted_open = False  # in the conference_websockets_open gauge
+        self.lanes = Lanes(limit=SIGNAL_LANE_LIMIT)  # signaling frames to the media server, per connection
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Run the handler for ``message`` without Channels' per-message database-thread hop.
@@ -135,6 +141,8 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self.counted_open = False
         if self.ticker is not None and self.ticker is not asyncio.current_task():
             self.ticker.cancel()
+        # Signaling not started yet is dropped; what runs finishes before the media server hears of a leave.
+        await self.lanes.close()
         try:
             for group in list(self.subscribed):
                 await self.channel_layer.group_discard(group, self.channel_name)
@@ -193,8 +201,12 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             if self.session is None:
                 await self._close(Close.PROTOCOL_VIOLATION)
             return
+        await self._guarded(frame, self._dispatch(frame, now))
+
+    async def _guarded(self, frame: ClientFrame, work: Awaitable[None]) -> None:
+        """Handle ``frame`` (``work``); its failure is answered, never raised."""
         try:
-            await self._dispatch(frame, now)
+            await work
         except RedisError as exc:  # the channel layer is gone: every socket of this process reconnects
             logger.warning("channel layer failed during %s: %r", frame.type, exc)
             await self.sockets.layer_lost()
@@ -227,10 +239,8 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if kind in RATE_LIMITED_FRAMES and not self.chat_bucket.take(now):
             await self._send(error_frame("rate_limited", "You are sending too fast; slow down.", frame.ref))
             return
-        if kind == "video_preferences":
-            await self._video_preferences(session, frame)
-        elif kind in SIGNALING_TYPES:
-            await self._signal(session, frame)
+        if kind == "video_preferences" or kind in SIGNALING_TYPES:
+            await self._enqueue_signal(session, frame)
         elif kind == "reaction":
             event = {"type": "reaction", "participantId": session.participant_id, "emoji": frame.data["emoji"]}
             group = groups.room_group(session.room_id)
@@ -297,6 +307,17 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.media.tell_quietly(room=session.room_id)
         if result.close_code is not None:
             await self._close(result.close_code)
+
+    async def _enqueue_signal(self, session: SocketSession, frame: ClientFrame) -> None:
+        """Relay ``frame`` in its connection's lane (``subscribe``, or its ``pc``), after that lane's earlier frames."""
+        lane = "subscribe" if frame.type in SUBSCRIBE_LANE_FRAMES else str(frame.data["pc"])
+        handle = self._video_preferences if frame.type == "video_preferences" else self._signal
+
+        async def job() -> None:
+            await self._guarded(frame, handle(session, frame))
+
+        if not self.lanes.submit(lane, job):
+            await self._send(error_frame("rate_limited", "Too many signaling frames waiting; slow down.", frame.ref))
 
     async def _signal(self, session: SocketSession, frame: ClientFrame) -> None:
         self.used_media = True
@@ -411,6 +432,7 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def _switch(self, old: SocketSession, new: SocketSession, chat_high_water: int) -> None:
         """Speak for ``new`` from now on (a breakout move): its groups, its chat; the old record's media goes."""
+        await self.lanes.drain()  # the old record's signaling (sent before the move) first
         self.session = new
         await self._follow_groups()
         self.chat_high_water = chat_high_water

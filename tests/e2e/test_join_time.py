@@ -4,9 +4,10 @@ A host publishes its fake camera; a guest (camera and microphone on, as most peo
 and clicks "Join now" JOINS times, leaving between joins. The page itself timestamps the click (the form's
 ``submit``, ``performance.now()``) and the first video frame its subscribe connection decodes (``getStats``
 ``framesDecoded`` polled every 10 ms, so the figure is at most ~10 ms late), and the steps between (REST
-join answered, socket open, ``room_snapshot``, publish answer, subscribe offer, each peer connection
-connected). The test prints every join with its steps and the median; docs/benchmarks.md §4 records them with the machine's load. Benchmarks are not tests: the only
-assertion is that every join shows the host's video.
+join answered, socket open, ``room_snapshot``, the page's ``subscribe`` sent, subscribe offer, subscribe
+answer sent, publish offer sent, publish answer, each peer connection connected). The test prints every join
+with its steps and the median; docs/benchmarks.md §4 records them with the machine's load. Benchmarks are not
+tests: the only assertion is that every join shows the host's video.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ CLOCK_JS = """
     constructor(...args) {
       super(...args);
       this.addEventListener("open", () => mark("socket open"));
+      const socketSend = this.send.bind(this);
+      this.send = (data) => {
+        const type = (String(data).match(/"type": ?"([a-z_]+)"/) || [])[1];
+        const sent = { subscribe: "subscribe sent", offer: "publish offer sent", answer: "subscribe answer sent" }[type];
+        if (sent) mark(sent);
+        return socketSend(data);
+      };
       this.addEventListener("message", (event) => {
         const type = (event.data.match(/"type": ?"([a-z_]+)"/) || [])[1];
         if (type === "room_snapshot") mark("snapshot");

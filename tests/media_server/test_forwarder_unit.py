@@ -11,7 +11,14 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from media_server.config import ConfigError, parse_config
-from media_server.forwarder import MAX_RETRANSMITS, RETRANSMIT_MEMORY, Downstream, ExtensionIds, Forwarder
+from media_server.forwarder import (
+    HOLD_SPAN,
+    MAX_RETRANSMITS,
+    RETRANSMIT_MEMORY,
+    Downstream,
+    ExtensionIds,
+    Forwarder,
+)
 from media_server.rtputil import (
     is_h264_keyframe_start,
     is_vp8_keyframe_start,
@@ -200,6 +207,77 @@ def test_one_unanswered_keyframe_request_serves_every_stream_starting_meanwhile(
     now[0] += 0.01
     fwd.on_rtp(packet(5006, 5006 * 3000, DELTA), VP8)
     assert plis == [100.0]  # flowing: nobody asks again
+
+
+def test_a_stream_not_yet_connected_holds_the_keyframe_asked_for_and_sends_it_once_ready(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """hold(): the keyframe is asked for when the answer is applied, kept (with what follows) while ICE and
+    DTLS finish, and sent the moment the transport is ready: no PLI round trip after the connection."""
+    now, plis, fwd = _clocked_video_forwarder(monkeypatch)
+    sent: list[bytes] = []
+    d = make_downstream(sent)
+    d.ready = False
+    d.hold()
+    fwd.attach(d)
+    assert plis == [100.0]  # at once, not when connected
+    fwd.on_rtp(packet(5000, 900000, DELTA), VP8)  # before the keyframe: not held
+    now[0] += 0.04
+    for i, payload in enumerate((KEY, DELTA, DELTA)):
+        fwd.on_rtp(packet(5001 + i, 903000 + i * 3000, payload), VP8)
+        now[0] += 0.02
+    assert sent == []
+    d.ready = True  # connected (Subscriber._make_ready)
+    assert d.send_held()
+    fwd.on_rtp(packet(5004, 912000, DELTA), VP8)
+    assert [header(x)[2] for x in sent] == [101, 102, 103, 104] and sent[0].endswith(KEY)
+    assert d.packets_sent == 4 and d.held is None
+    assert plis == [100.0]  # nothing more to ask
+
+
+def test_a_hold_longer_than_its_span_is_given_up_and_the_stream_waits_for_a_fresh_keyframe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Never more than HOLD_SPAN of video behind its source: a connection that takes longer starts on a keyframe
+    asked for when it is ready, as without holding."""
+    now, plis, fwd = _clocked_video_forwarder(monkeypatch)
+    sent: list[bytes] = []
+    d = make_downstream(sent)
+    d.ready = False
+    d.hold()
+    fwd.attach(d)
+    seq = 5000
+    for payload in (KEY, *[DELTA] * 10):
+        fwd.on_rtp(packet(seq, seq * 3000, payload), VP8)
+        seq += 1
+        now[0] += HOLD_SPAN / 5
+    d.ready = True
+    assert not d.send_held()  # nothing held: Subscriber._make_ready asks for a keyframe now
+    assert d.waiting_keyframe and sent == []
+    fwd.on_rtp(packet(seq, seq * 3000, KEY), VP8)
+    assert len(sent) == 1 and sent[0].endswith(KEY)
+
+
+def test_a_held_stream_detached_before_it_is_ready_forgets_what_it_held() -> None:
+    """The held packets belong to their source: a stream moved to another one (last-N, a layer) drops them."""
+    sent: list[bytes] = []
+    d = make_downstream(sent)
+    d.ready = False
+    d.hold()
+    a = Forwarder(kind="video", request_keyframe=lambda: None)
+    a.attach(d)
+    a.on_rtp(packet(10, 1000, KEY), VP8)
+    assert d.held
+    a.detach(d)
+    assert d.held == []
+    d.ready = True
+    assert not d.send_held() and sent == []
+
+
+def test_audio_is_never_held() -> None:
+    d = Downstream(kind="audio", ssrc=1, rtx_ssrc=2, send=lambda b: True)
+    d.hold()
+    assert d.held is None
 
 
 def test_no_common_codec_is_not_forwarded() -> None:
@@ -549,12 +627,15 @@ def _run_fanout_scenario(native: object, monkeypatch: pytest.MonkeyPatch) -> tup
     no_codec.pt_by_codec = {"video/h264;1;42e0": 99}
     sub = make("d7", Subclassed, abs_send_time=3)
     switching = make("d8", abs_send_time=3)
+    held = make("d9", abs_send_time=3)
+    held.ready = False
+    held.hold()  # not connected yet: keeps what it gets from its keyframe on, sent once ready
     low = Forwarder(kind="video", request_keyframe=lambda: None, native=native)
     fwd = Forwarder(kind="video", request_keyframe=lambda: None, native=native)
     low.attach(switching)
     for i in range(3):  # a first source, so the switch below needs picture-ID deltas
         low.on_rtp(packet(40000 + i, i * 3000, vp8(20000 + i, 9, 0, key=i == 0)), VP8)
-    for d in (steady, other_ext, no_ext, thinned, late, no_codec, sub):
+    for d in (steady, other_ext, no_ext, thinned, late, no_codec, sub, held):
         fwd.attach(d)
     low.detach(switching)
     fwd.attach(switching)
@@ -563,6 +644,8 @@ def _run_fanout_scenario(native: object, monkeypatch: pytest.MonkeyPatch) -> tup
         if pid == 10:
             thinned.set_temporal_limit(0)
             late.ready = True
+            held.ready = True
+            held.send_held()
             refuse["flag"] = True
         if pid == 20:
             refuse["flag"] = False
@@ -593,7 +676,7 @@ def _run_fanout_scenario(native: object, monkeypatch: pytest.MonkeyPatch) -> tup
         p = packet(i, i * 960, b"\xfc" + bytes(40), pt=111)
         p.extensions.audio_level = (True, i)
         audio.on_rtp(p, OPUS)
-    downstreams = [steady, other_ext, no_ext, thinned, late, no_codec, sub, switching, mic]
+    downstreams = [steady, other_ext, no_ext, thinned, late, no_codec, sub, switching, held, mic]
     return [*log, *sr], [_forwarder_state(d) for d in downstreams]
 
 
@@ -613,7 +696,7 @@ def test_native_fanout_sends_the_same_bytes_and_keeps_the_same_state(monkeypatch
     native_log, native_state = _run_fanout_scenario(NATIVE, monkeypatch)
     assert native_log == python_log
     assert native_state == python_state
-    assert len(python_log) > 700  # 9 streams, most of ~140 packets each, plus SR batches
+    assert len(python_log) > 700  # 10 streams, most of ~140 packets each, plus SR batches
 
 
 @pytest.mark.native

@@ -217,10 +217,12 @@ async def world() -> AsyncIterator[RoomWorld]:
 
 @dataclass
 class FakeMedia:
-    """Records control requests; ``responses`` maps (method, suffix) to (status, body)."""
+    """Records control requests; ``responses`` maps (method, suffix) to (status, body); a request matching a key
+    of ``gates`` is recorded at once but answered only once that event is set."""
 
     requests: list[tuple[str, str, Any]] = field(default_factory=list)
     responses: dict[tuple[str, str], tuple[int, Any]] = field(default_factory=dict)
+    gates: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     seen: asyncio.Event = field(default_factory=asyncio.Event)
 
     def paths(self, method: str | None = None) -> list[str]:
@@ -254,6 +256,9 @@ async def fake_media(settings: Any) -> AsyncIterator[FakeMedia]:
         body = json.loads(body_bytes) if body_bytes else None
         fake.requests.append((request.method, request.path, body))
         fake.seen.set()
+        for (method, suffix), gate in fake.gates.items():
+            if method == request.method and request.path.endswith(suffix):
+                await gate.wait()
         for (method, suffix), (status, payload) in fake.responses.items():
             if method == request.method and request.path.endswith(suffix):
                 return web.json_response(payload, status=status)

@@ -236,7 +236,9 @@ export function cameraSender(kind) {
   return state.pcs.camera?.getTransceivers().find((t) => t.sender && (t.sender.track?.kind === kind || t.receiver.track?.kind === kind))?.sender || null;
 }
 
+/** Every connection, from scratch (a room snapshot, a media_reconnect): the subscribe one first (subscribe()). */
 export async function startMedia() {
+  if (!config.e2ee) restartMedia("subscribe", { reset: true });
   if (config.e2ee) await e2eeReady(); // nothing is published before there is a key to encrypt it with
   // Joined before the camera/microphone were open: publishing now would negotiate senders without tracks
   // (nothing ever sent, nothing forwarded to anyone).
@@ -244,7 +246,7 @@ export async function startMedia() {
   if (!pathTimer) pathTimer = setInterval(samplePath, PATH_SAMPLE_MS);
   restartMedia("camera", { reset: true });
   if (state.sharing) restartMedia("screen", { reset: true });
-  restartMedia("subscribe", { reset: true });
+  if (config.e2ee) restartMedia("subscribe", { reset: true });
 }
 
 // ---------------------------------------------------------------------------
@@ -255,14 +257,28 @@ export function subscribe() {
   restartMedia("subscribe");
 }
 
-// One attempt at the subscribe connection, on the offer chain. The `subscribe` request failing rejects
-// (retried); an offer the browser refuses does not (the server's next re-offer repairs it, and the
+/** Run `work` on the offer chain (subscribe offers, their answers and forwarded_tracks, in order). */
+function onSubChain(work) {
+  state.subQueued += 1;
+  const step = state.subChain.then(work).finally(() => { state.subQueued -= 1; });
+  state.subChain = step.catch(() => {}); // a failed step must not skip the next ones
+  return step;
+}
+
+// One attempt at the subscribe connection, on the offer chain. With the chain idle (a join: the first
+// snapshot, a media_reconnect) the `subscribe` request leaves at once, synchronously: its offer is the first
+// thing a joiner waits for (to see anyone), so it goes before the page renders the call and before the camera
+// connection is set up (startMedia, onSnapshot). Otherwise it leaves once the steps before it ran, so that an
+// answer they still send reaches the server before the connection it answers is replaced. The request failing
+// rejects (retried); an offer the browser refuses does not (the server's next re-offer repairs it, and the
 // connect watchdog rebuilds a connection that never connects).
 function subscribeOnce(attempt) {
   state.subscribeEmpty = false;
-  const step = state.subChain.then(async () => {
+  const early = state.subQueued === 0 && state.phase === "call" ? request({ type: "subscribe" }) : null;
+  early?.catch(() => {}); // handled in the step below, not an unhandled rejection
+  return onSubChain(async () => {
     if (state.phase !== "call") return;
-    const offer = await request({ type: "subscribe" });
+    const offer = await (early || request({ type: "subscribe" }));
     const pc = newPc("subscribe", attempt);
     pc.ontrack = (event) => {
       if (config.e2ee) e2eeReceiver(event.receiver);
@@ -282,13 +298,11 @@ function subscribeOnce(attempt) {
     }
     if (state.subscribeEmpty && state.pcs.subscribe === pc) recovery("subscribe").ok(attempt); // nothing to receive yet
   });
-  state.subChain = step.catch(() => {}); // a failed step must not skip the next offers
-  return step;
 }
 
 export function queueSubscribeOffer(frame) {
   if (frame.pc !== "subscribe") return;
-  state.subChain = state.subChain.then(() => applySubscribeOffer(frame)).catch((err) => console.error("subscribe offer failed", err));
+  onSubChain(() => applySubscribeOffer(frame)).catch((err) => console.error("subscribe offer failed", err));
 }
 
 async function applySubscribeOffer(frame) {
@@ -335,7 +349,7 @@ export function refreshRemoteMedia() {
 // In large rooms the server re-maps a few video m-lines to whoever is selected: the mids listed here
 // may now carry someone else. Applied after any subscribe offer queued before it (same order as sent).
 export function onForwardedTracks(frame) {
-  state.subChain = state.subChain.then(() => {
+  onSubChain(() => {
     for (const t of [...(frame.video || []), ...(frame.audio || [])]) state.trackInfo.set(String(t.mid), t);
     state.forwardedVideo = new Set((frame.video || []).map((t) => `${t.participant}:${t.source}`));
     state.lastN = frame.last_n ?? null;

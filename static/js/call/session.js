@@ -106,6 +106,10 @@ export function onSnapshot(frame) {
   state.role = frame.you.role;
   state.participants.clear();
   for (const p of frame.participants) if (p.participantId !== frame.you.participantId) state.participants.set(p.participantId, p);
+  if (first) setPhase("call");
+  // Before anything is rendered: the subscribe request leaves now (media.js subscribeOnce), so the media server
+  // makes its offer while this page draws the call (docs/benchmarks.md §4).
+  startMedia();
   if (config.e2ee) {
     // After a reconnect: forget (and rotate away from) anyone who left meanwhile; seat keys that waited.
     for (const id of [...e2ee.peers.keys()]) if (!state.participants.has(id)) e2eeForget(id);
@@ -127,11 +131,9 @@ export function onSnapshot(frame) {
   resumeChat(); // messages typed while we were away (or before a reload), in order
   if (!mediaStateHeld(frame.you, mediaStateFields())) sendMediaState(); // the join frame carried it (main.js)
   if (config.e2ee) e2eeAnnounce();
-  startMedia();
 }
 
 function enterCall() {
-  setPhase("call");
   stopLevel();
   $("preview").srcObject = null;
   syncControls();

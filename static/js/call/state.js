@@ -26,6 +26,7 @@ export const state = {
   trackInfo: new Map(), // subscribe mid -> {participant, pc, source, kind}
   pcs: {}, // camera | screen | subscribe -> RTCPeerConnection
   subChain: Promise.resolve(),
+  subQueued: 0, // steps on subChain not yet done (media.js onSubChain)
   subscribeEmpty: false,
   subRevision: 0, // revision of the newest subscribe offer applied (older ones are stale)
   subAnsweredAt: 0,
