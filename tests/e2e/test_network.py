@@ -253,8 +253,8 @@ def test_a_300_kbit_subscriber_gets_smooth_lower_video_while_an_unconstrained_on
     assert all(s["frameHeight"] >= 720 for s in fast_s), "the unconstrained subscriber dropped below 720p\n" + report
     # Issue 17 item 6: no audio gap over 200 ms at 300 kbit/s. A gap the unconstrained page has too (within one
     # 100 ms sampling interval: each page's measure is short by at most that) was in what reached the SFU, not
-    # made by the shaped link: in 2 of 6 runs at load ~10 (REMB and transport-cc alike) both pages lost the same
-    # ~20-40 % of the host's audio packets (gaps of 310-350 ms) while the unconstrained page's video never froze.
+    # made by the shaped link: in 3 of 8 runs at load 2-15 (REMB and transport-cc alike) both pages lost the same
+    # ~20-40 % of the host's audio packets (gaps of 310-510 ms) while the unconstrained page's video did not freeze.
     upstream = fast_audio["gap_ms"] + AUDIO_SAMPLE_MS
     assert audio["gap_ms"] <= 200 or audio["gap_ms"] <= upstream, (
         f"the 300 kbit subscriber's audio stopped for {audio['gap_ms']} ms "
