@@ -15,7 +15,9 @@ Policy (see docs/protocol.md "Media behaviour"):
   (only video carries abs-send-time, which its receive-side estimator reads),
   so from a REMB nothing is subtracted;
 * when the video budget is under :data:`LOW_VIDEO_BUDGET` only the active
-  speaker's video is forwarded, on its lowest level;
+  speaker's video is forwarded, on its lowest level (thin, below), or at that
+  layer's full frame rate when that fits in what an estimate covering the
+  audio leaves for video;
 * a video whose lowest layer has temporal layers (VP8 from browsers has
   three) gets an extra level below it, "thin": that layer's base temporal
   layer only (a quarter of the frame rate, :data:`THIN_SHARE` of its
@@ -176,6 +178,8 @@ class VideoDemand:
     heights: Sequence[int | None] = ()
     max_height: int | None = None
     speaker: bool = False
+    thin: bool = False
+    """Level 0 is the "thin" level (:func:`with_thin_level`): level 1 is the same layer at its full frame rate."""
 
 
 def layer_stopped(silent: Sequence[float], layer: int) -> bool:
@@ -217,6 +221,7 @@ def with_thin_level(demand: VideoDemand) -> VideoDemand:
         heights=[heights[low], *heights],
         max_height=demand.max_height,
         speaker=demand.speaker,
+        thin=True,
     )
 
 
@@ -257,8 +262,18 @@ def allocate(estimate: float, demands: Sequence[VideoDemand], *, audio_bps: floa
         return result
     budget = estimate - audio_bps
     if budget < LOW_VIDEO_BUDGET:
-        first = order[0]
-        result[first] = _lowest(demands[first])
+        first = demands[order[0]]
+        low = _lowest(first)
+        # With an estimate that covers the audio (``audio_bps`` taken out), thin only when the full frame rate
+        # does not fit: the upgrade allocation (UPGRADE_HEADROOM of the estimate) falls under this budget sooner
+        # than the estimate does, and taking thin there kept a 300 kbit/s subscriber with two microphones (a
+        # transport-cc estimate of ~235 kbit/s, 100 kbit/s of it audio) at a quarter of the frame rate for good
+        # although the full rate fitted (browser run, issue 17). A REMB (``audio_bps`` 0) measures the video
+        # alone: what the link's audio leaves is unknown, and thin stays the rule under the low budget.
+        full = low + 1 if audio_bps > 0 and first.thin and low == 0 and len(first.costs) > 1 else None
+        if full is not None and (cost := first.costs[full]) is not None and cost <= budget:
+            low = full
+        result[order[0]] = low
         return result
     for n, i in enumerate(order):
         low = _lowest(demands[i])

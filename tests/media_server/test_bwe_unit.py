@@ -435,6 +435,23 @@ def test_a_sender_that_cannot_go_lower_does_not_talk_the_loss_limit_down_to_the_
     assert sim.est.probes.probes_sent <= 15  # the link said no: probes back off (before: 20, half of them "successes")
 
 
+def test_no_probes_while_what_is_never_paused_overruns_the_link_and_probing_resumes_once_loss_is_gone() -> None:
+    """tests/e2e/test_bandwidth_ui.py's 100 kbit/s subscriber: two pooled microphones and the speaker's thinnest
+    video, ~130 kbit/s on the wire whatever the target. Loss stayed at 25-45 % and a probe cluster still left every
+    ~3 s, adding to the loss (the page's room socket missed pongs and rejoined every ~13 s). No probe while the
+    loss-based limit binds above 10 % loss; once the limit is gone, loss stops and probing climbs again."""
+    sim = Sim(Link(rate=100_000, queue_bytes=7_500), wanted=800_000, start_bps=300_000, floor=130_000)
+    sim.run(10.0)
+    assert sim.est.loss.limit is not None and sim.est.loss.fraction > 0.1
+    probed = sim.est.probes.probes_sent
+    sim.run(40.0)
+    assert sim.est.probes.probes_sent == probed  # before: a cluster every ~3-4 s (8 more in these 30 s)
+    sim.link.rate, sim.link.queue_bytes = 10_000_000, 250_000  # the limit goes away
+    sim.run(55.0)
+    assert sim.est.probes.probes_sent > probed
+    assert min(sim.targets(50.0, 55.0)) >= 700_000, sim.targets(45.0, 55.0)
+
+
 def test_an_overuse_while_the_sender_trickles_does_not_take_the_estimate_down_to_the_trickle() -> None:
     """A starved machine: for 3.5 s the SFU's loop forwards only a trickle (30 kbit/s) and the starved browser
     stamps arrivals late. The overuse it reads says nothing about the link, and 0.85 x the trickle's

@@ -94,6 +94,20 @@ def test_the_thin_level_serves_weak_links_and_small_budgets() -> None:
     assert allocate(1_000_000, [small_tile]) == [1]  # full frame rate: same picture height as thin
 
 
+def test_under_the_low_budget_the_speaker_gets_the_full_frame_rate_of_its_lowest_layer_when_it_fits() -> None:
+    """A 300 kbit/s link, two microphones: a transport-cc estimate of ~235 kbit/s covers ~100 kbit/s of audio.
+    The upgrade allocation (85 % of it) is under the low budget; it used to answer "thin" there, so the video
+    never went up from thin (3.8 fps in the browser run) although its full frame rate fitted with room."""
+    thin = with_thin_level(demand(speaker=True, costs=(65_000.0, 500_000.0, 1_500_000.0)))
+    audio = audio_reserve(2, covers_audio=True)
+    assert allocate(235_000, [thin], audio_bps=audio) == [1]
+    assert allocate(235_000 * UPGRADE_HEADROOM, [thin], audio_bps=audio) == [1]  # headroom: still the full rate
+    assert allocate(audio + 60_000, [thin], audio_bps=audio) == [0]  # 60 kbit/s for video: thin
+    assert allocate(100_000, [thin], audio_bps=AUDIO_RESERVE) == [0]  # a 100 kbit/s link, one microphone: thin
+    assert allocate(90_000, [demand(speaker=True, costs=(65_000.0, 500_000.0, None))]) == [0]  # no thin level
+    assert allocate(90_000, [thin]) == [0]  # a video-only REMB: the link's audio is unknown, thin as before
+
+
 def test_the_speaker_is_served_first_then_others_share_upgrades() -> None:
     got = allocate(1_200_000, [demand(), demand(speaker=True)])
     assert got == [1, 1]  # both at least the lowest; upgrades round-robin, speaker first
