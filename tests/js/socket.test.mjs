@@ -311,6 +311,45 @@ test("a scout that cannot connect leaves the decision to the probe's timeout (a 
   assert.equal(state.ws, FakeSocket.all.at(-1));
 });
 
+test("a scout that cannot connect yet is tried again while the probe waits, and adopted once it opens", async () => {
+  reset();
+  socket.configureSocket({ onReconnecting: () => {}, rejoin: () => new Promise(() => {}) });
+  state.grant = { ws_url: "ws://x/", token: "t1", token_expires_in: 120, receivedAt: Date.now() };
+  const ws = socket.openSocket();
+  ws.open();
+  socket.probeSocket(4000);
+  FakeSocket.all.at(-1).drop(1006); // the sign came before the new path was usable
+  assert.equal(FakeSocket.all.length, 2);
+  mock.timers.tick(socket.SCOUT_RETRY_MS[0] - 1);
+  assert.equal(FakeSocket.all.length, 2);
+  mock.timers.tick(1);
+  assert.equal(FakeSocket.all.length, 3); // the second scout
+  FakeSocket.all.at(-1).drop(1006);
+  mock.timers.tick(socket.SCOUT_RETRY_MS[1]);
+  const scout = FakeSocket.all.at(-1);
+  assert.equal(FakeSocket.all.length, 4);
+  mock.timers.tick(20);
+  scout.open();
+  mock.timers.tick(socket.SCOUT_GRACE_MIN_MS);
+  await settle();
+  assert.equal(state.ws, scout); // adopted well before the probe's 4 s
+  assert.deepEqual(scout.sent[0], { type: "join", token: "t1", protocol: 1 });
+  assert.equal(ws.closed, null);
+});
+
+test("no scout is tried again once the old socket answered", async () => {
+  reset();
+  const ws = socket.openSocket();
+  ws.open();
+  socket.probeSocket(4000);
+  FakeSocket.all.at(-1).drop(1006);
+  ws.receive({ type: "pong", ref: ws.sent.at(-1).ref });
+  await settle();
+  mock.timers.tick(5000);
+  assert.equal(FakeSocket.all.length, 2);
+  assert.equal(state.ws, ws);
+});
+
 test("the probe's timeout with the scout already open adopts it", async () => {
   reset();
   socket.configureSocket({ onReconnecting: () => {}, rejoin: async () => ({ ws_url: "ws://new/", token: "t2" }) });

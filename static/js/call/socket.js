@@ -106,6 +106,8 @@ function socketGone(code, options) {
 //   startScout): the old one is given up and the participant rejoins on the scout
 //   (with the grant's token while it lives, else a REST rejoin first). The grace grows with the time the
 //   scout took to open, so a loaded server, slow on both sockets alike, does not look like a dead path;
+// * a scout that cannot connect (the sign came before the new path was usable: the browser reports the new
+//   address before the route to it is in place) is tried again after SCOUT_RETRY_MS while the probe waits;
 // * neither (the server is down too): the old socket is given up after PROBE_TIMEOUT_MS without a pong
 //   and the rejoin goes through the usual backoff.
 // A socket given up is not closed: one that was only slow stays open until the new one's join replaces it
@@ -114,6 +116,7 @@ function socketGone(code, options) {
 export const PROBE_TIMEOUT_MS = 4000;
 export const SCOUT_GRACE_MIN_MS = 150;
 export const SCOUT_GRACE_MAX_MS = 2000;
+export const SCOUT_RETRY_MS = [250, 500, 1000]; // a scout that could not connect, again after these (then the timeout)
 let probing = null; // the socket being probed
 let abandoned = null; // a socket given up, closed once its successor joined
 let scout = null; // {ws, old, sentAt, openMs, timer}: the second socket of a probe (see above)
@@ -137,22 +140,30 @@ function dropScout() {
 // `queued`: refs of requests sent before the ping. The server handles a socket's frames one at a time, and
 // an `offer` or `subscribe` waits for the media server (seconds when it is loaded or gone): while one of
 // them is unanswered, a late pong is no sign of a dead path, and only the probe's timeout gives the socket up.
-function startScout(old, sentAt, queued) {
+function startScout(old, sentAt, queued, retry = 0) {
   dropScout();
   let ws;
   try { ws = new WebSocket(state.grant.ws_url); } catch { return; }
+  const startedAt = Date.now();
   const mine = { ws, old, sentAt, openMs: null, timer: null };
   scout = mine;
   ws.onopen = () => {
     if (scout !== mine) return;
-    mine.openMs = Date.now() - sentAt;
+    mine.openMs = Date.now() - startedAt; // its own handshake: the grace scales with how slow the server is
     mine.timer = setTimeout(() => {
       if (scout !== mine || queued.some((ref) => state.refs.has(ref))) return;
       adoptScout(`no pong in ${Date.now() - sentAt} ms while a new socket opened in ${mine.openMs} ms`);
     }, scoutGraceMs(mine.openMs));
   };
-  ws.onclose = () => { // it could not connect either: the probe's timeout decides
-    if (scout === mine) { clearTimeout(mine.timer); scout = null; }
+  ws.onclose = () => {
+    if (scout !== mine) return;
+    clearTimeout(mine.timer);
+    scout = null;
+    // It could not connect: maybe not yet (see above). Again while the probe still waits; else its timeout decides.
+    if (mine.openMs !== null || retry >= SCOUT_RETRY_MS.length) return;
+    setTimeout(() => {
+      if (!scout && probing === old && state.ws === old && !state.leaving) startScout(old, sentAt, queued, retry + 1);
+    }, SCOUT_RETRY_MS[retry]);
   };
 }
 
