@@ -17,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from autobahn.exception import Disconnected
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -375,7 +376,7 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         if text is not None:  # a chat_message, encoded once for every socket (rooms.events)
             if message["sender"] == session.participant_id or message["seq"] <= self.chat_high_water:
                 return  # the sender has its chat_ack; older messages came with the snapshot or a sync
-            await self.send(text_data=text)
+            await self._send_text(text)
             return
         frame = message["event"]
         kind = frame.get("type")
@@ -516,7 +517,20 @@ class RoomConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def _send(self, frame: dict[str, Any]) -> None:
         if self.close_code is None:
-            await self.send(text_data=events.encode(frame))
+            await self._send_text(events.encode(frame))
+
+    async def _send_text(self, text: str) -> None:
+        """Send ``text`` unless the client has closed the socket.
+
+        A client's close reaches this consumer as a ``websocket.disconnect`` message queued behind whatever it is
+        handling; a frame sent meanwhile makes daphne raise ``Disconnected``, which would end the consumer before
+        that message is handled: no leave (the others keep the tile until the presence sweep) and groups left
+        joined. The frame is dropped instead: its reader is gone.
+        """
+        try:
+            await self.send(text_data=text)
+        except Disconnected:
+            logger.debug("frame for a socket the client closed dropped")
 
     @staticmethod
     def _now() -> float:
