@@ -209,17 +209,25 @@ def test_one_unanswered_keyframe_request_serves_every_stream_starting_meanwhile(
     assert plis == [100.0]  # flowing: nobody asks again
 
 
-def test_a_stream_not_yet_connected_holds_the_keyframe_asked_for_and_sends_it_once_ready(
+def _holding_downstream(
     monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """hold(): the keyframe is asked for when the answer is applied, kept (with what follows) while ICE and
-    DTLS finish, and sent the moment the transport is ready: no PLI round trip after the connection."""
+) -> tuple[list[float], list[float], Forwarder, list[bytes], Downstream]:
+    """A clocked video forwarder and an attached downstream that is not connected yet and holds (``hold``)."""
     now, plis, fwd = _clocked_video_forwarder(monkeypatch)
     sent: list[bytes] = []
     d = make_downstream(sent)
     d.ready = False
     d.hold()
     fwd.attach(d)
+    return now, plis, fwd, sent, d
+
+
+def test_a_stream_not_yet_connected_holds_the_keyframe_asked_for_and_sends_it_once_ready(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """hold(): the keyframe is asked for when the answer is applied, kept (with what follows) while ICE and
+    DTLS finish, and sent the moment the transport is ready: no PLI round trip after the connection."""
+    now, plis, fwd, sent, d = _holding_downstream(monkeypatch)
     assert plis == [100.0]  # at once, not when connected
     fwd.on_rtp(packet(5000, 900000, DELTA), VP8)  # before the keyframe: not held
     now[0] += 0.04
@@ -240,12 +248,7 @@ def test_a_hold_longer_than_its_span_is_given_up_and_the_stream_waits_for_a_fres
 ) -> None:
     """Never more than HOLD_SPAN of video behind its source: a connection that takes longer starts on a keyframe
     asked for when it is ready, as without holding."""
-    now, plis, fwd = _clocked_video_forwarder(monkeypatch)
-    sent: list[bytes] = []
-    d = make_downstream(sent)
-    d.ready = False
-    d.hold()
-    fwd.attach(d)
+    now, plis, fwd, sent, d = _holding_downstream(monkeypatch)
     seq = 5000
     for payload in (KEY, *[DELTA] * 10):
         fwd.on_rtp(packet(seq, seq * 3000, payload), VP8)
