@@ -62,12 +62,14 @@ def video_stats(page: Any, participant: str) -> dict[str, Any]:
 
 
 def join_without_camera(
-    browser: Any, contexts: list[Any], stack: Any, room_id: str, name: str, *, scale: float = 1
+    browser: Any, contexts: list[Any], stack: Any, room_id: str, name: str, *, scale: float = 1, muted: bool = False
 ) -> Any:
     page = new_page(browser, contexts, stack, scale=scale)
     page.goto(f"/join/{room_id}")
     page.get_by_label("Your name").fill(name)
     page.locator("#pre-cam").click()  # camera off: the host's camera is the only video in the room
+    if muted:
+        page.locator("#pre-mic").click()
     join_call(page, room_id)
     return page
 
@@ -158,6 +160,21 @@ AUDIO_GAP_START_JS = """
 """
 AUDIO_SAMPLE_MS = 100
 
+# The host's own count of audio packets sent, and of those the SFU's receiver reports say it lost: tells a gap the
+# host's Chromium made (a starved fake capture sends fewer than 50 a second) from one on the way to the SFU and
+# from one made in the SFU.
+HOST_AUDIO_SENT_JS = """
+async () => {
+  const pc = window.conferenceCall && window.conferenceCall.pcs.camera;
+  let sent = 0, lost = 0;
+  if (pc) for (const s of (await pc.getStats()).values()) {
+    if (s.type === "outbound-rtp" && s.kind === "audio") sent += s.packetsSent || 0;
+    if (s.type === "remote-inbound-rtp" && s.kind === "audio") lost += s.packetsLost || 0;
+  }
+  return {sent, lost};
+}
+"""
+
 AUDIO_GAP_STOP_JS = """
 () => { clearInterval(window.__audioGapTimer); return window.__audioGapSamples || []; }
 """
@@ -202,11 +219,16 @@ def test_a_300_kbit_subscriber_gets_smooth_lower_video_while_an_unconstrained_on
     host, room_id = host_room(browser, contexts, stack, users, "Shaped downlink")
     host_id = participant_id(host)
     # A HiDPI laptop: the host's tile is ~700 device pixels tall, so 720p is what fills it (tile caps, layers.py).
-    fast = join_without_camera(browser, contexts, stack, room_id, "Fiber", scale=2)
+    # The guests listen, muted: the e2e stack forwards at most 2 microphones (MEDIA_MAX_AUDIO_MLINES=2, the
+    # last-N audio limit), and Chromium's fake microphone is a 20 ms beep every 500 ms, i.e. "gone quiet" nearly
+    # always, so with three unmuted ones every beep took the place of another and the host's microphone was not
+    # forwarded for 10-47 % of the time (media_server/lastn.py AudioSelector: what earlier runs took for audio lost
+    # before the SFU). A muted microphone never counts as speech: the host's is forwarded whole.
+    fast = join_without_camera(browser, contexts, stack, room_id, "Fiber", scale=2, muted=True)
     # The slow guest loads the page and joins before its downlink is limited: through the 300 kbit/s tbf the page's
     # modules stalled for over 90 s in 2 of 4 runs (open, see docs/architecture.md); this test is about the media.
     chromium = shaped_browser()
-    slow = join_without_camera(chromium, contexts, stack, room_id, "Slow link")
+    slow = join_without_camera(chromium, contexts, stack, room_id, "Slow link", muted=True)
     shaped_browser.reshape(chromium, "300kbit")
     wait_media(fast, host_id, audio=True)
     wait_media(slow, host_id, audio=True, timeout=60)
@@ -220,12 +242,15 @@ def test_a_300_kbit_subscriber_gets_smooth_lower_video_while_an_unconstrained_on
     time.sleep(SETTLE)
 
     encoded_before, started = host.evaluate(TOP_LAYER_FRAMES_JS), time.monotonic()
+    audio_sent_before = host.evaluate(HOST_AUDIO_SENT_JS)
     slow.evaluate(AUDIO_GAP_START_JS, host_id)
     fast.evaluate(AUDIO_GAP_START_JS, host_id)  # the same on the unconstrained page, for comparison (CPU)
     samples = measure({"fast": fast, "slow": slow}, host_id)
     audio = longest_audio_gap(slow.evaluate(AUDIO_GAP_STOP_JS))
     fast_audio = longest_audio_gap(fast.evaluate(AUDIO_GAP_STOP_JS))
     seconds = time.monotonic() - started
+    audio_sent_after = host.evaluate(HOST_AUDIO_SENT_JS)
+    audio_sent = {k: audio_sent_after[k] - audio_sent_before[k] for k in ("sent", "lost")}
     encoded_fps = (host.evaluate(TOP_LAYER_FRAMES_JS) - encoded_before) / seconds
 
     slow_s, fast_s = samples["slow"], samples["fast"]
@@ -233,7 +258,7 @@ def test_a_300_kbit_subscriber_gets_smooth_lower_video_while_an_unconstrained_on
     decoded_fps = (fast_s[-1]["framesDecoded"] - fast_s[0]["framesDecoded"]) / seconds
     report = (
         f"fast received {fast_fps:.1f} fps, decoded {decoded_fps:.1f}; host's 720p layer {encoded_fps:.1f} fps\n"
-        f"host sends {published_layers(host)}\n"
+        f"host sends {published_layers(host)}; its audio packets {audio_sent} in {seconds:.1f} s\n"
         f"slow: {slow_s}\nfast: {fast_s}\nslow's audio: {audio}\nfast's audio: {fast_audio}"
     )
     slow_fps = (slow_s[-1]["framesDecoded"] - slow_s[0]["framesDecoded"]) / seconds
@@ -242,7 +267,7 @@ def test_a_300_kbit_subscriber_gets_smooth_lower_video_while_an_unconstrained_on
     print(  # with -rA: the figures of a passing run too
         f"300 kbit: slow {sorted({s['frameHeight'] for s in slow_s})}p {slow_fps:.1f} fps, froze {frozen:.2f} s; "
         f"fast {sorted({s['frameHeight'] for s in fast_s})}p {decoded_fps:.1f} fps, froze {fast_frozen:.2f} s; "
-        f"host 720p {encoded_fps:.1f} fps; slow audio {audio}; fast audio {fast_audio}"
+        f"host 720p {encoded_fps:.1f} fps, audio packets {audio_sent}; slow audio {audio}; fast audio {fast_audio}"
     )
     for before, after in itertools.pairwise(slow_s):
         assert after["framesDecoded"] > before["framesDecoded"], "the 300 kbit subscriber stopped decoding\n" + report
@@ -251,11 +276,11 @@ def test_a_300_kbit_subscriber_gets_smooth_lower_video_while_an_unconstrained_on
     )
     assert frozen < 1.0, f"the 300 kbit subscriber froze {frozen:.2f} s in {WINDOW:.0f} s\n" + report
     assert all(s["frameHeight"] >= 720 for s in fast_s), "the unconstrained subscriber dropped below 720p\n" + report
-    # Issue 17 item 6: no audio gap over 200 ms at 300 kbit/s. A gap the unconstrained page has too (within one
-    # 100 ms sampling interval: each page's measure is short by at most that) was in what reached the SFU, not
-    # made by the shaped link: in 3 of 8 runs at load 2-15 (REMB and transport-cc alike) both pages lost the same
-    # ~20-40 % of the host's audio packets (gaps of 310-510 ms) while the unconstrained page's video did not freeze.
-    upstream = fast_audio["gap_ms"] + AUDIO_SAMPLE_MS
+    # Issue 17 item 6: no audio gap over 200 ms at 300 kbit/s. A gap the unconstrained page has too was not made by
+    # the shaped link (a host's audio delayed on its way to the SFU). Each page's measure is short of the real gap
+    # by at most its longest sampling interval, which a busy page stretches past the nominal 100 ms: the
+    # unconstrained page's real gap may be as long as its measure plus its own longest interval.
+    upstream = fast_audio["gap_ms"] + max(AUDIO_SAMPLE_MS, fast_audio["sample_interval_ms"])
     assert audio["gap_ms"] <= 200 or audio["gap_ms"] <= upstream, (
         f"the 300 kbit subscriber's audio stopped for {audio['gap_ms']} ms "
         f"(the unconstrained page's longest gap: {fast_audio['gap_ms']} ms)\n" + report
