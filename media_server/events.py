@@ -73,6 +73,7 @@ class EventSink:
         self._wakeup = asyncio.Event()
         self._flush = asyncio.Event()  # set: post what is queued now, without lingering
         self._task: asyncio.Task[None] | None = None
+        self._inflight: list[str] = []  # the batch being posted (or waiting to be retried), taken off the queue
         self._session: aiohttp.ClientSession | None = None
         self.dropped = 0
         self.delivered = 0
@@ -99,7 +100,9 @@ class EventSink:
         return len(self._queue)
 
     async def close(self) -> None:
-        """Stop delivering; events still queued after one last attempt are lost."""
+        """Stop delivering, with one last attempt for what is left: the batch a POST or its retries were
+        delivering when stopped (again, whole: at least once, as a retry would), then what is still queued.
+        What that attempt cannot deliver is lost."""
         if self._task is not None:
             self._task.cancel()
             try:
@@ -107,6 +110,9 @@ class EventSink:
             except asyncio.CancelledError:
                 pass
             self._task = None
+            inflight, self._inflight = self._inflight, []
+            if inflight and not await self._post_once(inflight):
+                self.dropped += len(inflight)
             if self._queue:
                 await self._post_once(self._take_batch())
         if self._session is not None:
@@ -170,7 +176,7 @@ class EventSink:
             self._wakeup.clear()
             await self._wait_for_more()
             while self._queue:
-                batch = self._take_batch()
+                batch = self._inflight = self._take_batch()
                 delay = self._backoff
                 for _attempt in range(self._max_attempts):
                     if await self._post_once(batch):
@@ -180,4 +186,5 @@ class EventSink:
                 else:
                     self.failed_batches += 1
                     self.dropped += len(batch)
+                self._inflight = []
             self._flush.clear()  # everything queued went: the next event lingers again

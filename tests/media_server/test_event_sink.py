@@ -112,3 +112,27 @@ async def test_a_failed_batch_is_retried_whole_and_what_came_meanwhile_follows_i
     assert sink.dropped == 0 and sink.failed_batches == 0
     assert len(set(fake_django.auth)) == len(fake_django.auth)  # every attempt signed afresh
     await sink.close()
+
+
+@pytest.mark.asyncio
+async def test_close_posts_the_batch_its_retries_were_delivering_then_what_is_queued(fake_django) -> None:
+    """A batch taken off the queue and refused is not lost when the sink closes between retries: the last
+    attempt posts it whole, before what was queued after it."""
+    fake_django.status = 503
+    sink = EventSink(url=fake_django.url, secret="s", node_id="n", linger=LONG, backoff=LONG, max_attempts=5)
+    sink.start()
+    first, second = join_events("bob"), join_events("carol")
+    for event in first:
+        sink.emit(event)
+    sink.emit({"type": "subscribe_offer", "room": "r", "participant": "alice", "sdp": "v=0", "revision": 2})
+    assert await until(lambda: sink.posts >= 1, timeout=30, interval=0.02)  # refused; waiting LONG to retry
+    for event in second:
+        sink.emit(event)
+    fake_django.status = 204
+    await sink.close()
+    assert [e.get("participant") for batch in fake_django.batches for e in batch["events"]] == [
+        *["bob"] * 4,
+        "alice",
+        *["carol"] * 4,
+    ]
+    assert sink.dropped == 0
