@@ -675,6 +675,14 @@ class SendSideEstimator:
             return
         self._feedback_at = now
         for result in self.probe_results.results():
+            if result is not None and self.queue_building(now):
+                # The link queued while the cluster was out (overuse now, or a delay-based decrease within
+                # QUEUE_MEMORY): what the cluster measured is no spare capacity (libwebrtc's delay-based estimator
+                # ignores a probe result while it signals overuse). A "success" there, from a token bucket's burst
+                # or a loaded receiver's bunched arrival stamps, reset the backoff, and a higher probe at once
+                # queued the link again, every ~2.5 s (browser runs on a 300 kbit/s tbf, docs/benchmarks.md §2b).
+                self.probes.on_result(0.0, now)
+                continue
             if result is not None:
                 if result > self.aimd.rate:
                     self.aimd.set_estimate(result, now)
@@ -728,6 +736,11 @@ class SendSideEstimator:
         last :data:`QUEUE_MEMORY` s): loss then means congestion, not noise. Loss itself does not tell (a few
         unlucky windows of random loss set the loss-based limit as well)."""
         return self.trendline.state == "overusing" or now - self.aimd.last_decrease < QUEUE_MEMORY
+
+    def has_room(self, now: float) -> bool:
+        """True while the path has room for more than is sent (doubled retransmissions may help): no queue
+        building up."""
+        return not self.queue_building(now)
 
     def probe_request(self, *, now: float, wanted_bps: int) -> list[tuple[int, int]] | None:
         """Probe clusters ``(bitrate_bps, bytes)`` to send now (paced at that rate), or None.

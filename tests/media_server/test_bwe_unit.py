@@ -13,7 +13,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
+from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -31,31 +33,62 @@ from media_server.bwe import (
     TrendlineEstimator,
     unwrap,
 )
+from media_server.layers import pacing_rate, retransmit_policy
+from media_server.pacer import MAX_QUEUE_DELAY
 
 RECEIVER_CLOCK = 1000.0  # the receiver's clock is offset from the sender's: only differences may matter
 PROBE_PACKET = 300  # bytes of a padding-only probe packet (media_server.forwarder.PROBE_PADDING + headers)
+# tests/e2e/conftest.py ``_tbf``: ``tc qdisc replace dev … root tbf rate <rate> burst 5kb latency 200ms`` (tc's
+# "kb" is 1024 bytes)
+E2E_TBF_BURST = 5 * 1024
+E2E_TBF_LATENCY = 0.2
 
 
 @dataclass
 class Link:
+    """A bottleneck: a FIFO of ``queue_bytes`` (tail drop) drained at ``rate``, optionally behind a bucket of
+    ``burst_bytes`` refilled at ``rate`` (full at the start); then ``delay`` of propagation and random ``loss``.
+
+    :meth:`tbf` makes it ``tc qdisc ... tbf rate R burst B latency T`` exactly: a packet waits whole in the
+    queue until the bucket holds its size, then leaves at once, so the queue counts every waiting packet's
+    bytes (``tbf_queue``). Without it the queue counts what is left to serialize (a packet being sent counts
+    only its rest), which the older tests were tuned on.
+    """
+
     rate: float  # bit/s
     queue_bytes: int
     delay: float = 0.02
     loss: float = 0.0
     burst_bytes: int = 0  # tc tbf's bucket: this much passes at once while the queue is empty and the bucket full
-    busy_until: float = 0.0
-    tokens: float = 0.0
+    busy_until: float = 0.0  # when the last packet accepted leaves the queue
+    tokens: float | None = None  # in the bucket at ``tokens_at`` (None: full)
     tokens_at: float = 0.0
+    waiting: deque[tuple[float, int]] = field(default_factory=deque)  # (departure, size) of packets still queued
+    waiting_bytes: int = 0
+    tbf_queue: bool = False
+
+    @classmethod
+    def tbf(cls, rate: float, *, burst: int = E2E_TBF_BURST, latency: float = E2E_TBF_LATENCY, **kw: Any) -> Link:
+        """The e2e tests' shaping (tests/e2e/conftest.py ``_tbf``): tc sets the queue limit from the latency,
+        limit = rate x latency + burst (tc/q_tbf.c)."""
+        return cls(rate=rate, queue_bytes=int(rate * latency / 8) + burst, burst_bytes=burst, tbf_queue=True, **kw)
 
     def carry(self, t: float, size: int, rng: random.Random) -> float | None:
         """Arrival time (sender clock) of a packet sent at ``t``, or None if dropped."""
-        queued = max(0.0, self.busy_until - t) * self.rate / 8
+        waiting = self.waiting
+        while waiting and waiting[0][0] <= t:
+            self.waiting_bytes -= waiting.popleft()[1]
+        queued = self.waiting_bytes if self.tbf_queue else max(0.0, self.busy_until - t) * self.rate / 8
         if queued + size > self.queue_bytes:
             return None  # tail drop: the queue is full
         start = max(self.busy_until, t)
-        tokens = min(float(self.burst_bytes), self.tokens + (start - self.tokens_at) * self.rate / 8)
+        full = float(self.burst_bytes)
+        tokens = full if self.tokens is None else min(full, self.tokens + (start - self.tokens_at) * self.rate / 8)
         self.busy_until = start + max(0.0, size - tokens) * 8 / self.rate
         self.tokens, self.tokens_at = max(0.0, tokens - size), self.busy_until
+        if self.busy_until > t:
+            waiting.append((self.busy_until, size))
+            self.waiting_bytes += size
         if self.loss and rng.random() < self.loss:
             return None
         return self.busy_until + self.delay
@@ -72,6 +105,13 @@ class Sim:
     starved: float = 0.0  # s: the receiver's late stamping grows to this and catches up, over and over (CPU)
     seed: int = 1
     tick: float = 0.001
+    # What the subscriber does around the estimator (media_server/participant.py), off unless a test asks:
+    audio: int = 0  # bit/s of audio in 20 ms packets, whatever the target, never paced (pooled microphones)
+    audio_reserve: int = 0  # bit/s the allocator sets aside for that audio out of the target (layers.audio_reserve)
+    fps: int = 30
+    paced: bool = False  # video leaves through the pacer at layers.pacing_rate(target) (a FIFO, drops beyond 2 s)
+    shared_clusters: bool = False  # every packet sent while a probe cluster is under way belongs to it
+    nack: bool = False  # lost video is NACKed and resent as Subscriber does (copies: retransmit_policy)
     est: SendSideEstimator = field(init=False)
     t: float = 0.0
     history: list[tuple[float, int]] = field(default_factory=list)  # (time, target) every 100 ms
@@ -81,42 +121,73 @@ class Sim:
         self.est.on_rtt(rtt=2 * self.link.delay)
         self.rng = random.Random(self.seed)
         self.seq = 65_000  # wraps around within the first second
-        self.pending: list[tuple[float, int, int, int | None]] = []  # (send time, order, size, cluster) heap
+        # (send time, order, size, cluster, kind) heap; kind: "video", "audio", "probe", "rtx"
+        self.pending: list[tuple[float, int, int, int | None, str]] = []
         self.order = 0
         self.fates: list[tuple[int, float | None]] = []  # (seq, arrival in sender clock) in seq order
+        self.kinds: list[str] = []  # the kind of each packet in ``fates``
+        self.sent_bytes: dict[str, int] = {}  # by kind
+        self.lost_bytes: dict[str, int] = {}
+        self.copies: list[int] = []  # the copies each repair was sent with
         self.reported = 0
         self.clusters = 0
+        self.cluster_windows: list[tuple[float, float, int]] = []  # (first send, last send, id)
         self.next_frame = 0.0
+        self.next_audio = 0.0
         self.next_feedback = 0.1
         self.next_sample = 0.0
+        self.pacer_free = 0.0  # when the pacer's queue is empty
 
-    def _send(self, at: float, size: int, cluster: int | None) -> None:
-        heapq.heappush(self.pending, (at, self.order, size, cluster))
+    def _send(self, at: float, size: int, cluster: int | None, kind: str = "video") -> None:
+        if self.paced and kind in ("video", "rtx"):
+            pace = pacing_rate(self.est.target_bps, pacing=True)
+            if pace is not None:
+                start = max(at, self.pacer_free)
+                if (start - at) > MAX_QUEUE_DELAY:
+                    return  # the pacer's queue is full: dropped before the wire
+                at = start
+                self.pacer_free = start + size * 8 / pace
+        heapq.heappush(self.pending, (at, self.order, size, cluster, kind))
         self.order += 1
 
     def run(self, until: float) -> None:
         while self.t < until:
             self.t += self.tick
             t = self.t
+            if self.audio and t >= self.next_audio:
+                self.next_audio += 0.02
+                self._send(t, int(self.audio * 0.02 / 8), None, "audio")
             if t >= self.next_frame:
-                self.next_frame += 1 / 30
-                rate = max(self.floor, min(self.est.target_bps, self.media or self.wanted))
+                self.next_frame += 1 / self.fps
+                video = max(0, self.est.target_bps - self.audio_reserve) if self.audio_reserve else self.est.target_bps
+                rate = max(self.floor, min(video, self.media or self.wanted))
                 if self.stall is not None and self.stall[0] <= t < self.stall[1]:
                     rate = self.stall[2]  # a starved machine: the SFU's loop forwards a trickle
-                frame = int(rate / 30 / 8)
+                frame = int(rate / self.fps / 8)
                 while frame > 0:
                     self._send(t, min(frame, 1200), None)
                     frame -= 1200
                 clusters = self.est.probe_request(now=t, wanted_bps=self.wanted)
+                start = t
                 for rate, size in clusters or []:
                     self.clusters += 1
                     gap = PROBE_PACKET * 8 / rate
-                    for i in range(-(-size // PROBE_PACKET)):
-                        self._send(t + i * gap, PROBE_PACKET, self.clusters)
+                    count = -(-size // PROBE_PACKET)
+                    for i in range(count):
+                        self._send(start + i * gap, PROBE_PACKET, self.clusters, "probe")
+                    self.cluster_windows.append((start, start + (count - 1) * gap, self.clusters))
+                    start += count * gap  # participant._send_clusters sends one cluster after the other
             while self.pending and self.pending[0][0] <= t:
-                at, _, size, cluster = heapq.heappop(self.pending)
+                at, _, size, cluster, kind = heapq.heappop(self.pending)
+                if cluster is None and self.shared_clusters:
+                    cluster = next((c for a, b, c in self.cluster_windows if a <= at <= b), None)
                 self.est.on_packet_sent(seq=self.seq, size=size, send_time=at, probe_cluster=cluster)
-                self.fates.append((self.seq, self.link.carry(at, size, self.rng)))
+                arrival = self.link.carry(at, size, self.rng)
+                self.fates.append((self.seq, arrival))
+                self.kinds.append(kind)
+                self.sent_bytes[kind] = self.sent_bytes.get(kind, 0) + size
+                if arrival is None:
+                    self.lost_bytes[kind] = self.lost_bytes.get(kind, 0) + size
                 self.seq = (self.seq + 1) & 0xFFFF
             if t >= self.next_feedback:
                 self.next_feedback += 0.1
@@ -124,6 +195,20 @@ class Sim:
             if t >= self.next_sample:
                 self.next_sample += 0.1
                 self.history.append((t, self.est.target_bps))
+
+    def _repair(self, count: int) -> None:
+        """The receiver NACKs ``count`` lost video packets (of 1200 bytes, say): resend them as Subscriber does."""
+        copies, _ = retransmit_policy(
+            self.est.target_bps,
+            0.0,  # REMB's receiver-report loss: not what decides with transport-cc
+            2 * self.link.delay,
+            min_interval=0.01,
+            room=self.est.has_room(self.t),
+        )
+        for _ in range(count):
+            self.copies.append(copies)
+            for _ in range(copies):
+                self._send(self.t, 1200, None, "rtx")
 
     def _feedback(self, seen: float) -> None:
         """Report every packet up to the last one that arrived by ``seen`` (lost ones as None)."""
@@ -140,8 +225,20 @@ class Sim:
             (seq, None if arrival is None else arrival + RECEIVER_CLOCK + self._stamp_delay(arrival))
             for seq, arrival in self.fates[self.reported : last + 1]
         ]
+        lost_video = sum(
+            1
+            for (_, arrival), kind in zip(
+                self.fates[self.reported : last + 1], self.kinds[self.reported : last + 1], strict=True
+            )
+            if arrival is None and kind in ("video", "rtx")
+        )
         self.reported = last + 1
         self.est.on_feedback(now=self.t, results=results)
+        if self.nack and lost_video:
+            self._repair(lost_video)
+
+    def loss_fraction(self) -> float:
+        return sum(self.lost_bytes.values()) / max(1, sum(self.sent_bytes.values()))
 
     def _stamp_delay(self, arrival: float) -> float:
         """A starved receiver's network thread falls behind for 0.6 s, stamping each packet later than the
@@ -389,6 +486,35 @@ def test_a_token_bucket_burst_does_not_make_a_probe_look_like_spare_capacity() -
     settled = sim.targets(5.0, 40.0)
     assert max(settled) <= 400_000, settled
     assert 150_000 <= mean(settled) <= 330_000, settled
+
+
+def test_on_the_e2e_300_kbit_tbf_a_probe_sent_while_the_link_queues_is_no_success() -> None:
+    """The browser runs' 300 kbit/s subscriber (docs/benchmarks.md §2b): two pooled microphones and a 180p video,
+    the e2e tests' ``tbf`` (5 kB bucket, 200 ms), media sent during a cluster belonging to it, video paced, and a
+    receiver on a loaded machine stamping arrivals in a sawtooth. Every ~2 s a probe at ~2x the target came back
+    "successful" (the cluster's later arrivals bunched up: 330-450 kbit/s measured on a 300 kbit/s link), the
+    backoff went back to its least, and a higher probe followed at once and failed: the target jumped to ~530k
+    and the link queued each time. A probe result while the queue builds (overuse now or a delay-based decrease
+    within bwe.QUEUE_MEMORY) is now the link saying no, as libwebrtc ignores one while it signals overuse."""
+    sim = Sim(
+        Link.tbf(300_000),
+        wanted=2_500_000,
+        start_bps=300_000,
+        media=65_000,
+        audio=80_000,
+        audio_reserve=100_000,
+        fps=15,
+        paced=True,
+        shared_clusters=True,
+        starved=0.1,
+    )
+    sim.run(40.0)
+    assert max(sim.targets(5.0, 40.0)) <= 320_000, sim.targets(5.0, 40.0)  # before: up to 535k
+    starts = [a for a, _, _ in sim.cluster_windows if a >= 5.0]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    # before: 22 clusters after the start, in threes 0.4 s apart (a success and at once a higher probe)
+    assert gaps and min(gaps) >= PROBE_BACKOFF_MAX, gaps
+    assert sim.est.probes.probes_sent - sim.est.probes.probes_failed <= 1  # only the initial pair's higher one
 
 
 def test_a_receiver_short_of_cpu_does_not_talk_the_estimate_down_while_everything_arrives() -> None:
