@@ -21,8 +21,10 @@ import pytest
 
 from media_server.bwe import (
     BURST_INTERVAL,
+    LOSS_WINDOW_MAX,
     PROBE_BACKOFF_MAX,
     PROBE_BACKOFF_MIN,
+    PROBE_INITIAL_WAIT,
     PROBE_TIMEOUT,
     AcknowledgedBitrate,
     Deltas,
@@ -107,6 +109,7 @@ class Sim:
     tick: float = 0.001
     # What the subscriber does around the estimator (media_server/participant.py), off unless a test asks:
     audio: int = 0  # bit/s of audio in 20 ms packets, whatever the target, never paced (pooled microphones)
+    microphones: int = 1  # ``audio`` is this many streams, each a packet every 20 ms
     audio_reserve: int = 0  # bit/s the allocator sets aside for that audio out of the target (layers.audio_reserve)
     fps: int = 30
     paced: bool = False  # video leaves through the pacer at layers.pacing_rate(target) (a FIFO, drops beyond 2 s)
@@ -126,6 +129,7 @@ class Sim:
         self.order = 0
         self.fates: list[tuple[int, float | None]] = []  # (seq, arrival in sender clock) in seq order
         self.kinds: list[str] = []  # the kind of each packet in ``fates``
+        self.sizes: list[int] = []
         self.sent_bytes: dict[str, int] = {}  # by kind
         self.lost_bytes: dict[str, int] = {}
         self.copies: list[int] = []  # the copies each repair was sent with
@@ -156,7 +160,8 @@ class Sim:
             t = self.t
             if self.audio and t >= self.next_audio:
                 self.next_audio += 0.02
-                self._send(t, int(self.audio * 0.02 / 8), None, "audio")
+                for _ in range(self.microphones):
+                    self._send(t, int(self.audio * 0.02 / 8 / self.microphones), None, "audio")
             if t >= self.next_frame:
                 self.next_frame += 1 / self.fps
                 video = max(0, self.est.target_bps - self.audio_reserve) if self.audio_reserve else self.est.target_bps
@@ -185,6 +190,7 @@ class Sim:
                 arrival = self.link.carry(at, size, self.rng)
                 self.fates.append((self.seq, arrival))
                 self.kinds.append(kind)
+                self.sizes.append(size)
                 self.sent_bytes[kind] = self.sent_bytes.get(kind, 0) + size
                 if arrival is None:
                     self.lost_bytes[kind] = self.lost_bytes.get(kind, 0) + size
@@ -196,19 +202,20 @@ class Sim:
                 self.next_sample += 0.1
                 self.history.append((t, self.est.target_bps))
 
-    def _repair(self, count: int) -> None:
-        """The receiver NACKs ``count`` lost video packets (of 1200 bytes, say): resend them as Subscriber does."""
+    def _repair(self, sizes: list[int]) -> None:
+        """The receiver NACKs the lost video packets of ``sizes``: resend them as Subscriber does (the receiver
+        reports' loss, which Subscriber passes on, is about what transport-cc reports)."""
         copies, _ = retransmit_policy(
             self.est.target_bps,
-            0.0,  # REMB's receiver-report loss: not what decides with transport-cc
+            self.est.loss.fraction,
             2 * self.link.delay,
             min_interval=0.01,
             room=self.est.has_room(self.t),
         )
-        for _ in range(count):
+        for size in sizes:
             self.copies.append(copies)
             for _ in range(copies):
-                self._send(self.t, 1200, None, "rtx")
+                self._send(self.t, size, None, "rtx")
 
     def _feedback(self, seen: float) -> None:
         """Report every packet up to the last one that arrived by ``seen`` (lost ones as None)."""
@@ -225,13 +232,11 @@ class Sim:
             (seq, None if arrival is None else arrival + RECEIVER_CLOCK + self._stamp_delay(arrival))
             for seq, arrival in self.fates[self.reported : last + 1]
         ]
-        lost_video = sum(
-            1
-            for (_, arrival), kind in zip(
-                self.fates[self.reported : last + 1], self.kinds[self.reported : last + 1], strict=True
-            )
-            if arrival is None and kind in ("video", "rtx")
-        )
+        lost_video = [  # sizes of the media packets lost (a lost repair is not repaired again here)
+            self.sizes[i]
+            for i in range(self.reported, last + 1)
+            if self.fates[i][1] is None and self.kinds[i] == "video"
+        ]
         self.reported = last + 1
         self.est.on_feedback(now=self.t, results=results)
         if self.nack and lost_video:
@@ -338,9 +343,9 @@ def test_a_fresh_remb_caps_the_transport_cc_estimate_and_its_absence_falls_back_
 def test_without_feedback_for_a_while_the_estimator_falls_back_to_the_last_remb_as_time_passes() -> None:
     est = SendSideEstimator(start_bps=1_000_000, min_bps=30_000, max_bps=5_000_000)
     est.on_remb(now=0.0, bps=300_000)
-    for i in range(10):
-        est.on_packet_sent(seq=i, size=1000, send_time=4.0 + i * 0.01)
-    est.on_feedback(now=4.2, results=[(i, 5.0 + i * 0.01) for i in range(10)])
+    for i in range(LOSS_WINDOW_MAX):  # a full loss window: probes wait for the first loss measurement
+        est.on_packet_sent(seq=i, size=100, send_time=4.0 + i * 0.001)
+    est.on_feedback(now=4.2, results=[(i, 5.0 + i * 0.001) for i in range(LOSS_WINDOW_MAX)])
     assert est.covers_audio and est.target_bps == 1_000_000  # the REMB is old: no cap
     assert est.probe_request(now=4.3, wanted_bps=2_000_000) is not None
     assert est.probe_request(now=9.0, wanted_bps=2_000_000) is None
@@ -576,6 +581,82 @@ def test_no_probes_while_what_is_never_paused_overruns_the_link_and_probing_resu
     sim.run(55.0)
     assert sim.est.probes.probes_sent > probed
     assert min(sim.targets(50.0, 55.0)) >= 700_000, sim.targets(45.0, 55.0)
+
+
+def bandwidth_ui_subscriber(**kw: Any) -> Sim:
+    """tests/e2e/test_bandwidth_ui.py's slow subscriber: the e2e ``tbf`` at 100 kbit/s (5 kB bucket, 7.6 kB queue),
+    two pooled microphones (~95 kbit/s on the wire, 2 x 50 packets/s) and the speaker's thin video (~45 kbit/s at
+    4 fps), never paused: ~140 kbit/s whatever the target. Video paced, lost video NACKed and repaired."""
+    return Sim(
+        Link.tbf(100_000),
+        wanted=800_000,
+        start_bps=300_000,
+        media=45_000,
+        floor=45_000,
+        audio=95_000,
+        microphones=2,
+        audio_reserve=100_000,
+        fps=4,
+        paced=True,
+        shared_clusters=True,
+        nack=True,
+        **kw,
+    )
+
+
+def test_an_overrun_100_kbit_link_gets_neither_doubled_repairs_nor_probes() -> None:
+    """The browser runs' bandwidth UI failure with transport-cc (docs/benchmarks.md §2b): the full ``tbf`` queue
+    shows no delay gradient, so the delay alone said "room" 68 % of the time and 110 of 163 repairs went out
+    twice; the loss-based controller counts packets, and the small audio packets mostly pass (1-2 % lost) while
+    80 % of the video bytes are dropped, so the packet loss dipped under 10 % and a probe of ~10 kB still left every
+    4-6 s (9 clusters, 51 kB, from 0.25 s on). Now an overrun link (bwe.SendSideEstimator.overrun: 10 % of the bytes
+    lost) gets single repairs and no probe, and the initial clusters wait for a link that carries what is sent."""
+    sim = bandwidth_ui_subscriber()
+    sim.run(40.0)
+    assert sim.loss_fraction() > 0.3  # overrun whatever the estimator does: what is never paused is ~140 kbit/s
+    assert sim.copies and max(sim.copies) == 1, sum(c == 2 for c in sim.copies)  # before: 110 of 163 doubled
+    assert sim.cluster_windows == []  # before: 9 clusters, the first 10 kB at 0.25 s
+    assert sim.sent_bytes["rtx"] * 8 / 40 < 40_000  # before: 63 kbit/s of repairs
+
+
+@pytest.mark.parametrize("starved", [0.0, 0.05])
+def test_on_an_overrun_link_the_initial_probe_is_at_most_one_small_cluster(starved: float) -> None:
+    """With the thin video at 8 fps the link's first second looks calm (the bucket and queue take the excess):
+    an initial cluster may go, but sized by what was acknowledged (~6 kB), not by the 300 kbit/s start guess
+    (10 kB, before: one cluster of 10.2 kB at 0.13 s), and none follows."""
+    sim = bandwidth_ui_subscriber(starved=starved)
+    sim.fps = 8
+    sim.run(40.0)
+    assert len(sim.cluster_windows) <= 2
+    assert sim.sent_bytes.get("probe", 0) <= 9_000  # 6.6 kB (8.4 kB in two clusters with the loaded receiver)
+    assert all(a < PROBE_INITIAL_WAIT + 0.5 for a, _, _ in sim.cluster_windows), sim.cluster_windows
+    assert max(sim.copies) == 1
+
+
+def test_random_loss_on_a_link_with_room_still_gets_doubled_repairs() -> None:
+    """What doubling is for (5 % random loss, 10 Mbit/s): a lost repair costs a 100 ms re-NACK round."""
+    sim = Sim(Link(rate=10_000_000, queue_bytes=500_000, loss=0.05), wanted=3_000_000, start_bps=500_000, seed=7)
+    sim.nack = True
+    sim.run(30.0)
+    assert sum(c == 2 for c in sim.copies) >= 0.9 * len(sim.copies) > 0
+
+
+def test_the_initial_probe_waits_for_the_first_loss_window_and_is_sized_by_what_arrived() -> None:
+    probes = ProbeController()
+    clusters = probes.request(now=0.0, target=300_000, wanted=2_500_000, max_bps=1e7, acked=100_000)
+    assert clusters == [(900_000, 5_000), (1_800_000, 6_750)]  # 0.4 s of 100 kbit/s, not of the 300k guess
+    est = SendSideEstimator(start_bps=300_000, min_bps=30_000, max_bps=5_000_000)
+    for i in range(60):
+        est.on_packet_sent(seq=i, size=500, send_time=i * 0.02)
+    est.on_feedback(now=0.7, results=[(i, 5.0 + i * 0.02) for i in range(30)])
+    assert est.probe_request(now=0.7, wanted_bps=2_000_000) is None  # 30 packets in 0.7 s: loss not known yet
+    est.on_feedback(now=1.2, results=[(i, 5.0 + i * 0.02) for i in range(30, 60)])
+    assert est.probe_request(now=1.2, wanted_bps=2_000_000) is None  # 60 packets, but only 0.5 s of feedback
+    est.on_feedback(now=1.75, results=[])
+    for i in range(60, 70):
+        est.on_packet_sent(seq=i, size=500, send_time=i * 0.02)
+    est.on_feedback(now=1.75, results=[(i, 5.0 + i * 0.02) for i in range(60, 70)])
+    assert est.probe_request(now=1.75, wanted_bps=2_000_000) is not None
 
 
 def test_an_overuse_while_the_sender_trickles_does_not_take_the_estimate_down_to_the_trickle() -> None:
