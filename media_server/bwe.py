@@ -531,18 +531,20 @@ class ProbeController:
     def request(
         self, *, now: float, target: float, wanted: float, max_bps: float, acked: float | None = None
     ) -> list[tuple[int, int]] | None:
-        """Clusters ``(bitrate, bytes)`` to send now, or None. ``acked``: what the receiver acknowledged lately;
-        a cluster's least size is :data:`PROBE_QUEUE_TIME` of the lower of it and the target (the target may be
-        the start rate, a guess: the initial clusters were 10 kB each on a 100 kbit/s link that queues 7.6 kB)."""
+        """Clusters ``(bitrate, bytes)`` to send now, or None. A cluster's least size is :data:`PROBE_QUEUE_TIME`
+        of the target, for the initial clusters of the lower of the target and ``acked``, what the receiver
+        acknowledged lately: the target is then the start rate, a guess (they were 10 kB each on a 100 kbit/s
+        link that queues 7.6 kB). Later ones keep it: an application-limited sender's acknowledged rate made them
+        smaller than twice a ``tbf`` bucket, whose burst then passed them as spare capacity (simulated)."""
         wanted = min(wanted, max_bps)
         if self._pending is not None and now - self._pending[1] > PROBE_TIMEOUT:
             self._fail(now)
         if self._pending is not None or now < self._next_allowed or wanted <= target:
             return None
-        factors = PROBE_INITIAL if self._first else (2.0,)
-        self._first = False
+        initial, self._first = self._first, False
+        factors = PROBE_INITIAL if initial else (2.0,)
         rates = sorted({int(min(wanted, target * f)) for f in factors})
-        carried = target if acked is None else min(target, acked)
+        carried = min(target, acked) if initial and acked is not None else target
         least = max(PROBE_SMALLEST, min(PROBE_MIN_BYTES, int(carried * PROBE_QUEUE_TIME / 8)))
         clusters = [(r, max(least, int(r * PROBE_DURATION / 8))) for r in rates]
         self._pending = (float(rates[-1]), now, target)
@@ -702,12 +704,15 @@ class SendSideEstimator:
         while fates[0][0] < now - LOSS_WINDOW_TIME:
             fates.popleft()
         for result in self.probe_results.results():
-            if result is not None and self.queue_building(now):
-                # The link queued while the cluster was out (overuse now, or a delay-based decrease within
-                # QUEUE_MEMORY): what the cluster measured is no spare capacity (libwebrtc's delay-based estimator
-                # ignores a probe result while it signals overuse). A "success" there, from a token bucket's burst
-                # or a loaded receiver's bunched arrival stamps, reset the backoff, and a higher probe at once
-                # queued the link again, every ~2.5 s (browser runs on a 300 kbit/s tbf, docs/benchmarks.md §2b).
+            if result is not None and self.trendline.state == "overusing":
+                # The delay says the link queues now: what the cluster measured is no spare capacity, and the
+                # link said no (libwebrtc's delay-based estimator ignores a probe result while it signals
+                # overuse). Browser runs on a 300 kbit/s tbf showed a "success" every ~2.5 s (measured above the
+                # link's rate), the backoff reset and a higher probe at once that failed; the simulator has it
+                # with a loaded receiver's irregular arrival stamps, and this halves it (docs/benchmarks.md §2b).
+                # Rejecting results for QUEUE_MEMORY after every delay-based decrease too removed it, but kept a
+                # loaded receiver (which signals overuse every second or so) from ever climbing back after a
+                # limit was removed.
                 self.probes.on_result(0.0, now)
                 continue
             if result is not None:
