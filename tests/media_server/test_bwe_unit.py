@@ -429,6 +429,17 @@ def test_heavy_loss_cuts_the_limit_and_low_loss_lifts_it_again() -> None:
     assert t > 3.0
 
 
+def test_the_loss_fraction_is_the_larger_of_the_share_of_packets_and_of_bytes_lost() -> None:
+    """A full queue takes the small audio packets and drops the large video ones."""
+    loss = LossBasedController()
+    loss.on_results(
+        lost=10, received=90, lost_bytes=12_000, received_bytes=18_000, now=0.0, rtt=0.05, target=1e5, delay_based=1e5
+    )
+    loss.on_results(lost=0, received=0, now=1.0, rtt=0.05, target=100_000, delay_based=100_000)
+    assert loss.fraction == pytest.approx(0.4)  # 10 % of the packets, 40 % of the bytes
+    assert loss.limit == pytest.approx(80_000)
+
+
 def test_the_acknowledged_rate_is_measured_over_the_last_half_second_of_arrivals() -> None:
     acked = AcknowledgedBitrate()
     for i in range(200):
@@ -615,6 +626,9 @@ def test_an_overrun_100_kbit_link_gets_neither_doubled_repairs_nor_probes() -> N
     assert sim.copies and max(sim.copies) == 1, sum(c == 2 for c in sim.copies)  # before: 110 of 163 doubled
     assert sim.cluster_windows == []  # before: 9 clusters, the first 10 kB at 0.25 s
     assert sim.sent_bytes["rtx"] * 8 / 40 < 40_000  # before: 63 kbit/s of repairs
+    # The loss that sets the limit counts bytes too: without probes adding to it, the share of packets lost stayed
+    # at 7-9 % and the estimate at ~160 kbit/s, on a 100 kbit/s link (before: 85-118k, the probes' loss)
+    assert max(sim.targets(5.0, 40.0)) <= 100_000, sim.targets(5.0, 40.0)
 
 
 @pytest.mark.parametrize("starved", [0.0, 0.05])
