@@ -539,20 +539,29 @@ class ProbeController:
         self.results: deque[tuple[float, float, float | None]] = deque(maxlen=8)  # (now, probed, result): trace
 
     def request(
-        self, *, now: float, target: float, wanted: float, max_bps: float, acked: float | None = None
+        self,
+        *,
+        now: float,
+        target: float,
+        wanted: float,
+        max_bps: float,
+        acked: float | None = None,
+        calm: bool = True,
     ) -> list[tuple[int, int]] | None:
         """Clusters ``(bitrate, bytes)`` to send now, or None. A cluster's least size is :data:`PROBE_QUEUE_TIME`
         of the target, for the initial clusters of the lower of the target and ``acked``, what the receiver
         acknowledged lately: the target is then the start rate, a guess (they were 10 kB each on a 100 kbit/s
         link that queues 7.6 kB). Later ones keep it: an application-limited sender's acknowledged rate made them
-        smaller than twice a ``tbf`` bucket, whose burst then passed them as spare capacity (simulated)."""
+        smaller than twice a ``tbf`` bucket, whose burst then passed them as spare capacity (simulated).
+        ``calm``: the link carries what is sent without a queue building up; if not, only the lower of the initial
+        clusters is sent."""
         wanted = min(wanted, max_bps)
         if self._pending is not None and now - self._pending[1] > PROBE_TIMEOUT:
             self._fail(now)
         if self._pending is not None or now < self._next_allowed or wanted <= target:
             return None
         initial, self._first = self._first, False
-        factors = PROBE_INITIAL if initial else (2.0,)
+        factors = (PROBE_INITIAL if calm else PROBE_INITIAL[:1]) if initial else (2.0,)
         rates = sorted({int(min(wanted, target * f)) for f in factors})
         carried = min(target, acked) if initial and acked is not None else target
         least = max(PROBE_SMALLEST, min(PROBE_MIN_BYTES, int(carried * PROBE_QUEUE_TIME / 8)))
@@ -824,16 +833,17 @@ class SendSideEstimator:
         self._update_target()
         if not self._transport_cc_fresh() or not self.loss.measured:
             return None
+        calm = not self.queue_building(now) and (self.acked.bps or 0.0) >= (1 - LOSS_HIGH) * self.sent_bps(now)
         if (
             self.probes.initial
+            and not calm
             and self._first_feedback_at is not None
             and now - self._first_feedback_at < PROBE_INITIAL_WAIT
-            and (self.queue_building(now) or (self.acked.bps or 0.0) < (1 - LOSS_HIGH) * self.sent_bps(now))
         ):
             # The initial clusters, at 3 and 6 x a guessed start rate, wait for a link that carries what is sent
             # and no queue building: an overrun 100 kbit/s tbf absorbs the first ~2 s of excess in its bucket and
             # queue before it drops (by then its loss stops them). A receiver whose stamps jitter (a loaded
-            # machine) may never look calm: after PROBE_INITIAL_WAIT they go anyway.
+            # machine) may never look calm: after PROBE_INITIAL_WAIT only the lower one goes.
             return None
         if self.overrun(now):
             # The link is overfull already (what is never paused, audio and the speaker's thinnest video, overruns
@@ -844,7 +854,7 @@ class SendSideEstimator:
             # known: now they wait for the first loss measurement, and an overrun link gets none.
             return None
         return self.probes.request(
-            now=now, target=self._target, wanted=wanted_bps, max_bps=self.max_bps, acked=self.acked.bps
+            now=now, target=self._target, wanted=wanted_bps, max_bps=self.max_bps, acked=self.acked.bps, calm=calm
         )
 
     def trace(self) -> str:
