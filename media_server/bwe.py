@@ -731,10 +731,10 @@ class SendSideEstimator:
                 # link said no (libwebrtc's delay-based estimator ignores a probe result while it signals
                 # overuse). Browser runs on a 300 kbit/s tbf showed a "success" every ~2.5 s (measured above the
                 # link's rate), the backoff reset and a higher probe at once that failed; the simulator has it
-                # with a loaded receiver's irregular arrival stamps, and this halves it (docs/benchmarks.md §2b).
-                # Rejecting results for QUEUE_MEMORY after every delay-based decrease too removed it, but kept a
-                # loaded receiver (which signals overuse every second or so) from ever climbing back after a
-                # limit was removed.
+                # with a loaded receiver's irregular arrival stamps, and this leaves a third to a half of those
+                # successes (docs/benchmarks.md §2b). Rejecting results for QUEUE_MEMORY after every delay-based
+                # decrease too removed them, but a loaded receiver (which signals overuse every second or so) then
+                # hardly climbed back after a limit was removed.
                 self.probes.on_result(0.0, now)
                 continue
             if result is not None:
