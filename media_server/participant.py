@@ -422,7 +422,7 @@ class Subscriber:
                     hooks.sender_rtt(sender),
                     min_interval=RETRANSMIT_INTERVAL,
                     # transport-cc: the delay tells whether loss is a full queue (a REMB cannot)
-                    room=None if side is None or not covers_audio else not side.queue_building(now),
+                    room=None if side is None or not covers_audio else side.has_room(now),
                 )
                 downstream.retransmit(values, now, copies=copies, interval=interval)
             elif kind_ == "pli":

@@ -12,7 +12,7 @@ from aiortc.rtp import RtpPacket
 from test_forwarder_unit import make_downstream
 
 from media_server import aiortc_hooks as hooks
-from media_server.bwe import SendSideEstimator
+from media_server.bwe import LOSS_WINDOW_MAX, SendSideEstimator
 from media_server.config import Config
 from media_server.forwarder import PROBE_PADDING, Downstream, ExtensionIds, Forwarder
 from media_server.layers import (
@@ -536,10 +536,11 @@ async def test_subscriber_follows_remb_and_loss_from_its_browser_across_layers(m
     assert all(slot.downstream not in f.downstreams for f in layers)
 
 
-def feed_transport_cc(side: SendSideEstimator, *, now: float, packets: int = 30) -> None:
-    """Packets sent and acknowledged without queuing: the send-side estimate is current."""
+def feed_transport_cc(side: SendSideEstimator, *, now: float, packets: int = LOSS_WINDOW_MAX) -> None:
+    """Packets sent and acknowledged without queuing: the send-side estimate is current, and its loss measured
+    (a full loss window: probes wait for the first)."""
     for i in range(packets):
-        side.on_packet_sent(seq=i, size=700, send_time=now - 1 + i * 0.01)  # 560 kbit/s acknowledged
+        side.on_packet_sent(seq=i, size=700, send_time=now - 2.1 + i * 0.01)  # 560 kbit/s acknowledged
     side.on_feedback(now=now, results=[(i, 50.0 + i * 0.01) for i in range(packets)])
 
 
