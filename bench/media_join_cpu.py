@@ -1,0 +1,313 @@
+"""The media server's own CPU per join (publish + subscribe connection), by thread CPU time, in one process.
+
+    .venv/bin/python bench/media_join_cpu.py [--rooms 4] [--size 5] [--rounds 3] [--profile OUT.prof]
+
+Issue 19 item 2 (goal: at most 15 ms of media-server CPU per join). The media server runs as
+``python -m media_server`` does (``media_server.__main__.serve``: every hook it installs, the control API on
+127.0.0.1, its event sink) on its own event loop in its own thread; the participants are aiortc peer
+connections on the main thread's loop, with a stand-in for Django's event endpoint that hands every pushed
+``subscribe_offer`` to its subscriber (answered at once, as call.js does). Each participant publishes a
+camera and a microphone whose tracks never produce a frame (``aiortc_hooks.IdleTrack``: every m-line is
+negotiated, nothing is forwarded, as bench/load.py's server-CPU mode) and subscribes.
+
+Rooms are filled one join at a time up to ``--size`` participants; a join is timed from its publish request
+until both of its connections are connected on both sides, every offer the join caused is answered and
+applied, and nothing new happened for ``SETTLE`` seconds. Its CPU is the server thread's CPU time
+(``pthread_getcpuclockid``: neither the clients nor anything else on the machine counts, so the figure
+holds under load) over that window, minus the idle rate of the server thread (timers, consent checks,
+sender reports; measured with every room full) times the window. Printed per round: ms per join (mean over
+every join, and for the joins into a room of ``--size - 1``), and the leaves. ``--profile`` writes a cProfile
+of the server thread (thread CPU time) over every join of every round.
+
+To compare trees, copy this file into the other worktree and run it there, alternating (it imports the
+``media_server`` of the tree it is in).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import socket
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import aiohttp
+from aiohttp import web
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from media_server import aiortc_hooks
+from media_server.__main__ import serve
+from media_server.config import Config
+
+SECRET = "bench-secret"  # noqa: S105 (loopback bench)
+AUTH = {"Authorization": f"Bearer {SECRET}"}
+SETTLE = 0.25  # seconds without a new offer or state change before a join counts as done
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerThread(threading.Thread):
+    """``serve(config)`` on its own event loop; ``cpu()`` is this thread's CPU time in seconds."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(daemon=True)
+        self.config = config
+        self.loop = asyncio.new_event_loop()
+        self.stop: asyncio.Event | None = None
+        self.clock: int | None = None
+        self.profile: cProfile.Profile | None = None
+
+    def run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.clock = time.pthread_getcpuclockid(threading.get_ident())
+
+        async def main() -> None:
+            self.stop = asyncio.Event()
+            await serve(self.config, self.stop)
+
+        self.loop.run_until_complete(main())
+
+    def cpu(self) -> float:
+        assert self.clock is not None
+        return time.clock_gettime(self.clock)
+
+    def call(self, fn: Any) -> None:
+        """Run ``fn`` on the server thread (e.g. start/stop a profile there: cProfile is per thread)."""
+        done = threading.Event()
+
+        def run() -> None:
+            fn()
+            done.set()
+
+        self.loop.call_soon_threadsafe(run)
+        done.wait(10)
+
+    def shutdown(self) -> None:
+        if self.stop is not None:
+            self.loop.call_soon_threadsafe(self.stop.set)
+        self.join(20)
+
+
+def new_pc() -> RTCPeerConnection:
+    return RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+
+
+class Participant:
+    def __init__(self, bench: Bench, room: str, name: str) -> None:
+        self.bench, self.room, self.name = bench, room, name
+        self.base = f"{bench.base}/v1/rooms/{room}/participants/{name}"
+        self.pub = new_pc()
+        self.sub = new_pc()
+        self.tracks = [aiortc_hooks.IdleTrack("audio"), aiortc_hooks.IdleTrack("video")]
+
+    async def join(self) -> None:
+        http = self.bench.http
+        for track in self.tracks:
+            self.pub.addTransceiver(track, direction="sendonly")
+        await self.pub.setLocalDescription(await self.pub.createOffer())
+        body = {"protocol": 1, "pc": "camera", "sdp": self.pub.localDescription.sdp}
+        async with http.post(self.base + "/publish", json=body, headers=AUTH) as resp:
+            answer = await resp.json()
+            assert resp.status == 200, answer
+        await self.pub.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+        async with http.post(self.base + "/subscribe", json={"protocol": 1}, headers=AUTH) as resp:
+            offer = await resp.json()
+            assert resp.status == 200, offer
+        await self.answer(offer)
+
+    async def answer(self, offer: dict[str, Any]) -> None:
+        if offer.get("sdp") is None:
+            return
+        self.bench.pending += 1
+        try:
+            await self.sub.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
+            await self.sub.setLocalDescription(await self.sub.createAnswer())
+            body = {"protocol": 1, "sdp": self.sub.localDescription.sdp, "revision": offer["revision"]}
+            async with self.bench.http.post(self.base + "/subscribe/answer", json=body, headers=AUTH) as resp:
+                assert resp.status == 204, await resp.text()
+        finally:
+            self.bench.pending -= 1
+            self.bench.changed = time.monotonic()
+
+    def settled(self) -> bool:
+        return all(
+            pc.remoteDescription is None or pc.connectionState == "connected" for pc in (self.pub, self.sub)
+        ) and all(state == "connected" for state in self.bench.server_states.get((self.room, self.name), {}).values())
+
+    async def leave(self) -> None:
+        async with self.bench.http.delete(self.base, headers=AUTH) as resp:
+            assert resp.status in (200, 204), await resp.text()
+        await self.pub.close()
+        await self.sub.close()
+        for track in self.tracks:
+            track.stop()
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.participants: dict[tuple[str, str], Participant] = {}
+        self.server_states: dict[tuple[str, str], dict[str, str]] = {}
+        self.pending = 0
+        self.offers = 0  # subscribe_offer events pushed
+        self.changed = time.monotonic()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.http: aiohttp.ClientSession
+        self.base = ""
+
+    async def events(self, request: web.Request) -> web.Response:
+        for event in (await request.json())["events"]:
+            key = (event.get("room"), event.get("participant"))
+            if event["type"] == "subscribe_offer" and key in self.participants:
+                self.offers += 1
+                task = asyncio.create_task(self.participants[key].answer(event))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            elif event["type"] == "peer_state":
+                self.server_states.setdefault(key, {})[event["pc"]] = event["state"]
+            self.changed = time.monotonic()
+        return web.Response(status=204)
+
+    async def settled(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (
+                self.pending == 0
+                and not self.tasks
+                and time.monotonic() - self.changed >= SETTLE
+                and all(p.settled() for p in self.participants.values())
+            ):
+                return
+            await asyncio.sleep(0.01)
+        raise TimeoutError("the room did not settle")
+
+    async def round(self, server: ServerThread, number: int) -> dict[str, float]:
+        joins: list[float] = []
+        last: list[float] = []
+        walls: list[float] = []
+        offers = self.offers
+        idle = self.idle_rate
+        for i in range(self.args.size):
+            for r in range(self.args.rooms):
+                room = f"r{number}-{r}"
+                p = Participant(self, room, f"p{i}")
+                self.participants[(room, p.name)] = p
+                if self.profile is not None:
+                    server.call(self.profile.enable)
+                wall, cpu = time.monotonic(), server.cpu()
+                await p.join()
+                await self.settled()
+                cpu, wall = server.cpu() - cpu, time.monotonic() - wall
+                if self.profile is not None:
+                    server.call(self.profile.disable)
+                joins.append(cpu - idle * wall)
+                walls.append(wall)
+                if i == self.args.size - 1:
+                    last.append(cpu - idle * wall)
+        offers = (self.offers - offers) / len(joins)
+        await asyncio.sleep(0.5)
+        wall, cpu = time.monotonic(), server.cpu()
+        await asyncio.sleep(self.args.idle)
+        self.idle_rate = (server.cpu() - cpu) / (time.monotonic() - wall)
+        wall, cpu = time.monotonic(), server.cpu()
+        for p in list(self.participants.values()):
+            await p.leave()
+        self.participants.clear()
+        self.server_states.clear()
+        await asyncio.sleep(SETTLE)
+        leaves = (server.cpu() - cpu - self.idle_rate * (time.monotonic() - wall)) / (self.args.rooms * self.args.size)
+        return {
+            "join_ms": 1000 * statistics.mean(joins),
+            "join_median_ms": 1000 * statistics.median(joins),
+            "join_last_ms": 1000 * statistics.mean(last),
+            "leave_ms": 1000 * leaves,
+            "idle_ms_per_s": 1000 * self.idle_rate,
+            "wall_ms": 1000 * statistics.median(walls),
+            "offers": offers,  # offers pushed to the others per join (each join's own subscribe offer comes on top)
+        }
+
+    async def run(self) -> None:
+        port = free_port()
+        fake = web.Application()
+        fake.router.add_post("/internal/media/v1/events", self.events)
+        runner = web.AppRunner(fake, access_log=None)
+        await runner.setup()
+        events_port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", events_port).start()
+        config = Config(
+            control_port=port,
+            secret=SECRET,
+            events_url=f"http://127.0.0.1:{events_port}/internal/media/v1/events",
+            node_id="bench",
+            dev=True,
+            ice_addresses=("127.0.0.1",),
+        )
+        server = ServerThread(config)
+        server.start()
+        self.base = f"http://127.0.0.1:{port}"
+        self.profile = cProfile.Profile(time.thread_time) if self.args.profile else None
+        self.idle_rate = 0.0
+        async with aiohttp.ClientSession() as self.http:
+            for _ in range(200):
+                try:
+                    async with self.http.get(self.base + "/v1/health") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+            warm = await self.round(server, 0)  # first-use costs (imports, codec tables); also sets the idle rate
+            print(f"warm-up: {warm['join_ms']:.1f} ms per join, idle {warm['idle_ms_per_s']:.1f} ms/s", flush=True)
+            if self.profile is not None:
+                self.profile = cProfile.Profile(time.thread_time)
+            results = []
+            for number in range(1, self.args.rounds + 1):
+                load = Path("/proc/loadavg").read_text().split()[0]
+                result = await self.round(server, number)
+                results.append(result)
+                print(
+                    f"round {number} (load {load}): join {result['join_ms']:.2f} ms (median "
+                    f"{result['join_median_ms']:.2f}, into {self.args.size - 1} others {result['join_last_ms']:.2f}),"
+                    f" leave {result['leave_ms']:.2f} ms, idle {result['idle_ms_per_s']:.2f} ms/s,"
+                    f" join window median {result['wall_ms']:.0f} ms, {result['offers']:.1f} pushed offers per join",
+                    flush=True,
+                )
+            print(
+                "median of rounds: join {:.2f} ms, into {} others {:.2f} ms, leave {:.2f} ms".format(
+                    statistics.median(r["join_ms"] for r in results),
+                    self.args.size - 1,
+                    statistics.median(r["join_last_ms"] for r in results),
+                    statistics.median(r["leave_ms"] for r in results),
+                ),
+                flush=True,
+            )
+        server.shutdown()
+        await runner.cleanup()
+        if self.profile is not None:
+            self.profile.dump_stats(self.args.profile)
+            print(f"profile (server thread, CPU time, every measured join): {self.args.profile}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rooms", type=int, default=4, help="rooms filled in turn (one join each in turn)")
+    parser.add_argument("--size", type=int, default=5, help="participants per room")
+    parser.add_argument("--rounds", type=int, default=3, help="measured rounds (after a warm-up round)")
+    parser.add_argument("--idle", type=float, default=2.0, help="seconds of idle-rate measurement per round")
+    parser.add_argument("--profile", help="write a cProfile (server thread CPU time) of the joins here")
+    asyncio.run(Bench(parser.parse_args()).run())
+
+
+if __name__ == "__main__":
+    main()
