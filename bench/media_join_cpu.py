@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import socket
 import statistics
 import sys
@@ -192,12 +193,12 @@ class Bench:
             await asyncio.sleep(0.01)
         raise TimeoutError("the room did not settle")
 
-    async def round(self, server: ServerThread, number: int) -> dict[str, float]:
-        joins: list[float] = []
-        last: list[float] = []
+    async def round(self, server: ServerThread, number: int) -> dict[str, Any]:
+        """Fill ``--rooms`` rooms to ``--size``, one join at a time; ms of server CPU per join, by room size."""
+        by_size: list[list[float]] = [[] for _ in range(self.args.size)]  # [i]: joins into a room of i others
         walls: list[float] = []
         offers = self.offers
-        idle = self.idle_rate
+        idle = self.idle_rate  # per participant present
         for i in range(self.args.size):
             for r in range(self.args.rooms):
                 room = f"r{number}-{r}"
@@ -211,28 +212,31 @@ class Bench:
                 cpu, wall = server.cpu() - cpu, time.monotonic() - wall
                 if self.profile is not None:
                     server.call(self.profile.disable)
-                joins.append(cpu - idle * wall)
+                by_size[i].append(1000 * (cpu - idle * (len(self.participants) - 1) * wall))
                 walls.append(wall)
-                if i == self.args.size - 1:
-                    last.append(cpu - idle * wall)
+                gc.collect()  # outside the windows (the clients' garbage is collected by whichever thread allocates)
+        joins = [ms for sizes in by_size for ms in sizes]
         offers = (self.offers - offers) / len(joins)
         await asyncio.sleep(0.5)
         wall, cpu = time.monotonic(), server.cpu()
         await asyncio.sleep(self.args.idle)
-        self.idle_rate = (server.cpu() - cpu) / (time.monotonic() - wall)
+        self.idle_rate = (server.cpu() - cpu) / (time.monotonic() - wall) / len(self.participants)
         wall, cpu = time.monotonic(), server.cpu()
         for p in list(self.participants.values()):
             await p.leave()
         self.participants.clear()
         self.server_states.clear()
         await asyncio.sleep(SETTLE)
-        leaves = (server.cpu() - cpu - self.idle_rate * (time.monotonic() - wall)) / (self.args.rooms * self.args.size)
+        present = len(self.participants) / 2  # on average while they leave
+        leaves = server.cpu() - cpu - self.idle_rate * present * (time.monotonic() - wall)
+        leaves /= self.args.rooms * self.args.size
+        gc.collect()
         return {
-            "join_ms": 1000 * statistics.mean(joins),
-            "join_median_ms": 1000 * statistics.median(joins),
-            "join_last_ms": 1000 * statistics.mean(last),
+            "by_size": by_size,
+            "join_ms": statistics.mean(joins),
+            "join_median_ms": statistics.median(joins),
             "leave_ms": 1000 * leaves,
-            "idle_ms_per_s": 1000 * self.idle_rate,
+            "idle_ms_per_s": 1000 * self.idle_rate,  # per participant
             "wall_ms": 1000 * statistics.median(walls),
             "offers": offers,  # offers pushed to the others per join (each join's own subscribe offer comes on top)
         }
@@ -258,6 +262,7 @@ class Bench:
         self.base = f"http://127.0.0.1:{port}"
         self.profile = cProfile.Profile(time.thread_time) if self.args.profile else None
         self.idle_rate = 0.0
+        gc.disable()  # collected between joins instead (one heap for the server and the clients)
         async with aiohttp.ClientSession() as self.http:
             for _ in range(200):
                 try:
@@ -268,7 +273,7 @@ class Bench:
                     pass
                 await asyncio.sleep(0.05)
             warm = await self.round(server, 0)  # first-use costs (imports, codec tables); also sets the idle rate
-            print(f"warm-up: {warm['join_ms']:.1f} ms per join, idle {warm['idle_ms_per_s']:.1f} ms/s", flush=True)
+            print(f"warm-up: {warm['join_ms']:.1f} ms per join, idle {warm['idle_ms_per_s']:.2f} ms/s per participant")
             if self.profile is not None:
                 self.profile = cProfile.Profile(time.thread_time)
             results = []
@@ -276,22 +281,24 @@ class Bench:
                 load = Path("/proc/loadavg").read_text().split()[0]
                 result = await self.round(server, number)
                 results.append(result)
+                sizes = " ".join(f"{statistics.median(ms):.1f}" for ms in result["by_size"])
                 print(
-                    f"round {number} (load {load}): join {result['join_ms']:.2f} ms (median "
-                    f"{result['join_median_ms']:.2f}, into {self.args.size - 1} others {result['join_last_ms']:.2f}),"
-                    f" leave {result['leave_ms']:.2f} ms, idle {result['idle_ms_per_s']:.2f} ms/s,"
-                    f" join window median {result['wall_ms']:.0f} ms, {result['offers']:.1f} pushed offers per join",
+                    f"round {number} (load {load}): join median {result['join_median_ms']:.2f} ms, mean"
+                    f" {result['join_ms']:.2f} ms; median by others in the room (0..{self.args.size - 1}): {sizes};"
+                    f" leave {result['leave_ms']:.2f} ms, idle {result['idle_ms_per_s']:.2f} ms/s per participant, join window"
+                    f" median {result['wall_ms']:.0f} ms, {result['offers']:.1f} offers to the others per join",
                     flush=True,
                 )
+            every = [ms for r in results for sizes in r["by_size"] for ms in sizes]
+            by_size = [[ms for r in results for ms in r["by_size"][i]] for i in range(self.args.size)]
             print(
-                "median of rounds: join {:.2f} ms, into {} others {:.2f} ms, leave {:.2f} ms".format(
-                    statistics.median(r["join_ms"] for r in results),
-                    self.args.size - 1,
-                    statistics.median(r["join_last_ms"] for r in results),
-                    statistics.median(r["leave_ms"] for r in results),
-                ),
+                f"all rounds: join median {statistics.median(every):.2f} ms, mean {statistics.mean(every):.2f} ms"
+                f" ({len(every)} joins); median by others in the room: "
+                + ", ".join(f"{i}: {statistics.median(ms):.2f}" for i, ms in enumerate(by_size))
+                + f"; leave median {statistics.median(r['leave_ms'] for r in results):.2f} ms",
                 flush=True,
             )
+        gc.enable()
         server.shutdown()
         await runner.cleanup()
         if self.profile is not None:

@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import copy
 import functools
 import importlib
 import logging
@@ -1365,11 +1364,20 @@ def set_lazy_bitrate_estimators(enabled: bool = True) -> None:
     aiortc.rtcrtpreceiver.RemoteBitrateEstimator = estimator  # type: ignore[misc]
 
 
+def _copy_plain(value: Any) -> Any:
+    """``copy.copy`` of an instance of a plain class (a ``__dict__``, no ``__slots__`` or ``__copy__``), 3x faster."""
+    new = object.__new__(type(value))
+    new.__dict__.update(value.__dict__)
+    return new
+
+
 def _copy_codec(codec: RTCRtpCodecParameters, memo: dict[int, Any]) -> RTCRtpCodecParameters:
-    """``copy.deepcopy`` of a codec, 2.5x faster: its fields are immutable values or a list of feedback
-    entries (immutable fields) and a dict of int/str/None, so copying those containers is a deep copy."""
-    new = copy.copy(codec)
-    new.rtcpFeedback = [copy.copy(feedback) for feedback in codec.rtcpFeedback]
+    """``copy.deepcopy`` of a codec, fast (1.7 us; 4.7 with ``copy.copy`` of the codec and its entries, ~11 with
+    the generic deepcopy, on this machine): its fields are immutable values
+    or a list of feedback entries (plain dataclasses of immutable fields) and a dict of int/str/None, so copying
+    those containers and entries is a deep copy."""
+    new: RTCRtpCodecParameters = _copy_plain(codec)
+    new.rtcpFeedback = [_copy_plain(feedback) for feedback in codec.rtcpFeedback]
     new.parameters = dict(codec.parameters)
     return new
 

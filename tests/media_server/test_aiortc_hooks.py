@@ -162,6 +162,9 @@ def test_fast_codec_copy_is_a_deep_copy() -> None:
     fields = {f.name for f in dataclasses.fields(RTCRtpCodecParameters)}
     assert fields == {"mimeType", "clockRate", "channels", "payloadType", "rtcpFeedback", "parameters"}
     assert {f.name for f in dataclasses.fields(RTCRtcpFeedback)} == {"type", "parameter"}
+    for cls in (RTCRtpCodecParameters, RTCRtcpFeedback):  # plain instances: a __dict__ copy is copy.copy
+        assert "__slots__" not in vars(cls) and not hasattr(cls, "__copy__")
+        assert cls.__reduce_ex__ is object.__reduce_ex__ and cls.__getstate__ is object.__getstate__  # type: ignore[misc]
     codecs = [*CODECS["audio"], *CODECS["video"]]
     generic = [copy.deepcopy(c) for c in codecs]
     aiortc_hooks.set_fast_codec_copies()
