@@ -14,10 +14,16 @@ Rooms are filled one join at a time up to ``--size`` participants; a join is tim
 until both of its connections are connected on both sides, every offer the join caused is answered and
 applied, and nothing new happened for ``SETTLE`` seconds. Its CPU is the server thread's CPU time
 (``pthread_getcpuclockid``: neither the clients nor anything else on the machine counts, so the figure
-holds under load) over that window, minus the idle rate of the server thread (timers, consent checks,
-sender reports; measured with every room full) times the window. Printed per round: ms per join (mean over
-every join, and for the joins into a room of ``--size - 1``), and the leaves. ``--profile`` writes a cProfile
-of the server thread (thread CPU time) over every join of every round.
+holds under load) over that window, minus the server thread's idle rate per participant (timers, consent
+checks, sender reports; measured with every room full) times the participants already there and the
+window. The process's cyclic garbage collector runs between joins, not in them (one heap for the server
+and the clients: a collection would land in whichever thread allocates). Printed per round and over all
+rounds: the median and mean ms per join, the median by how many were in the room before (0 ..
+``--size - 1``: a join re-offers each of them), and the leaves. ``--profile`` writes a cProfile of the
+server thread (thread CPU time) over every join of every round (cProfile inflates Python-heavy code several
+times: read it for proportions); ``--steps`` adds the server CPU per join of each step (the control API's
+publish, subscribe and answer handlers, the re-offer passes, aiortc's connect task: ICE + DTLS, aioice's own
+checks and consent checks), each counting only its own coroutine's execution.
 
 To compare trees, copy this file into the other worktree and run it there, alternating (it imports the
 ``media_server`` of the tree it is in).
@@ -27,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import cProfile
+import dataclasses
 import gc
 import socket
 import statistics
@@ -52,6 +60,68 @@ AUTH = {"Authorization": f"Bearer {SECRET}"}
 SETTLE = 0.25  # seconds without a new offer or state change before a join counts as done
 
 
+class StepCpu:
+    """``--steps``: the server thread's CPU per join step, each coroutine's own execution (its ``send``s), not
+    what runs between them; nested steps count in the outer one."""
+
+    def __init__(self) -> None:
+        self.cpu: collections.Counter[str] = collections.Counter()
+        self.calls: collections.Counter[str] = collections.Counter()
+        self.server: int | None = None  # the server thread's ident
+        self.depth = 0
+
+    def wrap(self, cls: Any, name: str, step: str) -> None:
+        original = getattr(cls, name)
+        steps = self
+
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            coroutine = original(*args, **kwargs)
+            if threading.get_ident() != steps.server or steps.depth:
+                return await coroutine
+            steps.calls[step] += 1
+            return await _Timed(coroutine, step, steps)
+
+        setattr(cls, name, timed)
+
+    def install(self) -> None:
+        import aioice.ice
+        import aiortc.rtcpeerconnection
+
+        from media_server.room import Room
+        from media_server.service import MediaService
+
+        self.wrap(MediaService, "publish", "publish")
+        self.wrap(MediaService, "subscribe", "subscribe (its offer)")
+        self.wrap(MediaService, "subscribe_answer", "answers applied")
+        self.wrap(Room, "renegotiate_all", "re-offers to the others")
+        self.wrap(aiortc.rtcpeerconnection.RTCPeerConnection, "_RTCPeerConnection__connect", "connect (ICE+DTLS)")
+        self.wrap(aioice.ice.Connection, "check_start", "own ICE checks")
+        self.wrap(aioice.ice.Connection, "query_consent", "consent checks")
+
+
+class _Timed:
+    def __init__(self, coroutine: Any, step: str, steps: StepCpu) -> None:
+        self.coroutine, self.step, self.steps = coroutine, step, steps
+
+    def __await__(self) -> Any:
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            self.steps.depth += 1
+            start = time.thread_time()
+            try:
+                yielded = self.coroutine.throw(error) if error is not None else self.coroutine.send(value)
+            except StopIteration as stop:
+                return stop.value
+            finally:
+                self.steps.cpu[self.step] += time.thread_time() - start
+                self.steps.depth -= 1
+            try:
+                value, error = (yield yielded), None
+            except BaseException as exc:  # handed on to the coroutine, as await does
+                value, error = None, exc
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -68,10 +138,13 @@ class ServerThread(threading.Thread):
         self.stop: asyncio.Event | None = None
         self.clock: int | None = None
         self.profile: cProfile.Profile | None = None
+        self.steps: StepCpu | None = None
 
     def run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.clock = time.pthread_getcpuclockid(threading.get_ident())
+        if self.steps is not None:
+            self.steps.server = threading.get_ident()
 
         async def main() -> None:
             self.stop = asyncio.Event()
@@ -197,6 +270,8 @@ class Bench:
         """Fill ``--rooms`` rooms to ``--size``, one join at a time; ms of server CPU per join, by room size."""
         by_size: list[list[float]] = [[] for _ in range(self.args.size)]  # [i]: joins into a room of i others
         walls: list[float] = []
+        step_cpu: collections.Counter[str] = collections.Counter()
+        step_calls: collections.Counter[str] = collections.Counter()
         offers = self.offers
         idle = self.idle_rate  # per participant present
         for i in range(self.args.size):
@@ -206,10 +281,15 @@ class Bench:
                 self.participants[(room, p.name)] = p
                 if self.profile is not None:
                     server.call(self.profile.enable)
+                steps = server.steps
+                before = (collections.Counter(steps.cpu), collections.Counter(steps.calls)) if steps else None
                 wall, cpu = time.monotonic(), server.cpu()
                 await p.join()
                 await self.settled()
                 cpu, wall = server.cpu() - cpu, time.monotonic() - wall
+                if steps is not None and before is not None:
+                    step_cpu.update(steps.cpu - before[0])
+                    step_calls.update(steps.calls - before[1])
                 if self.profile is not None:
                     server.call(self.profile.disable)
                 by_size[i].append(1000 * (cpu - idle * (len(self.participants) - 1) * wall))
@@ -239,6 +319,7 @@ class Bench:
             "idle_ms_per_s": 1000 * self.idle_rate,  # per participant
             "wall_ms": 1000 * statistics.median(walls),
             "offers": offers,  # offers pushed to the others per join (each join's own subscribe offer comes on top)
+            "steps": {k: (1000 * v / len(joins), step_calls[k] / len(joins)) for k, v in step_cpu.most_common()},
         }
 
     async def run(self) -> None:
@@ -257,7 +338,12 @@ class Bench:
             dev=True,
             ice_addresses=("127.0.0.1",),
         )
+        if self.args.max_audio_mlines is not None:  # e.g. 0: microphones on pooled lines from the start
+            config = dataclasses.replace(config, max_audio_mlines=self.args.max_audio_mlines)
         server = ServerThread(config)
+        if self.args.steps:
+            server.steps = StepCpu()
+            server.steps.install()
         server.start()
         self.base = f"http://127.0.0.1:{port}"
         self.profile = cProfile.Profile(time.thread_time) if self.args.profile else None
@@ -289,6 +375,12 @@ class Bench:
                     f" median {result['wall_ms']:.0f} ms, {result['offers']:.1f} offers to the others per join",
                     flush=True,
                 )
+                if result["steps"]:
+                    print(
+                        "  per join: "
+                        + ", ".join(f"{k} {ms:.2f} ms ({n:.1f}x)" for k, (ms, n) in result["steps"].items()),
+                        flush=True,
+                    )
             every = [ms for r in results for sizes in r["by_size"] for ms in sizes]
             by_size = [[ms for r in results for ms in r["by_size"][i]] for i in range(self.args.size)]
             print(
@@ -312,6 +404,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=5, help="participants per room")
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds (after a warm-up round)")
     parser.add_argument("--idle", type=float, default=2.0, help="seconds of idle-rate measurement per round")
+    parser.add_argument(
+        "--max-audio-mlines", type=int, help="MEDIA_MAX_AUDIO_MLINES (microphones pooled above it; default 6)"
+    )
+    parser.add_argument("--steps", action="store_true", help="also the server CPU per join step (publish, answers...)")
     parser.add_argument("--profile", help="write a cProfile (server thread CPU time) of the joins here")
     asyncio.run(Bench(parser.parse_args()).run())
 

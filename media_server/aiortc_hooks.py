@@ -79,7 +79,7 @@ import aiortc.rtcrtpreceiver
 import aiortc.sdp
 import pylibsrtp
 import pylibsrtp._binding
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription
 from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsFingerprint, RTCDtlsTransport, SRTPProtectionProfile, State
@@ -1492,13 +1492,13 @@ _CREATED: contextvars.ContextVar[list[aiortc.sdp.SessionDescription] | None] = c
 )
 
 
-def _recording_wrap(description: aiortc.sdp.SessionDescription | None) -> Any:
+def _recording_wrap(session_description: aiortc.sdp.SessionDescription | None) -> RTCSessionDescription | None:
     """aiortc's ``wrap_session_description`` (the text of a description it built), also noting the description
     itself while :func:`set_local_offer` awaits ``createOffer``."""
     created = _CREATED.get()
-    if created is not None and description is not None:
-        created.append(description)
-    return _ORIGINAL_WRAP(description)
+    if created is not None and session_description is not None:
+        created.append(session_description)
+    return _ORIGINAL_WRAP(session_description)
 
 
 async def set_local_offer(pc: RTCPeerConnection) -> None:
