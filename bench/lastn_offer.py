@@ -17,7 +17,10 @@ re-offered once with one more participant (what every subscriber pays when
 someone joins). ``--chromium`` also has Chromium (/usr/bin/chromium, via
 Playwright; SDP only: createAnswer, no ICE gathering) answer each join offer
 and prints that answer's size (run it under ``flock /tmp/heavy.lock``).
-``--join-hooks`` instead compares, alternately in one process, the SFU side
+``--reoffer`` prints the SFU side's thread CPU of the join offer + answer and of
+the re-offer + answer (median of 15), with every join hook python -m media_server
+installs (compare trees by running it in each). ``--join-hooks`` instead compares,
+alternately in one process, the SFU side
 of a join's subscribe offer + answer (``all``) with and without the hooks
 python -m media_server installs for issue 19 (one DTLS certificate per
 process, each SDP parsed once: ``aiortc_hooks.set_shared_certificate`` and
@@ -161,10 +164,34 @@ async def compare_join_hooks(ks: list[int], rounds: int = 7) -> None:
         print(f"{k:<3} {off:34.2f} {on:21.2f}")
 
 
+async def reoffer_cycle(ks: list[int], rounds: int = 15) -> None:
+    """SFU CPU (process time) of one subscriber's join offer + answer and of its re-offer + answer when one more
+    participant joins, with every hook ``python -m media_server`` installs for joins; median of ``rounds``."""
+    aiortc_hooks.set_ice_host_addresses(["127.0.0.1"])
+    aiortc_hooks.set_lazy_bitrate_estimators()
+    aiortc_hooks.set_fast_codec_copies()
+    set_join_hooks(True)
+    await measure(2)
+    print(f"K   SFU ms (process CPU, median of {rounds}): join offer  answer | re-offer (+1) offer  answer  total")
+    for k in ks:
+        runs = [await measure(k) for _ in range(rounds)]
+
+        def median(key: str, runs: list[dict[str, float]] = runs) -> float:
+            return sorted(r[key] for r in runs)[rounds // 2]
+
+        reoffer = median("reoffer_offer_ms") + median("reoffer_answer_ms")
+        print(
+            f"{k:<3} {median('join_offer_ms'):43.2f} {median('join_answer_ms'):7.2f} |"
+            f" {median('reoffer_offer_ms'):19.2f} {median('reoffer_answer_ms'):7.2f} {reoffer:6.2f}"
+        )
+
+
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a not in ("--chromium", "--join-hooks")]
+    args = [a for a in sys.argv[1:] if a not in ("--chromium", "--join-hooks", "--reoffer")]
     ks = [int(a) for a in args] or [5, 20, 50, 99]
     if "--join-hooks" in sys.argv[1:]:
         asyncio.run(compare_join_hooks(ks))
+    elif "--reoffer" in sys.argv[1:]:
+        asyncio.run(reoffer_cycle(ks))
     else:
         asyncio.run(main(ks, "--chromium" in sys.argv[1:]))

@@ -78,12 +78,26 @@ _CANDIDATE_LINE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) ")
 
 
 def filter_sdp_candidates(sdp: str, policy: IcePolicy) -> str:
-    """``sdp`` without the ``a=candidate`` lines whose address ``policy`` refuses."""
+    """``sdp`` without the ``a=candidate`` lines whose address ``policy`` refuses (``sdp`` itself if none is).
+
+    Every subscribe answer passes here (a join re-offers the room): only candidate lines are matched, and
+    each address is judged once (a bundled answer repeats its candidates on every m-line).
+    """
+    if "a=candidate:" not in sdp:
+        return sdp
     eol = "\r\n" if "\r\n" in sdp else "\n"
+    lines = sdp.split(eol)
+    allowed: dict[str, bool] = {}
     kept = []
-    for line in sdp.split(eol):
-        match = _CANDIDATE_LINE.match(line)
-        if match is not None and not policy.allows(match.group(1)):
-            continue
+    for line in lines:
+        if line.startswith("a=candidate:"):
+            match = _CANDIDATE_LINE.match(line)
+            if match is not None:
+                host = match.group(1)
+                verdict = allowed.get(host)
+                if verdict is None:
+                    verdict = allowed[host] = policy.allows(host)
+                if not verdict:
+                    continue
         kept.append(line)
-    return eol.join(kept)
+    return sdp if len(kept) == len(lines) else eol.join(kept)

@@ -370,9 +370,7 @@ class Subscriber:
             slot = free if free is not None else self._new_slot(track.kind)
             slot.track = track
             slot.transceiver.direction = "sendonly"
-        offer = await self.pc.createOffer()
-        await asyncio.sleep(0)  # let queued media through between the ~1 ms SDP steps of a join
-        await self.pc.setLocalDescription(offer)
+        await hooks.set_local_offer(self.pc)  # createOffer + setLocalDescription, the offer parsed by neither
         dtls = peer_dtls(self.pc)
         if dtls is not None:
             # Subscribers' RTCP skips aioice's STUN parse attempt too; transport-cc feedback goes to the estimator.

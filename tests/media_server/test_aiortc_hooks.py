@@ -162,6 +162,9 @@ def test_fast_codec_copy_is_a_deep_copy() -> None:
     fields = {f.name for f in dataclasses.fields(RTCRtpCodecParameters)}
     assert fields == {"mimeType", "clockRate", "channels", "payloadType", "rtcpFeedback", "parameters"}
     assert {f.name for f in dataclasses.fields(RTCRtcpFeedback)} == {"type", "parameter"}
+    for cls in (RTCRtpCodecParameters, RTCRtcpFeedback):  # plain instances: a __dict__ copy is copy.copy
+        assert "__slots__" not in vars(cls) and not hasattr(cls, "__copy__")
+        assert cls.__reduce_ex__ is object.__reduce_ex__ and cls.__getstate__ is object.__getstate__  # type: ignore[misc]
     codecs = [*CODECS["audio"], *CODECS["video"]]
     generic = [copy.deepcopy(c) for c in codecs]
     aiortc_hooks.set_fast_codec_copies()
@@ -1029,3 +1032,93 @@ async def test_connections_still_connect_with_in_progress_checks_resent() -> Non
     finally:
         aiortc_hooks.set_in_progress_checks_resent(False)
     assert aioice.ice.Connection.check_incoming is aiortc_hooks._ORIGINAL_CHECK_INCOMING
+
+
+def _shape(value: Any, path: str = "d") -> list[tuple[str, str]]:
+    """Every field of an aiortc description, recursively, as (path, type and value) rows."""
+    if isinstance(value, list | tuple):
+        return [(path, f"len {len(value)}")] + [row for i, v in enumerate(value) for row in _shape(v, f"{path}[{i}]")]
+    if isinstance(value, dict):
+        return [(path, f"keys {sorted(map(str, value))}")] + [
+            row for k, v in value.items() for row in _shape(v, f"{path}.{k}")
+        ]
+    if hasattr(value, "__dict__") and type(value).__module__.startswith("aiortc"):
+        return [(path, type(value).__name__)] + [
+            row for k, v in vars(value).items() for row in _shape(v, f"{path}.{k}")
+        ]
+    return [(path, repr(value))]
+
+
+async def test_set_local_offer_hands_aiortc_the_offer_it_built_equal_to_its_parsed_text() -> None:
+    """aiortc's createOffer returns the text of a description it built and setLocalDescription parses that text
+    again; set_local_offer hands the built one over. Pinned: the wrapper is where createOffer's description
+    goes, parsing its text gives an equal description (every field, for the subscribe shapes: first offer,
+    a re-offer with a line set inactive and a new one), setLocalDescription parses nothing, and the connection
+    negotiates as before."""
+    import aiortc.rtcpeerconnection
+    import aiortc.sdp
+    from aiortc import RTCSessionDescription
+    from aiortc.exceptions import InvalidStateError
+    from ms_helpers import until
+
+    assert "return wrap_session_description(description)" in inspect.getsource(RTCPeerConnection.createOffer)
+    assert "sdp.SessionDescription.parse(sessionDescription.sdp)" in inspect.getsource(
+        RTCPeerConnection.setLocalDescription
+    )
+    aiortc_hooks.set_ice_host_addresses(["127.0.0.1"])
+    aiortc_hooks.set_sdp_reuse()
+    parses: list[str] = []
+    original = aiortc_hooks._ORIGINAL_SDP_PARSE
+
+    def counting(cls: Any, sdp: str) -> Any:
+        parses.append(sdp)
+        return original(cls, sdp)
+
+    server, client = RTCPeerConnection(), RTCPeerConnection()
+    try:
+        assert aiortc.rtcpeerconnection.wrap_session_description is aiortc_hooks._recording_wrap
+        aiortc_hooks._ORIGINAL_SDP_PARSE = counting
+        lines = [
+            server.addTransceiver(aiortc_hooks.IdleTrack(kind), direction="sendonly") for kind in ("audio", "video")
+        ]
+        for step in range(3):
+            if step == 2:
+                lines[1].direction = "inactive"
+                server.addTransceiver(aiortc_hooks.IdleTrack("video"), direction="sendonly")
+            created: list[Any] = []
+            token = aiortc_hooks._CREATED.set(created)
+            try:
+                offer = await server.createOffer()
+            finally:
+                aiortc_hooks._CREATED.reset(token)
+            assert len(created) == 1 and aiortc.sdp.SessionDescription.parse(offer.sdp) is not created[0]
+            reparsed = aiortc.sdp.SessionDescription.parse(offer.sdp)
+            reparsed.type = "offer"
+            assert _shape(created[0]) == _shape(reparsed)
+            parses.clear()
+            await aiortc_hooks.set_local_offer(server)
+            assert parses == [] and not aiortc_hooks._PARSED  # taken, not parsed
+            await client.setRemoteDescription(server.localDescription)
+            await client.setLocalDescription(await client.createAnswer())
+            await server.setRemoteDescription(
+                RTCSessionDescription(sdp=client.localDescription.sdp, type=client.localDescription.type)
+            )
+        assert [t.direction for t in server.getTransceivers()] == ["sendonly", "inactive", "sendonly"]
+        assert await until(lambda: server.connectionState == client.connectionState == "connected")
+    finally:
+        aiortc_hooks._ORIGINAL_SDP_PARSE = original
+        await server.close()
+        await client.close()
+    closing = RTCPeerConnection()
+    closing.addTransceiver("audio", direction="sendonly")
+
+    async def closed_meanwhile(description: Any) -> None:  # as a connection closed during the yield: raises first
+        raise InvalidStateError("RTCPeerConnection is closed")
+
+    closing.setLocalDescription = closed_meanwhile  # type: ignore[method-assign]
+    with pytest.raises(InvalidStateError):
+        await aiortc_hooks.set_local_offer(closing)
+    assert not aiortc_hooks._PARSED  # a description aiortc did not take is never handed to another parse
+    await closing.close()
+    aiortc_hooks.set_sdp_reuse(False)
+    assert aiortc.rtcpeerconnection.wrap_session_description is aiortc_hooks._ORIGINAL_WRAP

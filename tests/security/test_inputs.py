@@ -250,6 +250,25 @@ def test_sdp_candidates_outside_the_policy_are_removed():
     assert out.endswith("\r\n") and "m=audio" in out
 
 
+def test_sdp_candidates_each_address_is_judged_once_and_an_sdp_with_nothing_refused_is_returned_as_is():
+    """A bundled answer repeats its candidates on every m-line: one policy look-up per address."""
+    judged: list[str] = []
+
+    class Counting(IcePolicy):
+        def allows(self, host: str) -> bool:
+            judged.append(host)
+            return super().allows(host)
+
+    policy = Counting(own=frozenset({"198.51.100.5"}))
+    section = ["m=video 9 UDP/TLS/RTP/SAVPF 96", "a=candidate:3 1 udp 2122260223 192.0.2.10 50000 typ host"]
+    sdp = "\n".join(["v=0", *section, *section, *section, ""])
+    assert filter_sdp_candidates(sdp, policy) is sdp and judged == ["192.0.2.10"]
+    refused = sdp + "a=candidate:4 1 udp 1686052607 198.51.100.5 3478 typ srflx raddr 0.0.0.0 rport 0\n"
+    assert filter_sdp_candidates(refused, policy) == sdp
+    no_candidates = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+    assert filter_sdp_candidates(no_candidates, policy) is no_candidates
+
+
 # --- the schema tells the truth: booleans are booleans ---------------------------------------------------
 
 
