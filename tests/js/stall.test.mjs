@@ -71,3 +71,22 @@ test("a path silent for 1 s while connected is checked, at most every 5 s; any b
   assert.equal(idle.sample(6000, 10), false);
   assert.equal(idle.sample(6500, 10), true);
 });
+
+test("the path is watched only while a video should arrive: not in a room of quiet microphones, cameras off or people gone", async () => {
+  const { mediaExpected } = await import("../../static/js/call/stall.js");
+  const trackInfo = new Map([
+    ["0", { participant: "a", source: "microphone", kind: "audio" }],
+    ["1", { participant: "a", source: "camera", kind: "video" }],
+    ["2", { participant: "b", source: "camera", kind: "video" }],
+    ["3", { participant: "b", source: "screen", kind: "video" }],
+  ]);
+  const participants = new Map([["a", { video_muted: false }], ["b", { video_muted: true }]]);
+  const expected = (over) => mediaExpected({ trackInfo, participants, forwardedVideo: new Set(["a:camera"]), ...over });
+  assert.equal(expected({}), true);
+  assert.equal(expected({ forwardedVideo: null }), false); // not told yet
+  assert.equal(expected({ forwardedVideo: new Set() }), false); // audio only: quiet by design
+  assert.equal(expected({ forwardedVideo: new Set(["b:camera"]) }), false); // camera off
+  assert.equal(expected({ forwardedVideo: new Set(["b:screen"]) }), true); // a screen share of someone whose camera is off
+  assert.equal(expected({ participants: new Map() }), false); // they left (a breakout move)
+  assert.equal(expected({ trackInfo: new Map() }), false);
+});

@@ -9,7 +9,7 @@ import { e2ee, e2eeReady, e2eeReceiver, e2eeSender, preferVp8 } from "./e2ee.js"
 import { groupRemoteTracks } from "./layout.js";
 import { probeSocket, request, send } from "./socket.js";
 import { Recovery, recoveryMessage } from "./recovery.js";
-import { findStalledTrack, PATH_SAMPLE_MS, PATH_SILENT_MS, PathWatch } from "./stall.js";
+import { findStalledTrack, mediaExpected, PATH_SAMPLE_MS, PATH_SILENT_MS, PathWatch } from "./stall.js";
 import { state } from "./state.js";
 import { localReady } from "./controls.js";
 import { outgoingTrack } from "./effects/index.js";
@@ -79,11 +79,10 @@ const pathWatch = new PathWatch();
 let pathTimer = null;
 
 async function samplePath() {
-  // One connection is enough (getStats costs): the subscribe one carries what the server forwards; alone in
-  // a room, the camera one still gets the server's RTCP.
-  const pc = [state.pcs.subscribe, state.pcs.camera].find((c) => c?.connectionState === "connected");
+  // The subscribe connection carries what the server forwards; nothing to judge while it should be quiet.
+  const pc = state.pcs.subscribe;
   let bytes = null;
-  if (pc) {
+  if (pc?.connectionState === "connected" && mediaExpected(state)) {
     try {
       for (const s of (await pc.getStats()).values()) if (s.type === "transport") bytes = (bytes ?? 0) + (s.bytesReceived || 0);
     } catch { bytes = null; }

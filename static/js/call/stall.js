@@ -40,6 +40,14 @@ export function findStalledTrack({
 // at most every PATH_CHECK_MIN_MS. It is only a reason to ask: a quiet room (nothing forwarded) costs a ping
 // and a WebSocket handshake, no rebuild. A call delivers audio every 20 ms and video 15–30 times a second,
 // so 0.6 s of nothing is already unusual, and the whole recovery must fit in 3 s (issue 16).
+//
+// Only while a video should be arriving: a forwarded camera that is not off (or a screen share). Audio
+// alone is no sign: the server forwards no microphone below −60 dBov, so a room of muted or quiet people
+// sends nothing by design, as does a room where the others have left (a breakout move). A check then
+// was a needless probe every 5 s, and on a busy server, whose pong waited behind the room events of
+// those moves while a fresh scout socket opened at once, a needless rejoin that lost a request sent
+// meanwhile (a breakout Join click, 2026-12-07). Without an expected video, a network change is still
+// seen by the browser's own signs (socket close, `online`, `navigator.connection`, ICE).
 export const PATH_SAMPLE_MS = 200;
 export const PATH_SILENT_MS = 600;
 export const PATH_CHECK_MIN_MS = 5000;
@@ -63,4 +71,15 @@ export class PathWatch {
     this.checkedAt = now;
     return true;
   }
+}
+
+/** Whether the subscribe connection should be receiving video now (the path watch's precondition). */
+export function mediaExpected({ trackInfo, participants, forwardedVideo }) {
+  if (forwardedVideo === null) return false; // the server has not said what it forwards yet
+  for (const info of trackInfo.values()) {
+    if (info.kind !== "video" || !forwardedVideo.has(`${info.participant}:${info.source}`)) continue;
+    const p = participants.get(info.participant);
+    if (p && !(info.source === "camera" && p.video_muted)) return true;
+  }
+  return false;
 }
