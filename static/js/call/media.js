@@ -171,10 +171,12 @@ async function negotiatePublish(name, pc) {
 
 // Simulcast: three VP8 encodings of the camera, lowest first (the media server relies on that order and
 // forwards each subscriber the one its bandwidth and tile allow; see docs/protocol.md "Media behaviour").
+// Every layer names its frame rate: Chromium adapts the capture to the highest `maxFramerate` given, so the
+// thin layer's 15 alone held all three at 15 fps (a 30 fps camera was sent at 15 everywhere).
 const CAMERA_LAYERS = [
   { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 64_000, maxFramerate: 15 }, // its base temporal layer (~26 kbit/s) + audio fit 100 kbit/s
-  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000 },
-  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000, maxFramerate: 30 },
+  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_500_000, maxFramerate: 30 },
 ];
 
 async function keepResolution(sender) {
