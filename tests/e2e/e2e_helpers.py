@@ -213,9 +213,12 @@ def video_back(
 
 
 @contextlib.contextmanager
-def second_chromium(browser: Any, origin: str) -> Iterator[Any]:
-    """Another Chromium from the same (namespaced) Playwright driver, for a stack of its own on ``origin``."""
-    second = browser.browser_type.launch(executable_path=CHROMIUM, headless=True, args=chromium_args(origin))
+def second_chromium(browser: Any, origin: str, *, extra_args: tuple[str, ...] = ()) -> Iterator[Any]:
+    """Another Chromium from the same (namespaced) Playwright driver, for a stack of its own on ``origin`` or
+    other flags (``extra_args`` come last: a repeated switch takes its last value)."""
+    second = browser.browser_type.launch(
+        executable_path=CHROMIUM, headless=True, args=[*chromium_args(origin), *extra_args]
+    )
     try:
         yield second
     finally:

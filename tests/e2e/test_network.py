@@ -22,10 +22,20 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from e2e_helpers import create_room, join_call, log_in, new_page, participant_id, wait_media, wait_until
+from e2e_helpers import (
+    create_room,
+    join_call,
+    log_in,
+    new_page,
+    participant_id,
+    second_chromium,
+    wait_media,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -213,10 +223,26 @@ def longest_audio_gap(samples: list[dict[str, float]]) -> dict[str, Any]:
     }
 
 
+# Chromium's fake camera runs at 20 fps unless told otherwise; issue 17 asks for >= 25 fps at 720p.
+CAMERA_30_FPS = ("--use-fake-device-for-media-stream=fps=30",)
+
+
+@pytest.fixture(scope="module")
+def camera_30fps(browser: Any, stack: Any) -> Iterator[Any]:
+    """A Chromium whose fake camera sends 30 frames a second (the module's others: 20)."""
+    with second_chromium(browser, stack.base_url, extra_args=CAMERA_30_FPS) as chromium:
+        yield chromium
+
+
 def test_a_300_kbit_subscriber_gets_smooth_lower_video_while_an_unconstrained_one_keeps_720p(
-    browser: Any, contexts: list[Any], stack: Any, users: dict[str, str], shaped_browser: Any
+    browser: Any,
+    camera_30fps: Any,
+    contexts: list[Any],
+    stack: Any,
+    users: dict[str, str],
+    shaped_browser: Any,
 ) -> None:
-    host, room_id = host_room(browser, contexts, stack, users, "Shaped downlink")
+    host, room_id = host_room(camera_30fps, contexts, stack, users, "Shaped downlink")
     host_id = participant_id(host)
     # A HiDPI laptop: the host's tile is ~700 device pixels tall, so 720p is what fills it (tile caps, layers.py).
     # The guests listen, muted: the e2e stack forwards at most 2 microphones (MEDIA_MAX_AUDIO_MLINES=2, the
@@ -285,9 +311,8 @@ def test_a_300_kbit_subscriber_gets_smooth_lower_video_while_an_unconstrained_on
         f"the 300 kbit subscriber's audio stopped for {audio['gap_ms']} ms "
         f"(the unconstrained page's longest gap: {fast_audio['gap_ms']} ms)\n" + report
     )
-    # Issue 17 also asks for >= 25 fps here. Not asserted yet: on this loaded 2-core machine the unconstrained
-    # subscriber received ~14 fps of the ~28 its host encoded for 720p (cause not found yet; the report shows
-    # both), with REMB and with transport-cc alike.
+    # Issue 17: the unconstrained subscriber keeps 720p at >= 25 fps (its host's camera sends 30).
+    assert decoded_fps >= 25, f"the unconstrained subscriber decoded {decoded_fps:.1f} fps\n" + report
 
 
 def host_and_shaped_guest(
