@@ -24,7 +24,7 @@ from conference.errors import Conflict, DomainError, Forbidden, Gone, NotFound
 from . import events
 from .grants import Grant, grant_issue, rejoin_issue, rejoin_read
 from .models import MAX_LAST_N, MAX_PARTICIPANTS, MIN_PARTICIPANTS, Participant, Role, Room
-from .selectors import presence_cutoff, seated_participants
+from .selectors import presence_cutoff, seated_participants, unique_or_none
 
 GUEST_NAME_MAX = 80
 
@@ -59,7 +59,7 @@ def _lock_room(room_id: str, *, with_meeting: bool = False) -> Room:
     rooms = Room.objects.select_for_update(of=("self",))
     if with_meeting:
         rooms = rooms.select_related("scheduled_meeting")
-    room = rooms.filter(public_id=room_id).first()
+    room = unique_or_none(rooms.filter(public_id=room_id))
     if room is None:
         raise NotFound("No room has this ID.", code="room_not_found", room_id=room_id)
     return room
@@ -324,7 +324,10 @@ def _participant_join_locked(
         participant.state = Participant.State.WAITING
     else:
         if not seated_now:
-            seated = seated_participants(room=room, now=now).exclude(pk=participant.pk).count()
+            seated_others = seated_participants(room=room, now=now)
+            if participant.pk is not None:  # a new participant (not saved yet) is not among them
+                seated_others = seated_others.exclude(pk=participant.pk)
+            seated = seated_others.count()
             if seated >= room.max_participants:
                 raise Conflict("The room is full.", code="room_full", max_participants=room.max_participants)
         participant.state = Participant.State.ADMITTED
@@ -377,7 +380,7 @@ def participant_rejoin(
         raise _rejoin_invalid()
     room = _lock_room(room_id)
     _require_active(room)
-    participant = room.participants.select_for_update().filter(public_id=claim.participant_id).first()
+    participant = unique_or_none(room.participants.select_for_update().filter(public_id=claim.participant_id))
     if participant is None:
         raise _rejoin_invalid()
     if participant.state in (Participant.State.REMOVED, Participant.State.DENIED):
@@ -403,7 +406,7 @@ def participant_rejoin(
 
 
 def _lock_participant(room: Room, participant_id: str) -> Participant:
-    target = room.participants.select_for_update().filter(public_id=participant_id).first()
+    target = unique_or_none(room.participants.select_for_update().filter(public_id=participant_id))
     if target is None:
         raise NotFound("No participant has this ID in this room.", code="participant_not_found")
     return target
@@ -606,7 +609,7 @@ def participant_connect(
     """
     room = _lock_room(room_id)
     _require_active(room)
-    participant = room.participants.select_for_update().filter(pk=participant_pk).first()
+    participant = unique_or_none(room.participants.select_for_update().filter(pk=participant_pk))
     if participant is None:
         raise NotFound("No such participant.", code="participant_not_found")
     if participant.grant_version != grant_version:
@@ -628,7 +631,7 @@ def participant_connect_by_grant(*, grant: Grant, media_state: Mapping[str, bool
     """
     room = _lock_room(grant.room_id)
     _require_active(room)
-    participant = room.participants.select_for_update().filter(public_id=grant.participant_id).first()
+    participant = unique_or_none(room.participants.select_for_update().filter(public_id=grant.participant_id))
     if participant is None:
         raise NotFound("No such participant.", code="participant_not_found")
     if participant.state == Participant.State.REMOVED:
