@@ -7,6 +7,7 @@ from typing import TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
@@ -32,7 +33,7 @@ def unique_or_none(rows: QuerySet[M]) -> M | None:
     """
     try:
         return rows.get()
-    except rows.model.DoesNotExist:
+    except ObjectDoesNotExist:
         return None
 
 
