@@ -55,11 +55,11 @@ def signed_in_user(request: Request) -> User:
     return user
 
 
-def _room_id_or_404(room_id: str) -> Room:
+def _room_id_or_404(room_id: str, *, with_host: bool = True) -> Room:
     # Anything that is not shaped like a room ID cannot be one: no DB hit.
     if not ROOM_ID_RE.match(room_id):
         raise NotFound("No room has this ID.", code="room_not_found", room_id=room_id[:32])
-    return selectors.room_get(room_id=room_id)
+    return selectors.room_get(room_id=room_id, with_host=with_host)
 
 
 LAST_N_HELP = (
@@ -216,7 +216,7 @@ class RoomJoinApi(APIView):
         responses={200: OutputSerializer, **ERROR_RESPONSES},
     )
     def post(self, request: Request, room_id: str) -> Response:
-        room = _room_id_or_404(room_id)
+        room = _room_id_or_404(room_id, with_host=False)  # the join never shows the host (its ID is on the row)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user_id = data.validated_data.get("userId")

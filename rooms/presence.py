@@ -224,7 +224,7 @@ def room_snapshot(*, participant: Participant, room_current: bool = False) -> di
         "protocol": PROTOCOL_VERSION,
         "room": {"roomId": room.public_id, "status": room.status, **services.room_settings_public(room)},
         "you": me,
-        "participants": [services.participant_public(p) for p in seated_participants(room=room)],
+        "participants": services.participants_public(seated_participants(room=room)),
         "recording_state": recording_state(room=room),
         "chat": {"head_seq": room.chat_seq},
         "ice_servers": ice_servers_for(user=participant.public_id),
@@ -235,7 +235,7 @@ def room_snapshot(*, participant: Participant, room_current: bool = False) -> di
 
 
 def _lobby(room: Room) -> list[dict[str, Any]]:
-    return [services.participant_public(p) for p in waiting_participants(room=room)]
+    return services.participants_public(waiting_participants(room=room))
 
 
 def lobby_list(*, session: SocketSession) -> dict[str, Any]:

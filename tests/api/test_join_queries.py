@@ -85,3 +85,32 @@ def test_socket_join_with_media_state_costs_no_extra_query(
     with django_assert_num_queries(SOCKET_JOIN):
         entry = socket_join(grant, room_id, media_state=muted)
     assert {k: entry.frames[0]["you"][k] for k in muted} == muted
+
+
+def test_the_snapshot_lists_each_seated_participant_as_participant_public(
+    room_id: str, api_client: Any, auth_client: Any
+) -> None:
+    """The snapshot's list is read as columns (``services.participants_public``), not model instances: each entry
+    is still exactly what ``participant_public`` makes of the row (a guest, an account, a raised hand, muted)."""
+    from django.utils import timezone
+
+    from rooms import services
+    from rooms.models import Participant
+
+    member = auth_client()
+    rest_join(member, room_id, userId=member.user.pk)
+    Participant.objects.filter(user=member.user).update(hand_raised_at=timezone.now(), audio_muted=True)
+    grant = rest_join(api_client, room_id, display_name="Ada")
+    entry = socket_join(grant, room_id, media_state={"video_muted": True})
+    seated = Participant.objects.filter(room__public_id=room_id, state=Participant.State.ADMITTED)
+    expected = [services.participant_public(p) for p in seated.order_by("created_at")]
+    assert entry.frames[0]["participants"] == expected
+    assert {p["is_guest"] for p in expected} == {True, False}
+    assert any(p["hand_raised_at"] for p in expected)
+
+
+def test_a_room_id_that_names_no_room_is_not_found(api_client: Any) -> None:
+    """The join's unique-key reads (``selectors.unique_or_none``) still say 404 for an unknown room."""
+    r = api_client.post("/api/v1/rooms/abcdefghjkmn/join", {"display_name": "Ada"}, format="json")
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "room_not_found"
