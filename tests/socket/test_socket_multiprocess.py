@@ -44,6 +44,9 @@ async def cluster(cluster_env: dict[str, str]) -> AsyncIterator[tuple[Daphne, Da
         await http.close()
         a.stop()
         b.stop()
+        # Shown by pytest only when the test failed (captured output): what each process logged.
+        for name, node in (("A", a), ("B", b)):
+            print(f"--- daphne {name} log (last 60 lines) ---\n" + "\n".join(node.log_text().splitlines()[-60:]))
 
 
 _post = post_json
