@@ -329,9 +329,12 @@ def test_rnnoise_lowers_the_noise_the_receiver_gets(
     talker.locator("#btn-effects").click()
     talker.locator("#call-noise-select").select_option("rnnoise")
     talker.wait_for_function("() => window.conferenceCall.effects.audio.state === 'on'", timeout=60_000)
-    assert talker.evaluate(
+    # The pipeline says "on" as it hands its track to the sender; RTCRtpSender.replaceTrack settles after that
+    # (asynchronously, on WebRTC's signaling thread): wait for it (a CI run asserted it too early, once).
+    talker.wait_for_function(
         "() => { const c = window.conferenceCall; return c.pcs.camera.getSenders().some(s => s.track === c.local.sentAudioTrack)"
-        " && c.local.sentAudioTrack !== c.local.audioTrack; }"
+        " && c.local.sentAudioTrack !== c.local.audioTrack; }",
+        timeout=30_000,
     )
     time.sleep(2)  # the suppressed track's audio reaches the receiver
     on = _noise_floor(listener)
