@@ -27,6 +27,14 @@ async function settle() {
   for (let j = 0; j < 10; j += 1) await Promise.resolve();
 }
 
+/** An open socket whose join was answered (its room_snapshot came: the page is in the call). */
+function joinedSocket() {
+  const ws = socket.openSocket();
+  ws.open();
+  socket.socketJoined();
+  return ws;
+}
+
 function reset() {
   state.phase = "ended"; // whatever an earlier test left scheduled runs now, and does nothing
   mock.timers.tick(3_600_000);
@@ -142,8 +150,7 @@ test("a refused rejoin (removed) ends the call instead of retrying", async () =>
 
 test("a socket that answers the probe is kept", async () => {
   reset();
-  const ws = socket.openSocket();
-  ws.open();
+  const ws = joinedSocket();
   socket.probeSocket(1000);
   socket.probeSocket(1000); // one probe at a time
   const pings = ws.sent.filter((f) => f.type === "ping");
@@ -160,8 +167,7 @@ test("a socket that does not answer the probe is given up and rejoined at once; 
   reset();
   const rejoins = [];
   socket.configureSocket({ onReconnecting: () => {}, rejoin: async () => { rejoins.push(1); return { ws_url: "ws://new/", token: "t2" }; } });
-  const ws = socket.openSocket();
-  ws.open();
+  const ws = joinedSocket();
   const pending = socket.request({ type: "subscribe" });
   socket.probeSocket(1000);
   mock.timers.tick(1001);
@@ -181,8 +187,7 @@ test("a socket that does not answer the probe is given up and rejoined at once; 
 
 test("a socket that is slow but not silent during the probe is kept", async () => {
   reset();
-  const ws = socket.openSocket();
-  ws.open();
+  const ws = joinedSocket();
   socket.probeSocket(1000);
   ws.receive({ type: "participant_updated", participant: null }); // something came back: alive, just slow
   mock.timers.tick(1001);
@@ -194,8 +199,7 @@ test("giving the socket up (its address is gone) rejoins at once without a probe
   reset();
   const rejoins = [];
   socket.configureSocket({ onReconnecting: () => {}, rejoin: async () => { rejoins.push(1); return { ws_url: "ws://new/", token: "t2" }; } });
-  const ws = socket.openSocket();
-  ws.open();
+  const ws = joinedSocket();
   socket.giveUpSocket("address gone");
   assert.equal(state.ws, null);
   assert.equal(ws.closed, null);
@@ -209,8 +213,7 @@ test("giving the socket up (its address is gone) rejoins at once without a probe
 
 test("a probe opens a scout; the old socket answering first closes it unused", async () => {
   reset();
-  const ws = socket.openSocket();
-  ws.open();
+  const ws = joinedSocket();
   socket.probeSocket(4000);
   const scout = FakeSocket.all.at(-1);
   assert.notEqual(scout, ws);
@@ -226,8 +229,7 @@ test("a probe opens a scout; the old socket answering first closes it unused", a
 
 test("an answer from the old socket within the grace after the scout opened keeps the old socket", async () => {
   reset();
-  const ws = socket.openSocket();
-  ws.open();
+  const ws = joinedSocket();
   socket.probeSocket(4000);
   const scout = FakeSocket.all.at(-1);
   mock.timers.tick(50);
@@ -250,8 +252,7 @@ test("a silent old socket is given up once the scout is open: the join goes on t
     rejoin: async () => { rejoins.push(1); return { ws_url: "ws://new/", token: "t2" }; },
   });
   state.grant = { ws_url: "ws://x/", token: "t1", token_expires_in: 120, receivedAt: Date.now() };
-  const ws = socket.openSocket();
-  ws.open();
+  const ws = joinedSocket();
   socket.probeSocket(4000);
   const pending = socket.request({ type: "subscribe" }); // after the ping: no reason to wait for it
   const scout = FakeSocket.all.at(-1);
@@ -281,8 +282,7 @@ test("with a token about to expire, the adopted scout joins after a REST rejoin"
   const rejoins = [];
   socket.configureSocket({ onReconnecting: () => {}, rejoin: async () => { rejoins.push(1); return { ws_url: "ws://x/", token: "t2" }; } });
   state.grant = { ws_url: "ws://x/", token: "t1", token_expires_in: 120, receivedAt: Date.now() - 100_000 };
-  const ws = socket.openSocket();
-  ws.open();
+  const ws = joinedSocket();
   socket.probeSocket(4000);
   const scout = FakeSocket.all.at(-1);
   scout.open();
@@ -297,8 +297,7 @@ test("a scout that cannot connect leaves the decision to the probe's timeout (a 
   reset();
   const rejoins = [];
   socket.configureSocket({ onReconnecting: () => {}, rejoin: async () => { rejoins.push(1); return { ws_url: "ws://new/", token: "t2" }; } });
-  const ws = socket.openSocket();
-  ws.open();
+  const ws = joinedSocket();
   socket.probeSocket(1000);
   const scout = FakeSocket.all.at(-1);
   scout.drop(1006);
@@ -315,8 +314,7 @@ test("a scout that cannot connect yet is tried again while the probe waits, and 
   reset();
   socket.configureSocket({ onReconnecting: () => {}, rejoin: () => new Promise(() => {}) });
   state.grant = { ws_url: "ws://x/", token: "t1", token_expires_in: 120, receivedAt: Date.now() };
-  const ws = socket.openSocket();
-  ws.open();
+  const ws = joinedSocket();
   socket.probeSocket(4000);
   FakeSocket.all.at(-1).drop(1006); // the sign came before the new path was usable
   assert.equal(FakeSocket.all.length, 2);
@@ -339,8 +337,7 @@ test("a scout that cannot connect yet is tried again while the probe waits, and 
 
 test("no scout is tried again once the old socket answered", async () => {
   reset();
-  const ws = socket.openSocket();
-  ws.open();
+  const ws = joinedSocket();
   socket.probeSocket(4000);
   FakeSocket.all.at(-1).drop(1006);
   ws.receive({ type: "pong", ref: ws.sent.at(-1).ref });
@@ -353,8 +350,7 @@ test("no scout is tried again once the old socket answered", async () => {
 test("the probe's timeout with the scout already open adopts it", async () => {
   reset();
   socket.configureSocket({ onReconnecting: () => {}, rejoin: async () => ({ ws_url: "ws://new/", token: "t2" }) });
-  const ws = socket.openSocket();
-  ws.open();
+  const ws = joinedSocket();
   socket.probeSocket(1000);
   const scout = FakeSocket.all.at(-1);
   mock.timers.tick(900);
@@ -400,8 +396,7 @@ test("the grace grows with the time the scout took to open, within bounds; a tok
 test("a request still unanswered from before the ping (the server busy with it) leaves the decision to the probe's timeout", async () => {
   reset();
   socket.configureSocket({ onReconnecting: () => {}, rejoin: async () => ({ ws_url: "ws://new/", token: "t2" }) });
-  const ws = socket.openSocket();
-  ws.open();
+  const ws = joinedSocket();
   const offer = socket.request({ type: "offer", pc: "camera", sdp: "v=0" }); // waiting for the media server
   offer.catch(() => {});
   socket.probeSocket(1000);
@@ -415,4 +410,77 @@ test("a request still unanswered from before the ping (the server busy with it) 
   await settle();
   assert.equal(state.ws, scout);
   assert.equal(FakeSocket.all.length, 2);
+});
+
+test("a socket whose join is unanswered is not given up for a scout that opened sooner: the probe's timeout decides", async () => {
+  reset();
+  socket.configureSocket({ onReconnecting: () => {}, rejoin: async () => ({ ws_url: "ws://new/", token: "t2" }) });
+  const ws = socket.openSocket(); // a rejoin: the server is busy with its join
+  ws.open();
+  socket.probeSocket(1000); // e.g. the stall check, while the old media connections still receive nothing
+  const scout = FakeSocket.all.at(-1);
+  mock.timers.tick(10);
+  scout.open();
+  mock.timers.tick(socket.SCOUT_GRACE_MIN_MS + 100); // past the grace
+  await settle();
+  assert.equal(state.ws, ws);
+  assert.deepEqual(scout.sent, []);
+  ws.receive({ type: "room_snapshot" }); // the join answered: alive, the scout goes unused
+  socket.socketJoined();
+  mock.timers.tick(5000);
+  await settle();
+  assert.equal(state.ws, ws);
+  assert.notEqual(scout.closed, null);
+  assert.deepEqual(scout.sent, []);
+});
+
+test("a socket given up with its join unanswered may still join late: the successor's 4005 rejoins once, not ends the call", async () => {
+  reset();
+  const terminal = [];
+  socket.configureSocket({
+    onReconnecting: () => {},
+    onTerminal: (message) => terminal.push(message),
+    rejoin: async () => ({ ws_url: "ws://new/", token: "t2" }),
+  });
+  const ws = socket.openSocket();
+  ws.open(); // its join never answered (the server is slow)...
+  socket.probeSocket(1000);
+  mock.timers.tick(1001); // ...and silent past the probe's timeout: given up
+  await settle();
+  mock.timers.tick(0);
+  await settle();
+  const next = FakeSocket.all.at(-1);
+  next.open();
+  socket.socketJoined(); // the successor joined; then the old socket's join reached the server and replaced it
+  assert.notEqual(ws.closed, null);
+  next.drop(4005);
+  mock.timers.tick(0);
+  await settle();
+  assert.deepEqual(terminal, []);
+  const third = FakeSocket.all.at(-1);
+  assert.notEqual(third, next);
+  assert.equal(state.ws, third);
+  third.open();
+  socket.socketJoined();
+  third.drop(4005); // once only: another 4005 is another tab after all
+  assert.equal(terminal.length, 1);
+});
+
+test("after a socket with an answered join was given up, a 4005 is another tab: the call stops", async () => {
+  reset();
+  const terminal = [];
+  socket.configureSocket({
+    onReconnecting: () => {},
+    onTerminal: (message) => terminal.push(message),
+    rejoin: async () => ({ ws_url: "ws://new/", token: "t2" }),
+  });
+  joinedSocket();
+  socket.giveUpSocket("address gone");
+  mock.timers.tick(0);
+  await settle();
+  const next = FakeSocket.all.at(-1);
+  next.open();
+  socket.socketJoined();
+  next.drop(4005);
+  assert.equal(terminal.length, 1);
 });

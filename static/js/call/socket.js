@@ -64,6 +64,7 @@ export function openSocket(existing = null) {
   state.ws = ws;
   const join = () => {
     state.wsOpen = true;
+    ws.joined = false; // until its room_snapshot (socketJoined)
     const frame = { type: "join", token: state.grant.token, protocol: PROTOCOL, ...hooks.joinFrame() };
     if (state.lastSeq !== null) frame.last_seq = state.lastSeq;
     ws.send(JSON.stringify(frame));
@@ -80,7 +81,14 @@ export function openSocket(existing = null) {
     try { dispatchFrame(frame, { refs: state.refs, handlers: hooks.handlers }); } catch (err) { console.error("frame handling failed", frame.type, err); }
   };
   ws.onclose = (event) => {
-    if (state.ws === ws) socketGone(event.code);
+    if (state.ws !== ws) return;
+    if (event.code === 4005 && Date.now() < staleJoinUntil) { // our own late join, not another tab (see below)
+      staleJoinUntil = 0;
+      console.warn("socket: replaced by the join of a socket this page had given up - rejoining");
+      socketGone(4000, { immediate: true });
+      return;
+    }
+    socketGone(event.code);
   };
   if (existing) join();
   return ws;
@@ -113,13 +121,22 @@ function socketGone(code, options) {
 // A socket given up is not closed: one that was only slow stays open until the new one's join replaces it
 // on the server (close 4005, seat kept), so others never see a leave; it is closed after that join.
 // PROBE_TIMEOUT_MS is long enough for a loaded server (at load 28 here, pongs took over 1 s).
+// A socket whose `join` is still unanswered (a rejoin the server is busy with) is not given up for a scout
+// that opened sooner: like an unanswered request, only the probe's timeout decides. A socket given up with
+// its join unanswered may still join on the server after its successor did (the server handles each socket's
+// frames in their own order), and that late join replaces the successor, closed 4005 as if another tab had
+// joined: within STALE_JOIN_MS of giving up such a socket, one 4005 is taken for that and the page rejoins
+// at once instead of stopping (browser run beside a CPU hog: a rejoin on a scout, the stall check probing the
+// new socket before its snapshot, a second scout adopted, then the first scout's join ended the call).
 export const PROBE_TIMEOUT_MS = 4000;
+export const STALE_JOIN_MS = 30000;
 export const SCOUT_GRACE_MIN_MS = 150;
 export const SCOUT_GRACE_MAX_MS = 2000;
 export const SCOUT_RETRY_MS = [250, 500, 1000]; // a scout that could not connect, again after these (then the timeout)
 let probing = null; // the socket being probed
 let abandoned = null; // a socket given up, closed once its successor joined
 let scout = null; // {ws, old, sentAt, openMs, timer}: the second socket of a probe (see above)
+let staleJoinUntil = 0; // a socket given up with its join unanswered: a 4005 before this is our own late join
 
 /** How long the old socket may still answer once the scout opened `openMs` after the probe. */
 export function scoutGraceMs(openMs) {
@@ -151,7 +168,7 @@ function startScout(old, sentAt, queued, retry = 0) {
     if (scout !== mine) return;
     mine.openMs = Date.now() - startedAt; // its own handshake: the grace scales with how slow the server is
     mine.timer = setTimeout(() => {
-      if (scout !== mine || queued.some((ref) => state.refs.has(ref))) return;
+      if (scout !== mine || old.joined === false || queued.some((ref) => state.refs.has(ref))) return;
       adoptScout(`no pong in ${Date.now() - sentAt} ms while a new socket opened in ${mine.openMs} ms`);
     }, scoutGraceMs(mine.openMs));
   };
@@ -175,8 +192,7 @@ function adoptScout(why) {
   ws.onopen = ws.onclose = ws.onerror = null;
   if (state.ws !== old || state.leaving) { ws.close(); return; }
   console.warn("socket:", why, "- rejoining on the new one");
-  abandoned?.close();
-  abandoned = old;
+  abandon(old);
   state.wsOpen = false;
   state.ws = null;
   for (const { reject } of state.refs.values()) reject(new Error("socket closed"));
@@ -185,6 +201,13 @@ function adoptScout(why) {
   state.reconnectAttempt = reconnectBackoff.attempt;
   hooks.onReconnecting(state.reconnectAttempt, 0);
   reconnect(ws);
+}
+
+// Given up: left open until the successor's join replaced it on the server (see above).
+function abandon(ws) {
+  abandoned?.close();
+  abandoned = ws;
+  if (ws.joined === false) staleJoinUntil = Date.now() + STALE_JOIN_MS;
 }
 
 /** Check that the socket still answers; give it up when nothing comes back (see above). */
@@ -211,8 +234,7 @@ export function giveUpSocket(why) {
   if (scout?.openMs != null && scout.old === ws) { adoptScout(why); return; } // one is open already
   dropScout();
   console.warn("socket:", why, "- rejoining on a new one");
-  abandoned?.close();
-  abandoned = ws;
+  abandon(ws);
   socketGone(4000, { immediate: true }); // as after a heartbeat timeout, but no wait: it worked until now
 }
 
@@ -250,6 +272,7 @@ export function request(frame, timeoutMs = REQUEST_TIMEOUT_MS) {
 
 /** The join succeeded (room_snapshot): the next outage starts the backoff from its first step. */
 export function socketJoined() {
+  if (state.ws) state.ws.joined = true;
   reconnectBackoff.reset();
   state.reconnectAttempt = 0;
   abandoned?.close(); // the server replaced it with this one
