@@ -14,8 +14,14 @@ Policy (see docs/protocol.md "Media behaviour"):
   (transport-cc) estimate measures all media, Chromium's REMB only the video
   (only video carries abs-send-time, which its receive-side estimator reads),
   so from a REMB nothing is subtracted;
-* when the video budget is under :data:`LOW_VIDEO_BUDGET` only the active
-  speaker's video is forwarded, on its lowest level (thin, below), or at that
+* the first video is a screen share when there is one, else the active
+  speaker's: what the meeting looks at (Jitsi and Zoom put a shared screen
+  first too). It always gets its lowest level, even over the estimate: a
+  screen share has one layer, and pausing it for cameras' thin layers left
+  everyone without the shared screen on a busy machine whose estimate had
+  sagged (browser run beside a CPU hog, docs/architecture.md);
+* when the video budget is under :data:`LOW_VIDEO_BUDGET` only the first
+  video is forwarded, on its lowest level (thin, below), or at that
   layer's full frame rate when that fits in what an estimate covering the
   audio leaves for video;
 * a video whose lowest layer has temporal layers (VP8 from browsers has
@@ -24,8 +30,8 @@ Policy (see docs/protocol.md "Media behaviour"):
   bitrate; :func:`with_thin_level`). Levels are what the allocator counts in;
   the subscriber maps them back to (layer, temporal limit);
 * otherwise every video track gets its lowest layer while the budget lasts
-  (the active speaker first), then tracks are upgraded one layer at a time,
-  active speaker first, never above the height the subscriber displays
+  (the first video first), then tracks are upgraded one layer at a time,
+  in the same order, never above the height the subscriber displays
   (``max_height``, when known);
 * upgrades need :data:`UPGRADE_HEADROOM` of spare budget for
   :data:`UPGRADE_HOLD` seconds and no congestion (no recent REMB drop, loss
@@ -178,6 +184,7 @@ class VideoDemand:
     heights: Sequence[int | None] = ()
     max_height: int | None = None
     speaker: bool = False
+    screen: bool = False
     thin: bool = False
     """Level 0 is the "thin" level (:func:`with_thin_level`): level 1 is the same layer at its full frame rate."""
 
@@ -221,6 +228,7 @@ def with_thin_level(demand: VideoDemand) -> VideoDemand:
         heights=[heights[low], *heights],
         max_height=demand.max_height,
         speaker=demand.speaker,
+        screen=demand.screen,
         thin=True,
     )
 
@@ -255,8 +263,9 @@ def allocate(estimate: float, demands: Sequence[VideoDemand], *, audio_bps: floa
     ``audio_bps``: the share of ``estimate`` the audio takes (:func:`audio_reserve`).
     """
     result: list[int | None] = [None] * len(demands)
-    # Speaker first (stable); a video whose publisher sends no layer now (camera off) is nobody's first.
-    order = sorted(range(len(demands)), key=lambda i: not demands[i].speaker)
+    # Screen shares first, then the speaker (stable); a video whose publisher sends no layer now (camera off) is
+    # nobody's first.
+    order = sorted(range(len(demands)), key=lambda i: (not demands[i].screen, not demands[i].speaker))
     order = [i for i in order if _lowest(demands[i]) is not None]
     if not order:
         return result
@@ -279,7 +288,7 @@ def allocate(estimate: float, demands: Sequence[VideoDemand], *, audio_bps: floa
         low = _lowest(demands[i])
         assert low is not None
         cost = demands[i].costs[low] or 0.0
-        if cost <= budget or n == 0:  # the first (speaker) track always gets its lowest layer
+        if cost <= budget or n == 0:  # the first (screen or speaker) track always gets its lowest layer
             result[i] = low
             budget -= cost
     upgraded = True

@@ -656,6 +656,7 @@ class Subscriber:
             heights=[f.frame_size[1] if f.frame_size else None for f in layers],
             max_height=self.max_heights.get((track.participant, track.source)),
             speaker=track.participant == speaker,
+            screen=track.source == "screen",
         )
         return with_thin_level(demand) if layers[0].temporal_layers else demand
 

@@ -117,6 +117,20 @@ def test_the_speaker_is_served_first_then_others_share_upgrades() -> None:
     assert got == [None, 0]  # only one lowest layer fits: the speaker's
 
 
+def test_a_screen_share_comes_first_and_is_never_paused_for_cameras() -> None:
+    """A screen share has one layer (no simulcast). Behind the speaker's camera it was paused for the cameras'
+    thin layers when the estimate sagged (142 kbit/s on an unshaped link, a browser run beside a CPU hog), and
+    nobody saw the shared screen; it comes first now and always gets its layer, as the speaker's camera did."""
+    screen = VideoDemand(costs=(300_000.0,), heights=(720,), screen=True)
+    cameras = [with_thin_level(demand(speaker=True)), with_thin_level(demand())]
+    assert allocate(142_000, [*cameras, screen]) == [None, None, 0]  # over the estimate, still forwarded
+    assert allocate(90_000, [*cameras, screen]) == [None, None, 0]  # under the low budget: the screen alone
+    assert allocate(350_000, [*cameras, screen]) == [0, None, 0]  # the speaker's thin layer with what is left
+    assert allocate(400_000, [*cameras, screen]) == [0, 0, 0]
+    assert allocate(10_000_000, [*cameras, screen]) == [3, 3, 0]
+    assert with_thin_level(VideoDemand(costs=COSTS, screen=True)).screen
+
+
 def test_display_height_caps_the_layer() -> None:
     assert allocate(10_000_000, [demand(max_height=360)]) == [1]
     assert allocate(10_000_000, [demand(max_height=100)]) == [0]  # the lowest layer is always allowed
