@@ -262,7 +262,9 @@ async def scenario(
             gc_pauses.extend(node.stop())
 
 
-def prepare_database(env: dict[str, str], tmp: str) -> str | None:
+def prepare_database(env: dict[str, str], tmp: str, root: Path = ROOT) -> str | None:
+    """A fresh database for a run (SQLite in ``tmp``, or a new PostgreSQL database next to DATABASE_URL), migrated
+    with ``root``'s migrations (a source tree: this one unless a benchmark measures another); ``env`` names it."""
     database_url = os.environ.get("DATABASE_URL")
     if database_url:
         import psycopg
@@ -276,7 +278,7 @@ def prepare_database(env: dict[str, str], tmp: str) -> str | None:
         env.pop("DATABASE_URL", None)
         env["SQLITE_PATH"] = str(Path(tmp) / "bench.sqlite3")
         dbname = None
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=root, env=env, check=True)
     return dbname
 
 
