@@ -72,7 +72,8 @@ CommandLineInterface.entrypoint()
 
 
 class Node:
-    def __init__(self, env: dict[str, str], profile: str | None = None) -> None:
+    def __init__(self, env: dict[str, str], profile: str | None = None, root: Path = ROOT) -> None:
+        """daphne on a free port, serving ``root``'s tree (this one unless a benchmark compares another)."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.gc_log = tempfile.NamedTemporaryFile(suffix=".json", delete=False).name
@@ -82,7 +83,7 @@ class Node:
             daphne = [sys.executable, wrapper, profile, str(Path(sys.executable).parent / "daphne")]
         self.proc = subprocess.Popen(
             [*daphne, "-b", "127.0.0.1", "-p", str(self.port), "conference.asgi:application"],
-            cwd=ROOT,
+            cwd=root,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -1,7 +1,8 @@
 """daphne's CPU per step of a guest join, over a real daphne (HTTP, WebSocket, ASGI, Channels, Django).
 
     .venv/bin/python bench/web_join_steps.py [--joins 40] [--rounds 3] [--profile OUT.prof]
-    REDIS_URL=redis://127.0.0.1:6379/11 .venv/bin/python bench/web_join_steps.py [--redis-commands]
+    REDIS_URL=redis://127.0.0.1:6379/11 .venv/bin/python bench/web_join_steps.py [--redis-commands] [--throttles]
+    .venv/bin/python bench/web_join_steps.py --other /work/wt/base   # lockstep A/B against another tree
 
 Starts one daphne (a fresh SQLite file, or with DATABASE_URL a fresh PostgreSQL
 database; the in-memory channel layer and local-memory cache unless REDIS_URL,
@@ -43,7 +44,14 @@ this machine; idle rate subtracted, but other clients of a shared server count).
 database per step (a ``MONITOR`` connection, filtered by database number; it
 adds to Redis's CPU, so that figure is then inflated), per join and by name;
 not those a script runs, and a pipeline's commands count one each (MONITOR
-cannot show round trips).
+cannot show round trips). ``--throttles`` counts the rate limits as production
+does (in the cache; rates set too high to be reached): the REST join's cache work.
+
+``--other TREE`` starts a second daphne from another source tree (e.g. main in a
+detached worktree; its own database, channel and cache prefixes) and runs each
+round on both, one after the other, the order swapped every round; it prints
+each tree's figures and the median of the per-round differences (other minus
+this) per step, which a change of machine load between runs cannot fake.
 """
 
 from __future__ import annotations
@@ -249,7 +257,18 @@ async def one_round(
     return result
 
 
-async def run(joins: int, rounds: int, profile: str | None, redis_commands: bool = False) -> None:
+THROTTLED = ("guest_join_address", "guest_join_room", "lobby_room", "auth_address")
+
+
+async def run(
+    joins: int,
+    rounds: int,
+    profile: str | None,
+    redis_commands: bool = False,
+    other: str | None = None,
+    throttles: bool = False,
+) -> None:
+    trees = {"this": ROOT, **({"other": Path(other).resolve()} if other else {})}
     with tempfile.TemporaryDirectory(prefix="conf-steps-") as tmp:
         env = {
             **os.environ,
@@ -261,36 +280,72 @@ async def run(joins: int, rounds: int, profile: str | None, redis_commands: bool
             "MEDIA_CONTROL_URL": "http://127.0.0.1:9",  # no media server: the steps here never call it
             "RECORDINGS_SPOOL_DIR": str(Path(tmp) / "spool"),
         }
+        if throttles:  # counted as in production (in the cache: Redis with REDIS_URL), never reached
+            env["THROTTLES_ENABLED"] = "1"
+            env["THROTTLE_RATES"] = json.dumps(dict.fromkeys(THROTTLED, "1000000/m"))
         if not os.environ.get("REDIS_URL"):
             env.pop("REDIS_URL", None)
-        dbname = await asyncio.to_thread(prepare_database, env, tmp)
         redis = RedisWatch(env["REDIS_URL"], count=redis_commands) if env.get("REDIS_URL") else None
-        node = Node(env, profile)
+        nodes: dict[str, Node] = {}
+        dbnames: list[str | None] = []
         try:
+            for name, root in trees.items():
+                own = {**env, "CHANNEL_PREFIX": f"steps-{name}", "CACHE_PREFIX": f"steps-{name}"}
+                (Path(tmp) / name).mkdir()
+                dbnames.append(await asyncio.to_thread(prepare_database, own, str(Path(tmp) / name), root))
+                nodes[name] = Node(own, profile, root)
+            results: dict[str, list[dict[str, float]]] = {name: [] for name in nodes}
             async with aiohttp.ClientSession() as http:
-                await node.ready(http)
-                me = await post(
-                    http, node.base + "/api/v1/auth/register", {"username": "host", "password": "bench-pass-4821"}
-                )
-                access = me["access"]
-                if profile:  # a first round warms daphne up (imports, URL resolver, caches); then the stats start over
-                    await one_round(http, node, access, joins)
-                    node.proc.send_signal(signal.SIGUSR1)
+                access = {}
+                for name, node in nodes.items():
+                    await node.ready(http)
+                    body = {"username": "host", "password": "bench-pass-4821"}
+                    access[name] = (await post(http, node.base + "/api/v1/auth/register", body))["access"]
+                    # a first round warms daphne up (imports, URL resolver, caches); then the stats start over
+                    if profile or other:
+                        await one_round(http, node, access[name], min(joins, 10))
+                    if profile:
+                        node.proc.send_signal(signal.SIGUSR1)
                 if redis:
                     await redis.start()
-                results = [await one_round(http, node, access, joins, redis) for _ in range(rounds)]
+                for r in range(rounds):  # with two trees, in lockstep: the order swapped every round
+                    order = list(nodes) if r % 2 == 0 else list(reversed(nodes))
+                    for name in order:
+                        results[name].append(await one_round(http, nodes[name], access[name], joins, redis))
         finally:
             if redis:
                 await redis.stop()
-            if profile:  # writing the stats of every thread can take longer than Node.stop waits
-                node.proc.send_signal(signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    node.proc.wait(120)
-            node.stop()
-            drop_database(dbname)
-    load = os.getloadavg()[0]
+            for node in nodes.values():
+                if profile:  # writing the stats of every thread can take longer than Node.stop waits
+                    node.proc.send_signal(signal.SIGTERM)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        node.proc.wait(120)
+                node.stop()
+            for dbname in dbnames:
+                drop_database(dbname)
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     layer = "channels-redis + Redis cache" if redis else "in-memory layer + local-memory cache"
-    print(f"daphne CPU per guest join step, ms (median of {rounds} rounds of {joins} joins; {layer}; load {load:.1f}):")
+    layer += ", rate limits on" if throttles else ""
+    for name, root in trees.items():
+        print(f"[{name}: {root}]")
+        report(results[name], rounds, joins, f"{layer}; load {load}", redis, redis_commands)
+    if other:
+        pairs = list(zip(results["other"], results["this"], strict=True))
+        print(f"other - this, daphne CPU per join step, ms (median of {rounds} paired rounds; quartiles):")
+        for name in [*(n for n in results["this"][0] if ":" not in n), "per join"]:
+            diffs = sorted(_step(o, name) - _step(t, name) for o, t in pairs)
+            q = len(diffs) // 4
+            print(f"  {name:18s} {statistics.median(diffs):6.2f}   ({diffs[q]:.2f} / {diffs[-q - 1]:.2f})")
+
+
+def _step(result: dict[str, float], name: str) -> float:
+    return sum(result[n] for n in JOIN) if name == "per join" else result[name]
+
+
+def report(
+    results: list[dict[str, float]], rounds: int, joins: int, what: str, redis: RedisWatch | None, commands: bool
+) -> None:
+    print(f"daphne CPU per guest join step, ms (median of {rounds} rounds of {joins} joins; {what}):")
     total = 0.0
     steps = [name for name in results[0] if ":" not in name]
     for name in steps:
@@ -300,20 +355,19 @@ async def run(joins: int, rounds: int, profile: str | None, redis_commands: bool
             total += median
         print(f"  {name:18s} {median:6.2f}   (rounds: {', '.join(f'{v:.2f}' for v in values)})")
     print(f"  {'total':18s} {total:6.2f}   (without ping, socket_folded, media_events_1post)")
-    print(
-        f"  {'per join':18s} {sum(statistics.median(r[n] for r in results) for n in JOIN):6.2f}   ({' + '.join(JOIN)})"
-    )
+    per_join = statistics.median(_step(r, "per join") for r in results)
+    print(f"  {'per join':18s} {per_join:6.2f}   ({' + '.join(JOIN)}, median of the rounds' sums)")
     if redis:
         print("Redis server CPU per join step, ms (median; a shared server's other clients count):")
         for name in steps:
             values = [r[f"redis:{name}"] for r in results]
             print(f"  {name:18s} {statistics.median(values):6.2f}   (rounds: {', '.join(f'{v:.2f}' for v in values)})")
-    if redis and redis_commands:
+    if redis and commands:
         print(f"Redis commands per join step to database {redis.db} (median of rounds; by command):")
         for name in steps:
             names = sorted({k.split(":", 2)[2] for r in results for k in r if k.startswith(f"cmd:{name}:")})
             per = {c: statistics.median(r.get(f"cmd:{name}:{c}", 0.0) for r in results) for c in names}
-            detail = ", ".join(f"{c} {n:g}" for c, n in per.items())
+            detail = ", ".join(f"{c} {n:g}" for c, n in per.items() if n)
             print(f"  {name:18s} {sum(per.values()):6.2f}   ({detail})")
 
 
@@ -325,10 +379,12 @@ def main() -> None:
     parser.add_argument(
         "--redis-commands", action="store_true", help="count daphne's Redis commands per step (MONITOR)"
     )
+    parser.add_argument("--other", help="another source tree (e.g. main): its daphne too, rounds in lockstep")
+    parser.add_argument("--throttles", action="store_true", help="count rate limits as production does (never hit)")
     args = parser.parse_args()
     if args.redis_commands and not os.environ.get("REDIS_URL"):
         parser.error("--redis-commands needs REDIS_URL")
-    asyncio.run(run(args.joins, args.rounds, args.profile, args.redis_commands))
+    asyncio.run(run(args.joins, args.rounds, args.profile, args.redis_commands, args.other, args.throttles))
 
 
 if __name__ == "__main__":

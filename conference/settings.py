@@ -228,7 +228,7 @@ if REDIS_URL:
     }
     CACHES: dict[str, Any] = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "conference.cache.RedisCache",  # one connection pool per process, not per request
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env("CACHE_PREFIX", "conference"),
             "OPTIONS": {"retry": redis_retry(asynchronous=False)},
