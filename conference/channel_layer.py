@@ -22,13 +22,8 @@ layers side by side); only the grouping into round trips differs. The per-channe
 expiry now runs inside the delivery script instead of just before it, which is
 atomic where channels-redis' pipeline was not.
 
-Receiving a message was four round trips: a clean-up script that puts back what
-a cancelled receive left in the channel's backup queue, ``BZPOPMIN``, the
-``ZADD`` of the message to the backup queue, and (once handled) its ``ZPOPMIN``.
-The clean-up script and ``BZPOPMIN`` now go in one pipeline (one round trip),
-in that order on one connection, as before; if the script failed, a message the
-``BZPOPMIN`` took goes to the backup queue (the next receive puts it back) and
-the error is raised, where channels-redis raised before taking it.
+Receiving (``receive``: a clean-up script, ``BZPOPMIN``, the backup ``ZADD`` and
+its ``ZPOPMIN``) is channels-redis' unchanged.
 """
 
 from __future__ import annotations
@@ -63,39 +58,10 @@ end
 return over_capacity
 """
 GROUP_SEND_SHA = hashlib.sha1(GROUP_SEND_LUA.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
-# channels-redis' clean-up before a blocking pop: the backup queue (messages taken by a receive that was
-# cancelled before it handled them) back in front of the channel, in order. ARGV: channel, backup queue.
-RECEIVE_CLEANUP_LUA = """
-local backed_up = redis.call('ZRANGE', ARGV[2], 0, -1, 'WITHSCORES')
-for i = #backed_up, 1, -2 do
-    redis.call('ZADD', ARGV[1], backed_up[i], backed_up[i - 1])
-end
-redis.call('DEL', ARGV[2])
-"""
 
 
 class RedisChannelLayer(BaseRedisChannelLayer):  # type: ignore[misc]
-    """channels-redis' ``RedisChannelLayer`` with ``group_send`` in two round trips, ``group_add`` in one, and
-    one round trip less per message received."""
-
-    async def _brpop_with_clean(self, index: int, channel: str, timeout: float) -> bytes | None:  # noqa: ASYNC109 (channels-redis calls it so)
-        """The backup queue back into ``channel``, then a blocking pop, in one round trip; the popped message is
-        kept in the backup queue until handled (``_clean_receive_backup``), as channels-redis keeps it."""
-        backup_queue = self._backup_channel_name(channel)
-        connection = self.connection(index)
-        async with connection.pipeline(transaction=False) as pipe:
-            pipe.eval(RECEIVE_CLEANUP_LUA, 0, channel, backup_queue)
-            pipe.bzpopmin(channel, timeout=timeout)
-            cleaned, result = await pipe.execute(raise_on_error=False)
-        if isinstance(result, Exception):
-            raise result
-        member: bytes | None = None
-        if result is not None:
-            _, member, timestamp = result
-            await connection.zadd(backup_queue, {member: float(timestamp)})
-        if isinstance(cleaned, Exception):  # channels-redis raised before popping: the message waits in the backup
-            raise cleaned
-        return member
+    """channels-redis' ``RedisChannelLayer`` with ``group_send`` in two round trips and ``group_add`` in one."""
 
     async def group_add(self, group: str, channel: str) -> None:
         """Add ``channel`` to ``group`` (its score: now) and renew the group's expiry, in one round trip."""

@@ -138,25 +138,3 @@ async def test_group_send_sends_its_script_when_redis_does_not_have_it(
     await ours.group_send("room.d", {"type": "room.event", "n": 4})
     await ours.group_send("room.d", {"type": "room.event", "n": 5})
     assert [(await receive(ours, "d.channel"))["n"] for _ in range(2)] == [4, 5]
-
-
-async def test_a_receive_is_one_round_trip_less_and_puts_back_what_a_cancelled_one_left(
-    layers: tuple[RedisChannelLayer, BaseRedisChannelLayer],
-) -> None:
-    ours, theirs = layers
-    channel = "plain.receiver"  # a process's own channels ("specific.…!…") share one key and one receive loop
-    connection = ours.connection(0)
-    key = ours.prefix + channel
-    # A message a cancelled receive had taken (it sits in the backup queue), then a newer one in the channel.
-    await connection.zadd(key + "$inflight", {ours.serialize({"type": "room.event", "n": "taken"}): time.time() - 1})
-    await theirs.send(channel, {"type": "room.event", "n": "next"})
-    assert (await receive(ours, channel))["n"] == "taken"
-    assert (await receive(ours, channel))["n"] == "next"
-    await ours.wait_received()  # each handled message leaves the backup queue
-    assert await connection.zcard(key + "$inflight") == 0
-
-    await theirs.send(channel, {"type": "room.event", "n": 1})
-    with round_trips() as count:
-        assert (await receive(ours, channel))["n"] == 1
-        await ours.wait_received()
-    assert count[0] == 3  # clean-up + BZPOPMIN, the backup ZADD, its ZPOPMIN; channels-redis: 4
