@@ -32,9 +32,13 @@ class RedisCache(DjangoRedisCache):
     def _cache(self) -> RedisCacheClient:
         # The options' reprs: a retry policy or a pool class is the same object for every instance of one
         # setting (an override in a test makes a new client, as a new setting should).
-        key = (self._class, tuple(self._servers), tuple(sorted((k, repr(v)) for k, v in self._options.items())))
+        # Django's own attributes (set in RedisCache.__init__; django-stubs do not declare them).
+        client_class: type[RedisCacheClient] = self._class  # type: ignore[attr-defined]
+        servers: list[str] = self._servers  # type: ignore[attr-defined]
+        options: dict[str, Any] = self._options  # type: ignore[attr-defined]
+        key = (client_class, tuple(servers), tuple(sorted((k, repr(v)) for k, v in options.items())))
         with _clients_lock:
             client = _clients.get(key)
             if client is None:
-                client = _clients[key] = self._class(self._servers, **self._options)
+                client = _clients[key] = client_class(servers, **options)
         return client
