@@ -1,15 +1,15 @@
 """channels-redis' layer with fewer Redis round trips per group call; same keys, same semantics.
 
 A join sends several room events (``group_send``) and adds its socket to two or
-three groups (``group_add``); the media server's events of a join are eight
+three groups (``group_add``); the media server's events of a join are four
 group sends. channels-redis 4.3 makes each ``group_send`` **four** round trips
 (expire the group's old members; read the members; expire each target channel's
 old messages in a ``MULTI`` pipeline; then ``EVAL`` the delivery script, whose
 text it sends every time) and each ``group_add`` two (``ZADD``, ``EXPIRE``).
 Each round trip costs the web process CPU in redis-py (connection checkout,
-command packing, reply parsing) and a task switch; measured over a real daphne
-(docs/benchmarks.md §4, seventh session) a join's group calls made channels-redis
-cost ~15 ms of daphne CPU more than the in-memory layer.
+command packing, reply parsing) and a task switch: ~0.05-0.1 ms each at load
+~10 (docs/benchmarks.md §4, seventh session; a join on Redis cost daphne ~43-46 ms
+against ~29 ms on the in-memory layer there).
 
 Here ``group_send`` is **two** round trips: the group's expiry and read in one
 pipeline, then one ``EVALSHA`` (``EVAL`` once after a Redis restart or script
