@@ -72,7 +72,8 @@ CommandLineInterface.entrypoint()
 
 
 class Node:
-    def __init__(self, env: dict[str, str], profile: str | None = None) -> None:
+    def __init__(self, env: dict[str, str], profile: str | None = None, root: Path = ROOT) -> None:
+        """daphne on a free port, serving ``root``'s tree (this one unless a benchmark compares another)."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.gc_log = tempfile.NamedTemporaryFile(suffix=".json", delete=False).name
@@ -82,7 +83,7 @@ class Node:
             daphne = [sys.executable, wrapper, profile, str(Path(sys.executable).parent / "daphne")]
         self.proc = subprocess.Popen(
             [*daphne, "-b", "127.0.0.1", "-p", str(self.port), "conference.asgi:application"],
-            cwd=ROOT,
+            cwd=root,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -262,7 +263,9 @@ async def scenario(
             gc_pauses.extend(node.stop())
 
 
-def prepare_database(env: dict[str, str], tmp: str) -> str | None:
+def prepare_database(env: dict[str, str], tmp: str, root: Path = ROOT) -> str | None:
+    """A fresh database for a run (SQLite in ``tmp``, or a new PostgreSQL database next to DATABASE_URL), migrated
+    with ``root``'s migrations (a source tree: this one unless a benchmark measures another); ``env`` names it."""
     database_url = os.environ.get("DATABASE_URL")
     if database_url:
         import psycopg
@@ -276,7 +279,7 @@ def prepare_database(env: dict[str, str], tmp: str) -> str | None:
         env.pop("DATABASE_URL", None)
         env["SQLITE_PATH"] = str(Path(tmp) / "bench.sqlite3")
         dbname = None
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=root, env=env, check=True)
     return dbname
 
 

@@ -19,8 +19,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,52 +27,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def worker(tree: str) -> None:
     """One tree's joins; reads a batch size per stdin line, answers with a JSON list of (REST, socket) ms."""
-    sys.path.insert(0, tree)
+    sys.path.insert(0, tree)  # that tree's Django code; the helper below is this benchmark's own (bench/)
+    sys.path.insert(1, str(ROOT / "bench"))
     os.chdir(tree)
-    env = os.environ
-    env.update(DJANGO_SETTINGS_MODULE="conference.settings", CONFERENCE_ENV="test", LOG_LEVEL="WARNING")
-    env["THROTTLES_ENABLED"] = "0"  # many guest joins from one address
-    env.pop("DATABASE_URL", None)
-    env["SQLITE_PATH"] = str(Path(tempfile.mkdtemp(prefix="conf-webjoin-ab-")) / "bench.sqlite3")
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], check=True)
-    import django
+    os.environ.pop("DATABASE_URL", None)  # each worker its own SQLite file
+    from _inprocess import GuestJoins, scratch_database
 
-    django.setup()
-    from django.contrib.auth import get_user_model
-    from rest_framework.test import APIClient
-
-    from rooms import events, presence
-    from rooms.grants import grant_read
-
-    host = APIClient()
-    host.force_authenticate(get_user_model().objects.create_user("bench-host"))
-
-    def room() -> str:
-        body = {"name": "bench", "max_participants": 100}
-        return str(host.post("/api/v1/rooms", body, format="json").json()["roomId"])
-
-    def one(room_id: str) -> tuple[float, float]:
-        client = APIClient()
-        t0 = time.thread_time()
-        grant = client.post(f"/api/v1/rooms/{room_id}/join", {"display_name": "Ada"}, format="json").json()
-        t1 = time.thread_time()
-        events.collecting(presence.socket_join)(grant=grant_read(grant["token"]), room_id=room_id, user=None)
-        t2 = time.thread_time()
-        return (t1 - t0) * 1000, (t2 - t1) * 1000
-
-    warm = room()
-    for _ in range(10):
-        one(warm)
-    print("ready", flush=True)
-    done, room_id = 0, ""
-    for line in sys.stdin:
-        out = []
-        for _ in range(int(line)):
-            if done % 5 == 0:
-                room_id = room()
-            out.append(one(room_id))
-            done += 1
-        print(json.dumps(out), flush=True)
+    with scratch_database("conf-webjoin-ab-", root=Path(tree)):
+        bench = GuestJoins()
+        bench.warm_up(10)
+        print("ready", flush=True)
+        rooms = bench.rooms(5)
+        for line in sys.stdin:
+            costs = [bench.join(next(rooms)) for _ in range(int(line))]
+            print(json.dumps([(c.rest_ms, c.socket_ms) for c in costs]), flush=True)
 
 
 def run(other: str, rounds: int, batch: int) -> None:

@@ -216,7 +216,8 @@ REDIS_URL = env("REDIS_URL")
 if REDIS_URL:
     CHANNEL_LAYERS: dict[str, Any] = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels-redis with fewer round trips per group call (conference/channel_layer.py)
+            "BACKEND": "conference.channel_layer.RedisChannelLayer",
             # redis-py 8 reads with a 5 s socket timeout by default, exactly channels_redis' 5 s BZPOPMIN:
             # an idle consumer's receive then raised TimeoutError and closed its socket. Read for longer.
             "CONFIG": {
@@ -227,7 +228,7 @@ if REDIS_URL:
     }
     CACHES: dict[str, Any] = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "conference.cache.RedisCache",  # one connection pool per process, not per request
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env("CACHE_PREFIX", "conference"),
             "OPTIONS": {"retry": redis_retry(asynchronous=False)},
