@@ -216,8 +216,7 @@ REDIS_URL = env("REDIS_URL")
 if REDIS_URL:
     CHANNEL_LAYERS: dict[str, Any] = {
         "default": {
-            # channels-redis with fewer round trips per group call (conference/channel_layer.py)
-            "BACKEND": "conference.channel_layer.RedisChannelLayer",
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
             # redis-py 8 reads with a 5 s socket timeout by default, exactly channels_redis' 5 s BZPOPMIN:
             # an idle consumer's receive then raised TimeoutError and closed its socket. Read for longer.
             "CONFIG": {
