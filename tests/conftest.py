@@ -13,9 +13,25 @@ from typing import Any
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-# Every Redis key this test run writes starts with this tag (see redis_test_prefix); the session sweeps it at the end.
-# Kept in the environment so that a second import of this module (``from tests.conftest import …``) agrees.
-RUN_TAG = os.environ.setdefault("CONFERENCE_TEST_RUN", f"test-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+
+
+def _run_tag() -> str:
+    """This test process's tag: every Redis key it writes starts with it (see redis_test_prefix), and its session
+    sweeps it at the end (``_redis_sweep``).
+
+    Kept in the environment so that a second import of this module (``from tests.conftest import …``) agrees, but
+    only for the process that made it (the pid is in the tag): child processes inherit the environment, and the
+    pytest-xdist workers are children of the controller, which imports this module first. With an inherited tag
+    both workers wrote under one tag, and the first worker to finish swept the other's live keys (channel-layer
+    groups of a running test: its sockets then missed every room event).
+    """
+    tag = os.environ.get("CONFERENCE_TEST_RUN", "")
+    if not tag.startswith(f"test-{os.getpid()}-"):
+        tag = os.environ["CONFERENCE_TEST_RUN"] = f"test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    return tag
+
+
+RUN_TAG = _run_tag()
 
 
 def redis_test_url() -> str:
