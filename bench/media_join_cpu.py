@@ -340,6 +340,10 @@ class Bench:
         )
         if self.args.max_audio_mlines is not None:  # e.g. 0: microphones on pooled lines from the start
             config = dataclasses.replace(config, max_audio_mlines=self.args.max_audio_mlines)
+        if self.args.spare_mlines is not None:
+            if not hasattr(config, "spare_mlines"):
+                raise SystemExit("--spare-mlines: this tree's media server has no spare m-lines")
+            config = dataclasses.replace(config, spare_mlines=self.args.spare_mlines)
         server = ServerThread(config)
         if self.args.steps:
             server.steps = StepCpu()
@@ -406,6 +410,9 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=2.0, help="seconds of idle-rate measurement per round")
     parser.add_argument(
         "--max-audio-mlines", type=int, help="MEDIA_MAX_AUDIO_MLINES (microphones pooled above it; default 6)"
+    )
+    parser.add_argument(
+        "--spare-mlines", type=int, help="MEDIA_SPARE_MLINES (spare m-lines per kind per offer; 0: none; default 2)"
     )
     parser.add_argument("--steps", action="store_true", help="also the server CPU per join step (publish, answers...)")
     parser.add_argument("--profile", help="write a cProfile (server thread CPU time) of the joins here")
