@@ -360,9 +360,10 @@ class Subscriber:
     ) -> tuple[str, int, list[TrackInfo]]:
         """Assign ``desired`` tracks to m-lines (reusing freed ones) and create an offer.
 
-        ``spares``: per kind, how many m-lines without a track the offer negotiates at least
-        (``lastn.spare_lines``; freed lines count). Without any, freed lines become inactive (as before
-        spares existed); with them every line without a track stays sendonly, a spare once answered.
+        ``spares``: per kind, how many m-lines without a track the offer negotiates at least when it has to
+        add lines of that kind anyway (``lastn.spare_lines``; freed lines count). Without any, freed lines
+        become inactive (as before spares existed); with them every line without a track stays sendonly, a
+        spare once answered.
         """
         desired_ids = {id(t) for t in desired}
         keep_spares = bool(spares and any(spares.values()))
@@ -375,10 +376,13 @@ class Subscriber:
                 slot.info = None
                 slot.transceiver.direction = "sendonly" if keep_spares else "inactive"
         assigned = {id(s.track) for s in self.slots if s.track}
+        grown: set[str] = set()  # kinds that needed a new m-line (a first offer, or out of spares)
         for track in desired:
             if id(track) in assigned:
                 continue
             free = next((s for s in self.slots if s.track is None and s.kind == track.kind), None)
+            if free is None:
+                grown.add(track.kind)
             slot = free if free is not None else self._new_slot(track.kind)
             slot.track = track
             slot.transceiver.direction = "sendonly"
@@ -386,7 +390,9 @@ class Subscriber:
             free_lines = [s for s in self.slots if s.track is None and s.kind == kind]
             for slot in free_lines:
                 slot.transceiver.direction = "sendonly"
-            for _ in range(wanted - len(free_lines)):
+            # Spares are added only with lines that had to be added anyway: an offer for a leave (its freed
+            # lines become the spares) or a pin does not grow the connection.
+            for _ in range(wanted - len(free_lines) if kind in grown else 0):
                 self._new_slot(kind)
         await hooks.set_local_offer(self.pc)  # createOffer + setLocalDescription, the offer parsed by neither
         dtls = peer_dtls(self.pc)

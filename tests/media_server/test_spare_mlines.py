@@ -116,7 +116,7 @@ async def test_a_spare_line_is_not_in_the_offer_tracks_and_a_mapped_one_is_in_th
 @pytest.mark.asyncio
 async def test_a_leave_turns_its_lines_into_spares_for_the_next_join(harness) -> None:
     """A leave re-offers everyone (as before: the client must drop the mapping), its lines sendonly and
-    unlisted instead of inactive; the next join is mapped onto them without an offer."""
+    unlisted instead of inactive, and adds no line; the next join is mapped onto them without an offer."""
     h = harness()
     for i in range(4):
         await join(h, f"p{i}")
@@ -128,7 +128,7 @@ async def test_a_leave_turns_its_lines_into_spares_for_the_next_join(harness) ->
     offers = h.offers(mark)
     assert sorted(e["participant"] for e in offers) == ["p0", "p1", "p3"]
     assert all("a=inactive" not in e["sdp"] and all(t["participant"] != "p2" for t in e["tracks"]) for e in offers)
-    assert lines(h, "p0") == {"audio": (4, 2, 2), "video": (4, 2, 2)}  # p2's lines + one more: two spares
+    assert lines(h, "p0") == {"audio": (3, 2, 1), "video": (3, 2, 1)}  # p2's lines are the spares: no new one
     mark = len(h.events)
     await join(h, "p5")
     assert offered(h, mark) == []
