@@ -269,6 +269,9 @@ class Slot:
     spare: bool = False
     """A negotiated m-line without a track (the last answer accepted it sendonly): ``Subscriber.map_spares``
     gives it a new track without a re-offer."""
+    released: tuple[str, str] | None = None
+    """(participant, source) of the track a leave took off this spare line (``Subscriber.release``): the
+    client may still map its mid to them, so that track's owner, back again, gets this line first."""
 
     @property
     def paused_for_bandwidth(self) -> bool:
@@ -369,6 +372,7 @@ class Subscriber:
         keep_spares = bool(spares and any(spares.values()))
         for slot in self.slots:
             slot.spare = False  # a spare again once this offer is answered (apply_answer)
+            slot.released = None  # the offer's ``tracks`` replace whatever mapping the client had
             if slot.track is not None and id(slot.track) not in desired_ids:
                 self._detach(slot)
                 slot.track = None
@@ -539,10 +543,13 @@ class Subscriber:
         mapped: list[PublishedTrack] = []
         missing: list[tuple[TrackInfo, str]] = []
         for track in tracks:
-            slot = next((s for s in self.slots if s.spare and s.kind == track.kind), None)
+            spares = [s for s in self.slots if s.spare and s.kind == track.kind]
+            owner = (track.participant, track.source)
+            slot = next((s for s in spares if s.released == owner), spares[0] if spares else None)
             if slot is None or slot.transceiver.mid is None:
                 continue
             slot.spare = False
+            slot.released = None
             slot.track = slot.answered = track
             slot.info = TrackInfo(
                 mid=slot.transceiver.mid,
@@ -559,6 +566,28 @@ class Subscriber:
             self._forward(slot)
             mapped.append(track)
         return mapped, missing
+
+    def release(self, tracks: list[PublishedTrack]) -> bool:
+        """Free the answered m-lines of ``tracks`` (their participant left) as spares; no renegotiation.
+
+        The client is not told that a mid stopped carrying someone (no frame says so): the caller releases
+        only the lines of a participant who left, whom the client stops showing on ``participant_left``, and
+        ``map_spares`` gives such a line back to the same participant and source first (a reload: the
+        client's stale mapping for that mid is then right again). True if anything was freed.
+        """
+        ids = {id(t) for t in tracks}
+        freed = False
+        for slot in self.slots:
+            track = slot.track
+            if track is None or id(track) not in ids or slot.answered is not track or slot.info is None:
+                continue
+            self._detach(slot)
+            slot.track = slot.answered = None
+            slot.info = None
+            slot.spare = True
+            slot.released = (track.participant, track.source)
+            freed = True
+        return freed
 
     def rebind(self, video: list[PublishedTrack]) -> bool:
         """Move video m-lines from tracks not in ``video`` to tracks of ``video`` that have none; no renegotiation.

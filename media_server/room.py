@@ -261,7 +261,16 @@ class Room:
         await pc.addIceCandidate(ice)
 
     async def leave(self, participant_id: str) -> None:
+        """Close the participant's connections; its lines at the others become spares (no re-offer for that).
+
+        With spare m-lines on (``config.spare_mlines``), each subscriber without an offer outstanding frees
+        the leaver's negotiated lines at once (``Subscriber.release``): the ``forwarded_tracks`` that follows no
+        longer lists them and the client stops showing the leaver on ``participant_left``; a later track is
+        mapped onto them (the leaver's own first, should it come back: ``map_spares``). A re-offer is then
+        made only if something else needs one.
+        """
         p = self.participant(participant_id)
+        gone = [track for publisher in p.publishers.values() for track in publisher.tracks]
         for publisher in list(p.publishers.values()):
             await self._close_publisher(p, publisher, "left", renegotiate=False)
         p.publishers.clear()
@@ -271,6 +280,10 @@ class Room:
         self.speaker.remove(participant_id)
         self.audio.remove(participant_id)
         self.order.remove(participant_id)
+        if self.config.spare_mlines and gone:
+            for q in self.participants.values():
+                if q.subscriber is not None and q.subscriber.outstanding is None:
+                    q.subscriber.release(gone)
         await self.renegotiate_all()
 
     async def start_recording(self, recording_id: str) -> bool:

@@ -39,6 +39,18 @@ async def join(h: RoomHarness, participant: str) -> None:
     await h.settle()
 
 
+async def leave(h: RoomHarness, participant: str) -> None:
+    """``Room.leave`` of a connection-less participant (its publication has no connection to close)."""
+
+    async def close_publisher(p: Any, publisher: Any, reason: str, renegotiate: bool = True) -> None:
+        p.publishers.pop("camera", None)
+
+    h.room._close_publisher = close_publisher  # type: ignore[method-assign]
+    async with h.room.lock:
+        await h.room.leave(participant)
+    await h.settle()
+
+
 def offered(h: RoomHarness, since: int) -> list[str]:
     return sorted(e["participant"] for e in h.offers(since))
 
@@ -114,24 +126,44 @@ async def test_a_spare_line_is_not_in_the_offer_tracks_and_a_mapped_one_is_in_th
 
 
 @pytest.mark.asyncio
-async def test_a_leave_turns_its_lines_into_spares_for_the_next_join(harness) -> None:
-    """A leave re-offers everyone (as before: the client must drop the mapping), its lines sendonly and
-    unlisted instead of inactive, and adds no line; the next join is mapped onto them without an offer."""
+async def test_a_leave_re_offers_nobody_and_its_lines_carry_the_next_join(harness) -> None:
+    """A leave frees its lines at every subscriber as spares without an offer (forwarded_tracks no longer lists
+    them; the client drops the leaver on participant_left); the next join is mapped onto them, no offer."""
     h = harness()
     for i in range(4):
         await join(h, f"p{i}")
+    before = {t["mid"] for t in last_forwarded(h, "p0")["audio"] + last_forwarded(h, "p0")["video"]}
     mark = len(h.events)
-    async with h.room.lock:
-        h.room.participants["p2"].publishers.clear()  # connection-less: nothing to close
-        await h.room.leave("p2")
-    await h.settle()
-    offers = h.offers(mark)
-    assert sorted(e["participant"] for e in offers) == ["p0", "p1", "p3"]
-    assert all("a=inactive" not in e["sdp"] and all(t["participant"] != "p2" for t in e["tracks"]) for e in offers)
-    assert lines(h, "p0") == {"audio": (3, 2, 1), "video": (3, 2, 1)}  # p2's lines are the spares: no new one
+    await leave(h, "p2")
+    assert offered(h, mark) == []
+    event = last_forwarded(h, "p0")
+    assert all(t["participant"] != "p2" for t in event["audio"] + event["video"])
+    assert lines(h, "p0") == {"audio": (3, 2, 1), "video": (3, 2, 1)}
     mark = len(h.events)
     await join(h, "p5")
     assert offered(h, mark) == []
+    after = {t["mid"] for t in last_forwarded(h, "p0")["audio"] + last_forwarded(h, "p0")["video"]}
+    assert after == before  # p5 on the lines p2 had
+
+
+@pytest.mark.asyncio
+async def test_someone_who_comes_back_gets_the_lines_they_had(harness) -> None:
+    """A reload: p1 leaves and publishes again under the same ID. Its new tracks go on the lines it had (the
+    client may still map those mids to it), not on another spare, so no mid is mapped to it twice."""
+    h = harness()
+    for i in range(3):
+        await join(h, f"p{i}")
+    had = {(t["participant"], t["source"]): t["mid"] for t in last_forwarded(h, "p0")["audio"]}
+    had |= {(t["participant"], t["source"]): t["mid"] for t in last_forwarded(h, "p0")["video"]}
+    await leave(h, "p1")
+    assert lines(h, "p0")["audio"][2] == 2  # its line and the spare that was left
+    mark = len(h.events)
+    await join(h, "p1")
+    assert offered(h, mark) == []
+    event = last_forwarded(h, "p0")
+    now = {(t["participant"], t["source"]): t["mid"] for t in event["audio"] + event["video"]}
+    assert now[("p1", "microphone")] == had[("p1", "microphone")]
+    assert now[("p1", "camera")] == had[("p1", "camera")]
 
 
 @pytest.mark.asyncio
@@ -145,10 +177,7 @@ async def test_without_spares_every_join_re_offers_everyone_and_freed_lines_go_i
     assert offered(h, mark) == ["p0", "p1", "p2"]
     assert lines(h, "p0") == {"audio": (3, 3, 0), "video": (3, 3, 0)}
     mark = len(h.events)
-    async with h.room.lock:
-        h.room.participants["p3"].publishers.clear()
-        await h.room.leave("p3")
-    await h.settle()
+    await leave(h, "p3")
     offers = h.offers(mark)
     assert offers and all("a=inactive" in e["sdp"] for e in offers)
 
@@ -230,7 +259,7 @@ def test_spare_mlines_is_configurable() -> None:
 async def test_a_joiner_mapped_onto_spare_lines_is_received_and_decodes_without_a_re_offer(media, fake_django) -> None:
     """aiortc end to end: bob subscribed with alice's tracks (and spares); carol joins: bob gets no offer,
     forwarded_tracks maps carol's camera and microphone onto spare mids, and both decode there (the spare's
-    SSRC was announced; the first picture is a keyframe)."""
+    SSRC was announced; the first picture is a keyframe); carol leaves: no offer either."""
     alice = PublisherClient(media.http, "r1", "alice")
     await alice.start()
     bob = SubscriberClient(media.http, "r1", "bob")
@@ -257,6 +286,18 @@ async def test_a_joiner_mapped_onto_spare_lines_is_received_and_decodes_without_
     await recv_frames(bob.track("carol", "microphone"), 3)
     await asyncio.sleep(0.2)
     assert not [e for e in fake_django.events[n:] if e["type"] == "subscribe_offer" and e["participant"] == "bob"]
+    # carol leaves: bob is told by forwarded_tracks (no carol), not re-offered; alice keeps flowing
+    n = len(fake_django.events)
     resp = await media.http.delete("/v1/rooms/r1/participants/carol", headers=AUTH)
     assert resp.status == 204
+    await fake_django.wait_for(
+        lambda e: (
+            e["type"] == "forwarded_tracks"
+            and e["participant"] == "bob"
+            and all(t["participant"] != "carol" for t in e["video"] + e["audio"])
+        ),
+        start=n,
+    )
+    await recv_frames(bob.track("alice", "camera"), 3)
+    assert not [e for e in fake_django.events[n:] if e["type"] == "subscribe_offer" and e["participant"] == "bob"]
     await asyncio.gather(alice.close(), bob.close(), carol.close())
