@@ -301,3 +301,18 @@ async def test_a_joiner_mapped_onto_spare_lines_is_received_and_decodes_without_
     await recv_frames(bob.track("alice", "camera"), 3)
     assert not [e for e in fake_django.events[n:] if e["type"] == "subscribe_offer" and e["participant"] == "bob"]
     await asyncio.gather(alice.close(), bob.close(), carol.close())
+
+
+@pytest.mark.asyncio
+async def test_a_pooled_room_gets_no_spare_lines(harness) -> None:
+    """Above the bounds (pooled microphones and, with a last-N, pooled video) an offer carries no spare line of
+    the pooled kind: a large room's offers are what they were."""
+    h = harness(max_video_mlines=2, max_audio_mlines=2)
+    h.room.last_n = 1
+    for i in range(5):
+        await join(h, f"p{i}")
+    await join(h, "p5")  # five others: both kinds pooled for its first offer
+    subscriber = h.room.participants["p5"].subscriber
+    assert subscriber is not None and subscriber.audio_pooled
+    assert subscriber.spare_lines("audio") == 0 and subscriber.spare_lines("video") == 0
+    assert lines(h, "p5")["audio"] == (2, 2, 0)
