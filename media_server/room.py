@@ -281,9 +281,12 @@ class Room:
         self.audio.remove(participant_id)
         self.order.remove(participant_id)
         if self.config.spare_mlines and gone:
+            view = self._view()
             for q in self.participants.values():
                 if q.subscriber is not None and q.subscriber.outstanding is None:
-                    q.subscriber.release(gone)
+                    # Pooled lines are re-mapped to someone else (rebind, rebind_audio), as before: not freed.
+                    pooled = {"audio": q.subscriber.audio_pooled, "video": self._selection(q, view)[2]}
+                    q.subscriber.release([t for t in gone if not pooled.get(t.kind, False)])
         await self.renegotiate_all()
 
     async def start_recording(self, recording_id: str) -> bool:
@@ -435,6 +438,8 @@ class Room:
         """
         if not any(s.spare for s in subscriber.slots):
             return
+        if subscriber.audio_pooled:  # a pooled microphone line is re-mapped without an event: not onto a spare
+            desired = [t for t in desired if t.source != "microphone"]
         pinned = p.preferences.pinned
         due = lastn.lines_due(
             negotiated={s.track for s in subscriber.slots if s.track is not None},

@@ -316,3 +316,19 @@ async def test_a_pooled_room_gets_no_spare_lines(harness) -> None:
     assert subscriber is not None and subscriber.audio_pooled
     assert subscriber.spare_lines("audio") == 0 and subscriber.spare_lines("video") == 0
     assert lines(h, "p5")["audio"] == (2, 2, 0)
+
+
+@pytest.mark.asyncio
+async def test_a_leave_in_a_pooled_room_re_maps_its_pooled_line_as_before(harness) -> None:
+    """Pooled microphones (more others than audio lines): the leaver's pooled line is not freed but re-mapped to
+    another microphone (rebind_audio), with no offer, as before spares; no microphone goes onto a spare there."""
+    h = harness(max_video_mlines=16, max_audio_mlines=2)
+    for i in range(5):
+        await join(h, f"p{i}")
+    subscriber = h.room.participants["p0"].subscriber
+    assert subscriber is not None and subscriber.audio_pooled
+    mark = len(h.events)
+    await leave(h, "p2")
+    pool = [t.participant for t in subscriber.pooled_microphones()]
+    assert len(pool) == 2 and "p2" not in pool
+    assert "p0" not in offered(h, mark)
