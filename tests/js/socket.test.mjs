@@ -35,6 +35,15 @@ function joinedSocket() {
   return ws;
 }
 
+/** Long after the probe: the old socket is still the page's, and the scout was closed without a frame sent. */
+async function assertKeptScoutUnused(ws, scout) {
+  mock.timers.tick(5000);
+  await settle();
+  assert.equal(state.ws, ws);
+  assert.notEqual(scout.closed, null);
+  assert.deepEqual(scout.sent, []);
+}
+
 function reset() {
   state.phase = "ended"; // whatever an earlier test left scheduled runs now, and does nothing
   mock.timers.tick(3_600_000);
@@ -236,11 +245,7 @@ test("an answer from the old socket within the grace after the scout opened keep
   scout.open();
   mock.timers.tick(socket.SCOUT_GRACE_MIN_MS - 10);
   ws.receive({ type: "participant_updated", participant: null });
-  mock.timers.tick(5000);
-  await settle();
-  assert.equal(state.ws, ws);
-  assert.notEqual(scout.closed, null);
-  assert.deepEqual(scout.sent, []);
+  await assertKeptScoutUnused(ws, scout);
 });
 
 test("a silent old socket is given up once the scout is open: the join goes on the scout with the live token", async () => {
@@ -427,11 +432,7 @@ test("a socket whose join is unanswered is not given up for a scout that opened 
   assert.deepEqual(scout.sent, []);
   ws.receive({ type: "room_snapshot" }); // the join answered: alive, the scout goes unused
   socket.socketJoined();
-  mock.timers.tick(5000);
-  await settle();
-  assert.equal(state.ws, ws);
-  assert.notEqual(scout.closed, null);
-  assert.deepEqual(scout.sent, []);
+  await assertKeptScoutUnused(ws, scout);
 });
 
 test("a socket given up with its join unanswered may still join late: the successor's 4005 rejoins once, not ends the call", async () => {
