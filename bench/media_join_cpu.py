@@ -1,6 +1,7 @@
 """The media server's own CPU per join (publish + subscribe connection), by thread CPU time, in one process.
 
     .venv/bin/python bench/media_join_cpu.py [--rooms 4] [--size 5] [--rounds 3] [--profile OUT.prof]
+        [--steps] [--cameras-send] [--spare-mlines S] [--max-audio-mlines M]
 
 Issue 19 item 2 (goal: at most 15 ms of media-server CPU per join). The media server runs as
 ``python -m media_server`` does (``media_server.__main__.serve``: every hook it installs, the control API on
@@ -97,6 +98,37 @@ class StepCpu:
         self.wrap(aiortc.rtcpeerconnection.RTCPeerConnection, "_RTCPeerConnection__connect", "connect (ICE+DTLS)")
         self.wrap(aioice.ice.Connection, "check_start", "own ICE checks")
         self.wrap(aioice.ice.Connection, "query_consent", "consent checks")
+
+
+def install_camera_packets(delay: float = 0.03) -> None:
+    """``--cameras-send``: each published camera "sends" one packet ``delay`` s after its publish request.
+
+    The bench's cameras never produce a frame, so in the media server they look like cameras that are off,
+    which force no m-line (docs/architecture.md *Large rooms*: a camera gets its m-line at its first packet).
+    A browser's camera sends within ~0.1 s of its connection: this hands one VP8 packet (no keyframe: nothing
+    here decodes) to the camera's forwarder on the server's loop, as the hooked receiver would, so the
+    first-packet rule runs as in a call (main: a second re-offer of everyone shown it; spare m-lines: a
+    mapping). The packet itself is forwarded to nobody yet (no subscriber has the camera).
+    """
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+    from aiortc.rtp import RtpPacket
+
+    from media_server.room import Room
+
+    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+    original = Room.publish
+
+    async def publish(self: Room, participant_id: str, pc_name: str, sdp: str) -> str:
+        answer = await original(self, participant_id, pc_name, sdp)
+        publisher = self.participants[participant_id].publishers[pc_name]
+        for track in publisher.tracks:
+            if track.source == "camera":
+                packet = RtpPacket(payload_type=96, sequence_number=1, timestamp=3000, ssrc=1)
+                packet.payload = b"\x90\x80\x00\x01\x00\x00"
+                asyncio.get_running_loop().call_later(delay, track.forwarder.on_rtp, packet, vp8)
+        return answer
+
+    Room.publish = publish  # type: ignore[method-assign]
 
 
 class _Timed:
@@ -340,7 +372,13 @@ class Bench:
         )
         if self.args.max_audio_mlines is not None:  # e.g. 0: microphones on pooled lines from the start
             config = dataclasses.replace(config, max_audio_mlines=self.args.max_audio_mlines)
+        if self.args.spare_mlines is not None:
+            if not hasattr(config, "spare_mlines"):
+                raise SystemExit("--spare-mlines: this tree's media server has no spare m-lines")
+            config = dataclasses.replace(config, spare_mlines=self.args.spare_mlines)
         server = ServerThread(config)
+        if self.args.cameras_send:
+            install_camera_packets()
         if self.args.steps:
             server.steps = StepCpu()
             server.steps.install()
@@ -406,6 +444,12 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=2.0, help="seconds of idle-rate measurement per round")
     parser.add_argument(
         "--max-audio-mlines", type=int, help="MEDIA_MAX_AUDIO_MLINES (microphones pooled above it; default 6)"
+    )
+    parser.add_argument(
+        "--spare-mlines", type=int, help="MEDIA_SPARE_MLINES (spare m-lines per kind per offer; 0: none; default 2)"
+    )
+    parser.add_argument(
+        "--cameras-send", action="store_true", help="each camera sends one packet after its publish, as in a call"
     )
     parser.add_argument("--steps", action="store_true", help="also the server CPU per join step (publish, answers...)")
     parser.add_argument("--profile", help="write a cProfile (server thread CPU time) of the joins here")

@@ -58,6 +58,9 @@ class Config:
     # Above this many other microphones a subscriber's audio m-lines are a pool of this many, re-mapped to
     # the microphones being heard (the 3 loudest + headroom; docs/architecture.md, Large rooms).
     max_audio_mlines: int = 6
+    # Spare m-lines of each kind a subscribe offer negotiates ahead (lastn.spare_lines): a track that appears
+    # later is mapped onto one (forwarded_tracks tells the client) instead of re-offering. 0: none.
+    spare_mlines: int = 2
     event_queue_size: int = 1000
     recordings_spool_dir: str = DEFAULT_SPOOL_DIR
     # TURN with time-limited credentials (media_server/turn.py): coturn's static-auth-secret and its URLs.
@@ -122,6 +125,11 @@ _OPTIONS: list[tuple[str, str, str]] = [
         "MEDIA_MAX_AUDIO_MLINES",
         "--max-audio-mlines",
         "above this many other microphones a subscriber's audio m-lines are a re-mapped pool of this size (default 6)",
+    ),
+    (
+        "MEDIA_SPARE_MLINES",
+        "--spare-mlines",
+        "spare audio and video m-lines per subscribe offer, mapped to new tracks without a re-offer (default 2; 0: none)",
     ),
     ("MEDIA_RELAY_HOST", "--relay-host", "UDP address of the cascading relay (internal network; 127.0.0.1)"),
     ("MEDIA_RELAY_PORT", "--relay-port", "UDP port of the cascading relay (0 = any free port)"),
@@ -248,6 +256,13 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
     node_host = host if host not in ("0.0.0.0", "::", "") else socket.gethostname()
     max_video_mlines = _positive_int(values, "MEDIA_MAX_VIDEO_MLINES", Config.max_video_mlines)
     max_audio_mlines = _positive_int(values, "MEDIA_MAX_AUDIO_MLINES", Config.max_audio_mlines)
+    spare_raw = values["MEDIA_SPARE_MLINES"]
+    try:
+        spare_mlines = int(spare_raw) if spare_raw else Config.spare_mlines
+    except ValueError as exc:
+        raise ConfigError("MEDIA_SPARE_MLINES must be an integer") from exc
+    if spare_mlines < 0:
+        raise ConfigError("MEDIA_SPARE_MLINES must be at least 0")
     return Config(
         control_host=host,
         control_port=port,
@@ -273,6 +288,7 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         transport_cc=env.get("MEDIA_TRANSPORT_CC", "0") in ("1", "true", "yes"),
         max_video_mlines=max_video_mlines,
         max_audio_mlines=max_audio_mlines,
+        spare_mlines=spare_mlines,
         relay_host=values["MEDIA_RELAY_HOST"] or "127.0.0.1",
         relay_port=relay_port,
         relay_announce=relay_announce,

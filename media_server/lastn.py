@@ -15,7 +15,12 @@ Pure selection logic (no I/O, no aiortc), used by :class:`media_server.room.Room
   quieter.
 * :func:`needs_offer` — whether a subscriber must be re-offered: not for a
   camera it is not shown, nor for one that has sent nothing yet (a join of
-  someone nobody sees, or whose camera is off, re-offers nobody).
+  someone nobody sees, or whose camera is off, re-offers nobody);
+  :func:`lines_due` — the tracks that need an m-line now (mapped onto a spare
+  line when there is one: no re-offer).
+* :func:`spare_lines` — how many spare m-lines of a kind an offer negotiates
+  ahead (small rooms: a join maps its tracks onto them instead of re-offering
+  everyone).
 * :func:`audio_pool` — in a room with more microphones than a subscriber has
   audio m-lines (``max_audio_mlines``), which microphones hold those lines:
   the audible ones always, the others kept where they are (no needless
@@ -236,6 +241,31 @@ def audio_pool(*, bound: Sequence[H], audible: Sequence[H], candidates: Sequence
     return chosen
 
 
+def lines_due(
+    *,
+    negotiated: Collection[K],
+    desired: Iterable[K],
+    shown: Collection[K] | None,
+    due: Callable[[K], bool],
+) -> list[K]:
+    """The tracks of ``desired`` that must get an m-line now (in ``desired`` order), of a subscriber whose
+    m-lines carry ``negotiated``.
+
+    Every desired microphone, screen share or other non-camera track without an m-line. A camera without
+    one only when the subscriber is shown it (``shown``: its last-N video; None: every video) and it is
+    ``due`` (the caller's rule: it has sent a packet, or the subscriber pinned it): a camera nobody is
+    shown, or one published just now that may well be off, waits for the next offer, which carries it
+    (an offer always carries all of ``desired``). The caller maps them onto spare negotiated m-lines
+    (:func:`spare_lines`) or offers. Tracks must be hashable (the SFU's compare by identity).
+    """
+    return [
+        track
+        for track in desired
+        if track not in negotiated
+        and (track.kind != "video" or track.source != "camera" or ((shown is None or track in shown) and due(track)))
+    ]
+
+
 def needs_offer(
     *,
     negotiated: Collection[K],
@@ -246,22 +276,24 @@ def needs_offer(
     """Whether a subscriber whose m-lines carry ``negotiated`` must be offered ``desired`` now.
 
     Yes when a negotiated track is no longer desired (it left, or a pooled line is given up), or a
-    desired microphone, screen share or other non-camera track has no m-line. A camera without an
-    m-line forces an offer only when the subscriber is shown it (``shown``: its last-N video; None:
-    every video) and it is ``due`` (the caller's rule: it has sent a packet, or the subscriber pinned
-    it): a camera nobody is shown, or one published just now that may well be off, waits for the
-    next offer, which carries it (an offer always carries all of ``desired``). Tracks must be
-    hashable (the SFU's compare by identity).
+    desired track must get an m-line now (:func:`lines_due`).
     """
     wanted = list(desired)
     present = set(wanted)
     if any(t not in present for t in negotiated):
         return True
-    for track in wanted:
-        if track in negotiated:
-            continue
-        if track.kind != "video" or track.source != "camera":
-            return True
-        if (shown is None or track in shown) and due(track):
-            return True
-    return False
+    return bool(lines_due(negotiated=negotiated, desired=wanted, shown=shown, due=due))
+
+
+def spare_lines(*, used: int, bound: int, spare: int, pooled: bool = False) -> int:
+    """How many spare m-lines of one kind a subscribe offer should carry besides its ``used`` ones.
+
+    Spare lines are negotiated (sendonly, no track, not in the offer's ``tracks``) so that a track that
+    appears later (someone joins, shares a screen) is mapped onto one without a re-offer: the client learns
+    the mapping from ``forwarded_tracks``. ``spare`` per kind (``MEDIA_SPARE_MLINES``; 0: none, every new
+    track re-offers), never beyond ``bound`` lines in all (``max_audio_mlines``/``max_video_mlines``: past it
+    the room pools and re-maps the lines it has). A join then re-offers a subscriber only every ``spare``
+    joins (when its spares are used up), each re-offer restoring ``spare`` of them. None while that kind is
+    ``pooled`` (a large room: its lines are re-mapped to whoever is selected or heard, as before).
+    """
+    return 0 if pooled else max(0, min(spare, bound - used))

@@ -266,6 +266,12 @@ class Slot:
     stall_reported: bool = False
     direct_send: Callable[[bytes], bool] | None = None
     """The transport's send for this m-line; ``downstream.send`` is it, or it behind the pacer (video)."""
+    spare: bool = False
+    """A negotiated m-line without a track (the last answer accepted it sendonly): ``Subscriber.map_spares``
+    gives it a new track without a re-offer."""
+    released: tuple[str, str] | None = None
+    """(participant, source) of the track a leave took off this spare line (``Subscriber.release``): the
+    client may still map its mid to them, so that track's owner, back again, gets this line first."""
 
     @property
     def paused_for_bandwidth(self) -> bool:
@@ -352,24 +358,46 @@ class Subscriber:
     def active(self) -> bool:
         return any(s.attached for s in self.slots)
 
-    async def offer(self, desired: list[PublishedTrack]) -> tuple[str, int, list[TrackInfo]]:
-        """Assign ``desired`` tracks to m-lines (reusing freed ones) and create an offer."""
+    async def offer(
+        self, desired: list[PublishedTrack], spares: dict[str, int] | None = None
+    ) -> tuple[str, int, list[TrackInfo]]:
+        """Assign ``desired`` tracks to m-lines (reusing freed ones) and create an offer.
+
+        ``spares``: per kind, how many m-lines without a track the offer negotiates at least when it has to
+        add lines of that kind anyway (``lastn.spare_lines``; freed lines count). Without any, freed lines
+        become inactive (as before spares existed); with them every line without a track stays sendonly, a
+        spare once answered.
+        """
         desired_ids = {id(t) for t in desired}
+        keep_spares = bool(spares and any(spares.values()))
         for slot in self.slots:
+            slot.spare = False  # a spare again once this offer is answered (apply_answer)
+            slot.released = None  # the offer's ``tracks`` replace whatever mapping the client had
             if slot.track is not None and id(slot.track) not in desired_ids:
                 self._detach(slot)
                 slot.track = None
                 slot.answered = None
                 slot.info = None
-                slot.transceiver.direction = "inactive"
+                slot.transceiver.direction = "sendonly" if keep_spares else "inactive"
         assigned = {id(s.track) for s in self.slots if s.track}
+        grown: set[str] = set()  # kinds that needed a new m-line (a first offer, or out of spares)
         for track in desired:
             if id(track) in assigned:
                 continue
             free = next((s for s in self.slots if s.track is None and s.kind == track.kind), None)
+            if free is None:
+                grown.add(track.kind)
             slot = free if free is not None else self._new_slot(track.kind)
             slot.track = track
             slot.transceiver.direction = "sendonly"
+        for kind, wanted in (spares or {}).items() if keep_spares else ():
+            free_lines = [s for s in self.slots if s.track is None and s.kind == kind]
+            for slot in free_lines:
+                slot.transceiver.direction = "sendonly"
+            # Spares are added only with lines that had to be added anyway: an offer for a leave (its freed
+            # lines become the spares) or a pin does not grow the connection.
+            for _ in range(wanted - len(free_lines) if kind in grown else 0):
+                self._new_slot(kind)
         await hooks.set_local_offer(self.pc)  # createOffer + setLocalDescription, the offer parsed by neither
         dtls = peer_dtls(self.pc)
         if dtls is not None:
@@ -460,10 +488,13 @@ class Subscriber:
         self.reoffers = 0
         missing: list[tuple[TrackInfo, str]] = []
         for slot in self.slots:
-            if slot.track is None:
-                continue
             mid = slot.transceiver.mid
             params = negotiated.get(mid or "")
+            if slot.track is None:
+                # A spare line: ready to carry a track that appears later, without a re-offer (map_spares).
+                slot.spare = params is not None and slot.transceiver.direction == "sendonly"
+                if not slot.spare:
+                    continue
             if params is None:
                 continue
             ext_ids = params.ext_ids
@@ -477,9 +508,10 @@ class Subscriber:
                 slot.transceiver.sender.transport, sequence=self.transport_sequence
             )
             self._route(slot)
-            codec = slot.track.forwarder.codec
-            key = codec_key(codec) if codec is not None else next(iter(slot.track.codec_keys), None)
-            if key is not None and key not in params.pt_by_codec and slot.info is not None:
+            if slot.track is None:
+                continue
+            key = self._missing_codec(slot.track, params.pt_by_codec)
+            if key is not None and slot.info is not None:
                 missing.append((slot.info, key))
             slot.answered = slot.track
             if self.pc.connectionState != "connected":
@@ -488,6 +520,74 @@ class Subscriber:
             if self.pc.connectionState == "connected":
                 self._make_ready(slot)
         return missing
+
+    @staticmethod
+    def _missing_codec(track: PublishedTrack, pt_by_codec: dict[str, int]) -> str | None:
+        """The codec key ``track`` is sent in if the m-line did not negotiate it (it is then not forwarded)."""
+        codec = track.forwarder.codec
+        key = codec_key(codec) if codec is not None else next(iter(track.codec_keys), None)
+        return key if key is not None and key not in pt_by_codec else None
+
+    def spare_lines(self, kind: str) -> int:
+        """How many negotiated m-lines of ``kind`` wait for a track (``map_spares``)."""
+        return sum(1 for s in self.slots if s.spare and s.kind == kind)
+
+    def map_spares(self, tracks: list[PublishedTrack]) -> tuple[list[PublishedTrack], list[tuple[TrackInfo, str]]]:
+        """Give each of ``tracks`` a spare negotiated m-line of its kind, forwarding at once; no renegotiation.
+
+        The client learns the line's track from the next ``forwarded_tracks`` (the caller's ``_report``),
+        as for a re-mapped line. Returns (the tracks mapped, (track, codec key) for each mapped track whose
+        codec the line did not negotiate: not forwarded, as after an answer that lacks it). Tracks left
+        without a line (no spare of their kind) need an offer.
+        """
+        mapped: list[PublishedTrack] = []
+        missing: list[tuple[TrackInfo, str]] = []
+        for track in tracks:
+            spares = [s for s in self.slots if s.spare and s.kind == track.kind]
+            owner = (track.participant, track.source)
+            slot = next((s for s in spares if s.released == owner), spares[0] if spares else None)
+            if slot is None or slot.transceiver.mid is None:
+                continue
+            slot.spare = False
+            slot.released = None
+            slot.track = slot.answered = track
+            slot.info = TrackInfo(
+                mid=slot.transceiver.mid,
+                participant=track.participant,
+                pc=track.pc,
+                source=track.source,
+                kind=track.kind,
+            )
+            key = self._missing_codec(track, slot.downstream.pt_by_codec)
+            if key is not None:
+                missing.append((slot.info, key))
+            if self.pc.connectionState != "connected":
+                slot.downstream.hold()
+            self._forward(slot)
+            mapped.append(track)
+        return mapped, missing
+
+    def release(self, tracks: list[PublishedTrack]) -> bool:
+        """Free the answered m-lines of ``tracks`` (their participant left) as spares; no renegotiation.
+
+        The client is not told that a mid stopped carrying someone (no frame says so): the caller releases
+        only the lines of a participant who left, whom the client stops showing on ``participant_left``, and
+        ``map_spares`` gives such a line back to the same participant and source first (a reload: the
+        client's stale mapping for that mid is then right again). True if anything was freed.
+        """
+        ids = {id(t) for t in tracks}
+        freed = False
+        for slot in self.slots:
+            track = slot.track
+            if track is None or id(track) not in ids or slot.answered is not track or slot.info is None:
+                continue
+            self._detach(slot)
+            slot.track = slot.answered = None
+            slot.info = None
+            slot.spare = True
+            slot.released = (track.participant, track.source)
+            freed = True
+        return freed
 
     def rebind(self, video: list[PublishedTrack]) -> bool:
         """Move video m-lines from tracks not in ``video`` to tracks of ``video`` that have none; no renegotiation.

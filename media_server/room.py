@@ -212,7 +212,7 @@ class Room:
             subscriber.revision += 1  # a new baseline: offers of a replaced connection are stale
             p.revisions = subscriber.revision
             return None, subscriber.revision, []
-        sdp, revision, tracks = await subscriber.offer(desired)
+        sdp, revision, tracks = await subscriber.offer(desired, self._spares(subscriber, desired))
         p.revisions = revision
         self._arm_offer_timeout(p, subscriber, revision)
         return sdp, revision, tracks
@@ -261,7 +261,16 @@ class Room:
         await pc.addIceCandidate(ice)
 
     async def leave(self, participant_id: str) -> None:
+        """Close the participant's connections; its lines at the others become spares (no re-offer for that).
+
+        With spare m-lines on (``config.spare_mlines``), each subscriber without an offer outstanding frees
+        the leaver's negotiated lines at once (``Subscriber.release``): the ``forwarded_tracks`` that follows no
+        longer lists them and the client stops showing the leaver on ``participant_left``; a later track is
+        mapped onto them (the leaver's own first, should it come back: ``map_spares``). A re-offer is then
+        made only if something else needs one.
+        """
         p = self.participant(participant_id)
+        gone = [track for publisher in p.publishers.values() for track in publisher.tracks]
         for publisher in list(p.publishers.values()):
             await self._close_publisher(p, publisher, "left", renegotiate=False)
         p.publishers.clear()
@@ -271,6 +280,13 @@ class Room:
         self.speaker.remove(participant_id)
         self.audio.remove(participant_id)
         self.order.remove(participant_id)
+        if self.config.spare_mlines and gone:
+            view = self._view()
+            for q in self.participants.values():
+                if q.subscriber is not None and q.subscriber.outstanding is None:
+                    # Pooled lines are re-mapped to someone else (rebind, rebind_audio), as before: not freed.
+                    pooled = {"audio": q.subscriber.audio_pooled, "video": self._selection(q, view)[2]}
+                    q.subscriber.release([t for t in gone if not pooled.get(t.kind, False)])
         await self.renegotiate_all()
 
     async def start_recording(self, recording_id: str) -> bool:
@@ -394,6 +410,50 @@ class Room:
             due=lambda t: t.participant in pinned or any(f.packets_in for f in t.all_layers),
         )
 
+    def _spares(self, subscriber: Subscriber, desired: list[PublishedTrack]) -> dict[str, int]:
+        """Spare m-lines per kind for an offer of ``desired`` (lastn.spare_lines); none of a pooled kind."""
+        pooled_video = sum(1 for t in self.tracks_for(subscriber.participant) if t.kind == "video") > (
+            self.config.max_video_mlines
+        )
+        bounds = {
+            "audio": (self.config.max_audio_mlines, subscriber.audio_pooled),
+            "video": (self.config.max_video_mlines, pooled_video and self.effective_last_n() is not None),
+        }
+        return {
+            kind: lastn.spare_lines(
+                used=sum(1 for t in desired if t.kind == kind),
+                bound=bound,
+                spare=self.config.spare_mlines,
+                pooled=pooled,
+            )
+            for kind, (bound, pooled) in bounds.items()
+        }
+
+    def _map_spares(
+        self, p: Participant, subscriber: Subscriber, desired: list[PublishedTrack], shown: list[PublishedTrack] | None
+    ) -> None:
+        """Put the tracks that need an m-line now (lastn.lines_due) on ``subscriber``'s spare lines: no re-offer.
+
+        The rest (no spare of their kind left) are offered by the caller (``_needs_offer`` still sees them).
+        """
+        if not any(s.spare for s in subscriber.slots):
+            return
+        if subscriber.audio_pooled:  # a pooled microphone line is re-mapped without an event: not onto a spare
+            desired = [t for t in desired if t.source != "microphone"]
+        pinned = p.preferences.pinned
+        due = lastn.lines_due(
+            negotiated={s.track for s in subscriber.slots if s.track is not None},
+            desired=desired,
+            shown=None if shown is None else set(shown),
+            due=lambda t: t.participant in pinned or any(f.packets_in for f in t.all_layers),
+        )
+        if not due:
+            return
+        _, missing = subscriber.map_spares(due)
+        for info, codec in missing:
+            logger.warning("room %s: %s cannot receive %s (%s): no common codec", self.id, p.id, info, codec)
+            self._emit(protocol.track_unavailable_event(self.id, p.id, info, "no_common_codec", codec))
+
     def _selection(
         self, p: Participant, view: RoomView
     ) -> tuple[list[PublishedTrack], list[PublishedTrack] | None, bool]:
@@ -486,8 +546,10 @@ class Room:
         p.subscriber.audio_pooled = microphones is not None
         if microphones is not None:
             p.subscriber.rebind_audio(microphones)
+        desired = self._desired(tracks, selected, pooled, microphones)
+        self._map_spares(p, p.subscriber, desired, selected)
         self._report(p)
-        return self._desired(tracks, selected, pooled, microphones), selected
+        return desired, selected
 
     def _report(self, p: Participant) -> None:
         """Tell ``p`` (``forwarded_tracks``) when what its connection is fed with changed."""
@@ -705,7 +767,7 @@ class Room:
         if subscriber.outstanding is not None and not reoffer:
             subscriber.dirty = True  # coalesced: offered once the current offer is answered
             return False
-        sdp, revision, tracks = await subscriber.offer(desired)
+        sdp, revision, tracks = await subscriber.offer(desired, self._spares(subscriber, desired))
         p.revisions = revision
         self._emit(protocol.subscribe_offer_event(self.id, p.id, sdp, revision, tracks))
         self._arm_offer_timeout(p, subscriber, revision)

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { findStalledTrack } from "../../static/js/call/stall.js";
+import { findStalledTrack, mapsNewVideo } from "../../static/js/call/stall.js";
 
 const base = (over = {}) => ({
   now: 100_000,
@@ -89,4 +89,12 @@ test("the path is watched only while a video should arrive: not in a room of qui
   assert.equal(expected({ forwardedVideo: new Set(["b:screen"]) }), true); // a screen share of someone whose camera is off
   assert.equal(expected({ participants: new Map() }), false); // they left (a breakout move)
   assert.equal(expected({ trackInfo: new Map() }), false);
+});
+
+test("a video mapped onto a mid the client did not know (a spare m-line) restarts the settle wait; re-maps and audio do not", () => {
+  const trackInfo = new Map([["0", { mid: "0", participant: "a", source: "camera", kind: "video" }]]);
+  assert.equal(mapsNewVideo(trackInfo, [{ mid: "2", participant: "b", source: "camera", kind: "video" }]), true);
+  assert.equal(mapsNewVideo(trackInfo, [{ mid: "0", participant: "b", source: "camera", kind: "video" }]), false);
+  assert.equal(mapsNewVideo(trackInfo, [{ mid: "3", participant: "b", source: "microphone", kind: "audio" }]), false);
+  assert.equal(mapsNewVideo(trackInfo, []), false);
 });

@@ -57,6 +57,7 @@ class RoomHarness:
 
     def __init__(self, room_id: str = "r", **config: Any) -> None:
         self.events: list[dict[str, Any]] = []
+        config.setdefault("spare_mlines", 0)  # every new track re-offers, unless a test asks for spares
         self.room = Room(
             room_id, config=Config(secret="x" * 16, subscribe_offer_timeout=600.0, **config), emit=self.events.append
         )

@@ -9,7 +9,7 @@ import { e2ee, e2eeReady, e2eeReceiver, e2eeSender, preferVp8 } from "./e2ee.js"
 import { groupRemoteTracks } from "./layout.js";
 import { probeSocket, request, send } from "./socket.js";
 import { Recovery, recoveryMessage } from "./recovery.js";
-import { findStalledTrack, mediaExpected, PATH_SAMPLE_MS, PATH_SILENT_MS, PathWatch } from "./stall.js";
+import { findStalledTrack, mapsNewVideo, mediaExpected, PATH_SAMPLE_MS, PATH_SILENT_MS, PathWatch } from "./stall.js";
 import { state } from "./state.js";
 import { localReady } from "./controls.js";
 import { outgoingTrack } from "./effects/index.js";
@@ -347,11 +347,15 @@ export function refreshRemoteMedia() {
   renderTiles();
 }
 
-// In large rooms the server re-maps a few video m-lines to whoever is selected: the mids listed here
-// may now carry someone else. Applied after any subscribe offer queued before it (same order as sent).
+// In large rooms the server re-maps a few video m-lines to whoever is selected, and in any room it maps
+// someone new onto a spare m-line (one no offer listed): the mids listed here may now carry someone else
+// or carry someone at all. Applied after any subscribe offer queued before it (same order as sent).
 export function onForwardedTracks(frame) {
   onSubChain(() => {
-    for (const t of [...(frame.video || []), ...(frame.audio || [])]) state.trackInfo.set(String(t.mid), t);
+    const listed = [...(frame.video || []), ...(frame.audio || [])];
+    // A spare m-line given to a new video: no packet yet, as just after an answer (the stall check waits).
+    if (state.subAnsweredAt && mapsNewVideo(state.trackInfo, listed)) state.subAnsweredAt = Date.now();
+    for (const t of listed) state.trackInfo.set(String(t.mid), t);
     state.forwardedVideo = new Set((frame.video || []).map((t) => `${t.participant}:${t.source}`));
     state.lastN = frame.last_n ?? null;
     state.audioPooled = frame.audio_pooled === true;

@@ -33,6 +33,17 @@ export function findStalledTrack({
   return null;
 }
 
+/**
+ * Whether a `forwarded_tracks` frame maps a video onto a mid the client did not know (a spare m-line the
+ * server negotiated ahead and now gives to someone who joined or started sharing, docs/protocol.md
+ * "Spare m-lines"): its first packet is a keyframe request away, so the stall check gives it SETTLE_MS, as
+ * after an answer. A re-map of a known mid (large rooms, on a speaker change) does not count: that line
+ * has received packets before.
+ */
+export function mapsNewVideo(trackInfo, listed) {
+  return listed.some((t) => t.kind === "video" && !trackInfo.has(String(t.mid)));
+}
+
 // The network path: a network change (a new address, another Wi-Fi) silences every connection at once,
 // and the browser's ICE says `disconnected` only ~5 s later. Sampling the bytes a connected connection
 // received (getStats `transport`) every PATH_SAMPLE_MS, a path silent for PATH_SILENT_MS is worth
