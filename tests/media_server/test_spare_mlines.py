@@ -22,7 +22,7 @@ async def harness() -> Any:
     made: list[RoomHarness] = []
 
     def make(**config: Any) -> RoomHarness:
-        made.append(RoomHarness(**{"spare_mlines": 2, **config}))  # the default; room_harness's is 0
+        made.append(RoomHarness(**{"spare_mlines": 2, **config}))  # the measured setting; the default is 0
         return made[-1]
 
     yield make
@@ -246,7 +246,8 @@ def test_lines_due_is_what_needs_offer_would_offer_for() -> None:
 
 
 def test_spare_mlines_is_configurable() -> None:
-    assert parse_config(["--dev"], env={}).spare_mlines == 2
+    assert parse_config(["--dev"], env={}).spare_mlines == 0  # off until the browser suite passes with it
+    assert parse_config(["--dev"], env={"MEDIA_SPARE_MLINES": "2"}).spare_mlines == 2
     assert parse_config(["--dev"], env={"MEDIA_SPARE_MLINES": "0"}).spare_mlines == 0
     assert parse_config(["--dev", "--spare-mlines", "4"], env={}).spare_mlines == 4
     for bad in ("-1", "x"):
