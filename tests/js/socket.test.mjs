@@ -44,6 +44,17 @@ async function assertKeptScoutUnused(ws, scout) {
   assert.deepEqual(scout.sent, []);
 }
 
+/** Rejoins get a new grant; returns the list of terminal messages (the call stopped) as they come. */
+function recordTerminal() {
+  const terminal = [];
+  socket.configureSocket({
+    onReconnecting: () => {},
+    onTerminal: (message) => terminal.push(message),
+    rejoin: async () => ({ ws_url: "ws://new/", token: "t2" }),
+  });
+  return terminal;
+}
+
 function reset() {
   state.phase = "ended"; // whatever an earlier test left scheduled runs now, and does nothing
   mock.timers.tick(3_600_000);
@@ -437,12 +448,7 @@ test("a socket whose join is unanswered is not given up for a scout that opened 
 
 test("a socket given up with its join unanswered may still join late: the successor's 4005 rejoins once, not ends the call", async () => {
   reset();
-  const terminal = [];
-  socket.configureSocket({
-    onReconnecting: () => {},
-    onTerminal: (message) => terminal.push(message),
-    rejoin: async () => ({ ws_url: "ws://new/", token: "t2" }),
-  });
+  const terminal = recordTerminal();
   const ws = socket.openSocket();
   ws.open(); // its join never answered (the server is slow)...
   socket.probeSocket(1000);
@@ -469,12 +475,7 @@ test("a socket given up with its join unanswered may still join late: the succes
 
 test("after a socket with an answered join was given up, a 4005 is another tab: the call stops", async () => {
   reset();
-  const terminal = [];
-  socket.configureSocket({
-    onReconnecting: () => {},
-    onTerminal: (message) => terminal.push(message),
-    rejoin: async () => ({ ws_url: "ws://new/", token: "t2" }),
-  });
+  const terminal = recordTerminal();
   joinedSocket();
   socket.giveUpSocket("address gone");
   mock.timers.tick(0);
