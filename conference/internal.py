@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,6 +32,11 @@ RECORDING_EVENTS = frozenset({"recording_stopped", "recording_failed"})
 # Event batches up to this size are accepted (the media server splits at 1 MiB); it stays below Django's
 # DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MiB), past which request.body would raise. Larger: 413 too_large (JSON).
 MAX_EVENTS_BODY = 2 * 1024 * 1024
+# A batch's id (media_server/events.py): the same on each attempt. The ids routed in the last ten minutes are
+# kept in the shared cache, so a retry after a lost answer or a re-post at shutdown is routed once (a batch's
+# attempts end within a minute: 5 attempts, backoff up to 5 s, 5 s timeout each).
+BATCH_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+BATCH_MEMORY_SECONDS = 600
 
 
 async def _signature_error(request: HttpRequest) -> str | None:
@@ -62,7 +68,7 @@ SIGNATURE_ERRORS = {
 @require_POST
 async def media_events(request: HttpRequest) -> HttpResponse:
     """Media server → Django event batches (docs/protocol.md §2), signed like control requests: a batch
-    captured on the way cannot be replayed or altered. Routes each event to sockets."""
+    captured on the way cannot be replayed or altered. Routes each event to sockets, once per batch id."""
     if not request.headers.get("Authorization", "").startswith(signing.SCHEME + " "):
         return JsonResponse(error_body("unauthorized", SIGNATURE_ERRORS["unauthorized"]), status=401)
     try:
@@ -84,6 +90,23 @@ async def media_events(request: HttpRequest) -> HttpResponse:
         return JsonResponse(error_body("bad_request", "Expected {protocol, events: [...]}."), status=400)
     if batch.get("protocol", PROTOCOL_VERSION) != PROTOCOL_VERSION:
         return JsonResponse(error_body("protocol_mismatch", "Unsupported protocol version."), status=409)
+    batch_id = batch.get("batch")
+    if batch_id is not None and not (isinstance(batch_id, str) and BATCH_ID.fullmatch(batch_id)):
+        return JsonResponse(error_body("bad_request", "A batch id is 1-64 letters, digits, - or _."), status=400)
+    seen_key = f"media-events-batch:{batch_id}" if batch_id is not None else None
+    if seen_key is not None and not await cache.aadd(seen_key, 1, timeout=BATCH_MEMORY_SECONDS):
+        return HttpResponse(status=204)  # routed already: this is another attempt of the same batch
+    try:
+        await _route(batch)
+    except BaseException:
+        if seen_key is not None:
+            await cache.adelete(seen_key)  # not routed (whole): the next attempt routes it
+        raise
+    return HttpResponse(status=204)
+
+
+async def _route(batch: dict[str, Any]) -> None:
+    """Each event of a batch to recordings or to the sockets' groups."""
     layer = get_channel_layer()
     stale = await _rooms_elsewhere(batch)
     for event in batch["events"]:
@@ -100,7 +123,6 @@ async def media_events(request: HttpRequest) -> HttpResponse:
         for group, frame in media_event_frames(event):
             if layer is not None:
                 await layer.group_send(group, events.layer_message(group, frame))
-    return HttpResponse(status=204)
 
 
 async def _rooms_elsewhere(batch: dict[str, Any]) -> set[str]:

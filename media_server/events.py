@@ -6,6 +6,7 @@ import asyncio
 import collections
 import json
 import logging
+import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -74,6 +75,7 @@ class EventSink:
         self._flush = asyncio.Event()  # set: post what is queued now, without lingering
         self._task: asyncio.Task[None] | None = None
         self._inflight: list[str] = []  # the batch being posted (or waiting to be retried), taken off the queue
+        self._inflight_id = ""  # its id: every attempt carries the same one, so Django routes it once
         self._session: aiohttp.ClientSession | None = None
         self.dropped = 0
         self.delivered = 0
@@ -101,7 +103,8 @@ class EventSink:
 
     async def close(self) -> None:
         """Stop delivering, with one last attempt for what is left: the batch a POST or its retries were
-        delivering when stopped (again, whole: at least once, as a retry would), then what is still queued.
+        delivering when stopped (again, whole, with its id: Django routes it once even if the interrupted POST
+        had arrived), then what is still queued.
         What that attempt cannot deliver is lost."""
         if self._task is not None:
             self._task.cancel()
@@ -111,22 +114,22 @@ class EventSink:
                 pass
             self._task = None
             inflight, self._inflight = self._inflight, []
-            if inflight and not await self._post_once(inflight):
+            if inflight and not await self._post_once(inflight, self._inflight_id):
                 self.dropped += len(inflight)
             if self._queue:
-                await self._post_once(self._take_batch())
+                await self._post_once(self._take_batch(), _batch_id())
         if self._session is not None:
             await self._session.close()
             self._session = None
 
-    def _envelope(self, events: list[str]) -> bytes:
-        head = json.dumps({"protocol": PROTOCOL_VERSION, "node": self._node_id})[:-1]
+    def _envelope(self, events: list[str], batch_id: str) -> bytes:
+        head = json.dumps({"protocol": PROTOCOL_VERSION, "node": self._node_id, "batch": batch_id})[:-1]
         return f'{head}, "events": [{", ".join(events)}]}}'.encode()
 
     def _take_batch(self) -> list[str]:
         """Up to ``max_batch`` events (JSON-encoded) whose batch body fits in ``max_batch_bytes``."""
         batch: list[str] = []
-        size = len(self._envelope([]))
+        size = len(self._envelope([], _batch_id()))
         while self._queue and len(batch) < self._max_batch:
             encoded = json.dumps(self._queue[0])
             added = len(encoded.encode()) + (2 if batch else 0)
@@ -142,10 +145,10 @@ class EventSink:
             size += added
         return batch
 
-    async def _post_once(self, batch: list[str]) -> bool:
+    async def _post_once(self, batch: list[str], batch_id: str) -> bool:
         assert self._session is not None
         self.posts += 1
-        body = self._envelope(batch)
+        body = self._envelope(batch, batch_id)
         headers = {
             "Authorization": signing.sign(self._secret, "POST", self._path, body),
             "Content-Type": "application/json",
@@ -177,9 +180,10 @@ class EventSink:
             await self._wait_for_more()
             while self._queue:
                 batch = self._inflight = self._take_batch()
+                batch_id = self._inflight_id = _batch_id()
                 delay = self._backoff
                 for _attempt in range(self._max_attempts):
-                    if await self._post_once(batch):
+                    if await self._post_once(batch, batch_id):
                         break
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self._max_backoff)
@@ -188,3 +192,9 @@ class EventSink:
                     self.dropped += len(batch)
                 self._inflight = []
             self._flush.clear()  # everything queued went: the next event lingers again
+
+
+def _batch_id() -> str:
+    """A batch's id (32 hex digits), the same on each of its attempts: Django routes a batch it has already
+    taken once only (docs/protocol.md §2 *Events*)."""
+    return uuid.uuid4().hex

@@ -7,6 +7,7 @@ POST depends only on what ends the wait (an urgent event, a full batch, ``close(
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -111,6 +112,10 @@ async def test_a_failed_batch_is_retried_whole_and_what_came_meanwhile_follows_i
     assert [e for batch in fake_django.batches[1:] for e in batch["events"]] == second
     assert sink.dropped == 0 and sink.failed_batches == 0
     assert len(set(fake_django.auth)) == len(fake_django.auth)  # every attempt signed afresh
+    # ... and carrying its batch's id, the same on each attempt (Django routes an id once), new per batch
+    first_attempts = [json.loads(body) for body in fake_django.bodies if b'"subscribe_offer"' in body]
+    assert len(first_attempts) >= 3 and {a["batch"] for a in first_attempts} == {fake_django.batches[0]["batch"]}
+    assert len({b["batch"] for b in fake_django.batches}) == len(fake_django.batches)
     await sink.close()
 
 
@@ -136,3 +141,5 @@ async def test_close_posts_the_batch_its_retries_were_delivering_then_what_is_qu
         *["carol"] * 4,
     ]
     assert sink.dropped == 0
+    refused, reposted = json.loads(fake_django.bodies[0]), fake_django.batches[0]
+    assert refused["batch"] == reposted["batch"] != fake_django.batches[1]["batch"]  # the same batch, once routed

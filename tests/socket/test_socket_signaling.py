@@ -285,3 +285,26 @@ def test_forwarded_tracks_carries_the_bandwidth_object_reduced_to_its_documented
     assert "bandwidth" not in odd
     [(_, no_estimate)] = media_event_frames({**event, "bandwidth": {"state": "good", "estimate_bps": True}})
     assert no_estimate["bandwidth"] == {"state": "good", "estimate_bps": None, "tracks": []}
+
+
+async def test_another_attempt_of_a_routed_batch_is_answered_but_not_routed_again(world: Any) -> None:
+    """A batch id is routed once (docs/protocol.md §2 *Events*): the media server re-posts a batch whose answer
+    it lost (or at shutdown) with the same id and a fresh signature; Django answers 204 and routes nothing."""
+    from django.test import AsyncClient
+
+    room = await world.room()
+    host, _ = await world.host(room)
+
+    async def post(batch_id: Any, revision: int) -> int:
+        offer = {"type": "subscribe_offer", "room": room.public_id, "participant": host.participant_id}
+        body = {"protocol": 1, "batch": batch_id, "events": [{**offer, "sdp": "v=0 x", "revision": revision}]}
+        text, headers = media_events_request(body)  # signed afresh each time: not a replay
+        response = await AsyncClient().post(MEDIA_EVENTS_PATH, text, content_type="application/json", headers=headers)
+        return response.status_code
+
+    assert await post("b" * 32, 2) == 204
+    assert await post("b" * 32, 2) == 204  # the same batch again
+    assert await post("c" * 32, 3) == 204
+    assert [(await host.expect("offer"))["revision"] for _ in range(2)] == [2, 3]  # the repeat was not routed
+    for bad in ("", "x" * 65, "a b", 7):
+        assert await post(bad, 4) == 400
