@@ -59,10 +59,6 @@ class Lanes:
             if not waiting:
                 self._waiting.pop(key, None)
 
-    def busy(self) -> bool:
-        """Whether a job runs or waits in any lane."""
-        return bool(self._tasks)
-
     async def drain(self) -> None:
         """Return once every job submitted so far (and any submitted meanwhile) has run."""
         while self._tasks:
