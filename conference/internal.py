@@ -32,29 +32,41 @@ RECORDING_EVENTS = frozenset({"recording_stopped", "recording_failed"})
 # Event batches up to this size are accepted (the media server splits at 1 MiB); it stays below Django's
 # DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MiB), past which request.body would raise. Larger: 413 too_large (JSON).
 MAX_EVENTS_BODY = 2 * 1024 * 1024
-# A batch's id (media_server/events.py): the same on each attempt. The ids routed in the last ten minutes are
-# kept in the shared cache, so a retry after a lost answer or a re-post at shutdown is routed once (a batch's
-# attempts end within a minute: 5 attempts, backoff up to 5 s, 5 s timeout each).
+# A batch's id (media_server/events.py): the same on each attempt, each attempt signed afresh. The ids routed in
+# the last ten minutes are kept in the shared cache with the signature that brought them, so another attempt
+# (a retry after a lost answer, the re-post at shutdown) is answered but not routed again, and the same attempt
+# sent again is a replay (a batch's attempts end within a minute: 5 attempts, backoff up to 5 s, 5 s each).
 BATCH_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 BATCH_MEMORY_SECONDS = 600
+ROUTED_ALREADY = "routed_already"
 
 
-async def _signature_error(request: HttpRequest) -> str | None:
+def _signature_error(request: HttpRequest) -> str | None:
     """``None`` if the batch is signed with ``MEDIA_SECRET`` (``media_server/signing.py``, as control requests
-    are), within the allowed skew, and seen for the first time by any web process (the signatures of the last
-    minute are kept in the shared cache: Redis when configured); else the error code."""
-    header = request.headers.get("Authorization", "")
+    are) and within the allowed skew; else the error code."""
     if not settings.MEDIA_SECRET:
         return "unauthorized"
-    error = signing.verify_signature(
+    header = request.headers.get("Authorization", "")
+    return signing.verify_signature(
         settings.MEDIA_SECRET, request.method or "POST", request.get_full_path(), request.body, header
     )
-    if error is not None:
-        return error
-    key = "media-events-sig:" + hashlib.sha256(signing.signature_of(header).encode()).hexdigest()
-    if not await cache.aadd(key, 1, timeout=int(2 * signing.MAX_SKEW_SECONDS)):
-        return "replayed_request"
-    return None
+
+
+async def _seen(request: HttpRequest, batch_id: str | None) -> tuple[str | None, str | None]:
+    """(``None``, the key to forget if routing fails) for an attempt seen for the first time by any web
+    process (one shared-cache operation); else (``"replayed_request"`` or ``ROUTED_ALREADY``, ``None``).
+
+    Without a batch id, the signatures of the last minute are kept instead: any repeat is a replay."""
+    signature = hashlib.sha256(signing.signature_of(request.headers.get("Authorization", "")).encode()).hexdigest()
+    if batch_id is None:
+        key = "media-events-sig:" + signature
+        if not await cache.aadd(key, 1, timeout=int(2 * signing.MAX_SKEW_SECONDS)):
+            return "replayed_request", None
+        return None, None
+    key = "media-events-batch:" + batch_id
+    if await cache.aadd(key, signature, timeout=BATCH_MEMORY_SECONDS):
+        return None, key
+    return ("replayed_request" if await cache.aget(key) == signature else ROUTED_ALREADY), None
 
 
 SIGNATURE_ERRORS = {
@@ -79,7 +91,7 @@ async def media_events(request: HttpRequest) -> HttpResponse:
         too_large = True
     if too_large:
         return JsonResponse(error_body("too_large", f"An event batch has at most {MAX_EVENTS_BODY} bytes."), status=413)
-    error = await _signature_error(request)
+    error = _signature_error(request)
     if error is not None:
         return JsonResponse(error_body(error, SIGNATURE_ERRORS[error]), status=401)
     try:
@@ -93,14 +105,16 @@ async def media_events(request: HttpRequest) -> HttpResponse:
     batch_id = batch.get("batch")
     if batch_id is not None and not (isinstance(batch_id, str) and BATCH_ID.fullmatch(batch_id)):
         return JsonResponse(error_body("bad_request", "A batch id is 1-64 letters, digits, - or _."), status=400)
-    seen_key = f"media-events-batch:{batch_id}" if batch_id is not None else None
-    if seen_key is not None and not await cache.aadd(seen_key, 1, timeout=BATCH_MEMORY_SECONDS):
-        return HttpResponse(status=204)  # routed already: this is another attempt of the same batch
+    error, forget = await _seen(request, batch_id)
+    if error == ROUTED_ALREADY:
+        return HttpResponse(status=204)  # another attempt of a batch routed already
+    if error is not None:
+        return JsonResponse(error_body(error, SIGNATURE_ERRORS[error]), status=401)
     try:
         await _route(batch)
     except BaseException:
-        if seen_key is not None:
-            await cache.adelete(seen_key)  # not routed (whole): the next attempt routes it
+        if forget is not None:
+            await cache.adelete(forget)  # not routed (whole): the next attempt routes it
         raise
     return HttpResponse(status=204)
 

@@ -295,16 +295,23 @@ async def test_another_attempt_of_a_routed_batch_is_answered_but_not_routed_agai
     room = await world.room()
     host, _ = await world.host(room)
 
-    async def post(batch_id: Any, revision: int) -> int:
-        offer = {"type": "subscribe_offer", "room": room.public_id, "participant": host.participant_id}
-        body = {"protocol": 1, "batch": batch_id, "events": [{**offer, "sdp": "v=0 x", "revision": revision}]}
-        text, headers = media_events_request(body)  # signed afresh each time: not a replay
-        response = await AsyncClient().post(MEDIA_EVENTS_PATH, text, content_type="application/json", headers=headers)
-        return response.status_code
+    sent: list[tuple[str, dict[str, str]]] = []
 
-    assert await post("b" * 32, 2) == 204
-    assert await post("b" * 32, 2) == 204  # the same batch again
-    assert await post("c" * 32, 3) == 204
-    assert [(await host.expect("offer"))["revision"] for _ in range(2)] == [2, 3]  # the repeat was not routed
+    async def post(batch_id: Any, revision: int, again: bool = False) -> tuple[int, Any]:
+        if again:
+            text, headers = sent[-1]  # the same attempt, as captured: a replay
+        else:
+            offer = {"type": "subscribe_offer", "room": room.public_id, "participant": host.participant_id}
+            body = {"protocol": 1, "batch": batch_id, "events": [{**offer, "sdp": "v=0 x", "revision": revision}]}
+            text, headers = media_events_request(body)  # signed afresh each time: another attempt
+            sent.append((text, headers))
+        response = await AsyncClient().post(MEDIA_EVENTS_PATH, text, content_type="application/json", headers=headers)
+        return response.status_code, response.json()["error"]["code"] if response.status_code != 204 else None
+
+    assert await post("b" * 32, 2) == (204, None)
+    assert await post("b" * 32, 2) == (204, None)  # another attempt of the same batch
+    assert await post("b" * 32, 2, again=True) == (401, "replayed_request")  # the first, captured and resent
+    assert await post("c" * 32, 3) == (204, None)
+    assert [(await host.expect("offer"))["revision"] for _ in range(2)] == [2, 3]  # the repeats were not routed
     for bad in ("", "x" * 65, "a b", 7):
-        assert await post(bad, 4) == 400
+        assert await post(bad, 4) == (400, "bad_request")
