@@ -299,7 +299,7 @@ async def test_another_attempt_of_a_routed_batch_is_answered_but_not_routed_agai
 
     async def post(batch_id: Any, revision: int, again: bool = False) -> tuple[int, Any]:
         if again:
-            text, headers = sent[-1]  # the same attempt, as captured: a replay
+            text, headers = sent[0]  # the routed attempt, as captured: a replay
         else:
             offer = {"type": "subscribe_offer", "room": room.public_id, "participant": host.participant_id}
             body = {"protocol": 1, "batch": batch_id, "events": [{**offer, "sdp": "v=0 x", "revision": revision}]}
