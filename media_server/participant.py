@@ -532,6 +532,17 @@ class Subscriber:
         """How many negotiated m-lines of ``kind`` wait for a track (``map_spares``)."""
         return sum(1 for s in self.slots if s.spare and s.kind == kind)
 
+    def spare_mids(self) -> list[str]:
+        """The mids of the m-lines that carry no track now (``forwarded_tracks.spare``): spares, lines an
+        outstanding offer frees, inactive ones.
+
+        The client forgets whom it mapped them to: a line a leave released (``release``) may still be mapped
+        to the leaver there, whose stream (silent now) would otherwise stay attributed to them. Not only
+        ``Slot.spare`` lines: those flags are down while an offer is outstanding, which would make the list
+        (and ``Room._report``'s key) change at every offer for nothing.
+        """
+        return [s.transceiver.mid for s in self.slots if s.track is None and s.transceiver.mid is not None]
+
     def map_spares(self, tracks: list[PublishedTrack]) -> tuple[list[PublishedTrack], list[tuple[TrackInfo, str]]]:
         """Give each of ``tracks`` a spare negotiated m-line of its kind, forwarding at once; no renegotiation.
 
@@ -570,10 +581,9 @@ class Subscriber:
     def release(self, tracks: list[PublishedTrack]) -> bool:
         """Free the answered m-lines of ``tracks`` (their participant left) as spares; no renegotiation.
 
-        The client is not told that a mid stopped carrying someone (no frame says so): the caller releases
-        only the lines of a participant who left, whom the client stops showing on ``participant_left``, and
-        ``map_spares`` gives such a line back to the same participant and source first (a reload: the
-        client's stale mapping for that mid is then right again). True if anything was freed.
+        The client learns it from the next ``forwarded_tracks``, which lists these mids in ``spare``
+        (``spare_mids``: forget whom they carried). ``map_spares`` gives such a line back to the same
+        participant and source first (someone who comes back under the same ID). True if anything was freed.
         """
         ids = {id(t) for t in tracks}
         freed = False
