@@ -556,7 +556,13 @@ class Subscriber:
         for track in tracks:
             spares = [s for s in self.slots if s.spare and s.kind == track.kind]
             owner = (track.participant, track.source)
-            slot = next((s for s in spares if s.released == owner), spares[0] if spares else None)
+            # The line its owner had (back under the same ID), else one that never carried anyone (the browser's
+            # receiver holds no one's last frame or audio tail there), else the one idle longest.
+            slot = next((s for s in spares if s.released == owner), None) or min(
+                spares,
+                key=lambda s: (s.released is not None or s.downstream.packets_sent > 0, s.downstream.last_time),
+                default=None,
+            )
             if slot is None or slot.transceiver.mid is None:
                 continue
             slot.spare = False

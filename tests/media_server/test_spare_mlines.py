@@ -197,6 +197,27 @@ async def test_a_leave_of_someone_whose_video_was_paused_still_tells_the_client(
 
 
 @pytest.mark.asyncio
+async def test_a_newcomer_gets_a_spare_that_never_carried_anyone_before_a_leavers_line(harness) -> None:
+    """p0 has one untouched spare of each kind and the lines p2's leave freed: p3 goes on the untouched ones (the
+    browser's receiver on p2's old mid still holds p2's last frame), and p2's lines wait for p2."""
+    h = harness()
+    for i in range(3):
+        await join(h, f"p{i}")
+    assert lines(h, "p0") == {"audio": (3, 2, 1), "video": (3, 2, 1)}
+    event = last_forwarded(h, "p0")
+    had = {t["mid"] for t in event["audio"] + event["video"] if t["participant"] == "p2"}
+    await leave(h, "p2")
+    untouched = set(last_forwarded(h, "p0")["spare"]) - had
+    assert len(untouched) == 2
+    mark = len(h.events)
+    await join(h, "p3")
+    assert offered(h, mark) == []
+    event = last_forwarded(h, "p0")
+    assert {t["mid"] for t in event["audio"] + event["video"] if t["participant"] == "p3"} == untouched
+    assert had <= set(event["spare"])
+
+
+@pytest.mark.asyncio
 async def test_someone_who_comes_back_gets_the_lines_they_had(harness) -> None:
     """A reload: p1 leaves and publishes again under the same ID. Its new tracks go on the lines it had (the
     client may still map those mids to it), not on another spare, so no mid is mapped to it twice."""
