@@ -173,6 +173,28 @@ async def test_a_leave_tells_each_client_which_mids_are_spare_now_so_none_stays_
 
 
 @pytest.mark.asyncio
+async def test_a_leave_while_an_offer_is_outstanding_frees_the_lines_with_the_next_offer(harness) -> None:
+    """p0's offer is unanswered when p2 leaves: nothing is released under it (its answer could not be matched);
+    once answered, p0 is re-offered without p2, and the forwarded_tracks after that lists p2's mids as spare."""
+    h = harness()
+    for i in range(4):
+        await join(h, f"p{i}")
+    event = last_forwarded(h, "p0")
+    had = {t["mid"] for t in event["audio"] + event["video"] if t["participant"] == "p2"}
+    p0 = h.room.participants["p0"]
+    async with h.room.lock:
+        await h.room._renegotiate(p0, reoffer=True)  # e.g. a pin that needed a line
+    mark = len(h.events)
+    await leave(h, "p2")
+    [reoffer] = h.offers(mark)
+    assert reoffer["participant"] == "p0" and all(t["participant"] != "p2" for t in reoffer["tracks"])
+    event = last_forwarded(h, "p0")
+    assert h.events.index(event) > h.events.index(reoffer)
+    assert all(t["participant"] != "p2" for t in event["audio"] + event["video"])
+    assert had <= set(event["spare"]) and event["revision"] == reoffer["revision"]
+
+
+@pytest.mark.asyncio
 async def test_a_leave_of_someone_whose_video_was_paused_still_tells_the_client(harness) -> None:
     """Pooled microphones (re-mapped without an event) and a last-N that pauses the leaver's camera at p4 (its
     first offer carried every camera): the leave changes nothing p4 is fed with, yet the camera's line became a
