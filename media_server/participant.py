@@ -532,6 +532,17 @@ class Subscriber:
         """How many negotiated m-lines of ``kind`` wait for a track (``map_spares``)."""
         return sum(1 for s in self.slots if s.spare and s.kind == kind)
 
+    def spare_mids(self) -> list[str]:
+        """The mids of the m-lines that carry no track now (``forwarded_tracks.spare``): spares, lines an
+        outstanding offer frees, inactive ones.
+
+        The client forgets whom it mapped them to: a line a leave released (``release``) may still be mapped
+        to the leaver there, whose stream (silent now) would otherwise stay attributed to them. Not only
+        ``Slot.spare`` lines: those flags are down while an offer is outstanding, which would make the list
+        (and ``Room._report``'s key) change at every offer for nothing.
+        """
+        return [s.transceiver.mid for s in self.slots if s.track is None and s.transceiver.mid is not None]
+
     def map_spares(self, tracks: list[PublishedTrack]) -> tuple[list[PublishedTrack], list[tuple[TrackInfo, str]]]:
         """Give each of ``tracks`` a spare negotiated m-line of its kind, forwarding at once; no renegotiation.
 
@@ -545,7 +556,13 @@ class Subscriber:
         for track in tracks:
             spares = [s for s in self.slots if s.spare and s.kind == track.kind]
             owner = (track.participant, track.source)
-            slot = next((s for s in spares if s.released == owner), spares[0] if spares else None)
+            # The line its owner had (back under the same ID), else one that never carried anyone (the browser's
+            # receiver holds no one's last frame or audio tail there), else the one idle longest.
+            slot = next((s for s in spares if s.released == owner), None) or min(
+                spares,
+                key=lambda s: (s.released is not None or s.downstream.packets_sent > 0, s.downstream.last_time),
+                default=None,
+            )
             if slot is None or slot.transceiver.mid is None:
                 continue
             slot.spare = False
@@ -570,10 +587,9 @@ class Subscriber:
     def release(self, tracks: list[PublishedTrack]) -> bool:
         """Free the answered m-lines of ``tracks`` (their participant left) as spares; no renegotiation.
 
-        The client is not told that a mid stopped carrying someone (no frame says so): the caller releases
-        only the lines of a participant who left, whom the client stops showing on ``participant_left``, and
-        ``map_spares`` gives such a line back to the same participant and source first (a reload: the
-        client's stale mapping for that mid is then right again). True if anything was freed.
+        The client learns it from the next ``forwarded_tracks``, which lists these mids in ``spare``
+        (``spare_mids``: forget whom they carried). ``map_spares`` gives such a line back to the same
+        participant and source first (someone who comes back under the same ID). True if anything was freed.
         """
         ids = {id(t) for t in tracks}
         freed = False

@@ -383,12 +383,17 @@ def forwarded_tracks_event(
     audio: list[TrackInfo],
     audio_pooled: bool = False,
     bandwidth: dict[str, Any] | None = None,
+    spare: list[str] | None = None,
+    revision: int | None = None,
 ) -> dict[str, Any]:
     """What ``participant``'s subscribe connection is currently fed with (last-N).
 
     ``audio_pooled``: the microphone m-lines are a pool re-mapped to whoever is heard.
     ``bandwidth``: the link's state, estimate and the videos paused or reduced for bandwidth
     (``bandwidth_report.bandwidth_json``; absent from older servers).
+    ``spare``: the mids of negotiated m-lines that carry no track now (spare m-lines: a client forgets
+    whom it mapped them to). ``revision``: the subscribe connection's latest offer revision (a client
+    ignores the event of a connection older than the offer it applied last).
     """
     return {
         "type": "forwarded_tracks",
@@ -399,6 +404,8 @@ def forwarded_tracks_event(
         "audio": [t.to_json() for t in audio],
         "audio_pooled": audio_pooled,
         **({"bandwidth": bandwidth} if bandwidth is not None else {}),
+        **({"spare": spare} if spare is not None else {}),
+        **({"revision": revision} if revision is not None else {}),
     }
 
 

@@ -265,9 +265,9 @@ class Room:
 
         With spare m-lines on (``config.spare_mlines``), each subscriber without an offer outstanding frees
         the leaver's negotiated lines at once (``Subscriber.release``): the ``forwarded_tracks`` that follows no
-        longer lists them and the client stops showing the leaver on ``participant_left``; a later track is
-        mapped onto them (the leaver's own first, should it come back: ``map_spares``). A re-offer is then
-        made only if something else needs one.
+        longer lists them and lists their mids in ``spare`` (the client forgets whom they carried); a later
+        track is mapped onto them (the leaver's own first, should it come back: ``map_spares``). A re-offer is
+        then made only if something else needs one.
         """
         p = self.participant(participant_id)
         gone = [track for publisher in p.publishers.values() for track in publisher.tracks]
@@ -557,8 +557,10 @@ class Room:
         if subscriber is None:
             return
         forwarded = subscriber.forwarded()
+        spare = subscriber.spare_mids()
         # A pooled microphone line re-mapped to a new talker is not news for the client (it plays pooled
         # lines as they come; who talks comes from active_speaker): no event per talker per subscriber.
+        # A line that became a spare is (a leave released it, even one not forwarded now: a paused video).
         key = (
             *sorted(
                 f"{t.mid}:{t.participant}:{t.source}"
@@ -567,6 +569,7 @@ class Room:
             ),
             "pooled" if subscriber.audio_pooled else "",
             *bandwidth_report.report_key(subscriber.limited()),
+            *(f"spare:{mid}" for mid in sorted(spare)),
         )
         if key == subscriber.reported or (subscriber.reported is None and not forwarded):
             return  # unchanged, or nothing forwarded yet (nothing answered)
@@ -582,6 +585,8 @@ class Room:
                 audio,
                 audio_pooled=subscriber.audio_pooled,
                 bandwidth=subscriber.bandwidth(),
+                spare=spare,
+                revision=subscriber.revision,
             )
         )
 

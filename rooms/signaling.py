@@ -107,6 +107,13 @@ def media_event_frames(event: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
         bandwidth = _bandwidth(event.get("bandwidth"))
         if bandwidth is not None:
             frame["bandwidth"] = bandwidth
+        # Additions an older media server does not send (docs/protocol.md §1 *Spare m-lines*): relayed when present.
+        spare = event.get("spare")
+        if isinstance(spare, list):
+            frame["spare"] = [mid for mid in spare if isinstance(mid, str)]
+        revision = event.get("revision")
+        if isinstance(revision, int) and not isinstance(revision, bool):
+            frame["revision"] = revision
         return [(groups.participant_group(room, participant), frame)]
     if kind == "track_unavailable":
         raw_track = event.get("track")

@@ -106,6 +106,40 @@ def inbound(page: Any) -> list[dict[str, Any]]:
     return list(page.evaluate(INBOUND_STATS_JS))
 
 
+# Packets received so far on each mid of the page's subscribe connection, whoever the page maps it to.
+PACKETS_BY_MID_JS = """
+async () => {
+  const pc = window.conferenceCall && window.conferenceCall.pcs.subscribe;
+  if (!pc) return {};
+  const out = {};
+  for (const s of (await pc.getStats()).values()) {
+    if (s.type === "inbound-rtp") out[String(s.mid)] = s.packetsReceived || 0;
+  }
+  return out;
+}
+"""
+
+
+def mids_of(page: Any, participant: str) -> set[str]:
+    """The subscribe mids ``page`` attributes to ``participant`` now (its track map: offers, forwarded_tracks)."""
+    return set(
+        page.evaluate(
+            "(id) => [...window.conferenceCall.trackInfo].filter(([, i]) => i.participant === id).map(([m]) => m)",
+            participant,
+        )
+    )
+
+
+def media_stopped(page: Any, mids: set[str], *, window: float = 1.5) -> str:
+    """'' if no packet arrives on ``mids`` of ``page``'s subscribe connection within ``window`` seconds (none
+    of them re-mapped to someone else meanwhile), else which mids still receive."""
+    before = page.evaluate(PACKETS_BY_MID_JS)
+    time.sleep(window)
+    after = page.evaluate(PACKETS_BY_MID_JS)
+    flowing = sorted(m for m in mids if after.get(m, 0) > before.get(m, 0))
+    return f"packets still arrive on mids {flowing}" if flowing else ""
+
+
 def _pick(stats: list[dict[str, Any]], participant: str, source: str) -> dict[str, Any] | None:
     for s in stats:
         if s["participant"] == participant and s["source"] == source:

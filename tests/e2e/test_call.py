@@ -20,6 +20,8 @@ from e2e_helpers import (
     join_call,
     log_in,
     media_flowing,
+    media_stopped,
+    mids_of,
     new_page,
     participant_id,
     wait_media,
@@ -189,17 +191,27 @@ def test_host_mutes_one_participant_and_removes_another(
     for page in (host, guest):
         page.wait_for_selector(f"#grid .tile[data-participant={member_id}] .flag-muted:not([hidden])")
 
+    guest_mids = [(page, mids_of(page, guest_id)) for page in (host, member)]
+    assert all(len(mids) == 2 for _, mids in guest_mids), guest_mids  # their camera and microphone
     host.once("dialog", lambda dialog: dialog.accept())
     host.get_by_role("button", name="Remove Noisy guest").click()
     guest.wait_for_selector("#app[data-state=ended][data-reason=removed]")
     assert "removed" in guest.locator("#ended-detail").text_content()
     assert guest.evaluate("() => window.conferenceCall.local.stream.getTracks().every(t => t.readyState === 'ended')")
-    for page in (host, member):
+    # What the others see: no tile, no stream attributed to the guest, and no more packets on the lines that
+    # carried them. Those m-lines may stay negotiated (MEDIA_SPARE_MLINES: spares for the next joiner).
+    for page, mids in guest_mids:
         page.wait_for_selector(f"#grid .tile[data-participant={guest_id}]", state="detached")
         wait_until(
             lambda page=page: not any(s["participant"] == guest_id for s in inbound(page)),
             timeout=15,
-            message="the removed guest's media is still negotiated",
+            message="a stream is still attributed to the removed guest",
+        )
+        wait_until(
+            lambda page=page, mids=mids: not media_stopped(page, mids),
+            timeout=10,
+            interval=0,
+            message="packets still arrive on the lines that carried the removed guest",
         )
     wait_media(host, member_id, audio=False)  # the rest of the call goes on
 

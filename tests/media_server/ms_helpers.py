@@ -211,9 +211,11 @@ class SubscriberClient:
 
     def apply_forwarded(self, event: dict[str, Any]) -> None:
         """A ``forwarded_tracks`` event, as the web client applies it: a listed mid carries the listed track,
-        whatever the last offer said (a spare m-line given to a new track, a re-mapped one)."""
+        whatever the last offer said (a spare m-line given to a new track, a re-mapped one); a mid in ``spare``
+        carries nobody (a line a leave freed)."""
         listed = {t["mid"]: t for t in [*event["video"], *event["audio"]]}
-        self.tracks = [t for t in self.tracks if t["mid"] not in listed] + list(listed.values())
+        gone = set(event.get("spare", [])) | set(listed)
+        self.tracks = [t for t in self.tracks if t["mid"] not in gone] + list(listed.values())
 
     def track(self, participant: str, source: str) -> MediaStreamTrack:
         info = next(t for t in self.tracks if t["participant"] == participant and t["source"] == source)

@@ -679,6 +679,18 @@ def _run_fanout_scenario(native: object, monkeypatch: pytest.MonkeyPatch) -> tup
         p = packet(i, i * 960, b"\xfc" + bytes(40), pt=111)
         p.extensions.audio_level = (True, i)
         audio.on_rtp(p, OPUS)
+        _Clock.now += 0.02
+    # The line given to another microphone (a spare m-line re-mapped after a leave, a pooled line): its stream
+    # continues, the timestamp advanced by the time it was idle.
+    other_mic = Forwarder(kind="audio", request_keyframe=lambda: None, native=native)
+    audio.detach(mic)
+    _Clock.now += 1.5
+    other_mic.attach(mic)
+    for i in range(20):
+        p = packet(30000 + i, (0xFFFFF000 + i * 960) & 0xFFFFFFFF, b"\xfc" + bytes(40), pt=111)  # its timestamps wrap
+        p.extensions.audio_level = (True, 90 - i)
+        other_mic.on_rtp(p, OPUS)
+        _Clock.now += 0.02
     downstreams = [steady, other_ext, no_ext, thinned, late, no_codec, sub, switching, held, mic]
     return [*log, *sr], [_forwarder_state(d) for d in downstreams]
 

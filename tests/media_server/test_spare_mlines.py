@@ -147,6 +147,99 @@ async def test_a_leave_re_offers_nobody_and_its_lines_carry_the_next_join(harnes
 
 
 @pytest.mark.asyncio
+async def test_a_leave_tells_each_client_which_mids_are_spare_now_so_none_stays_the_leavers(harness) -> None:
+    """The forwarded_tracks after a leave lists the leaver's freed mids in ``spare`` (the client forgets whom
+    they carried: its mapping from the forwarded_tracks that put the leaver there would otherwise stand, and the
+    leaver's silent stream stay attributed to them) and the connection's offer revision (a client ignores the
+    events of an older connection)."""
+    h = harness()
+    for i in range(4):
+        await join(h, f"p{i}")
+    event = last_forwarded(h, "p0")
+    had = {t["mid"] for t in event["audio"] + event["video"] if t["participant"] == "p2"}
+    assert len(had) == 2
+    await leave(h, "p2")
+    event = last_forwarded(h, "p0")
+    assert had <= set(event["spare"])
+    assert not {t["mid"] for t in event["audio"] + event["video"]} & set(event["spare"])
+    subscriber = h.room.participants["p0"].subscriber
+    assert subscriber is not None and event["revision"] == subscriber.revision
+    mark = len(h.events)
+    await join(h, "p5")  # mapped onto those spares: listed, no longer spare
+    event = last_forwarded(h, "p0")
+    assert offered(h, mark) == []
+    assert had == {t["mid"] for t in event["audio"] + event["video"] if t["participant"] == "p5"}
+    assert not had & set(event["spare"])
+
+
+@pytest.mark.asyncio
+async def test_a_leave_while_an_offer_is_outstanding_frees_the_lines_with_the_next_offer(harness) -> None:
+    """p0's offer is unanswered when p2 leaves: nothing is released under it (its answer could not be matched);
+    once answered, p0 is re-offered without p2, and the forwarded_tracks after that lists p2's mids as spare."""
+    h = harness()
+    for i in range(4):
+        await join(h, f"p{i}")
+    event = last_forwarded(h, "p0")
+    had = {t["mid"] for t in event["audio"] + event["video"] if t["participant"] == "p2"}
+    p0 = h.room.participants["p0"]
+    async with h.room.lock:
+        await h.room._renegotiate(p0, reoffer=True)  # e.g. a pin that needed a line
+    mark = len(h.events)
+    await leave(h, "p2")
+    [reoffer] = h.offers(mark)
+    assert reoffer["participant"] == "p0" and all(t["participant"] != "p2" for t in reoffer["tracks"])
+    event = last_forwarded(h, "p0")
+    assert h.events.index(event) > h.events.index(reoffer)
+    assert all(t["participant"] != "p2" for t in event["audio"] + event["video"])
+    assert had <= set(event["spare"]) and event["revision"] == reoffer["revision"]
+
+
+@pytest.mark.asyncio
+async def test_a_leave_of_someone_whose_video_was_paused_still_tells_the_client(harness) -> None:
+    """Pooled microphones (re-mapped without an event) and a last-N that pauses the leaver's camera at p4 (its
+    first offer carried every camera): the leave changes nothing p4 is fed with, yet the camera's line became a
+    spare, and p4 must learn that its mid is no longer the leaver's."""
+    h = harness(max_video_mlines=16, max_audio_mlines=2)
+    h.room.last_n = 1
+    for i in range(5):
+        await join(h, f"p{i}")
+    subscriber = h.room.participants["p4"].subscriber
+    assert subscriber is not None and subscriber.audio_pooled
+    paused = [s for s in subscriber.slots if s.kind == "video" and s.answered is not None and subscriber.paused(s)]
+    assert paused, "a camera paused by last-N at p4"
+    leaver = paused[0].answered
+    assert leaver is not None
+    mid = paused[0].transceiver.mid
+    mark = len(h.events)
+    await leave(h, leaver.participant)
+    assert "p4" not in offered(h, mark)
+    assert subscriber.spare_lines("video") >= 1 and paused[0].spare
+    told = [e for e in h.events[mark:] if e["type"] == "forwarded_tracks" and e["participant"] == "p4"]
+    assert told and mid in told[-1]["spare"]
+
+
+@pytest.mark.asyncio
+async def test_a_newcomer_gets_a_spare_that_never_carried_anyone_before_a_leavers_line(harness) -> None:
+    """p0 has one untouched spare of each kind and the lines p2's leave freed: p3 goes on the untouched ones (the
+    browser's receiver on p2's old mid still holds p2's last frame), and p2's lines wait for p2."""
+    h = harness()
+    for i in range(3):
+        await join(h, f"p{i}")
+    assert lines(h, "p0") == {"audio": (3, 2, 1), "video": (3, 2, 1)}
+    event = last_forwarded(h, "p0")
+    had = {t["mid"] for t in event["audio"] + event["video"] if t["participant"] == "p2"}
+    await leave(h, "p2")
+    untouched = set(last_forwarded(h, "p0")["spare"]) - had
+    assert len(untouched) == 2
+    mark = len(h.events)
+    await join(h, "p3")
+    assert offered(h, mark) == []
+    event = last_forwarded(h, "p0")
+    assert {t["mid"] for t in event["audio"] + event["video"] if t["participant"] == "p3"} == untouched
+    assert had <= set(event["spare"])
+
+
+@pytest.mark.asyncio
 async def test_someone_who_comes_back_gets_the_lines_they_had(harness) -> None:
     """A reload: p1 leaves and publishes again under the same ID. Its new tracks go on the lines it had (the
     client may still map those mids to it), not on another spare, so no mid is mapped to it twice."""
@@ -287,11 +380,11 @@ async def test_a_joiner_mapped_onto_spare_lines_is_received_and_decodes_without_
     await recv_frames(bob.track("carol", "microphone"), 3)
     await asyncio.sleep(0.2)
     assert not [e for e in fake_django.events[n:] if e["type"] == "subscribe_offer" and e["participant"] == "bob"]
-    # carol leaves: bob is told by forwarded_tracks (no carol), not re-offered; alice keeps flowing
+    # carol leaves: bob is told by forwarded_tracks (no carol; her mids spare), not re-offered; alice keeps flowing
     n = len(fake_django.events)
     resp = await media.http.delete("/v1/rooms/r1/participants/carol", headers=AUTH)
     assert resp.status == 204
-    await fake_django.wait_for(
+    left = await fake_django.wait_for(
         lambda e: (
             e["type"] == "forwarded_tracks"
             and e["participant"] == "bob"
@@ -299,6 +392,9 @@ async def test_a_joiner_mapped_onto_spare_lines_is_received_and_decodes_without_
         ),
         start=n,
     )
+    assert mids <= set(left["spare"])
+    bob.apply_forwarded(left)
+    assert all(t["participant"] != "carol" for t in bob.tracks)  # nothing attributed to her any more
     await recv_frames(bob.track("alice", "camera"), 3)
     assert not [e for e in fake_django.events[n:] if e["type"] == "subscribe_offer" and e["participant"] == "bob"]
     await asyncio.gather(alice.close(), bob.close(), carol.close())

@@ -315,3 +315,24 @@ async def test_another_attempt_of_a_routed_batch_is_answered_but_not_routed_agai
     assert [(await host.expect("offer"))["revision"] for _ in range(2)] == [2, 3]  # the repeats were not routed
     for bad in ("", "x" * 65, "a b", 7):
         assert await post(bad, 4) == (400, "bad_request")
+
+
+def test_forwarded_tracks_relays_the_spare_mids_and_the_revision_when_the_media_server_sends_them() -> None:
+    """``spare`` (mids that carry nobody now: a leave freed them) and ``revision`` (the subscribe connection's
+    offer revision) reach the client; an older server's event has neither, malformed values are dropped."""
+    from rooms.signaling import media_event_frames
+
+    event: dict[str, Any] = {
+        "type": "forwarded_tracks",
+        "room": "r1",
+        "participant": "p1",
+        "last_n": None,
+        "video": [],
+        "audio": [],
+    }
+    [(_, old)] = media_event_frames(event)
+    assert "spare" not in old and "revision" not in old
+    [(_, frame)] = media_event_frames({**event, "spare": ["1", 3, "4"], "revision": 7})
+    assert (frame["spare"], frame["revision"]) == (["1", "4"], 7)
+    [(_, odd)] = media_event_frames({**event, "spare": "1", "revision": True})
+    assert "spare" not in odd and "revision" not in odd

@@ -5,7 +5,7 @@ import { BREAKOUT_FRAMES, onBreakoutSnapshot } from "./breakouts.js";
 import { toast } from "./dom.js";
 import { e2eeOnKey, e2eeOnPublicKey } from "./e2ee.js";
 import { addChat, onChatAck, onChatSynced } from "./chat.js";
-import { onForwardedTracks, onMediaReconnect, onPeerState, queueSubscribeOffer } from "./media.js";
+import { forgetParticipantMedia, onForwardedTracks, onMediaReconnect, onPeerState, queueSubscribeOffer } from "./media.js";
 import { showReaction } from "./panels.js";
 import { renderLobby } from "./people.js";
 import { onRecordingState } from "./recording.js";
@@ -24,7 +24,7 @@ export const FRAMES = {
   room_snapshot: (f) => { onSnapshot(f); onBreakoutSnapshot(f); },
   participant_joined: (f) => upsertParticipant(f.participant),
   participant_updated: (f) => upsertParticipant(f.participant),
-  participant_left: (f) => removeParticipant(f.participantId),
+  participant_left: (f) => { removeParticipant(f.participantId); forgetParticipantMedia(f.participantId); },
   room_updated: (f) => onRoomUpdated(f.settings),
   lobby_list: (f) => { state.lobby = new Map(f.lobby.map((p) => [p.participantId, p])); renderLobby(); },
   lobby_request: (f) => {

@@ -31,6 +31,39 @@ export function groupRemoteTracks(transceivers, trackInfo, audioPooled) {
   return { streams, pooled };
 }
 
+/**
+ * Apply a `forwarded_tracks` frame to the subscribe connection's mid -> track map: each listed mid now carries
+ * the listed track (a spare m-line given to someone, a re-mapped line), and each mid in `spare` carries
+ * nobody (a line a leave freed, docs/protocol.md "Spare m-lines"): its old mapping must go, or the leaver's
+ * silent stream stays attributed to them.
+ */
+export function applyForwardedTracks(trackInfo, frame) {
+  for (const mid of Array.isArray(frame.spare) ? frame.spare : []) trackInfo.delete(String(mid));
+  for (const t of [...(frame.video || []), ...(frame.audio || [])]) trackInfo.set(String(t.mid), t);
+}
+
+/**
+ * Whether a `forwarded_tracks` frame belongs to a subscribe connection older than the offer applied last
+ * (`subRevision`): the reply to our `subscribe` does not wait for the events the old connection's server sent
+ * before it, and that connection's mids mean other lines.
+ */
+export function isStaleForwarded(frame, subRevision) {
+  return typeof frame.revision === "number" && frame.revision < subRevision;
+}
+
+/**
+ * Forget the mids mapped to someone who left (`participant_left`): nothing stays attributed to them, even
+ * where the server keeps their lines negotiated as spares. Pooled microphone lines are kept: the server
+ * re-maps them to another talker without telling (their listed participant is a snapshot).
+ */
+export function forgetParticipantTracks(trackInfo, participantId, audioPooled) {
+  for (const [mid, info] of trackInfo) {
+    if (info.participant !== participantId) continue;
+    if (audioPooled && info.kind === "audio" && info.source === "microphone") continue;
+    trackInfo.delete(mid);
+  }
+}
+
 /** Who fills the large tile in speaker view: the first pinned person present, else the active speaker, else the first other. */
 export function featuredId({ pinned, participants, activeSpeaker, meId }) {
   const pin = pinned.find((id) => participants.has(id));

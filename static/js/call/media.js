@@ -6,7 +6,7 @@
 import { parseBandwidth } from "./bandwidth.js";
 import { config, refreshConnected, setConnected, setStatus } from "./dom.js";
 import { e2ee, e2eeReady, e2eeReceiver, e2eeSender, preferVp8 } from "./e2ee.js";
-import { groupRemoteTracks } from "./layout.js";
+import { applyForwardedTracks, forgetParticipantTracks, groupRemoteTracks, isStaleForwarded } from "./layout.js";
 import { probeSocket, request, send } from "./socket.js";
 import { Recovery, recoveryMessage } from "./recovery.js";
 import { findStalledTrack, mapsNewVideo, mediaExpected, PATH_SAMPLE_MS, PATH_SILENT_MS, PathWatch } from "./stall.js";
@@ -352,10 +352,11 @@ export function refreshRemoteMedia() {
 // or carry someone at all. Applied after any subscribe offer queued before it (same order as sent).
 export function onForwardedTracks(frame) {
   onSubChain(() => {
+    if (isStaleForwarded(frame, state.subRevision)) return; // an older subscribe connection's mids
     const listed = [...(frame.video || []), ...(frame.audio || [])];
     // A spare m-line given to a new video: no packet yet, as just after an answer (the stall check waits).
     if (state.subAnsweredAt && mapsNewVideo(state.trackInfo, listed)) state.subAnsweredAt = Date.now();
-    for (const t of listed) state.trackInfo.set(String(t.mid), t);
+    applyForwardedTracks(state.trackInfo, frame);
     state.forwardedVideo = new Set((frame.video || []).map((t) => `${t.participant}:${t.source}`));
     state.lastN = frame.last_n ?? null;
     state.audioPooled = frame.audio_pooled === true;
@@ -363,6 +364,17 @@ export function onForwardedTracks(frame) {
     refreshConnected();
     refreshRemoteMedia();
   }).catch((err) => console.error("forwarded tracks failed", err));
+}
+
+/**
+ * Someone left (`participant_left`): forget the subscribe mids mapped to them, in order with the offers and
+ * forwarded_tracks queued before (a later mapping of the same mid, e.g. to someone who joins, stands).
+ */
+export function forgetParticipantMedia(participantId) {
+  onSubChain(() => {
+    forgetParticipantTracks(state.trackInfo, participantId, state.audioPooled);
+    refreshRemoteMedia();
+  }).catch((err) => console.error("forget participant media failed", err));
 }
 
 /** The server's view of one of our connections (`media_state` frame): its `failed` rebuilds a healthy-looking one. */
