@@ -260,6 +260,7 @@ class RemoteOrigin:
         return lambda: self.endpoint.send_pli(ssrc, self.feedback)
 
     def _drop(self, remote: RemoteTrack) -> None:
+        remote.track.closed = True  # never attached again (Subscriber._forward)
         if self.endpoint.ingress.get(remote.ssrc) is remote:
             del self.endpoint.ingress[remote.ssrc]
         for downstream in list(remote.track.forwarder.downstreams):

@@ -128,6 +128,10 @@ class PublishedTrack:
 
     codecs: tuple[RTCRtpCodecParameters, ...] = ()
     """The negotiated codecs themselves (payload types of the publisher; no RTX): described to relay targets."""
+    closed: bool = False
+    """Its publisher closed (left, unpublished, replaced, failed; a relay dropped it): never attached again. A
+    subscriber whose offer carrying it is outstanding still answers its m-line (the coalesced re-offer after
+    that answer frees it), and must not start forwarding it meanwhile (``Subscriber._forward``)."""
 
 
 class Publisher:
@@ -236,6 +240,7 @@ class Publisher:
     async def close(self) -> None:
         """Stop forwarding and close the connection."""
         for track in self.tracks:
+            track.closed = True
             for forwarder in track.all_layers:
                 for downstream in [*forwarder.downstreams, *(d for d, _ in forwarder.pending)]:
                     forwarder.detach(downstream)
@@ -673,8 +678,13 @@ class Subscriber:
             self._forward(slot)
 
     def _forward(self, slot: Slot) -> None:
-        """Attach the slot to its answered track unless it is paused; detach it otherwise."""
-        target = None if slot.answered is None or self.paused(slot) else slot.answered
+        """Attach the slot to its answered track unless it is paused or closed; detach it otherwise.
+
+        A closed track is one whose publisher went while an offer carrying it was outstanding here: the answer
+        accepts its m-line, but forwarding it would ask a closed receiver for a keyframe and report the track in
+        ``forwarded_tracks`` again (the page already forgot its participant) until the re-offer drops it.
+        """
+        target = None if slot.answered is None or slot.answered.closed or self.paused(slot) else slot.answered
         if slot.attached is target:
             return
         self._detach(slot)

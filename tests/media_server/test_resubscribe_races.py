@@ -54,3 +54,41 @@ async def test_resubscribe_with_an_offer_outstanding_and_a_change_coalesced(medi
     await new.answer(removal)
     await recv_frames(new.track("carol", "camera"), 3)
     await asyncio.gather(alice.close(), screen.close(), carol.close(), old.close(), new.close())
+
+
+@pytest.mark.asyncio
+async def test_a_leave_crossing_an_outstanding_offer_never_attaches_the_leavers_tracks_again(media, fake_django) -> None:
+    """Spares off (the default): carol joins, so bob is offered her tracks; she leaves before bob answers. His
+    answer accepts m-lines for tracks whose publisher is closed: they must not be attached (a keyframe asked of
+    a closed receiver) nor reported in a ``forwarded_tracks`` (the page, which forgot carol on
+    ``participant_left``, would map her mids again); the coalesced re-offer that follows drops them."""
+    alice = PublisherClient(media.http, "r1", "alice")
+    await alice.start()
+    bob = SubscriberClient(media.http, "r1", "bob")
+    await bob.start()
+    await recv_frames(bob.track("alice", "camera"), 3)
+    n = len(fake_django.events)
+    carol = PublisherClient(media.http, "r1", "carol")
+    await carol.start()
+    outstanding = await fake_django.wait_for(
+        lambda e: e["type"] == "subscribe_offer" and e["participant"] == "bob", start=n
+    )
+    assert ("carol", "camera") in {(t["participant"], t["source"]) for t in outstanding["tracks"]}
+    room = media.service.rooms["r1"]
+    gone = [t for pub in room.participants["carol"].publishers.values() for t in pub.tracks]
+    resp = await media.http.delete("/v1/rooms/r1/participants/carol", headers=AUTH)
+    assert resp.status == 204
+    left = len(fake_django.events)
+    requests = sum(f.keyframe_requests for t in gone for f in t.all_layers)
+    await bob.answer(outstanding)
+    reoffer = await fake_django.wait_for(
+        lambda e: e["type"] == "subscribe_offer" and e["participant"] == "bob", start=left
+    )
+    assert all(t["participant"] != "carol" for t in reoffer["tracks"])
+    reported = [e for e in fake_django.events[left:] if e["type"] == "forwarded_tracks" and e["participant"] == "bob"]
+    assert all(t["participant"] != "carol" for e in reported for t in e["video"] + e["audio"]), reported
+    assert sum(f.keyframe_requests for t in gone for f in t.all_layers) == requests
+    assert not [d for t in gone for f in t.all_layers for d in f.downstreams]
+    await bob.answer(reoffer)
+    await recv_frames(bob.track("alice", "camera"), 3)
+    await asyncio.gather(alice.close(), bob.close(), carol.close())
