@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { findStalledTrack, mapsNewVideo } from "../../static/js/call/stall.js";
+import { findStalledTrack, inboundByMid, mapsNewVideo, RemapWatch, SETTLE_MS } from "../../static/js/call/stall.js";
 
 const base = (over = {}) => ({
   now: 100_000,
@@ -97,4 +97,71 @@ test("a video mapped onto a mid the client did not know (a spare m-line) restart
   assert.equal(mapsNewVideo(trackInfo, [{ mid: "0", participant: "b", source: "camera", kind: "video" }]), false);
   assert.equal(mapsNewVideo(trackInfo, [{ mid: "3", participant: "b", source: "microphone", kind: "audio" }]), false);
   assert.equal(mapsNewVideo(trackInfo, []), false);
+});
+
+const cam = (mid, participant, source = "camera") => ({ mid, participant, pc: "camera", source, kind: "video" });
+
+test("a video re-mapped onto a line that carried someone else is judged from the re-map: its old packets do not hide a stall", () => {
+  // mid 0 carried a (500 packets); a left, b joined and got that line (spare m-line), and b's video never comes.
+  const trackInfo = new Map([["0", cam("0", "b")]]);
+  const participants = new Map([["b", { video_muted: false }]]);
+  const over = { trackInfo, participants, forwardedVideo: new Set(["b:camera"]), packetsByMid: new Map([["0", 500]]) };
+  assert.equal(findStalledTrack(base(over)), null); // the blind spot: packets > 0 from a
+  const remaps = new RemapWatch();
+  remaps.map([cam("0", "a")], new Map(), 10_000); // the offer that put a there
+  assert.equal(remaps.map([cam("0", "b")], new Map(), 95_000), true); // a's mid forgotten (spare), now b's
+  remaps.sample(new Map([["0", 500]]), new Map([["0", 80]])); // the first stats sample after it: the baseline
+  assert.equal(findStalledTrack(base({ ...over, remaps, now: 95_000 + SETTLE_MS - 1 })), null); // its own settle wait
+  assert.equal(findStalledTrack(base({ ...over, remaps, now: 95_000 + SETTLE_MS })), "0");
+  assert.equal(findStalledTrack(base({ ...over, remaps, now: 95_000 + SETTLE_MS, packetsByMid: new Map([["0", 530]]) })), null);
+});
+
+test("only a mid that carried another video counts as re-mapped; a repeated mapping or a first one does not", () => {
+  const remaps = new RemapWatch();
+  const trackInfo = new Map();
+  assert.equal(remaps.map([cam("0", "a"), cam("1", "b", "screen")], trackInfo, 0), false); // first mappings
+  trackInfo.set("0", cam("0", "a"));
+  trackInfo.set("1", cam("1", "b", "screen"));
+  assert.equal(remaps.map([cam("0", "a")], trackInfo, 1), false); // forwarded_tracks repeats what it said
+  assert.equal(remaps.map([{ mid: "2", participant: "c", source: "microphone", kind: "audio" }], trackInfo, 1), false);
+  assert.equal(remaps.map([cam("1", "b")], trackInfo, 2), true); // b's screen line now b's camera
+  assert.equal(remaps.map([cam("0", "a")], new Map(), 3), true); // a's line forgotten, then a's again (a came back)
+  assert.deepEqual([...remaps.pending.keys()], ["1", "0"]);
+});
+
+test("a re-mapped tile hides its video until a frame decoded after the re-map (not the previous person's last one)", () => {
+  const remaps = new RemapWatch();
+  remaps.map([cam("0", "a")], new Map(), 0);
+  assert.equal(remaps.hidden("0"), false);
+  remaps.map([cam("0", "b")], new Map([["0", cam("0", "a")]]), 1);
+  assert.equal(remaps.hidden("0"), true);
+  assert.equal(remaps.waiting(), true);
+  assert.equal(remaps.sample(new Map([["0", 500]]), new Map([["0", 80]])), false); // baseline: a's frames
+  assert.equal(remaps.sample(new Map([["0", 510]]), new Map([["0", 80]])), false); // packets, no frame yet
+  assert.equal(remaps.hidden("0"), true);
+  assert.equal(remaps.sample(new Map([["0", 520]]), new Map([["0", 81]])), true); // b's first frame: show it
+  assert.equal(remaps.hidden("0"), false);
+  assert.equal(remaps.waiting(), false);
+  assert.equal(remaps.sample(new Map([["0", 530]]), new Map([["0", 82]])), false); // said once
+});
+
+test("counters that restart after a re-map (a receive stream the browser recreated) lower the baseline", () => {
+  const remaps = new RemapWatch();
+  remaps.map([cam("0", "a")], new Map(), 0);
+  remaps.map([cam("0", "b")], new Map(), 1);
+  remaps.sample(new Map([["0", 500]]), new Map([["0", 80]]));
+  assert.equal(remaps.sample(new Map([["0", 3]]), new Map([["0", 0]])), false);
+  assert.deepEqual([remaps.pending.get("0").packets, remaps.pending.get("0").frames], [3, 0]);
+  assert.equal(remaps.sample(new Map([["0", 9]]), new Map([["0", 1]])), true);
+});
+
+test("getStats inbound-rtp by mid: packets and frames decoded (packets where a browser reports no frames)", () => {
+  const report = new Map([
+    ["a", { type: "inbound-rtp", mid: "0", packetsReceived: 10, framesDecoded: 3 }],
+    ["b", { type: "inbound-rtp", mid: 1, packetsReceived: 7 }],
+    ["c", { type: "outbound-rtp", mid: "2", packetsSent: 9 }],
+  ]);
+  const [packets, frames] = inboundByMid(report);
+  assert.deepEqual([...packets], [["0", 10], ["1", 7]]);
+  assert.deepEqual([...frames], [["0", 3], ["1", 7]]);
 });

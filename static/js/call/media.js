@@ -6,10 +6,13 @@
 import { parseBandwidth } from "./bandwidth.js";
 import { config, refreshConnected, setConnected, setStatus } from "./dom.js";
 import { e2ee, e2eeReady, e2eeReceiver, e2eeSender, preferVp8 } from "./e2ee.js";
-import { applyForwardedTracks, forgetParticipantTracks, groupRemoteTracks, isStaleForwarded } from "./layout.js";
+import { applyForwardedTracks, forgetParticipantTracks, groupRemoteTracks, isStaleForwarded, tileKey } from "./layout.js";
 import { probeSocket, request, send } from "./socket.js";
 import { Recovery, recoveryMessage } from "./recovery.js";
-import { findStalledTrack, mapsNewVideo, mediaExpected, PATH_SAMPLE_MS, PATH_SILENT_MS, PathWatch } from "./stall.js";
+import {
+  findStalledTrack, inboundByMid, mapsNewVideo, mediaExpected, PATH_SAMPLE_MS, PATH_SILENT_MS, PathWatch, RemapWatch,
+  SETTLE_MS,
+} from "./stall.js";
 import { state } from "./state.js";
 import { localReady } from "./controls.js";
 import { outgoingTrack } from "./effects/index.js";
@@ -286,6 +289,7 @@ function subscribeOnce(attempt) {
       refreshRemoteMedia();
     };
     state.forwardedVideo = null; // a new subscribe connection: the server tells us again
+    remaps = new RemapWatch(); // ... whose mids mean other lines
     state.bandwidth = null;
     state.audioPooled = false;
     state.prefsSent = null; // ... and needs our pins and tiles again
@@ -325,7 +329,9 @@ async function applySubscribeOffer(frame) {
   state.subAnsweredAt = 0;
   await pc.setRemoteDescription({ type: "offer", sdp: frame.sdp });
   if (config.e2ee) for (const receiver of pc.getReceivers()) e2eeReceiver(receiver);
+  const remapped = remaps.map(frame.tracks || [], state.trackInfo, Date.now()); // a freed line reused
   state.trackInfo = new Map((frame.tracks || []).map((t) => [String(t.mid), t]));
+  if (remapped) watchRemaps();
   await pc.setLocalDescription(await pc.createAnswer());
   await waitIceGathering(pc);
   if (state.pcs.subscribe !== pc) return;
@@ -343,6 +349,7 @@ export function refreshRemoteMedia() {
   }));
   const { streams, pooled } = groupRemoteTracks(transceivers, state.trackInfo, state.audioPooled);
   state.remoteStreams = streams;
+  state.awaitingFrame = new Set([...state.trackInfo].filter(([mid]) => remaps.hidden(mid)).map(([, info]) => tileKey(info)));
   syncPooledAudio(pooled);
   renderTiles();
 }
@@ -356,7 +363,10 @@ export function onForwardedTracks(frame) {
     const listed = [...(frame.video || []), ...(frame.audio || [])];
     // A spare m-line given to a new video: no packet yet, as just after an answer (the stall check waits).
     if (state.subAnsweredAt && mapsNewVideo(state.trackInfo, listed)) state.subAnsweredAt = Date.now();
+    // A line that carried someone else: hidden until its first new frame, judged by the stall check from now.
+    const remapped = remaps.map(listed, state.trackInfo, Date.now());
     applyForwardedTracks(state.trackInfo, frame);
+    if (remapped) watchRemaps();
     state.forwardedVideo = new Set((frame.video || []).map((t) => `${t.participant}:${t.source}`));
     state.lastN = frame.last_n ?? null;
     state.audioPooled = frame.audio_pooled === true;
@@ -400,10 +410,36 @@ export function onMediaReconnect() {
   startMedia();
 }
 
+// Re-mapped video mids (stall.js RemapWatch) of the current subscribe connection.
+let remaps = new RemapWatch();
+let remapTimer = null;
+let remapUntil = 0;
+export const REMAP_SAMPLE_MS = 150; // while a re-mapped tile waits for its first frame (at most SETTLE_MS)
+
+// Sample the re-mapped mids every REMAP_SAMPLE_MS (the stats timer's 2 s would hide a flowing video that long):
+// at once for the baseline, then until each shows a frame, for at most SETTLE_MS (then the stats timer goes on).
+function watchRemaps() {
+  remapUntil = Date.now() + SETTLE_MS;
+  if (remapTimer) return;
+  const pc = state.pcs.subscribe;
+  const watch = remaps;
+  const tick = async () => {
+    remapTimer = null;
+    if (state.pcs.subscribe !== pc || remaps !== watch || !pc) return;
+    let report;
+    try { report = await pc.getStats(); } catch { return; }
+    if (state.pcs.subscribe !== pc || remaps !== watch) return;
+    if (watch.sample(...inboundByMid(report))) refreshRemoteMedia();
+    if (watch.waiting() && Date.now() < remapUntil) remapTimer = setTimeout(tick, REMAP_SAMPLE_MS);
+  };
+  remapTimer = setTimeout(tick, 0);
+}
+
 /** The stall check, on each stats sample: resubscribe when a track that should flow never did. */
-export function checkSilentTracks(packetsByMid) {
+export function checkSilentTracks(packetsByMid, framesByMid = new Map()) {
   const pc = state.pcs.subscribe;
   if (!pc) return;
+  if (remaps.sample(packetsByMid, framesByMid)) refreshRemoteMedia();
   const mid = findStalledTrack({
     now: Date.now(),
     connectionState: pc.connectionState,
@@ -413,6 +449,7 @@ export function checkSilentTracks(packetsByMid) {
     participants: state.participants,
     forwardedVideo: state.forwardedVideo,
     packetsByMid,
+    remaps,
   });
   if (mid === null) return;
   const info = state.trackInfo.get(mid);

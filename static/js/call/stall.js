@@ -18,7 +18,7 @@ export const RESUBSCRIBE_MIN_MS = 20000;
  * `packetsByMid`: mid -> packetsReceived of the subscribe connection's inbound-rtp stats.
  */
 export function findStalledTrack({
-  now, connectionState, answeredAt, lastResubscribe = 0, trackInfo, participants, forwardedVideo, packetsByMid,
+  now, connectionState, answeredAt, lastResubscribe = 0, trackInfo, participants, forwardedVideo, packetsByMid, remaps = null,
 }) {
   if (connectionState !== "connected" || !answeredAt || now - answeredAt < SETTLE_MS) return null;
   if (now - lastResubscribe < RESUBSCRIBE_MIN_MS) return null;
@@ -28,9 +28,100 @@ export function findStalledTrack({
     const p = participants.get(info.participant);
     if (!p || (info.source === "camera" && p.video_muted)) continue;
     if (!forwardedVideo.has(`${info.participant}:${info.source}`)) continue;
+    // A line that carried someone else before counts what it received since its re-map (RemapWatch).
+    const remap = remaps?.pending.get(mid);
+    if (remap) {
+      if (remap.packets === null || now - remap.at < SETTLE_MS) continue;
+      if ((packetsByMid.get(mid) || 0) <= remap.packets) return mid;
+      continue;
+    }
     if (!packetsByMid.get(mid)) return mid;
   }
   return null;
+}
+
+/** Per mid, from a getStats report of the subscribe connection: [mid -> packetsReceived, mid -> framesDecoded]. */
+export function inboundByMid(report) {
+  const packets = new Map();
+  const frames = new Map();
+  for (const s of report.values()) {
+    if (s.type !== "inbound-rtp") continue;
+    packets.set(String(s.mid), s.packetsReceived || 0);
+    frames.set(String(s.mid), s.framesDecoded ?? s.packetsReceived ?? 0);
+  }
+  return [packets, frames];
+}
+
+/**
+ * Video mids re-mapped to another track: the m-line carried someone else before (a spare a leave freed and a
+ * newcomer got, docs/protocol.md "Spare m-lines"; a pooled line given to a new speaker; a freed line an offer
+ * reuses). Such a line's inbound counters already hold the previous track's packets and frames, and its
+ * receiver holds the previous person's last picture. So, from the re-map on:
+ * - the stall check judges the packets received since (`findStalledTrack` with `remaps`): the line gets
+ *   SETTLE_MS from the re-map and must then have received more than at the first stats sample after it;
+ * - the tile hides its video (`hidden`) until a frame decoded after that sample, instead of showing the
+ *   previous person's last frame under the newcomer's name until the newcomer's first keyframe.
+ * The previous track stopped at the server before the page hears of the re-map (the event goes through
+ * Django), so whatever grows after the first sample is the new track's.
+ */
+export class RemapWatch {
+  constructor() {
+    this.owners = new Map(); // mid -> "participant:source" of the last video mapped there (never forgotten)
+    this.pending = new Map(); // mid -> {at, packets, frames, shown}: re-mapped; packets/frames = the baseline
+  }
+
+  /**
+   * Note the video mappings `listed` ([{mid, participant, source, kind}]) about to replace `trackInfo`'s (an
+   * offer's `tracks`, a `forwarded_tracks`) at `now`. A mid that carried a video before counts as re-mapped
+   * when it now carries another one, or carries one again after it was forgotten (a leaver's spare line).
+   * Returns whether any mid was re-mapped.
+   */
+  map(listed, trackInfo, now) {
+    let remapped = false;
+    for (const t of listed) {
+      if (t.kind !== "video") continue;
+      const mid = String(t.mid);
+      const owner = `${t.participant}:${t.source}`;
+      const before = this.owners.get(mid);
+      const current = trackInfo.get(mid);
+      this.owners.set(mid, owner);
+      if (before === undefined || (current && `${current.participant}:${current.source}` === owner)) continue;
+      this.pending.set(mid, { at: now, packets: null, frames: null, shown: false });
+      remapped = true;
+    }
+    return remapped;
+  }
+
+  /**
+   * One stats sample of the subscribe connection (mid -> packetsReceived, mid -> framesDecoded): the first
+   * after a re-map is its baseline (lowered if the counters restart). Returns whether a hidden mid got its first frame since (show its tile).
+   */
+  sample(packetsByMid, framesByMid) {
+    let shown = false;
+    for (const [mid, remap] of this.pending) {
+      const packets = packetsByMid.get(mid) || 0;
+      const frames = framesByMid.get(mid) || 0;
+      if (remap.packets === null || packets < remap.packets || frames < remap.frames) {
+        // The baseline; lower counters than it are a receive stream the browser recreated (an inactive line).
+        remap.packets = Math.min(packets, remap.packets ?? packets);
+        remap.frames = Math.min(frames, remap.frames ?? frames);
+      } else if (!remap.shown && frames > remap.frames) {
+        remap.shown = shown = true;
+      }
+    }
+    return shown;
+  }
+
+  /** Whether the tile of the video on `mid` must hide it: re-mapped, and no frame decoded since. */
+  hidden(mid) {
+    const remap = this.pending.get(String(mid));
+    return !!remap && !remap.shown;
+  }
+
+  /** Whether a re-mapped mid still waits for its first frame. */
+  waiting() {
+    return [...this.pending.values()].some((r) => !r.shown);
+  }
 }
 
 /**

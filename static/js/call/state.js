@@ -23,6 +23,7 @@ export const state = {
   lobby: new Map(),
   tiles: new Map(), // key (participantId or participantId:screen) -> tile element
   remoteStreams: new Map(), // tile key -> remote tracks
+  awaitingFrame: new Set(), // tile keys whose video line was re-mapped to them and shows no frame of theirs yet
   trackInfo: new Map(), // subscribe mid -> {participant, pc, source, kind}
   pcs: {}, // camera | screen | subscribe -> RTCPeerConnection
   subChain: Promise.resolve(),

@@ -2,6 +2,7 @@
 
 import { $ } from "./dom.js";
 import { checkSilentTracks } from "./media.js";
+import { inboundByMid } from "./stall.js";
 import { state } from "./state.js";
 
 export function startStats() {
@@ -19,12 +20,13 @@ async function sampleStats() {
   let lost = 0;
   let received = 0;
   let fps = null;
-  const packetsByMid = new Map();
+  let packetsByMid = new Map();
+  let framesByMid = new Map();
   for (const [name, pc] of Object.entries(state.pcs)) {
     let report;
     try { report = await pc.getStats(); } catch { continue; }
+    if (name === "subscribe") [packetsByMid, framesByMid] = inboundByMid(report);
     for (const s of report.values()) {
-      if (name === "subscribe" && s.type === "inbound-rtp") packetsByMid.set(String(s.mid), s.packetsReceived || 0);
       if (s.type === "candidate-pair" && s.state === "succeeded" && s.nominated && typeof s.currentRoundTripTime === "number") {
         rtt = Math.max(rtt ?? 0, s.currentRoundTripTime);
       } else if (s.type === "inbound-rtp") {
@@ -44,7 +46,7 @@ async function sampleStats() {
   else if ((rtt ?? 0) > 0.4 || lossPct > 8) level = "poor";
   else if ((rtt ?? 0) > 0.15 || lossPct > 2 || (fps !== null && fps < 10)) level = "fair";
   const text = `Connection ${level}: ${rtt === null ? "RTT unknown" : `RTT ${Math.round(rtt * 1000)} ms`}, loss ${lossPct.toFixed(1)}%${fps === null ? "" : `, ${Math.round(fps)} fps`}`;
-  checkSilentTracks(packetsByMid);
+  checkSilentTracks(packetsByMid, framesByMid);
   const node = $("quality");
   node.dataset.level = level;
   node.title = text;

@@ -142,6 +142,7 @@ export function renderTiles() {
       pin.setAttribute("aria-label", `${pinnedNow ? "Unpin" : "Pin"} ${p.display_name}`);
     }
     fillTile(tile, p, { videoOn: forwarded && !p.video_muted && tracks.some((t) => t.kind === "video") });
+    tile.classList.toggle("awaiting-frame", state.awaitingFrame.has(id)); // a re-mapped line: not their picture yet
     const hint = tileHint(state.bandwidth, id, "camera", { videoMuted: p.video_muted });
     showBandwidthHint(tile, hint);
     tile.title = hint?.text || (forwarded ? "" : "Video paused: only the most recent speakers and pinned people are shown");
@@ -165,6 +166,7 @@ export function renderTiles() {
     const tile = state.tiles.get(key) || makeTile(key, id, true);
     setTileStream(tile, tracks);
     fillTile(tile, p, { screen: true });
+    tile.classList.toggle("awaiting-frame", state.awaitingFrame.has(key));
     const hint = tileHint(state.bandwidth, id, "screen");
     showBandwidthHint(tile, hint);
     tile.title = hint?.text || "";
