@@ -131,10 +131,10 @@ def create_app(
     async def subscribe(request: web.Request) -> web.Response:
         settings = protocol.parse_subscribe(await body(request))
         room, participant = ids(request)
-        sdp, revision, tracks = await service.subscribe(
+        sdp, revision, tracks, connection = await service.subscribe(
             room=room, participant=participant, settings=settings, deadline=deadline(request)
         )
-        return web.json_response(protocol.subscribe_response(sdp, revision, tracks))
+        return web.json_response(protocol.subscribe_response(sdp, revision, tracks, connection))
 
     async def answer(request: web.Request) -> web.Response:
         req = protocol.parse_answer(await body(request))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -302,6 +303,9 @@ class Subscriber:
         self.participant = participant
         self.config = config
         self.pc = new_peer_connection(config)
+        self.connection = secrets.token_hex(6)
+        """Names this connection in its offers and ``forwarded_tracks`` (its revisions restart with a new
+        participant record: a rejoin after a leave, another media node): a client ignores another one's."""
         self.slots: list[Slot] = []
         self.revision = revision_base
         self.outstanding: int | None = None

@@ -333,8 +333,14 @@ def publish_response(pc: str, sdp: str) -> dict[str, Any]:
     return {"protocol": PROTOCOL_VERSION, "pc": pc, "sdp": sdp}
 
 
-def subscribe_response(sdp: str | None, revision: int, tracks: list[TrackInfo]) -> dict[str, Any]:
-    return {"protocol": PROTOCOL_VERSION, "sdp": sdp, "revision": revision, "tracks": [t.to_json() for t in tracks]}
+def subscribe_response(sdp: str | None, revision: int, tracks: list[TrackInfo], connection: str) -> dict[str, Any]:
+    return {
+        "protocol": PROTOCOL_VERSION,
+        "sdp": sdp,
+        "revision": revision,
+        "tracks": [t.to_json() for t in tracks],
+        "connection": connection,
+    }
 
 
 def health_response(*, node: str, rooms: int, peers: int, forwarded_packets: int, **extra: Any) -> dict[str, Any]:
@@ -350,7 +356,7 @@ def health_response(*, node: str, rooms: int, peers: int, forwarded_packets: int
 
 
 def subscribe_offer_event(
-    room: str, participant: str, sdp: str, revision: int, tracks: list[TrackInfo]
+    room: str, participant: str, sdp: str, revision: int, tracks: list[TrackInfo], connection: str
 ) -> dict[str, Any]:
     return {
         "type": "subscribe_offer",
@@ -359,6 +365,7 @@ def subscribe_offer_event(
         "sdp": sdp,
         "revision": revision,
         "tracks": [t.to_json() for t in tracks],
+        "connection": connection,
     }
 
 
@@ -385,6 +392,7 @@ def forwarded_tracks_event(
     bandwidth: dict[str, Any] | None = None,
     spare: list[str] | None = None,
     revision: int | None = None,
+    connection: str | None = None,
 ) -> dict[str, Any]:
     """What ``participant``'s subscribe connection is currently fed with (last-N).
 
@@ -393,7 +401,9 @@ def forwarded_tracks_event(
     (``bandwidth_report.bandwidth_json``; absent from older servers).
     ``spare``: the mids of negotiated m-lines that carry no track now (spare m-lines: a client forgets
     whom it mapped them to). ``revision``: the subscribe connection's latest offer revision (a client
-    ignores the event of a connection older than the offer it applied last).
+    ignores the event of a connection older than the offer it applied last). ``connection``: the subscribe
+    connection's name (``Subscriber.connection``: a client ignores the event of another connection, whose
+    revisions may have restarted).
     """
     return {
         "type": "forwarded_tracks",
@@ -406,6 +416,7 @@ def forwarded_tracks_event(
         **({"bandwidth": bandwidth} if bandwidth is not None else {}),
         **({"spare": spare} if spare is not None else {}),
         **({"revision": revision} if revision is not None else {}),
+        **({"connection": connection} if connection is not None else {}),
     }
 
 

@@ -185,8 +185,10 @@ class Room:
             raise PeerNotFound(f"no publish connection {pc_name!r}")
         await self._close_publisher(p, publisher, "unpublished")
 
-    async def subscribe(self, participant_id: str) -> tuple[str | None, int, list[TrackInfo]]:
+    async def subscribe(self, participant_id: str) -> tuple[str | None, int, list[TrackInfo], str]:
         """(Re)create the participant's subscribe connection with all current tracks.
+
+        Returns (offer SDP, revision, tracks, the connection's name: ``Subscriber.connection``).
 
         With nothing to receive yet the SDP is None and no offer is outstanding
         (an offer without m-lines cannot be answered by browsers): the first
@@ -211,11 +213,11 @@ class Room:
         if not desired:
             subscriber.revision += 1  # a new baseline: offers of a replaced connection are stale
             p.revisions = subscriber.revision
-            return None, subscriber.revision, []
+            return None, subscriber.revision, [], subscriber.connection
         sdp, revision, tracks = await subscriber.offer(desired, self._spares(subscriber, desired))
         p.revisions = revision
         self._arm_offer_timeout(p, subscriber, revision)
-        return sdp, revision, tracks
+        return sdp, revision, tracks, subscriber.connection
 
     async def subscribe_answer(self, participant_id: str, sdp: str, revision: int) -> None:
         p = self.participant(participant_id)
@@ -587,6 +589,7 @@ class Room:
                 bandwidth=subscriber.bandwidth(),
                 spare=spare,
                 revision=subscriber.revision,
+                connection=subscriber.connection,
             )
         )
 
@@ -774,7 +777,7 @@ class Room:
             return False
         sdp, revision, tracks = await subscriber.offer(desired, self._spares(subscriber, desired))
         p.revisions = revision
-        self._emit(protocol.subscribe_offer_event(self.id, p.id, sdp, revision, tracks))
+        self._emit(protocol.subscribe_offer_event(self.id, p.id, sdp, revision, tracks, subscriber.connection))
         self._arm_offer_timeout(p, subscriber, revision)
         return True
 

@@ -85,7 +85,7 @@ class MediaService:
 
     async def subscribe(
         self, *, room: str, participant: str, settings: RoomSettings | None = None, deadline: float | None = None
-    ) -> tuple[str | None, int, list[TrackInfo]]:
+    ) -> tuple[str | None, int, list[TrackInfo], str]:
         r = self._room(room, create=True)
         async with r.lock:
             _check_deadline(deadline, "subscribe")

@@ -63,6 +63,15 @@ def no_node(exc: media_nodes.NoMediaNode) -> MediaError:
     return unavailable()
 
 
+def subscribe_connection(message: dict[str, Any]) -> dict[str, str]:
+    """``{"connection": name}`` of a media server's subscribe offer or ``forwarded_tracks`` (docs/protocol.md §1
+    *Spare m-lines*) when it names its subscribe connection as documented, else ``{}`` (an older server)."""
+    connection = message.get("connection")
+    if isinstance(connection, str) and 0 < len(connection) <= 64 and connection.isascii() and connection.isalnum():
+        return {"connection": connection}
+    return {}
+
+
 class MediaClient:
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
@@ -200,7 +209,8 @@ class MediaClient:
         await self._request("DELETE", self._p(room, participant) + f"/publish/{pc}", room=room, participant=participant)
 
     async def subscribe(self, *, room: str, participant: str, last_n: int | None = None) -> dict[str, Any]:
-        """Ask for the subscribe offer: ``{"sdp", "revision", "tracks"}`` (``sdp`` None: nothing to receive yet).
+        """Ask for the subscribe offer: ``{"sdp", "revision", "tracks", "connection"?}`` (``sdp`` None: nothing to
+        receive yet; ``connection``: the connection's name, from media servers that send it).
 
         ``last_n`` is the room's setting (None: by room size), so a media server learns it with the first subscriber.
         """
@@ -214,7 +224,12 @@ class MediaClient:
         )
         if "sdp" not in result or not isinstance(result["sdp"], str | None):
             raise MediaError("media_error", "The media server sent no offer.")
-        return {"sdp": result["sdp"], "revision": result.get("revision"), "tracks": result.get("tracks", [])}
+        return {
+            "sdp": result["sdp"],
+            "revision": result.get("revision"),
+            "tracks": result.get("tracks", []),
+            **subscribe_connection(result),
+        }
 
     async def subscribe_answer(self, *, room: str, participant: str, sdp: str, revision: int) -> None:
         await self._request(

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from . import groups
-from .media_client import MediaClient
+from .media_client import MediaClient, subscribe_connection
 from .socket_protocol import ClientFrame, reply
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -75,6 +75,7 @@ def media_event_frames(event: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
             "sdp": event["sdp"],
             "revision": event.get("revision"),
             "tracks": event.get("tracks", []),
+            **subscribe_connection(event),
         }
         return [(groups.participant_group(room, participant), frame)]
     if kind == "active_speaker":
@@ -114,6 +115,7 @@ def media_event_frames(event: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
         revision = event.get("revision")
         if isinstance(revision, int) and not isinstance(revision, bool):
             frame["revision"] = revision
+        frame.update(subscribe_connection(event))
         return [(groups.participant_group(room, participant), frame)]
     if kind == "track_unavailable":
         raw_track = event.get("track")

@@ -60,3 +60,13 @@ test("a forwarded_tracks of an older subscribe connection is stale; one without 
   assert.equal(isStaleForwarded({ revision: 6 }, 5), false);
   assert.equal(isStaleForwarded({}, 5), false);
 });
+
+test("a forwarded_tracks of another named connection is stale whatever its revision (revisions restart after a rejoin)", () => {
+  // A rejoin after a leave: the new connection's revisions start at 1; a late frame of the old one says 7.
+  assert.equal(isStaleForwarded({ revision: 7, connection: "old" }, 1), false); // the revisions alone let it through
+  assert.equal(isStaleForwarded({ revision: 7, connection: "old" }, 1, "new"), true);
+  assert.equal(isStaleForwarded({ revision: 1, connection: "new" }, 1, "new"), false);
+  assert.equal(isStaleForwarded({ revision: 0, connection: "new" }, 1, "new"), true); // ours, but older than our offer
+  assert.equal(isStaleForwarded({ revision: 4 }, 5, "new"), true); // an unnamed frame: revisions decide
+  assert.equal(isStaleForwarded({ revision: 4, connection: "x" }, 5, null), true); // unnamed connection: likewise
+});

@@ -82,7 +82,7 @@ class RoomHarness:
 
     async def subscribe(self, participant: str) -> None:
         async with self.room.lock:
-            sdp, revision, _ = await self.room.subscribe(participant)
+            sdp, revision, _, _ = await self.room.subscribe(participant)
         self.clients[participant] = RTCPeerConnection(
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )

@@ -267,7 +267,7 @@ async def test_a_100_person_room_offers_pooled_lines_well_under_the_socket_sdp_l
     for i in range(100):
         h.room.participant(f"p{i}", create=True).publishers["camera"] = Publication(f"p{i}")  # type: ignore[assignment]
     async with h.room.lock:
-        sdp, revision, tracks = await h.room.subscribe("p0")
+        sdp, revision, tracks, _ = await h.room.subscribe("p0")
     assert sdp is not None
     assert sum(t.kind == "audio" for t in tracks) == 6 and sum(t.kind == "video" for t in tracks) == 6
     assert len(sdp) < MAX_SDP_CHARS / 2, len(sdp)

@@ -50,6 +50,8 @@ async def test_resubscribe_with_an_offer_outstanding_and_a_change_coalesced(medi
         lambda e: e["type"] == "subscribe_offer" and e["participant"] == "bob", start=n
     )
     assert removal["revision"] == reply["revision"] + 1
+    # Each connection is named in its offers (a client ignores another one's: revisions restart after a rejoin).
+    assert removal["connection"] == reply["connection"] != outstanding["connection"]
     assert ("alice", "screen") not in {(t["participant"], t["source"]) for t in removal["tracks"]}
     await new.answer(removal)
     await recv_frames(new.track("carol", "camera"), 3)
@@ -57,7 +59,9 @@ async def test_resubscribe_with_an_offer_outstanding_and_a_change_coalesced(medi
 
 
 @pytest.mark.asyncio
-async def test_a_leave_crossing_an_outstanding_offer_never_attaches_the_leavers_tracks_again(media, fake_django) -> None:
+async def test_a_leave_crossing_an_outstanding_offer_never_attaches_the_leavers_tracks_again(
+    media, fake_django
+) -> None:
     """Spares off (the default): carol joins, so bob is offered her tracks; she leaves before bob answers. His
     answer accepts m-lines for tracks whose publisher is closed: they must not be attached (a keyframe asked of
     a closed receiver) nor reported in a ``forwarded_tracks`` (the page, which forgot carol on

@@ -164,6 +164,7 @@ async def test_a_leave_tells_each_client_which_mids_are_spare_now_so_none_stays_
     assert not {t["mid"] for t in event["audio"] + event["video"]} & set(event["spare"])
     subscriber = h.room.participants["p0"].subscriber
     assert subscriber is not None and event["revision"] == subscriber.revision
+    assert event["connection"] == subscriber.connection  # the revision alone restarts with a rejoin
     mark = len(h.events)
     await join(h, "p5")  # mapped onto those spares: listed, no longer spare
     event = last_forwarded(h, "p0")

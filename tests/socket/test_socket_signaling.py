@@ -336,3 +336,32 @@ def test_forwarded_tracks_relays_the_spare_mids_and_the_revision_when_the_media_
     assert (frame["spare"], frame["revision"]) == (["1", "4"], 7)
     [(_, odd)] = media_event_frames({**event, "spare": "1", "revision": True})
     assert "spare" not in odd and "revision" not in odd
+
+
+def test_the_subscribe_connection_name_reaches_the_client_with_offers_and_forwarded_tracks() -> None:
+    """``connection`` (the media server's name of the subscribe connection: revisions restart after a rejoin, so
+    the client tells a late frame of its old connection by it) is relayed when it is a short alphanumeric
+    string; an older server's frames have none."""
+    from rooms.signaling import media_event_frames
+
+    offer = {"type": "subscribe_offer", "room": "r1", "participant": "p1", "sdp": "v=0", "revision": 2, "tracks": []}
+    forwarded = {"type": "forwarded_tracks", "room": "r1", "participant": "p1", "video": [], "audio": []}
+    for event in (offer, forwarded):
+        [(_, old)] = media_event_frames(event)
+        assert "connection" not in old
+        [(_, frame)] = media_event_frames({**event, "connection": "9f2c01ab77e3"})
+        assert frame["connection"] == "9f2c01ab77e3"
+        for odd in (7, "", "a b", "x" * 65, None):
+            [(_, frame)] = media_event_frames({**event, "connection": odd})
+            assert "connection" not in frame
+
+
+async def test_the_subscribe_reply_names_the_connection(world: Any, fake_media: Any) -> None:
+    fake_media.responses[("POST", "/subscribe")] = (
+        200,
+        {"protocol": 1, "sdp": "v=0 offer", "revision": 1, "tracks": [], "connection": "c0ffee"},
+    )
+    room = await world.room()
+    host, _ = await world.host(room)
+    await host.send({"type": "subscribe"})
+    assert (await host.expect("offer"))["connection"] == "c0ffee"

@@ -45,9 +45,13 @@ export function applyForwardedTracks(trackInfo, frame) {
 /**
  * Whether a `forwarded_tracks` frame belongs to a subscribe connection older than the offer applied last
  * (`subRevision`): the reply to our `subscribe` does not wait for the events the old connection's server sent
- * before it, and that connection's mids mean other lines.
+ * before it, and that connection's mids mean other lines. A frame that names another connection than ours
+ * (`connection`, `subConnection`; an older server names none) is stale whatever its revision: revisions
+ * restart with a new participant record at the media server (a rejoin after a leave, another media node), so
+ * a late frame of the old connection can carry a revision above ours.
  */
-export function isStaleForwarded(frame, subRevision) {
+export function isStaleForwarded(frame, subRevision, subConnection = null) {
+  if (typeof frame.connection === "string" && typeof subConnection === "string" && frame.connection !== subConnection) return true;
   return typeof frame.revision === "number" && frame.revision < subRevision;
 }
 

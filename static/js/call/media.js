@@ -294,8 +294,10 @@ function subscribeOnce(attempt) {
     state.audioPooled = false;
     state.prefsSent = null; // ... and needs our pins and tiles again
     schedulePreferences();
-    // The reply to our own `subscribe` is the new baseline (the server's revisions restart after a rejoin).
+    // The reply to our own `subscribe` is the new baseline (the server's revisions restart after a rejoin), and
+    // names the connection its offers and forwarded_tracks belong to (an older server does not).
     if (typeof offer.revision === "number") state.subRevision = offer.revision - 1;
+    state.subConnection = typeof offer.connection === "string" ? offer.connection : null;
     try {
       await applySubscribeOffer(offer);
     } catch (err) {
@@ -314,6 +316,7 @@ async function applySubscribeOffer(frame) {
   const pc = state.pcs.subscribe;
   if (!pc) return;
   // An offer for a subscribe connection we already replaced (it crossed our `subscribe`) is stale.
+  if (typeof frame.connection === "string" && typeof state.subConnection === "string" && frame.connection !== state.subConnection) return;
   if (typeof frame.revision === "number") {
     if (frame.revision <= state.subRevision) return;
     state.subRevision = frame.revision;
@@ -359,7 +362,7 @@ export function refreshRemoteMedia() {
 // or carry someone at all. Applied after any subscribe offer queued before it (same order as sent).
 export function onForwardedTracks(frame) {
   onSubChain(() => {
-    if (isStaleForwarded(frame, state.subRevision)) return; // an older subscribe connection's mids
+    if (isStaleForwarded(frame, state.subRevision, state.subConnection)) return; // an older subscribe connection's mids
     const listed = [...(frame.video || []), ...(frame.audio || [])];
     // A spare m-line given to a new video: no packet yet, as just after an answer (the stall check waits).
     if (state.subAnsweredAt && mapsNewVideo(state.trackInfo, listed)) state.subAnsweredAt = Date.now();

@@ -30,6 +30,7 @@ export const state = {
   subQueued: 0, // steps on subChain not yet done (media.js onSubChain)
   subscribeEmpty: false,
   subRevision: 0, // revision of the newest subscribe offer applied (older ones are stale)
+  subConnection: null, // the media server's name of our subscribe connection (frames of another one are stale)
   subAnsweredAt: 0,
   lastResubscribe: 0,
   refs: new Map(), // ref -> {resolve, reject}
