@@ -96,3 +96,38 @@ async def test_a_leave_crossing_an_outstanding_offer_never_attaches_the_leavers_
     await bob.answer(reoffer)
     await recv_frames(bob.track("alice", "camera"), 3)
     await asyncio.gather(alice.close(), bob.close(), carol.close())
+
+
+@pytest.mark.asyncio
+async def test_a_screen_share_stopped_while_its_offer_is_outstanding_is_not_reported_after_the_answer(
+    media, fake_django
+) -> None:
+    """The same with an unpublish: bob's answer to the offer that added alice's screen share, sent after she
+    stopped it, must not bring back a ``forwarded_tracks`` listing it (the page would show a screen tile with
+    a dead track until the re-offer)."""
+    alice = PublisherClient(media.http, "r1", "alice")
+    await alice.start()
+    bob = SubscriberClient(media.http, "r1", "bob")
+    await bob.start()
+    n = len(fake_django.events)
+    screen = PublisherClient(media.http, "r1", "alice", "screen", audio=False)
+    await screen.start()
+    outstanding = await fake_django.wait_for(
+        lambda e: e["type"] == "subscribe_offer" and e["participant"] == "bob", start=n
+    )
+    assert ("alice", "screen") in {(t["participant"], t["source"]) for t in outstanding["tracks"]}
+    resp = await media.http.delete("/v1/rooms/r1/participants/alice/publish/screen", headers=AUTH)
+    assert resp.status == 204
+    stopped = len(fake_django.events)
+    await bob.answer(outstanding)
+    reoffer = await fake_django.wait_for(
+        lambda e: e["type"] == "subscribe_offer" and e["participant"] == "bob", start=stopped
+    )
+    assert ("alice", "screen") not in {(t["participant"], t["source"]) for t in reoffer["tracks"]}
+    reported = [
+        e for e in fake_django.events[stopped:] if e["type"] == "forwarded_tracks" and e["participant"] == "bob"
+    ]
+    assert all(t["source"] != "screen" for e in reported for t in e["video"]), reported
+    await bob.answer(reoffer)
+    await recv_frames(bob.track("alice", "camera"), 3)
+    await asyncio.gather(alice.close(), screen.close(), bob.close())
