@@ -298,10 +298,10 @@ function subscribeOnce(attempt) {
     if (state.phase !== "call") return;
     const offer = await (early || request({ type: "subscribe" }));
     const pc = newPc("subscribe", attempt);
-    pc.ontrack = (event) => {
-      if (config.e2ee) e2eeReceiver(event.receiver);
-      refreshRemoteMedia();
-    };
+    // The tiles are not rebuilt here: tracks fire during setRemoteDescription, before the offer's `tracks` are
+    // in trackInfo and before the answer (without which nothing flows); applySubscribeOffer rebuilds them once
+    // the answer is sent, and the page's main thread is not spent on it between the offer and the answer.
+    if (config.e2ee) pc.ontrack = (event) => e2eeReceiver(event.receiver);
     state.forwardedVideo = null; // a new subscribe connection: the server tells us again
     state.bandwidth = null;
     state.audioPooled = false;
