@@ -1,6 +1,6 @@
 """A guest's room socket `subscribe` → the subscribe offer, over the real stack (issue 19 item 4).
 
-    .venv/bin/python bench/join_offer_steps.py [--joins 40] [--other TREE] [--netns]
+    .venv/bin/python bench/join_offer_steps.py [--joins 40] [--other TREE] [--netns] [--connect]
 
 Starts one daphne and one ``python -m media_server`` on 127.0.0.1 (PostgreSQL/Redis when DATABASE_URL/REDIS_URL
 are set, as bench/load.py), a host that publishes a camera (aiortc, an idle video and audio track: m-lines,
@@ -12,7 +12,8 @@ after both answers. Each step's wall-clock time is printed (ms after the REST jo
 alternates the joins between the two (the order swapped every join), so that a change of load cannot
 fake a difference. ``--netns`` (root) puts the guest in a network namespace behind a veth pair, with daphne
 on the veth's host address, as tests/e2e runs Chromium (MTU 1500 instead of loopback's 64 KiB: a frame
-of a few KB is several TCP segments).
+of a few KB is several TCP segments). ``--connect`` also waits for the guest's subscribe connection to
+connect (aiortc's ICE and DTLS on both ends, not Chromium's).
 """
 
 from __future__ import annotations
@@ -105,8 +106,8 @@ SECRET = "join-offer-bench-secret-loopback-only-0123456789"  # noqa: S105 (loopb
 class Stack:
     """daphne + media server serving ``root``'s tree, a host publishing in one room."""
 
-    def __init__(self, root: Path, name: str, netns: Netns | None = None) -> None:
-        self.root, self.name, self.netns = root, name, netns
+    def __init__(self, root: Path, name: str, netns: Netns | None = None, connect: bool = False) -> None:
+        self.root, self.name, self.netns, self.connect = root, name, netns, connect
         self.tmp = tempfile.TemporaryDirectory(prefix=f"conf-joinoffer-{name}-")
         self.media: subprocess.Popen[bytes] | None = None
         self.node: Node | None = None
@@ -237,6 +238,14 @@ class Stack:
         marks["t_sub_sent"] = time.time()  # absolute, to align with the servers' prints
         mark("subscribe_sent")
         sub = new_pc()
+        sub_connected = asyncio.Event()
+
+        @sub.on("connectionstatechange")
+        def on_state() -> None:
+            if sub.connectionState == "connected":
+                mark("sub_connected")
+                sub_connected.set()
+
         cam = new_pc()
         pending = {"sub", "cam"}
         offer: dict[str, Any] | None = None
@@ -275,6 +284,8 @@ class Stack:
             elif frame.get("type") == "error":
                 raise RuntimeError(str(frame))
         assert offer is not None and offer.get("sdp")
+        if self.connect:
+            await asyncio.wait_for(sub_connected.wait(), 10)
         marks["frames"] = frames  # type: ignore[assignment]
         await ws.close()
         await sub.close()
@@ -298,9 +309,9 @@ class Stack:
 async def run(args: argparse.Namespace) -> None:
     http = aiohttp.ClientSession()
     netns = Netns(200 + os.getpid() % 50) if args.netns else None
-    stacks = [Stack(common.ROOT, "this", netns)]
+    stacks = [Stack(common.ROOT, "this", netns, args.connect)]
     if args.other:
-        stacks.append(Stack(Path(args.other).resolve(), "other", netns))
+        stacks.append(Stack(Path(args.other).resolve(), "other", netns, args.connect))
     try:
         for s in stacks:
             await s.start(http)
@@ -325,6 +336,8 @@ async def run(args: argparse.Namespace) -> None:
                 ("answer_sent", "answer_sent"),
                 ("cam_answer", "cam_answer"),
             ]
+            if args.connect:
+                steps.append(("sub_connected", "sub_connected"))
             line = []
             for label, key in steps:
                 if key is None:
@@ -357,6 +370,7 @@ def main() -> None:
     p.add_argument("--pause", type=float, default=0.3, help="s between joins")
     p.add_argument("--other", help="another source tree: alternate joins between the two")
     p.add_argument("--dump", help="write each join's marks to DUMP.<this|other>.json")
+    p.add_argument("--connect", action="store_true", help="also wait for the subscribe connection to connect")
     p.add_argument("--netns", action="store_true", help="the guest in a network namespace behind a veth (root)")
     p.add_argument("--verbose", "-v", action="store_true")
     asyncio.run(run(p.parse_args()))
