@@ -10,7 +10,7 @@ const CALL = join(JS, "call");
 // The call modules and those of its subfolders (effects/), as paths relative to CALL.
 const modules = readdirSync(CALL, { recursive: true }).filter((f) => f.endsWith(".js"));
 // Pure logic: unit-tested here, so it may not touch the DOM or import a module that does.
-const PURE = ["backoff.js", "breakout_logic.js", "bandwidth.js", "dispatch.js", "grant.js", "layout.js", "stall.js", "outbox.js", "recovery.js", "state.js", "socket.js"];
+const PURE = ["backoff.js", "breakout_logic.js", "bandwidth.js", "dispatch.js", "grant.js", "join_order.js", "layout.js", "stall.js", "outbox.js", "recovery.js", "state.js", "socket.js"];
 
 function exportsOf(source) {
   const names = new Set();

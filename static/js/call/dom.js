@@ -25,8 +25,10 @@ export function cookie(name) {
   return hit ? decodeURIComponent(hit.split("=")[1]) : "";
 }
 
-export function setPhase(phase) {
+/** Enter `phase`; `show: false` leaves the page as it is (it is shown by a later setPhase of the same phase). */
+export function setPhase(phase, { show = true } = {}) {
   state.phase = phase;
+  if (!show) return;
   $("app").dataset.state = phase;
   for (const id of ["prejoin", "waiting", "call", "ended"]) $(id).hidden = id !== (phase === "joining" ? "prejoin" : phase);
   document.body.classList.toggle("in-call", phase === "call");

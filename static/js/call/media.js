@@ -9,6 +9,7 @@ import { e2ee, e2eeReady, e2eeReceiver, e2eeSender, preferVp8 } from "./e2ee.js"
 import { applyForwardedTracks, forgetParticipantTracks, groupRemoteTracks, isStaleForwarded, tileKey } from "./layout.js";
 import { probeSocket, request, send } from "./socket.js";
 import { Recovery, recoveryMessage } from "./recovery.js";
+import { settledWithin } from "./join_order.js";
 import {
   findStalledTrack, inboundByMid, mapsNewVideo, mediaExpected, PATH_SAMPLE_MS, PATH_SILENT_MS, PathWatch, RemapWatch,
   SETTLE_MS,
@@ -240,13 +241,26 @@ export function cameraSender(kind) {
   return state.pcs.camera?.getTransceivers().find((t) => t.sender && (t.sender.track?.kind === kind || t.receiver.track?.kind === kind))?.sender || null;
 }
 
-/** Every connection, from scratch (a room snapshot, a media_reconnect): the subscribe one first (subscribe()). */
-export async function startMedia() {
+/**
+ * Every connection, from scratch (a room snapshot, a media_reconnect): the subscribe one first (subscribeOnce).
+ * `holdMs` (a join: session.js onSnapshot): the camera connection is set up only once the subscribe offer is
+ * answered (or that attempt failed), at most `holdMs` later (join_order.js). Returns a promise of that moment
+ * (at once without `holdMs`, and in E2EE rooms, whose subscribe connection comes after the key).
+ */
+export function startMedia({ holdMs = 0 } = {}) {
+  subscribing = null;
   if (!config.e2ee) restartMedia("subscribe", { reset: true });
+  const answered = holdMs && !config.e2ee && subscribing ? settledWithin(subscribing, holdMs) : Promise.resolve();
+  startPublishing(answered);
+  return answered;
+}
+
+async function startPublishing(answered) {
   if (config.e2ee) await e2eeReady(); // nothing is published before there is a key to encrypt it with
   // Joined before the camera/microphone were open: publishing now would negotiate senders without tracks
   // (nothing ever sent, nothing forwarded to anyone).
   await localReady().catch(() => {});
+  await answered;
   if (!pathTimer) pathTimer = setInterval(samplePath, PATH_SAMPLE_MS);
   restartMedia("camera", { reset: true });
   if (state.sharing) restartMedia("screen", { reset: true });
@@ -260,6 +274,9 @@ export async function startMedia() {
 export function subscribe() {
   restartMedia("subscribe");
 }
+
+// The newest subscribe attempt (subscribeOnce): settles once its offer is answered, or the attempt failed.
+let subscribing = null;
 
 /** Run `work` on the offer chain (subscribe offers, their answers and forwarded_tracks, in order). */
 function onSubChain(work) {
@@ -280,14 +297,14 @@ function subscribeOnce(attempt) {
   state.subscribeEmpty = false;
   const early = state.subQueued === 0 && state.phase === "call" ? request({ type: "subscribe" }) : null;
   early?.catch(() => {}); // handled in the step below, not an unhandled rejection
-  return onSubChain(async () => {
+  subscribing = onSubChain(async () => {
     if (state.phase !== "call") return;
     const offer = await (early || request({ type: "subscribe" }));
     const pc = newPc("subscribe", attempt);
-    pc.ontrack = (event) => {
-      if (config.e2ee) e2eeReceiver(event.receiver);
-      refreshRemoteMedia();
-    };
+    // The tiles are not rebuilt here: tracks fire during setRemoteDescription, before the offer's `tracks` are
+    // in trackInfo and before the answer (without which nothing flows); applySubscribeOffer rebuilds them once
+    // the answer is sent, and the page's main thread is not spent on it between the offer and the answer.
+    if (config.e2ee) pc.ontrack = (event) => e2eeReceiver(event.receiver);
     state.forwardedVideo = null; // a new subscribe connection: the server tells us again
     remaps = new RemapWatch(); // ... whose mids mean other lines
     state.bandwidth = null;
@@ -305,6 +322,7 @@ function subscribeOnce(attempt) {
     }
     if (state.subscribeEmpty && state.pcs.subscribe === pc) recovery("subscribe").ok(attempt); // nothing to receive yet
   });
+  return subscribing;
 }
 
 export function queueSubscribeOffer(frame) {

@@ -3,6 +3,7 @@
 
 import { restJoin } from "./api.js";
 import { joinRequestBody, recordWithGrant, retryWithoutToken } from "./grant.js";
+import { SUBSCRIBE_FIRST_MS } from "./join_order.js";
 import { forgetChat, onChatError, resumeChat } from "./chat.js";
 import { $, config, setConnected, setPhase, setStatus, store, stored, toast } from "./dom.js";
 import { e2ee, e2eeAnnounce, e2eeForget, e2eeSeated } from "./e2ee.js";
@@ -16,6 +17,7 @@ import { startStats, stopStats } from "./stats.js";
 import { clearTiles, removeTiles } from "./tiles.js";
 
 let joinArgs = { displayName: "", password: "" };
+let joins = 0; // first snapshots so far: a call drawn late (onSnapshot) is drawn only for the newest
 
 function rememberGrant(grant) {
   const saved = stored();
@@ -106,10 +108,12 @@ export function onSnapshot(frame) {
   state.role = frame.you.role;
   state.participants.clear();
   for (const p of frame.participants) if (p.participantId !== frame.you.participantId) state.participants.set(p.participantId, p);
-  if (first) setPhase("call");
-  // Before anything is rendered: the subscribe request leaves now (media.js subscribeOnce), so the media server
-  // makes its offer while this page draws the call (docs/benchmarks.md §4).
-  startMedia();
+  // On a join the call is drawn only once the subscribe offer is answered (join_order.js): the phase is the
+  // call's already (what media.js checks), the page shows it below.
+  if (first) setPhase("call", { show: false });
+  // Before anything is rendered: the subscribe request leaves now (media.js subscribeOnce), and on a join the
+  // camera connection waits for its answer too (docs/benchmarks.md §4).
+  const answered = startMedia({ holdMs: first ? SUBSCRIBE_FIRST_MS : 0 });
   if (config.e2ee) {
     // After a reconnect: forget (and rotate away from) anyone who left meanwhile; seat keys that waited.
     for (const id of [...e2ee.peers.keys()]) if (!state.participants.has(id)) e2eeForget(id);
@@ -118,10 +122,18 @@ export function onSnapshot(frame) {
   state.lobby.clear();
   for (const p of frame.lobby || []) state.lobby.set(p.participantId, p);
   onRoomUpdated(frame.room);
-  if (first) enterCall();
+  if (first) {
+    const join = ++joins;
+    answered.then(() => {
+      if (join !== joins || state.phase !== "call") return; // left (or joined again) meanwhile
+      setPhase("call");
+      enterCall();
+      renderAll();
+    });
+  }
   onRecordingState(frame.recording_state, { snapshot: true });
   setConnected();
-  renderAll();
+  if (!first) renderAll();
   // Chat: history on the first join (the last 50), only what was missed after a reconnect.
   const head = frame.chat?.head_seq ?? 0;
   if (state.lastSeq === null) {
