@@ -14,12 +14,13 @@ endpoints do (almost) nothing of ours, so what daphne spends on them is the fram
 * ``POST /floor/drf-jwt``: the same with ``IsAuthenticated``, sent with a JWT (one user read by simplejwt);
 * ``POST /floor/events``: signed like the media server's event batches (``media_server.signing``, checked here,
   no replay check), its JSON parsed, then one ``group_send`` per event to the ``group`` the body names (none
-  without a ``group``);
+  without a ``group``; with ``one_message``, one ``group_send`` carrying them all);
 * ``ws/floor/echo/``: an ``AsyncJsonWebsocketConsumer`` that accepts and answers each frame with one frame;
 * ``ws/floor/join/<room>/<own>/``: on its first frame, 2 ``group_add`` (``floor.room.<room>``, ``floor.own.<own>``),
   2 ``group_send`` (one to each: the socket is in both, and a room has one more socket in its room group), then a
   reply frame; every message it receives from the layer goes out as a frame (what a room socket's join does at
-  the channel layer, minus our logic); ``ws/floor/join-stock/...`` is the same with Channels' own ``dispatch``
+  the channel layer, minus our logic; with ``"sends": 1`` in the frame only the room's ``group_send``);
+  ``ws/floor/join-stock/...`` is the same with Channels' own ``dispatch``
   (a ``close_old_connections`` hop to the database thread per message, which rooms/consumers.py skips).
 """
 
@@ -79,7 +80,9 @@ async def floor_events(request: HttpRequest) -> HttpResponse:
     batch: dict[str, Any] = json.loads(request.body)
     layer = get_channel_layer()
     assert layer is not None
-    if "group" in batch:  # none: the POST alone
+    if batch.get("one_message"):  # all events in one channel-layer message
+        await layer.group_send(batch["group"], {"type": "floor.event", "frames": batch["events"]})
+    elif "group" in batch:  # none: the POST alone
         for event in batch["events"]:
             await layer.group_send(batch["group"], {"type": "floor.event", "frame": event})
     return HttpResponse(status=204)
@@ -114,14 +117,15 @@ class StockJoinConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if content.get("seat_only"):  # a socket already in the room: its groups, nothing sent
             await self.send_json({"type": "joined"})
             return
-        for group in self.floor_groups:
+        for group in self.floor_groups[: content.get("sends", 2)]:  # the room's group first
             await self.channel_layer.group_send(
                 group, {"type": "floor.event", "frame": {"type": "event", "group": group}}
             )
         await self.send_json({"type": "joined"})
 
     async def floor_event(self, message: dict[str, Any]) -> None:
-        await self.send_json(message["frame"])
+        for frame in message["frames"] if "frames" in message else [message["frame"]]:
+            await self.send_json(frame)
 
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "floor_groups", []):
