@@ -72,8 +72,15 @@ CommandLineInterface.entrypoint()
 
 
 class Node:
-    def __init__(self, env: dict[str, str], profile: str | None = None, root: Path = ROOT) -> None:
-        """daphne on a free port, serving ``root``'s tree (this one unless a benchmark compares another)."""
+    def __init__(
+        self,
+        env: dict[str, str],
+        profile: str | None = None,
+        root: Path = ROOT,
+        app: str = "conference.asgi:application",
+    ) -> None:
+        """daphne on a free port, serving ``root``'s tree (this one unless a benchmark compares another); ``app``:
+        the ASGI application (bench/web_floor.py serves the project's with its own trivial endpoints added)."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.gc_log = tempfile.NamedTemporaryFile(suffix=".json", delete=False).name
@@ -82,7 +89,7 @@ class Node:
             wrapper = str(ROOT / "bench" / "_cpu_profile.py")
             daphne = [sys.executable, wrapper, profile, str(Path(sys.executable).parent / "daphne")]
         self.proc = subprocess.Popen(
-            [*daphne, "-b", "127.0.0.1", "-p", str(self.port), "conference.asgi:application"],
+            [*daphne, "-b", "127.0.0.1", "-p", str(self.port), app],
             cwd=root,
             env=env,
             stdout=subprocess.DEVNULL,
