@@ -484,27 +484,36 @@ class ProbeResultEstimator:
                 c.received = []
             c.received.append((send_time, arrival, size))
 
-    def results(self) -> list[float | None]:
-        """Results of clusters whose every packet is now reported (None: the cluster told nothing usable)."""
-        out: list[float | None] = []
+    def results(self) -> list[tuple[float | None, str]]:
+        """Results of clusters whose every packet is now reported (None: the cluster told nothing usable), each with
+        why it told nothing (``_cluster_measure``; "" for a rate)."""
+        out: list[tuple[float | None, str]] = []
         for c in self._clusters.values():
             if c.done or c.reported < c.sent:
                 continue
             c.done = True
-            out.append(_cluster_rate(c.received or []))
+            out.append(_cluster_measure(c.received or [], c.sent))
         return out
 
 
 def _cluster_rate(received: list[tuple[float, float, int]]) -> float | None:
+    return _cluster_measure(received)[0]
+
+
+def _cluster_measure(received: list[tuple[float, float, int]], sent: int = 0) -> tuple[float | None, str]:
+    """(what a probe cluster measured, or None with why: ``few:<received>/<sent>`` packets, ``send:<ms>`` or
+    ``arrival:<ms>`` an interval out of range, ``bunched:<arrival/send rate>``)."""
     if len(received) < PROBE_MIN_PACKETS:
-        return None
+        return None, f"few:{len(received)}/{sent}"
     by_send = sorted(received)
     by_arrival = sorted(received, key=lambda r: r[1])
     send_interval = by_send[-1][0] - by_send[0][0]
     arrival_interval = by_arrival[-1][1] - by_arrival[0][1]
     total = sum(r[2] for r in received)
-    if send_interval <= 0 or send_interval > 1.0 or arrival_interval <= 0:
-        return None
+    if send_interval <= 0 or send_interval > 1.0:
+        return None, f"send:{send_interval * 1000:.0f}"
+    if arrival_interval <= 0:
+        return None, f"arrival:{arrival_interval * 1000:.0f}"
     send_rate = (total - by_send[-1][2]) * 8 / send_interval
     arrival_rate = (total - by_arrival[0][2]) * 8 / arrival_interval
     # A token bucket on the path (``tc tbf``'s burst, a modem's) passes a cluster's first bytes at the rate
@@ -514,10 +523,10 @@ def _cluster_rate(received: list[tuple[float, float, int]]) -> float | None:
     if len(late) >= PROBE_MIN_PACKETS // 2 + 1 and late_interval > 0:
         arrival_rate = min(arrival_rate, (sum(r[2] for r in late) - late[0][2]) * 8 / late_interval)
     if arrival_rate > 2 * send_rate:
-        return None  # arrivals bunched up behind something else: no measurement
+        return None, f"bunched:{arrival_rate / send_rate:.1f}"  # arrivals bunched up behind something else
     if arrival_rate < 0.9 * send_rate:
-        return 0.95 * arrival_rate  # the link could not carry what was sent
-    return min(send_rate, arrival_rate)
+        return 0.95 * arrival_rate, ""  # the link could not carry what was sent
+    return min(send_rate, arrival_rate), ""
 
 
 class ProbeController:
@@ -537,7 +546,8 @@ class ProbeController:
         self._backoff = PROBE_BACKOFF_MIN
         self.probes_sent = 0
         self.probes_failed = 0
-        self.results: deque[tuple[float, float, float | None]] = deque(maxlen=8)  # (now, probed, result): trace
+        # (now, probed, result, why a result is None or was rejected): the trace
+        self.results: deque[tuple[float, float, float | None, str]] = deque(maxlen=8)
 
     def request(
         self,
@@ -576,12 +586,12 @@ class ProbeController:
         """True until the initial clusters (:data:`PROBE_INITIAL`) were requested."""
         return self._first
 
-    def on_result(self, bps: float | None, now: float) -> None:
+    def on_result(self, bps: float | None, now: float, why: str = "") -> None:
         """``bps``: what the cluster measured (None: nothing usable, e.g. its arrivals bunched up behind a
         stalled receiver; the link said neither yes nor no, so the next probe waits the least backoff)."""
         if self._pending is None:
             return
-        self.results.append((now, self._pending[0], bps))
+        self.results.append((now, self._pending[0], bps, why))
         if bps is None:
             self._pending = None
             self._next_allowed = now + PROBE_BACKOFF_MIN
@@ -725,7 +735,7 @@ class SendSideEstimator:
         fates.append((now, lost_bytes, received_bytes))
         while fates[0][0] < now - OVERRUN_WINDOW:
             fates.popleft()
-        for result in self.probe_results.results():
+        for result, why in self.probe_results.results():
             if result is not None and self.trendline.state == "overusing":
                 # The delay says the link queues now: what the cluster measured is no spare capacity, and the
                 # link said no (libwebrtc's delay-based estimator ignores a probe result while it signals
@@ -735,13 +745,13 @@ class SendSideEstimator:
                 # successes (docs/benchmarks.md §2b). Rejecting results for QUEUE_MEMORY after every delay-based
                 # decrease too removed them, but a loaded receiver (which signals overuse every second or so) then
                 # hardly climbed back after a limit was removed.
-                self.probes.on_result(0.0, now)
+                self.probes.on_result(0.0, now, f"overuse:{result / 1000:.0f}")
                 continue
             if result is not None:
                 if result > self.aimd.rate:
                     self.aimd.set_estimate(result, now)
                 self.loss.on_probe(result)
-            self.probes.on_result(result, now)
+            self.probes.on_result(result, now, why)
         self.aimd.update(
             self.trendline.state,
             self.acked.bps,
@@ -870,8 +880,8 @@ class SendSideEstimator:
         t, now = self.trendline, self._now
         acked, floor = self.acked.bps, self.delivered.bps(now)
         probes = " ".join(
-            f"{p / 1000:.0f}>{'-' if r is None else f'{r / 1000:.0f}'}@{now - at:.1f}s"
-            for at, p, r in self.probes.results
+            f"{p / 1000:.0f}>{'-' if r is None else f'{r / 1000:.0f}'}{f'({why})' if why else ''}@{now - at:.1f}s"
+            for at, p, r, why in self.probes.results
         )
         return (
             f"target={self._target / 1000:.0f}k aimd={self.aimd.rate / 1000:.0f}k/{self.aimd._state}"
