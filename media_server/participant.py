@@ -805,15 +805,15 @@ class Subscriber:
         estimate, covers_audio, congested = self._estimate(now)
         if estimate is None:
             return
-        self._set_pacing(estimate)
-        video = [s for s in self.slots if s.kind == "video" and s.attached is not None and s.downstream.ready]
-        if not video:
-            self.wanted_bps = 0.0
-            return
         # A transport-wide estimate covers the audio: it is set aside once. REMB measures the video alone (only
         # video carries abs-send-time): the audio is not in it, and is not taken out of it.
         audio_tracks = sum(1 for s in self.slots if s.kind == "audio" and s.attached is not None)
         audio_bps = audio_reserve(audio_tracks, covers_audio=covers_audio)
+        self._set_pacing(estimate, audio_bps)
+        video = [s for s in self.slots if s.kind == "video" and s.attached is not None and s.downstream.ready]
+        if not video:
+            self.wanted_bps = 0.0
+            return
         speaker = self.speaker()
         demands = [self._demand(s, now, speaker) for s in video]
         self.wanted_bps = wanted_bitrate(demands, audio_bps=audio_bps)
@@ -962,9 +962,10 @@ class Subscriber:
             send = slot.direct_send
             slot.downstream.send = self.pacer.wrap(send, slot.downstream.ext_ids.abs_send_time) if paced else send
 
-    def _set_pacing(self, estimate: float) -> None:
+    def _set_pacing(self, estimate: float, audio_bps: float = 0.0) -> None:
+        """Pace the video (and its repairs) from the estimate, less ``audio_bps`` of audio it covers."""
         was = self.pacer.active
-        self.pacer.set_rate(pacing_rate(estimate, pacing=was))
+        self.pacer.set_rate(pacing_rate(estimate, pacing=was, audio_bps=audio_bps))
         if self.pacer.active != was:
             for slot in self.slots:
                 self._route(slot)
