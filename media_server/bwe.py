@@ -460,19 +460,44 @@ class _Cluster:
     reported: int = 0
     received: list[tuple[float, float, int]] | None = None  # (send_time, arrival, size)
     done: bool = False
+    closed: bool = False  # every packet of it was sent (recorded)
 
 
 class ProbeResultEstimator:
-    """The rate a probe cluster got through: min(rate sent, rate received), from its feedback."""
+    """The rate a probe cluster got through: min(rate sent, rate received), from its feedback.
+
+    A cluster is measured once it is closed (:meth:`close`: the sender says it is over, or a packet sent after
+    it belongs to no cluster or to another) and every packet of it is reported. Without the first condition a
+    cluster was "complete" as soon as the feedback had caught up with the packets sent so far: on a loaded
+    SFU, whose 5 ms pacing ticks of a cluster came tens of milliseconds apart, feedback for the first 1-4
+    packets arrived before the rest were sent, and the cluster told nothing (browser runs: "few:1/1"; a fifth
+    of all results, three in a row after a limit's removal).
+    """
 
     def __init__(self) -> None:
         self._clusters: dict[int, _Cluster] = {}
+        self._open: int | None = None  # the cluster the last packets recorded belong to
 
     def on_sent(self, cluster: int) -> None:
         c = self._clusters.setdefault(cluster, _Cluster())
         c.sent += 1
+        if self._open != cluster:
+            self.close(self._open)
+            self._open = cluster
         while len(self._clusters) > 16:
             self._clusters.pop(next(iter(self._clusters)))
+
+    def close(self, cluster: int | None) -> None:
+        """Every packet of ``cluster`` was recorded (None: the cluster open now, if any)."""
+        if cluster is None:
+            cluster = self._open
+        if cluster is None:
+            return
+        if cluster == self._open:
+            self._open = None
+        c = self._clusters.get(cluster)
+        if c is not None:
+            c.closed = True
 
     def on_result(self, cluster: int, *, send_time: float, arrival: float | None, size: int) -> None:
         c = self._clusters.get(cluster)
@@ -489,7 +514,7 @@ class ProbeResultEstimator:
         why it told nothing (``_cluster_measure``; "" for a rate)."""
         out: list[tuple[float | None, str]] = []
         for c in self._clusters.values():
-            if c.done or c.reported < c.sent:
+            if c.done or not c.closed or c.reported < c.sent:
                 continue
             c.done = True
             out.append(_cluster_measure(c.received or [], c.sent))
@@ -665,6 +690,7 @@ class SendSideEstimator:
         last = self._last_seq
         on_sent = self.probe_results.on_sent
         total = 0
+        cluster = -1
         for seq, size, send_time, cluster in records:
             total += size
             if last is None:
@@ -684,6 +710,10 @@ class SendSideEstimator:
             sent.pop(full - SENT_WINDOW, None)
         self._last_seq = last
         self.bytes_sent += total
+        if total and cluster < 0:
+            # Sent after the cluster open until now: that one is over (checked per batch, not per packet; a
+            # record of another cluster closes it in on_sent).
+            self.probe_results.close(None)
         if total:
             batches = self._sent_batches
             batches.append((send_time, total))  # one entry per batch: the per-packet path stays as it was
@@ -776,6 +806,11 @@ class SendSideEstimator:
     def sent_bps(self, now: float) -> float:
         """What the sender sent (every packet) over the last :data:`SENT_RATE_WINDOW` s before ``now``."""
         return sum(b for t, b in self._sent_batches if t >= now - SENT_RATE_WINDOW) * 8 / SENT_RATE_WINDOW
+
+    def on_probe_cluster_sent(self, cluster: int) -> None:
+        """The sender sent the last packet of probe ``cluster`` (after recording it: ``on_packets_sent``); its result
+        may be measured once every packet is reported, even if nothing is sent after it."""
+        self.probe_results.close(cluster)
 
     def on_remb(self, *, now: float, bps: int) -> None:
         self._now = max(self._now, now)

@@ -932,6 +932,18 @@ class Subscriber:
                     await asyncio.sleep(PROBE_TICK)
             finally:
                 self.probing_cluster = None
+                self._cluster_sent(self._clusters)
+
+    def _cluster_sent(self, cluster: int) -> None:
+        """Tell the estimator that ``cluster`` is over (its records drained first): only then is it measured."""
+        side = self.send_side
+        if side is None:
+            return
+        if self.tcc is not None:
+            self.tcc.sent()
+        closed = getattr(side, "on_probe_cluster_sent", None)  # (a stand-in estimator may not have it)
+        if closed is not None:
+            closed(cluster)
 
     def _on_transport_feedback(self, packets: list[bytes]) -> None:
         """Transport-cc feedback from the subscriber's browser (aiortc_hooks, in the datagram callback)."""
