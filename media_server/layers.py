@@ -145,7 +145,7 @@ def pacing_rate(estimate: float, *, pacing: bool, audio_bps: float = 0.0) -> flo
     its rate is a share of what the estimate leaves for video: paced at 1.5 x a whole 43 kbit/s transport-cc
     estimate (64 kbit/s) beside two microphones, a 100 kbit/s subscriber got video and repairs at ~68 kbit/s on
     top of ~100 kbit/s of audio where REMB's 40 kbit/s pace (1.5 x its ~20 kbit/s video estimate, at least
-    :data:`PACE_MIN`) let ~55 through, and its room socket starved (docs/benchmarks.md §2b).
+    :data:`PACE_MIN`) let ~55 through; its room socket starved more often (docs/benchmarks.md §2b).
     """
     if estimate >= (PACE_UNTIL if pacing else PACE_BELOW):
         return None

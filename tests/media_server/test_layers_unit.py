@@ -610,7 +610,8 @@ async def test_with_transport_cc_the_video_is_paced_from_what_the_estimate_leave
     100 kbit/s subscriber of tests/e2e/test_bandwidth_ui.py (two pooled microphones, ~100 kbit/s on the wire,
     target ~43 kbit/s) had its thin video and repairs paced at 1.5 x the whole target (64 kbit/s) and sent ~68
     kbit/s of them where REMB, whose estimate counts only the video, paced at PACE_MIN (40k): its link stayed
-    more overrun and the page's room socket starved (rejoins every ~12 s, browser runs, docs/benchmarks.md §2b)."""
+    more overrun and the page's room socket starved more often (rejoins every ~12 s; browser runs,
+    docs/benchmarks.md §2b)."""
     sub = Subscriber(participant="s", config=media_config)
     sub._adapter.cancel()  # this test drives adapt() with its own clock
     try:
