@@ -1098,6 +1098,11 @@ def update_sender_report(sender: RTCRtpSender, rtp_timestamp: int, octets: int, 
     sender._RTCRtpSender__packet_count += packets  # type: ignore[attr-defined]
 
 
+def sender_octets(sender: RTCRtpSender) -> int:
+    """The payload octets counted for the sender's RTCP SR so far (forwarded packets: batched, SR_BATCH)."""
+    return int(sender._RTCRtpSender__octet_count)  # type: ignore[attr-defined]
+
+
 class SenderReports:
     """RTCP sender reports of every sender of one peer connection, on one timer.
 

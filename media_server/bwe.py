@@ -460,19 +460,44 @@ class _Cluster:
     reported: int = 0
     received: list[tuple[float, float, int]] | None = None  # (send_time, arrival, size)
     done: bool = False
+    closed: bool = False  # every packet of it was sent (recorded)
 
 
 class ProbeResultEstimator:
-    """The rate a probe cluster got through: min(rate sent, rate received), from its feedback."""
+    """The rate a probe cluster got through: min(rate sent, rate received), from its feedback.
+
+    A cluster is measured once it is closed (:meth:`close`: the sender says it is over, or a packet sent after
+    it belongs to no cluster or to another) and every packet of it is reported. Without the first condition a
+    cluster was "complete" as soon as the feedback had caught up with the packets sent so far: on a loaded
+    SFU, whose 5 ms pacing ticks of a cluster came tens of milliseconds apart, feedback for the first 1-4
+    packets arrived before the rest were sent, and the cluster told nothing (browser runs: "few:1/1"; a fifth
+    of all results, three in a row after a limit's removal).
+    """
 
     def __init__(self) -> None:
         self._clusters: dict[int, _Cluster] = {}
+        self._open: int | None = None  # the cluster the last packets recorded belong to
 
     def on_sent(self, cluster: int) -> None:
         c = self._clusters.setdefault(cluster, _Cluster())
         c.sent += 1
+        if self._open != cluster:
+            self.close(self._open)
+            self._open = cluster
         while len(self._clusters) > 16:
             self._clusters.pop(next(iter(self._clusters)))
+
+    def close(self, cluster: int | None) -> None:
+        """Every packet of ``cluster`` was recorded (None: the cluster open now, if any)."""
+        if cluster is None:
+            cluster = self._open
+        if cluster is None:
+            return
+        if cluster == self._open:
+            self._open = None
+        c = self._clusters.get(cluster)
+        if c is not None:
+            c.closed = True
 
     def on_result(self, cluster: int, *, send_time: float, arrival: float | None, size: int) -> None:
         c = self._clusters.get(cluster)
@@ -484,27 +509,36 @@ class ProbeResultEstimator:
                 c.received = []
             c.received.append((send_time, arrival, size))
 
-    def results(self) -> list[float | None]:
-        """Results of clusters whose every packet is now reported (None: the cluster told nothing usable)."""
-        out: list[float | None] = []
+    def results(self) -> list[tuple[float | None, str]]:
+        """Results of clusters whose every packet is now reported (None: the cluster told nothing usable), each with
+        why it told nothing (``_cluster_measure``; "" for a rate)."""
+        out: list[tuple[float | None, str]] = []
         for c in self._clusters.values():
-            if c.done or c.reported < c.sent:
+            if c.done or not c.closed or c.reported < c.sent:
                 continue
             c.done = True
-            out.append(_cluster_rate(c.received or []))
+            out.append(_cluster_measure(c.received or [], c.sent))
         return out
 
 
 def _cluster_rate(received: list[tuple[float, float, int]]) -> float | None:
+    return _cluster_measure(received)[0]
+
+
+def _cluster_measure(received: list[tuple[float, float, int]], sent: int = 0) -> tuple[float | None, str]:
+    """(what a probe cluster measured, or None with why: ``few:<received>/<sent>`` packets, ``send:<ms>`` or
+    ``arrival:<ms>`` an interval out of range, ``bunched:<arrival/send rate>``)."""
     if len(received) < PROBE_MIN_PACKETS:
-        return None
+        return None, f"few:{len(received)}/{sent}"
     by_send = sorted(received)
     by_arrival = sorted(received, key=lambda r: r[1])
     send_interval = by_send[-1][0] - by_send[0][0]
     arrival_interval = by_arrival[-1][1] - by_arrival[0][1]
     total = sum(r[2] for r in received)
-    if send_interval <= 0 or send_interval > 1.0 or arrival_interval <= 0:
-        return None
+    if send_interval <= 0 or send_interval > 1.0:
+        return None, f"send:{send_interval * 1000:.0f}"
+    if arrival_interval <= 0:
+        return None, f"arrival:{arrival_interval * 1000:.0f}"
     send_rate = (total - by_send[-1][2]) * 8 / send_interval
     arrival_rate = (total - by_arrival[0][2]) * 8 / arrival_interval
     # A token bucket on the path (``tc tbf``'s burst, a modem's) passes a cluster's first bytes at the rate
@@ -514,10 +548,10 @@ def _cluster_rate(received: list[tuple[float, float, int]]) -> float | None:
     if len(late) >= PROBE_MIN_PACKETS // 2 + 1 and late_interval > 0:
         arrival_rate = min(arrival_rate, (sum(r[2] for r in late) - late[0][2]) * 8 / late_interval)
     if arrival_rate > 2 * send_rate:
-        return None  # arrivals bunched up behind something else: no measurement
+        return None, f"bunched:{arrival_rate / send_rate:.1f}"  # arrivals bunched up behind something else
     if arrival_rate < 0.9 * send_rate:
-        return 0.95 * arrival_rate  # the link could not carry what was sent
-    return min(send_rate, arrival_rate)
+        return 0.95 * arrival_rate, ""  # the link could not carry what was sent
+    return min(send_rate, arrival_rate), ""
 
 
 class ProbeController:
@@ -537,7 +571,8 @@ class ProbeController:
         self._backoff = PROBE_BACKOFF_MIN
         self.probes_sent = 0
         self.probes_failed = 0
-        self.results: deque[tuple[float, float, float | None]] = deque(maxlen=8)  # (now, probed, result): trace
+        # (now, probed, result, why a result is None or was rejected): the trace
+        self.results: deque[tuple[float, float, float | None, str]] = deque(maxlen=8)
 
     def request(
         self,
@@ -576,12 +611,12 @@ class ProbeController:
         """True until the initial clusters (:data:`PROBE_INITIAL`) were requested."""
         return self._first
 
-    def on_result(self, bps: float | None, now: float) -> None:
+    def on_result(self, bps: float | None, now: float, why: str = "") -> None:
         """``bps``: what the cluster measured (None: nothing usable, e.g. its arrivals bunched up behind a
         stalled receiver; the link said neither yes nor no, so the next probe waits the least backoff)."""
         if self._pending is None:
             return
-        self.results.append((now, self._pending[0], bps))
+        self.results.append((now, self._pending[0], bps, why))
         if bps is None:
             self._pending = None
             self._next_allowed = now + PROBE_BACKOFF_MIN
@@ -655,6 +690,7 @@ class SendSideEstimator:
         last = self._last_seq
         on_sent = self.probe_results.on_sent
         total = 0
+        cluster = -1
         for seq, size, send_time, cluster in records:
             total += size
             if last is None:
@@ -674,6 +710,10 @@ class SendSideEstimator:
             sent.pop(full - SENT_WINDOW, None)
         self._last_seq = last
         self.bytes_sent += total
+        if total and cluster < 0:
+            # Sent after the cluster open until now: that one is over (checked per batch, not per packet; a
+            # record of another cluster closes it in on_sent).
+            self.probe_results.close(None)
         if total:
             batches = self._sent_batches
             batches.append((send_time, total))  # one entry per batch: the per-packet path stays as it was
@@ -725,7 +765,7 @@ class SendSideEstimator:
         fates.append((now, lost_bytes, received_bytes))
         while fates[0][0] < now - OVERRUN_WINDOW:
             fates.popleft()
-        for result in self.probe_results.results():
+        for result, why in self.probe_results.results():
             if result is not None and self.trendline.state == "overusing":
                 # The delay says the link queues now: what the cluster measured is no spare capacity, and the
                 # link said no (libwebrtc's delay-based estimator ignores a probe result while it signals
@@ -735,13 +775,13 @@ class SendSideEstimator:
                 # successes (docs/benchmarks.md §2b). Rejecting results for QUEUE_MEMORY after every delay-based
                 # decrease too removed them, but a loaded receiver (which signals overuse every second or so) then
                 # hardly climbed back after a limit was removed.
-                self.probes.on_result(0.0, now)
+                self.probes.on_result(0.0, now, f"overuse:{result / 1000:.0f}")
                 continue
             if result is not None:
                 if result > self.aimd.rate:
                     self.aimd.set_estimate(result, now)
                 self.loss.on_probe(result)
-            self.probes.on_result(result, now)
+            self.probes.on_result(result, now, why)
         self.aimd.update(
             self.trendline.state,
             self.acked.bps,
@@ -766,6 +806,11 @@ class SendSideEstimator:
     def sent_bps(self, now: float) -> float:
         """What the sender sent (every packet) over the last :data:`SENT_RATE_WINDOW` s before ``now``."""
         return sum(b for t, b in self._sent_batches if t >= now - SENT_RATE_WINDOW) * 8 / SENT_RATE_WINDOW
+
+    def on_probe_cluster_sent(self, cluster: int) -> None:
+        """The sender sent the last packet of probe ``cluster`` (after recording it: ``on_packets_sent``); its result
+        may be measured once every packet is reported, even if nothing is sent after it."""
+        self.probe_results.close(cluster)
 
     def on_remb(self, *, now: float, bps: int) -> None:
         self._now = max(self._now, now)
@@ -870,8 +915,8 @@ class SendSideEstimator:
         t, now = self.trendline, self._now
         acked, floor = self.acked.bps, self.delivered.bps(now)
         probes = " ".join(
-            f"{p / 1000:.0f}>{'-' if r is None else f'{r / 1000:.0f}'}@{now - at:.1f}s"
-            for at, p, r in self.probes.results
+            f"{p / 1000:.0f}>{'-' if r is None else f'{r / 1000:.0f}'}{f'({why})' if why else ''}@{now - at:.1f}s"
+            for at, p, r, why in self.probes.results
         )
         return (
             f"target={self._target / 1000:.0f}k aimd={self.aimd.rate / 1000:.0f}k/{self.aimd._state}"

@@ -150,6 +150,7 @@ class Downstream(_DownstreamBase):
         self.packets_sent = 0
         self.packets_dropped = 0
         self.packets_retransmitted = 0
+        self.octets_retransmitted = 0  # RTX repairs (each copy), for the MEDIA_BWE_TRACE split of what is sent
         self.probe_octets = 0
 
     def configure(self, *, pt_by_codec: dict[str, int], rtx_pt_by_pt: dict[int, int], ext_ids: ExtensionIds) -> None:
@@ -460,7 +461,9 @@ class Downstream(_DownstreamBase):
             data = self.history[slot]
             rtx_pt = self.rtx_pt_by_pt.get(data[1] & 0x7F)
             if rtx_pt is None:
-                sent += self.send(data)  # plain resend: one copy (a repeated SRTP index is refused)
+                if self.send(data):  # plain resend: one copy (a repeated SRTP index is refused)
+                    sent += 1
+                    self.octets_retransmitted += len(data)
                 continue
             header_len = rtp_header_len(data)
             ts = int.from_bytes(data[4:8], "big")
@@ -468,7 +471,9 @@ class Downstream(_DownstreamBase):
             for _ in range(copies):
                 packet = RTP_HEADER.pack(data[0], (data[1] & 0x80) | rtx_pt, self.rtx_seq, ts, self.rtx_ssrc) + body
                 self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
-                sent += self.send(packet)
+                if self.send(packet):
+                    sent += 1
+                    self.octets_retransmitted += len(packet)
         self.packets_retransmitted += sent
         return sent
 

@@ -132,17 +132,24 @@ def padding_rate(
     return max(0.0, min(ideal_cost, target) - current_cost)
 
 
-def pacing_rate(estimate: float, *, pacing: bool) -> float | None:
+def pacing_rate(estimate: float, *, pacing: bool, audio_bps: float = 0.0) -> float | None:
     """Bit/s to pace a subscriber's video at (None: do not pace), given its estimate.
 
     Only slow links are paced (a keyframe burst is a large part of their
     queue); the rate is above the estimate so that pacing spreads bursts
     without holding back the steady stream (and REMB, which never exceeds
     1.5x what arrives, can still grow).
+
+    ``audio_bps``: the audio the estimate covers (:func:`audio_reserve`; a transport-cc estimate covers all
+    media, Chromium's REMB only the video). The pacer carries the video and its repairs, never the audio, so
+    its rate is a share of what the estimate leaves for video: paced at 1.5 x a whole 43 kbit/s transport-cc
+    estimate (64 kbit/s) beside two microphones, a 100 kbit/s subscriber got video and repairs at ~68 kbit/s on
+    top of ~100 kbit/s of audio where REMB's 40 kbit/s pace (1.5 x its ~20 kbit/s video estimate, at least
+    :data:`PACE_MIN`) let ~55 through; its room socket starved more often (docs/benchmarks.md §2b).
     """
     if estimate >= (PACE_UNTIL if pacing else PACE_BELOW):
         return None
-    return max(PACE_MIN, estimate * PACE_FACTOR)
+    return max(PACE_MIN, (estimate - audio_bps) * PACE_FACTOR)
 
 
 def retransmit_policy(

@@ -69,6 +69,10 @@ PAD_INTERVAL = 0.05  # seconds between two bursts of probe padding
 PROBE_RATES = (500_000, 1_000_000, 2_000_000, 3_000_000)  # bit/s of the initial probe clusters
 PROBE_CLUSTER = 10  # packets per probe cluster
 PROBE_TICK = 0.005  # seconds between two bursts of a paced probe cluster (send-side probing)
+# MEDIA_BWE_TRACE's split of what is sent: bytes on the wire beyond an RTP packet (SRTP tag 10, UDP 8, IPv4 20),
+# and beyond a forwarded packet's payload (those plus an RTP header of 12 and ~12 of header extensions).
+TRACE_WIRE_OVERHEAD = 38
+TRACE_MEDIA_OVERHEAD = 62
 MEASURE_AFTER = 2.0  # seconds after which a publisher track's layer bitrates are trusted
 
 
@@ -347,6 +351,7 @@ class Subscriber:
         self._limits_estimate: float | None = None  # bit/s when the reasons were last computed
         self._pad_credit = 0.0
         self._traced_bytes = 0
+        self._traced_split: dict[str, int] = {}
         self._adapter = asyncio.create_task(self._run_adaptation(), name=f"subscriber-{participant}-layers")
         # Last-N (media_server/lastn.py): the video tracks to forward (ids); None = every one.
         self.selected_video: set[int] | None = None
@@ -814,15 +819,15 @@ class Subscriber:
         estimate, covers_audio, congested = self._estimate(now)
         if estimate is None:
             return
-        self._set_pacing(estimate)
-        video = [s for s in self.slots if s.kind == "video" and s.attached is not None and s.downstream.ready]
-        if not video:
-            self.wanted_bps = 0.0
-            return
         # A transport-wide estimate covers the audio: it is set aside once. REMB measures the video alone (only
         # video carries abs-send-time): the audio is not in it, and is not taken out of it.
         audio_tracks = sum(1 for s in self.slots if s.kind == "audio" and s.attached is not None)
         audio_bps = audio_reserve(audio_tracks, covers_audio=covers_audio)
+        self._set_pacing(estimate, audio_bps)
+        video = [s for s in self.slots if s.kind == "video" and s.attached is not None and s.downstream.ready]
+        if not video:
+            self.wanted_bps = 0.0
+            return
         speaker = self.speaker()
         demands = [self._demand(s, now, speaker) for s in video]
         self.wanted_bps = wanted_bitrate(demands, audio_bps=audio_bps)
@@ -941,6 +946,18 @@ class Subscriber:
                     await asyncio.sleep(PROBE_TICK)
             finally:
                 self.probing_cluster = None
+                self._cluster_sent(self._clusters)
+
+    def _cluster_sent(self, cluster: int) -> None:
+        """Tell the estimator that ``cluster`` is over (its records drained first): only then is it measured."""
+        side = self.send_side
+        if side is None:
+            return
+        if self.tcc is not None:
+            self.tcc.sent()
+        closed = getattr(side, "on_probe_cluster_sent", None)  # (a stand-in estimator may not have it)
+        if closed is not None:
+            closed(cluster)
 
     def _on_transport_feedback(self, packets: list[bytes]) -> None:
         """Transport-cc feedback from the subscriber's browser (aiortc_hooks, in the datagram callback)."""
@@ -971,9 +988,10 @@ class Subscriber:
             send = slot.direct_send
             slot.downstream.send = self.pacer.wrap(send, slot.downstream.ext_ids.abs_send_time) if paced else send
 
-    def _set_pacing(self, estimate: float) -> None:
+    def _set_pacing(self, estimate: float, audio_bps: float = 0.0) -> None:
+        """Pace the video (and its repairs) from the estimate, less ``audio_bps`` of audio it covers."""
         was = self.pacer.active
-        self.pacer.set_rate(pacing_rate(estimate, pacing=was))
+        self.pacer.set_rate(pacing_rate(estimate, pacing=was, audio_bps=audio_bps))
         if self.pacer.active != was:
             for slot in self.slots:
                 self._route(slot)
@@ -1037,16 +1055,73 @@ class Subscriber:
                 await self._probe()
             self.adapt(now)
             self._request_probes(now)
-            if self.send_side is not None and trace_logger.isEnabledFor(logging.DEBUG):
-                sent = self.send_side.bytes_sent
-                trace_logger.debug(
-                    "%s: sent=%.0fk wanted=%.0fk %s",
-                    self.participant,
-                    (sent - self._traced_bytes) * 8 / 1000 / ADAPT_INTERVAL,
-                    self.wanted_bps / 1000,
-                    self.send_side.trace(),
-                )
-                self._traced_bytes = sent
+            if trace_logger.isEnabledFor(logging.DEBUG):
+                self._trace(now)
+
+    def _sent_counts(self) -> dict[str, int]:
+        """Cumulative counts of what this connection sent, per kind (the trace's split; read, no per-packet work)."""
+        counts = dict.fromkeys(("audio", "audio_p", "video", "video_p", "rtx", "rtx_p", "probe", "nack", "pli"), 0)
+        for slot in self.slots:
+            d = slot.downstream
+            kind = "audio" if slot.kind == "audio" else "video"
+            counts[kind] += hooks.sender_octets(slot.transceiver.sender) + d._unreported_octets
+            counts[kind + "_p"] += d.packets_sent
+            counts["rtx"] += d.octets_retransmitted
+            counts["rtx_p"] += d.packets_retransmitted
+            counts["probe"] += d.probe_octets
+            counts["nack"] += slot.nacks_received
+            counts["pli"] += slot.keyframe_requests_received
+        counts["paced_drop"] = self.pacer.packets_dropped
+        return counts
+
+    def _trace(self, now: float) -> None:
+        """One MEDIA_BWE_TRACE line: what was sent over the last interval, per kind, and the estimate (both modes).
+
+        ``audio``/``video``: forwarded media, kbit/s on the wire (payload plus :data:`TRACE_MEDIA_OVERHEAD` a
+        packet) / packets; ``rtx``: repairs (every copy) kbit/s / packets; ``probe``: padding kbit/s (REMB's
+        padding and initial clusters, or transport-cc's clusters); ``nack``/``pli``: RTCP received; ``drop``:
+        video the pacer refused. With transport-cc, ``sent`` is every packet the transport-wide sequence stamped.
+        """
+        counts = self._sent_counts()
+        last = self._traced_split or dict.fromkeys(counts, 0)
+        delta = {k: v - last.get(k, 0) for k, v in counts.items()}
+        self._traced_split = counts
+
+        def kbps(octets: int, packets: int, overhead: int) -> float:
+            return (octets + packets * overhead) * 8 / 1000 / ADAPT_INTERVAL
+
+        split = (
+            f"audio={kbps(delta['audio'], delta['audio_p'], TRACE_MEDIA_OVERHEAD):.0f}k/{delta['audio_p']}p"
+            f" video={kbps(delta['video'], delta['video_p'], TRACE_MEDIA_OVERHEAD):.0f}k/{delta['video_p']}p"
+            f" rtx={kbps(delta['rtx'], delta['rtx_p'], TRACE_WIRE_OVERHEAD):.0f}k/{delta['rtx_p']}p"
+            f" probe={kbps(delta['probe'], 0, 0):.0f}k nack={delta['nack']} pli={delta['pli']}"
+            f" drop={delta['paced_drop']} pace={'-' if not self.pacer.active else f'{self.pacer.rate * 8 / 1000:.0f}k'}"
+        )
+        if self.send_side is not None:
+            sent = self.send_side.bytes_sent
+            trace_logger.debug(
+                "%s: sent=%.0fk %s wanted=%.0fk %s",
+                self.participant,
+                (sent - self._traced_bytes) * 8 / 1000 / ADAPT_INTERVAL,
+                split,
+                self.wanted_bps / 1000,
+                self.send_side.trace(),
+            )
+            self._traced_bytes = sent
+        elif self.slots:
+            e = self.estimate
+            value = e.value(now)
+            trace_logger.debug(
+                "%s: remb %s wanted=%.0fk estimate=%s remb=%s loss=%.3f%s padding=%.0fk",
+                self.participant,
+                split,
+                self.wanted_bps / 1000,
+                "-" if value is None else f"{value / 1000:.0f}k",
+                "-" if e.remb is None else f"{e.remb / 1000:.0f}k",
+                e.loss,
+                " congested" if e.congested(now) else "",
+                self.padding / 1000,
+            )
 
     def forwarded_packets(self) -> int:
         return sum(s.downstream.packets_sent for s in self.slots)

@@ -20,6 +20,8 @@ from media_server.layers import (
     DOUBLE_RETRANSMIT_MIN,
     GROWTH_SHARE,
     LOW_BANDWIDTH,
+    PACE_FACTOR,
+    PACE_MIN,
     RETRANSMIT_MAX_INTERVAL,
     THIN_SHARE,
     UPGRADE_AFTER_DOWN,
@@ -596,6 +598,42 @@ async def test_with_transport_cc_the_audio_is_set_aside_once_and_paced_probe_clu
         assert len(probes) * (PROBE_PADDING + 12) >= 6_000  # at least one cluster of PROBE_MIN_BYTES
         sub._request_probes(10.1)
         assert sub._probing.done()  # one probe at a time: the next waits for this one's result
+    finally:
+        await sub.close()
+
+
+@pytest.mark.asyncio
+async def test_with_transport_cc_the_video_is_paced_from_what_the_estimate_leaves_after_the_audio(
+    media_config: Config,
+) -> None:
+    """The pacer carries the video and its repairs, never the audio. A transport-cc estimate covers the audio: the
+    100 kbit/s subscriber of tests/e2e/test_bandwidth_ui.py (two pooled microphones, ~100 kbit/s on the wire,
+    target ~43 kbit/s) had its thin video and repairs paced at 1.5 x the whole target (64 kbit/s) and sent ~68
+    kbit/s of them where REMB, whose estimate counts only the video, paced at PACE_MIN (40k): its link stayed
+    more overrun and the page's room socket starved more often (rejoins every ~12 s; browser runs,
+    docs/benchmarks.md §2b)."""
+    sub = Subscriber(participant="s", config=media_config)
+    sub._adapter.cancel()  # this test drives adapt() with its own clock
+    try:
+        slot, layers = simulcast_slot(sub, "p")
+        slot.direct_send = lambda b: True
+        slot.downstream.send = slot.direct_send
+        slot.downstream.configure(pt_by_codec={"video/vp8": 120}, rtx_pt_by_pt={120: 121}, ext_ids=ExtensionIds())
+        layers[0].on_rtp(packet(1, 1, vp8_keyframe(320, 180), 1), VP8)
+        for who in ("q", "r"):
+            mic = sub._new_slot("audio")
+            forwarder = Forwarder(kind="audio", request_keyframe=lambda: None)
+            mic.attached = mic.track = PublishedTrack(who, "microphone", "audio", "mic", forwarder, cast(Any, None))
+        side = SendSideEstimator(start_bps=640_000, min_bps=30_000, max_bps=10_000_000)
+        sub.send_side = side
+        feed_transport_cc(side, now=10.0)
+        side._target = 43_000.0  # what the browser runs' overrun 100 kbit/s link gave
+        assert side.covers_audio
+        sub.adapt(10.0)
+        assert sub.pacer.active and sub.pacer.rate * 8 == PACE_MIN  # before: 1.5 x 43k = 64.5k
+        side._target = 300_000.0  # two microphones' reserve out of 300k: 200k of video, paced at 1.5 x that
+        sub.adapt(10.5)
+        assert sub.pacer.rate * 8 == pytest.approx((300_000 - 2 * AUDIO_RESERVE) * PACE_FACTOR)  # before: 450k
     finally:
         await sub.close()
 
