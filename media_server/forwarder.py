@@ -422,7 +422,13 @@ class Downstream(_DownstreamBase):
         return sent
 
     def retransmit(
-        self, lost: list[int], now: float | None = None, *, copies: int = 1, interval: float = RETRANSMIT_INTERVAL
+        self,
+        lost: list[int],
+        now: float | None = None,
+        *,
+        copies: int = 1,
+        interval: float = RETRANSMIT_INTERVAL,
+        max_bytes: int | None = None,
     ) -> int:
         """Resend NACKed packets still in history (RTX-wrapped if negotiated); returns the packets sent.
 
@@ -440,17 +446,26 @@ class Downstream(_DownstreamBase):
         that gets no RTT estimate (receive-only) NACKs again only after 100 ms,
         so a lost retransmission costs a visible freeze; the extra copy is
         dropped by the browser as a duplicate when the first one arrives.
+
+        ``max_bytes`` (None: no limit): stop once this many bytes of repairs were sent, newest lost packet
+        first (layers.repair_budget: an overrun link, whose queue already holds more than it carries in
+        time; the oldest loss is the likeliest to be too late to help).
         """
         now = time.monotonic() if now is None else now
+        if max_bytes is not None:
+            lost = lost[::-1]
         recent = self._retransmitted
         if len(recent) > HISTORY_SIZE:
             for old in [s for s, (t, _) in recent.items() if now - t >= RETRANSMIT_MEMORY]:
                 del recent[old]
         sent = 0
+        budget = -1 if max_bytes is None else max_bytes
         for seq in lost:
             slot = seq & _HISTORY_MASK
             if self.history_seq[slot] != seq:
                 continue
+            if max_bytes is not None and len(self.history[slot]) + 2 > budget:  # an RTX repair adds the OSN
+                break
             previous = recent.get(seq)
             if previous is None or now - previous[0] >= RETRANSMIT_MEMORY:
                 recent[seq] = (now, 1)
@@ -464,6 +479,7 @@ class Downstream(_DownstreamBase):
                 if self.send(data):  # plain resend: one copy (a repeated SRTP index is refused)
                     sent += 1
                     self.octets_retransmitted += len(data)
+                    budget -= len(data)
                 continue
             header_len = rtp_header_len(data)
             ts = int.from_bytes(data[4:8], "big")
@@ -474,6 +490,7 @@ class Downstream(_DownstreamBase):
                 if self.send(packet):
                     sent += 1
                     self.octets_retransmitted += len(packet)
+                    budget -= len(packet)
         self.packets_retransmitted += sent
         return sent
 

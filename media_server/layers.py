@@ -70,6 +70,7 @@ PACE_BELOW = 500_000  # bit/s: a subscriber's video is paced while its estimate 
 PACE_UNTIL = 600_000  # ...until it is above this (hysteresis)
 PACE_FACTOR = 1.5  # video pacing rate / estimate: REMB covers the video only and grows only towards what arrives
 PACE_MIN = 40_000  # bit/s: the slowest pacing rate
+REPAIR_QUEUE_MAX = 0.5  # s at the pacing rate: an overrun link's repairs are not queued behind more (repair_budget)
 LOSS_HIGH = 0.10  # fraction lost above which the estimate is cut (like GCC's loss-based controller)
 # Share of the estimate that must arrive (video + padding) for REMB to keep growing at its full +8 %/s:
 # it never exceeds 1.5x what arrives + 10 kbit/s (libwebrtc AimdRateControl), and 1.5 x 0.75 > 1.08.
@@ -150,6 +151,23 @@ def pacing_rate(estimate: float, *, pacing: bool, audio_bps: float = 0.0) -> flo
     if estimate >= (PACE_UNTIL if pacing else PACE_BELOW):
         return None
     return max(PACE_MIN, (estimate - audio_bps) * PACE_FACTOR)
+
+
+def repair_budget(overrun: bool, queued_bytes: int, rate_bps: float | None) -> int | None:
+    """Bytes of repairs to send for one NACK (Downstream.retransmit ``max_bytes``; None: no limit).
+
+    While a transport-cc subscriber's link is overrun (bwe.SendSideEstimator.overrun: what is sent already
+    exceeds what it carries), a repair only adds to the overflow, and a burst of them waits in the pacer in
+    front of the fresh video: at each new subscribe connection of tests/e2e/test_bandwidth_ui.py's 100 kbit/s
+    page, the first second at the 300 kbit/s start rate lost ~40 % and its repairs, 15-20 kB NACKed within
+    ~1 s, went into a pacer queue of 24 kB at 40 kbit/s (``pacer.MIN_QUEUE_BYTES``): 3-5 s of stale repairs
+    ahead of the speaker's video (docs/benchmarks.md §2b). So they are sent only as far as the queue in front
+    of them (``queued_bytes``) stays under :data:`REPAIR_QUEUE_MAX` of ``rate_bps`` (the pacing rate, or the
+    estimate while not pacing). A REMB subscriber is not limited (its estimate cannot tell an overrun).
+    """
+    if not overrun or not rate_bps:
+        return None
+    return max(0, int(rate_bps / 8 * REPAIR_QUEUE_MAX) - queued_bytes)
 
 
 def retransmit_policy(

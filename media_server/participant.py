@@ -43,6 +43,7 @@ from .layers import (
     levels_cost,
     pacing_rate,
     padding_rate,
+    repair_budget,
     retransmit_policy,
     wanted_bitrate,
     with_thin_level,
@@ -464,7 +465,7 @@ class Subscriber:
                     # transport-cc: the delay tells whether loss is a full queue (a REMB cannot)
                     room=None if side is None or not covers_audio else side.has_room(now),
                 )
-                downstream.retransmit(values, now, copies=copies, interval=interval)
+                downstream.retransmit(values, now, copies=copies, interval=interval, max_bytes=self._repair_budget(now))
             elif kind_ == "pli":
                 slot.keyframe_requests_received += 1
                 if slot.forwarder is not None:
@@ -987,6 +988,16 @@ class Subscriber:
             paced = self.pacer.active and slot.kind == "video"
             send = slot.direct_send
             slot.downstream.send = self.pacer.wrap(send, slot.downstream.ext_ids.abs_send_time) if paced else send
+
+    def _repair_budget(self, now: float) -> int | None:
+        """Bytes of repairs for a NACK now (layers.repair_budget): transport-cc only, a REMB cannot tell an
+        overrun link (REMB subscribers keep their repairs as before)."""
+        side = self.send_side
+        if side is None or not side.covers_audio:
+            return None
+        pacer = self.pacer
+        rate = pacer.rate * 8 if pacer.active else float(side.target_bps)
+        return repair_budget(side.overrun(now), pacer.queued_bytes, rate)
 
     def _set_pacing(self, estimate: float, audio_bps: float = 0.0) -> None:
         """Pace the video (and its repairs) from the estimate, less ``audio_bps`` of audio it covers."""

@@ -35,8 +35,9 @@ from media_server.bwe import (
     TrendlineEstimator,
     unwrap,
 )
-from media_server.layers import pacing_rate, retransmit_policy
-from media_server.pacer import MAX_QUEUE_DELAY
+from media_server.forwarder import MAX_RETRANSMITS
+from media_server.layers import pacing_rate, repair_budget, retransmit_policy
+from media_server.pacer import MAX_QUEUE_DELAY, MIN_QUEUE_BYTES
 
 RECEIVER_CLOCK = 1000.0  # the receiver's clock is offset from the sender's: only differences may matter
 PROBE_PACKET = 300  # bytes of a padding-only probe packet (media_server.forwarder.PROBE_PADDING + headers)
@@ -115,6 +116,17 @@ class Sim:
     paced: bool = False  # video leaves through the pacer at layers.pacing_rate(target) (a FIFO, drops beyond 2 s)
     shared_clusters: bool = False  # every packet sent while a probe cluster is under way belongs to it
     nack: bool = False  # lost video is NACKed and resent as Subscriber does (copies: retransmit_policy)
+    budgeted: bool = True  # ...within layers.repair_budget, as Subscriber does with transport-cc
+    # The receiver NACKs a missing video packet again every 100 ms until a repair of it arrives (Chromium without
+    # an RTT: receive-only), resent each time 100 ms apart (no RTT from receiver reports yet) at most
+    # forwarder.MAX_RETRANSMITS times; else each lost packet is repaired once.
+    renack: bool = False
+    # The pacer as Subscriber runs it: at layers.pacing_rate(target, audio_bps=audio_reserve), a queue of at most
+    # max(pacer.MIN_QUEUE_BYTES, 2 s at its rate); else the target's pacing rate and a queue of 2 s.
+    e2e_pacer: bool = False
+    # bit/s of video sent until the first loss window (a new subscribe connection: every camera at 180p
+    # until the estimate has heard of loss), whatever ``media``
+    start_media: int = 0
     est: SendSideEstimator = field(init=False)
     t: float = 0.0
     history: list[tuple[float, int]] = field(default_factory=list)  # (time, target) every 100 ms
@@ -141,17 +153,38 @@ class Sim:
         self.next_feedback = 0.1
         self.next_sample = 0.0
         self.pacer_free = 0.0  # when the pacer's queue is empty
+        self.lossy = False  # a loss window was seen (``start_media`` ends)
+        self.video_waits: list[tuple[float, float]] = []  # (time, s) each fresh video packet waited in the pacer
+        self.missing: dict[
+            int, list[float]
+        ] = {}  # ``renack``: lost video packet (order) -> [size, last repair, repairs]
+        self.repair_of: dict[int, int] = {}  # order of a repair (then its seq) -> order of the packet it repairs
+        self.seq_order: dict[int, int] = {}  # seq -> order of the video packets and repairs sent
+        self.repaired: list[int] = []  # ``renack``: the repairs each lost packet got
 
-    def _send(self, at: float, size: int, cluster: int | None, kind: str = "video") -> None:
+    def _pace(self) -> float | None:
+        if self.e2e_pacer:
+            return pacing_rate(self.est.target_bps, pacing=True, audio_bps=self.audio_reserve)
+        return pacing_rate(self.est.target_bps, pacing=True)
+
+    def _send(self, at: float, size: int, cluster: int | None, kind: str = "video", repairs: int = -1) -> None:
         if self.paced and kind in ("video", "rtx"):
-            pace = pacing_rate(self.est.target_bps, pacing=True)
+            pace = self._pace()
             if pace is not None:
                 start = max(at, self.pacer_free)
-                if (start - at) > MAX_QUEUE_DELAY:
+                if self.e2e_pacer:
+                    full = (start - at) * pace / 8 + size > max(MIN_QUEUE_BYTES, pace / 8 * MAX_QUEUE_DELAY)
+                else:
+                    full = (start - at) > MAX_QUEUE_DELAY
+                if full:
                     return  # the pacer's queue is full: dropped before the wire
+                if kind == "video":
+                    self.video_waits.append((at, start - at))
                 at = start
                 self.pacer_free = start + size * 8 / pace
         heapq.heappush(self.pending, (at, self.order, size, cluster, kind))
+        if repairs >= 0:
+            self.repair_of[self.order] = repairs
         self.order += 1
 
     def run(self, until: float) -> None:
@@ -166,6 +199,9 @@ class Sim:
                 self.next_frame += 1 / self.fps
                 video = max(0, self.est.target_bps - self.audio_reserve) if self.audio_reserve else self.est.target_bps
                 rate = max(self.floor, min(video, self.media or self.wanted))
+                if self.start_media and not self.lossy:
+                    self.lossy = self.est.loss.limit is not None
+                    rate = rate if self.lossy else self.start_media
                 if self.stall is not None and self.stall[0] <= t < self.stall[1]:
                     rate = self.stall[2]  # a starved machine: the SFU's loop forwards a trickle
                 frame = int(rate / self.fps / 8)
@@ -183,7 +219,9 @@ class Sim:
                     self.cluster_windows.append((start, start + (count - 1) * gap, self.clusters))
                     start += count * gap  # participant._send_clusters sends one cluster after the other
             while self.pending and self.pending[0][0] <= t:
-                at, _, size, cluster, kind = heapq.heappop(self.pending)
+                at, order, size, cluster, kind = heapq.heappop(self.pending)
+                if self.renack and kind in ("video", "rtx"):
+                    self.seq_order[self.seq] = order
                 if cluster is None and self.shared_clusters:
                     cluster = next((c for a, b, c in self.cluster_windows if a <= at <= b), None)
                 self.est.on_packet_sent(seq=self.seq, size=size, send_time=at, probe_cluster=cluster)
@@ -212,7 +250,16 @@ class Sim:
             min_interval=0.01,
             room=self.est.has_room(self.t),
         )
-        for size in sizes:
+        budget = None
+        if self.budgeted:
+            pace = self._pace() if self.paced else None
+            queued = int(max(0.0, self.pacer_free - self.t) * pace / 8) if pace else 0
+            budget = repair_budget(self.est.overrun(self.t), queued, pace or self.est.target_bps)
+        for size in reversed(sizes) if budget is not None else sizes:
+            if budget is not None:
+                if size > budget:
+                    break
+                budget -= size * copies
             self.copies.append(copies)
             for _ in range(copies):
                 self._send(self.t, size, None, "rtx")
@@ -237,10 +284,44 @@ class Sim:
             for i in range(self.reported, last + 1)
             if self.fates[i][1] is None and self.kinds[i] == "video"
         ]
+        if self.renack:
+            for i in range(self.reported, last + 1):
+                order = self.seq_order.pop(self.fates[i][0], None)
+                if order is None:
+                    continue
+                if self.kinds[i] == "video" and self.fates[i][1] is None:
+                    self.missing[order] = [float(self.sizes[i]), -1.0, 0.0]
+                elif self.kinds[i] == "rtx" and self.fates[i][1] is not None:
+                    done = self.missing.pop(self.repair_of.pop(order, -1), None)
+                    if done is not None:
+                        self.repaired.append(int(done[2]))
         self.reported = last + 1
         self.est.on_feedback(now=self.t, results=results)
-        if self.nack and lost_video:
+        if self.renack:
+            self._renack()
+        elif self.nack and lost_video:
             self._repair(lost_video)
+
+    def _renack(self) -> None:
+        """The receiver's NACK of everything still missing: resend what Downstream.retransmit would, newest
+        first within layers.repair_budget (``budgeted``), single copies (an overrun link)."""
+        budget = None
+        if self.budgeted:
+            pace = self._pace() if self.paced else None
+            queued = int(max(0.0, self.pacer_free - self.t) * pace / 8) if pace else 0
+            budget = repair_budget(self.est.overrun(self.t), queued, pace or self.est.target_bps)
+        for order in sorted(self.missing, reverse=budget is not None):
+            entry = self.missing[order]
+            size, last, count = int(entry[0]), entry[1], entry[2]
+            if count >= MAX_RETRANSMITS or self.t - last < 0.1:
+                continue
+            if budget is not None:
+                if size > budget:
+                    break
+                budget -= size
+            entry[1], entry[2] = self.t, count + 1
+            self.copies.append(1)
+            self._send(self.t, size, None, "rtx", repairs=order)
 
     def loss_fraction(self) -> float:
         return sum(self.lost_bytes.values()) / max(1, sum(self.sent_bytes.values()))
@@ -596,21 +677,21 @@ def bandwidth_ui_subscriber(**kw: Any) -> Sim:
     """tests/e2e/test_bandwidth_ui.py's slow subscriber: the e2e ``tbf`` at 100 kbit/s (5 kB bucket, 7.6 kB queue),
     two pooled microphones (~95 kbit/s on the wire, 2 x 50 packets/s) and the speaker's thin video (~45 kbit/s at
     4 fps), never paused: ~140 kbit/s whatever the target. Video paced, lost video NACKed and repaired."""
-    return Sim(
-        Link.tbf(100_000),
-        wanted=800_000,
-        start_bps=300_000,
-        media=45_000,
-        floor=45_000,
-        audio=95_000,
-        microphones=2,
-        audio_reserve=100_000,
-        fps=4,
-        paced=True,
-        shared_clusters=True,
-        nack=True,
-        **kw,
-    )
+    args: dict[str, Any] = {
+        "wanted": 800_000,
+        "start_bps": 300_000,
+        "media": 45_000,
+        "floor": 45_000,
+        "audio": 95_000,
+        "microphones": 2,
+        "audio_reserve": 100_000,
+        "fps": 4,
+        "paced": True,
+        "shared_clusters": True,
+        "nack": True,
+    }
+    link_rate = kw.pop("link_rate", 100_000)
+    return Sim(Link.tbf(link_rate, loss=kw.pop("loss", 0.0)), **(args | kw))
 
 
 def test_an_overrun_100_kbit_link_gets_neither_doubled_repairs_nor_probes() -> None:
@@ -629,6 +710,40 @@ def test_an_overrun_100_kbit_link_gets_neither_doubled_repairs_nor_probes() -> N
     # The loss that sets the limit counts bytes too: without probes adding to it, the share of packets lost stayed
     # at 7-9 % and the estimate at ~160 kbit/s, on a 100 kbit/s link (before: 85-118k, the probes' loss)
     assert max(sim.targets(5.0, 40.0)) <= 100_000, sim.targets(5.0, 40.0)
+
+
+def new_subscribe_connection(**kw: Any) -> Sim:
+    """A new subscribe connection of the bandwidth UI test's slow page (each rejoin makes one): every camera at
+    180p (~110 kbit/s) until the first loss window, then the speaker's thin video (~28 kbit/s on the wire, as the
+    browser trace shows); the receiver NACKs what is missing every 100 ms and the pacer is Subscriber's own."""
+    return bandwidth_ui_subscriber(media=28_000, floor=28_000, start_media=110_000, renack=True, e2e_pacer=True, **kw)
+
+
+def test_on_an_overrun_link_repairs_do_not_queue_seconds_of_stale_video_in_the_pacer() -> None:
+    """Browser runs, transport-cc (docs/benchmarks.md §2b): the first second of every new subscribe connection
+    at the 300 kbit/s start rate lost ~40 %, the receiver NACKed the losses every 100 ms, each was resent up to
+    MAX_RETRANSMITS times (no round trip known yet: 100 ms apart) into the pacer, now at 40 kbit/s, whose queue
+    holds 24 kB (4.8 s): 240-330 kbit/s of repairs per 0.5 s, and the speaker's video behind them. Simulated
+    without layers.repair_budget: 81 repairs in 12 s, 4 lost packets repaired (each after 4 copies), fresh video
+    waiting 4.3 s in the pacer on average from 6 s on (4.6 s at most). With it: 14 repairs, 5 packets repaired
+    at the first copy, the video waiting 0.35 s (0.44 s at most)."""
+    sim = new_subscribe_connection()
+    sim.run(12.0)
+    assert sim.loss_fraction() > 0.2  # overrun whatever is done: the audio alone nearly fills the link
+    waits = [wait for at, wait in sim.video_waits if at >= 6.0]
+    assert max(waits) < 1.0, (max(waits), sum(waits) / len(waits))
+    assert len(sim.copies) < 40, len(sim.copies)
+    assert len(sim.repaired) >= 4 and max(sim.repaired) == 1, sim.repaired  # what was repaired took one copy
+
+
+def test_repairs_are_not_limited_on_a_link_with_room() -> None:
+    """The same subscriber on a link that carries it all: nothing overrun, every loss (random here) repaired."""
+    sim = bandwidth_ui_subscriber(
+        media=28_000, floor=28_000, start_media=110_000, renack=True, e2e_pacer=True, link_rate=1_000_000, loss=0.05
+    )
+    sim.run(12.0)
+    assert not sim.est.overrun(sim.t)
+    assert not sim.missing or max(sim.missing) > sim.order - 50, len(sim.missing)  # only the latest still missing
 
 
 @pytest.mark.parametrize("starved", [0.0, 0.05])

@@ -23,6 +23,7 @@ from media_server.rtputil import (
     is_h264_keyframe_start,
     is_vp8_keyframe_start,
     rewrite_vp8_picture_ids,
+    rtp_header_len,
     vp8_picture_ids,
 )
 from media_server.speaker import ActiveSpeakerDetector
@@ -471,6 +472,25 @@ def test_a_packet_is_resent_at_most_max_retransmits_times_and_once_per_interval(
     assert answers[:4] == [1, 0, 0, 1]  # one answer per interval (the round trip), not per NACK
     assert sum(answers) == MAX_RETRANSMITS and len(sent) == MAX_RETRANSMITS
     assert d.retransmit([lost], now=10.0 + 0.1 * 19 + RETRANSMIT_MEMORY) == 1  # a much later loss is new
+
+
+def test_repairs_within_a_byte_budget_go_newest_first_and_stop_at_the_budget() -> None:
+    """layers.repair_budget on an overrun link: the newest losses are repaired first, as far as the budget goes."""
+    sent: list[bytes] = []
+    d = make_downstream(sent)
+    fwd = Forwarder(kind="video", request_keyframe=lambda: None)
+    fwd.attach(d)
+    for i in range(3):
+        fwd.on_rtp(packet(200 + i, 1000, KEY), VP8)
+    seqs = [header(p)[2] for p in sent]
+    size = len(sent[0]) + 2  # an RTX repair carries the original sequence number too
+    sent.clear()
+    assert d.retransmit(seqs, now=10.0, max_bytes=2 * size) == 2
+    osns = [int.from_bytes(p[rtp_header_len(p) : rtp_header_len(p) + 2], "big") for p in sent]
+    assert osns == [seqs[2], seqs[1]]  # newest first
+    assert d.octets_retransmitted == 2 * size
+    assert d.retransmit([seqs[0]], now=10.0, max_bytes=size - 1) == 0  # a repair that does not fit waits
+    assert d.retransmit([seqs[0]], now=10.0, max_bytes=None) == 1  # no budget: as before
 
 
 TIDS = (0, 2, 1, 2)  # Chromium's three-layer VP8 pattern

@@ -22,6 +22,7 @@ from media_server.layers import (
     LOW_BANDWIDTH,
     PACE_FACTOR,
     PACE_MIN,
+    REPAIR_QUEUE_MAX,
     RETRANSMIT_MAX_INTERVAL,
     THIN_SHARE,
     UPGRADE_AFTER_DOWN,
@@ -34,6 +35,7 @@ from media_server.layers import (
     audio_reserve,
     layer_costs,
     padding_rate,
+    repair_budget,
     retransmit_policy,
     wanted_bitrate,
     with_hysteresis,
@@ -639,6 +641,29 @@ async def test_with_transport_cc_the_video_is_paced_from_what_the_estimate_leave
 
 
 @pytest.mark.asyncio
+async def test_only_a_transport_cc_subscriber_on_an_overrun_link_gets_its_repairs_limited(media_config: Config) -> None:
+    sub = Subscriber(participant="s", config=media_config)
+    sub._adapter.cancel()
+    try:
+        assert sub._repair_budget(10.0) is None  # REMB: as before
+        side = SendSideEstimator(start_bps=640_000, min_bps=30_000, max_bps=10_000_000)
+        sub.send_side = side
+        feed_transport_cc(side, now=10.0)
+        assert side.covers_audio and not side.overrun(10.0)
+        assert sub._repair_budget(10.0) is None  # a link that carries what is sent
+        for i in range(300, 400):  # the next second: 40 % of it lost
+            side.on_packet_sent(seq=i, size=700, send_time=10.0 + (i - 300) * 0.01)
+        side.on_feedback(now=11.1, results=[(i, None if i % 5 < 2 else 61.0 + i * 0.01) for i in range(300, 400)])
+        assert side.overrun(11.1)
+        sub.pacer.set_rate(PACE_MIN)
+        assert sub._repair_budget(11.1) == int(PACE_MIN / 8 * REPAIR_QUEUE_MAX)
+        sub.pacer.set_rate(None)
+        assert sub._repair_budget(11.1) == int(side.target_bps / 8 * REPAIR_QUEUE_MAX)  # not paced: the estimate
+    finally:
+        await sub.close()
+
+
+@pytest.mark.asyncio
 async def test_probe_clusters_go_out_even_when_every_video_is_paused_for_bandwidth(media_config: Config) -> None:
     """With every video paused only audio is acknowledged, which caps the send-side estimate: probing on the
     paused stream's m-line is what lets it climb back (a Chromium subscriber stayed paused for good without)."""
@@ -715,6 +740,14 @@ def test_with_a_send_side_estimate_the_delay_tells_whether_loss_leaves_room_for_
     assert retransmit_policy(400_000, 0.05, 0.05, min_interval=0.1)[0] == 1  # the estimate alone: no room
     assert retransmit_policy(400_000, 0.05, 0.05, min_interval=0.1, room=True)[0] == 2  # no queue building
     assert retransmit_policy(2_000_000, 0.05, 0.05, min_interval=0.1, room=False)[0] == 1  # a full queue
+
+
+def test_repairs_are_limited_only_on_an_overrun_link_to_what_keeps_the_queue_in_front_of_them_short() -> None:
+    assert repair_budget(False, 30_000, 40_000) is None  # not overrun: as many as were NACKed
+    assert repair_budget(True, 0, None) is None  # nothing to go by
+    assert repair_budget(True, 0, 40_000) == int(40_000 / 8 * REPAIR_QUEUE_MAX)  # 2.5 kB at 40 kbit/s
+    assert repair_budget(True, 2_000, 40_000) == 500
+    assert repair_budget(True, 24_000, 40_000) == 0  # a full pacer queue: none
 
 
 def test_a_remb_drop_is_bounded_by_the_video_that_kept_arriving_without_loss() -> None:
