@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import ctypes
 import json
 import os
 import statistics
@@ -30,7 +28,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,46 +39,9 @@ from chat_fanout import Node, drop_database, post, prepare_database
 
 from media_server import aiortc_hooks
 
-CLONE_NEWNET = 0x40000000
-
-
-class Netns:
-    """A network namespace ``jo-<pid>`` behind a veth pair (10.233.<n>.1 here, .2 inside)."""
-
-    def __init__(self, index: int) -> None:
-        pid = os.getpid()
-        self.name, self.host_if, peer = f"jo-{pid}", f"jo{pid}h", f"jo{pid}n"
-        self.host_ip, self.ns_ip = f"10.233.{index}.1", f"10.233.{index}.2"
-        run = lambda *cmd: subprocess.run(cmd, check=True)  # noqa: E731
-        run("ip", "netns", "add", self.name)
-        run("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", peer)
-        run("ip", "link", "set", peer, "netns", self.name)
-        run("ip", "addr", "add", f"{self.host_ip}/24", "dev", self.host_if)
-        run("ip", "link", "set", self.host_if, "up")
-        run("ip", "netns", "exec", self.name, "ip", "addr", "add", f"{self.ns_ip}/24", "dev", peer)
-        run("ip", "netns", "exec", self.name, "ip", "link", "set", peer, "up")
-        run("ip", "netns", "exec", self.name, "ip", "link", "set", "lo", "up")
-
-    @contextlib.contextmanager
-    def entered(self) -> Iterator[None]:
-        """Sockets created in the block (on this thread) live in the namespace."""
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        original = os.open("/proc/self/ns/net", os.O_RDONLY)
-        target = os.open(f"/var/run/netns/{self.name}", os.O_RDONLY)
-        try:
-            if libc.setns(target, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns failed")
-            try:
-                yield
-            finally:
-                libc.setns(original, CLONE_NEWNET)
-        finally:
-            os.close(target)
-            os.close(original)
-
-    def destroy(self) -> None:
-        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True)
-        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+# The browser tests' namespace (a free subnet taken under their lock, no IPv6), not a copy of it.
+sys.path.insert(0, str(common.ROOT / "tests" / "e2e"))
+from conftest import Netns
 
 
 class Daphne(Node):
@@ -308,7 +268,7 @@ class Stack:
 
 async def run(args: argparse.Namespace) -> None:
     http = aiohttp.ClientSession()
-    netns = Netns(200 + os.getpid() % 50) if args.netns else None
+    netns = Netns.create(200 + os.getpid() % 50) if args.netns else None
     stacks = [Stack(common.ROOT, "this", netns, args.connect)]
     if args.other:
         stacks.append(Stack(Path(args.other).resolve(), "other", netns, args.connect))
