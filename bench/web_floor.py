@@ -51,7 +51,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -254,23 +253,11 @@ async def run(ops: int, rounds: int, throttles: bool) -> tuple[list[dict[str, fl
     loads = [" ".join(Path("/proc/loadavg").read_text().split()[:3])]
     with tempfile.TemporaryDirectory(prefix="conf-floor-") as tmp:
         env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "conference.settings",
-            "CONFERENCE_ENV": "test",
-            "LOG_LEVEL": "WARNING",
-            "THROTTLES_ENABLED": "0",
-            "MEDIA_SECRET": steps.SECRET,
-            "MEDIA_CONTROL_URL": "http://127.0.0.1:9",  # no media server: nothing here calls it
-            "RECORDINGS_SPOOL_DIR": str(Path(tmp) / "spool"),
+            **steps.daphne_env(tmp, throttles=throttles),
             "JWT_ACCESS_MINUTES": "600",  # the host's token outlives a long run
             "CHANNEL_PREFIX": "floor",
             "CACHE_PREFIX": "floor",
         }
-        if throttles:  # counted as in production (in the cache: Redis with REDIS_URL), never reached
-            env["THROTTLES_ENABLED"] = "1"
-            env["THROTTLE_RATES"] = json.dumps(dict.fromkeys(steps.THROTTLED, "1000000/m"))
-        if not os.environ.get("REDIS_URL"):
-            env.pop("REDIS_URL", None)
         redis = steps.RedisWatch(env["REDIS_URL"], count=False) if env.get("REDIS_URL") else None
         dbname = await asyncio.to_thread(prepare_database, env, tmp, ROOT)
         node = Node({**env, "DJANGO_SETTINGS_MODULE": "bench._floor_settings"}, app=APP)

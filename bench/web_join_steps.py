@@ -260,6 +260,30 @@ async def one_round(
 THROTTLED = ("guest_join_address", "guest_join_room", "lobby_room", "auth_address")
 
 
+def daphne_env(tmp: str, *, throttles: bool) -> dict[str, str]:
+    """The environment of a benchmark daphne without a media server (also bench/web_floor.py's).
+
+    ``throttles``: the rate limits are counted as in production (in the cache: Redis with ``REDIS_URL``), at
+    rates never reached. Without ``REDIS_URL`` the in-memory layer and the local-memory cache.
+    """
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "conference.settings",
+        "CONFERENCE_ENV": "test",
+        "LOG_LEVEL": "WARNING",
+        "THROTTLES_ENABLED": "0",
+        "MEDIA_SECRET": SECRET,
+        "MEDIA_CONTROL_URL": "http://127.0.0.1:9",  # no media server: the steps here never call it
+        "RECORDINGS_SPOOL_DIR": str(Path(tmp) / "spool"),
+    }
+    if throttles:
+        env["THROTTLES_ENABLED"] = "1"
+        env["THROTTLE_RATES"] = json.dumps(dict.fromkeys(THROTTLED, "1000000/m"))
+    if not os.environ.get("REDIS_URL"):
+        env.pop("REDIS_URL", None)
+    return env
+
+
 async def run(
     joins: int,
     rounds: int,
@@ -270,21 +294,7 @@ async def run(
 ) -> None:
     trees = {"this": ROOT, **({"other": Path(other).resolve()} if other else {})}
     with tempfile.TemporaryDirectory(prefix="conf-steps-") as tmp:
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "conference.settings",
-            "CONFERENCE_ENV": "test",
-            "LOG_LEVEL": "WARNING",
-            "THROTTLES_ENABLED": "0",
-            "MEDIA_SECRET": SECRET,
-            "MEDIA_CONTROL_URL": "http://127.0.0.1:9",  # no media server: the steps here never call it
-            "RECORDINGS_SPOOL_DIR": str(Path(tmp) / "spool"),
-        }
-        if throttles:  # counted as in production (in the cache: Redis with REDIS_URL), never reached
-            env["THROTTLES_ENABLED"] = "1"
-            env["THROTTLE_RATES"] = json.dumps(dict.fromkeys(THROTTLED, "1000000/m"))
-        if not os.environ.get("REDIS_URL"):
-            env.pop("REDIS_URL", None)
+        env = daphne_env(tmp, throttles=throttles)
         redis = RedisWatch(env["REDIS_URL"], count=redis_commands) if env.get("REDIS_URL") else None
         nodes: dict[str, Node] = {}
         dbnames: list[str | None] = []
