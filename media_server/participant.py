@@ -990,14 +990,17 @@ class Subscriber:
             slot.downstream.send = self.pacer.wrap(send, slot.downstream.ext_ids.abs_send_time) if paced else send
 
     def _repair_budget(self, now: float) -> int | None:
-        """Bytes of repairs for a NACK now (layers.repair_budget): transport-cc only, a REMB cannot tell an
-        overrun link (REMB subscribers keep their repairs as before)."""
-        side = self.send_side
-        if side is None or not side.covers_audio:
-            return None
+        """Bytes of repairs for a NACK now (layers.repair_budget). An overrun link: the transport-cc estimator's
+        lost bytes, or for REMB the receiver reports' loss; the rate: the pacer's, else the estimate (for REMB
+        before its first REMB, the send-side start rate)."""
         pacer = self.pacer
-        rate = pacer.rate * 8 if pacer.active else float(side.target_bps)
-        return repair_budget(side.overrun(now), pacer.queued_bytes, rate)
+        side = self.send_side
+        if side is not None and side.covers_audio:
+            rate = pacer.rate * 8 if pacer.active else float(side.target_bps)
+            return repair_budget(side.overrun(now), pacer.queued_bytes, rate)
+        remb = self.estimate
+        rate = pacer.rate * 8 if pacer.active else (remb.value(now) or float(START_BPS))
+        return repair_budget(remb.overrun(now), pacer.queued_bytes, rate)
 
     def _set_pacing(self, estimate: float, audio_bps: float = 0.0) -> None:
         """Pace the video (and its repairs) from the estimate, less ``audio_bps`` of audio it covers."""

@@ -19,6 +19,7 @@ from media_server.layers import (
     AUDIO_RESERVE,
     DOUBLE_RETRANSMIT_MIN,
     GROWTH_SHARE,
+    HELD_REPORT_AGE,
     LOW_BANDWIDTH,
     PACE_FACTOR,
     PACE_MIN,
@@ -43,6 +44,7 @@ from media_server.layers import (
 )
 from media_server.participant import PublishedTrack, Subscriber
 from media_server.protocol import TrackInfo
+from media_server.send_side import START_BPS
 from media_server.rtputil import vp8_keyframe_size
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
@@ -641,11 +643,11 @@ async def test_with_transport_cc_the_video_is_paced_from_what_the_estimate_leave
 
 
 @pytest.mark.asyncio
-async def test_only_a_transport_cc_subscriber_on_an_overrun_link_gets_its_repairs_limited(media_config: Config) -> None:
+async def test_only_a_subscriber_on_an_overrun_link_gets_its_repairs_limited(media_config: Config) -> None:
     sub = Subscriber(participant="s", config=media_config)
     sub._adapter.cancel()
     try:
-        assert sub._repair_budget(10.0) is None  # REMB: as before
+        assert sub._repair_budget(10.0) is None  # REMB, no loss reported
         side = SendSideEstimator(start_bps=640_000, min_bps=30_000, max_bps=10_000_000)
         sub.send_side = side
         feed_transport_cc(side, now=10.0)
@@ -659,6 +661,31 @@ async def test_only_a_transport_cc_subscriber_on_an_overrun_link_gets_its_repair
         assert sub._repair_budget(11.1) == int(PACE_MIN / 8 * REPAIR_QUEUE_MAX)
         sub.pacer.set_rate(None)
         assert sub._repair_budget(11.1) == int(side.target_bps / 8 * REPAIR_QUEUE_MAX)  # not paced: the estimate
+    finally:
+        await sub.close()
+
+
+@pytest.mark.asyncio
+async def test_a_remb_subscriber_whose_receiver_reports_lose_over_a_tenth_gets_its_repairs_limited(
+    media_config: Config,
+) -> None:
+    """REMB, the overrun 100 kbit/s page of tests/e2e/test_bandwidth_ui.py: 674 kbit of repairs in one 0.5 s
+    interval and no camera decoded for 60 s (docs/benchmarks.md §2b). Its receiver reports tell the overrun."""
+    sub = Subscriber(participant="s", config=media_config)
+    sub._adapter.cancel()
+    try:
+        sub.estimate.on_loss(13, 10.0)  # 5 % lost: random loss on a link with room
+        sub.estimate.on_loss(13, 11.0)
+        assert sub._repair_budget(11.0) is None
+        for t in (12.0, 13.0, 14.0):
+            sub.estimate.on_loss(102, t)  # 40 % lost
+        assert sub.estimate.overrun(14.0)
+        assert sub._repair_budget(14.0) == int(START_BPS / 8 * REPAIR_QUEUE_MAX)  # no REMB yet: the start rate
+        sub.estimate.on_remb(30_000, 14.0)
+        assert sub._repair_budget(14.0) == int(sub.estimate.value(14.0) / 8 * REPAIR_QUEUE_MAX)
+        sub.pacer.set_rate(PACE_MIN)
+        assert sub._repair_budget(14.0) == int(PACE_MIN / 8 * REPAIR_QUEUE_MAX)
+        assert sub._repair_budget(14.0 + HELD_REPORT_AGE + 1) is None  # no fresh report: nothing known
     finally:
         await sub.close()
 
