@@ -26,6 +26,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from . import aiortc_hooks as hooks
 from . import bandwidth_report, turn
+from .audio_lines import AudioLines, microphones_fit
 from .bwe import SendSideEstimator
 from .config import Config, ice_policy
 from .forwarder import RETRANSMIT_INTERVAL, Downstream, Forwarder
@@ -346,6 +347,9 @@ class Subscriber:
         self._probing: asyncio.Task[None] | None = None
         self.wanted_bps = 0.0  # what the ideal layers (and the audio the estimate covers) need: probing aims at it
         self.on_forwarding_changed: Callable[[], None] = lambda: None
+        # How many microphones the link carries (audio_lines.py); the room pools the audio lines to that many.
+        self.audio_lines = AudioLines()
+        self.on_audio_lines_changed: Callable[[], None] = lambda: None
         """Called when the allocator pauses or resumes a video (what ``forwarded()`` returns changed)."""
         self._bandwidth_paused: frozenset[int] = frozenset()
         self._limits: dict[tuple[int, int], str] = {}  # (slot, track) -> bandwidth_report reason
@@ -356,6 +360,7 @@ class Subscriber:
         self._adapter = asyncio.create_task(self._run_adaptation(), name=f"subscriber-{participant}-layers")
         # Last-N (media_server/lastn.py): the video tracks to forward (ids); None = every one.
         self.selected_video: set[int] | None = None
+        self.selected_audio: set[int] | None = None  # the microphones sent while fewer fit (select_audio)
         self.audio_pooled = False  # microphone m-lines are a pool (Room._audio_pool)
         self.reported: tuple[str, ...] | None = None  # tracks last announced in a forwarded_tracks event
 
@@ -674,8 +679,18 @@ class Subscriber:
         return moved
 
     def paused(self, slot: Slot) -> bool:
-        """True if last-N leaves this slot's video out: its m-line stays negotiated but gets no packets."""
-        return slot.kind == "video" and self.selected_video is not None and id(slot.track) not in self.selected_video
+        """True if last-N leaves this slot's video out, or the link's microphone count this slot's microphone (its
+        m-line stays negotiated but gets no packets)."""
+        selected = self.selected_video if slot.kind == "video" else self.selected_audio
+        return selected is not None and slot.track is not None and id(slot.track) not in selected
+
+    def select_audio(self, microphones: list[PublishedTrack] | None) -> None:
+        """Forward only the microphones in ``microphones`` (None: every one); no renegotiation. While the link
+        carries fewer microphones than this connection has audio lines (audio_lines.py) the other lines go quiet."""
+        self.selected_audio = None if microphones is None else {id(t) for t in microphones}
+        for slot in self.slots:
+            if slot.kind == "audio":
+                self._forward(slot)
 
     def select(self, video: list[PublishedTrack] | None) -> None:
         """Forward only the video tracks in ``video`` (None: all); no renegotiation.
@@ -823,6 +838,12 @@ class Subscriber:
         # A transport-wide estimate covers the audio: it is set aside once. REMB measures the video alone (only
         # video carries abs-send-time): the audio is not in it, and is not taken out of it.
         audio_tracks = sum(1 for s in self.slots if s.kind == "audio" and s.attached is not None)
+        fit = microphones_fit(estimate) if covers_audio else None
+        if self.audio_lines.update(now, fit, sent=audio_tracks, most=self.config.max_audio_mlines):
+            logger.info(
+                "%s: microphones sent limited to %s (estimate %.0f)", self.participant, self.audio_lines.limit, estimate
+            )
+            self.on_audio_lines_changed()
         audio_bps = audio_reserve(audio_tracks, covers_audio=covers_audio)
         self._set_pacing(estimate, audio_bps)
         video = [s for s in self.slots if s.kind == "video" and s.attached is not None and s.downstream.ready]

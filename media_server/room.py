@@ -205,6 +205,7 @@ class Room:
         )
         p.subscriber = subscriber
         subscriber.on_forwarding_changed = lambda: self._report(p)
+        subscriber.on_audio_lines_changed = lambda: self._audio_lines_changed(p, subscriber)
         self._apply_tiles(p)
         self._watch_state(participant_id, "subscribe", subscriber.pc)
         view = self._view()
@@ -334,6 +335,21 @@ class Room:
         p.preferences = preferences
         self._apply_tiles(p)
         await self._renegotiate(p)
+
+    def _audio_lines_changed(self, p: Participant, subscriber: Subscriber) -> None:
+        """``subscriber``'s link carries another number of microphones (audio_lines.py): re-pool its audio lines
+        now, under the lock; an offer only if a microphone it is sent lacks a line (fewer lines: none)."""
+
+        async def run() -> None:
+            async with self.lock:
+                if self.closed or p.subscriber is not subscriber:
+                    return
+                selection = self._select(p)
+                if selection is None or not self._needs_offer(p, subscriber, *selection, dropping=False):
+                    return
+                await self._renegotiate(p)
+
+        self._spawn(run())
 
     @staticmethod
     def _apply_tiles(p: Participant) -> None:
@@ -512,9 +528,13 @@ class Room:
         """The microphones holding ``p``'s audio m-lines when they are pooled; None: one m-line each.
 
         ``microphones``: the others' (``_by_speaker``). Pooled above ``config.max_audio_mlines``
-        of them (lastn.audio_pool): the audible ones, then the lines' current holders, then by speaker order.
+        of them (lastn.audio_pool): the audible ones, then the lines' current holders, then by speaker order;
+        pooled into fewer lines while ``p``'s link carries fewer microphones (audio_lines.py).
         """
         size = self.config.max_audio_mlines
+        limit = p.subscriber.audio_lines.limit if p.subscriber is not None else None
+        if limit is not None:
+            size = min(size, limit)
         if len(microphones) <= size:
             return None
         audible = [t for t in microphones if t.participant in self.audio.audible]
@@ -548,6 +568,8 @@ class Room:
         p.subscriber.audio_pooled = microphones is not None
         if microphones is not None:
             p.subscriber.rebind_audio(microphones)
+        # Fewer microphones than lines (the link's count, audio_lines.py): the lines left over go quiet.
+        p.subscriber.select_audio(microphones if p.subscriber.audio_lines.limit is not None else None)
         desired = self._desired(tracks, selected, pooled, microphones)
         self._map_spares(p, p.subscriber, desired, selected)
         self._report(p)

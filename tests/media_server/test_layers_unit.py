@@ -12,6 +12,7 @@ from aiortc.rtp import RtpPacket
 from test_forwarder_unit import make_downstream
 
 from media_server import aiortc_hooks as hooks
+from media_server.audio_lines import DOWN_AFTER
 from media_server.bwe import LOSS_WINDOW_MAX, SendSideEstimator
 from media_server.config import Config
 from media_server.forwarder import PROBE_PADDING, Downstream, ExtensionIds, Forwarder
@@ -44,8 +45,8 @@ from media_server.layers import (
 )
 from media_server.participant import PublishedTrack, Subscriber
 from media_server.protocol import TrackInfo
-from media_server.send_side import START_BPS
 from media_server.rtputil import vp8_keyframe_size
+from media_server.send_side import START_BPS
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 COSTS = (100_000.0, 500_000.0, 1_500_000.0)
@@ -638,6 +639,44 @@ async def test_with_transport_cc_the_video_is_paced_from_what_the_estimate_leave
         side._target = 300_000.0  # two microphones' reserve out of 300k: 200k of video, paced at 1.5 x that
         sub.adapt(10.5)
         assert sub.pacer.rate * 8 == pytest.approx((300_000 - 2 * AUDIO_RESERVE) * PACE_FACTOR)  # before: 450k
+    finally:
+        await sub.close()
+
+
+@pytest.mark.asyncio
+async def test_a_transport_cc_link_that_carries_one_microphone_gets_one_and_a_remb_link_every_one(
+    media_config: Config,
+) -> None:
+    """The 100 kbit/s page of tests/e2e/test_bandwidth_ui.py: three microphones (~45 kbit/s each on the wire) and
+    a thin video on a link whose transport-wide estimate is ~50 kbit/s: after DOWN_AFTER the room is asked to
+    send one microphone (audio_lines.py). A REMB, which does not measure the audio, never limits them."""
+    sub = Subscriber(participant="s", config=media_config)
+    sub._adapter.cancel()
+    changes: list[int | None] = []
+    sub.on_audio_lines_changed = lambda: changes.append(sub.audio_lines.limit)
+    try:
+        slot, layers = simulcast_slot(sub, "p")
+        slot.direct_send = lambda b: True
+        slot.downstream.send = slot.direct_send
+        slot.downstream.configure(pt_by_codec={"video/vp8": 120}, rtx_pt_by_pt={120: 121}, ext_ids=ExtensionIds())
+        layers[0].on_rtp(packet(1, 1, vp8_keyframe(320, 180), 1), VP8)
+        for who in ("q", "r", "t"):
+            mic = sub._new_slot("audio")
+            forwarder = Forwarder(kind="audio", request_keyframe=lambda: None)
+            mic.attached = mic.track = PublishedTrack(who, "microphone", "audio", "mic", forwarder, cast(Any, None))
+        sub.estimate.on_remb(50_000, 9.0)
+        sub.adapt(9.0)
+        sub.adapt(9.0 + DOWN_AFTER + 1)
+        assert changes == [] and sub.audio_lines.limit is None  # REMB
+        side = SendSideEstimator(start_bps=640_000, min_bps=30_000, max_bps=10_000_000)
+        sub.send_side = side
+        feed_transport_cc(side, now=10.0)
+        side._target = 50_000.0
+        assert side.covers_audio
+        sub.adapt(10.0)
+        assert changes == []
+        sub.adapt(10.0 + DOWN_AFTER)
+        assert changes == [1]
     finally:
         await sub.close()
 
