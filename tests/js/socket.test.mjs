@@ -380,6 +380,44 @@ test("the probe's timeout with the scout already open adopts it", async () => {
   assert.equal(scout.sent[0].type, "join");
 });
 
+test("media arriving while the socket is probed closes the scout unused: only the probe's timeout gives the socket up", async () => {
+  // A lossy link (the call overruns it): the pong waits for a TCP retransmission while a new handshake gets through.
+  reset();
+  const rejoins = [];
+  socket.configureSocket({ onReconnecting: () => {}, rejoin: async () => { rejoins.push(1); return { ws_url: "ws://new/", token: "t2" }; } });
+  let ws = joinedSocket();
+  socket.probeSocket(4000);
+  let scout = FakeSocket.all.at(-1);
+  mock.timers.tick(20);
+  scout.open();
+  socket.pathAlive();
+  assert.notEqual(scout.closed, null);
+  mock.timers.tick(socket.SCOUT_GRACE_MAX_MS);
+  await settle();
+  assert.equal(state.ws, ws); // not adopted
+  ws.receive({ type: "pong", ref: ws.sent.at(-1).ref });
+  await assertKeptScoutUnused(ws, scout);
+  assert.equal(rejoins.length, 0);
+  // No pong at all: the timeout still gives the socket up (a new one, the scout having been closed).
+  reset();
+  ws = joinedSocket();
+  socket.probeSocket(1000);
+  scout = FakeSocket.all.at(-1);
+  scout.open();
+  socket.pathAlive();
+  mock.timers.tick(1001);
+  await settle();
+  mock.timers.tick(0);
+  await settle();
+  assert.notEqual(state.ws, ws);
+  assert.notEqual(state.ws, scout);
+  // Without a probe it does nothing.
+  reset();
+  ws = joinedSocket();
+  socket.pathAlive();
+  assert.equal(state.ws, ws);
+});
+
 test("the old socket closing, or leaving, drops the scout", () => {
   reset();
   socket.configureSocket({ onReconnecting: () => {}, rejoin: () => new Promise(() => {}) });

@@ -7,7 +7,7 @@ import { parseBandwidth } from "./bandwidth.js";
 import { config, refreshConnected, setConnected, setStatus } from "./dom.js";
 import { e2ee, e2eeReady, e2eeReceiver, e2eeSender, preferVp8 } from "./e2ee.js";
 import { applyForwardedTracks, forgetParticipantTracks, groupRemoteTracks, isStaleForwarded, tileKey } from "./layout.js";
-import { probeSocket, request, send } from "./socket.js";
+import { pathAlive, probeSocket, request, send } from "./socket.js";
 import { Recovery, recoveryMessage } from "./recovery.js";
 import { settledWithin } from "./join_order.js";
 import {
@@ -91,9 +91,12 @@ async function samplePath() {
       for (const s of (await pc.getStats()).values()) if (s.type === "transport") bytes = (bytes ?? 0) + (s.bytesReceived || 0);
     } catch { bytes = null; }
   }
+  const before = pathWatch.bytes;
   if (pathWatch.sample(Date.now(), bytes)) {
     console.info("media: nothing received for", PATH_SILENT_MS, "ms - checking the socket");
     probeSocket();
+  } else if (bytes !== null && before !== null && bytes !== before) {
+    pathAlive(); // media arrives: whatever the socket's probe says, the path is there
   }
 }
 

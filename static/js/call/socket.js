@@ -70,6 +70,7 @@ export function openSocket(existing = null) {
     ws.send(JSON.stringify(frame));
   };
   ws.onopen = () => {
+    ws.openedAt = Date.now();
     if (state.ws === ws) join();
   };
   ws.onmessage = (event) => {
@@ -82,6 +83,7 @@ export function openSocket(existing = null) {
   };
   ws.onclose = (event) => {
     if (state.ws !== ws) return;
+    console.info("socket: closed", event.code, event.reason || "", "after", ws.openedAt ? Date.now() - ws.openedAt : "-", "ms open");
     if (event.code === 4005 && Date.now() < staleJoinUntil) { // our own late join, not another tab (see below)
       staleJoinUntil = 0;
       console.warn("socket: replaced by the join of a socket this page had given up - rejoining");
@@ -208,6 +210,15 @@ function abandon(ws) {
   abandoned?.close();
   abandoned = ws;
   if (ws.joined === false) staleJoinUntil = Date.now() + STALE_JOIN_MS;
+}
+
+/** The media path delivers again while the socket is probed: the network is there. The scout is closed unused
+ * and only the probe's timeout can give the socket up. On a link the call overruns (a 100 kbit/s downlink its
+ * audio fills), one lost TCP segment holds the pong back for a retransmission timeout (200 ms at least) while
+ * a fresh socket's handshake gets through: the scout won every ~12 s and each rejoin rebuilt every
+ * connection, whose start burst overran the link again (tests/e2e/test_bandwidth_ui.py, docs/benchmarks.md §2b). */
+export function pathAlive() {
+  if (probing && scout?.old === probing) dropScout();
 }
 
 /** Check that the socket still answers; give it up when nothing comes back (see above). */
