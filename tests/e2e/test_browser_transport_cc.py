@@ -10,9 +10,9 @@ from e2e_helpers import create_room, join_call, log_in, new_page, participant_id
 
 pytestmark = pytest.mark.e2e
 
-# The media server offers transport-cc only with MEDIA_TRANSPORT_CC=1 (off by default, media_server/config.py);
-# .ci/run runs this file a second time with it on. Off, the answer must carry neither (REMB only, as before).
-OFFERED = os.environ.get("MEDIA_TRANSPORT_CC", "0") in ("1", "true", "yes")
+# The media server offers transport-cc unless MEDIA_TRANSPORT_CC=0 (on by default, media_server/config.py);
+# .ci/run runs this file a second time with it off. Off, the answer must carry neither (REMB only).
+OFFERED = os.environ.get("MEDIA_TRANSPORT_CC", "1").strip().lower() not in ("0", "false", "no")
 
 SUBSCRIBE_SDP_JS = """
 () => {

@@ -10,6 +10,7 @@ import pytest
 from ms_helpers import RecordingEstimator
 
 from media_server import aiortc_hooks
+from media_server.config import parse_config
 from media_server.forwarder import Downstream, ExtensionIds, Forwarder
 from media_server.rtputil import one_byte_extensions
 from media_server.sdp import TRANSPORT_CC_URI, negotiated_by_mid, offer_transport_cc, parse_sdp
@@ -282,3 +283,13 @@ def test_the_pacer_restamps_abs_send_time_behind_the_sequence_slot_and_the_seque
     assert restamped[23:] == packet[23:]
     sequence = TransportSequence(id=5, next_seq=42)
     assert sequence.stamp(restamped)[16:19] == b"\x51\x00\x2a"
+
+
+def test_transport_cc_is_offered_by_default_and_off_only_when_asked() -> None:
+    """On by default: only the send-side estimate's probing brings a subscriber back to 720p within 10 s of a
+    300 kbit/s limit going away (tests/e2e/test_network.py); MEDIA_TRANSPORT_CC=0 leaves REMB alone."""
+    env = {"MEDIA_SECRET": "s" * 32}
+    assert parse_config([], env=env).transport_cc
+    assert parse_config([], env={**env, "MEDIA_TRANSPORT_CC": "1"}).transport_cc
+    for off in ("0", "false", "no", "FALSE", " no "):
+        assert not parse_config([], env={**env, "MEDIA_TRANSPORT_CC": off}).transport_cc
