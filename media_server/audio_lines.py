@@ -8,8 +8,9 @@ everything, the camera forwarded never decodes a whole frame, and the room socke
 that queue was dropped by the server every 10-20 s (close 1006; tests/e2e/test_bandwidth_ui.py,
 docs/benchmarks.md §2b). Such a subscriber is sent fewer microphones: its audio m-lines are pooled
 (``Room._audio_pool``, lastn.audio_pool) into :attr:`AudioLines.limit` lines that carry the most recent
-speakers, as in a room with more microphones than m-lines. Only a transport-wide estimate covers the
-audio; a REMB (video only) gives no count, and its subscribers are sent every microphone as before.
+speakers, as in a room with more microphones than m-lines. A transport-wide estimate covers the audio and
+gives the count (:func:`microphones_fit`); a REMB measures the video alone, after what the audio took, and
+only says one fewer or one more (:func:`microphones_fit_remb`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,19 @@ def microphones_fit(estimate: float) -> int:
     """How many microphones a link with this transport-wide ``estimate`` (bit/s, audio included) carries beside
     the speaker's thinnest video: at least one (the speaker is always heard)."""
     return max(1, int((estimate - VIDEO_FLOOR) // AUDIO_RESERVE))
+
+
+def microphones_fit_remb(estimate: float, *, sent: int, overrun: bool) -> int:
+    """How many microphones a REMB subscriber's link carries, from what it is ``sent`` now: one fewer (at least
+    one) while its receiver reports say it is overrun and the REMB leaves less than :data:`VIDEO_FLOOR` for the
+    video (the audio took the rest: the bandwidth UI test's page had a REMB of 11-28 kbit/s and lost a seventh
+    of everything); one more while the REMB has room for another microphone beside that video and nothing is
+    overrun; else as many as are sent."""
+    if overrun and estimate < VIDEO_FLOOR:
+        return max(1, sent - 1)
+    if not overrun and estimate >= VIDEO_FLOOR + AUDIO_RESERVE:
+        return sent + 1
+    return sent
 
 
 class AudioLines:

@@ -26,7 +26,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from . import aiortc_hooks as hooks
 from . import bandwidth_report, turn
-from .audio_lines import AudioLines, microphones_fit
+from .audio_lines import AudioLines, microphones_fit, microphones_fit_remb
 from .bwe import SendSideEstimator
 from .config import Config, ice_policy
 from .forwarder import RETRANSMIT_INTERVAL, Downstream, Forwarder
@@ -838,7 +838,11 @@ class Subscriber:
         # A transport-wide estimate covers the audio: it is set aside once. REMB measures the video alone (only
         # video carries abs-send-time): the audio is not in it, and is not taken out of it.
         audio_tracks = sum(1 for s in self.slots if s.kind == "audio" and s.attached is not None)
-        fit = microphones_fit(estimate) if covers_audio else None
+        fit = (
+            microphones_fit(estimate)
+            if covers_audio
+            else microphones_fit_remb(estimate, sent=audio_tracks, overrun=self.estimate.overrun(now))
+        )
         if self.audio_lines.update(now, fit, sent=audio_tracks, most=self.config.max_audio_mlines):
             logger.info(
                 "%s: microphones sent limited to %s (estimate %.0f)", self.participant, self.audio_lines.limit, estimate

@@ -8,7 +8,14 @@ import pytest
 from room_harness import RoomHarness
 
 from media_server import aiortc_hooks
-from media_server.audio_lines import DOWN_AFTER, UP_AFTER, AudioLines, microphones_fit
+from media_server.audio_lines import (
+    DOWN_AFTER,
+    UP_AFTER,
+    VIDEO_FLOOR,
+    AudioLines,
+    microphones_fit,
+    microphones_fit_remb,
+)
 from media_server.layers import AUDIO_RESERVE
 
 
@@ -19,6 +26,16 @@ def test_a_link_carries_as_many_microphones_as_its_estimate_holds_beside_the_thi
     assert microphones_fit(0.0) == 1
     assert microphones_fit(30_000 + 2 * AUDIO_RESERVE) == 2
     assert microphones_fit(300_000) == 5  # the 300 kbit/s targets: three microphones or fewer are never limited
+
+
+def test_a_remb_says_one_microphone_fewer_on_an_overrun_link_it_leaves_no_video_room_and_one_more_with_room() -> None:
+    """A REMB measures the video alone, after the audio: 11-28 kbit/s on the overrun 100 kbit/s page."""
+    assert microphones_fit_remb(20_000, sent=3, overrun=True) == 2
+    assert microphones_fit_remb(20_000, sent=1, overrun=True) == 1  # the speaker is always heard
+    assert microphones_fit_remb(20_000, sent=3, overrun=False) == 3  # a starved browser's low REMB: no loss, no cut
+    assert microphones_fit_remb(VIDEO_FLOOR + 1, sent=3, overrun=True) == 3  # room for the speaker's video
+    assert microphones_fit_remb(VIDEO_FLOOR + AUDIO_RESERVE, sent=1, overrun=False) == 2
+    assert microphones_fit_remb(VIDEO_FLOOR + AUDIO_RESERVE, sent=1, overrun=True) == 1
 
 
 def test_the_count_goes_down_after_the_link_carried_fewer_for_a_while_and_up_only_after_longer() -> None:
