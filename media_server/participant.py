@@ -481,6 +481,8 @@ class Subscriber:
                     self.send_side.on_remb(now=time.monotonic(), bps=values[0])
             elif kind_ == "loss" and kind == "video":
                 self.estimate.on_loss(values[0], time.monotonic())
+            elif kind_ == "loss":
+                self.estimate.on_audio_loss(values[0], time.monotonic())
 
         hooks.hook_sender_feedback(sender, on_feedback)
         self.slots.append(slot)
@@ -841,7 +843,10 @@ class Subscriber:
         fit = (
             microphones_fit(estimate)
             if covers_audio
-            else microphones_fit_remb(estimate, sent=audio_tracks, overrun=self.estimate.overrun(now))
+            # the browser's own REMB: the allocator's floor of what was delivered does not count the audio's losses
+            else microphones_fit_remb(
+                self.estimate.remb or estimate, sent=audio_tracks, overrun=self.estimate.overrun(now)
+            )
         )
         if self.audio_lines.update(now, fit, sent=audio_tracks, most=self.config.max_audio_mlines):
             logger.info(

@@ -643,6 +643,24 @@ async def test_with_transport_cc_the_video_is_paced_from_what_the_estimate_leave
         await sub.close()
 
 
+def test_a_remb_link_is_overrun_while_fresh_reports_lose_over_a_tenth_of_its_video_or_of_its_audio() -> None:
+    e = BandwidthEstimate()
+    assert not e.overrun(10.0)
+    for t in (10.0, 11.0, 12.0):
+        e.on_audio_loss(64, t)  # 25 %
+        e.on_loss(0, t)
+    assert e.overrun(12.0)
+    assert not e.overrun(12.0 + HELD_REPORT_AGE + 0.1)  # stale
+    e = BandwidthEstimate()
+    for t in (10.0, 11.0, 12.0):
+        e.on_loss(64, t)
+    assert e.overrun(12.0)
+    e = BandwidthEstimate()
+    for t in (10.0, 11.0, 12.0):
+        e.on_audio_loss(13, t)  # 5 %: random loss on a link with room
+    assert not e.overrun(12.0)
+
+
 @pytest.mark.asyncio
 async def test_a_link_that_carries_one_microphone_gets_one_with_transport_cc_or_remb(
     media_config: Config,
@@ -670,7 +688,8 @@ async def test_a_link_that_carries_one_microphone_gets_one_with_transport_cc_or_
         sub.adapt(1.0 + DOWN_AFTER + 1)
         assert changes == [] and sub.audio_lines.limit is None  # REMB, no loss
         for t in (4.0, 5.0, 6.0):
-            sub.estimate.on_loss(40, t)  # 16 % lost
+            sub.estimate.on_loss(0, t)  # the video's reports: what RTX repaired counts as received
+            sub.estimate.on_audio_loss(40, t)  # 16 % of the audio lost
             sub.estimate.on_remb(20_000, t)
             sub.adapt(t)
         sub.adapt(6.0 + DOWN_AFTER)
