@@ -69,7 +69,7 @@ class AudioLines:
         if want == self.limit:
             self._pending = None
             return False
-        down = want is not None and (self.limit is None or want < self.limit)
+        down = _is_down(want, self.limit)
         pending = self._pending
         if pending is None or _is_down(pending[0], self.limit) != down:
             self._pending = (want, now)

@@ -429,6 +429,11 @@ class LayerGate:
         return out
 
 
+def _smoothed_loss(previous: float, fraction_lost_256: int) -> float:
+    """A receiver report's fraction lost (of 256) folded into the smoothed fraction (0..1)."""
+    return 0.7 * previous + 0.3 * max(0, min(255, fraction_lost_256)) / 256
+
+
 class BandwidthEstimate:
     """What one subscriber can receive, from its browser's RTCP.
 
@@ -480,8 +485,9 @@ class BandwidthEstimate:
         link is overfull (REMB's counterpart of bwe.SendSideEstimator.overrun, for :func:`repair_budget` and
         audio_lines). The audio's count: on the bandwidth UI test's 100 kbit/s page the video's reports said
         0 % (what RTX repaired counts as received) while ~110 kbit/s of audio went into the link."""
-        return (self.loss > LOSS_HIGH and now - self.loss_time <= HELD_REPORT_AGE) or (
-            self.audio_loss > LOSS_HIGH and now - self.audio_loss_time <= HELD_REPORT_AGE
+        return any(
+            loss > LOSS_HIGH and now - at <= HELD_REPORT_AGE
+            for loss, at in ((self.loss, self.loss_time), (self.audio_loss, self.audio_loss_time))
         )
 
     def congested(self, now: float) -> bool:
@@ -489,14 +495,12 @@ class BandwidthEstimate:
         return now - self.decreased_at < PROBE_BACKOFF or self.loss > 0.02
 
     def on_loss(self, fraction_lost_256: int, now: float) -> None:
-        fraction = max(0, min(255, fraction_lost_256)) / 256
-        self.loss = 0.7 * self.loss + 0.3 * fraction
+        self.loss = _smoothed_loss(self.loss, fraction_lost_256)
         self.loss_time = now
 
     def on_audio_loss(self, fraction_lost_256: int, now: float) -> None:
         """An audio receiver report's fraction lost (every microphone's, smoothed together)."""
-        fraction = max(0, min(255, fraction_lost_256)) / 256
-        self.audio_loss = 0.7 * self.audio_loss + 0.3 * fraction
+        self.audio_loss = _smoothed_loss(self.audio_loss, fraction_lost_256)
         self.audio_loss_time = now
 
     def value(self, now: float) -> float | None:

@@ -347,10 +347,10 @@ class Subscriber:
         self._probing: asyncio.Task[None] | None = None
         self.wanted_bps = 0.0  # what the ideal layers (and the audio the estimate covers) need: probing aims at it
         self.on_forwarding_changed: Callable[[], None] = lambda: None
+        """Called when the allocator pauses or resumes a video (what ``forwarded()`` returns changed)."""
         # How many microphones the link carries (audio_lines.py); the room pools the audio lines to that many.
         self.audio_lines = AudioLines()
         self.on_audio_lines_changed: Callable[[], None] = lambda: None
-        """Called when the allocator pauses or resumes a video (what ``forwarded()`` returns changed)."""
         self._bandwidth_paused: frozenset[int] = frozenset()
         self._limits: dict[tuple[int, int], str] = {}  # (slot, track) -> bandwidth_report reason
         self._limits_estimate: float | None = None  # bit/s when the reasons were last computed
