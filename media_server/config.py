@@ -193,6 +193,12 @@ def _parse_turn(values: Mapping[str, str | None]) -> tuple[str, tuple[str, ...],
     return secret, urls, ttl
 
 
+def transport_cc_enabled(env: Mapping[str, str]) -> bool:
+    """Whether ``env``'s MEDIA_TRANSPORT_CC offers transport-cc: on unless it is 0/false/no (the browser tests
+    read the media server's mode here too)."""
+    return env.get("MEDIA_TRANSPORT_CC", "1").strip().lower() not in ("0", "false", "no")
+
+
 def check_secret(secret: str) -> None:
     """Refuse a weak control secret (outside --dev): a development value, or shorter than 32 characters."""
     hint = "set MEDIA_SECRET to the web tier's MEDIA_SECRET, e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'"
@@ -285,7 +291,7 @@ def parse_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | Non
         heartbeat_interval=heartbeat,
         room_placement_ttl=placement_ttl,
         draining=bool(args.draining) or env.get("MEDIA_DRAINING", "") in ("1", "true", "yes"),
-        transport_cc=env.get("MEDIA_TRANSPORT_CC", "1").strip().lower() not in ("0", "false", "no"),
+        transport_cc=transport_cc_enabled(env),
         max_video_mlines=max_video_mlines,
         max_audio_mlines=max_audio_mlines,
         spare_mlines=spare_mlines,

@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 from e2e_helpers import create_room, join_call, log_in, new_page, participant_id, wait_media, wait_until
 
+from media_server.config import transport_cc_enabled
+
 pytestmark = pytest.mark.e2e
 
 # The media server offers transport-cc unless MEDIA_TRANSPORT_CC=0 (on by default, media_server/config.py);
 # .ci/run runs this file a second time with it off. Off, the answer must carry neither (REMB only).
-OFFERED = os.environ.get("MEDIA_TRANSPORT_CC", "1").strip().lower() not in ("0", "false", "no")
+OFFERED = transport_cc_enabled(os.environ)
 
 SUBSCRIBE_SDP_JS = """
 () => {
