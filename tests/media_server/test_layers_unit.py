@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import struct
+from collections.abc import Sequence
 from typing import Any, cast
 
 import pytest
@@ -607,6 +608,19 @@ async def test_with_transport_cc_the_audio_is_set_aside_once_and_paced_probe_clu
         await sub.close()
 
 
+def a_video_and_microphones(sub: Subscriber, microphones: Sequence[str]) -> None:
+    """Give ``sub`` a sending 180p simulcast video from "p" and one attached microphone from each of ``microphones``."""
+    slot, layers = simulcast_slot(sub, "p")
+    slot.direct_send = lambda b: True
+    slot.downstream.send = slot.direct_send
+    slot.downstream.configure(pt_by_codec={"video/vp8": 120}, rtx_pt_by_pt={120: 121}, ext_ids=ExtensionIds())
+    layers[0].on_rtp(packet(1, 1, vp8_keyframe(320, 180), 1), VP8)
+    for who in microphones:
+        mic = sub._new_slot("audio")
+        forwarder = Forwarder(kind="audio", request_keyframe=lambda: None)
+        mic.attached = mic.track = PublishedTrack(who, "microphone", "audio", "mic", forwarder, cast(Any, None))
+
+
 @pytest.mark.asyncio
 async def test_with_transport_cc_the_video_is_paced_from_what_the_estimate_leaves_after_the_audio(
     media_config: Config,
@@ -620,15 +634,7 @@ async def test_with_transport_cc_the_video_is_paced_from_what_the_estimate_leave
     sub = Subscriber(participant="s", config=media_config)
     sub._adapter.cancel()  # this test drives adapt() with its own clock
     try:
-        slot, layers = simulcast_slot(sub, "p")
-        slot.direct_send = lambda b: True
-        slot.downstream.send = slot.direct_send
-        slot.downstream.configure(pt_by_codec={"video/vp8": 120}, rtx_pt_by_pt={120: 121}, ext_ids=ExtensionIds())
-        layers[0].on_rtp(packet(1, 1, vp8_keyframe(320, 180), 1), VP8)
-        for who in ("q", "r"):
-            mic = sub._new_slot("audio")
-            forwarder = Forwarder(kind="audio", request_keyframe=lambda: None)
-            mic.attached = mic.track = PublishedTrack(who, "microphone", "audio", "mic", forwarder, cast(Any, None))
+        a_video_and_microphones(sub, ("q", "r"))
         side = SendSideEstimator(start_bps=640_000, min_bps=30_000, max_bps=10_000_000)
         sub.send_side = side
         feed_transport_cc(side, now=10.0)
@@ -674,15 +680,7 @@ async def test_a_link_that_carries_one_microphone_gets_one_with_transport_cc_or_
     changes: list[int | None] = []
     sub.on_audio_lines_changed = lambda: changes.append(sub.audio_lines.limit)
     try:
-        slot, layers = simulcast_slot(sub, "p")
-        slot.direct_send = lambda b: True
-        slot.downstream.send = slot.direct_send
-        slot.downstream.configure(pt_by_codec={"video/vp8": 120}, rtx_pt_by_pt={120: 121}, ext_ids=ExtensionIds())
-        layers[0].on_rtp(packet(1, 1, vp8_keyframe(320, 180), 1), VP8)
-        for who in ("q", "r", "t"):
-            mic = sub._new_slot("audio")
-            forwarder = Forwarder(kind="audio", request_keyframe=lambda: None)
-            mic.attached = mic.track = PublishedTrack(who, "microphone", "audio", "mic", forwarder, cast(Any, None))
+        a_video_and_microphones(sub, ("q", "r", "t"))
         sub.estimate.on_remb(50_000, 1.0)
         sub.adapt(1.0)
         sub.adapt(1.0 + DOWN_AFTER + 1)
