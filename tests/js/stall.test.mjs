@@ -61,13 +61,17 @@ test("a path silent for 1 s while connected is checked, at most every 5 s; any b
   assert.equal(watch.sample(PATH_CHECK_MIN_MS + PATH_SILENT_MS, 100), true);
   const fresh = new PathWatch();
   fresh.sample(0, 100);
+  assert.equal(fresh.arriving, false); // the first sample: nothing to compare with
   assert.equal(fresh.sample(1000, 200), false); // bytes flow
+  assert.equal(fresh.arriving, true);
   assert.equal(fresh.sample(1500, 200), false);
+  assert.equal(fresh.arriving, false);
   assert.equal(fresh.sample(2000, 200), true);
   const idle = new PathWatch();
   idle.sample(0, null);
   assert.equal(idle.sample(5000, null), false); // nothing connected: nothing to judge
   assert.equal(idle.sample(5500, 10), false);
+  assert.equal(idle.arriving, false); // connected again: not yet a sign of arrival
   assert.equal(idle.sample(6000, 10), false);
   assert.equal(idle.sample(6500, 10), true);
 });

@@ -91,11 +91,10 @@ async function samplePath() {
       for (const s of (await pc.getStats()).values()) if (s.type === "transport") bytes = (bytes ?? 0) + (s.bytesReceived || 0);
     } catch { bytes = null; }
   }
-  const before = pathWatch.bytes;
   if (pathWatch.sample(Date.now(), bytes)) {
     console.info("media: nothing received for", PATH_SILENT_MS, "ms - checking the socket");
     probeSocket();
-  } else if (bytes !== null && before !== null && bytes !== before) {
+  } else if (pathWatch.arriving) {
     pathAlive(); // media arrives: whatever the socket's probe says, the path is there
   }
 }

@@ -159,11 +159,13 @@ export class PathWatch {
     this.bytes = null;
     this.changedAt = 0;
     this.checkedAt = -Infinity;
+    this.arriving = false; // the last sample saw bytes arrive since the one before
   }
 
   /** One sample: `bytes` received so far by the watched connection (null: none connected). Returns
-   * whether to check the path now. */
+   * whether to check the path now; `arriving` says whether bytes came since the previous sample. */
   sample(now, bytes) {
+    this.arriving = bytes !== null && this.bytes !== null && bytes !== this.bytes;
     if (bytes === null || this.bytes === null || bytes !== this.bytes) {
       this.bytes = bytes;
       this.changedAt = now;
